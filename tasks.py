@@ -1,0 +1,187 @@
+"""Invoke tasks for fleet: thin wrappers that parse flags, call fleetlib and print.
+
+Namespaces: ``roster`` (edit and inspect the roster), ``fleet`` (install and control the
+agents), ``build`` (build the stack from source). Configuration keys live under
+``fleet.*`` (``invoke.yaml`` or ``INVOKE_FLEET_HOME=...``); a flag beats the config,
+which beats ``MOSAIC_HOME``.
+
+User errors print one line on stderr and exit 2; ``fleet.status`` exits 3 when any
+agent is not active (like ``systemctl is-active``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from fleetlib.errors import FleetError
+from fleetlib.paths import FleetPaths
+from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HOME_HELP = "Fleet home (default: config fleet.home, then $MOSAIC_HOME, then ~/.config/mosaic)."
+ROSTER_HELP = "Roster file (default: config fleet.roster, then <home>/fleet/roster.yaml)."
+JSON_HELP = "Print machine-readable JSON instead of a table (schema in README)."
+PATH_HELP = {"home": HOME_HELP, "roster": ROSTER_HELP}
+
+
+def user_errors(body: F) -> F:
+    """Turn a ``FleetError`` into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except FleetError as exc:
+            raise Exit(f"error: {exc}", code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fleet_paths(c: Context, home: str, roster: str) -> FleetPaths:
+    """Resolve paths: flag, then ``fleet.*`` config, then the environment defaults."""
+    config = c.config.get("fleet", {})
+    return FleetPaths.resolve(home or config.get("home") or None, roster or config.get("roster") or None)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# --------------------------------------------------------------------------- roster
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    """The stable JSON shape of one agent (every key always present)."""
+    return {
+        "name": agent.name,
+        "runtime": agent.runtime,
+        "command": list(agent.command) if agent.command is not None else None,
+        "argv": agent.argv(),
+        "cwd": agent.cwd,
+        "args": list(agent.args),
+        "env": dict(agent.env),
+        "description": agent.description,
+    }
+
+
+def print_roster_change(verb: str, name: str, roster: Roster) -> None:
+    print(f"{verb} agent {name!r} in {roster.source} ({len(roster.agents)} agents)")
+    print("run `inv fleet.install` so the systemd units match the roster")
+
+
+@task(help={**PATH_HELP, "json": JSON_HELP})
+@user_errors
+def roster_list(c: Context, home: str = "", roster: str = "", json: bool = False) -> None:
+    """List the agents in the roster."""
+    loaded = load_roster(fleet_paths(c, home, roster).roster)
+    if json:
+        print_json([agent_json(agent) for agent in loaded.agents])
+        return
+    rows = [[a.name, a.runtime, " ".join(a.argv()), a.cwd or "-", a.description] for a in loaded.agents]
+    print_table(["NAME", "RUNTIME", "COMMAND", "CWD", "DESCRIPTION"], rows)
+
+
+@task(help={**PATH_HELP, "name": "Agent to show.", "json": JSON_HELP})
+@user_errors
+def roster_show(c: Context, name: str, home: str = "", roster: str = "", json: bool = False) -> None:
+    """Show one agent of the roster."""
+    agent = load_roster(fleet_paths(c, home, roster).roster).get(name)
+    data = agent_json(agent)
+    if json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        print(f"{key}: {value if isinstance(value, str) or value is None else _json_inline(value)}")
+
+
+def _json_inline(value: Any) -> str:
+    return json.dumps(value)
+
+
+@task(help=PATH_HELP)
+@user_errors
+def roster_validate(c: Context, home: str = "", roster: str = "") -> None:
+    """Check the roster and report the first problem (file:line: field: problem)."""
+    loaded = load_roster(fleet_paths(c, home, roster).roster)
+    print(f"ok: {loaded.source} is valid ({len(loaded.agents)} agents)")
+
+
+@task(
+    help={
+        **PATH_HELP,
+        "name": "Agent name: 1-40 of a-z, 0-9, '_' and '-'.",
+        "runtime": "Runtime (claude, codex, gemini, opencode, shell) or a label when --command is given.",
+        "cwd": "Working directory of the agent.",
+        "command": "Command line that overrides the runtime's command (split like a shell would).",
+        "description": "Free-text description.",
+    }
+)
+@user_errors
+def roster_add(
+    c: Context,
+    name: str,
+    runtime: str,
+    cwd: str = "",
+    command: str = "",
+    description: str = "",
+    home: str = "",
+    roster: str = "",
+) -> None:
+    """Add an agent to the roster (atomic; keeps comments)."""
+
+    try:
+        argv = tuple(shlex.split(command)) if command else None
+    except ValueError as exc:
+        raise FleetError(f"--command: cannot split {command!r}: {exc}") from None
+    agent = validate_agent(Agent(name=name, runtime=runtime, command=argv, cwd=cwd or None, description=description))
+    print_roster_change("added", name, add_agent(fleet_paths(c, home, roster).roster, agent))
+
+
+@task(help={**PATH_HELP, "name": "Agent to remove."})
+@user_errors
+def roster_remove(c: Context, name: str, home: str = "", roster: str = "") -> None:
+    """Remove an agent from the roster (atomic; keeps comments)."""
+    print_roster_change("removed", name, remove_agent(fleet_paths(c, home, roster).roster, name))
+
+
+@task(help={**PATH_HELP, "force": "Overwrite an existing roster."})
+@user_errors
+def roster_init(c: Context, home: str = "", roster: str = "", force: bool = False) -> None:
+    """Write a starter roster (refuses to overwrite without --force)."""
+    path = fleet_paths(c, home, roster).roster
+    init_roster(path, force=force)
+    print(f"wrote starter roster {path}")
+
+
+roster_ns = Collection("roster")
+for roster_task, roster_name in (
+    (roster_list, "list"),
+    (roster_show, "show"),
+    (roster_validate, "validate"),
+    (roster_add, "add"),
+    (roster_remove, "remove"),
+    (roster_init, "init"),
+):
+    roster_ns.add_task(roster_task, name=roster_name)
+
+ns = Collection()
+ns.add_collection(roster_ns)
+ns.configure({"fleet": {"home": "", "roster": ""}})
