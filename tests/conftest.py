@@ -28,7 +28,9 @@ def home(tmp_path: Path) -> Path:
 def inv(home: Path) -> InvRunner:
     """Run `inv <args>` in the repo as a user would, with MOSAIC_HOME pointing at ``home``."""
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "MOSAIC_HOME": str(home), **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],

@@ -45,7 +45,11 @@ def test_roster_tasks_on_the_example_roster(inv: InvRunner, home: Path) -> None:
     added = inv("roster.add", "--name", "extra", "--runtime", "custom", "--command", "python3 -u 'my agent.py'")
     assert added.returncode == 0, added.stderr
     assert "inv fleet.install" in added.stdout
-    assert json.loads(inv("roster.show", "--name", "extra", "--json").stdout)["argv"] == ["python3", "-u", "my agent.py"]
+    assert json.loads(inv("roster.show", "--name", "extra", "--json").stdout)["argv"] == [
+        "python3",
+        "-u",
+        "my agent.py",
+    ]
     assert "# Example fleet roster" in roster.read_text()
     assert inv("roster.remove", "--name", "extra").returncode == 0
     assert roster.read_text() == EXAMPLE_ROSTER.read_text()
@@ -64,8 +68,14 @@ def test_explicit_roster_flag_and_config_env(inv: InvRunner, tmp_path: Path) -> 
     ("text", "fragment"),
     [
         ("version: 1\nagents: [\n", "roster.yaml:3: invalid YAML"),
-        ("version: 1\nagents:\n  - name: a\n    runtime: codex\n  - name: a\n    runtime: codex\n", "duplicate agent name"),
-        ("version: 1\nagents:\n  - name: a;rm -rf\n    runtime: codex\n", "roster.yaml:3: agents[0].name: invalid agent name"),
+        (
+            "version: 1\nagents:\n  - name: a\n    runtime: codex\n  - name: a\n    runtime: codex\n",
+            "duplicate agent name",
+        ),
+        (
+            "version: 1\nagents:\n  - name: a;rm -rf\n    runtime: codex\n",
+            "roster.yaml:3: agents[0].name: invalid agent name",
+        ),
         ("version: 1\nagents:\n  - name: a\n    runtime: codx\n", "did you mean 'codex'"),
         ("version: 1\nagents:\n  - name: a\n    runtime: codex\n    cwdd: /\n", "did you mean 'cwd'"),
     ],

@@ -1,0 +1,426 @@
+"""The restart lock against the real file system: the reference's scenarios and the improvements.
+
+Each reference scenario (``../shared/seed``) is its own test, named after it. Time is
+injected (``sleep``/``clock``) where a scenario needs a deterministic interleaving;
+concurrency scenarios use real threads here and real processes in test_lock_processes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetlib.lock import (
+    MAX_WAIT_S,
+    POLL_INTERVAL_S,
+    STALE_S,
+    Identity,
+    LockRecord,
+    RestartLock,
+    RestartLockError,
+    acquire_restart_lock,
+    restart_lock,
+    restart_lock_path,
+)
+
+
+class CountingSleep:
+    """An injected sleep that records every wait and runs a hook (e.g. the owner finishing)."""
+
+    def __init__(self, hook: object = None) -> None:
+        self.calls: list[float] = []
+        self.hook = hook
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        if callable(self.hook):
+            self.hook()
+
+
+def write_lock(home: Path, content: str) -> Path:
+    path = restart_lock_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    return path
+
+
+def token_of(path: Path) -> str:
+    """The token the reference reads: line 3."""
+    return path.read_text().split("\n")[2].strip()
+
+
+def now_ms(offset_s: float = 0.0) -> int:
+    return int((time.time() + offset_s) * 1000)
+
+
+def test_defaults_match_the_reference() -> None:
+    assert (POLL_INTERVAL_S, MAX_WAIT_S, STALE_S) == (0.25, 30.0, 60.0)
+    assert restart_lock_path("/h") == Path("/h/fleet/run/restart.lock")
+
+
+# --------------------------------------------------------------------------- reference scenarios
+
+
+def test_reentry_guard_waits_for_in_flight_restart_before_proceeding(tmp_path: Path) -> None:
+    # Another restart mid-teardown holds a fresh lock (reference-format: pid and timestamp only).
+    path = write_lock(tmp_path, f"4242\n{now_ms()}\n")
+    events: list[str] = []
+    sleep = CountingSleep(lambda: (events.append("sleep"), path.unlink(missing_ok=True)))
+    guard = acquire_restart_lock(tmp_path, sleep=sleep)
+    events.append("acquired")
+    assert events == ["sleep", "acquired"]
+    guard.release()
+    assert not path.exists()
+
+
+def test_breaks_a_stale_restart_lock_without_waiting(tmp_path: Path) -> None:
+    path = write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\n")
+    sleep, logged = CountingSleep(), []
+    with restart_lock(tmp_path, sleep=sleep, log=logged.append) as guard:
+        assert token_of(path) == guard.token
+    assert sleep.calls == []
+    assert len(logged) == 1
+    assert "stale" in logged[0]
+    assert not path.exists()
+
+
+def test_releases_the_lock_so_a_subsequent_restart_is_not_blocked(tmp_path: Path) -> None:
+    sleep = CountingSleep()
+    for _ in range(2):
+        with restart_lock(tmp_path, sleep=sleep):
+            assert restart_lock_path(tmp_path).exists()
+    assert sleep.calls == []
+    assert not restart_lock_path(tmp_path).exists()
+
+
+def test_timed_out_owner_does_not_drop_a_lock_another_restart_broke_and_reowned(tmp_path: Path) -> None:
+    sleep = CountingSleep()
+    r1 = acquire_restart_lock(tmp_path, sleep=sleep)
+    path = restart_lock_path(tmp_path)
+    token_r1 = token_of(path)
+    assert token_r1 == r1.token
+    # R1 hangs: its lock ages past the stale window, token preserved (the on-disk state a stuck owner leaves).
+    write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\n{token_r1}\n")
+    r2 = acquire_restart_lock(tmp_path, sleep=sleep, log=lambda _: None)
+    token_r2 = token_of(path)
+    assert token_r2 != token_r1
+    assert sleep.calls == []
+    r1.release()  # must NOT delete R2's lock
+    assert token_of(path) == token_r2
+    r2.release()
+    assert not path.exists()
+
+
+def _contend(home: Path, restarts: int, sleep: CountingSleep, hold: threading.Event | None = None) -> dict[str, object]:
+    """Run ``restarts`` threads that each acquire, check exclusion, and release."""
+    state: dict[str, object] = {"active": 0, "max_active": 0, "tokens": [], "errors": []}
+    mutex = threading.Lock()
+    first = [True]
+
+    def restart_once() -> None:
+        try:
+            guard = acquire_restart_lock(home, sleep=sleep, log=lambda _: None)
+            with mutex:
+                state["active"] = int(state["active"]) + 1  # type: ignore[call-overload]
+                state["max_active"] = max(int(state["max_active"]), int(state["active"]))  # type: ignore[call-overload]
+                state["tokens"].append(token_of(restart_lock_path(home)))  # type: ignore[attr-defined]
+                is_first, first[0] = first[0], False
+            if hold is not None and is_first:
+                assert hold.wait(30), "the other breaker never waited"
+            time.sleep(0.002)
+            with mutex:
+                state["active"] = int(state["active"]) - 1  # type: ignore[call-overload]
+            guard.release()
+        except BaseException as exc:  # surfaced by the assertion below
+            state["errors"].append(exc)  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=restart_once) for _ in range(restarts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert state["errors"] == []
+    return state
+
+
+def test_only_one_of_three_concurrent_breakers_proceeds_past_a_stale_lock(tmp_path: Path) -> None:
+    path = write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\nstale-owner-token\n")
+    state = _contend(tmp_path, 3, CountingSleep(lambda: time.sleep(0.001)))
+    assert state["max_active"] == 1
+    assert len(set(state["tokens"])) == 3  # type: ignore[arg-type]
+    assert "stale-owner-token" not in state["tokens"]  # type: ignore[operator]
+    assert not path.exists()
+
+
+def test_exactly_one_of_two_breakers_takes_over_while_the_other_waits(tmp_path: Path) -> None:
+    path = write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\nstale-owner-token\n")
+    loser_waited = threading.Event()
+    sleep = CountingSleep(lambda: (loser_waited.set(), time.sleep(0.001)))
+    state = _contend(tmp_path, 2, sleep, hold=loser_waited)
+    assert state["max_active"] == 1
+    assert len(set(state["tokens"])) == 2  # type: ignore[arg-type]
+    assert len(sleep.calls) >= 1  # the loser saw a fresh owner and waited instead of taking over
+    assert not path.exists()
+
+
+# --------------------------------------------------------------------------- protocol details
+
+
+def test_lock_file_is_wire_compatible_with_the_reference(tmp_path: Path) -> None:
+    with restart_lock(tmp_path) as guard:
+        lines = restart_lock_path(tmp_path).read_text().split("\n")
+    assert lines[0] == str(os.getpid())
+    assert abs(int(lines[1]) - now_ms()) < 60_000
+    assert lines[2] == guard.token
+    assert len(guard.token) == 36  # a UUID
+    assert lines[3] == Identity.current().host
+
+
+def test_a_fresh_lock_is_broken_after_max_wait_without_progress(tmp_path: Path) -> None:
+    write_lock(tmp_path, f"4242\n{now_ms()}\nfresh-owner\n")
+    clock = [time.time()]
+    logged: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    guard = acquire_restart_lock(tmp_path, sleep=sleep, clock=lambda: clock[0], log=logged.append)
+    assert token_of(restart_lock_path(tmp_path)) == guard.token
+    assert logged == [logged[0]]
+    assert "timed out after 30s" in logged[0]
+
+
+def test_corrupt_lock_is_broken_at_once(tmp_path: Path) -> None:
+    write_lock(tmp_path, "garbage")
+    sleep, logged = CountingSleep(), []
+    with restart_lock(tmp_path, sleep=sleep, log=logged.append):
+        pass
+    assert sleep.calls == []
+    assert "corrupt" in logged[0]
+
+
+def test_mutex_write_failure_removes_the_half_created_mutex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+
+    def failing_write(fd: int, data: bytes) -> int:
+        if ".mutex." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        acquire_restart_lock(tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in restart_lock_path(tmp_path).parent.iterdir()) == []
+    with restart_lock(tmp_path):  # nothing leaked: the next acquire is not blocked
+        pass
+
+
+def test_mutex_left_by_reference_crash_is_reaped_once_stale_by_mtime(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    write_lock(tmp_path, "")
+    restart_lock_path(tmp_path).unlink()
+    lock.mutex_path.write_text("")  # created by open('wx'), holder died before writing
+    old = time.time() - STALE_S - 1
+    os.utime(lock.mutex_path, (old, old))
+    with restart_lock(tmp_path):
+        pass
+    assert not lock.mutex_path.exists()
+
+
+def test_fresh_mutex_of_unknown_holder_is_waited_on_not_reaped(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    lock.mutex_path.write_text("")  # a reference process between open('wx') and its write
+    acquired = threading.Event()
+    thread = threading.Thread(target=lambda: (acquire_restart_lock(tmp_path).release(), acquired.set()))
+    thread.start()
+    assert not acquired.wait(0.3)  # still blocked on the live mutex
+    assert lock.mutex_path.exists()
+    lock.mutex_path.unlink()  # the holder finishes
+    thread.join(10)
+    assert acquired.is_set()
+
+
+def test_mutex_of_a_dead_holder_is_reaped_at_once(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    me = Identity.current()
+    lock.mutex_path.write_text(LockRecord.format(Identity(int(dead.stdout), me.host, ""), now_ms(), "x"))
+    started = time.monotonic()
+    with restart_lock(tmp_path):
+        pass
+    assert not lock.mutex_path.exists()
+    assert not lock.reclaim_path.exists()
+    assert time.monotonic() - started < STALE_S  # not the reference's 60 s mtime rule
+
+
+def test_mutex_reclaim_left_by_a_crashed_reclaimer_is_cleared(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    old = time.time() - STALE_S - 1
+    for path in (lock.mutex_path, lock.reclaim_path):
+        path.write_text("")
+        os.utime(path, (old, old))
+    with restart_lock(tmp_path):
+        pass
+    assert not lock.mutex_path.exists()
+    assert not lock.reclaim_path.exists()
+
+
+# --------------------------------------------------------------------------- improvement 1: dead owners
+
+
+def test_lock_of_a_dead_owner_on_this_host_is_broken_at_once(tmp_path: Path) -> None:
+    code = "import sys; from fleetlib.lock import acquire_restart_lock; acquire_restart_lock(sys.argv[1]); print('held', flush=True)"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+    assert restart_lock_path(tmp_path).exists()  # the owner exited without releasing
+    sleep, logged = CountingSleep(), []
+    with restart_lock(tmp_path, sleep=sleep, log=logged.append):
+        pass
+    assert sleep.calls == []
+    assert "no longer running" in logged[0]
+
+
+def test_unreaped_zombie_owner_counts_as_dead(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from fleetlib.lock import acquire_restart_lock; "
+        "acquire_restart_lock(sys.argv[1]); print('held', flush=True); time.sleep(600)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline() == "held\n"
+        os.kill(owner.pid, signal.SIGKILL)
+        # Do not reap it: wait until it is a zombie, then acquire.
+        while Path(f"/proc/{owner.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.001)
+        sleep, logged = CountingSleep(), []
+        with restart_lock(tmp_path, sleep=sleep, log=logged.append):
+            pass
+        assert sleep.calls == []
+        assert "no longer running" in logged[0]
+    finally:
+        owner.kill()
+        owner.communicate()
+
+
+def test_recycled_pid_is_not_mistaken_for_the_owner(tmp_path: Path) -> None:
+    me = Identity.current()
+    # Our own pid is alive, but this record says it started at another time: a recycled pid.
+    write_lock(tmp_path, LockRecord.format(Identity(me.pid, me.host, "1"), now_ms(), "old-owner"))
+    logged: list[str] = []
+    with restart_lock(tmp_path, sleep=CountingSleep(), log=logged.append):
+        pass
+    assert "no longer running" in logged[0]
+
+
+def test_owner_on_another_host_is_not_judged_dead(tmp_path: Path) -> None:
+    write_lock(tmp_path, LockRecord.format(Identity(999_999_999, "other-host", ""), now_ms(), "remote"))
+    path = restart_lock_path(tmp_path)
+    sleep = CountingSleep(path.unlink)
+    with restart_lock(tmp_path, sleep=sleep):
+        pass
+    assert len(sleep.calls) == 1
+
+
+def test_waiter_wakes_when_the_owner_releases_across_processes(tmp_path: Path) -> None:
+    code = (
+        "import sys; from fleetlib.lock import acquire_restart_lock; g = acquire_restart_lock(sys.argv[1]); "
+        "print('held', flush=True); sys.stdin.readline(); g.release(); print('released', flush=True); sys.stdin.readline()"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdin is not None
+    assert owner.stdout is not None
+    try:
+        assert owner.stdout.readline() == "held\n"
+        order: list[str] = []
+        waiter = threading.Thread(target=lambda: (acquire_restart_lock(tmp_path).release(), order.append("acquired")))
+        waiter.start()
+        waiter.join(0.5)
+        assert order == []  # blocked while the owner holds it
+        owner.stdin.write("\n")
+        owner.stdin.flush()
+        assert owner.stdout.readline() == "released\n"
+        waiter.join(10)
+        assert order == ["acquired"]
+    finally:
+        owner.kill()
+        owner.communicate()
+    assert not RestartLock(tmp_path).waiters_dir.exists() or list(RestartLock(tmp_path).waiters_dir.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- improvement 2: progress
+
+
+def test_refreshing_owner_is_never_broken_and_a_stuck_one_is(tmp_path: Path) -> None:
+    clock = [1_000_000.0]
+    owner = acquire_restart_lock(tmp_path, clock=lambda: clock[0])
+    refreshed: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if clock[0] < 1_000_000.0 + 3 * STALE_S:  # a long restart, making progress
+            refreshed.append(owner.refresh())
+
+    logged: list[str] = []
+    waiter = acquire_restart_lock(tmp_path, sleep=sleep, clock=lambda: clock[0], log=logged.append)
+    elapsed = clock[0] - 1_000_000.0
+    # Held well beyond both the stale window and max_wait while progressing...
+    assert all(refreshed)
+    assert len(refreshed) * POLL_INTERVAL_S >= 3 * STALE_S - POLL_INTERVAL_S
+    # ...and broken max_wait after the last progress, for lack of progress (not staleness).
+    assert 3 * STALE_S + MAX_WAIT_S - 1 <= elapsed <= 3 * STALE_S + MAX_WAIT_S + 1
+    assert "made no progress" in logged[0]
+    assert owner.refresh() is False  # the stuck owner learns it lost the lock
+    owner.release()
+    assert token_of(restart_lock_path(tmp_path)) == waiter.token
+    waiter.release()
+
+
+# --------------------------------------------------------------------------- improvement 3: symlinks
+
+
+@pytest.mark.parametrize("suffix", ["", ".mutex"])
+def test_symlink_planted_at_lock_or_mutex_is_refused(tmp_path: Path, suffix: str) -> None:
+    lock_path = restart_lock_path(tmp_path)
+    lock_path.parent.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (lock_path.parent / f"restart.lock{suffix}").symlink_to(victim)
+    with pytest.raises(RestartLockError, match="symlink"):
+        acquire_restart_lock(tmp_path)
+    assert victim.read_text() == "precious"
+
+
+def test_symlink_planted_at_reclaim_path_is_refused(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    lock.mutex_path.write_text("")
+    old = time.time() - STALE_S - 1
+    os.utime(lock.mutex_path, (old, old))
+    lock.reclaim_path.symlink_to(tmp_path / "victim")
+    with pytest.raises(RestartLockError, match="symlink"):
+        acquire_restart_lock(tmp_path)
+    assert not (tmp_path / "victim").exists()
+
+
+def test_symlinked_run_dir_is_refused_and_a_new_one_is_private(tmp_path: Path) -> None:
+    with restart_lock(tmp_path / "a"):
+        assert (restart_lock_path(tmp_path / "a").parent.stat().st_mode & 0o777) == 0o700
+    (tmp_path / "b" / "fleet").mkdir(parents=True)
+    (tmp_path / "b" / "fleet" / "run").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RestartLockError, match="symlink"):
+        acquire_restart_lock(tmp_path / "b")
