@@ -314,11 +314,19 @@ class _WakeChannel:
     def __init__(self, directory: Path, token: str) -> None:
         self.path = directory / token
         ensure_private_dir(directory, "restart lock waiters directory")
-        os.mkfifo(self.path, 0o600)
-        self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
-        # Keep a writer open ourselves: a FIFO whose last writer closed reads as EOF forever,
-        # which would turn select() into a busy loop.
-        self._keepalive_fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+        # Open the FIFO under a hidden name first: a releaser that found it before we had
+        # it open for reading would take it for a dead waiter's and remove it.
+        hidden = directory / f".{token}"
+        os.mkfifo(hidden, 0o600)
+        try:
+            self._read_fd = os.open(hidden, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+            # Keep a writer open ourselves: a FIFO whose last writer closed reads as EOF
+            # forever, which would turn select() into a busy loop.
+            self._keepalive_fd = os.open(hidden, os.O_WRONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+            os.rename(hidden, self.path)
+        except BaseException:
+            _unlink(hidden)
+            raise
 
     def wait(self, timeout: float, owner_pid: int | None) -> None:
         """Block until woken by a release, the owner's exit, or ``timeout``; never spins."""
@@ -336,9 +344,9 @@ class _WakeChannel:
                 os.close(pidfd)
 
     def close(self) -> None:
+        _unlink(self.path)
         os.close(self._read_fd)
         os.close(self._keepalive_fd)
-        _unlink(self.path)
 
 
 def _open_pidfd(pid: int | None) -> int | None:
@@ -357,6 +365,8 @@ def _wake_waiters(directory: Path) -> None:
     except FileNotFoundError:
         return
     for name in names:
+        if name.startswith("."):  # a waiter still setting up; it re-evaluates before waiting
+            continue
         path = directory / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _OPEN_FLAGS)
@@ -365,7 +375,8 @@ def _wake_waiters(directory: Path) -> None:
                 _unlink(path)
             continue
         try:
-            with contextlib.suppress(BlockingIOError):  # a full FIFO is already woken
+            # A full FIFO is already woken; a broken pipe means the waiter just left.
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(fd, b"!")
         finally:
             os.close(fd)
@@ -375,7 +386,7 @@ def _wake_waiters(directory: Path) -> None:
 
 
 @dataclass
-class _Progress:
+class WaitProgress:
     """What a waiter last saw of the owner, and when it last saw it change."""
 
     seen: tuple[str | None, int | None] | None = None
@@ -490,14 +501,14 @@ class RestartLock:
 
     # ----------------------------------------------------------------- transitions
 
-    def try_acquire(self, token: str, progress: _Progress | None = None) -> tuple[bool, LockRecord | None]:
+    def try_acquire(self, token: str, progress: WaitProgress | None = None) -> tuple[bool, LockRecord | None]:
         """One evaluation under the mutex: take the lock if free, stale, dead or timed out.
 
         Returns ``(True, None)`` once ``token`` owns the lock, else ``(False, record)`` with
         the current owner's record (the caller waits and evaluates again). ``progress``
         carries what this waiter saw last time, for the no-progress timeout.
         """
-        progress = progress if progress is not None else _Progress()
+        progress = progress if progress is not None else WaitProgress()
         with self._mutex():
             raw = _read(self.path, "restart lock")
             now = self.clock()
@@ -513,7 +524,7 @@ class RestartLock:
             _sweep_temps(self.path.parent)
             return True, None
 
-    def _break_reason(self, record: LockRecord, now: float, progress: _Progress) -> str | None:
+    def _break_reason(self, record: LockRecord, now: float, progress: WaitProgress) -> str | None:
         """Why the lock held by ``record`` may be broken now, or None to keep waiting."""
         owner = f"pid {record.pid}" + (f" on {record.host}" if record.host else "")
         # A missing token is fine (the reference's first version wrote none); a missing
@@ -567,7 +578,7 @@ class RestartLock:
         """Block until this process owns the lock; see the module docstring for the rules."""
         ensure_private_dir(self.path.parent, "fleet run directory")
         token = str(uuid.uuid4())
-        progress = _Progress()
+        progress = WaitProgress()
         channel: _WakeChannel | None = None
         # Event-driven waits only with the real sleep: an injected sleep means the caller
         # (a test) controls time and must see every wait as a sleep() call.
