@@ -1,0 +1,1 @@
+"""Benchmarks for fleet, run with `nox -s bench` (or `python -m benchmarks`)."""
