@@ -16,6 +16,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.collection import Collection
@@ -24,8 +25,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from fleetlib.errors import FleetError
-from fleetlib.paths import FleetPaths
+from fleetlib.fleet import Fleet
+from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
+from fleetlib.runner import DryRunRunner, SubprocessRunner
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,7 +46,7 @@ def user_errors(body: F) -> F:
         try:
             return body(*args, **kwargs)
         except FleetError as exc:
-            raise Exit(f"error: {exc}", code=2) from None
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -182,6 +185,144 @@ for roster_task, roster_name in (
 ):
     roster_ns.add_task(roster_task, name=roster_name)
 
+# --------------------------------------------------------------------------- fleet
+
+UNIT_DIR_HELP = "Where unit files live (default: config fleet.unit_dir, then $XDG_CONFIG_HOME/systemd/user)."
+DRY_RUN_HELP = "Print the commands that would run and run none."
+FLEET_HELP = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP}
+CONTROL_HELP = {
+    **FLEET_HELP,
+    "agent": "Act on this agent only (default: the whole fleet).",
+    "timeout": "Seconds to wait for the fleet to reach the state before failing.",
+    "dry_run": DRY_RUN_HELP,
+}
+
+
+def make_fleet(c: Context, home: str, roster: str, unit_dir: str, dry_run: bool, timeout: float = 120.0) -> Fleet:
+    """Build a Fleet from flags and config; loads (and so validates) the roster."""
+    paths = fleet_paths(c, home, roster)
+    configured = unit_dir or c.config.get("fleet", {}).get("unit_dir") or ""
+    runner = DryRunRunner() if dry_run else SubprocessRunner()
+    return Fleet(
+        paths=paths,
+        roster=load_roster(paths.roster),
+        runner=runner,
+        unit_dir=Path(configured).expanduser() if configured else default_unit_dir(),
+        timeout=timeout,
+    )
+
+
+@task(
+    help={
+        **FLEET_HELP,
+        "enable": "Enable the units so the fleet comes back after a reboot (--no-enable to skip).",
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+@user_errors
+def fleet_install(
+    c: Context, home: str = "", roster: str = "", unit_dir: str = "", enable: bool = True, dry_run: bool = False
+) -> None:
+    """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    fleet = make_fleet(c, home, roster, unit_dir, dry_run)
+    changes = fleet.install(enable=enable)
+    for line in changes or [f"units in {fleet.unit_dir} already match {fleet.roster.source}; nothing to do"]:
+        print(line)
+
+
+@task(help={**FLEET_HELP, "dry_run": DRY_RUN_HELP})
+@user_errors
+def fleet_uninstall(c: Context, home: str = "", roster: str = "", unit_dir: str = "", dry_run: bool = False) -> None:
+    """Stop and disable every fleet unit and remove the unit files."""
+    for line in make_fleet(c, home, roster, unit_dir, dry_run).uninstall():
+        print(line)
+
+
+@task(help=CONTROL_HELP)
+@user_errors
+def fleet_start(
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    timeout: float = 120.0,
+    dry_run: bool = False,
+) -> None:
+    """Start the fleet (holder and every agent) or one agent, and wait until it is up."""
+    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).start(agent or None))
+
+
+@task(help=CONTROL_HELP)
+@user_errors
+def fleet_stop(
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    timeout: float = 120.0,
+    dry_run: bool = False,
+) -> None:
+    """Stop every agent and the holder (or one agent); tries all, names every failure."""
+    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).stop(agent or None))
+
+
+@task(help=CONTROL_HELP)
+@user_errors
+def fleet_restart(
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    timeout: float = 120.0,
+    dry_run: bool = False,
+) -> None:
+    """Restart the fleet or one agent under the restart lock, and wait until it is up."""
+    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).restart(agent or None))
+
+
+@task(help={**FLEET_HELP, "agent": "Show this agent only.", "json": JSON_HELP})
+@user_errors
+def fleet_status(
+    c: Context, agent: str = "", home: str = "", roster: str = "", unit_dir: str = "", json: bool = False
+) -> None:
+    """Show every agent's state; exit 0 when all are active, 3 otherwise."""
+    fleet = make_fleet(c, home, roster, unit_dir, dry_run=False)
+    names = [fleet.roster.get(agent).name] if agent else fleet.roster.names()
+    fleet.ensure_installed(names)
+    status = fleet.status(agent or None)
+    if json:
+        print_json([a.to_json() for a in status.agents])
+    else:
+        print(f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})")
+        rows = [
+            [
+                a.name,
+                a.active_state,
+                a.sub_state,
+                str(a.pid or "-"),
+                a.since or "-",
+                str(a.restarts),
+                "yes" if a.window else "no",
+            ]
+            for a in status.agents
+        ]
+        print_table(["NAME", "STATE", "SUB", "PID", "SINCE", "RESTARTS", "WINDOW"], rows)
+    if not status.all_up:
+        raise Exit(code=3)
+
+
+fleet_ns = Collection("fleet")
+fleet_ns.add_task(fleet_install, name="install")
+fleet_ns.add_task(fleet_uninstall, name="uninstall")
+fleet_ns.add_task(fleet_start, name="start")
+fleet_ns.add_task(fleet_stop, name="stop")
+fleet_ns.add_task(fleet_restart, name="restart")
+fleet_ns.add_task(fleet_status, name="status")
+
 ns = Collection()
 ns.add_collection(roster_ns)
-ns.configure({"fleet": {"home": "", "roster": ""}})
+ns.add_collection(fleet_ns)
+ns.configure({"fleet": {"home": "", "roster": "", "unit_dir": ""}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import lock_bench
+from benchmarks import fleet_bench, lock_bench
 
 
 def main() -> None:
@@ -15,8 +15,6 @@ def main() -> None:
     if "lock" in args.which:
         lock_bench.run(quick=args.quick)
     if "fleet" in args.which:
-        from benchmarks import fleet_bench
-
         fleet_bench.run(quick=args.quick)
 
 

@@ -9,6 +9,7 @@ Times come from time.monotonic(), which is system-wide, so they compare across p
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -71,7 +72,7 @@ def handoff(kind: str, processes: int = 4, cycles: int = 50) -> list[float]:
         for proc in procs:
             proc.join()
     gaps: list[float] = []
-    for (t0, what0, pid0), (t1, what1, pid1) in zip(events, events[1:], strict=False):
+    for (t0, what0, pid0), (t1, what1, pid1) in itertools.pairwise(events):
         if what0 == "releasing" and what1 == "acquired" and pid0 != pid1:
             gaps.append(t1 - t0)
     return gaps
@@ -160,7 +161,8 @@ def _ms(values: list[float], q: float) -> str:
 def run(quick: bool = False) -> None:
     cycles = 25 if quick else 100
     print(f"restart lock benchmark: 4 processes x {cycles} cycles, 1 ms critical section")
-    print(f"{'lock':<10} {'handoff p50 ms':>15} {'handoff p95 ms':>15} {'crash p50 ms':>13} {'acq+rel /s':>11} {'waiter CPU':>11}")
+    columns = ("handoff p50 ms", "handoff p95 ms", "crash p50 ms", "acq+rel /s", "waiter CPU")
+    print(f"{'lock':<10} " + " ".join(f"{c:>15}" for c in columns))
     for kind in KINDS:
         gaps = handoff(kind, cycles=cycles)
         samples = 1 if kind == "reference" else (3 if quick else 10)
@@ -168,7 +170,5 @@ def run(quick: bool = False) -> None:
         rate = uncontended_rate(kind)
         cpu = waiter_cpu(kind)
         crash_p50 = f"{statistics.median(crash) * 1000:.1f}" if crash else "skipped"
-        print(
-            f"{kind:<10} {_ms(gaps, 0.5):>15} {_ms(gaps, 0.95):>15} {crash_p50:>13} {rate:>11.0f} {cpu * 100:>10.2f}%",
-            flush=True,
-        )
+        cells = (_ms(gaps, 0.5), _ms(gaps, 0.95), crash_p50, f"{rate:.0f}", f"{cpu * 100:.2f}%")
+        print(f"{kind:<10} " + " ".join(f"{c:>15}" for c in cells), flush=True)

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 
 class FleetError(Exception):
-    """A problem the user can fix; the message is a single line."""
+    """A problem the user can fix; the message is a single line. Exit status 2."""
+
+    exit_code = 2
+
+
+class FleetOperationError(FleetError):
+    """An operation was attempted and (partly) failed, e.g. an agent did not stop or did not
+    come up in time. The message names every failure. Exit status 1."""
+
+    exit_code = 1
 
 
 class RosterError(FleetError):

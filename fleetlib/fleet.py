@@ -1,0 +1,390 @@
+"""Fleet control on a ``systemd --user`` manager: install, start, stop, restart, status.
+
+Policy lives here (what to run, in which order, what counts as failure); every command is
+an argv list handed to the injected :class:`~fleetlib.runner.Runner`. Every operation
+waits until the fleet has really reached the requested state (``systemctl`` only waits
+for its own jobs) and reports what it did.
+
+Speed at fleet scale comes from letting systemd do the fan-out: a whole-fleet restart is
+one ``restart`` of the holder (the agents' ``Requires=``/``After=`` propagate it, each
+agent once, after the new tmux server is up) followed by one ``start`` of every agent
+(a no-op for agents already restarted; starts those that were down). Status is one
+``tmux list-windows`` plus ``systemctl show`` batches run concurrently.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fleetlib import systemd, tmux
+from fleetlib.atomic import atomic_write_text
+from fleetlib.errors import FleetError, FleetOperationError
+from fleetlib.lock import RestartGuard, acquire_restart_lock, ensure_private_dir
+from fleetlib.paths import FleetPaths
+from fleetlib.roster import Roster
+from fleetlib.runner import Result, Runner
+from fleetlib.units import DROPIN_NAME, unit_files
+
+WAIT_TIMEOUT_S: Final = 120.0
+POLL_S: Final = 0.1
+CRASH_LOOP_RESTARTS: Final = 3
+SHOW_BATCHES: Final = 8  # concurrent `systemctl show` clients for status
+_NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """One agent as the manager and tmux see it. ``pid`` is the agent's pane process."""
+
+    name: str
+    unit: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    pid: int | None
+    since: str | None
+    restarts: int | None
+    window: bool
+
+    @property
+    def up(self) -> bool:
+        return self.active_state == "active" and self.window
+
+    @property
+    def down(self) -> bool:
+        return self.active_state in ("inactive", "failed") and not self.window
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "load_state": self.load_state,
+            "active_state": self.active_state,
+            "sub_state": self.sub_state,
+            "pid": self.pid,
+            "since": self.since,
+            "restarts": self.restarts,
+            "window": self.window,
+        }
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    holder: systemd.UnitState
+    agents: list[AgentStatus]
+
+    @property
+    def all_up(self) -> bool:
+        return self.holder.active_state == "active" and all(agent.up for agent in self.agents)
+
+
+@dataclass
+class Fleet:
+    """One fleet: its paths, roster, unit directory and the runner that executes commands."""
+
+    paths: FleetPaths
+    roster: Roster
+    runner: Runner
+    unit_dir: Path
+    tmux_bin: str = field(default_factory=lambda: shutil.which("tmux") or "/usr/bin/tmux")
+    report: Callable[[str], None] = print
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    timeout: float = WAIT_TIMEOUT_S
+    lock_options: dict[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _names(self, agent: str | None) -> list[str]:
+        if agent is None:
+            return self.roster.names()
+        return [self.roster.get(agent).name]
+
+    def _units(self, names: Iterable[str]) -> list[str]:
+        return [systemd.agent_unit(name) for name in names]
+
+    def _systemctl(self, action: str, units: Sequence[str] = (), *options: str) -> Result:
+        result = self.runner.run(systemd.systemctl_argv(action, units, *options))
+        _raise_if_no_manager(result)
+        return result
+
+    def _check(self, result: Result, doing: str) -> None:
+        if not result.ok:
+            raise FleetOperationError(f"{doing} failed: {result.error_line()}")
+
+    def ensure_installed(self, names: Sequence[str]) -> None:
+        """FleetError (exit 2) naming what is missing when the units are not installed."""
+        missing = [
+            path for path in (systemd.HOLDER_UNIT, systemd.AGENT_TEMPLATE) if not (self.unit_dir / path).is_file()
+        ]
+        if missing:
+            raise FleetError(f"fleet units are not installed in {self.unit_dir}; run `inv fleet.install`")
+        stale = [n for n in names if not (self.unit_dir / f"{systemd.agent_unit(n)}.d" / DROPIN_NAME).is_file()]
+        if stale:
+            raise FleetError(
+                f"units for agent(s) {', '.join(stale)} are not installed (roster changed?); run `inv fleet.install`"
+            )
+
+    def _reset_failed(self, units: Sequence[str]) -> None:
+        # The start limit counts manual restarts too; a failed unit also refuses jobs until
+        # reset. Failures here (e.g. units not loaded yet) are harmless, so not checked.
+        self._systemctl("reset-failed", units)
+
+    # ----------------------------------------------------------------- install
+
+    def desired_files(self) -> dict[str, str]:
+        return unit_files(
+            self.roster,
+            tmux_bin=self.tmux_bin,
+            socket=self.paths.tmux_socket,
+            path_env=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            user_home=Path.home(),
+        )
+
+    def _installed_agent_names(self) -> list[str]:
+        names = []
+        for dropin in sorted(self.unit_dir.glob(f"mosaic-agent@*.service.d/{DROPIN_NAME}")):
+            name = systemd.agent_name(dropin.parent.name[: -len(".d")])
+            if name:
+                names.append(name)
+        return names
+
+    def install(self, *, enable: bool = True) -> list[str]:
+        """Write the units, daemon-reload, enable them; idempotent. Returns change lines.
+
+        Agents removed from the roster since the last install are stopped, disabled and
+        their drop-ins removed.
+        """
+        dry = self.runner.dry_run
+        changes: list[str] = []
+        if not dry:
+            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+        for relative, text in self.desired_files().items():
+            path = self.unit_dir / relative
+            try:
+                current = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                current = None
+            if current == text:
+                continue
+            changes.append(f"{'would write' if dry else 'wrote'} {path}")
+            if not dry:
+                atomic_write_text(path, text, mode=0o644)
+        removed = sorted(set(self._installed_agent_names()) - set(self.roster.names()))
+        if removed:
+            units = self._units(removed)
+            self._systemctl("disable", units, "--now")
+            for name in removed:
+                dropin_dir = self.unit_dir / f"{systemd.agent_unit(name)}.d"
+                changes.append(f"{'would remove' if dry else 'removed'} agent {name} ({dropin_dir / DROPIN_NAME})")
+                if not dry:
+                    (dropin_dir / DROPIN_NAME).unlink(missing_ok=True)
+                    if not any(dropin_dir.iterdir()):
+                        dropin_dir.rmdir()
+        if changes:
+            self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
+            changes.append("reloaded the user manager")
+        if enable:
+            wants = self.unit_dir / "default.target.wants"
+            to_enable = [
+                unit for unit in [systemd.HOLDER_UNIT, *self._units(self.roster.names())] if not (wants / unit).exists()
+            ]
+            if to_enable:
+                self._check(self._systemctl("enable", to_enable), "systemctl --user enable")
+                changes.append(f"enabled {len(to_enable)} unit(s): {' '.join(to_enable)}")
+        return changes
+
+    def uninstall(self) -> list[str]:
+        """Stop and disable every fleet unit and remove the files install wrote."""
+        dry = self.runner.dry_run
+        names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
+        units = [*self._units(names), systemd.HOLDER_UNIT]
+        self._systemctl("disable", units, "--now")
+        changes = [f"{'would stop' if dry else 'stopped'} and disabled {len(units)} unit(s)"]
+        paths = [self.unit_dir / systemd.HOLDER_UNIT, self.unit_dir / systemd.AGENT_TEMPLATE]
+        paths += [self.unit_dir / f"{systemd.agent_unit(n)}.d" / DROPIN_NAME for n in names]
+        for path in paths:
+            if path.exists():
+                changes.append(f"{'would remove' if dry else 'removed'} {path}")
+                if not dry:
+                    path.unlink()
+                    if path.name == DROPIN_NAME and not any(path.parent.iterdir()):
+                        path.parent.rmdir()
+        self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
+        return changes
+
+    # ----------------------------------------------------------------- status
+
+    def status(self, agent: str | None = None, *, detailed: bool = True) -> FleetStatus:
+        """Read every agent's state in a few concurrent commands (never one per agent).
+
+        ``detailed`` adds restart counts and start times (``systemctl show`` batches, run
+        concurrently); without it, one ``list-units`` call gives the states, which is all a
+        wait loop needs.
+        """
+        names = self._names(agent)
+        units = [systemd.HOLDER_UNIT, *self._units(names)]
+        commands = [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket)]
+        if detailed:
+            size = max(1, -(-len(units) // SHOW_BATCHES))
+            commands += [systemd.show_argv(units[i : i + size]) for i in range(0, len(units), size)]
+        else:
+            commands.append(systemd.list_units_argv())
+        windows_result, *state_results = self.runner.run_all(commands)
+        states: dict[str, systemd.UnitState] = {}
+        for result in state_results:
+            _raise_if_no_manager(result)
+            parse = systemd.parse_show if detailed else systemd.parse_list_units
+            states.update(parse(result.stdout))
+        windows = tmux.parse_windows(windows_result.stdout) if windows_result.ok else {}
+        agents = []
+        for name, unit in zip(names, units[1:], strict=True):
+            state = states.get(unit, systemd.UnitState(unit))
+            window = windows.get(name)
+            agents.append(
+                AgentStatus(
+                    name=name,
+                    unit=unit,
+                    load_state=state.load_state,
+                    active_state=state.active_state,
+                    sub_state=state.sub_state,
+                    pid=window.pane_pid if window else None,
+                    since=state.since if state.active_state == "active" else None,
+                    restarts=state.restarts,
+                    window=window is not None and not window.dead,
+                )
+            )
+        holder = states.get(systemd.HOLDER_UNIT, systemd.UnitState(systemd.HOLDER_UNIT))
+        return FleetStatus(holder, agents)
+
+    def _wait(self, names: list[str], *, up: bool, holder_up: bool | None, progress: Callable[[], object]) -> None:
+        """Poll until every named agent is up (active with a live window) or down.
+
+        Fails fast when an agent keeps exiting right after it starts (a missing or broken
+        command) instead of waiting out the timeout.
+        """
+        if self.runner.dry_run:
+            return
+        deadline = self.clock() + self.timeout
+        crash_loops: dict[str, int] = {}
+        previous: dict[str, str] = {}
+        while True:
+            current = self.status(detailed=False)
+            wanted = [a for a in current.agents if a.name in names]
+            for a in wanted:
+                if a.sub_state == "auto-restart" and previous.get(a.name) != "auto-restart":
+                    crash_loops[a.name] = crash_loops.get(a.name, 0) + 1
+                previous[a.name] = a.sub_state
+            looping = sorted(name for name, count in crash_loops.items() if count >= CRASH_LOOP_RESTARTS)
+            if up and looping:
+                commands = "; ".join(f"{n}: `{shlex.join(self.roster.get(n).argv())}`" for n in looping)
+                raise FleetOperationError(
+                    f"agent(s) keep exiting right after they start ({CRASH_LOOP_RESTARTS} restarts while waiting); "
+                    f"check their commands ({commands}) and `journalctl --user -u mosaic-agent@NAME`"
+                )
+            pending = [a for a in wanted if not (a.up if up else a.down)]
+            holder_ok = holder_up is None or (current.holder.active_state == "active") == holder_up
+            if not pending and holder_ok:
+                return
+            if self.clock() >= deadline:
+                details = ", ".join(f"{a.name} ({a.active_state}/{a.sub_state}, window: {a.window})" for a in pending)
+                if not holder_ok:
+                    details = f"holder ({current.holder.active_state}) " + details
+                raise FleetOperationError(
+                    f"timed out after {self.timeout:g}s waiting for agents to be {'up' if up else 'down'}: {details}"
+                )
+            progress()
+            self.sleep(POLL_S)
+
+    # ----------------------------------------------------------------- start / stop / restart
+
+    def start(self, agent: str | None = None) -> str:
+        names = self._names(agent)
+        self.ensure_installed(names)
+        units = self._units(names) if agent else [systemd.HOLDER_UNIT, *self._units(names)]
+        started = self.clock()
+        self._reset_failed(units)
+        self._check(self._systemctl("start", units), "systemctl --user start")
+        self._wait(names, up=True, holder_up=True, progress=lambda: None)
+        return f"started {_describe(agent, names)} in {self.clock() - started:.2f}s: all up"
+
+    def stop(self, agent: str | None = None) -> str:
+        """Stop one agent, or every agent then the holder. Every unit is attempted even when
+        some fail; then FleetOperationError names every failure."""
+        names = self._names(agent)
+        self.ensure_installed(names)
+        started = self.clock()
+        failures: list[str] = []
+        result = self._systemctl("stop", self._units(names))
+        if not result.ok:
+            # The batch reports failures only as text; stop one by one to name each.
+            for name in names:
+                single = self._systemctl("stop", [systemd.agent_unit(name)])
+                if not single.ok:
+                    failures.append(f"{name}: {single.error_line()}")
+        if agent is None:
+            holder = self._systemctl("stop", [systemd.HOLDER_UNIT])
+            if not holder.ok:
+                failures.append(f"holder: {holder.error_line()}")
+        stopped = [n for n in names if not any(f.startswith(f"{n}:") for f in failures)]
+        self._wait(stopped, up=False, holder_up=None if agent or failures else False, progress=lambda: None)
+        if failures:
+            raise FleetOperationError(f"stop failed for {len(failures)} unit(s): {'; '.join(failures)}")
+        return f"stopped {_describe(agent, names)} in {self.clock() - started:.2f}s"
+
+    def restart(self, agent: str | None = None) -> str:
+        """Restart the fleet (or one agent) while holding the restart lock for the whole
+        operation, including the wait until everything is back up."""
+        names = self._names(agent)
+        self.ensure_installed(names)
+        if self.runner.dry_run:
+            return self._restart_locked(agent, names, None)
+        guard = acquire_restart_lock(self.paths.home, **self.lock_options)
+        try:
+            return self._restart_locked(agent, names, guard)
+        finally:
+            guard.release()
+
+    def _restart_locked(self, agent: str | None, names: list[str], guard: RestartGuard | None) -> str:
+        def progress() -> None:
+            if guard is not None:
+                guard.refresh()
+
+        started = self.clock()
+        units = self._units(names)
+        if agent is not None:
+            self._reset_failed(units)
+            self._check(self._systemctl("restart", units), "systemctl --user restart")
+            self._wait(names, up=True, holder_up=True, progress=progress)
+            return f"restarted agent {agent} in {self.clock() - started:.2f}s: up"
+        self._reset_failed([systemd.HOLDER_UNIT, *units])
+        # One restart of the holder; Requires=+After= restart each running agent once,
+        # after the new tmux server is up.
+        self._check(self._systemctl("restart", [systemd.HOLDER_UNIT]), "systemctl --user restart")
+        progress()
+        # Agents that were not running are not restarted by propagation: start them. For
+        # agents already restarted (or mid-restart) this merges into their job: no second restart.
+        if units:
+            self._check(self._systemctl("start", units), "systemctl --user start")
+        progress()
+        self._wait(names, up=True, holder_up=True, progress=progress)
+        return f"restarted the holder and {len(names)} agent(s) in {self.clock() - started:.2f}s: all up"
+
+
+def _describe(agent: str | None, names: list[str]) -> str:
+    return f"agent {agent}" if agent else f"the holder and {len(names)} agent(s)"
+
+
+def _raise_if_no_manager(result: Result) -> None:
+    if not result.ok and any(hint in result.stderr for hint in _NO_MANAGER_HINTS):
+        raise FleetError(
+            f"no systemd user manager reachable ({result.error_line()}); "
+            "run inside a user session (XDG_RUNTIME_DIR set, `systemctl --user` working)"
+        )

@@ -1,0 +1,107 @@
+"""tmux argv builders and output parsers for the fleet's private tmux server.
+
+Every command addresses the fleet's own server through its socket (``-S``), never the
+user's default server. Targets are exact (``=fleet:=a1``): a plain ``fleet:a1`` would
+prefix-match window ``a10`` when ``a1`` is gone.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+SESSION: Final = "fleet"
+HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
+WINDOW_FORMAT: Final = "#{window_name}\t#{pane_pid}\t#{pane_dead}"
+
+
+def tmux_base(tmux: str, socket: Path) -> list[str]:
+    return [tmux, "-S", str(socket)]
+
+
+def session_target() -> str:
+    return f"={SESSION}:"
+
+
+def window_target(name: str) -> str:
+    """Exact target of an agent's window: no prefix or pattern matching."""
+    return f"={SESSION}:={name}"
+
+
+def channel(name: str) -> str:
+    """The ``wait-for`` channel an agent's pane signals when the agent exits."""
+    return f"fleet-agent-{name}"
+
+
+def new_session_argv(tmux: str, socket: Path) -> list[str]:
+    """Start the server with the holder session; its first window runs no login shell."""
+    return [
+        *tmux_base(tmux, socket),
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-n",
+        HOLDER_WINDOW,
+        "--",
+        "sleep",
+        "infinity",
+    ]
+
+
+def kill_server_argv(tmux: str, socket: Path) -> list[str]:
+    return [*tmux_base(tmux, socket), "kill-server"]
+
+
+# The pane runs the agent under a tiny sh wrapper that signals the agent's channel when the
+# agent exits, so the unit's main process (blocked in `wait-for`) ends and systemd sees it.
+_PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} wait-for -S {channel}; exit $status'
+
+
+def new_window_argv(
+    tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
+) -> list[str]:
+    """Create the agent's window running ``argv`` (no shell parses the words)."""
+    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), channel=channel(name))
+    command = [*tmux_base(tmux, socket), "new-window", "-d", "-t", session_target(), "-n", name]
+    if cwd:
+        command += ["-c", cwd]
+    for key, value in env.items():
+        command += ["-e", f"{key}={value}"]
+    return [*command, "--", "/bin/sh", "-c", script, channel(name), *argv]
+
+
+def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
+    return [*tmux_base(tmux, socket), "kill-window", "-t", window_target(name)]
+
+
+def wait_for_argv(tmux: str, socket: Path, name: str) -> list[str]:
+    return [*tmux_base(tmux, socket), "wait-for", channel(name)]
+
+
+def list_windows_argv(tmux: str, socket: Path) -> list[str]:
+    return [*tmux_base(tmux, socket), "list-windows", "-t", session_target(), "-F", WINDOW_FORMAT]
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    pane_pid: int | None
+    dead: bool
+
+
+def parse_windows(output: str) -> dict[str, Window]:
+    """Parse ``list-windows -F WINDOW_FORMAT`` output into name -> Window."""
+    windows: dict[str, Window] = {}
+    for line in output.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3:
+            continue
+        name, pid, dead = parts
+        windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1")
+    return windows
