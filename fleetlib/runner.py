@@ -31,9 +31,10 @@ class Result:
         return self.returncode == 0
 
     def error_line(self) -> str:
-        """The last non-empty line of stderr (or a generic note), for one-line messages."""
+        """The first non-empty line of stderr (the cause; later lines are usually hints such
+        as "See systemctl status ..."), or the exit status when stderr is empty."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit status {self.returncode}"
+        return lines[0] if lines else f"exit status {self.returncode}"
 
 
 class Runner(Protocol):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.usermanager import UserManager, boot
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = REPO / "roster.example.yaml"
@@ -44,3 +47,62 @@ def inv(home: Path) -> InvRunner:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def user_manager() -> Iterator[UserManager]:
+    """A private systemd --user manager for the whole session; skips (fails in CI) if it cannot boot."""
+    booted = boot()
+    if isinstance(booted, str):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the systemd tests, but no user manager could be booted: {booted}")
+        pytest.skip(f"cannot boot a systemd --user manager here: {booted}")
+    yield booted
+    booted.stop()
+
+
+@dataclass
+class FleetEnv:
+    """One test's fleet: a private home (so a private tmux socket) on the shared manager."""
+
+    home: Path
+    manager: UserManager
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.manager.env, "MOSAIC_HOME": str(self.home)}
+
+    def inv(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def inv_ok(self, *args: str) -> str:
+        result = self.inv(*args)
+        assert result.returncode == 0, f"inv {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+        return result.stdout
+
+    def write_roster(self, text: str) -> None:
+        roster = self.home / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True, exist_ok=True)
+        roster.write_text(text)
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        socket = self.home / "fleet" / "run" / "tmux.sock"
+        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def fleet_env(user_manager: UserManager, tmp_path: Path) -> Iterator[FleetEnv]:
+    env = FleetEnv(tmp_path / "home", user_manager)
+    env.home.mkdir()
+    yield env
+    env.inv("fleet.uninstall")
+    user_manager.systemctl("reset-failed")
+    env.tmux("kill-server")

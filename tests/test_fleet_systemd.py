@@ -1,0 +1,281 @@
+"""Fleet control against a real, private systemd --user manager and real tmux.
+
+Every test drives the fleet as a user would (`inv fleet.*` in a subprocess) and checks
+the result from the outside: unit states from systemctl, windows and pids from tmux.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, FleetEnv
+
+pytestmark = pytest.mark.systemd
+
+SLEEPER = '[sleep, "100000"]'
+
+
+def roster(names: list[str], command: str = SLEEPER) -> str:
+    body = "".join(f"  - name: {name}\n    runtime: custom\n    command: {command}\n" for name in names)
+    return "version: 1\ntransport: tmux\nagents:\n" + body
+
+
+def status(fe: FleetEnv) -> tuple[int, dict[str, dict[str, object]]]:
+    result = fe.inv("fleet.status", "--json")
+    assert result.returncode in (0, 3), result.stderr
+    return result.returncode, {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def pids(fe: FleetEnv) -> dict[str, object]:
+    return {name: row["pid"] for name, row in status(fe)[1].items()}
+
+
+def windows(fe: FleetEnv) -> list[str]:
+    result = fe.tmux("list-windows", "-t", "=fleet:", "-F", "#{window_name}")
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def eventually(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll a condition the system must reach on its own (a liveness bound, not a timing target)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never happened within {limit}s: {what}")
+
+
+def started_fleet(fe: FleetEnv, names: list[str], command: str = SLEEPER) -> None:
+    fe.write_roster(roster(names, command))
+    fe.inv_ok("fleet.install")
+    fe.inv_ok("fleet.start")
+
+
+def test_full_lifecycle(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    fe.write_roster(roster(["a1", "a2", "a10"]))
+    installed = fe.inv_ok("fleet.install")
+    assert "mosaic-tmux-holder.service" in installed
+    assert "enabled 4 unit(s)" in installed
+    assert "nothing to do" in fe.inv_ok("fleet.install")  # idempotent
+    wants = fe.manager.unit_dir / "default.target.wants"
+    assert {p.name for p in wants.iterdir()} >= {"mosaic-tmux-holder.service", "mosaic-agent@a10.service"}
+
+    code, rows = status(fe)
+    assert code == 3
+    assert {r["active_state"] for r in rows.values()} == {"inactive"}
+
+    assert "all up" in fe.inv_ok("fleet.start")
+    code, rows = status(fe)
+    assert code == 0
+    for name, row in rows.items():
+        assert row["unit"] == f"mosaic-agent@{name}.service"
+        assert (row["active_state"], row["sub_state"], row["window"]) == ("active", "running", True)
+        assert isinstance(row["pid"], int)
+        assert {"name", "unit", "active_state", "sub_state", "pid", "since", "restarts", "window"} <= set(row)
+    assert sorted(windows(fe)) == ["_holder", "a1", "a10", "a2"]
+    text = fe.inv_ok("fleet.status")
+    assert text.splitlines()[0] == "holder mosaic-tmux-holder.service: active (running)"
+
+    assert "stopped" in fe.inv_ok("fleet.stop")
+    code, rows = status(fe)
+    assert code == 3
+    assert {(r["active_state"], r["window"]) for r in rows.values()} == {("inactive", False)}
+    assert windows(fe) == []
+
+    fe.inv_ok("fleet.uninstall")
+    assert not (fe.manager.unit_dir / "mosaic-tmux-holder.service").exists()
+    assert not (fe.manager.unit_dir / "mosaic-agent@a1.service.d").exists()
+
+
+def test_roster_cwd_env_args_and_command_reach_the_agent(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    fe = fleet_env
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    out = tmp_path / "seen.json"
+    script = (
+        "import json, os, sys, time; "
+        f"open({str(out)!r}, 'w').write(json.dumps([os.getcwd(), os.environ.get('FLEET_TEST'), sys.argv[1:]])); "
+        "time.sleep(100000)"
+    )
+    fe.write_roster(
+        "version: 1\nagents:\n  - name: probe\n    runtime: custom\n"
+        f"    command: [{json.dumps(sys.executable)}, -c, {json.dumps(script)}]\n"
+        f"    args: [--flag, 'two words', '$HOME', '%i', 'a;b']\n"
+        f"    cwd: {json.dumps(str(workdir))}\n"
+        "    env: {FLEET_TEST: 'va lue $HOME %n \"q\"'}\n"
+    )
+    fe.inv_ok("fleet.install")
+    fe.inv_ok("fleet.start")
+    eventually(out.exists, "the probe agent wrote what it saw")
+    cwd, env_value, argv = json.loads(out.read_text())
+    assert cwd == str(workdir)
+    assert env_value == 'va lue $HOME %n "q"'
+    assert argv == ["--flag", "two words", "$HOME", "%i", "a;b"]
+
+
+def test_three_concurrent_restarts_all_succeed_each_agent_one_window(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["r1", "r2", "r3"])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "invoke", "fleet.restart"],
+            cwd=REPO,
+            env=fe.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "all up" in out
+    code, rows = status(fe)
+    assert code == 0
+    assert all(r["active_state"] == "active" for r in rows.values())
+    assert sorted(windows(fe)) == ["_holder", "r1", "r2", "r3"]  # exactly one window each
+
+
+def test_single_agent_restart_leaves_the_others_untouched(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["s1", "s2", "s3"])
+    before = pids(fe)
+    fe.inv_ok("fleet.restart", "--agent", "s2")
+    after = pids(fe)
+    assert after["s1"] == before["s1"]
+    assert after["s3"] == before["s3"]
+    assert after["s2"] != before["s2"]
+    assert status(fe)[0] == 0
+
+
+def test_killed_tmux_server_brings_the_fleet_back_on_its_own(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["k1", "k2"])
+    before = pids(fe)
+    server = int(fe.tmux("display-message", "-p", "#{pid}").stdout)
+    os.kill(server, signal.SIGKILL)
+
+    def back() -> bool:
+        code, rows = status(fe)
+        return code == 0 and all(rows[n]["pid"] not in (None, before[n]) for n in before)
+
+    eventually(back, "holder and agents came back after kill -9 of the tmux server")
+    assert sorted(windows(fe)) == ["_holder", "k1", "k2"]
+
+
+def test_agent_whose_process_exits_is_restarted(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["e1", "e2"])
+    before = pids(fe)
+    pane = before["e1"]
+    child = subprocess.run(["pgrep", "-P", str(pane)], capture_output=True, text=True, check=True).stdout.split()
+    os.kill(int(child[0]), signal.SIGTERM)  # the agent process itself exits
+
+    def restarted() -> bool:
+        code, rows = status(fe)
+        return code == 0 and rows["e1"]["pid"] != pane and int(rows["e1"]["restarts"] or 0) >= 1  # type: ignore[call-overload]
+
+    eventually(restarted, "the exited agent was restarted by systemd")
+    assert pids(fe)["e2"] == before["e2"]
+
+
+def test_stop_with_one_failing_agent_stops_the_rest_and_exits_non_zero(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["f1", "f2", "f3"])
+    refuse = fe.manager.unit_dir / "mosaic-agent@f2.service.d" / "90-test-refuse.conf"
+    refuse.write_text("[Unit]\nRefuseManualStop=yes\n")
+    fe.manager.systemctl("daemon-reload")
+    try:
+        result = fe.inv("fleet.stop")
+        assert result.returncode == 1
+        assert "f2:" in result.stderr
+        assert "Traceback" not in result.stderr
+        rows = status(fe)[1]
+        assert rows["f1"]["active_state"] == "inactive"
+        assert rows["f3"]["active_state"] == "inactive"
+        assert fe.manager.systemctl("is-active", "mosaic-tmux-holder.service").stdout.strip() == "inactive"
+    finally:
+        refuse.unlink()
+        fe.manager.systemctl("daemon-reload")
+
+
+def test_six_restarts_in_a_row_do_not_trip_the_start_limit(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["l1", "l2"])
+    for _ in range(6):
+        fe.inv_ok("fleet.restart")
+    code, rows = status(fe)
+    assert code == 0
+    assert fe.manager.systemctl("is-failed", "mosaic-tmux-holder.service").stdout.strip() != "failed"
+
+
+def test_roster_edits_are_picked_up_by_reinstalling(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["g1", "g2"])
+    added = fe.inv_ok("roster.add", "--name", "g3", "--runtime", "custom", "--command", "sleep 100000")
+    assert "inv fleet.install" in added
+    result = fe.inv("fleet.start", "--agent", "g3")
+    assert result.returncode == 2
+    assert "run `inv fleet.install`" in result.stderr
+    assert "mosaic-agent@g3.service.d" in fe.inv_ok("fleet.install")
+    fe.inv_ok("fleet.start")
+    assert status(fe)[0] == 0
+    fe.inv_ok("roster.remove", "--name", "g1")
+    assert "removed agent g1" in fe.inv_ok("fleet.install")
+    assert fe.manager.systemctl("is-active", "mosaic-agent@g1.service").stdout.strip() == "inactive"
+    assert sorted(windows(fe)) == ["_holder", "g2", "g3"]
+
+
+def test_dry_run_runs_nothing(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    fe.write_roster(roster(["d1"]))
+    out = fe.inv_ok("fleet.install", "--dry-run")
+    assert "would write" in out
+    assert not (fe.manager.unit_dir / "mosaic-tmux-holder.service").exists()
+    fe.inv_ok("fleet.install")
+    out = fe.inv_ok("fleet.restart", "--dry-run")
+    assert "would run: systemctl --user restart mosaic-tmux-holder.service" in out
+    assert status(fe)[0] == 3
+    assert windows(fe) == []
+
+
+def test_user_errors_are_one_line_exit_2(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    fe = fleet_env
+    missing = fe.inv("fleet.start")
+    assert missing.returncode == 2
+    assert "roster not found" in missing.stderr
+    fe.write_roster(roster(["u1"]))
+    not_installed = fe.inv("fleet.restart")
+    assert not_installed.returncode == 2
+    assert "not installed" in not_installed.stderr
+    fe.inv_ok("fleet.install")
+    unknown = fe.inv("fleet.restart", "--agent", "ghost")
+    assert unknown.returncode == 2
+    assert "unknown agent 'ghost'" in unknown.stderr
+    empty_runtime = tmp_path / "no-manager"
+    empty_runtime.mkdir(mode=0o700)
+    no_manager = subprocess.run(
+        [sys.executable, "-m", "invoke", "fleet.status"],
+        cwd=REPO,
+        env={**fe.env, "XDG_RUNTIME_DIR": str(empty_runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert no_manager.returncode == 2
+    assert "no systemd user manager reachable" in no_manager.stderr
+    for result in (missing, not_installed, unknown, no_manager):
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr

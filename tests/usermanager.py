@@ -1,0 +1,93 @@
+"""Boot a private `systemd --user` manager for integration tests.
+
+Works even where PID 1 is not systemd: as root, with ``/run/systemd/system`` present and
+``XDG_RUNTIME_DIR``/``XDG_CONFIG_HOME`` pointing at a private temp dir, the manager runs in
+its own session. :func:`boot` returns None with a reason when this machine cannot do it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SYSTEMD = Path("/usr/lib/systemd/systemd")
+
+
+@dataclass
+class UserManager:
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for commands that should talk to this manager (and no other)."""
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        env.update(XDG_RUNTIME_DIR=str(self.root / "runtime"), XDG_CONFIG_HOME=str(self.root / "config"))
+        return env
+
+    @property
+    def unit_dir(self) -> Path:
+        return self.root / "config" / "systemd" / "user"
+
+    def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["systemctl", "--user", *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def stop(self) -> None:
+        self.systemctl("exit")
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def cannot_boot_reason() -> str | None:
+    if not SYSTEMD.exists():
+        return f"{SYSTEMD} is not installed"
+    if shutil.which("systemctl") is None or shutil.which("tmux") is None:
+        return "systemctl or tmux is not installed"
+    if not Path("/run/systemd/system").is_dir():
+        if os.geteuid() != 0:
+            return "/run/systemd/system is missing and creating it needs root"
+        Path("/run/systemd/system").mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def boot(timeout: float = 30.0) -> UserManager | str:
+    """Start a private user manager; returns it, or a reason string when it cannot start."""
+    reason = cannot_boot_reason()
+    if reason:
+        return reason
+    root = Path(tempfile.mkdtemp(prefix="fleet-user-manager-"))
+    (root / "runtime").mkdir(mode=0o700)
+    (root / "config").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
+    log = (root / "manager.log").open("wb")
+    process = subprocess.Popen(
+        [str(SYSTEMD), "--user"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        cwd="/",
+    )
+    log.close()
+    manager = UserManager(root, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            reason = f"systemd --user exited with {process.returncode}: {(root / 'manager.log').read_text()[-500:]}"
+            shutil.rmtree(root, ignore_errors=True)
+            return reason
+        state = manager.systemctl("is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            return manager
+        time.sleep(0.05)
+    manager.stop()
+    return f"systemd --user did not come up within {timeout}s"
