@@ -139,7 +139,7 @@ def test_unknown_agent_and_missing_units_are_user_errors(tmp_path: Path) -> None
     with pytest.raises(FleetError, match="unknown agent 'ghost'"):
         fleet.restart("ghost")
     (fleet.unit_dir / "mosaic-tmux-holder.service").unlink()
-    with pytest.raises(FleetError, match="run `inv fleet.install`") as caught:
+    with pytest.raises(FleetError, match=r"run `inv fleet\.install`") as caught:
         fleet.start()
     assert caught.value.exit_code == 2
 

@@ -74,7 +74,12 @@ def boot(timeout: float = 30.0) -> UserManager | str:
     env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
     log = (root / "manager.log").open("wb")
     process = subprocess.Popen(
-        [str(SYSTEMD), "--user"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        [str(SYSTEMD), "--user"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
         cwd="/",
     )
     log.close()
