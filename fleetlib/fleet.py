@@ -9,7 +9,7 @@ Speed at fleet scale comes from letting systemd do the fan-out: a whole-fleet re
 one ``restart`` of the holder (the agents' ``Requires=``/``After=`` propagate it, each
 agent once, after the new tmux server is up) followed by one ``start`` of every agent
 (a no-op for agents already restarted; starts those that were down). Status is one
-``tmux list-windows`` plus ``systemctl show`` batches run concurrently.
+``tmux`` call plus one ``systemctl list-units``, run concurrently.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import systemd, tmux
+from fleetlib import procs, systemd, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock, ensure_private_dir
@@ -33,9 +33,8 @@ from fleetlib.runner import Result, Runner
 from fleetlib.units import DROPIN_NAME, unit_files
 
 WAIT_TIMEOUT_S: Final = 120.0
-POLL_S: Final = 0.1
+POLL_S: Final = 0.05
 CRASH_LOOP_RESTARTS: Final = 3
-SHOW_BATCHES: Final = 8  # concurrent `systemctl show` clients for status
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
 
 
@@ -222,32 +221,27 @@ class Fleet:
 
     # ----------------------------------------------------------------- status
 
-    def status(self, agent: str | None = None, *, detailed: bool = True) -> FleetStatus:
-        """Read every agent's state in a few concurrent commands (never one per agent).
+    def status(self, agent: str | None = None) -> FleetStatus:
+        """Read every agent's state with two concurrent commands, whatever the fleet size:
+        one ``tmux`` call (windows, pane pids, start counters) and one ``systemctl
+        list-units`` (states; units the manager has not loaded count as inactive).
 
-        ``detailed`` adds restart counts and start times (``systemctl show`` batches, run
-        concurrently); without it, one ``list-units`` call gives the states, which is all a
-        wait loop needs.
+        ``since`` is when the agent's pane process started; ``restarts`` is how often its
+        window was created again since the holder's tmux server started.
         """
         names = self._names(agent)
-        units = [systemd.HOLDER_UNIT, *self._units(names)]
-        commands = [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket)]
-        if detailed:
-            size = max(1, -(-len(units) // SHOW_BATCHES))
-            commands += [systemd.show_argv(units[i : i + size]) for i in range(0, len(units), size)]
-        else:
-            commands.append(systemd.list_units_argv())
-        windows_result, *state_results = self.runner.run_all(commands)
-        states: dict[str, systemd.UnitState] = {}
-        for result in state_results:
-            _raise_if_no_manager(result)
-            parse = systemd.parse_show if detailed else systemd.parse_list_units
-            states.update(parse(result.stdout))
+        windows_result, units_result = self.runner.run_all(
+            [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), systemd.list_units_argv()]
+        )
+        _raise_if_no_manager(units_result)
+        states = systemd.parse_list_units(units_result.stdout)
         windows = tmux.parse_windows(windows_result.stdout) if windows_result.ok else {}
         agents = []
-        for name, unit in zip(names, units[1:], strict=True):
-            state = states.get(unit, systemd.UnitState(unit))
+        for name in names:
+            unit = systemd.agent_unit(name)
+            state = states.get(unit, systemd.UnitState(unit, load_state="not-loaded"))
             window = windows.get(name)
+            alive = window is not None and not window.dead
             agents.append(
                 AgentStatus(
                     name=name,
@@ -256,12 +250,12 @@ class Fleet:
                     active_state=state.active_state,
                     sub_state=state.sub_state,
                     pid=window.pane_pid if window else None,
-                    since=state.since if state.active_state == "active" else None,
-                    restarts=state.restarts,
-                    window=window is not None and not window.dead,
+                    since=procs.started_at(window.pane_pid) if alive and window and window.pane_pid else None,
+                    restarts=max(window.starts - 1, 0) if window and window.starts is not None else None,
+                    window=alive,
                 )
             )
-        holder = states.get(systemd.HOLDER_UNIT, systemd.UnitState(systemd.HOLDER_UNIT))
+        holder = states.get(systemd.HOLDER_UNIT, systemd.UnitState(systemd.HOLDER_UNIT, load_state="not-loaded"))
         return FleetStatus(holder, agents)
 
     def _wait(self, names: list[str], *, up: bool, holder_up: bool | None, progress: Callable[[], object]) -> None:
@@ -276,7 +270,7 @@ class Fleet:
         crash_loops: dict[str, int] = {}
         previous: dict[str, str] = {}
         while True:
-            current = self.status(detailed=False)
+            current = self.status()
             wanted = [a for a in current.agents if a.name in names]
             for a in wanted:
                 if a.sub_state == "auto-restart" and previous.get(a.name) != "auto-restart":

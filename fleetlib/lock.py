@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from fleetlib import procs
 from fleetlib.errors import FleetError
 
 POLL_INTERVAL_S: Final = 0.25
@@ -85,30 +86,6 @@ def restart_lock_path(home: str | os.PathLike[str]) -> Path:
 # --------------------------------------------------------------------------- identity
 
 
-def _process_start(pid: int) -> str:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or "" where unknown.
-
-    Recorded beside the pid so a recycled pid is not mistaken for the original owner.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return ""
-    # The command name (field 2) may contain spaces and parentheses; fields after it don't.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[19].decode() if len(fields) > 19 else ""
-
-
-def _process_state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return ""
-    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
-
-
 @dataclass(frozen=True)
 class Identity:
     """Who holds a lock file: written into it, compared when judging liveness."""
@@ -120,7 +97,7 @@ class Identity:
     @classmethod
     def current(cls) -> Identity:
         pid = os.getpid()
-        return cls(pid=pid, host=socket.gethostname(), start=_process_start(pid))
+        return cls(pid=pid, host=socket.gethostname(), start=procs.start_ticks(pid))
 
 
 @dataclass(frozen=True)
@@ -163,10 +140,10 @@ def process_alive(record: LockRecord, here: Identity) -> bool | None:
     """
     if record.host != here.host or record.pid is None:
         return None
-    if not _pid_exists(record.pid):
+    if not procs.exists(record.pid):
         return False
     if record.start and here.start:  # /proc available: detect a recycled pid
-        return _process_start(record.pid) == record.start
+        return procs.start_ticks(record.pid) == record.start
     return True
 
 
@@ -260,18 +237,8 @@ def _sweep_temps(directory: Path) -> None:
             if not (name.startswith(".restart.lock") and name.endswith(".tmp") and len(parts) >= 4):
                 continue
             pid = parts[-3]
-            if pid.isdigit() and not _pid_exists(int(pid)):
+            if pid.isdigit() and not procs.exists(int(pid)):
                 _unlink(directory / name)
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _process_state(pid) != "Z"
 
 
 def _unlink(path: Path) -> None:

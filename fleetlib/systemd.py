@@ -14,7 +14,6 @@ from typing import Final
 HOLDER_UNIT: Final = "mosaic-tmux-holder.service"
 AGENT_TEMPLATE: Final = "mosaic-agent@.service"
 AGENT_PATTERN: Final = "mosaic-agent@*.service"
-SHOW_PROPERTIES: Final = ("Id", "LoadState", "ActiveState", "SubState", "NRestarts", "ActiveEnterTimestamp", "Result")
 
 
 def agent_unit(name: str) -> str:
@@ -34,10 +33,6 @@ def systemctl_argv(action: str, units: Iterable[str] = (), *options: str) -> lis
     return ["systemctl", "--user", *options, action, *units]
 
 
-def show_argv(units: Sequence[str], properties: Sequence[str] = SHOW_PROPERTIES) -> list[str]:
-    return systemctl_argv("show", units, f"--property={','.join(properties)}")
-
-
 def list_units_argv(pattern: str | Sequence[str] = (HOLDER_UNIT, AGENT_PATTERN)) -> list[str]:
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     return systemctl_argv("list-units", patterns, "--all", "--output=json", "--no-pager")
@@ -51,30 +46,6 @@ class UnitState:
     load_state: str = "not-found"
     active_state: str = "inactive"
     sub_state: str = "dead"
-    restarts: int | None = None
-    since: str | None = None
-    result: str | None = None
-
-
-def parse_show(output: str) -> dict[str, UnitState]:
-    """Parse ``systemctl show --property=...`` output (blank-line separated blocks)."""
-    states: dict[str, UnitState] = {}
-    for block in output.strip().split("\n\n"):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        unit = props.get("Id")
-        if not unit:
-            continue
-        restarts = props.get("NRestarts", "")
-        states[unit] = UnitState(
-            unit=unit,
-            load_state=props.get("LoadState", "not-found"),
-            active_state=props.get("ActiveState", "inactive"),
-            sub_state=props.get("SubState", "dead"),
-            restarts=int(restarts) if restarts.isdigit() else None,
-            since=props.get("ActiveEnterTimestamp") or None,
-            result=props.get("Result") or None,
-        )
-    return states
 
 
 def parse_list_units(output: str) -> dict[str, UnitState]:

@@ -63,12 +63,30 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
 _PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} wait-for -S {channel}; exit $status'
 
 
+def starts_option(name: str) -> str:
+    """The server option counting how often the agent's window was created."""
+    return f"@fleet-starts-{name}"
+
+
+def window_exists_format(name: str) -> str:
+    """A format that expands to non-empty text iff the session has a window called ``name``."""
+    return f"#{{W:#{{?#{{==:#{{window_name}},{name}}},1,}}}}"
+
+
 def new_window_argv(
     tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
 ) -> list[str]:
-    """Create the agent's window running ``argv`` (no shell parses the words)."""
+    """Replace the agent's window with a fresh one running ``argv`` (no shell parses the
+    words), in one tmux client: a leftover window of the same name is killed first, so an
+    agent never ends up with two windows."""
     script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), channel=channel(name))
-    command = [*tmux_base(tmux, socket), "new-window", "-d", "-t", session_target(), "-n", name]
+    target = window_target(name)
+    kill_leftover = ["if-shell", "-F", "-t", session_target(), window_exists_format(name), f"kill-window -t {target}"]
+    # Count starts in a server option (no extra process): status reports restarts from it.
+    counter = starts_option(name)
+    count = ["set-option", "-g", "-F", counter, f"#{{e|+:#{{{counter}}},1}}"]
+    command = [*tmux_base(tmux, socket), *kill_leftover, ";", *count, ";"]
+    command += ["new-window", "-d", "-t", session_target(), "-n", name]
     if cwd:
         command += ["-c", cwd]
     for key, value in env.items():
@@ -85,7 +103,9 @@ def wait_for_argv(tmux: str, socket: Path, name: str) -> list[str]:
 
 
 def list_windows_argv(tmux: str, socket: Path) -> list[str]:
-    return [*tmux_base(tmux, socket), "list-windows", "-t", session_target(), "-F", WINDOW_FORMAT]
+    """Every window of the fleet session, then the server options (the start counters)."""
+    listing = ["list-windows", "-t", session_target(), "-F", WINDOW_FORMAT]
+    return [*tmux_base(tmux, socket), *listing, ";", "show-options", "-g"]
 
 
 @dataclass(frozen=True)
@@ -93,15 +113,21 @@ class Window:
     name: str
     pane_pid: int | None
     dead: bool
+    starts: int | None = None
 
 
 def parse_windows(output: str) -> dict[str, Window]:
-    """Parse ``list-windows -F WINDOW_FORMAT`` output into name -> Window."""
+    """Parse :func:`list_windows_argv` output into name -> Window (with start counts)."""
     windows: dict[str, Window] = {}
+    starts: dict[str, int] = {}
+    prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) != 3:
-            continue
-        name, pid, dead = parts
-        windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1")
-    return windows
+        if len(parts) == 3:
+            name, pid, dead = parts
+            windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1")
+        elif line.startswith(prefix):
+            option, _, value = line.partition(" ")
+            if value.isdigit():
+                starts[option[len(prefix) :]] = int(value)
+    return {name: Window(w.name, w.pane_pid, w.dead, starts.get(name)) for name, w in windows.items()}

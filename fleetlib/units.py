@@ -7,10 +7,12 @@ args, cwd, env). What the template encodes, and why:
 * ``Requires=`` **and** ``After=`` the holder: restarting the holder restarts every agent
   once the new tmux server is up. Without ``After=`` agents start against the old, dying
   server and fail; ``Wants=`` leaves agents "active" with no window.
-* The window is created in ``ExecStartPre``; the main process is a ``tmux wait-for`` on
-  the agent's channel, which the pane signals when the agent exits. So the unit is active
+* The window is created in ``ExecStartPre`` (one tmux client that also removes a
+  leftover window of the same name); the main process is a ``tmux wait-for`` on the
+  agent's channel, which the pane signals when the agent exits. So the unit is active
   exactly while the agent runs, and ``Restart=always`` brings a dead agent back (a oneshot
-  unit would stay "active" after its agent died).
+  unit would stay "active" after its agent died). Every process a start or stop spawns
+  counts at fleet scale: an agent start is two tmux clients, a stop one.
 * A generous start limit: the limit counts manual restarts too, and the default (5 in 10 s)
   let a handful of quick fleet restarts fail the holder and take the fleet down. The fleet
   tasks also ``reset-failed`` before acting.
@@ -44,6 +46,8 @@ def quote_word(word: str) -> str:
     """
     if _SAFE_WORD.fullmatch(word):
         return word
+    if word == ";":  # a lone ';' separates commands in Exec lines; "\;" is the literal word
+        return "\\;"
     escaped = (
         word.replace("\\", "\\\\")
         .replace('"', '\\"')
@@ -95,8 +99,11 @@ After={HOLDER_UNIT}
 {START_LIMIT}
 
 [Service]
-Type=exec
-{exec_line("ExecStartPre", tmux.kill_window_argv(tmux_bin, socket, _INSTANCE), ignore_failure=True)}
+Type=simple
+# The tmux clients' output is discarded: a journal stream per process cost ~4 ms each at
+# fleet scale. A failing client still shows in the journal as the unit's exit status.
+StandardOutput=null
+StandardError=null
 {exec_line("ExecStart", tmux.wait_for_argv(tmux_bin, socket, _INSTANCE))}
 {exec_line("ExecStopPost", tmux.kill_window_argv(tmux_bin, socket, _INSTANCE), ignore_failure=True)}
 Restart=always

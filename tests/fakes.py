@@ -24,12 +24,12 @@ class FakeRunner:
 
     def systemctl_calls(self) -> list[list[str]]:
         """Mutating systemctl calls (queries and reset-failed left out)."""
-        skip = {"show", "list-units", "reset-failed", "is-system-running"}
+        skip = {"list-units", "reset-failed", "is-system-running"}
         return [c for c in self.calls if c[0] == "systemctl" and not skip & set(c)]
 
     def run(self, argv: Sequence[str], *, input: str | None = None) -> Result:
         args = list(argv)
-        if "show" in args or "list-units" in args or "list-windows" in args:
+        if "list-units" in args or "list-windows" in args:
             return self._query(args)
         self.calls.append(args)
         self.events.append("run:" + " ".join(args[2:]))
@@ -53,13 +53,9 @@ class FakeRunner:
     def _query(self, args: list[str]) -> Result:
         if "list-windows" in args:
             windows = [agent_name(u) for u in sorted(self.active) if agent_name(u)]
-            return Result(tuple(args), 0, "".join(f"{w}\t{100 + i}\t0\n" for i, w in enumerate(windows)))
+            listing = "".join(f"{w}\t{100 + i}\t0\n" for i, w in enumerate(windows))
+            return Result(tuple(args), 0, listing + "".join(f"@fleet-starts-{w} 1\n" for w in windows))
         if "list-units" in args:
             rows = [{"unit": u, "load": "loaded", "active": "active", "sub": "running"} for u in sorted(self.active)]
             return Result(tuple(args), 0, json.dumps(rows))
-        units = [a for a in args[2:] if not a.startswith("-") and a != "show"]
-        blocks = []
-        for unit in units:
-            state = ("active", "running") if unit in self.active else ("inactive", "dead")
-            blocks.append(f"Id={unit}\nLoadState=loaded\nActiveState={state[0]}\nSubState={state[1]}\nNRestarts=0\n")
-        return Result(tuple(args), 0, "\n".join(blocks))
+        raise AssertionError(f"unexpected query {args}")
