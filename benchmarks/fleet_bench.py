@@ -133,7 +133,7 @@ def _status_bench(manager: UserManager, fleet: Fleet) -> None:
         started = time.monotonic()
         fleet.status()
         samples.append(time.monotonic() - started)
-    print(f"  Fleet.status() (tmux + concurrent systemctl show)  {_median_ms(samples):>6} ms")
+    print(f"  Fleet.status() (one tmux call + one list-units)    {_median_ms(samples):>6} ms")
     serial = []
     for _ in range(3):
         started = time.monotonic()

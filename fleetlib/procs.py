@@ -6,6 +6,7 @@ and to tell when an agent's process started.
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import UTC, datetime
 
@@ -44,6 +45,7 @@ def exists(pid: int) -> bool:
     return state(pid) != "Z"
 
 
+@functools.cache
 def _boot_time() -> float | None:
     try:
         with open("/proc/stat", encoding="ascii") as handle:
