@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task, task
 
 from fleetlib.errors import FleetError
 from fleetlib.fleet import Fleet
@@ -238,49 +238,30 @@ def fleet_uninstall(c: Context, home: str = "", roster: str = "", unit_dir: str 
         print(line)
 
 
-@task(help=CONTROL_HELP)
-@user_errors
-def fleet_start(
-    c: Context,
-    agent: str = "",
-    home: str = "",
-    roster: str = "",
-    unit_dir: str = "",
-    timeout: float = 120.0,
-    dry_run: bool = False,
-) -> None:
-    """Start the fleet (holder and every agent) or one agent, and wait until it is up."""
-    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).start(agent or None))
+def control_task(action: str, doc: str) -> Task[Any]:
+    """Build the start/stop/restart task: same flags, one Fleet method each."""
+
+    def control(
+        c: Context,
+        agent: str = "",
+        home: str = "",
+        roster: str = "",
+        unit_dir: str = "",
+        timeout: float = 120.0,
+        dry_run: bool = False,
+    ) -> None:
+        fleet = make_fleet(c, home, roster, unit_dir, dry_run, timeout)
+        print(getattr(fleet, action)(agent or None))
+
+    control.__doc__ = doc
+    control.__name__ = control.__qualname__ = f"fleet_{action}"
+    built: Task[Any] = task(help=CONTROL_HELP)(user_errors(control))
+    return built
 
 
-@task(help=CONTROL_HELP)
-@user_errors
-def fleet_stop(
-    c: Context,
-    agent: str = "",
-    home: str = "",
-    roster: str = "",
-    unit_dir: str = "",
-    timeout: float = 120.0,
-    dry_run: bool = False,
-) -> None:
-    """Stop every agent and the holder (or one agent); tries all, names every failure."""
-    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).stop(agent or None))
-
-
-@task(help=CONTROL_HELP)
-@user_errors
-def fleet_restart(
-    c: Context,
-    agent: str = "",
-    home: str = "",
-    roster: str = "",
-    unit_dir: str = "",
-    timeout: float = 120.0,
-    dry_run: bool = False,
-) -> None:
-    """Restart the fleet or one agent under the restart lock, and wait until it is up."""
-    print(make_fleet(c, home, roster, unit_dir, dry_run, timeout).restart(agent or None))
+fleet_start = control_task("start", "Start the fleet (holder and every agent) or one agent, and wait until it is up.")
+fleet_stop = control_task("stop", "Stop every agent and the holder (or one agent); tries all, names every failure.")
+fleet_restart = control_task("restart", "Restart the fleet or one agent under the restart lock; wait until it is up.")
 
 
 @task(help={**FLEET_HELP, "agent": "Show this agent only.", "json": JSON_HELP})
