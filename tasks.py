@@ -24,11 +24,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
+from fleetlib.backend import FleetBackend, resolve_backend
 from fleetlib.errors import FleetError
 from fleetlib.fleet import Fleet
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
 from fleetlib.runner import DryRunRunner, SubprocessRunner
+from fleetlib.tmux_fleet import TmuxFleet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,6 +117,10 @@ def roster_show(c: Context, name: str, home: str = "", roster: str = "", json: b
         print(f"{key}: {value if isinstance(value, str) or value is None else _json_inline(value)}")
 
 
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _json_inline(value: Any) -> str:
     return json.dumps(value)
 
@@ -189,7 +195,8 @@ for roster_task, roster_name in (
 
 UNIT_DIR_HELP = "Where unit files live (default: config fleet.unit_dir, then $XDG_CONFIG_HOME/systemd/user)."
 DRY_RUN_HELP = "Print the commands that would run and run none."
-FLEET_HELP = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP}
+BACKEND_HELP = "auto (default: systemd when a user manager answers, else tmux), systemd or tmux."
+FLEET_HELP = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP, "backend": BACKEND_HELP}
 CONTROL_HELP = {
     **FLEET_HELP,
     "agent": "Act on this agent only (default: the whole fleet).",
@@ -198,14 +205,21 @@ CONTROL_HELP = {
 }
 
 
-def make_fleet(c: Context, home: str, roster: str, unit_dir: str, dry_run: bool, timeout: float = 120.0) -> Fleet:
-    """Build a Fleet from flags and config; loads (and so validates) the roster."""
+def make_fleet(
+    c: Context, home: str, roster: str, unit_dir: str, dry_run: bool, timeout: float = 120.0, backend: str = ""
+) -> FleetBackend:
+    """Build the fleet from flags and config; loads (and so validates) the roster."""
     paths = fleet_paths(c, home, roster)
-    configured = unit_dir or c.config.get("fleet", {}).get("unit_dir") or ""
+    config = c.config.get("fleet", {})
+    loaded = load_roster(paths.roster)
     runner = DryRunRunner() if dry_run else SubprocessRunner()
+    chosen = resolve_backend(backend or config.get("backend") or "auto", SubprocessRunner())
+    if chosen == "tmux":
+        return TmuxFleet(paths=paths, roster=loaded, runner=runner, timeout=timeout)
+    configured = unit_dir or config.get("unit_dir") or ""
     return Fleet(
         paths=paths,
-        roster=load_roster(paths.roster),
+        roster=loaded,
         runner=runner,
         unit_dir=Path(configured).expanduser() if configured else default_unit_dir(),
         timeout=timeout,
@@ -221,20 +235,27 @@ def make_fleet(c: Context, home: str, roster: str, unit_dir: str, dry_run: bool,
 )
 @user_errors
 def fleet_install(
-    c: Context, home: str = "", roster: str = "", unit_dir: str = "", enable: bool = True, dry_run: bool = False
+    c: Context,
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    enable: bool = True,
+    dry_run: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
-    fleet = make_fleet(c, home, roster, unit_dir, dry_run)
-    changes = fleet.install(enable=enable)
-    for line in changes or [f"units in {fleet.unit_dir} already match {fleet.roster.source}; nothing to do"]:
+    changes = make_fleet(c, home, roster, unit_dir, dry_run, backend=backend).install(enable=enable)
+    for line in changes or ["the installed units already match the roster; nothing to do"]:
         print(line)
 
 
 @task(help={**FLEET_HELP, "dry_run": DRY_RUN_HELP})
 @user_errors
-def fleet_uninstall(c: Context, home: str = "", roster: str = "", unit_dir: str = "", dry_run: bool = False) -> None:
+def fleet_uninstall(
+    c: Context, home: str = "", roster: str = "", unit_dir: str = "", backend: str = "", dry_run: bool = False
+) -> None:
     """Stop and disable every fleet unit and remove the unit files."""
-    for line in make_fleet(c, home, roster, unit_dir, dry_run).uninstall():
+    for line in make_fleet(c, home, roster, unit_dir, dry_run, backend=backend).uninstall():
         print(line)
 
 
@@ -247,10 +268,11 @@ def control_task(action: str, doc: str) -> Task[Any]:
         home: str = "",
         roster: str = "",
         unit_dir: str = "",
+        backend: str = "",
         timeout: float = 120.0,
         dry_run: bool = False,
     ) -> None:
-        fleet = make_fleet(c, home, roster, unit_dir, dry_run, timeout)
+        fleet = make_fleet(c, home, roster, unit_dir, dry_run, timeout, backend)
         print(getattr(fleet, action)(agent or None))
 
     control.__doc__ = doc
@@ -267,16 +289,23 @@ fleet_restart = control_task("restart", "Restart the fleet or one agent under th
 @task(help={**FLEET_HELP, "agent": "Show this agent only.", "json": JSON_HELP})
 @user_errors
 def fleet_status(
-    c: Context, agent: str = "", home: str = "", roster: str = "", unit_dir: str = "", json: bool = False
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    json: bool = False,
 ) -> None:
     """Show every agent's state; exit 0 when all are active, 3 otherwise."""
-    fleet = make_fleet(c, home, roster, unit_dir, dry_run=False)
+    fleet = make_fleet(c, home, roster, unit_dir, dry_run=False, backend=backend)
     names = [fleet.roster.get(agent).name] if agent else fleet.roster.names()
     fleet.ensure_installed(names)
     status = fleet.status(agent or None)
     if json:
-        print_json([a.to_json() for a in status.agents])
+        print_json([{**a.to_json(), "backend": status.backend} for a in status.agents])
     else:
+        print(f"backend: {status.backend}")
         print(f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})")
         rows = [
             [
@@ -285,12 +314,13 @@ def fleet_status(
                 a.sub_state,
                 str(a.pid or "-"),
                 a.since or "-",
-                str(a.restarts),
+                _or_dash(a.restarts),
                 "yes" if a.window else "no",
+                _or_dash(a.exit_status),
             ]
             for a in status.agents
         ]
-        print_table(["NAME", "STATE", "SUB", "PID", "SINCE", "RESTARTS", "WINDOW"], rows)
+        print_table(["NAME", "STATE", "SUB", "PID", "SINCE", "RESTARTS", "WINDOW", "EXIT"], rows)
     if not status.all_up:
         raise Exit(code=3)
 
@@ -306,4 +336,4 @@ fleet_ns.add_task(fleet_status, name="status")
 ns = Collection()
 ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
-ns.configure({"fleet": {"home": "", "roster": "", "unit_dir": ""}})
+ns.configure({"fleet": {"home": "", "roster": "", "unit_dir": "", "backend": "auto"}})

@@ -30,58 +30,13 @@ from fleetlib.lock import RestartGuard, acquire_restart_lock, ensure_private_dir
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster
 from fleetlib.runner import Result, Runner
+from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.units import DROPIN_NAME, unit_files
 
 WAIT_TIMEOUT_S: Final = 120.0
 POLL_S: Final = 0.05
 CRASH_LOOP_RESTARTS: Final = 3
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
-
-
-@dataclass(frozen=True)
-class AgentStatus:
-    """One agent as the manager and tmux see it. ``pid`` is the agent's pane process."""
-
-    name: str
-    unit: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    pid: int | None
-    since: str | None
-    restarts: int | None
-    window: bool
-
-    @property
-    def up(self) -> bool:
-        return self.active_state == "active" and self.window
-
-    @property
-    def down(self) -> bool:
-        return self.active_state in ("inactive", "failed") and not self.window
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "unit": self.unit,
-            "load_state": self.load_state,
-            "active_state": self.active_state,
-            "sub_state": self.sub_state,
-            "pid": self.pid,
-            "since": self.since,
-            "restarts": self.restarts,
-            "window": self.window,
-        }
-
-
-@dataclass(frozen=True)
-class FleetStatus:
-    holder: systemd.UnitState
-    agents: list[AgentStatus]
-
-    @property
-    def all_up(self) -> bool:
-        return self.holder.active_state == "active" and all(agent.up for agent in self.agents)
 
 
 @dataclass
@@ -98,6 +53,7 @@ class Fleet:
     clock: Callable[[], float] = time.monotonic
     timeout: float = WAIT_TIMEOUT_S
     lock_options: dict[str, Any] = field(default_factory=dict)
+    backend: str = "systemd"
 
     # ----------------------------------------------------------------- helpers
 
@@ -256,7 +212,7 @@ class Fleet:
                 )
             )
         holder = states.get(systemd.HOLDER_UNIT, systemd.UnitState(systemd.HOLDER_UNIT, load_state="not-loaded"))
-        return FleetStatus(holder, agents)
+        return FleetStatus(self.backend, holder, agents)
 
     def _wait(self, names: list[str], *, up: bool, holder_up: bool | None, progress: Callable[[], object]) -> None:
         """Poll until every named agent is up (active with a live window) or down.
@@ -338,13 +294,9 @@ class Fleet:
         operation, including the wait until everything is back up."""
         names = self._names(agent)
         self.ensure_installed(names)
-        if self.runner.dry_run:
-            return self._restart_locked(agent, names, None)
-        guard = acquire_restart_lock(self.paths.home, **self.lock_options)
-        try:
-            return self._restart_locked(agent, names, guard)
-        finally:
-            guard.release()
+        return run_locked(
+            self.paths, self.runner.dry_run, self.lock_options, lambda guard: self._restart_locked(agent, names, guard)
+        )
 
     def _restart_locked(self, agent: str | None, names: list[str], guard: RestartGuard | None) -> str:
         def progress() -> None:
@@ -370,6 +322,19 @@ class Fleet:
         progress()
         self._wait(names, up=True, holder_up=True, progress=progress)
         return f"restarted the holder and {len(names)} agent(s) in {self.clock() - started:.2f}s: all up"
+
+
+def run_locked(
+    paths: FleetPaths, dry_run: bool, lock_options: dict[str, Any], action: Callable[[RestartGuard | None], str]
+) -> str:
+    """Run ``action`` holding the fleet's restart lock (not taken for a dry run)."""
+    if dry_run:
+        return action(None)
+    guard = acquire_restart_lock(paths.home, **lock_options)
+    try:
+        return action(guard)
+    finally:
+        guard.release()
 
 
 def _describe(agent: str | None, names: list[str]) -> str:

@@ -101,6 +101,17 @@ class Roster:
         raise FleetError(f"unknown agent {name!r} in {self.source} (known: {known}); add it with `inv roster.add`")
 
 
+def resolve_cwd(agent: Agent, roster_dir: Path, user_home: Path) -> str | None:
+    """The agent's cwd as an absolute path: ``~`` is the user's home, relative paths are
+    relative to the roster's directory."""
+    if agent.cwd is None:
+        return None
+    if agent.cwd == "~" or agent.cwd.startswith("~/"):
+        return str(user_home / agent.cwd[2:]) if agent.cwd != "~" else str(user_home)
+    path = Path(agent.cwd)
+    return str(path if path.is_absolute() else roster_dir / path)
+
+
 # --------------------------------------------------------------------------- parsing
 
 

@@ -15,7 +15,7 @@ from typing import Final
 
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
-WINDOW_FORMAT: Final = "#{window_name}\t#{pane_pid}\t#{pane_dead}"
+WINDOW_FORMAT: Final = "#{window_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}"
 
 
 def tmux_base(tmux: str, socket: Path) -> list[str]:
@@ -54,6 +54,17 @@ def new_session_argv(tmux: str, socket: Path) -> list[str]:
     ]
 
 
+def new_session_commands() -> list[str]:
+    """``new-session`` for the holder session, for use inside a longer command sequence."""
+    return ["new-session", "-d", "-s", SESSION, "-n", HOLDER_WINDOW, "--", "sleep", "infinity"]
+
+
+def keep_dead_panes_commands() -> list[str]:
+    """Keep a window whose program exited (set server-wide *before* any window is created:
+    a per-window setting after ``new-window`` can lose the race with a fast-exiting pane)."""
+    return ["set-option", "-wg", "remain-on-exit", "on"]
+
+
 def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
 
@@ -61,6 +72,12 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
 # The pane runs the agent under a tiny sh wrapper that signals the agent's channel when the
 # agent exits, so the unit's main process (blocked in `wait-for`) ends and systemd sees it.
 _PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} wait-for -S {channel}; exit $status'
+
+
+def literal(word: str) -> str:
+    """Protect a word from tmux's argv parser, which takes a trailing ``;`` as a command
+    separator (so ``";"`` or ``"a;"`` would be eaten); ``\\;`` is tmux's literal ``;``."""
+    return word[:-1] + "\\;" if word.endswith(";") else word
 
 
 def starts_option(name: str) -> str:
@@ -73,25 +90,46 @@ def window_exists_format(name: str) -> str:
     return f"#{{W:#{{?#{{==:#{{window_name}},{name}}},1,}}}}"
 
 
+def agent_window_commands(
+    name: str,
+    argv: Sequence[str],
+    *,
+    cwd: str | None,
+    env: Mapping[str, str],
+    exit_signal: tuple[str, Path] | None = None,
+) -> list[str]:
+    """The tmux command sequence (no client prefix) that gives an agent a fresh window.
+
+    A leftover window of the same name is killed first, so an agent never has two windows;
+    a server option counts the starts (status reports restarts from it, at no extra
+    process). With ``exit_signal=(tmux, socket)`` the pane runs the agent under a wrapper
+    that signals the agent's channel when it exits (the systemd unit waits on it);
+    without, the pane runs ``argv`` itself (the tmux backend, which keeps dead panes with
+    ``remain-on-exit`` so their exit status can be read).
+    """
+    target = window_target(name)
+    counter = starts_option(name)
+    commands = ["if-shell", "-F", "-t", session_target(), window_exists_format(name), f"kill-window -t {target}", ";"]
+    commands += ["set-option", "-g", "-F", counter, f"#{{e|+:#{{{counter}}},1}}", ";"]
+    commands += ["new-window", "-d", "-t", session_target(), "-n", name]
+    if cwd:
+        commands += ["-c", literal(cwd)]
+    for key, value in env.items():
+        commands += ["-e", literal(f"{key}={value}")]
+    argv = [literal(word) for word in argv]
+    if exit_signal is None:
+        return [*commands, "--", *argv]
+    tmux, socket = exit_signal
+    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), channel=channel(name))
+    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *argv]
+
+
 def new_window_argv(
     tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
 ) -> list[str]:
-    """Replace the agent's window with a fresh one running ``argv`` (no shell parses the
-    words), in one tmux client: a leftover window of the same name is killed first, so an
-    agent never ends up with two windows."""
-    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), channel=channel(name))
-    target = window_target(name)
-    kill_leftover = ["if-shell", "-F", "-t", session_target(), window_exists_format(name), f"kill-window -t {target}"]
-    # Count starts in a server option (no extra process): status reports restarts from it.
-    counter = starts_option(name)
-    count = ["set-option", "-g", "-F", counter, f"#{{e|+:#{{{counter}}},1}}"]
-    command = [*tmux_base(tmux, socket), *kill_leftover, ";", *count, ";"]
-    command += ["new-window", "-d", "-t", session_target(), "-n", name]
-    if cwd:
-        command += ["-c", cwd]
-    for key, value in env.items():
-        command += ["-e", f"{key}={value}"]
-    return [*command, "--", "/bin/sh", "-c", script, channel(name), *argv]
+    """One tmux client that replaces the agent's window (systemd backend: exit is signalled)."""
+    commands = agent_window_commands(name, argv, cwd=cwd, env=env, exit_signal=(tmux, socket))
+    return [*tmux_base(tmux, socket), *commands]
 
 
 def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
@@ -113,6 +151,7 @@ class Window:
     name: str
     pane_pid: int | None
     dead: bool
+    dead_status: int | None = None
     starts: int | None = None
 
 
@@ -123,11 +162,12 @@ def parse_windows(output: str) -> dict[str, Window]:
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) == 3:
-            name, pid, dead = parts
-            windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1")
+        if len(parts) == 4:
+            name, pid, dead, status = parts
+            code = int(status) if dead == "1" and status.lstrip("-").isdigit() else None
+            windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1", code)
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")
             if value.isdigit():
                 starts[option[len(prefix) :]] = int(value)
-    return {name: Window(w.name, w.pane_pid, w.dead, starts.get(name)) for name, w in windows.items()}
+    return {name: Window(w.name, w.pane_pid, w.dead, w.dead_status, starts.get(name)) for name, w in windows.items()}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import tmux
-from fleetlib.roster import Agent, Roster
+from fleetlib.roster import Agent, Roster, resolve_cwd
 from fleetlib.systemd import AGENT_TEMPLATE, HOLDER_UNIT, agent_unit
 
 DROPIN_NAME: Final = "50-fleet-roster.conf"
@@ -113,17 +113,6 @@ RestartSec=1
 WantedBy=default.target
 """
     ).replace(_INSTANCE, "%i")
-
-
-def resolve_cwd(agent: Agent, roster_dir: Path, user_home: Path) -> str | None:
-    """The agent's cwd as an absolute path: ``~`` is the user's home, relative paths are
-    relative to the roster's directory."""
-    if agent.cwd is None:
-        return None
-    if agent.cwd == "~" or agent.cwd.startswith("~/"):
-        return str(user_home / agent.cwd[2:]) if agent.cwd != "~" else str(user_home)
-    path = Path(agent.cwd)
-    return str(path if path.is_absolute() else roster_dir / path)
 
 
 def agent_dropin_text(agent: Agent, tmux_bin: str, socket: Path, *, cwd: str | None, source: str) -> str:

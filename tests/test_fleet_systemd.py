@@ -84,7 +84,7 @@ def test_full_lifecycle(fleet_env: FleetEnv) -> None:
         assert {"name", "unit", "active_state", "sub_state", "pid", "since", "restarts", "window"} <= set(row)
     assert sorted(windows(fe)) == ["_holder", "a1", "a10", "a2"]
     text = fe.inv_ok("fleet.status")
-    assert text.splitlines()[0] == "holder mosaic-tmux-holder.service: active (running)"
+    assert text.splitlines()[:2] == ["backend: systemd", "holder mosaic-tmux-holder.service: active (running)"]
 
     assert "stopped" in fe.inv_ok("fleet.stop")
     code, rows = status(fe)
@@ -110,7 +110,7 @@ def test_roster_cwd_env_args_and_command_reach_the_agent(fleet_env: FleetEnv, tm
     fe.write_roster(
         "version: 1\nagents:\n  - name: probe\n    runtime: custom\n"
         f"    command: [{json.dumps(sys.executable)}, -c, {json.dumps(script)}]\n"
-        f"    args: [--flag, 'two words', '$HOME', '%i', 'a;b']\n"
+        f"    args: [--flag, 'two words', '$HOME', '%i', 'a;b', ';', 'end;']\n"
         f"    cwd: {json.dumps(str(workdir))}\n"
         "    env: {FLEET_TEST: 'va lue $HOME %n \"q\"'}\n"
     )
@@ -120,7 +120,7 @@ def test_roster_cwd_env_args_and_command_reach_the_agent(fleet_env: FleetEnv, tm
     cwd, env_value, argv = json.loads(out.read_text())
     assert cwd == str(workdir)
     assert env_value == 'va lue $HOME %n "q"'
-    assert argv == ["--flag", "two words", "$HOME", "%i", "a;b"]
+    assert argv == ["--flag", "two words", "$HOME", "%i", "a;b", ";", "end;"]
 
 
 def test_three_concurrent_restarts_all_succeed_each_agent_one_window(fleet_env: FleetEnv) -> None:
@@ -265,7 +265,7 @@ def test_user_errors_are_one_line_exit_2(fleet_env: FleetEnv, tmp_path: Path) ->
     empty_runtime = tmp_path / "no-manager"
     empty_runtime.mkdir(mode=0o700)
     no_manager = subprocess.run(
-        [sys.executable, "-m", "invoke", "fleet.status"],
+        [sys.executable, "-m", "invoke", "fleet.status", "--backend", "systemd"],
         cwd=REPO,
         env={**fe.env, "XDG_RUNTIME_DIR": str(empty_runtime)},
         capture_output=True,

@@ -38,7 +38,7 @@ def test_roster_tasks_on_the_example_roster(inv: InvRunner, home: Path) -> None:
     assert [a["name"] for a in listed] == ["coder0", "reviewer", "scratch"]
     assert set(listed[0]) == {"name", "runtime", "command", "argv", "cwd", "args", "env", "description"}
     shown = json.loads(inv("roster.show", "--name", "reviewer", "--json").stdout)
-    assert shown["argv"] == ["claude", "--model", "opus"]
+    assert shown["argv"] == ["sh", "-i", "-c", 'echo "reviewing as $REVIEW_MODE"; exec sh -i']
     assert shown["env"] == {"REVIEW_MODE": "strict"}
     table = inv("roster.list").stdout
     assert table.splitlines()[0].split() == ["NAME", "RUNTIME", "COMMAND", "CWD", "DESCRIPTION"]

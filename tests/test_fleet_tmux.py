@@ -1,0 +1,218 @@
+"""The tmux-only backend against real tmux on a private socket, driven through `inv fleet.*`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.usermanager import UserManager
+
+pytestmark = pytest.mark.tmux
+
+
+class TmuxEnv:
+    """A private home with no user manager reachable, so `auto` picks tmux."""
+
+    def __init__(self, root: Path) -> None:
+        self.home = root / "home"
+        self.runtime = root / "runtime"
+        self.home.mkdir()
+        self.runtime.mkdir(mode=0o700)
+        self.log = root / "events.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        return {**env, "MOSAIC_HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime)}
+
+    def inv(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def inv_ok(self, *args: str) -> str:
+        result = self.inv(*args)
+        assert result.returncode == 0, f"inv {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def roster(self, names: list[str], extra: str = "") -> None:
+        # Each agent logs its start and its stop (on the SIGHUP a torn-down pane gets).
+        script = f'echo "start $0" >> {self.log}; trap \'echo "stop $0" >> {self.log}; exit 0\' HUP TERM; while :; do sleep 1; done'
+        body = "".join(
+            f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n" for n in names
+        )
+        path = self.home / "fleet" / "roster.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("version: 1\ntransport: tmux\nagents:\n" + body + extra)
+
+    def status(self) -> tuple[int, dict[str, dict[str, object]]]:
+        result = self.inv("fleet.status", "--json")
+        assert result.returncode in (0, 3), result.stderr
+        return result.returncode, {row["name"]: row for row in json.loads(result.stdout)}
+
+    def events(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@pytest.fixture
+def tenv(tmp_path: Path) -> Iterator[TmuxEnv]:
+    env = TmuxEnv(tmp_path)
+    yield env
+    subprocess.run(
+        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
+def test_auto_picks_tmux_without_a_user_manager_and_install_says_so(tenv: TmuxEnv) -> None:
+    tenv.roster(["a1"])
+    assert tenv.inv("fleet.status").stdout.splitlines()[0] == "backend: tmux"
+    assert "will not come back after a reboot" in tenv.inv_ok("fleet.install")
+
+
+@pytest.mark.systemd
+def test_auto_picks_systemd_when_a_user_manager_is_booted(user_manager: UserManager, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    roster = home / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    roster.write_text("version: 1\nagents: []\n")
+    env = {**user_manager.env, "MOSAIC_HOME": str(home)}
+    subprocess.run(
+        [sys.executable, "-m", "invoke", "fleet.install"], cwd=REPO, env=env, check=True, capture_output=True
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "invoke", "fleet.status"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert out.splitlines()[0] == "backend: systemd"
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "invoke", "fleet.uninstall"], cwd=REPO, env=env, capture_output=True, check=False
+        )
+
+
+def test_lifecycle_on_the_tmux_backend(tenv: TmuxEnv) -> None:
+    tenv.roster(["t1", "t2", "t10"])
+    assert tenv.status()[0] == 3
+    assert "started 3 agent(s)" in tenv.inv_ok("fleet.start")
+    code, rows = tenv.status()
+    assert code == 0
+    for name, row in rows.items():
+        assert (row["unit"], row["active_state"], row["sub_state"], row["window"]) == (
+            f"=fleet:={name}",
+            "active",
+            "running",
+            True,
+        )
+        assert row["backend"] == "tmux"
+    before = {n: r["pid"] for n, r in rows.items()}
+    assert "already running" in tenv.inv_ok("fleet.start")
+
+    tenv.inv_ok("fleet.stop", "--agent", "t1")  # leaves the others alone
+    rows = tenv.status()[1]
+    assert rows["t1"]["active_state"] == "inactive"
+    assert (rows["t2"]["pid"], rows["t10"]["pid"]) == (before["t2"], before["t10"])
+
+    tenv.roster(["t1", "t2", "t10", "t3"])  # roster edit: start starts only what is missing
+    assert "started 2 agent(s) (t1, t3)" in tenv.inv_ok("fleet.start")
+    rows = tenv.status()[1]
+    assert (rows["t2"]["pid"], rows["t10"]["pid"]) == (before["t2"], before["t10"])
+
+    tenv.inv_ok("fleet.restart", "--agent", "t2")
+    rows = tenv.status()[1]
+    assert rows["t2"]["pid"] != before["t2"]
+    assert rows["t10"]["pid"] == before["t10"]
+    assert rows["t2"]["restarts"] == 1
+
+    tenv.inv_ok("fleet.stop")
+    code, rows = tenv.status()
+    assert code == 3
+    assert {r["active_state"] for r in rows.values()} == {"inactive"}
+    assert all(line.split()[0] in ("start", "stop") for line in tenv.events())
+
+
+def test_crashed_agent_shows_failed_with_its_exit_status_and_restart_brings_it_back(
+    tenv: TmuxEnv, tmp_path: Path
+) -> None:
+    flag = tmp_path / "crash-once"
+    flag.write_text("")
+    crasher = f"if [ -e {flag} ]; then rm {flag}; exit 42; fi; exec sleep 100000"
+    tenv.roster(["ok"], extra=f"  - name: crasher\n    runtime: custom\n    command: [sh, -c, {json.dumps(crasher)}]\n")
+    result = tenv.inv("fleet.start")
+    assert result.returncode == 1
+    assert "crasher (exit status 42)" in result.stderr
+    code, rows = tenv.status()
+    assert code == 3
+    assert (rows["crasher"]["active_state"], rows["crasher"]["exit_status"]) == ("failed", 42)
+    assert rows["ok"]["active_state"] == "active"
+    tenv.inv_ok("fleet.restart", "--agent", "crasher")
+    code, rows = tenv.status()
+    assert code == 0
+    assert rows["crasher"]["exit_status"] is None
+
+
+def test_roster_cwd_env_and_args_reach_the_agent_on_tmux(tenv: TmuxEnv, tmp_path: Path) -> None:
+    out = tmp_path / "seen.json"
+    workdir = tmp_path / "w d"
+    workdir.mkdir()
+    script = f"import json,os,sys,time; open({str(out)!r},'w').write(json.dumps([os.getcwd(), os.environ['K'], sys.argv[1:]])); time.sleep(1e5)"
+    tenv.roster(
+        [],
+        extra=f"  - name: probe\n    runtime: custom\n    command: [{json.dumps(sys.executable)}, -c, {json.dumps(script)}]\n"
+        f"    args: ['a b', '$(x)', ';', 'x;', 'a;b']\n    cwd: {json.dumps(str(workdir))}\n    env: {{K: 'v $V'}}\n",
+    )
+    tenv.inv_ok("fleet.start")
+    for _ in range(200):
+        if out.exists() and out.read_text():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    assert json.loads(out.read_text()) == [str(workdir), "v $V", ["a b", "$(x)", ";", "x;", "a;b"]]
+
+
+def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv) -> None:
+    names = ["c1", "c2", "c3", "c4"]
+    tenv.roster(names)
+    tenv.inv_ok("fleet.start")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "invoke", "fleet.restart"],
+            cwd=REPO,
+            env=tenv.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    tenv.inv_ok("fleet.stop")
+    # Every teardown completes (all agents logged "stop") before the next generation starts:
+    # the log is alternating blocks of 4 starts and 4 stops, one block per generation.
+    events = tenv.events()
+    blocks: list[list[str]] = []
+    for kind, name in (line.split() for line in events):
+        if not blocks or blocks[-1][0] != kind:
+            blocks.append([kind])
+        blocks[-1].append(name)
+    assert [b[0] for b in blocks] == ["start", "stop"] * 4  # initial start + 3 restarts, then the final stop
+    assert all(sorted(b[1:]) == names for b in blocks)
