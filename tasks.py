@@ -25,11 +25,13 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 from fleetlib.backend import FleetBackend, resolve_backend
-from fleetlib.errors import FleetError
+from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.fleet import Fleet
+from fleetlib.messaging import Messenger
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
 from fleetlib.runner import DryRunRunner, SubprocessRunner
+from fleetlib.systemd import agent_unit
 from fleetlib.tmux_fleet import TmuxFleet
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -325,6 +327,118 @@ def fleet_status(
         raise Exit(code=3)
 
 
+# --------------------------------------------------------------------------- talking to agents
+
+
+def make_messenger(c: Context, home: str, roster: str, dry_run: bool = False) -> Messenger:
+    paths = fleet_paths(c, home, roster)
+    return Messenger(
+        paths=paths, roster=load_roster(paths.roster), runner=DryRunRunner() if dry_run else SubprocessRunner()
+    )
+
+
+@task(
+    help={
+        **PATH_HELP,
+        "agent": "Agent to send to.",
+        "all": "Send to every agent in the roster instead.",
+        "message": "Text to send, delivered literally; '-' reads it from stdin.",
+        "timeout": "Seconds to wait for the agent to accept the message.",
+        "verify": "Wait until the agent shows it took the message (--no-verify to just deliver).",
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+@user_errors
+def fleet_send(
+    c: Context,
+    message: str,
+    agent: str = "",
+    all: bool = False,
+    timeout: float = 15.0,
+    verify: bool = True,
+    home: str = "",
+    roster: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Send a message to an agent (or --all), literally, and verify it was accepted."""
+    if bool(agent) == all:
+        raise FleetError("give exactly one of --agent NAME or --all")
+    messenger = make_messenger(c, home, roster, dry_run)
+    # A message piped in ends with the newline `echo` adds; Enter already submits it.
+    text = sys.stdin.read().removesuffix("\n") if message == "-" else message
+    names = messenger.roster.names() if all else [agent]
+    failures = []
+    for name in names:
+        try:
+            print(messenger.send(name, text, verify=verify, timeout=timeout))
+        except FleetError as exc:
+            if not all:
+                raise
+            failures.append(f"{name}: {exc}")
+    if failures:
+        raise FleetOperationError(f"send failed for {len(failures)} agent(s): " + "; ".join(failures))
+
+
+def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
+    messenger = make_messenger(c, home, roster)
+    code = messenger.runner.interactive(messenger.attach_argv(agent, read_only=read_only))
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={**PATH_HELP, "agent": "Agent to watch."})
+@user_errors
+def fleet_watch(c: Context, agent: str, home: str = "", roster: str = "") -> None:
+    """Attach to an agent's window read-only (you cannot type into it)."""
+    _attach(c, agent, home, roster, read_only=True)
+
+
+@task(help={**PATH_HELP, "agent": "Agent to attach to."})
+@user_errors
+def fleet_attach(c: Context, agent: str, home: str = "", roster: str = "") -> None:
+    """Attach to an agent's window read-write (detach with the tmux prefix, then d)."""
+    _attach(c, agent, home, roster, read_only=False)
+
+
+@task(
+    help={
+        **FLEET_HELP,
+        "agent": "Agent whose output to show.",
+        "lines": "How many lines of scroll-back to show.",
+        "follow": "Keep printing new output until interrupted.",
+    }
+)
+@user_errors
+def fleet_logs(
+    c: Context,
+    agent: str,
+    lines: int = 200,
+    follow: bool = False,
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+) -> None:
+    """Show an agent's pane scroll-back (and its unit's journal under systemd)."""
+    messenger = make_messenger(c, home, roster)
+    if follow:
+        try:
+            for chunk in messenger.follow(agent, lines):
+                print(chunk, flush=True)
+        except KeyboardInterrupt:
+            return
+        return
+    print(messenger.logs(agent, lines))
+    chosen = resolve_backend(backend or c.config.get("fleet", {}).get("backend") or "auto", messenger.runner)
+    if chosen == "systemd":
+        journal = messenger.runner.run(
+            ["journalctl", "--user", "-u", agent_unit(agent), "-n", str(lines), "--no-pager", "-q"]
+        )
+        if journal.ok and journal.stdout.strip():
+            print(f"--- journal of {agent_unit(agent)} ---")
+            print(journal.stdout.rstrip())
+
+
 fleet_ns = Collection("fleet")
 fleet_ns.add_task(fleet_install, name="install")
 fleet_ns.add_task(fleet_uninstall, name="uninstall")
@@ -332,6 +446,10 @@ fleet_ns.add_task(fleet_start, name="start")
 fleet_ns.add_task(fleet_stop, name="stop")
 fleet_ns.add_task(fleet_restart, name="restart")
 fleet_ns.add_task(fleet_status, name="status")
+fleet_ns.add_task(fleet_send, name="send")
+fleet_ns.add_task(fleet_watch, name="watch")
+fleet_ns.add_task(fleet_attach, name="attach")
+fleet_ns.add_task(fleet_logs, name="logs")
 
 ns = Collection()
 ns.add_collection(roster_ns)

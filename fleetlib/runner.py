@@ -46,6 +46,8 @@ class Runner(Protocol):
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]: ...
 
+    def interactive(self, argv: Sequence[str]) -> int: ...
+
 
 class SubprocessRunner:
     """Run commands for real, capturing output as text.
@@ -77,6 +79,13 @@ class SubprocessRunner:
         except subprocess.TimeoutExpired:
             return Result(tuple(argv), 124, "", f"{argv[0]}: timed out after {self.timeout}s")
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+    def interactive(self, argv: Sequence[str]) -> int:
+        """Run a command on the user's terminal (no capture); returns its exit status."""
+        try:
+            return subprocess.run(list(argv), env=self.env, check=False).returncode
+        except FileNotFoundError:
+            return 127
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
         """Start every command, then collect them: wall time is the slowest, not the sum."""
@@ -124,6 +133,9 @@ class DryRunRunner:
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
         return [self.run(argv) for argv in argvs]
+
+    def interactive(self, argv: Sequence[str]) -> int:
+        return self.run(argv).returncode
 
 
 def user_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

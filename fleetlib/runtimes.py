@@ -12,23 +12,34 @@ from typing import Final
 
 @dataclass(frozen=True)
 class Runtime:
-    """A known agent runtime and the argv that starts it."""
+    """A known agent runtime, the argv that starts it, and how to tell it took a message.
+
+    ``busy_pattern``: a regex the runtime's screen shows once it is working on a message;
+    seeing it after a send also counts as accepted (see ``fleetlib.messaging``).
+    """
 
     name: str
     command: tuple[str, ...]
     description: str
+    busy_pattern: str | None = None
 
 
 RUNTIMES: Final[dict[str, Runtime]] = {
     rt.name: rt
     for rt in (
-        Runtime("claude", ("claude",), "Anthropic Claude Code CLI"),
-        Runtime("codex", ("codex",), "OpenAI Codex CLI"),
-        Runtime("gemini", ("gemini",), "Google Gemini CLI"),
+        Runtime("claude", ("claude",), "Anthropic Claude Code CLI", busy_pattern=r"esc to interrupt"),
+        Runtime("codex", ("codex",), "OpenAI Codex CLI", busy_pattern=r"esc to interrupt"),
+        Runtime("gemini", ("gemini",), "Google Gemini CLI", busy_pattern=r"esc to cancel"),
         Runtime("opencode", ("opencode",), "opencode CLI"),
         Runtime("shell", ("sh", "-i"), "an interactive POSIX shell (for testing and scripts)"),
     )
 }
+
+
+def busy_pattern(runtime: str) -> str | None:
+    """The runtime's busy pattern; None for custom runtimes and those without one."""
+    known = RUNTIMES.get(runtime)
+    return known.busy_pattern if known else None
 
 
 def known_runtime_names() -> list[str]:

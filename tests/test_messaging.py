@@ -1,0 +1,182 @@
+"""Talking to agents through real tmux: literal delivery, verification, concurrency, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetlib.messaging import accepted
+from tests.conftest import REPO
+from tests.test_fleet_tmux import TmuxEnv
+
+pytestmark = pytest.mark.tmux
+
+# A small interactive agent: prints a prompt, reads lines, logs the raw bytes, and (in ack
+# mode) acknowledges each line; in mute mode it reads and logs but never answers.
+AGENT = """
+import sys
+log = open(sys.argv[1], "ab", buffering=0)
+ack = sys.argv[2] == "ack"
+sys.stdout.write("ready> "); sys.stdout.flush()
+while True:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        break
+    log.write(line)
+    if ack:
+        sys.stdout.write("ack %d\\nready> " % len(line)); sys.stdout.flush()
+"""
+
+
+@pytest.fixture
+def menv(tmp_path: Path) -> Iterator[TmuxEnv]:
+    env = TmuxEnv(tmp_path)
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    body = "".join(
+        f"  - name: {name}\n    runtime: custom\n    command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}, "
+        f"{json.dumps(str(tmp_path / (name + '.log')))}, {mode}]\n"
+        for name, mode in (("talker", "ack"), ("mute", "mute"), ("other", "ack"))
+    )
+    roster = env.home / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    roster.write_text("version: 1\nagents:\n" + body)
+    env.inv_ok("fleet.start")
+    for name in ("talker", "mute", "other"):
+        wait_for(lambda n=name: "ready>" in env.inv_ok("fleet.logs", "--agent", n, "--lines", "5"))  # type: ignore[misc]
+    yield env
+    subprocess.run(
+        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
+def wait_for(check: object, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition never became true")
+
+
+def received(env: TmuxEnv, name: str) -> bytes:
+    path = env.log.parent / f"{name}.log"
+    return path.read_bytes() if path.exists() else b""
+
+
+AWKWARD = [
+    "plain text",
+    "it's \"quoted\" and 'single'",
+    "$(rm -rf /) `id` ${HOME}",
+    "a; b; trailing;",
+    ";",
+    "C-c",
+    "Enter",
+    "C-c Enter Escape Tab",
+    "-starts-with-dash --flag",
+    "ünïcödé ✓ 日本語 🚀",
+    "back\\slash and tab\there",
+    "#{pane_pid} %1 ~user",
+    "x" * 1500,
+]
+
+
+@pytest.mark.parametrize("message", AWKWARD, ids=range(len(AWKWARD)))
+def test_awkward_messages_arrive_byte_exact(menv: TmuxEnv, message: str) -> None:
+    before = received(menv, "talker")
+    out = menv.inv_ok("fleet.send", "--agent", "talker", "--message", message)
+    assert "accepted" in out
+    wait_for(lambda: len(received(menv, "talker")) > len(before))
+    assert received(menv, "talker")[len(before) :] == message.encode() + b"\n"
+
+
+def test_multi_line_message_from_stdin_arrives_byte_exact(menv: TmuxEnv) -> None:
+    message = "first line\nsecond $(line)\n\tthird; C-c\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "fleet.send", "--agent", "talker", "--message", "-"],
+        cwd=REPO, env=menv.env, input=message, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: received(menv, "talker").count(b"\n") >= 3)
+    assert received(menv, "talker") == b"first line\nsecond $(line)\n\tthird; C-c\n"
+
+
+def test_verification_fails_with_the_pane_tail_when_the_agent_does_not_acknowledge(menv: TmuxEnv) -> None:
+    result = menv.inv("fleet.send", "--agent", "mute", "--message", "are you there", "--timeout", "1.5")
+    assert result.returncode == 1
+    assert "did not accept the message within 1.5s" in result.stderr
+    assert "are you there" in result.stderr  # the pane's last lines
+    assert "Traceback" not in result.stderr
+    wait_for(lambda: received(menv, "mute") == b"are you there\n")  # delivered, just not acknowledged
+    assert "not verified" in menv.inv_ok("fleet.send", "--agent", "mute", "--message", "x", "--no-verify")
+
+
+def test_concurrent_sends_to_one_agent_never_interleave(menv: TmuxEnv) -> None:
+    messages = [letter * 400 for letter in "abcdef"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "invoke", "fleet.send", "--agent", "talker", "--message", text],
+            cwd=REPO,
+            env=menv.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for text in messages
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    lines = received(menv, "talker").decode().splitlines()
+    assert sorted(lines) == sorted(messages)
+
+
+def test_broadcast_reaches_every_agent_and_reports_failures(menv: TmuxEnv) -> None:
+    result = menv.inv("fleet.send", "--all", "--message", "hello all", "--timeout", "1")
+    assert result.returncode == 1
+    assert "mute:" in result.stderr
+    for name in ("talker", "other", "mute"):
+        wait_for(lambda n=name: received(menv, n) == b"hello all\n")  # type: ignore[misc]
+
+
+def test_stopped_unknown_or_dead_agents_fail_fast_with_one_line(menv: TmuxEnv) -> None:
+    menv.inv_ok("fleet.stop", "--agent", "other")
+    for args, fragment in (
+        (("--agent", "other"), "agent 'other' is not running"),
+        (("--agent", "ghost"), "unknown agent 'ghost'"),
+        ((), "exactly one of --agent NAME or --all"),
+    ):
+        started = time.monotonic()
+        result = menv.inv("fleet.send", "--message", "hi", *args)
+        assert result.returncode == 2
+        assert result.stderr.strip().count("\n") == 0
+        assert fragment in result.stderr
+        assert time.monotonic() - started < 60  # a liveness bound (no hang), not a timing target
+
+
+def test_logs_show_the_pane_and_watch_needs_a_terminal(menv: TmuxEnv) -> None:
+    menv.inv_ok("fleet.send", "--agent", "talker", "--message", "log me")
+    logs = menv.inv_ok("fleet.logs", "--agent", "talker", "--lines", "20")
+    assert "log me" in logs
+    assert "ack 7" in logs
+    for task in ("fleet.watch", "fleet.attach"):
+        result = menv.inv(task, "--agent", "talker")
+        assert result.returncode == 2
+        assert "needs a terminal" in result.stderr
+
+
+def test_accepted_rule() -> None:
+    before = "ready> "
+    assert accepted(before, "ready> hello\nack 6\nready> ", "hello")
+    assert not accepted(before, "ready> hello\n", "hello")  # the terminal's echo alone
+    assert not accepted(before, "ready> ", "hello")
+    assert accepted(before, "ready> two\nlines\nack 6\nready> ", "two\nlines")
+    assert accepted(before, "ready> hi\n  esc to interrupt", "hi", pattern="esc to interrupt")
+    old = "ready> hello\nack 6\nready> "
+    assert not accepted(old, old + "hello\n", "hello")  # an old acknowledgement does not count
