@@ -25,12 +25,13 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 from fleetlib.backend import FleetBackend, resolve_backend
+from fleetlib.devbuild import DEFAULT_PACKAGES, SKIP_GATEWAY_ENV, DevBuild
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.fleet import Fleet
 from fleetlib.messaging import Messenger
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
-from fleetlib.runner import DryRunRunner, SubprocessRunner
+from fleetlib.runner import DryRunRunner, SubprocessRunner, user_environment
 from fleetlib.systemd import agent_unit
 from fleetlib.tmux_fleet import TmuxFleet
 
@@ -451,7 +452,61 @@ fleet_ns.add_task(fleet_watch, name="watch")
 fleet_ns.add_task(fleet_attach, name="attach")
 fleet_ns.add_task(fleet_logs, name="logs")
 
+# --------------------------------------------------------------------------- build
+
+
+@task(
+    iterable=["package"],
+    help={
+        "source": "Git repository (exported at --ref), directory or .tar.gz URL (default: config build.source or .).",
+        "ref": "Git ref to build when --source is a git repository.",
+        "prefix": "npm global prefix to install into (default: `npm prefix -g`).",
+        "package": "Workspace package to build and install; repeat for several (default: gateway and CLI).",
+        "check": "Only report installed and source versions; change nothing.",
+        "keep_workdir": "Keep the temp work dir (for debugging a failed build).",
+        "json": "Print a JSON report on stdout (progress goes to stderr).",
+    },
+)
+@user_errors
+def build_dev(
+    c: Context,
+    source: str = "",
+    ref: str = "main",
+    prefix: str = "",
+    package: list[str] | None = None,
+    check: bool = False,
+    keep_workdir: bool = False,
+    json: bool = False,
+) -> None:
+    """Build the CLI and gateway from source and install them from local tarballs (no registry writes)."""
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if json else print
+    build = DevBuild(
+        source=source or c.config.get("build", {}).get("source") or ".",
+        runner=SubprocessRunner(env=user_environment(SKIP_GATEWAY_ENV), timeout=3600),
+        ref=ref,
+        prefix=prefix,
+        packages=package or DEFAULT_PACKAGES,
+        keep_workdir=keep_workdir,
+        report=progress,
+    )
+    report = build.check() if check else build.build()
+    if json:
+        print_json(report.to_json())
+        return
+    for row in report.packages:
+        if check:
+            print(f"{row['name']}: installed {row['installed_version'] or '(none)'}, source {row['source_version']}")
+        else:
+            print(f"installed {row['name']}@{row['version']} into {report.prefix} (from {row['tarball']})")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+
+
+build_ns = Collection("build")
+build_ns.add_task(build_dev, name="dev")
+
 ns = Collection()
 ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
-ns.configure({"fleet": {"home": "", "roster": "", "unit_dir": "", "backend": "auto"}})
+ns.add_collection(build_ns)
+ns.configure({"fleet": {"home": "", "roster": "", "unit_dir": "", "backend": "auto"}, "build": {"source": ""}})

@@ -42,7 +42,7 @@ class Runner(Protocol):
 
     dry_run: bool
 
-    def run(self, argv: Sequence[str], *, input: str | None = None) -> Result: ...
+    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result: ...
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]: ...
 
@@ -62,10 +62,11 @@ class SubprocessRunner:
         self.env = dict(env) if env is not None else None
         self.timeout = timeout
 
-    def run(self, argv: Sequence[str], *, input: str | None = None) -> Result:
+    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
         try:
             done = subprocess.run(
                 list(argv),
+                cwd=cwd,
                 input=input,
                 capture_output=True,
                 text=True,
@@ -127,8 +128,8 @@ class DryRunRunner:
     def __init__(self, echo: Callable[[str], None] = print) -> None:
         self.echo = echo
 
-    def run(self, argv: Sequence[str], *, input: str | None = None) -> Result:
-        self.echo(f"would run: {shlex.join(argv)}")
+    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
+        self.echo(f"would run: {shlex.join(argv)}" + (f"  (in {cwd})" if cwd else ""))
         return Result(tuple(argv), 0)
 
     def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:

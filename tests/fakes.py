@@ -27,7 +27,7 @@ class FakeRunner:
         skip = {"list-units", "reset-failed", "is-system-running"}
         return [c for c in self.calls if c[0] == "systemctl" and not skip & set(c)]
 
-    def run(self, argv: Sequence[str], *, input: str | None = None) -> Result:
+    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
         args = list(argv)
         if "list-units" in args or "list-windows" in args:
             return self._query(args)
