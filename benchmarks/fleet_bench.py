@@ -52,7 +52,7 @@ def _fleet(manager: UserManager, home: Path, count: int) -> tuple[Fleet, Path]:
     paths.roster.parent.mkdir(parents=True)
     paths.roster.write_text(_roster([f"agent{i}" for i in range(count)], log_dir))
     runner = SubprocessRunner(env=manager.env)
-    fleet = Fleet(paths, load_roster(paths.roster), runner, manager.unit_dir, timeout=600)
+    fleet = Fleet(paths=paths, roster=load_roster(paths.roster), runner=runner, unit_dir=manager.unit_dir, timeout=600)
     fleet.install(enable=False)
     fleet.start()
     return fleet, log_dir

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +23,11 @@ from typing import Any, Final
 
 from fleetlib import procs, systemd, tmux
 from fleetlib.atomic import atomic_write_text
+from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock, ensure_private_dir
 from fleetlib.paths import FleetPaths
-from fleetlib.roster import Roster
-from fleetlib.runner import Result, Runner
+from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.units import DROPIN_NAME, unit_files
 
@@ -39,28 +37,16 @@ CRASH_LOOP_RESTARTS: Final = 3
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
 
 
-@dataclass
-class Fleet:
-    """One fleet: its paths, roster, unit directory and the runner that executes commands."""
+@dataclass(kw_only=True)
+class Fleet(FleetContext):
+    """A fleet run by a systemd user manager: units in ``unit_dir``, agents in tmux windows."""
 
-    paths: FleetPaths
-    roster: Roster
-    runner: Runner
     unit_dir: Path
-    tmux_bin: str = field(default_factory=lambda: shutil.which("tmux") or "/usr/bin/tmux")
-    report: Callable[[str], None] = print
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
     timeout: float = WAIT_TIMEOUT_S
     lock_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "systemd"
 
     # ----------------------------------------------------------------- helpers
-
-    def _names(self, agent: str | None) -> list[str]:
-        if agent is None:
-            return self.roster.names()
-        return [self.roster.get(agent).name]
 
     def _units(self, names: Iterable[str]) -> list[str]:
         return [systemd.agent_unit(name) for name in names]
@@ -185,7 +171,7 @@ class Fleet:
         ``since`` is when the agent's pane process started; ``restarts`` is how often its
         window was created again since the holder's tmux server started.
         """
-        names = self._names(agent)
+        names = self.names(agent)
         windows_result, units_result = self.runner.run_all(
             [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), systemd.list_units_argv()]
         )
@@ -256,7 +242,7 @@ class Fleet:
     # ----------------------------------------------------------------- start / stop / restart
 
     def start(self, agent: str | None = None) -> str:
-        names = self._names(agent)
+        names = self.names(agent)
         self.ensure_installed(names)
         units = self._units(names) if agent else [systemd.HOLDER_UNIT, *self._units(names)]
         started = self.clock()
@@ -268,7 +254,7 @@ class Fleet:
     def stop(self, agent: str | None = None) -> str:
         """Stop one agent, or every agent then the holder. Every unit is attempted even when
         some fail; then FleetOperationError names every failure."""
-        names = self._names(agent)
+        names = self.names(agent)
         self.ensure_installed(names)
         started = self.clock()
         failures: list[str] = []
@@ -292,7 +278,7 @@ class Fleet:
     def restart(self, agent: str | None = None) -> str:
         """Restart the fleet (or one agent) while holding the restart lock for the whole
         operation, including the wait until everything is back up."""
-        names = self._names(agent)
+        names = self.names(agent)
         self.ensure_installed(names)
         return run_locked(
             self.paths, self.runner.dry_run, self.lock_options, lambda guard: self._restart_locked(agent, names, guard)

@@ -20,21 +20,17 @@ with the last lines of the pane.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
 from fleetlib import tmux
 from fleetlib.atomic import edit_lock
+from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import ensure_private_dir
-from fleetlib.paths import FleetPaths
-from fleetlib.roster import Roster
-from fleetlib.runner import Runner
 from fleetlib.runtimes import busy_pattern
 
 VERIFY_TIMEOUT_S: Final = 15.0
@@ -86,16 +82,9 @@ def tail(text: str, count: int = TAIL_LINES) -> str:
     return "\n".join(lines[-count:])
 
 
-@dataclass
-class Messenger:
+@dataclass(kw_only=True)
+class Messenger(FleetContext):
     """Send to, read from and attach to the agents of one fleet."""
-
-    paths: FleetPaths
-    roster: Roster
-    runner: Runner
-    tmux_bin: str = field(default_factory=lambda: shutil.which("tmux") or "/usr/bin/tmux")
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
 
     def _base(self) -> list[str]:
         return tmux.tmux_base(self.tmux_bin, self.paths.tmux_socket)

@@ -15,7 +15,8 @@ from typing import Final
 
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
-WINDOW_FORMAT: Final = "#{window_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}"
+EXIT_OPTION: Final = "@fleet-exit"
+WINDOW_FORMAT: Final = f"#{{window_name}}\t#{{pane_pid}}\t#{{pane_dead}}\t#{{pane_dead_status}}\t#{{{EXIT_OPTION}}}"
 
 
 def tmux_base(tmux: str, socket: Path) -> list[str]:
@@ -69,9 +70,11 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
 
 
-# The pane runs the agent under a tiny sh wrapper that signals the agent's channel when the
-# agent exits, so the unit's main process (blocked in `wait-for`) ends and systemd sees it.
-_PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} wait-for -S {channel}; exit $status'
+# The pane runs the agent under a tiny sh wrapper that runs one tmux command when the agent
+# exits: the systemd backend signals the agent's channel (the unit's main process waits on
+# it), the tmux backend records the exit status in a window option (tmux's own
+# pane_dead_status is sometimes never filled in for a fast-exiting pane).
+_PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} {command}; exit $status'
 
 
 def literal(word: str) -> str:
@@ -96,16 +99,16 @@ def agent_window_commands(
     *,
     cwd: str | None,
     env: Mapping[str, str],
-    exit_signal: tuple[str, Path] | None = None,
+    tmux: str,
+    socket: Path,
+    on_exit: Sequence[str],
 ) -> list[str]:
     """The tmux command sequence (no client prefix) that gives an agent a fresh window.
 
     A leftover window of the same name is killed first, so an agent never has two windows;
     a server option counts the starts (status reports restarts from it, at no extra
-    process). With ``exit_signal=(tmux, socket)`` the pane runs the agent under a wrapper
-    that signals the agent's channel when it exits (the systemd unit waits on it);
-    without, the pane runs ``argv`` itself (the tmux backend, which keeps dead panes with
-    ``remain-on-exit`` so their exit status can be read).
+    process). The pane runs ``argv`` under a wrapper that runs the tmux command
+    ``on_exit`` when the agent exits (see :func:`signal_exit` and :func:`record_exit`).
     """
     target = window_target(name)
     counter = starts_option(name)
@@ -116,19 +119,33 @@ def agent_window_commands(
         commands += ["-c", literal(cwd)]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
-    argv = [literal(word) for word in argv]
-    if exit_signal is None:
-        return [*commands, "--", *argv]
-    tmux, socket = exit_signal
-    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), channel=channel(name))
-    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *argv]
+    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), command=_sh_words(on_exit))
+    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *(literal(word) for word in argv)]
+
+
+EXIT_STATUS: Final = "$status"  # in an on_exit command: the agent's exit status
+
+
+def _sh_words(words: Sequence[str]) -> str:
+    """Shell-quote words for the pane script, leaving :data:`EXIT_STATUS` to expand."""
+    return " ".join('"$status"' if word == EXIT_STATUS else shlex.quote(word) for word in words)
+
+
+def signal_exit(name: str) -> list[str]:
+    """On exit, wake the agent unit's main process (``wait-for`` on the agent's channel)."""
+    return ["wait-for", "-S", channel(name)]
+
+
+def record_exit(name: str) -> list[str]:
+    """On exit, keep the status in the window's ``@fleet-exit`` option (read by status)."""
+    return ["set-option", "-w", "-t", window_target(name), EXIT_OPTION, EXIT_STATUS]
 
 
 def new_window_argv(
     tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
 ) -> list[str]:
     """One tmux client that replaces the agent's window (systemd backend: exit is signalled)."""
-    commands = agent_window_commands(name, argv, cwd=cwd, env=env, exit_signal=(tmux, socket))
+    commands = agent_window_commands(name, argv, cwd=cwd, env=env, tmux=tmux, socket=socket, on_exit=signal_exit(name))
     return [*tmux_base(tmux, socket), *commands]
 
 
@@ -162,8 +179,9 @@ def parse_windows(output: str) -> dict[str, Window]:
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) == 4:
-            name, pid, dead, status = parts
+        if len(parts) == 5:
+            name, pid, dead, status, recorded = parts
+            status = status or recorded
             code = int(status) if dead == "1" and status.lstrip("-").isdigit() else None
             windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1", code)
         elif line.startswith(prefix):

@@ -13,20 +13,17 @@ cost is tmux's own, not a process per agent.
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from fleetlib import procs, tmux
+from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.fleet import WAIT_TIMEOUT_S, run_locked
 from fleetlib.lock import RestartGuard, ensure_private_dir
-from fleetlib.paths import FleetPaths
-from fleetlib.roster import Roster, resolve_cwd
-from fleetlib.runner import Result, Runner
+from fleetlib.roster import resolve_cwd
+from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 
@@ -34,24 +31,15 @@ HOLDER: Final = "tmux:fleet"
 POLL_S: Final = 0.02
 
 
-@dataclass
-class TmuxFleet:
+@dataclass(kw_only=True)
+class TmuxFleet(FleetContext):
     """A fleet run by a plain tmux server; the interface of :class:`fleetlib.fleet.Fleet`."""
 
-    paths: FleetPaths
-    roster: Roster
-    runner: Runner
-    tmux_bin: str = field(default_factory=lambda: shutil.which("tmux") or "/usr/bin/tmux")
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
     timeout: float = WAIT_TIMEOUT_S
     lock_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "tmux"
 
     # ----------------------------------------------------------------- helpers
-
-    def _names(self, agent: str | None) -> list[str]:
-        return self.roster.names() if agent is None else [self.roster.get(agent).name]
 
     def _tmux(self, commands: list[str]) -> Result:
         # -f /dev/null: a server started by this client ignores the user's tmux.conf.
@@ -92,7 +80,7 @@ class TmuxFleet:
     def status(self, agent: str | None = None) -> FleetStatus:
         """One tmux call: every window, its pane pid, whether it died and with what status."""
         windows = self._windows()
-        agents = [self._agent_status(name, (windows or {}).get(name)) for name in self._names(agent)]
+        agents = [self._agent_status(name, (windows or {}).get(name)) for name in self.names(agent)]
         running = windows is not None
         holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
         return FleetStatus(self.backend, holder, agents)
@@ -134,7 +122,16 @@ class TmuxFleet:
         for name in todo:
             agent = self.roster.get(name)
             cwd = resolve_cwd(agent, roster_dir, home)
-            commands += [*tmux.agent_window_commands(name, agent.argv(), cwd=cwd, env=agent.env), ";"]
+            window = tmux.agent_window_commands(
+                name,
+                agent.argv(),
+                cwd=cwd,
+                env=agent.env,
+                tmux=self.tmux_bin,
+                socket=self.paths.tmux_socket,
+                on_exit=tmux.record_exit(name),
+            )
+            commands += [*window, ";"]
         result = self._tmux(commands[:-1])
         if not result.ok:
             raise FleetOperationError(f"tmux could not start {', '.join(todo)}: {result.error_line()}")
@@ -145,7 +142,7 @@ class TmuxFleet:
             return
         rows = self.status().agents
         dead = [
-            f"{a.name} (exit status {a.exit_status})" if a.exit_status is not None else f"{a.name} (window gone)"
+            f"{a.name} (exit status {a.exit_status})" if a.exit_status is not None else f"{a.name} ({a.active_state})"
             for a in rows
             if a.name in names and not a.up
         ]
@@ -153,7 +150,7 @@ class TmuxFleet:
             raise FleetOperationError(f"agent(s) exited right after starting: {', '.join(dead)}; check their commands")
 
     def start(self, agent: str | None = None) -> str:
-        names = self._names(agent)
+        names = self.names(agent)
         started = self._start_missing(names)
         self._verify_up(names)
         if not started:
@@ -164,7 +161,7 @@ class TmuxFleet:
         windows = self._windows()
         if windows is None:
             return []
-        names = [n for n in self._names(agent) if n in windows]
+        names = [n for n in self.names(agent) if n in windows]
         if agent is None:
             pids = [w.pane_pid for w in windows.values() if w.pane_pid and not w.dead]
             result = self.runner.run(tmux.kill_server_argv(self.tmux_bin, self.paths.tmux_socket))
@@ -190,7 +187,7 @@ class TmuxFleet:
     def restart(self, agent: str | None = None) -> str:
         """Tear down and start again under the restart lock; the old agents have exited
         before the new ones start, so two generations never overlap."""
-        names = self._names(agent)
+        names = self.names(agent)
 
         def restart_locked(guard: RestartGuard | None) -> str:
             self._stop(agent)

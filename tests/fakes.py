@@ -53,7 +53,7 @@ class FakeRunner:
     def _query(self, args: list[str]) -> Result:
         if "list-windows" in args:
             windows = [agent_name(u) for u in sorted(self.active) if agent_name(u)]
-            listing = "".join(f"{w}\t{100 + i}\t0\t\n" for i, w in enumerate(windows))
+            listing = "".join(f"{w}\t{100 + i}\t0\t\t\n" for i, w in enumerate(windows))
             return Result(tuple(args), 0, listing + "".join(f"@fleet-starts-{w} 1\n" for w in windows))
         if "list-units" in args:
             rows = [{"unit": u, "load": "loaded", "active": "active", "sub": "running"} for u in sorted(self.active)]

@@ -104,7 +104,7 @@ def test_pane_wrapper_signals_the_agent_channel_and_keeps_the_exit_status() -> N
 
 
 def test_parse_windows_with_start_counters() -> None:
-    output = "_holder\t10\t0\t\na1\t11\t0\t\na10\t12\t1\t7\n@fleet-starts-a1 3\n@fleet-starts-a10 1\nstatus on\n"
+    output = "_holder\t10\t0\t\t\na1\t11\t0\t\t\na10\t12\t1\t\t7\n@fleet-starts-a1 3\n@fleet-starts-a10 1\nstatus on\n"
     windows = tmux.parse_windows(output)
     assert windows["a1"] == tmux.Window("a1", 11, dead=False, starts=3)
     assert windows["a10"].dead

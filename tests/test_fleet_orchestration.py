@@ -33,7 +33,6 @@ def make_fleet(home: Path, runner: object, text: str = ROSTER, **lock_options: o
         runner=runner,  # type: ignore[arg-type]
         unit_dir=home / "units",
         tmux_bin="/usr/bin/tmux",
-        report=lambda _: None,
         sleep=lambda _: None,
         lock_options=dict(lock_options),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,12 +158,19 @@ def test_crashed_agent_shows_failed_with_its_exit_status_and_restart_brings_it_b
     crasher = f"if [ -e {flag} ]; then rm {flag}; exit 42; fi; exec sleep 100000"
     tenv.roster(["ok"], extra=f"  - name: crasher\n    runtime: custom\n    command: [sh, -c, {json.dumps(crasher)}]\n")
     result = tenv.inv("fleet.start")
-    assert result.returncode == 1
-    assert "crasher (exit status 42)" in result.stderr
-    code, rows = tenv.status()
-    assert code == 3
-    assert (rows["crasher"]["active_state"], rows["crasher"]["exit_status"]) == ("failed", 42)
-    assert rows["ok"]["active_state"] == "active"
+    # start may or may not see the crash (it checks right after creating the windows)...
+    assert result.returncode == 0 or "crasher (exit status 42)" in result.stderr, result.stderr
+
+    def crashed() -> bool:
+        code, rows = tenv.status()
+        return code == 3 and (rows["crasher"]["active_state"], rows["crasher"]["exit_status"]) == ("failed", 42)
+
+    # ...but status always shows it failed, with its exit status.
+    deadline = time.monotonic() + 30
+    while not crashed():
+        assert time.monotonic() < deadline, tenv.status()
+        time.sleep(0.05)
+    assert tenv.status()[1]["ok"]["active_state"] == "active"
     tenv.inv_ok("fleet.restart", "--agent", "crasher")
     code, rows = tenv.status()
     assert code == 0
