@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,24 +27,66 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
+def run_inv(
+    args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `inv <args>` in the repo as a user would (a real subprocess, output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_inv_concurrently(argsets: Sequence[Sequence[str]], env: dict[str, str]) -> list[tuple[int, str, str]]:
+    """Start every `inv` at once, then collect (exit status, stdout, stderr) for each."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in argsets
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append((proc.returncode, out, err))
+    return results
+
+
+class InvUser:
+    """A user of one fleet home: subclasses say which environment `inv` runs with."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def inv(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_inv(args, self.env, input=input)
+
+    def inv_ok(self, *args: str) -> str:
+        result = self.inv(*args)
+        assert result.returncode == 0, f"inv {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+        return result.stdout
+
+
 @pytest.fixture
 def inv(home: Path) -> InvRunner:
-    """Run `inv <args>` in the repo as a user would, with MOSAIC_HOME pointing at ``home``."""
+    """Run `inv <args>` with MOSAIC_HOME pointing at ``home``."""
 
     def run(
         *args: str, env: dict[str, str] | None = None, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "MOSAIC_HOME": str(home), **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=REPO,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=120,
-            check=False,
-        )
+        return run_inv(args, {**os.environ, "MOSAIC_HOME": str(home), **(env or {})}, input=input)
 
     return run
 
@@ -62,7 +104,7 @@ def user_manager() -> Iterator[UserManager]:
 
 
 @dataclass
-class FleetEnv:
+class FleetEnv(InvUser):
     """One test's fleet: a private home (so a private tmux socket) on the shared manager."""
 
     home: Path
@@ -71,22 +113,6 @@ class FleetEnv:
     @property
     def env(self) -> dict[str, str]:
         return {**self.manager.env, "MOSAIC_HOME": str(self.home)}
-
-    def inv(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def inv_ok(self, *args: str) -> str:
-        result = self.inv(*args)
-        assert result.returncode == 0, f"inv {' '.join(args)} failed ({result.returncode}): {result.stderr}"
-        return result.stdout
 
     def write_roster(self, text: str) -> None:
         roster = self.home / "fleet" / "roster.yaml"

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib.devbuild import install_order, path_warning, pnpm_version_from, tarball_of
-from tests.conftest import REPO
+from tests.conftest import run_inv
 from tests.workspace import git_commit_all, write_workspace
 
 PACKAGES = ("--package", "@t/gateway", "--package", "@t/cli")
@@ -119,15 +118,7 @@ def build_env(tmp_path: Path, server: tuple[str, list[tuple[str, str]], Path]) -
 
 
 def build(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "build.dev", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_inv(["build.dev", *args], env, timeout=600)
 
 
 def git_out(repo: Path, *args: str) -> str:

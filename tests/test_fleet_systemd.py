@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, FleetEnv
+from tests.conftest import REPO, FleetEnv, run_inv_concurrently
 
 pytestmark = pytest.mark.systemd
 
@@ -126,20 +126,8 @@ def test_roster_cwd_env_args_and_command_reach_the_agent(fleet_env: FleetEnv, tm
 def test_three_concurrent_restarts_all_succeed_each_agent_one_window(fleet_env: FleetEnv) -> None:
     fe = fleet_env
     started_fleet(fe, ["r1", "r2", "r3"])
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "invoke", "fleet.restart"],
-            cwd=REPO,
-            env=fe.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+    for code, out, err in run_inv_concurrently([["fleet.restart"]] * 3, fe.env):
+        assert code == 0, err
         assert "all up" in out
     code, rows = status(fe)
     assert code == 0

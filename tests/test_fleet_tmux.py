@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.usermanager import UserManager
+from tests.conftest import FleetEnv, InvUser, run_inv_concurrently
 
 pytestmark = pytest.mark.tmux
 
 
-class TmuxEnv:
+class TmuxEnv(InvUser):
     """A private home with no user manager reachable, so `auto` picks tmux."""
 
     def __init__(self, root: Path) -> None:
@@ -29,26 +29,8 @@ class TmuxEnv:
 
     @property
     def env(self) -> dict[str, str]:
-        import os
-
         env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
         return {**env, "MOSAIC_HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime)}
-
-    def inv(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def inv_ok(self, *args: str) -> str:
-        result = self.inv(*args)
-        assert result.returncode == 0, f"inv {' '.join(args)}: {result.stderr}"
-        return result.stdout
 
     def roster(self, names: list[str], extra: str = "") -> None:
         # Each agent logs its start and its stop (on the SIGHUP a torn-down pane gets).
@@ -85,29 +67,10 @@ def test_auto_picks_tmux_without_a_user_manager_and_install_says_so(tenv: TmuxEn
 
 
 @pytest.mark.systemd
-def test_auto_picks_systemd_when_a_user_manager_is_booted(user_manager: UserManager, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    roster = home / "fleet" / "roster.yaml"
-    roster.parent.mkdir(parents=True)
-    roster.write_text("version: 1\nagents: []\n")
-    env = {**user_manager.env, "MOSAIC_HOME": str(home)}
-    subprocess.run(
-        [sys.executable, "-m", "invoke", "fleet.install"], cwd=REPO, env=env, check=True, capture_output=True
-    )
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "invoke", "fleet.status"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        assert out.splitlines()[0] == "backend: systemd"
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "invoke", "fleet.uninstall"], cwd=REPO, env=env, capture_output=True, check=False
-        )
+def test_auto_picks_systemd_when_a_user_manager_is_booted(fleet_env: FleetEnv) -> None:
+    fleet_env.write_roster("version: 1\nagents: []\n")
+    fleet_env.inv_ok("fleet.install")
+    assert fleet_env.inv("fleet.status").stdout.splitlines()[0] == "backend: systemd"
 
 
 def test_lifecycle_on_the_tmux_backend(tenv: TmuxEnv) -> None:
@@ -199,20 +162,8 @@ def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv) -> None:
     names = ["c1", "c2", "c3", "c4"]
     tenv.roster(names)
     tenv.inv_ok("fleet.start")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "invoke", "fleet.restart"],
-            cwd=REPO,
-            env=tenv.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    for code, _, err in run_inv_concurrently([["fleet.restart"]] * 3, tenv.env):
+        assert code == 0, err
     tenv.inv_ok("fleet.stop")
     # Every teardown completes (all agents logged "stop") before the next generation starts:
     # the log is alternating blocks of 4 starts and 4 stops, one block per generation.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib.messaging import accepted
-from tests.conftest import REPO
+from tests.conftest import run_inv_concurrently
 from tests.test_fleet_tmux import TmuxEnv
 
 pytestmark = pytest.mark.tmux
@@ -98,10 +98,7 @@ def test_awkward_messages_arrive_byte_exact(menv: TmuxEnv, message: str) -> None
 
 def test_multi_line_message_from_stdin_arrives_byte_exact(menv: TmuxEnv) -> None:
     message = "first line\nsecond $(line)\n\tthird; C-c\n"
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "fleet.send", "--agent", "talker", "--message", "-"],
-        cwd=REPO, env=menv.env, input=message, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    result = menv.inv("fleet.send", "--agent", "talker", "--message", "-", input=message)
     assert result.returncode == 0, result.stderr
     wait_for(lambda: received(menv, "talker").count(b"\n") >= 3)
     assert received(menv, "talker") == b"first line\nsecond $(line)\n\tthird; C-c\n"
@@ -119,20 +116,10 @@ def test_verification_fails_with_the_pane_tail_when_the_agent_does_not_acknowled
 
 def test_concurrent_sends_to_one_agent_never_interleave(menv: TmuxEnv) -> None:
     messages = [letter * 400 for letter in "abcdef"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "invoke", "fleet.send", "--agent", "talker", "--message", text],
-            cwd=REPO,
-            env=menv.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for text in messages
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    for code, _, err in run_inv_concurrently(
+        [["fleet.send", "--agent", "talker", "--message", t] for t in messages], menv.env
+    ):
+        assert code == 0, err
     lines = received(menv, "talker").decode().splitlines()
     assert sorted(lines) == sorted(messages)
 
