@@ -33,25 +33,27 @@ def window_target(name: str) -> str:
 
 
 def channel(name: str) -> str:
-    """The ``wait-for`` channel an agent's pane signals when the agent exits."""
+    """The ``wait-for`` channel signalled when the agent exits (systemd backend)."""
     return f"fleet-agent-{name}"
 
 
 def new_session_argv(tmux: str, socket: Path) -> list[str]:
-    """Start the server with the holder session; its first window runs no login shell."""
+    """Start the holder's server (systemd backend): the holder session, whose first window
+    runs no login shell, and a server-wide hook that signals an agent's channel and closes
+    its window when the agent exits, so the pane runs the agent itself (no wrapper)."""
+    on_death = f"run-shell -C {shlex.quote('wait-for -S ' + channel('#{window_name}'))} ; kill-window"
     return [
         *tmux_base(tmux, socket),
         "-f",
         "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        SESSION,
-        "-n",
-        HOLDER_WINDOW,
-        "--",
-        "sleep",
-        "infinity",
+        *new_session_commands(),
+        ";",
+        *keep_dead_panes_commands(),
+        ";",
+        "set-hook",
+        "-g",
+        "pane-died",
+        on_death,
     ]
 
 
@@ -70,10 +72,10 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
 
 
-# The pane runs the agent under a tiny sh wrapper that runs one tmux command when the agent
-# exits: the systemd backend signals the agent's channel (the unit's main process waits on
-# it), the tmux backend records the exit status in a window option (tmux's own
-# pane_dead_status is sometimes never filled in for a fast-exiting pane).
+# On the tmux backend the pane runs the agent under a tiny sh wrapper that records the exit
+# status in a window option when the agent exits: tmux's own pane_dead_status is sometimes
+# never filled in for a fast-exiting pane. (The systemd backend needs no status and uses
+# the holder's pane-died hook instead, so its panes run the agent itself.)
 _PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} {command}; exit $status'
 
 
@@ -101,14 +103,15 @@ def agent_window_commands(
     env: Mapping[str, str],
     tmux: str,
     socket: Path,
-    on_exit: Sequence[str],
+    on_exit: Sequence[str] | None,
 ) -> list[str]:
     """The tmux command sequence (no client prefix) that gives an agent a fresh window.
 
     A leftover window of the same name is killed first, so an agent never has two windows;
     a server option counts the starts (status reports restarts from it, at no extra
-    process). The pane runs ``argv`` under a wrapper that runs the tmux command
-    ``on_exit`` when the agent exits (see :func:`signal_exit` and :func:`record_exit`).
+    process). With ``on_exit``, the pane runs ``argv`` under a wrapper that runs that tmux
+    command when the agent exits (:func:`record_exit`); without, the pane runs ``argv``
+    itself (the systemd holder's ``pane-died`` hook handles the exit).
     """
     target = window_target(name)
     counter = starts_option(name)
@@ -119,8 +122,11 @@ def agent_window_commands(
         commands += ["-c", literal(cwd)]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
+    words = [literal(word) for word in argv]
+    if on_exit is None:
+        return [*commands, "--", *words]
     script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), command=_sh_words(on_exit))
-    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *(literal(word) for word in argv)]
+    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *words]
 
 
 EXIT_STATUS: Final = "$status"  # in an on_exit command: the agent's exit status
@@ -129,11 +135,6 @@ EXIT_STATUS: Final = "$status"  # in an on_exit command: the agent's exit status
 def _sh_words(words: Sequence[str]) -> str:
     """Shell-quote words for the pane script, leaving :data:`EXIT_STATUS` to expand."""
     return " ".join('"$status"' if word == EXIT_STATUS else shlex.quote(word) for word in words)
-
-
-def signal_exit(name: str) -> list[str]:
-    """On exit, wake the agent unit's main process (``wait-for`` on the agent's channel)."""
-    return ["wait-for", "-S", channel(name)]
 
 
 def record_exit(name: str) -> list[str]:
@@ -145,7 +146,7 @@ def new_window_argv(
     tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
 ) -> list[str]:
     """One tmux client that replaces the agent's window (systemd backend: exit is signalled)."""
-    commands = agent_window_commands(name, argv, cwd=cwd, env=env, tmux=tmux, socket=socket, on_exit=signal_exit(name))
+    commands = agent_window_commands(name, argv, cwd=cwd, env=env, tmux=tmux, socket=socket, on_exit=None)
     return [*tmux_base(tmux, socket), *commands]
 
 

@@ -8,11 +8,13 @@ args, cwd, env). What the template encodes, and why:
   once the new tmux server is up. Without ``After=`` agents start against the old, dying
   server and fail; ``Wants=`` leaves agents "active" with no window.
 * The window is created in ``ExecStartPre`` (one tmux client that also removes a
-  leftover window of the same name); the main process is a ``tmux wait-for`` on the
-  agent's channel, which the pane signals when the agent exits. So the unit is active
+  leftover window of the same name) and runs the agent itself; the main process is a
+  ``tmux wait-for`` on the agent's channel, which the holder's ``pane-died`` hook signals
+  (and closes the window) when the agent exits. So the unit is active
   exactly while the agent runs, and ``Restart=always`` brings a dead agent back (a oneshot
   unit would stay "active" after its agent died). Every process a start or stop spawns
-  counts at fleet scale: an agent start is two tmux clients, a stop one.
+  counts at fleet scale: an agent start is two tmux clients and the agent, a stop one
+  tmux client.
 * A generous start limit: the limit counts manual restarts too, and the default (5 in 10 s)
   let a handful of quick fleet restarts fail the holder and take the fleet down. The fleet
   tasks also ``reset-failed`` before acting.

@@ -96,10 +96,31 @@ def test_tmux_targets_are_exact() -> None:
     assert tmux.list_windows_argv("tmux", SOCK)[:6] == ["tmux", "-S", str(SOCK), "list-windows", "-t", "=fleet:"]
 
 
-def test_pane_wrapper_signals_the_agent_channel_and_keeps_the_exit_status() -> None:
-    argv = tmux.new_window_argv("/usr/bin/tmux", Path("/a b/tmux.sock"), "a1", ["codex"], cwd=None, env={})
+def test_systemd_panes_run_the_agent_itself_and_the_holder_hook_signals_its_exit() -> None:
+    argv = tmux.new_window_argv("/usr/bin/tmux", SOCK, "a1", ["codex", "a;"], cwd=None, env={})
+    assert argv[-3:] == ["--", "codex", "a\\;"]  # trailing ';' escaped for tmux's parser
+    holder = tmux.new_session_argv("/usr/bin/tmux", SOCK)
+    assert "pane-died" in holder
+    assert (
+        holder[holder.index("pane-died") + 1] == "run-shell -C 'wait-for -S fleet-agent-#{window_name}' ; kill-window"
+    )
+    assert holder[holder.index("-wg") - 1 : holder.index("-wg") + 3] == ["set-option", "-wg", "remain-on-exit", "on"]
+
+
+def test_tmux_backend_pane_wrapper_records_the_exit_status() -> None:
+    argv = tmux.agent_window_commands(
+        "a1",
+        ["codex"],
+        cwd=None,
+        env={},
+        tmux="/usr/bin/tmux",
+        socket=Path("/a b/tmux.sock"),
+        on_exit=tmux.record_exit("a1"),
+    )
     script = argv[argv.index("-c") + 1]
-    assert script == "\"$@\"; status=$?; /usr/bin/tmux -S '/a b/tmux.sock' wait-for -S fleet-agent-a1; exit $status"
+    assert script == (
+        '"$@"; status=$?; /usr/bin/tmux -S \'/a b/tmux.sock\' set-option -w -t =fleet:=a1 @fleet-exit "$status"; exit $status'
+    )
     assert argv[-2:] == ["fleet-agent-a1", "codex"]
 
 
