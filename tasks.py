@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -52,6 +53,10 @@ def user_errors(body: F) -> F:
             return body(*args, **kwargs)
         except FleetError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader went away (`inv fleet.status | head`): stop quietly, like coreutils.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
 
     return wrapper  # type: ignore[return-value]
 
