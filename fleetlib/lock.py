@@ -435,7 +435,9 @@ class RestartLock:
         mtime = _mtime(self.mutex_path)
         if mtime is None:
             return False
-        if self.clock() - mtime >= self.stale_after:
+        # mtimes are wall-clock times: compare with the real clock, not the injected one
+        # (a test's fake clock must never make a live mutex look abandoned).
+        if time.time() - mtime >= self.stale_after:
             return True
         raw = _read(self.mutex_path, "restart lock mutex")
         return raw is not None and self._dead(LockRecord.parse(raw))
@@ -452,7 +454,7 @@ class RestartLock:
             # reclaimer crashed mid-reap: clear it so a later pass can retry.
             mtime = _mtime(self.reclaim_path)
             raw = _read(self.reclaim_path, "restart lock reclaim file")
-            if (mtime is not None and self.clock() - mtime >= self.stale_after) or (
+            if (mtime is not None and time.time() - mtime >= self.stale_after) or (
                 raw is not None and self._dead(LockRecord.parse(raw))
             ):
                 _unlink(self.reclaim_path)
