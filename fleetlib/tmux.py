@@ -154,6 +154,10 @@ def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-window", "-t", window_target(name)]
 
 
+def wait_for_argv(tmux: str, socket: Path, name: str) -> list[str]:
+    return [*tmux_base(tmux, socket), "wait-for", channel(name)]
+
+
 def list_windows_argv(tmux: str, socket: Path) -> list[str]:
     """Every window of the fleet session, then the server options (the start counters)."""
     listing = ["list-windows", "-t", session_target(), "-F", WINDOW_FORMAT]

@@ -9,12 +9,12 @@ args, cwd, env). What the template encodes, and why:
   server and fail; ``Wants=`` leaves agents "active" with no window.
 * The window is created in ``ExecStartPre`` (one tmux client that also removes a
   leftover window of the same name) and runs the agent itself; the main process is a
-  small sh waiting in ``tmux wait-for`` on the agent's channel, which the holder's
-  ``pane-died`` hook signals (and closes the window) when the agent exits; stopping the
-  unit makes that sh close the window (``KillMode=mixed``). So the unit is active
+  ``tmux wait-for`` on the agent's channel, which the holder's ``pane-died`` hook signals
+  (and closes the window) when the agent exits. So the unit is active
   exactly while the agent runs, and ``Restart=always`` brings a dead agent back (a oneshot
   unit would stay "active" after its agent died). Every process a start or stop spawns
-  counts at fleet scale: systemd spawns two processes per agent start and none per stop.
+  counts at fleet scale: an agent start is two tmux clients and the agent, a stop one
+  tmux client.
 * A generous start limit: the limit counts manual restarts too, and the default (5 in 10 s)
   let a handful of quick fleet restarts fail the holder and take the fleet down. The fleet
   tasks also ``reset-failed`` before acting.
@@ -90,18 +90,6 @@ WantedBy=default.target
     )
 
 
-# The agent unit's main process: waits for the agent's exit signal and, when the unit is
-# stopped (SIGTERM), closes the agent's window itself. One sh that forks its tmux clients
-# is cheaper than an ExecStopPost, which systemd would have to spawn for every stop.
-_AGENT_MAIN: Final = (
-    'trap \'"$0" -S "$1" kill-window -t "=fleet:=$2"; exit 0\' TERM; "$0" -S "$1" wait-for "fleet-agent-$2" & wait $!'
-)
-
-
-def agent_main_argv(tmux_bin: str, socket: Path, name: str) -> list[str]:
-    return ["/bin/sh", "-c", _AGENT_MAIN, tmux_bin, str(socket), name]
-
-
 def agent_template_text(tmux_bin: str, socket: Path, source: str) -> str:
     """The agent template; the per-agent window command comes from its drop-in."""
     return (
@@ -118,9 +106,8 @@ Type=simple
 # fleet scale. A failing client still shows in the journal as the unit's exit status.
 StandardOutput=null
 StandardError=null
-{exec_line("ExecStart", agent_main_argv(tmux_bin, socket, _INSTANCE))}
-# Only the main sh gets SIGTERM (and so closes the window); its wait-for client is killed after.
-KillMode=mixed
+{exec_line("ExecStart", tmux.wait_for_argv(tmux_bin, socket, _INSTANCE))}
+{exec_line("ExecStopPost", tmux.kill_window_argv(tmux_bin, socket, _INSTANCE), ignore_failure=True)}
 Restart=always
 RestartSec=1
 

@@ -50,14 +50,10 @@ def test_agent_template_requires_and_orders_after_the_holder() -> None:
     assert "Restart=always\n" in text
     assert "StartLimitBurst=100\n" in text
     assert "Type=oneshot" not in text
-    main = next(line for line in text.splitlines() if line.startswith("ExecStart="))
-    argv = systemd_unquote(main.removeprefix("ExecStart="))
-    assert argv[:2] == ["/bin/sh", "-c"]
-    assert argv[3:] == ["/usr/bin/tmux", str(SOCK), "%i"]
-    assert 'wait-for "fleet-agent-$2"' in argv[2]
-    assert 'trap \'"$0" -S "$1" kill-window -t "=fleet:=$2"; exit 0\' TERM' in argv[2]
-    assert "KillMode=mixed\n" in text
-    assert "ExecStopPost" not in text
+    assert 'ExecStart=/usr/bin/tmux -S /home/u/.config/mosaic/fleet/run/tmux.sock wait-for "fleet-agent-%i"' in text
+    assert (
+        'ExecStopPost=-/usr/bin/tmux -S /home/u/.config/mosaic/fleet/run/tmux.sock kill-window -t "=fleet:=%i"' in text
+    )
     assert "WantedBy=default.target" in text
 
 
