@@ -67,7 +67,7 @@ class Fleet(FleetContext):
         ]
         if missing:
             raise FleetError(f"fleet units are not installed in {self.unit_dir}; run `inv fleet.install`")
-        stale = [n for n in names if not (self.unit_dir / f"{systemd.agent_unit(n)}.d" / DROPIN_NAME).is_file()]
+        stale = [n for n in names if not self._dropin(n).is_file()]
         if stale:
             raise FleetError(
                 f"units for agent(s) {', '.join(stale)} are not installed (roster changed?); run `inv fleet.install`"
@@ -88,6 +88,16 @@ class Fleet(FleetContext):
             path_env=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             user_home=Path.home(),
         )
+
+    def _dropin(self, name: str) -> Path:
+        """The per-agent drop-in install writes (its existence means "installed")."""
+        return self.unit_dir / f"{systemd.agent_unit(name)}.d" / DROPIN_NAME
+
+    def _remove_dropin(self, name: str) -> None:
+        dropin = self._dropin(name)
+        dropin.unlink(missing_ok=True)
+        if dropin.parent.is_dir() and not any(dropin.parent.iterdir()):
+            dropin.parent.rmdir()
 
     def _installed_agent_names(self) -> list[str]:
         names = []
@@ -123,12 +133,9 @@ class Fleet(FleetContext):
             units = self._units(removed)
             self._systemctl("disable", units, "--now")
             for name in removed:
-                dropin_dir = self.unit_dir / f"{systemd.agent_unit(name)}.d"
-                changes.append(f"{'would remove' if dry else 'removed'} agent {name} ({dropin_dir / DROPIN_NAME})")
+                changes.append(f"{'would remove' if dry else 'removed'} agent {name} ({self._dropin(name)})")
                 if not dry:
-                    (dropin_dir / DROPIN_NAME).unlink(missing_ok=True)
-                    if not any(dropin_dir.iterdir()):
-                        dropin_dir.rmdir()
+                    self._remove_dropin(name)
         if changes:
             self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
             changes.append("reloaded the user manager")
@@ -150,14 +157,14 @@ class Fleet(FleetContext):
         self._systemctl("disable", units, "--now")
         changes = [f"{'would stop' if dry else 'stopped'} and disabled {len(units)} unit(s)"]
         paths = [self.unit_dir / systemd.HOLDER_UNIT, self.unit_dir / systemd.AGENT_TEMPLATE]
-        paths += [self.unit_dir / f"{systemd.agent_unit(n)}.d" / DROPIN_NAME for n in names]
-        for path in paths:
+        for path in [*paths, *(self._dropin(n) for n in names)]:
             if path.exists():
                 changes.append(f"{'would remove' if dry else 'removed'} {path}")
                 if not dry:
                     path.unlink()
-                    if path.name == DROPIN_NAME and not any(path.parent.iterdir()):
-                        path.parent.rmdir()
+        if not dry:
+            for name in names:
+                self._remove_dropin(name)
         self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
         return changes
 
