@@ -5,8 +5,9 @@ agents), ``build`` (build the stack from source). Configuration keys live under
 ``fleet.*`` (``invoke.yaml`` or ``INVOKE_FLEET_HOME=...``); a flag beats the config,
 which beats ``MOSAIC_HOME``.
 
-User errors print one line on stderr and exit 2; ``fleet.status`` exits 3 when any
-agent is not active (like ``systemctl is-active``).
+User errors print one line on stderr and exit 2; an operation that was attempted and
+failed exits 1, naming what failed; ``fleet.status`` exits 3 when any agent is not active
+(like ``systemctl is-active``).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def roster_list(c: Context, home: str = "", roster: str = "", json: bool = False
     if json:
         print_json([agent_json(agent) for agent in loaded.agents])
         return
-    rows = [[a.name, a.runtime, " ".join(a.argv()), a.cwd or "-", a.description] for a in loaded.agents]
+    rows = [[a.name, a.runtime, shlex.join(a.argv()), a.cwd or "-", a.description] for a in loaded.agents]
     print_table(["NAME", "RUNTIME", "COMMAND", "CWD", "DESCRIPTION"], rows)
 
 
