@@ -50,6 +50,30 @@ def test_four_processes_two_hundred_cycles_each_never_overlap(tmp_path: Path) ->
     assert sorted(os.listdir(lock.path.parent)) in ([], ["restart.lock.waiters"])
 
 
+def test_python_and_reference_protocol_restarts_exclude_each_other(tmp_path: Path) -> None:
+    """Two processes on fleetlib.lock and two speaking the reference protocol, one home."""
+    workers, counter = start_workers(tmp_path, processes=2, cycles=150)
+    reference = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "tests" / "reference_contender.py"),
+                str(tmp_path),
+                str(tmp_path / "witness.lock"),
+                str(counter),
+                "150",
+            ],
+            env=ENV,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    finish([*workers, *reference])
+    assert counter.read_text() == "600"
+    assert not RestartLock(tmp_path).path.exists()
+
+
 def spawn_victim(home: Path, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, WORKER, mode, str(home)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
