@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib.messaging import accepted
-from tests.conftest import run_inv_concurrently
+from tests.conftest import REPO, run_inv_concurrently
 from tests.test_fleet_tmux import TmuxEnv
 
 pytestmark = pytest.mark.tmux
@@ -167,3 +167,28 @@ def test_accepted_rule() -> None:
     assert accepted(before, "ready> hi\n  esc to interrupt", "hi", pattern="esc to interrupt")
     old = "ready> hello\nack 6\nready> "
     assert not accepted(old, old + "hello\n", "hello")  # an old acknowledgement does not count
+
+
+def test_logs_follow_prints_new_output_as_it_appears(menv: TmuxEnv) -> None:
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "fleet.logs", "--agent", "talker", "--lines", "5", "--follow"],
+        cwd=REPO,
+        env=menv.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        while "ready>" not in follower.stdout.readline():
+            pass  # the initial tail, up to the prompt (pytest-timeout bounds this)
+        menv.inv_ok("fleet.send", "--agent", "talker", "--message", "follow me")
+        seen = ""
+        while "ack 10" not in seen:
+            line = follower.stdout.readline()
+            assert line, "the follower stopped before the new output arrived"
+            seen += line
+        assert "follow me" in seen
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=30)
