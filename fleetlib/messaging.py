@@ -174,5 +174,5 @@ class Messenger(FleetContext):
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise FleetError("attaching needs a terminal (stdin and stdout must be a tty); run it interactively")
         self.require_running(name)
-        flags = ["-r"] if read_only else []
-        return [*self._base(), "attach-session", *flags, "-t", tmux.window_target(name)]
+        view = f"{tmux.SESSION}view{uuid.uuid4().hex[:12]}"  # unique, so no prefix match
+        return [*self._base(), *tmux.view_commands(name, view, read_only=read_only)]

@@ -192,3 +192,52 @@ def test_logs_follow_prints_new_output_as_it_appears(menv: TmuxEnv) -> None:
     finally:
         follower.terminate()
         follower.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(("task", "read_only"), [("fleet.watch", "1"), ("fleet.attach", "0")])
+def test_watch_and_attach_use_a_private_view_on_a_real_terminal(menv: TmuxEnv, task: str, read_only: str) -> None:
+    sock = str(menv.home / "fleet" / "run" / "tmux.sock")
+
+    def clients() -> list[str]:
+        out = subprocess.run(
+            ["tmux", "-S", sock, "list-clients", "-F", "#{client_name} #{client_session} #{client_readonly} #{window_name}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return out.stdout.split("\n")[:-1] if out.returncode == 0 else []
+
+    before = subprocess.run(
+        ["tmux", "-S", sock, "display", "-p", "-t", "=fleet:", "#{window_name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # `script` gives the task a real pseudo-terminal, as a person's shell would.
+    command = f"{sys.executable} -m invoke {task} --agent other"
+    viewer = subprocess.Popen(
+        ["script", "-qec", command, "/dev/null"],
+        cwd=REPO,
+        env=menv.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(clients()) == 1)
+        name, session, readonly, window = clients()[0].split()
+        assert session.startswith("fleetview")
+        assert (readonly, window) == (read_only, "other")
+        after = subprocess.run(
+            ["tmux", "-S", sock, "display", "-p", "-t", "=fleet:", "#{window_name}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert after.stdout == before.stdout  # the fleet session's own current window is untouched
+        subprocess.run(["tmux", "-S", sock, "detach-client", "-t", name], check=True)
+        assert viewer.wait(timeout=30) == 0
+        sessions = subprocess.run(
+            ["tmux", "-S", sock, "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True, check=True
+        )
+        assert sessions.stdout.split() == ["fleet"]  # the view went away with its client
+    finally:
+        viewer.kill()
+        viewer.wait()
