@@ -86,10 +86,6 @@ def install_order(names: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(names), key=lambda name: name != GATEWAY)
 
 
-def tarball_of(package: str, version: str) -> str:
-    return Package(package, version, Path()).tarball_name
-
-
 def pnpm_version_from(package_json: Mapping[str, Any]) -> str | None:
     """The pnpm version pinned in ``packageManager`` (``pnpm@10.6.2+sha...`` -> ``10.6.2``)."""
     spec = package_json.get("packageManager")

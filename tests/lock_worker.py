@@ -20,21 +20,29 @@ from filelock import FileLock, Timeout
 from fleetlib.lock import RestartLock, acquire_restart_lock
 
 
+def witnessed_increment(witness: FileLock, counter: Path) -> bool:
+    """The critical section: the witness must be free (else two processes are inside) and
+    the counter is bumped read-modify-write (a lost update would also reveal overlap)."""
+    try:
+        witness.acquire(blocking=False)
+    except Timeout:
+        sys.stderr.write("VIOLATION: witness lock held by another process inside the critical section\n")
+        return False
+    try:
+        counter.write_text(str(int(counter.read_text() or "0") + 1))
+    finally:
+        witness.release()
+    return True
+
+
 def cycles(home: str, witness: str, counter: str, count: int) -> int:
     witness_lock = FileLock(witness)
-    counter_path = Path(counter)
     for _ in range(count):
         guard = acquire_restart_lock(home, log=lambda _: None)
         try:
-            witness_lock.acquire(blocking=False)
-        except Timeout:
-            sys.stderr.write("VIOLATION: witness lock held by another process inside the critical section\n")
-            return 3
-        try:
-            value = int(counter_path.read_text() or "0")
-            counter_path.write_text(str(value + 1))
+            if not witnessed_increment(witness_lock, Path(counter)):
+                return 3
         finally:
-            witness_lock.release()
             guard.release()
     return 0
 

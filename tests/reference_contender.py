@@ -16,7 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
+from lock_worker import witnessed_increment
 
 POLL_S = 0.005
 STALE_S = 60.0
@@ -87,14 +88,9 @@ def main(home: str, witness: str, counter: str, cycles: int) -> int:
     for _ in range(cycles):
         token = acquire(lock)
         try:
-            witness_lock.acquire(blocking=False)
-        except Timeout:
-            sys.stderr.write("VIOLATION: witness lock held by another process inside the critical section\n")
-            return 3
-        try:
-            Path(counter).write_text(str(int(Path(counter).read_text() or "0") + 1))
+            if not witnessed_increment(witness_lock, Path(counter)):
+                return 3
         finally:
-            witness_lock.release()
             release(lock, token)
     return 0
 

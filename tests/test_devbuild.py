@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib.devbuild import install_order, path_warning, pnpm_version_from, tarball_of
+from fleetlib.devbuild import Package, install_order, path_warning, pnpm_version_from
 from tests.conftest import run_inv
 from tests.workspace import git_commit_all, write_workspace
 
@@ -37,8 +37,8 @@ def test_install_order_puts_the_gateway_first() -> None:
 
 
 def test_tarball_names_and_pinned_pnpm() -> None:
-    assert tarball_of("@mosaicstack/gateway", "1.2.3") == "mosaicstack-gateway-1.2.3.tgz"
-    assert tarball_of("plain", "0.1.0") == "plain-0.1.0.tgz"
+    assert Package("@mosaicstack/gateway", "1.2.3", Path()).tarball_name == "mosaicstack-gateway-1.2.3.tgz"
+    assert Package("plain", "0.1.0", Path()).tarball_name == "plain-0.1.0.tgz"
     assert pnpm_version_from({"packageManager": "pnpm@10.6.2+sha512.abc"}) == "10.6.2"
     assert pnpm_version_from({"packageManager": "yarn@4.0.0"}) is None
     assert pnpm_version_from({}) is None
