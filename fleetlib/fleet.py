@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import procs, systemd, tmux
+from fleetlib import systemd, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -185,26 +185,15 @@ class Fleet(FleetContext):
         _raise_if_no_manager(units_result)
         states = systemd.parse_list_units(units_result.stdout)
         windows = tmux.parse_windows(windows_result.stdout) if windows_result.ok else {}
-        agents = []
-        for name in names:
-            unit = systemd.agent_unit(name)
-            state = states.get(unit, systemd.UnitState(unit, load_state="not-loaded"))
-            window = windows.get(name)
-            alive = window is not None and not window.dead
-            agents.append(
-                AgentStatus(
-                    name=name,
-                    unit=unit,
-                    load_state=state.load_state,
-                    active_state=state.active_state,
-                    sub_state=state.sub_state,
-                    pid=window.pane_pid if window else None,
-                    since=procs.started_at(window.pane_pid) if alive and window and window.pane_pid else None,
-                    restarts=max(window.starts - 1, 0) if window and window.starts is not None else None,
-                    window=alive,
-                )
-            )
-        holder = states.get(systemd.HOLDER_UNIT, systemd.UnitState(systemd.HOLDER_UNIT, load_state="not-loaded"))
+
+        def state_of(unit: str) -> systemd.UnitState:
+            return states.get(unit) or systemd.UnitState(unit, load_state="not-loaded")
+
+        agents = [
+            AgentStatus.from_window(name, unit, state_of(unit), windows.get(name))
+            for name, unit in ((n, systemd.agent_unit(n)) for n in names)
+        ]
+        holder = state_of(systemd.HOLDER_UNIT)
         return FleetStatus(self.backend, holder, agents)
 
     def _wait(self, names: list[str], *, up: bool, holder_up: bool | None, progress: Callable[[], object]) -> None:
@@ -264,22 +253,23 @@ class Fleet(FleetContext):
         names = self.names(agent)
         self.ensure_installed(names)
         started = self.clock()
-        failures: list[str] = []
+        failures: dict[str, str] = {}  # agent name (or the holder) -> why it did not stop
         result = self._systemctl("stop", self._units(names))
         if not result.ok:
             # The batch reports failures only as text; stop one by one to name each.
             for name in names:
                 single = self._systemctl("stop", [systemd.agent_unit(name)])
                 if not single.ok:
-                    failures.append(f"{name}: {single.error_line()}")
+                    failures[name] = single.error_line()
         if agent is None:
             holder = self._systemctl("stop", [systemd.HOLDER_UNIT])
             if not holder.ok:
-                failures.append(f"holder: {holder.error_line()}")
-        stopped = [n for n in names if not any(f.startswith(f"{n}:") for f in failures)]
+                failures["the holder unit"] = holder.error_line()  # no agent name has a space
+        stopped = [n for n in names if n not in failures]
         self._wait(stopped, up=False, holder_up=None if agent or failures else False, progress=lambda: None)
         if failures:
-            raise FleetOperationError(f"stop failed for {len(failures)} unit(s): {'; '.join(failures)}")
+            named = "; ".join(f"{who}: {why}" for who, why in failures.items())
+            raise FleetOperationError(f"stop failed for {len(failures)} unit(s): {named}")
         return f"stopped {_describe(agent, names)} in {self.clock() - started:.2f}s"
 
     def restart(self, agent: str | None = None) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fleetlib import procs
 from fleetlib.systemd import UnitState
+from fleetlib.tmux import Window
 
 
 @dataclass(frozen=True)
@@ -18,10 +20,36 @@ class AgentStatus:
     active_state: str
     sub_state: str
     pid: int | None
-    since: str | None
     restarts: int | None
     window: bool
     exit_status: int | None = None
+
+    @classmethod
+    def from_window(
+        cls, name: str, unit: str, state: UnitState | tuple[str, str, str], window: Window | None
+    ) -> AgentStatus:
+        """The row for one agent: its state (load, active, sub) plus what its tmux window
+        shows (pane pid while alive, restarts from the start counter, exit status)."""
+        load, active, sub = (
+            (state.load_state, state.active_state, state.sub_state) if isinstance(state, UnitState) else state
+        )
+        alive = window is not None and not window.dead
+        return cls(
+            name=name,
+            unit=unit,
+            load_state=load,
+            active_state=active,
+            sub_state=sub,
+            pid=window.pane_pid if window is not None and alive else None,
+            restarts=max(window.starts - 1, 0) if window is not None and window.starts is not None else None,
+            window=alive,
+            exit_status=window.dead_status if window is not None else None,
+        )
+
+    @property
+    def since(self) -> str | None:
+        """When the agent's pane process started; read only when shown, not in wait loops."""
+        return procs.started_at(self.pid) if self.pid else None
 
     @property
     def up(self) -> bool:

@@ -87,24 +87,12 @@ class TmuxFleet(FleetContext):
 
     def _agent_status(self, name: str, window: tmux.Window | None) -> AgentStatus:
         if window is None:
-            state = ("inactive", "dead")
+            state = ("loaded", "inactive", "dead")
         elif window.dead:
-            state = ("failed", "exited")
+            state = ("loaded", "failed", "exited")
         else:
-            state = ("active", "running")
-        alive = window is not None and not window.dead
-        return AgentStatus(
-            name=name,
-            unit=tmux.window_target(name),
-            load_state="loaded",
-            active_state=state[0],
-            sub_state=state[1],
-            pid=window.pane_pid if window and not window.dead else None,
-            since=procs.started_at(window.pane_pid) if alive and window and window.pane_pid else None,
-            restarts=max(window.starts - 1, 0) if window and window.starts is not None else None,
-            window=alive,
-            exit_status=window.dead_status if window else None,
-        )
+            state = ("loaded", "active", "running")
+        return AgentStatus.from_window(name, tmux.window_target(name), state, window)
 
     # ----------------------------------------------------------------- start / stop / restart
 
