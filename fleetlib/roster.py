@@ -92,6 +92,16 @@ class Roster:
     def names(self) -> list[str]:
         return [agent.name for agent in self.agents]
 
+    def cwd_of(self, agent: Agent, user_home: Path) -> str | None:
+        """The agent's cwd as an absolute path: ``~`` is the user's home, relative paths are
+        relative to the roster file's directory; None when the roster gives none."""
+        if agent.cwd is None:
+            return None
+        if agent.cwd == "~" or agent.cwd.startswith("~/"):
+            return str(user_home / agent.cwd[2:]) if agent.cwd != "~" else str(user_home)
+        path = Path(agent.cwd)
+        return str(path if path.is_absolute() else Path(self.source).parent / path)
+
     def get(self, name: str) -> Agent:
         """Return the agent called ``name``; ``FleetError`` naming the known ones otherwise."""
         for agent in self.agents:
@@ -99,17 +109,6 @@ class Roster:
                 return agent
         known = ", ".join(self.names()) or "none"
         raise FleetError(f"unknown agent {name!r} in {self.source} (known: {known}); add it with `inv roster.add`")
-
-
-def resolve_cwd(agent: Agent, roster_dir: Path, user_home: Path) -> str | None:
-    """The agent's cwd as an absolute path: ``~`` is the user's home, relative paths are
-    relative to the roster's directory."""
-    if agent.cwd is None:
-        return None
-    if agent.cwd == "~" or agent.cwd.startswith("~/"):
-        return str(user_home / agent.cwd[2:]) if agent.cwd != "~" else str(user_home)
-    path = Path(agent.cwd)
-    return str(path if path.is_absolute() else roster_dir / path)
 
 
 # --------------------------------------------------------------------------- parsing

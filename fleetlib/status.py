@@ -33,16 +33,15 @@ class AgentStatus:
         load, active, sub = (
             (state.load_state, state.active_state, state.sub_state) if isinstance(state, UnitState) else state
         )
-        alive = window is not None and not window.dead
         return cls(
             name=name,
             unit=unit,
             load_state=load,
             active_state=active,
             sub_state=sub,
-            pid=window.pane_pid if window is not None and alive else None,
+            pid=window.live_pid if window is not None else None,
             restarts=max(window.starts - 1, 0) if window is not None and window.starts is not None else None,
-            window=alive,
+            window=window is not None and not window.dead,
             exit_status=window.dead_status if window is not None else None,
         )
 

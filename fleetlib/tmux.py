@@ -185,6 +185,11 @@ class Window:
     dead_status: int | None = None
     starts: int | None = None
 
+    @property
+    def live_pid(self) -> int | None:
+        """The pane's process while it runs; None once it has exited."""
+        return None if self.dead else self.pane_pid
+
 
 def parse_windows(output: str) -> dict[str, Window]:
     """Parse :func:`list_windows_argv` output into name -> Window (with start counts)."""

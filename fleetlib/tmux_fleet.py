@@ -22,7 +22,6 @@ from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.fleet import WAIT_TIMEOUT_S, run_locked
 from fleetlib.lock import RestartGuard, ensure_private_dir
-from fleetlib.roster import resolve_cwd
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
@@ -106,10 +105,9 @@ class TmuxFleet(FleetContext):
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
         commands: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
         commands += [*tmux.keep_dead_panes_commands(), ";"]
-        roster_dir, home = Path(self.roster.source).parent, Path.home()
         for name in todo:
             agent = self.roster.get(name)
-            cwd = resolve_cwd(agent, roster_dir, home)
+            cwd = self.roster.cwd_of(agent, Path.home())
             window = tmux.agent_window_commands(
                 name,
                 agent.argv(),
@@ -151,13 +149,13 @@ class TmuxFleet(FleetContext):
             return []
         names = [n for n in self.names(agent) if n in windows]
         if agent is None:
-            pids = [w.pane_pid for w in windows.values() if w.pane_pid and not w.dead]
+            pids = [w.live_pid for w in windows.values() if w.live_pid]
             result = self.runner.run(tmux.kill_server_argv(self.tmux_bin, self.paths.tmux_socket))
         else:
             if not names:
                 return []
-            window = windows[names[0]]
-            pids = [window.pane_pid] if window.pane_pid and not window.dead else []
+            live = windows[names[0]].live_pid
+            pids = [live] if live else []
             result = self.runner.run(tmux.kill_window_argv(self.tmux_bin, self.paths.tmux_socket, names[0]))
         if not result.ok:
             raise FleetOperationError(f"tmux could not stop {', '.join(names) or 'the fleet'}: {result.error_line()}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import tmux
-from fleetlib.roster import Agent, Roster, resolve_cwd
+from fleetlib.roster import Agent, Roster
 from fleetlib.systemd import AGENT_TEMPLATE, HOLDER_UNIT, agent_unit
 
 DROPIN_NAME: Final = "50-fleet-roster.conf"
@@ -125,13 +125,12 @@ def agent_dropin_text(agent: Agent, tmux_bin: str, socket: Path, *, cwd: str | N
 
 def unit_files(roster: Roster, *, tmux_bin: str, socket: Path, path_env: str, user_home: Path) -> dict[str, str]:
     """Every file the fleet needs in the unit directory: relative path -> content."""
-    roster_dir = Path(roster.source).parent
     files = {
         HOLDER_UNIT: holder_unit_text(tmux_bin, socket, path_env, roster.source),
         AGENT_TEMPLATE: agent_template_text(tmux_bin, socket, roster.source),
     }
     for agent in roster.agents:
-        cwd = resolve_cwd(agent, roster_dir, user_home)
+        cwd = roster.cwd_of(agent, user_home)
         files[f"{agent_unit(agent.name)}.d/{DROPIN_NAME}"] = agent_dropin_text(
             agent, tmux_bin, socket, cwd=cwd, source=roster.source
         )
