@@ -68,6 +68,12 @@ def fleet_paths(c: Context, home: str, roster: str) -> FleetPaths:
     return FleetPaths.resolve(home or config.get("home") or None, roster or config.get("roster") or None)
 
 
+def chosen_backend(c: Context, flag: str) -> str:
+    """``systemd`` or ``tmux``: the flag, else config ``fleet.backend``, else auto-detected
+    (the probe runs even in a dry run: choosing is not a change)."""
+    return resolve_backend(flag or c.config.get("fleet", {}).get("backend") or "auto", SubprocessRunner())
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -222,7 +228,7 @@ def make_fleet(
     config = c.config.get("fleet", {})
     loaded = load_roster(paths.roster)
     runner = DryRunRunner() if dry_run else SubprocessRunner()
-    chosen = resolve_backend(backend or config.get("backend") or "auto", SubprocessRunner())
+    chosen = chosen_backend(c, backend)
     if chosen == "tmux":
         return TmuxFleet(paths=paths, roster=loaded, runner=runner, timeout=timeout)
     configured = unit_dir or config.get("unit_dir") or ""
@@ -436,7 +442,7 @@ def fleet_logs(
             return
         return
     print(messenger.logs(agent, lines))
-    chosen = resolve_backend(backend or c.config.get("fleet", {}).get("backend") or "auto", messenger.runner)
+    chosen = chosen_backend(c, backend)
     if chosen == "systemd":
         journal = messenger.runner.run(
             ["journalctl", "--user", "-u", agent_unit(agent), "-n", str(lines), "--no-pager", "-q"]

@@ -34,6 +34,7 @@ from fleetlib.lock import ensure_private_dir
 from fleetlib.runtimes import busy_pattern
 
 VERIFY_TIMEOUT_S: Final = 15.0
+CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
 TAIL_LINES: Final = 8
 
@@ -98,7 +99,7 @@ class Messenger(FleetContext):
             state = "has exited" if window else "is not running"
             raise FleetError(f"agent {name!r} {state}; start it with `inv fleet.start --agent {name}`")
 
-    def capture(self, name: str, lines: int = 200) -> str:
+    def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
         result = self.runner.run(
             [*self._base(), "capture-pane", "-p", "-J", "-S", f"-{lines}", "-t", tmux.window_target(name)]
         )
@@ -123,14 +124,16 @@ class Messenger(FleetContext):
             "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target, ";",
             "send-keys", "-t", target, "Enter",
         ]  # fmt: skip
-        if not self.runner.dry_run:
-            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+        if self.runner.dry_run:  # prints the command; takes no lock, writes nothing
+            self.runner.run(sequence)
+            return f"would send {len(message)} characters to {name}"
+        ensure_private_dir(self.paths.run_dir, "fleet run directory")
         with edit_lock(self.paths.run_dir / f"send-{name}"):
-            before = self.capture(name, 2000) if verify and not self.runner.dry_run else ""
+            before = self.capture(name) if verify else ""
             result = self.runner.run(sequence)
             if not result.ok:
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
-            if not verify or self.runner.dry_run:
+            if not verify:
                 return f"sent {len(message)} characters to {name} (not verified)"
             self._verify(name, before, message, timeout)
         return f"sent {len(message)} characters to {name}: accepted"
@@ -139,7 +142,7 @@ class Messenger(FleetContext):
         pattern = busy_pattern(self.roster.get(name).runtime)
         deadline = self.clock() + timeout
         while True:
-            after = self.capture(name, 2000)
+            after = self.capture(name)
             if accepted(before, after, message, pattern):
                 return
             if self.clock() >= deadline:
@@ -161,7 +164,7 @@ class Messenger(FleetContext):
         while True:
             self.sleep(POLL_S * 5)
             try:
-                current = self.capture(name, 2000)
+                current = self.capture(name)
             except FleetError:
                 return
             fresh = _new_text(previous, current)
