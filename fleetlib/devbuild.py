@@ -232,10 +232,13 @@ class DevBuild:
 
     # ----------------------------------------------------------------- the two modes
 
+    def _new_report(self, prefix: str) -> BuildReport:
+        return BuildReport(self.source, self.ref if _is_git_source(self.source) else None, prefix)
+
     def build(self) -> BuildReport:
         """Fetch, install, build, pack, check, install globally. See the module docstring."""
         prefix = self.npm_prefix()
-        report = BuildReport(self.source, self.ref if _is_git_source(self.source) else None, prefix)
+        report = self._new_report(prefix)
         with self.workdir() as work:
             if self.keep_workdir:
                 report.workdir = str(work)
@@ -268,7 +271,7 @@ class DevBuild:
     def check(self) -> BuildReport:
         """Report each package's installed version and the source's version; change nothing."""
         prefix = self.npm_prefix()
-        report = BuildReport(self.source, self.ref if _is_git_source(self.source) else None, prefix)
+        report = self._new_report(prefix)
         with self.workdir() as work:
             for package in self.select(self.fetch(work)):
                 installed = _read_json(Path(prefix) / "lib" / "node_modules" / package.name / "package.json")
