@@ -394,7 +394,7 @@ def fleet_send(
 
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
     messenger = make_messenger(c, home, roster)
-    code = messenger.runner.interactive(messenger.attach_argv(agent, read_only=read_only))
+    code = messenger.attach(agent, read_only=read_only)
     if code:
         raise Exit(code=code)
 

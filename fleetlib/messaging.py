@@ -172,10 +172,14 @@ class Messenger(FleetContext):
                 yield fresh
             previous = current
 
-    def attach_argv(self, name: str, *, read_only: bool) -> list[str]:
-        """The tmux client that attaches a terminal to the agent's window."""
+    def attach(self, name: str, *, read_only: bool) -> int:
+        """Attach this terminal to the agent's window through a private view; returns the
+        tmux client's exit status once it detaches, after removing the view."""
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise FleetError("attaching needs a terminal (stdin and stdout must be a tty); run it interactively")
         self.require_running(name)
         view = f"{tmux.SESSION}view{uuid.uuid4().hex[:12]}"  # unique, so no prefix match
-        return [*self._base(), *tmux.view_commands(name, view, read_only=read_only)]
+        try:
+            return self.runner.interactive([*self._base(), *tmux.view_commands(name, view, read_only=read_only)])
+        finally:
+            self.runner.run(tmux.kill_session_argv(self.tmux_bin, self.paths.tmux_socket, view))

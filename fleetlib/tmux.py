@@ -152,15 +152,19 @@ def new_window_argv(
 
 def view_commands(name: str, view: str, *, read_only: bool) -> list[str]:
     """Attach through a private view: a session grouped with the fleet session, showing the
-    agent's window, destroyed once the client detaches (the option is set after attaching:
-    an unattached session with it would be destroyed at once). So a watcher never changes
-    which window another client sees; ``read_only`` makes the client unable to type."""
+    agent's window, so a watcher never changes which window another client sees;
+    ``read_only`` makes the client unable to type. The caller removes the view after the
+    client detaches (``destroy-unattached`` on a grouped session crashed tmux 3.3a's
+    server on detach, taking every agent with it)."""
     return [
         "new-session", "-d", "-t", f"={SESSION}", "-s", view, ";",
         "select-window", "-t", f"{view}:={name}", ";",
-        "attach-session", *(["-r"] if read_only else []), "-t", view, ";",
-        "set-option", "-t", view, "destroy-unattached", "on",
+        "attach-session", *(["-r"] if read_only else []), "-t", view,
     ]  # fmt: skip
+
+
+def kill_session_argv(tmux: str, socket: Path, session: str) -> list[str]:
+    return [*tmux_base(tmux, socket), "kill-session", "-t", session]
 
 
 def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
