@@ -14,6 +14,7 @@ replace the file atomically (a failed edit leaves the old file untouched).
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,24 @@ TRANSPORTS: Final = ("tmux",)
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ENV_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOP_LEVEL_KEYS: Final = ("version", "transport", "agents")
-AGENT_KEYS: Final = ("name", "runtime", "command", "cwd", "args", "env", "description")
+AGENT_KEYS: Final = (
+    "name",
+    "runtime",
+    "command",
+    "cwd",
+    "args",
+    "env",
+    "description",
+    "stop_timeout",
+    "start_grace",
+    "max_failures",
+    "failure_window",
+)
+# Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
+DEFAULT_STOP_TIMEOUT: Final = 10.0
+DEFAULT_START_GRACE: Final = 1.0
+DEFAULT_MAX_FAILURES: Final = 5
+DEFAULT_FAILURE_WINDOW: Final = 60.0
 
 STARTER_ROSTER: Final = """\
 # Fleet roster (format version 1). Edit by hand or with `inv roster.add` / `inv roster.remove`;
@@ -58,6 +76,12 @@ class Agent:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    # Lifecycle: TERM, then KILL after ``stop_timeout`` s; started once alive ``start_grace`` s;
+    # ``max_failures`` exits within ``failure_window`` s count as a crash loop.
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    start_grace: float = DEFAULT_START_GRACE
+    max_failures: int = DEFAULT_MAX_FAILURES
+    failure_window: float = DEFAULT_FAILURE_WINDOW
 
     def argv(self) -> list[str]:
         """The full argv the agent's window runs: command (or the runtime's) plus args."""
@@ -77,6 +101,14 @@ class Agent:
             data["env"] = dict(self.env)
         if self.description:
             data["description"] = self.description
+        if self.stop_timeout != DEFAULT_STOP_TIMEOUT:
+            data["stop_timeout"] = self.stop_timeout
+        if self.start_grace != DEFAULT_START_GRACE:
+            data["start_grace"] = self.start_grace
+        if self.max_failures != DEFAULT_MAX_FAILURES:
+            data["max_failures"] = self.max_failures
+        if self.failure_window != DEFAULT_FAILURE_WINDOW:
+            data["failure_window"] = self.failure_window
         return data
 
 
@@ -175,6 +207,22 @@ def _string_list(node: yaml.Node, source: str, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _seconds(node: yaml.Node, source: str, where: str, *, allow_zero: bool) -> float:
+    value = _scalar(node, source, where)
+    bound = ">= 0" if allow_zero else "> 0"
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise RosterError(source, f"must be a number {bound} (seconds), got {value!r}", line=_line(node), field=where)
+    return float(value)
+
+
+def _count(node: yaml.Node, source: str, where: str) -> int:
+    value = _scalar(node, source, where)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RosterError(source, f"must be a whole number >= 1, got {value!r}", line=_line(node), field=where)
+    return value
+
+
 def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | None) -> dict[str, yaml.Node]:
     """Return key -> value node, rejecting non-string, duplicate and unknown keys."""
     if not isinstance(node, yaml.MappingNode):
@@ -262,6 +310,18 @@ def _parse_agent(node: yaml.Node, index: int, source: str) -> Agent:
         args=_string_list(fields["args"], source, f"{where}.args") if "args" in fields else (),
         env=env,
         description=_string(fields["description"], source, f"{where}.description") if "description" in fields else "",
+        stop_timeout=_seconds(fields["stop_timeout"], source, f"{where}.stop_timeout", allow_zero=False)
+        if "stop_timeout" in fields
+        else DEFAULT_STOP_TIMEOUT,
+        start_grace=_seconds(fields["start_grace"], source, f"{where}.start_grace", allow_zero=True)
+        if "start_grace" in fields
+        else DEFAULT_START_GRACE,
+        max_failures=_count(fields["max_failures"], source, f"{where}.max_failures")
+        if "max_failures" in fields
+        else DEFAULT_MAX_FAILURES,
+        failure_window=_seconds(fields["failure_window"], source, f"{where}.failure_window", allow_zero=False)
+        if "failure_window" in fields
+        else DEFAULT_FAILURE_WINDOW,
     )
 
 

@@ -112,3 +112,58 @@ def test_invalid_rosters_name_file_line_and_field(text: str, line: int | None, f
     assert fragment in str(error)
     assert str(error).startswith(f"roster.yaml:{line}:" if line else "roster.yaml:")
     assert "\n" not in str(error)
+
+
+# --------------------------------------------------------------------------- lifecycle keys
+
+
+def test_lifecycle_keys_default_and_parse() -> None:
+    default = parse_roster(AGENT).agents[0]
+    assert (default.stop_timeout, default.start_grace, default.max_failures, default.failure_window) == (
+        10.0,
+        1.0,
+        5,
+        60.0,
+    )
+    assert default.to_dict() == {"name": "a", "runtime": "codex"}
+    text = AGENT + "    stop_timeout: 2.5\n    start_grace: 0\n    max_failures: 3\n    failure_window: 30\n"
+    agent = parse_roster(text).agents[0]
+    assert (agent.stop_timeout, agent.start_grace, agent.max_failures, agent.failure_window) == (2.5, 0.0, 3, 30.0)
+    assert isinstance(agent.stop_timeout, float)
+    assert isinstance(agent.failure_window, float)
+    assert isinstance(agent.max_failures, int)
+    assert agent.to_dict() == {
+        "name": "a",
+        "runtime": "codex",
+        "stop_timeout": 2.5,
+        "start_grace": 0.0,
+        "max_failures": 3,
+        "failure_window": 30.0,
+    }
+    assert parse_roster("version: 1\nagents: [" + str(agent.to_dict()) + "]\n").agents[0] == agent
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("stop_timeout: 0", "must be a number > 0"),
+        ("stop_timeout: -1", "must be a number > 0"),
+        ("stop_timeout: .nan", "must be a number > 0"),
+        ("stop_timeout: .inf", "must be a number > 0"),
+        ("stop_timeout: '10'", "must be a number > 0"),
+        ("stop_timeout: yes", "must be a number > 0"),
+        ("start_grace: -0.5", "must be a number >= 0"),
+        ("start_grace: [1]", "expected a single value"),
+        ("max_failures: 0", "must be a whole number >= 1"),
+        ("max_failures: 2.5", "must be a whole number >= 1"),
+        ("max_failures: true", "must be a whole number >= 1"),
+        ("failure_window: 0", "must be a number > 0"),
+    ],
+)
+def test_invalid_lifecycle_keys_name_line_and_field(line: str, fragment: str) -> None:
+    key = line.partition(":")[0]
+    with pytest.raises(RosterError) as caught:
+        parse_roster(AGENT + f"    {line}\n", "roster.yaml")
+    assert caught.value.line == 6
+    assert caught.value.field == f"agents[0].{key}"
+    assert fragment in str(caught.value)
