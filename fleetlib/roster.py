@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -325,14 +326,8 @@ def _parse_agent(node: yaml.Node, index: int, source: str) -> Agent:
     )
 
 
-@dataclass(frozen=True)
-class _Parsed:
-    roster: Roster
-    agents_key: yaml.Node | None
-    agents_node: yaml.Node | None
-
-
-def _parse(text: str, source: str) -> _Parsed:
+def parse_roster(text: str, source: str = "<roster>") -> Roster:
+    """Validate roster YAML text; ``RosterError`` (file, line, field) on any problem."""
     root = _compose(text, source)
     if root is None:
         raise RosterError(source, "the roster is empty; it needs version, transport and agents (see `inv roster.init`)")
@@ -361,7 +356,6 @@ def _parse(text: str, source: str) -> _Parsed:
             )
     agents: list[Agent] = []
     agents_node = top.get("agents")
-    agents_key = next((k for k, _ in root.value if k.value == "agents"), None)
     if agents_node is not None and not (
         isinstance(agents_node, yaml.ScalarNode) and _scalar(agents_node, source, "agents") is None
     ):
@@ -379,13 +373,7 @@ def _parse(text: str, source: str) -> _Parsed:
                 )
             seen[agent.name] = _line(item)
             agents.append(agent)
-    roster = Roster(version=version, transport=transport, agents=tuple(agents), source=source)
-    return _Parsed(roster, agents_key, agents_node)
-
-
-def parse_roster(text: str, source: str = "<roster>") -> Roster:
-    """Validate roster YAML text; ``RosterError`` (file, line, field) on any problem."""
-    return _parse(text, source).roster
+    return Roster(version=version, transport=transport, agents=tuple(agents), source=source)
 
 
 def _read(path: Path) -> str:
@@ -405,6 +393,16 @@ def load_roster(path: Path) -> Roster:
 
 
 # --------------------------------------------------------------------------- editing
+#
+# An edit changes only the text of the item it adds or removes. Each item's extent comes from
+# the scanner (node marks and tokens), never from guessing by lines: a block scalar's content
+# may have lines that start with '#', and only the scanner can tell those from comments. The
+# pure-Python loader is used here because its marks count characters of the str we splice.
+# After splicing, the result is parsed again and must hold exactly the expected agents (the
+# others identical, in order); anything else (an alias into the removed item, a layout this
+# code does not handle) refuses the edit and leaves the file alone.
+
+_EDIT_LOADER: Final = yaml.SafeLoader
 
 
 def _dump_items(agents: Sequence[Agent], indent: int) -> str:
@@ -413,80 +411,185 @@ def _dump_items(agents: Sequence[Agent], indent: int) -> str:
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
-def _is_content(line: str) -> bool:
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#")
+def _dump_flow(agent: Agent) -> str:
+    return yaml.safe_dump(agent.to_dict(), sort_keys=False, default_flow_style=True, width=1 << 30).strip()
 
 
-def _last_content_line(lines: list[str], start: int, stop: int) -> int:
-    """Index of the last line in ``[start, stop)`` holding YAML content (not blank/comment)."""
-    for index in range(min(stop, len(lines)) - 1, start - 1, -1):
-        if _is_content(lines[index]):
-            return index
-    return start
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
 
 
-def _rewrite_agents_block(text: str, parsed: _Parsed, agents: Sequence[Agent]) -> str:
-    """Replace the whole ``agents`` value with a block list (for flow, null or absent lists)."""
-    key_col = parsed.agents_key.start_mark.column if parsed.agents_key is not None else 0
-    block = "\n" + _dump_items(agents, key_col + 2) if agents else " []\n"
-    node = parsed.agents_node
-    if parsed.agents_key is None or node is None:
-        sep = "" if text.endswith("\n") or not text else "\n"
-        return f"{text}{sep}agents:{block}"
-    # Replace from just after "agents:" to the end of the value's last content line, so
-    # comments and keys after the list stay where they are.
-    lines = text.splitlines(keepends=True)
-    key_line = parsed.agents_key.start_mark.line
-    stop = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
-    last = _last_content_line(lines, key_line, stop)
-    colon = text.index(":", parsed.agents_key.end_mark.index) + 1
-    return text[:colon] + block + "".join(lines[last + 1 :])
+def _line_end(text: str, index: int) -> int:
+    """Index just past the line holding ``index`` (``index`` itself when it starts a line)."""
+    if index == 0 or text[index - 1] == "\n":
+        return index
+    newline = text.find("\n", index)
+    return len(text) if newline < 0 else newline + 1
 
 
-def _splice_add(text: str, parsed: _Parsed, agent: Agent) -> str:
-    node = parsed.agents_node
-    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
-        return _rewrite_agents_block(text, parsed, [*parsed.roster.agents, agent])
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    last_item = node.value[-1]
-    stop = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
-    insert_at = _last_content_line(lines, last_item.start_mark.line, stop) + 1
-    lines.insert(insert_at, _dump_items([agent], node.start_mark.column))
-    return "".join(lines)
+def _insert_lines(text: str, at: int, lines: str) -> str:
+    """Insert whole ``lines`` at ``at`` (a line start or the end of the text)."""
+    if at == len(text) and text and not text.endswith("\n"):
+        return _terminated(text) + lines
+    return text[:at] + lines + text[at:]
 
 
-def _splice_remove(text: str, parsed: _Parsed, name: str) -> str:
-    node = parsed.agents_node
-    assert isinstance(node, yaml.SequenceNode)  # the agent exists, so agents is a list
-    remaining = [a for a in parsed.roster.agents if a.name != name]
-    if node.flow_style or not remaining:
-        return _rewrite_agents_block(text, parsed, remaining)
-    index = parsed.roster.names().index(name)
-    lines = text.splitlines(keepends=True)
-    item = node.value[index]
-    if index + 1 < len(node.value):
-        stop = node.value[index + 1].start_mark.line
+def _terminated(text: str) -> str:
+    """``text`` with a final line break, meaning the same.
+
+    A block scalar that ends the file without one has no trailing break (``|`` and ``|+``
+    then keep nothing); the added break would become part of it, so its chomping indicator
+    becomes ``-`` (strip), which reads the same value with the break in place.
+    """
+    for scalar in _block_scalars(text):
+        if scalar.end_mark.index == len(text):
+            start = scalar.start_mark.index
+            header = re.match(r"[|>][-+0-9]*", text[start:])
+            assert header is not None
+            indent = re.sub(r"[-+]", "", header.group()[1:])
+            text = f"{text[:start]}{scalar.style}{indent}-{text[start + header.end() :]}"
+            break
+    return text + "\n"
+
+
+def _block_scalars(text: str) -> Iterator[yaml.ScalarNode]:
+    """Every ``|`` or ``>`` scalar of the document."""
+    root = yaml.compose(text, Loader=_EDIT_LOADER)
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+            yield node
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+
+
+def _keeps_blank_lines(text: str, index: int) -> bool:
+    """Whether a keep-chomped (``|+``/``>+``) block scalar ends at ``index``: blank lines
+    placed there would become part of its value."""
+    for scalar in _block_scalars(text):
+        if scalar.end_mark.index == index:
+            header = re.match(r"[|>][-+0-9]*", text[scalar.start_mark.index :])
+            return header is not None and "+" in header.group()
+    return False
+
+
+def _content_end(node: yaml.Node) -> int:
+    """Where the node's last character of content ends.
+
+    A block collection's own end mark lies at the next token, after any comments that follow
+    it, so it is not used: the end is that of its last scalar or flow collection. Scalar and
+    flow marks are exact; a block scalar's end includes its trailing line break(s). Empty
+    (zero-width) scalars carry no position and count as -1.
+    """
+    if isinstance(node, yaml.ScalarNode):
+        return node.end_mark.index if node.end_mark.index > node.start_mark.index else -1
+    if isinstance(node, yaml.CollectionNode) and node.flow_style:
+        return int(node.end_mark.index)
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
     else:
-        stop = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
-    last = _last_content_line(lines, item.start_mark.line, stop)
-    del lines[item.start_mark.line : last + 1]
-    return "".join(lines)
+        children = [part for pair in node.value for part in pair]
+    return max((_content_end(child) for child in children), default=-1)
 
 
-def _edit(path: Path, change: str, splice: Any) -> Roster:
-    with edit_lock(path):
-        text = _read(path)
-        parsed = _parse(text, str(path))
-        new_text = splice(text, parsed)
-        # Never write something we could not read back: validate the spliced text first.
-        roster = parse_roster(new_text, str(path))
+def _tokens(text: str, kind: type[yaml.Token]) -> list[int]:
+    return [token.start_mark.index for token in yaml.scan(text, Loader=_EDIT_LOADER) if isinstance(token, kind)]
+
+
+def _agents_nodes(text: str) -> tuple[yaml.MappingNode, yaml.Node | None, yaml.Node | None]:
+    root = yaml.compose(text, Loader=_EDIT_LOADER)
+    assert isinstance(root, yaml.MappingNode)  # the text validated already
+    for key, value in root.value:
+        if key.value == "agents":
+            return root, key, value
+    return root, None, None
+
+
+def _add_text(text: str, agent: Agent) -> str:
+    root, key, seq = _agents_nodes(text)
+    if key is None or seq is None:  # no `agents` key at all
+        if root.flow_style:
+            close = root.end_mark.index - 1
+            return f"{text[:close]}, agents: [{_dump_flow(agent)}]{text[close:]}"
+        return _insert_lines(text, len(text), "agents:\n" + _dump_items([agent], 2))
+    if isinstance(seq, yaml.SequenceNode) and seq.value and not seq.flow_style:
+        dash = _line_start(text, seq.start_mark.index)
+        column = seq.start_mark.index - dash
+        return _insert_lines(text, _line_end(text, _content_end(seq.value[-1])), _dump_items([agent], column))
+    if isinstance(seq, yaml.SequenceNode) and seq.value:  # a flow list with items
+        at = seq.value[-1].end_mark.index
+        return f"{text[:at]}, {_dump_flow(agent)}{text[at:]}"
+    # An empty flow list or a null: becomes a block list under the key, unless in flow context.
+    start, end = seq.start_mark.index, seq.end_mark.index
+    if root.flow_style:
+        return f"{text[:start]}[{_dump_flow(agent)}]{text[end:]}"
+    if isinstance(seq, yaml.SequenceNode) and text[start + 1 : end - 1].strip():  # `[ # comment ... ]`
+        return f"{text[: start + 1]}{_dump_flow(agent)}{text[start + 1 :]}"
+    if end > start and "\n" not in text[start:end]:
+        text = text[:start] + text[end:]  # drop `[]`, `~` or `null`; a comment after it stays
+    key_column = key.start_mark.column
+    return _insert_lines(text, _line_end(text, key.end_mark.index), _dump_items([agent], key_column + 2))
+
+
+def _remove_text(text: str, index: int) -> str:
+    _root, key, seq = _agents_nodes(text)
+    assert key is not None  # the agent exists, so does its list
+    assert isinstance(seq, yaml.SequenceNode)
+    item = seq.value[index]
+    if seq.flow_style:
+        # Delete the item and one comma next to it (the following one, else the preceding
+        # one); comments and line breaks around them stay.
+        commas = _tokens(text, yaml.FlowEntryToken)
+        after_limit = seq.value[index + 1].start_mark.index if index + 1 < len(seq.value) else seq.end_mark.index
+        following = [c for c in commas if item.end_mark.index <= c < after_limit]
+        before_limit = seq.value[index - 1].end_mark.index if index else seq.start_mark.index
+        preceding = [c for c in commas if before_limit <= c < item.start_mark.index]
+        comma = following[0] if following else (preceding[-1] if preceding else None)
+        cuts = [(item.start_mark.index, item.end_mark.index)]
+        if comma is not None:
+            cuts.append((comma, comma + 1))
+        for start, end in sorted(cuts, reverse=True):
+            text = text[:start] + text[end:]
+        return text
+    # Block list: from the start of the item's `-` line to the end of the line where its
+    # content ends (a comment on that line goes with it; comments on later lines stay).
+    dash = max(i for i in _tokens(text, yaml.BlockEntryToken) if i < item.start_mark.index)
+    start, end = _line_start(text, dash), _line_end(text, _content_end(item))
+    if _keeps_blank_lines(text, start):
+        # The blank lines after the item would join the keep-chomped scalar above it.
+        while end < len(text) and not text[end : _line_end(text, end + 1)].strip():
+            end = _line_end(text, end + 1)
+    text = text[:start] + text[end:]
+    if len(seq.value) == 1:  # the list is now empty: say so rather than leaving a null
+        colon = text.index(":", key.end_mark.index) + 1
+        text = f"{text[:colon]} []{text[colon:]}"
+    return text
+
+
+def _edit(path: Path, change: str, splice: Callable[[str, Roster], tuple[str, tuple[Agent, ...]]]) -> Roster:
+    target = _edit_target(path)
+    with edit_lock(target):
+        text = _read(target)
+        new_text, expected = splice(text, parse_roster(text, str(path)))
         try:
-            atomic_write_text(path, new_text)
+            roster = parse_roster(new_text, str(path))
+        except RosterError:
+            roster = None
+        if roster is None or roster.agents != expected:
+            raise FleetError(
+                f"cannot {change} in {path} without changing another agent (it shares an anchor or uses a layout "
+                "this tool does not edit); edit it by hand; the roster was left unchanged"
+            )
+        try:
+            atomic_write_text(target, new_text)
         except OSError as exc:
-            raise FleetError(f"cannot {change} in {path}: {exc.strerror}; the roster was left unchanged") from None
+            raise FleetError(
+                f"cannot {change} in {path}: writing {exc.filename or target} failed: {exc.strerror}; "
+                "the roster was left unchanged"
+            ) from None
         return roster
 
 
@@ -512,10 +615,10 @@ def add_agent(path: Path, agent: Agent) -> Roster:
     """
     checked = validate_agent(agent)
 
-    def splice(text: str, parsed: _Parsed) -> str:
-        if agent.name in parsed.roster.names():
+    def splice(text: str, roster: Roster) -> tuple[str, tuple[Agent, ...]]:
+        if agent.name in roster.names():
             raise FleetError(f"agent {agent.name!r} already exists in {path}; pick another name or remove it first")
-        return _splice_add(text, parsed, checked)
+        return _add_text(text, checked), (*roster.agents, checked)
 
     return _edit(path, f"add agent {agent.name!r}", splice)
 
@@ -523,11 +626,18 @@ def add_agent(path: Path, agent: Agent) -> Roster:
 def remove_agent(path: Path, name: str) -> Roster:
     """Remove the agent called ``name``; ``FleetError`` if it is not in the roster."""
 
-    def splice(text: str, parsed: _Parsed) -> str:
-        parsed.roster.get(name)  # raises with the known names
-        return _splice_remove(text, parsed, name)
+    def splice(text: str, roster: Roster) -> tuple[str, tuple[Agent, ...]]:
+        roster.get(name)  # raises with the known names
+        remaining = tuple(a for a in roster.agents if a.name != name)
+        return _remove_text(text, roster.names().index(name)), remaining
 
     return _edit(path, f"remove agent {name!r}", splice)
+
+
+def _edit_target(path: Path) -> Path:
+    """The file an edit writes: a symlinked roster's target (the link stays a link, and the
+    edit lock sits beside the target, where every editor of that file meets)."""
+    return Path(os.path.realpath(path))
 
 
 def init_roster(path: Path, *, force: bool = False) -> Roster:
