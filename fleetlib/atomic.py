@@ -7,17 +7,24 @@ temp file is removed and the target is untouched.
 
 ``edit_lock`` serialises edits of one file across processes with ``flock`` on a sidecar
 ``<file>.lock``. The sidecar is never unlinked: a waiter blocked on the old inode would
-otherwise end up locking a different file than the next editor.
+otherwise end up locking a different file than the next editor. It is opened without
+following a link and without blocking, and must be a regular file: a symlink, directory,
+FIFO or device planted there, or any failing system call, is a one-line ``FleetError``
+naming the path, never a hang and never a write somewhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from fleetlib.errors import FleetError
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
@@ -62,18 +69,60 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def open_regular(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int:
+    """Open ``path`` without following a final symlink and without blocking; return the fd
+    of a regular file or raise a one-line ``FleetError`` saying what is there instead."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FleetError(f"{what} {path} is a symlink; remove it (it is never followed)") from None
+        raise FleetError(f"cannot open {what} {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise FleetError(f"cannot open {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise FleetError(f"{what} {path} is not a regular file ({describe_mode(info.st_mode)}); remove it")
+    return fd
+
+
+def describe_mode(st_mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(st_mode):
+            return name
+    return "not a file"
+
+
 @contextlib.contextmanager
 def edit_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` for the duration of the block.
 
     Blocks until every other editor of the same file has left its block. The lock is
     released by the kernel if the process dies, so a crashed editor never wedges others.
+    A lock path that is not a regular file, or cannot be created, is a one-line
+    ``FleetError``.
     """
     lock_path = path.with_name(path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FleetError(f"cannot create directory {lock_path.parent}: {exc.strerror}") from None
+    fd = open_regular(lock_path, os.O_RDWR | os.O_CREAT, what="lock file")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise FleetError(f"cannot lock {lock_path}: {exc.strerror}") from None
         yield
     finally:
         os.close(fd)  # closing drops the flock

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Final
 
 import yaml
 
-from fleetlib.atomic import atomic_write_text, edit_lock
+from fleetlib.atomic import atomic_write_text, describe_mode, edit_lock
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 
@@ -60,9 +61,18 @@ STARTER_ROSTER: Final = """\
 version: 1
 transport: tmux
 agents:
-  # Each agent runs in its own tmux window of the fleet's holder session.
+  # Each agent runs in its own tmux window of the fleet's holder session. This one is a plain
+  # shell, so the fleet runs on any machine; swap in a real agent once its CLI is installed.
   - name: coder0
-    runtime: codex
+    runtime: shell
+    cwd: "~"              # working directory (default: your home directory)
+  # Real agents (each needs its CLI on PATH):
+  # - name: coder1
+  #   runtime: claude     # also codex, gemini, opencode
+  #   cwd: ~/src/project
+  # - name: reviewer
+  #   runtime: codex
+  #   args: [--model, o3]
 """
 
 
@@ -376,15 +386,40 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
     return Roster(version=version, transport=transport, agents=tuple(agents), source=source)
 
 
+# Far beyond any real roster; a bigger file is a mistake (or /dev/zero) and is not read.
+MAX_ROSTER_BYTES: Final = 16 * 1024 * 1024
+
+
 def _read(path: Path) -> str:
+    """The roster's text. Follows a symlinked roster; a FIFO, device or directory there is a
+    one-line error, never a hang (opened without blocking and checked to be a regular file)."""
     try:
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FleetError(f"roster not found: {path}; create one with `inv roster.init` or pass --roster") from None
-    except UnicodeDecodeError as exc:
-        raise RosterError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise FleetError(f"cannot read roster {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FleetError(f"roster {path} is not a regular file ({describe_mode(info.st_mode)})")
+        if info.st_size > MAX_ROSTER_BYTES:
+            raise FleetError(f"roster {path} is too large ({info.st_size} bytes; the limit is {MAX_ROSTER_BYTES})")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ROSTER_BYTES:
+                raise FleetError(f"roster {path} is too large (over {MAX_ROSTER_BYTES} bytes)")
+    except OSError as exc:
+        raise FleetError(f"cannot read roster {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RosterError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def load_roster(path: Path) -> Roster:
@@ -641,9 +676,18 @@ def _edit_target(path: Path) -> Path:
 
 
 def init_roster(path: Path, *, force: bool = False) -> Roster:
-    """Write the starter roster; refuses to replace an existing file unless ``force``."""
-    with edit_lock(path):
-        if path.exists() and not force:
+    """Write the starter roster; refuses to replace an existing file unless ``force``.
+
+    A symlinked roster is written through to its target, like every edit."""
+    target = _edit_target(path)
+    with edit_lock(target):
+        if os.path.lexists(target) and not force:
             raise FleetError(f"roster already exists: {path}; pass --force to overwrite it")
-        atomic_write_text(path, STARTER_ROSTER)
+        try:
+            atomic_write_text(target, STARTER_ROSTER)
+        except OSError as exc:
+            raise FleetError(
+                f"cannot write roster {path}: writing {exc.filename or target} failed: {exc.strerror}; "
+                "nothing was changed"
+            ) from None
     return parse_roster(STARTER_ROSTER, str(path))

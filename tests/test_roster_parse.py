@@ -167,3 +167,15 @@ def test_invalid_lifecycle_keys_name_line_and_field(line: str, fragment: str) ->
     assert caught.value.line == 6
     assert caught.value.field == f"agents[0].{key}"
     assert fragment in str(caught.value)
+
+
+def test_the_starter_roster_runs_anywhere_and_shows_the_real_runtimes_commented_out() -> None:
+    roster = parse_roster(STARTER_ROSTER)
+    assert [(a.name, a.runtime) for a in roster.agents] == [("coder0", "shell")]
+    commented = "\n".join(line for line in STARTER_ROSTER.splitlines() if line.lstrip().startswith("#"))
+    for runtime in ("claude", "codex", "gemini", "opencode"):
+        assert runtime in commented
+    uncommented = parse_roster(
+        STARTER_ROSTER.replace("  # - ", "  - ").replace("  #   ", "    "),
+    )
+    assert {a.runtime for a in uncommented.agents} == {"shell", "claude", "codex"}
