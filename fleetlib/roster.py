@@ -14,6 +14,7 @@ replace the file atomically (a failed edit leaves the old file untouched).
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -131,19 +132,23 @@ class Roster:
     transport: str
     agents: tuple[Agent, ...]
     source: str = "<roster>"
+    # field path ("agents[2].cwd") -> line in ``source``, for messages about valid rosters
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def names(self) -> list[str]:
         return [agent.name for agent in self.agents]
 
-    def cwd_of(self, agent: Agent, user_home: Path) -> str | None:
-        """The agent's cwd as an absolute path: ``~`` is the user's home, relative paths are
-        relative to the roster file's directory; None when the roster gives none."""
-        if agent.cwd is None:
-            return None
-        if agent.cwd == "~" or agent.cwd.startswith("~/"):
-            return str(user_home / agent.cwd[2:]) if agent.cwd != "~" else str(user_home)
-        path = Path(agent.cwd)
-        return str(path if path.is_absolute() else Path(self.source).parent / path)
+    def cwd_of(self, agent: Agent, user_home: Path) -> str:
+        """The absolute directory the agent starts in, literally (no normalisation, no tmux
+        or shell expansion): ``~`` and ``~/x`` are in ``user_home``, an absolute path is
+        itself, and no cwd means ``user_home`` (both backends start agents there).
+        Validation refuses any other form, so this never depends on the caller's cwd."""
+        cwd = agent.cwd
+        if cwd is None or cwd == "~":
+            return str(user_home)
+        if cwd.startswith("~/"):
+            return str(user_home).rstrip("/") + cwd[1:]
+        return cwd
 
     def get(self, name: str) -> Agent:
         """Return the agent called ``name``; ``FleetError`` naming the known ones otherwise."""
@@ -196,26 +201,72 @@ def _scalar(node: yaml.Node, source: str, where: str) -> Any:
         raise RosterError(source, f"unsupported value: {problem}", line=_line(node), field=where) from None
 
 
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+# Characters no program can receive in argv, the environment or a path: execve() and every
+# path call stop at NUL, and a lone surrogate cannot be encoded as UTF-8 at all.
+_UNPASSABLE: Final = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _reads_as(value: Any) -> str:
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return f"a {type(value).__name__} ({value})"
+
+
 def _string(node: yaml.Node, source: str, where: str) -> str:
+    """A string field, exactly as written.
+
+    YAML 1.1 resolves plain scalars: ``0755`` is 493, ``1:30`` is 90, ``off`` is false,
+    ``2001-12-14`` a date. Rather than pass on a value the user never wrote, anything not
+    tagged as a string (by quoting, or by being plain text YAML does not resolve) is
+    refused, showing the text as written and how to quote it.
+    """
     value = _scalar(node, source, where)
-    if not isinstance(value, str):
-        raise RosterError(source, f"must be a string, got {value!r}; quote it", line=_line(node), field=where)
+    assert isinstance(node, yaml.ScalarNode)  # _scalar checked
+    if node.tag != _STR_TAG or not isinstance(value, str):
+        written = node.value
+        if written == "":
+            problem = 'must be a string; an empty value is null to YAML; write "" for an empty string'
+        else:
+            quoted = json.dumps(written, ensure_ascii=False)
+            problem = f"must be a string: {written} as written is {_reads_as(value)} to YAML; quote it ({quoted})"
+        raise RosterError(source, problem, line=_line(node), field=where)
+    bad = _UNPASSABLE.search(value)
+    if bad:
+        what = "a NUL byte" if bad.group() == "\0" else f"the lone surrogate U+{ord(bad.group()):04X}"
+        raise RosterError(
+            source, f"contains {what}, which cannot be passed to a program; remove it", line=_line(node), field=where
+        )
     return value
 
 
 def _string_list(node: yaml.Node, source: str, where: str) -> tuple[str, ...]:
     if not isinstance(node, yaml.SequenceNode):
         raise RosterError(source, "must be a list of strings", line=_line(node), field=where)
-    items: list[str] = []
-    for index, item in enumerate(node.value):
-        value = _scalar(item, source, f"{where}[{index}]")
-        # Numbers are harmless as argv words; booleans and nulls are almost always mistakes.
-        if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
-            raise RosterError(
-                source, f"must be a string, got {value!r}; quote it", line=_line(item), field=f"{where}[{index}]"
-            )
-        items.append(str(value))
-    return tuple(items)
+    return tuple(_string(item, source, f"{where}[{index}]") for index, item in enumerate(node.value))
+
+
+def _cwd(node: yaml.Node, source: str, where: str) -> str:
+    """``~``, ``~/path`` or an absolute path: one meaning on every backend and machine."""
+    cwd = _string(node, source, where)
+    problem = ""
+    if not cwd:
+        problem = "must not be empty; leave it out for the home directory"
+    elif cwd.startswith("~") and cwd != "~" and not cwd.startswith("~/"):
+        problem = f"{cwd!r}: only ~ and ~/... expand (to your home directory); write the absolute path"
+    elif not cwd.startswith(("/", "~")):
+        relative = cwd.removeprefix("./")
+        problem = (
+            f"relative path {cwd!r}; write ~/{relative} or an absolute path "
+            "(a relative cwd would depend on where the fleet is started)"
+        )
+    if problem:
+        raise RosterError(source, problem, line=_line(node), field=where)
+    return cwd
 
 
 def _seconds(node: yaml.Node, source: str, where: str, *, allow_zero: bool) -> float:
@@ -260,9 +311,11 @@ def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | 
     return result
 
 
-def _parse_agent(node: yaml.Node, index: int, source: str) -> Agent:
+def _parse_agent(node: yaml.Node, index: int, source: str, lines: dict[str, int]) -> Agent:
     where = f"agents[{index}]"
     fields = _mapping(node, source, where, AGENT_KEYS)
+    lines[where] = _line(node)
+    lines.update({f"{where}.{key}": _line(value) for key, value in fields.items()})
     for required in ("name", "runtime"):
         if required not in fields:
             raise RosterError(source, f"missing required key {required!r}", line=_line(node), field=where)
@@ -304,20 +357,12 @@ def _parse_agent(node: yaml.Node, index: int, source: str) -> Agent:
                 raise RosterError(
                     source, f"invalid environment variable name {key!r}", line=_line(value_node), field=f"{where}.env"
                 )
-            value = _scalar(value_node, source, f"{where}.env.{key}")
-            if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
-                raise RosterError(
-                    source,
-                    f"must be a string, got {value!r}; quote it",
-                    line=_line(value_node),
-                    field=f"{where}.env.{key}",
-                )
-            env[key] = str(value)
+            env[key] = _string(value_node, source, f"{where}.env.{key}")
     return Agent(
         name=name,
         runtime=runtime,
         command=command,
-        cwd=_string(fields["cwd"], source, f"{where}.cwd") if "cwd" in fields else None,
+        cwd=_cwd(fields["cwd"], source, f"{where}.cwd") if "cwd" in fields else None,
         args=_string_list(fields["args"], source, f"{where}.args") if "args" in fields else (),
         env=env,
         description=_string(fields["description"], source, f"{where}.description") if "description" in fields else "",
@@ -365,6 +410,7 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                 field="transport",
             )
     agents: list[Agent] = []
+    lines: dict[str, int] = {}
     agents_node = top.get("agents")
     if agents_node is not None and not (
         isinstance(agents_node, yaml.ScalarNode) and _scalar(agents_node, source, "agents") is None
@@ -373,7 +419,7 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
             raise RosterError(source, "must be a list of agents", line=_line(agents_node), field="agents")
         seen: dict[str, int] = {}
         for index, item in enumerate(agents_node.value):
-            agent = _parse_agent(item, index, source)
+            agent = _parse_agent(item, index, source, lines)
             if agent.name in seen:
                 raise RosterError(
                     source,
@@ -383,11 +429,39 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                 )
             seen[agent.name] = _line(item)
             agents.append(agent)
-    return Roster(version=version, transport=transport, agents=tuple(agents), source=source)
+    return Roster(version=version, transport=transport, agents=tuple(agents), source=source, lines=lines)
 
 
 # Far beyond any real roster; a bigger file is a mistake (or /dev/zero) and is not read.
 MAX_ROSTER_BYTES: Final = 16 * 1024 * 1024
+
+
+def missing_cwd_warnings(roster: Roster, user_home: Path | None = None) -> list[str]:
+    """One warning line per agent whose ``cwd`` is not an existing directory on this machine.
+
+    Not an error: a roster may be written for another machine. ``start`` fails for such an
+    agent, naming it and the path. ``user_home`` defaults to this user's home directory.
+    """
+    home = Path.home() if user_home is None else user_home
+    warnings: list[str] = []
+    for index, agent in enumerate(roster.agents):
+        if agent.cwd is None:
+            continue
+        path = roster.cwd_of(agent, home)
+        where = f"agents[{index}].cwd"
+        line = roster.lines.get(where)
+        prefix = f"warning: {roster.source}:{line}: {where}: " if line else f"warning: {roster.source}: {where}: "
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            warnings.append(f"{prefix}{path} does not exist on this machine; start will fail until it does")
+            continue
+        except OSError as exc:
+            warnings.append(f"{prefix}{path} cannot be checked ({exc.strerror}); start may fail")
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            warnings.append(f"{prefix}{path} is not a directory; start will fail until it is")
+    return warnings
 
 
 def _read(path: Path) -> str:

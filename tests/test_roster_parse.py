@@ -31,8 +31,8 @@ agents:
   - name: a1
     runtime: claude
     cwd: ~/src
-    args: [--model, opus, 3]
-    env: {FOO: bar, N: 1}
+    args: [--model, opus, '3']
+    env: {FOO: bar, N: "1"}
     description: first agent
   - name: tool
     runtime: custom
