@@ -22,6 +22,7 @@ from fleetlib.lock import (
     POLL_INTERVAL_S,
     STALE_S,
     Identity,
+    LeaseLost,
     LockRecord,
     RestartLock,
     RestartLockError,
@@ -29,6 +30,7 @@ from fleetlib.lock import (
     restart_lock,
     restart_lock_path,
 )
+from fleetlib.rundir import RunDirError
 
 
 class CountingSleep:
@@ -215,7 +217,7 @@ def test_mutex_write_failure_removes_the_half_created_mutex(tmp_path: Path, monk
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", failing_write)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(RestartLockError, match=r"^cannot write \S+/restart\.lock\.mutex: No space left on device$"):
         acquire_restart_lock(tmp_path)
     monkeypatch.undo()
     assert sorted(p.name for p in restart_lock_path(tmp_path).parent.iterdir()) == []
@@ -326,7 +328,8 @@ def test_recycled_pid_is_not_mistaken_for_the_owner(tmp_path: Path) -> None:
 
 
 def test_owner_on_another_host_is_not_judged_dead(tmp_path: Path) -> None:
-    write_lock(tmp_path, LockRecord.format(Identity(999_999_999, "other-host", ""), now_ms(), "remote"))
+    # A pid above this machine's pid_max is still a valid pid of another host (up to the kernel limit).
+    write_lock(tmp_path, LockRecord.format(Identity(4_000_000, "other-host", ""), now_ms(), "remote"))
     path = restart_lock_path(tmp_path)
     sleep = CountingSleep(path.unlink)
     with restart_lock(tmp_path, sleep=sleep):
@@ -368,23 +371,23 @@ def test_waiter_wakes_when_the_owner_releases_across_processes(tmp_path: Path) -
 def test_refreshing_owner_is_never_broken_and_a_stuck_one_is(tmp_path: Path) -> None:
     clock = [1_000_000.0]
     owner = acquire_restart_lock(tmp_path, clock=lambda: clock[0])
-    refreshed: list[bool] = []
+    refreshed: list[None] = []
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
         if clock[0] < 1_000_000.0 + 3 * STALE_S:  # a long restart, making progress
-            refreshed.append(owner.refresh())
+            refreshed.append(owner.refresh())  # raises LeaseLost if it were lost
 
     logged: list[str] = []
     waiter = acquire_restart_lock(tmp_path, sleep=sleep, clock=lambda: clock[0], log=logged.append)
     elapsed = clock[0] - 1_000_000.0
     # Held well beyond both the stale window and max_wait while progressing...
-    assert all(refreshed)
     assert len(refreshed) * POLL_INTERVAL_S >= 3 * STALE_S - POLL_INTERVAL_S
     # ...and broken max_wait after the last progress, for lack of progress (not staleness).
     assert 3 * STALE_S + MAX_WAIT_S - 1 <= elapsed <= 3 * STALE_S + MAX_WAIT_S + 1
     assert "made no progress" in logged[0]
-    assert owner.refresh() is False  # the stuck owner learns it lost the lock
+    with pytest.raises(LeaseLost, match=f"^lost the fleet restart lock: it now belongs to pid {os.getpid()} on "):
+        owner.refresh()  # the stuck owner learns it lost the lock, and who has it
     owner.release()
     assert token_of(restart_lock_path(tmp_path)) == waiter.token
     waiter.release()
@@ -422,5 +425,5 @@ def test_symlinked_run_dir_is_refused_and_a_new_one_is_private(tmp_path: Path) -
         assert (restart_lock_path(tmp_path / "a").parent.stat().st_mode & 0o777) == 0o700
     (tmp_path / "b" / "fleet").mkdir(parents=True)
     (tmp_path / "b" / "fleet" / "run").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(RestartLockError, match="symlink"):
+    with pytest.raises(RunDirError, match="symlink"):
         acquire_restart_lock(tmp_path / "b")
