@@ -36,7 +36,10 @@ def test_roster_tasks_on_the_example_roster(inv: InvRunner, home: Path) -> None:
     assert inv("roster.validate").stdout.startswith("ok: ")
     listed = json.loads(inv("roster.list", "--json").stdout)
     assert [a["name"] for a in listed] == ["coder0", "reviewer", "scratch"]
-    assert set(listed[0]) == {"name", "runtime", "command", "argv", "cwd", "args", "env", "description"}
+    assert set(listed[0]) == {
+        "name", "runtime", "command", "argv", "cwd", "args", "env", "description",
+        "stop_timeout", "start_grace", "max_failures", "failure_window",
+    }  # fmt: skip
     shown = json.loads(inv("roster.show", "--name", "reviewer", "--json").stdout)
     assert shown["argv"] == ["sh", "-i", "-c", 'echo "reviewing as $REVIEW_MODE"; exec sh -i']
     assert shown["env"] == {"REVIEW_MODE": "strict"}

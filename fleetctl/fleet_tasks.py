@@ -1,0 +1,429 @@
+"""``fleet.*``: install and control the agents, talk to them, check the set-up.
+
+Each task checks its flags, opens the fleet through :func:`fleetlib.backend.open_fleet`,
+calls one operation and renders the result it returns (text, or ``--json``). Per-agent
+failures are rendered, then the task exits 1; user errors exit 2 before anything changes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import Task, task
+
+from fleetctl import options
+from fleetctl.options import (
+    DRY_RUN_HELP,
+    FLEET_HELP,
+    JSON_HELP,
+    PATH_HELP,
+    count,
+    fleet_paths,
+    requested_backend,
+    required,
+    seconds,
+    stderr_line,
+    unit_dir_option,
+    user_errors,
+)
+from fleetctl.render import (
+    LiveLine,
+    check_lines,
+    failure_lines,
+    failure_message,
+    install_lines,
+    operation_summary,
+    print_json,
+    progress_hook,
+    status_lines,
+    status_rows_json,
+)
+from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
+from fleetlib.broadcast import SendResult, send_to
+from fleetlib.doctor import diagnose
+from fleetlib.errors import FleetError
+from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
+from fleetlib.paths import FleetPaths
+from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_progress
+from fleetlib.roster import Roster, load_roster
+from fleetlib.runner import DryRunRunner, SubprocessRunner
+from fleetlib.systemd import agent_unit
+
+LOG_LINES: Final = 200
+DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
+OPERATION_FAILED: Final = 1
+NOT_ALL_UP: Final = 3
+TIMEOUT_HELP: Final = f"How long to wait for the fleet to reach the state before failing (default {WAIT_TIMEOUT_S:g})."
+LOCK_TIMEOUT_HELP: Final = (
+    "How long to wait for another operation's lock before failing (default: wait, breaking stale locks)."
+)
+
+
+def open_lifecycle(
+    c: Context,
+    *,
+    home: str,
+    roster: str,
+    unit_dir: str = "",
+    backend: str = "",
+    dry_run: bool = False,
+    timeout: float | None = None,
+    lock_timeout: float | None = None,
+    progress: ProgressHook = no_progress,
+    quiet: bool = False,
+) -> Lifecycle:
+    """The fleet named by flags and config; loads (so validates) the roster. ``quiet``
+    (``--json``) sends a dry run's "would run" lines to stderr, keeping stdout JSON."""
+    paths = fleet_paths(c, home, roster)
+    directory = unit_dir_option(c, unit_dir)
+    return open_fleet(
+        paths,
+        load_roster(paths.roster),
+        backend=requested_backend(c, backend),
+        unit_dir=Path(directory).expanduser() if directory else None,
+        dry_run=dry_run,
+        timeout=WAIT_TIMEOUT_S if timeout is None else timeout,
+        lock_timeout=lock_timeout,
+        progress=progress,
+        echo=stderr_line if quiet else print,
+    )
+
+
+def finish_operation(result: OperationResult, as_json: bool) -> None:
+    """Render ``result``; exit 1 naming the failures when an agent failed."""
+    if as_json:
+        print_json(result.to_json())
+    else:
+        print(operation_summary(result))
+    if not result.ok:
+        if not as_json:
+            for line in failure_lines(result.failures):
+                stderr_line(line)
+        raise Exit(f"error: {failure_message(result)}", code=OPERATION_FAILED)
+
+
+def finish_install(result: InstallResult, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_json())
+        return
+    for line in install_lines(result):
+        print(line)
+
+
+# --------------------------------------------------------------------------- install / uninstall
+
+
+@task(
+    auto_shortflags=False,
+    help={
+        **FLEET_HELP,
+        "enable": "Enable the units so the fleet comes back after a reboot (--no-enable to skip).",
+        "dry_run": DRY_RUN_HELP,
+        "json": JSON_HELP,
+    },
+)
+@user_errors
+def fleet_install(
+    c: Context,
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    enable: bool = True,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    lifecycle = open_lifecycle(
+        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json
+    )
+    finish_install(lifecycle.install(enable=enable), json)
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP})
+@user_errors
+def fleet_uninstall(
+    c: Context,
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Stop and disable every fleet unit and remove the unit files."""
+    lifecycle = open_lifecycle(
+        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json
+    )
+    finish_install(lifecycle.uninstall(), json)
+
+
+# --------------------------------------------------------------------------- start / stop / restart
+
+CONTROL_HELP: Final = {
+    **FLEET_HELP,
+    "agent": "Act on this agent only (default: the whole fleet).",
+    "timeout": TIMEOUT_HELP,
+    "lock_timeout": LOCK_TIMEOUT_HELP,
+    "dry_run": DRY_RUN_HELP,
+    "json": JSON_HELP,
+}
+
+
+def control_task(action: str, doc: str) -> Task[Any]:
+    """Build the start/stop/restart task: same flags, one lifecycle method each."""
+
+    def control(
+        c: Context,
+        agent: str = "",
+        home: str = "",
+        roster: str = "",
+        unit_dir: str = "",
+        backend: str = "",
+        timeout: str = "",
+        lock_timeout: str = "",
+        dry_run: bool = False,
+        json: bool = False,
+    ) -> None:
+        wait = seconds("--timeout", timeout)
+        lock_wait = seconds("--lock-timeout", lock_timeout)
+        line = LiveLine.on_stderr(quiet=json)
+        lifecycle = open_lifecycle(
+            c,
+            home=home,
+            roster=roster,
+            unit_dir=unit_dir,
+            backend=backend,
+            dry_run=dry_run,
+            timeout=wait,
+            lock_timeout=lock_wait,
+            progress=progress_hook(line, label=DOING[action]),
+            quiet=json,
+        )
+        try:
+            result: OperationResult = getattr(lifecycle, action)(agent or None)
+        finally:
+            line.clear()
+        finish_operation(result, json)
+
+    control.__doc__ = doc
+    control.__name__ = control.__qualname__ = f"fleet_{action}"
+    built: Task[Any] = task(auto_shortflags=False, help=dict(CONTROL_HELP))(user_errors(control))
+    return built
+
+
+fleet_start = control_task("start", "Start the fleet (holder and every agent) or one agent, and wait until it is up.")
+fleet_stop = control_task("stop", "Stop every agent and the holder (or one agent); tries all, names every failure.")
+fleet_restart = control_task("restart", "Restart the fleet or one agent under the restart lock; wait until it is up.")
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "agent": "Show this agent only.", "json": JSON_HELP})
+@user_errors
+def fleet_status(
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    json: bool = False,
+) -> None:
+    """Show every agent's state; exit 0 when all are active, 3 otherwise."""
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    names = [lifecycle.roster.get(agent).name] if agent else lifecycle.roster.names()
+    lifecycle.ensure_installed(names)
+    status = lifecycle.status(agent or None)
+    if json:
+        print_json(status_rows_json(status))
+    else:
+        for line in status_lines(status):
+            print(line)
+    if not status.all_up:
+        raise Exit(code=NOT_ALL_UP)
+
+
+# --------------------------------------------------------------------------- checking the set-up
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "json": JSON_HELP})
+@user_errors
+def fleet_doctor(
+    c: Context, home: str = "", roster: str = "", unit_dir: str = "", backend: str = "", json: bool = False
+) -> None:
+    """Check what the fleet needs and say how to fix each failure (exit 0: all passed).
+
+    Checks: the roster, tmux, the user manager, lingering, installed units against the
+    roster (drift), agent commands and directories, the run dir, a stale restart lock."""
+    directory = unit_dir_option(c, unit_dir)
+    checks = diagnose(
+        fleet_paths(c, home, roster),
+        backend=requested_backend(c, backend),
+        unit_dir=Path(directory).expanduser() if directory else None,
+        command=options.command,
+    )
+    if json:
+        print_json([check.to_json() for check in checks])
+    else:
+        for line in check_lines(checks):
+            print(line)
+    if not all(check.ok for check in checks):
+        raise Exit(code=OPERATION_FAILED)
+
+
+# --------------------------------------------------------------------------- talking to agents
+
+
+def make_messenger(paths: FleetPaths, roster: Roster, dry_run: bool = False, *, quiet: bool = False) -> Messenger:
+    runner = DryRunRunner(echo=stderr_line if quiet else print) if dry_run else SubprocessRunner()
+    return Messenger(paths=paths, roster=roster, runner=runner)
+
+
+def send_lines(result: SendResult) -> list[str]:
+    lines = []
+    for outcome in result.agents:
+        if outcome.ok:
+            how = ": accepted" if outcome.verified else "" if result.dry_run else " (not verified)"
+            lines.append(f"{outcome.action} {result.characters} characters to {outcome.name}{how}")
+    return lines
+
+
+@task(
+    auto_shortflags=False,
+    help={
+        **PATH_HELP,
+        "agent": "Agent to send to.",
+        "all": "Send to every agent in the roster instead.",
+        "message": "What to send (required), delivered literally; '-' reads it from stdin.",
+        "timeout": f"How long to wait for each agent to accept the message (default {VERIFY_TIMEOUT_S:g}).",
+        "verify": "Wait until the agent shows it took the message (--no-verify to just deliver).",
+        "dry_run": DRY_RUN_HELP,
+        "json": JSON_HELP,
+    },
+)
+@user_errors
+def fleet_send(
+    c: Context,
+    message: str = "",
+    agent: str = "",
+    all: bool = False,
+    timeout: str = "",
+    verify: bool = True,
+    home: str = "",
+    roster: str = "",
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Send a message to an agent (or --all), literally, and verify it was accepted."""
+    required("--message", message)
+    wait = seconds("--timeout", timeout)
+    if bool(agent) == all:
+        raise FleetError("give exactly one of --agent NAME or --all")
+    paths = fleet_paths(c, home, roster)
+    messenger = make_messenger(paths, load_roster(paths.roster), dry_run, quiet=json)
+    names = messenger.roster.names() if all else [messenger.roster.get(agent).name]
+    # A message piped in ends with the newline `echo` adds; Enter already submits it.
+    text = sys.stdin.read().removesuffix("\n") if message == "-" else message
+    if not text:
+        raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
+    result = send_to(messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if wait is None else wait)
+    single = result.agents[0] if not all and result.agents else None
+    if single is not None and not single.ok and single.exit_code != OPERATION_FAILED:
+        raise FleetError(single.error or "send failed")  # e.g. the agent is not running: a user error
+    if json:
+        print_json(result.to_json())
+    else:
+        for line in send_lines(result):
+            print(line)
+    if not result.ok:
+        if not json:
+            for outcome in result.failures:
+                stderr_line(f"{outcome.name}: {outcome.error}")
+                for line in (outcome.output or "").splitlines():
+                    stderr_line(f"    {line}")
+        named = "; ".join(f"{o.name}: {o.error}" for o in result.failures)
+        raise Exit(f"error: send failed for {len(result.failures)} agent(s): {named}", code=OPERATION_FAILED)
+
+
+def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
+    required("--agent", agent)
+    paths = fleet_paths(c, home, roster)
+    code = make_messenger(paths, load_roster(paths.roster)).attach(agent, read_only=read_only)
+    if code:
+        raise Exit(code=code)
+
+
+@task(auto_shortflags=False, help={**PATH_HELP, "agent": "Agent to watch (required)."})
+@user_errors
+def fleet_watch(c: Context, agent: str = "", home: str = "", roster: str = "") -> None:
+    """Attach to an agent's window read-only (you cannot type into it)."""
+    _attach(c, agent, home, roster, read_only=True)
+
+
+@task(auto_shortflags=False, help={**PATH_HELP, "agent": "Agent to attach to (required)."})
+@user_errors
+def fleet_attach(c: Context, agent: str = "", home: str = "", roster: str = "") -> None:
+    """Attach to an agent's window read-write (detach with the tmux prefix, then d)."""
+    _attach(c, agent, home, roster, read_only=False)
+
+
+@task(
+    auto_shortflags=False,
+    help={
+        **FLEET_HELP,
+        "agent": "Agent whose output to show (required).",
+        "lines": f"How many lines of scroll-back to show, >= 1 (default {LOG_LINES}).",
+        "follow": "Keep printing new output until interrupted.",
+    },
+)
+@user_errors
+def fleet_logs(
+    c: Context,
+    agent: str = "",
+    lines: str = "",
+    follow: bool = False,
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+) -> None:
+    """Show an agent's pane scroll-back (and its unit's journal under systemd)."""
+    required("--agent", agent)
+    count_lines = count("--lines", lines, LOG_LINES)
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
+    if follow:
+        try:
+            for chunk in messenger.follow(agent, count_lines):
+                print(chunk, flush=True)
+        except KeyboardInterrupt:
+            return
+        return
+    print(messenger.logs(agent, count_lines))
+    journal = lifecycle.journal(agent, count_lines)
+    if journal:
+        print(f"--- journal of {agent_unit(agent)} ---")
+        print(journal.rstrip())
+
+
+fleet_tasks: Final = {
+    "install": fleet_install,
+    "uninstall": fleet_uninstall,
+    "start": fleet_start,
+    "stop": fleet_stop,
+    "restart": fleet_restart,
+    "status": fleet_status,
+    "doctor": fleet_doctor,
+    "send": fleet_send,
+    "watch": fleet_watch,
+    "attach": fleet_attach,
+    "logs": fleet_logs,
+}
+
+fleet_ns = Collection("fleet")
+for _name, _task in fleet_tasks.items():
+    fleet_ns.add_task(_task, name=_name)

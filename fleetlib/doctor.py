@@ -1,0 +1,327 @@
+"""``fleet doctor``: what a fleet needs, checked, each failure with how to fix it.
+
+Every check returns a :class:`Check` (data, never prose printed here); the command line
+renders one line per check and exits 0 only when all pass. Checks only read: nothing here
+creates, fixes or starts anything.
+
+Checks, in order: the roster loads; tmux is installed and new enough; a systemd user
+manager answers; lingering is enabled (without it the user manager, and the fleet, stop
+at logout); the installed units are exactly what the roster would generate (no drift);
+every agent's command resolves on the PATH its units (or this shell) carry and every
+``cwd`` exists; the run dir is owned by this user and not writable by others; no stale
+restart lock is left behind. On the tmux backend chosen on purpose the systemd checks are
+reported as skipped (they pass).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shlex
+import shutil
+import stat
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fleetlib.backend import MANAGER_UP, open_fleet
+from fleetlib.errors import FleetError
+from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
+from fleetlib.paths import FleetPaths
+from fleetlib.roster import Roster, load_roster
+from fleetlib.runner import Runner, SubprocessRunner
+
+TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
+_PATH_IN_UNIT: Final = re.compile(r"""(?:^|[\s"'=])PATH=([^\s"']+)""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``detail`` says what was seen, ``fix`` how to repair a failure."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+def passed(name: str, detail: str) -> Check:
+    return Check(name, True, detail)
+
+
+def failed(name: str, detail: str, fix: str) -> Check:
+    return Check(name, False, detail, fix)
+
+
+def skipped(name: str, why: str) -> Check:
+    return Check(name, True, f"skipped: {why}")
+
+
+# --------------------------------------------------------------------------- single checks
+
+
+def fleet_command(task_name: str) -> str:
+    """``fleet.install`` -> ``fleet install``; ``roster.init`` -> ``fleet roster.init``."""
+    return "fleet " + task_name.removeprefix("fleet.")
+
+
+def parse_tmux_version(text: str) -> tuple[int, int] | None:
+    """``tmux 3.3a`` -> (3, 3); ``tmux next-3.5`` -> (3, 5); None if there is no version."""
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_tmux(runner: Runner, tmux_bin: str | None) -> Check:
+    name = "tmux"
+    fix = "install tmux >= {}.{} (e.g. `sudo apt-get install tmux`, `brew install tmux`)".format(*TMUX_MIN_VERSION)
+    if tmux_bin is None:
+        return failed(name, "tmux is not on PATH", fix)
+    result = runner.run([tmux_bin, "-V"])
+    version = parse_tmux_version(result.stdout) if result.ok else None
+    if version is None:
+        return failed(name, f"{tmux_bin} -V did not report a version ({result.error_line()})", fix)
+    if version < TMUX_MIN_VERSION:
+        return failed(name, f"{result.stdout.strip()} at {tmux_bin} is too old", fix)
+    return passed(name, f"{result.stdout.strip()} ({tmux_bin})")
+
+
+def manager_state(runner: Runner) -> tuple[bool, str]:
+    """(reachable, what ``systemctl --user is-system-running`` said or why it failed)."""
+    result = runner.run(["systemctl", "--user", "is-system-running"])
+    answer = result.stdout.strip()
+    if answer in MANAGER_UP:
+        return True, answer
+    return False, answer or result.error_line()
+
+
+def check_manager(reachable: bool, state: str) -> Check:
+    name = "user manager"
+    if reachable:
+        extra = "; some unit failed: see `systemctl --user --failed`" if state == "degraded" else ""
+        return passed(name, f"systemd --user answers ({state}){extra}")
+    return failed(
+        name,
+        f"no systemd user manager reachable ({state}): the fleet can only run on tmux, without a supervisor",
+        "log in through a session that starts `systemd --user` (XDG_RUNTIME_DIR set, `systemctl --user` working), "
+        "or choose the tmux backend on purpose with --backend tmux",
+    )
+
+
+def check_linger(runner: Runner, user: str) -> Check:
+    name = "lingering"
+    fix = f"`loginctl enable-linger {user}` (as root for another user), so the fleet outlives your logout"
+    result = runner.run(["loginctl", "show-user", user, "-p", "Linger"])
+    if not result.ok:
+        return failed(name, f"cannot ask logind whether {user} lingers ({result.error_line()})", fix)
+    value = result.stdout.strip().partition("=")[2]
+    if value == "yes":
+        return passed(name, f"enabled for {user}: the user manager keeps running after logout")
+    return failed(name, f"not enabled for {user}: the user manager, and every agent, stop at logout", fix)
+
+
+def check_units(unit_dir: Path, desired: Mapping[str, str], installed_dropins: Sequence[str], install: str) -> Check:
+    """Installed unit files against what the roster generates (relative paths as keys);
+    ``installed_dropins`` are the drop-in paths found in ``unit_dir`` (relative);
+    ``install`` is the command that repairs drift."""
+    name = "units"
+    fix = f"run `{install}` (it rewrites the units from the roster and removes stale ones)"
+    missing: list[str] = []
+    drifted: list[str] = []
+    for relative, text in desired.items():
+        try:
+            current = (unit_dir / relative).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            missing.append(relative)
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            return failed(name, f"cannot read {unit_dir / relative}: {exc}", fix)
+        if current != text:
+            drifted.append(relative)
+    stale = sorted(set(installed_dropins) - set(desired))
+    if len(missing) == len(desired) and not stale:
+        return failed(name, f"not installed in {unit_dir}", fix)
+    problems = [
+        f"{label}: {', '.join(paths)}"
+        for label, paths in (("differ from the roster", drifted), ("missing", missing), ("not in the roster", stale))
+        if paths
+    ]
+    if problems:
+        return failed(name, f"in {unit_dir}: " + "; ".join(problems), fix)
+    return passed(name, f"{len(desired)} unit file(s) in {unit_dir} match the roster")
+
+
+def unit_path_env(holder_text: str | None) -> str | None:
+    """The ``PATH`` a holder unit passes to the fleet's tmux server (None if it sets none)."""
+    if holder_text is None:
+        return None
+    match = _PATH_IN_UNIT.search(holder_text)
+    return match.group(1) if match else None
+
+
+def check_commands(roster: Roster, path_env: str, where: str, which: Callable[..., str | None] = shutil.which) -> Check:
+    """Every agent's executable resolves: a path must be executable, a bare name on ``path_env``."""
+    name = "commands"
+    missing: list[str] = []
+    for agent in roster.agents:
+        argv = agent.argv()
+        executable = argv[0] if argv else ""
+        if "/" in executable:
+            found = os.path.isfile(executable) and os.access(executable, os.X_OK)
+        else:
+            found = bool(executable) and which(executable, path=path_env) is not None
+        if not found:
+            missing.append(f"{agent.name}: {shlex.quote(executable)}")
+    if missing:
+        return failed(
+            name,
+            f"not found on {where}: {'; '.join(missing)}",
+            "install the missing command(s) or fix `command` in the roster; "
+            "on systemd, re-run the install from a shell whose PATH finds them",
+        )
+    return passed(name, f"{len(roster.agents)} agent command(s) found on {where}")
+
+
+def check_cwds(roster: Roster, user_home: Path) -> Check:
+    name = "directories"
+    missing = [
+        f"{agent.name}: {cwd}"
+        for agent in roster.agents
+        if (cwd := roster.cwd_of(agent, user_home)) is not None and not os.path.isdir(cwd)
+    ]
+    if missing:
+        return failed(
+            name, f"not a directory: {'; '.join(missing)}", "create the directories or fix `cwd` in the roster"
+        )
+    with_cwd = sum(agent.cwd is not None for agent in roster.agents)
+    return passed(name, f"{with_cwd} agent working director{'y' if with_cwd == 1 else 'ies'} exist")
+
+
+def check_run_dir(run_dir: Path, uid: int) -> Check:
+    """Owned by ``uid``, a real directory, not writable by group or others."""
+    name = "run dir"
+    try:
+        info = run_dir.lstat()
+    except FileNotFoundError:
+        return passed(name, f"{run_dir} does not exist yet (created 0700 on first use)")
+    except OSError as exc:
+        return failed(name, f"cannot inspect {run_dir}: {exc.strerror}", f"check the permissions of {run_dir.parent}")
+    if stat.S_ISLNK(info.st_mode):
+        return failed(name, f"{run_dir} is a symlink", f"remove it (`rm {run_dir}`); it is created 0700 on first use")
+    if not stat.S_ISDIR(info.st_mode):
+        return failed(name, f"{run_dir} is not a directory", f"remove it (`rm {run_dir}`)")
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != uid:
+        return failed(
+            name,
+            f"{run_dir} is owned by uid {info.st_uid}, not by you (uid {uid})",
+            f"remove it as its owner or root (`rm -r {run_dir}`); it is created 0700 on first use",
+        )
+    if mode & 0o022:
+        return failed(name, f"{run_dir} has mode {mode:04o}: others can write to it", f"`chmod 700 {run_dir}`")
+    return passed(name, f"{run_dir} is yours, mode {mode:04o}")
+
+
+def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
+    """A lock whose owner is gone, or that made no progress for ``STALE_S``, is stale."""
+    name = "restart lock"
+    try:
+        record = lock.owner()
+    except (FleetError, OSError) as exc:
+        return failed(name, f"cannot read {lock.path}: {exc}", f"remove it (`rm -r {lock.path}`) when no restart runs")
+    if record is None:
+        return passed(name, "free")
+    age = now - record.stamp_ms / 1000 if record.stamp_ms is not None else None
+    age_text = f"{age:.0f} s old" if age is not None else "no time stamp"
+    alive = process_alive(record, here)
+    fix = f"nothing runs under it: the next restart breaks it, or remove it now (`rm {lock.path}`)"
+    if alive is False:
+        return failed(name, f"stale: held by pid {record.pid}, which is gone ({age_text})", fix)
+    if age is None or age > STALE_S:
+        return failed(name, f"stale: held by pid {record.pid} without progress ({age_text})", fix)
+    return passed(name, f"held by pid {record.pid}: a restart is in progress ({age_text})")
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+def diagnose(
+    paths: FleetPaths,
+    *,
+    backend: str = "auto",
+    unit_dir: Path | None = None,
+    runner: Runner | None = None,
+    environ: Mapping[str, str] | None = None,
+    command: Callable[[str], str] = fleet_command,
+) -> list[Check]:
+    """Run every check for the fleet at ``paths``; ``backend`` as the user asked for it.
+    ``command`` spells a task the way the user types it (for the fixes)."""
+    run = runner or SubprocessRunner()
+    env = os.environ if environ is None else environ
+    checks: list[Check] = []
+    roster: Roster | None
+    try:
+        roster = load_roster(paths.roster)
+        checks.append(passed("roster", f"{paths.roster}: {len(roster.agents)} agent(s)"))
+    except FleetError as exc:
+        roster = None
+        checks.append(failed("roster", str(exc), f"fix the roster, or create one with `{command('roster.init')}`"))
+
+    tmux_bin = shutil.which("tmux", path=env.get("PATH"))
+    checks.append(check_tmux(run, tmux_bin))
+
+    systemd_wanted = backend != "tmux"
+    reachable, state = manager_state(run) if systemd_wanted else (False, "")
+    on_systemd = backend == "systemd" or (backend == "auto" and reachable)
+    path_env = env.get("PATH", "")
+    where = "this shell's PATH"
+    if not systemd_wanted:
+        why = "the tmux backend was chosen"
+        checks += [skipped("user manager", why), skipped("lingering", why), skipped("units", why)]
+    else:
+        checks.append(check_manager(reachable, state))
+    if systemd_wanted and not on_systemd:
+        checks += [skipped("lingering", "no user manager"), skipped("units", "no user manager")]
+    elif on_systemd:
+        checks.append(check_linger(run, pwd.getpwuid(os.getuid()).pw_name))
+        if roster is None:
+            checks.append(skipped("units", "the roster does not load"))
+        else:
+            units_check, carried = _units_and_path(paths, roster, unit_dir, command)
+            checks.append(units_check)
+            if carried is not None:
+                path_env, where = carried, "the PATH the installed units carry"
+
+    if roster is None:
+        checks += [skipped("commands", "the roster does not load"), skipped("directories", "the roster does not load")]
+    else:
+        checks.append(check_commands(roster, path_env, where))
+        checks.append(check_cwds(roster, Path(env.get("HOME") or Path.home())))
+    checks.append(check_run_dir(paths.run_dir, os.geteuid()))
+    checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
+    return checks
+
+
+def _units_and_path(
+    paths: FleetPaths, roster: Roster, unit_dir: Path | None, command: Callable[[str], str]
+) -> tuple[Check, str | None]:
+    """The units check, and the PATH the installed holder unit gives the agents (if any)."""
+    lifecycle = open_fleet(paths, roster, backend="systemd", unit_dir=unit_dir, dry_run=True, echo=lambda _: None)
+    installed_in = lifecycle.unit_dir
+    if installed_in is None:
+        return skipped("units", "no unit directory"), None
+    desired = lifecycle.desired_unit_files()
+    dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob("mosaic-agent@*.service.d/*.conf")]
+    holder = next((relative for relative in desired if "holder" in relative), None)
+    carried = None
+    if holder is not None:
+        try:
+            carried = unit_path_env((installed_in / holder).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            carried = None
+    return check_units(installed_in, desired, dropins, command("fleet.install")), carried
