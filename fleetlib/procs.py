@@ -6,9 +6,12 @@ and to tell when an agent's process started.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Final
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -64,3 +67,57 @@ def started_at(pid: int) -> str | None:
         return None
     seconds = boot + int(ticks) / os.sysconf("SC_CLK_TCK")
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- agent processes
+
+MARKER_ENV: Final = "FLEET_AGENT"
+_ENVIRON_CAP: Final = 1 << 20
+
+
+def marker(name: str, fleet_id: str) -> str:
+    """The value of :data:`MARKER_ENV` every process of agent ``name`` inherits.
+
+    ``fleet_id`` (the fleet's tmux socket path) keeps two fleets on one host apart."""
+    return f"{name}@{fleet_id}"
+
+
+def marked(markers: Iterable[str]) -> dict[str, list[int]]:
+    """Live processes whose environment carries ``FLEET_AGENT=<marker>``, per marker.
+
+    One pass over ``/proc`` for all markers. It finds what an agent started, including
+    background, ``setsid`` and double-forked children, since they inherit the environment.
+    It cannot see a process that replaced its environment with one lacking the marker
+    (``env -i``, ``clearenv``), nor processes of other users when not root.
+    """
+    wanted = {f"{MARKER_ENV}={value}".encode(): value for value in markers}
+    found: dict[str, list[int]] = {value: [] for value in wanted.values()}
+    if not wanted:
+        return found
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read(_ENVIRON_CAP)
+        except OSError:
+            continue
+        for variable in environ.split(b"\0"):
+            owner = wanted.get(variable)
+            if owner is not None:
+                if state(int(entry)) not in ("Z", "X", ""):
+                    found[owner].append(int(entry))
+                break
+    return found
+
+
+def signal_all(pids: Iterable[int], signum: int) -> None:
+    """Send ``signum`` to every pid; processes that are already gone are skipped."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)

@@ -14,7 +14,13 @@ import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
+
+TIMED_OUT: Final = 124  # the exit status a timed-out command reports (as timeout(1) does)
+
+
+def timeout_message(argv: Sequence[str], seconds: float | None) -> str:
+    return f"{argv[0]} did not answer within {seconds:g}s (is its server frozen or overloaded?)"
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,10 @@ class Result:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode == TIMED_OUT and "did not answer" in self.stderr
+
     def error_line(self) -> str:
         """The first non-empty line of stderr (the cause; later lines are usually hints such
         as "See systemctl status ..."), or the exit status when stderr is empty."""
@@ -42,9 +52,17 @@ class Runner(Protocol):
 
     dry_run: bool
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result: ...
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result: ...
 
-    def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]: ...
+    def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]: ...
 
     def interactive(self, argv: Sequence[str]) -> int: ...
 
@@ -62,7 +80,18 @@ class SubprocessRunner:
         self.env = dict(env) if env is not None else None
         self.timeout = timeout
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """Run ``argv`` to completion; ``timeout`` (default: the runner's) bounds the wait,
+        ``env`` replaces the runner's environment for this command only."""
+        limit = timeout if timeout is not None else self.timeout
         try:
             done = subprocess.run(
                 list(argv),
@@ -70,15 +99,15 @@ class SubprocessRunner:
                 input=input,
                 capture_output=True,
                 text=True,
-                env=self.env,
-                timeout=self.timeout,
+                env=dict(env) if env is not None else self.env,
+                timeout=limit,
                 check=False,
                 stdin=subprocess.DEVNULL if input is None else None,
             )
         except FileNotFoundError:
             return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
         except subprocess.TimeoutExpired:
-            return Result(tuple(argv), 124, "", f"{argv[0]}: timed out after {self.timeout}s")
+            return Result(tuple(argv), TIMED_OUT, "", timeout_message(argv, limit))
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
 
     def interactive(self, argv: Sequence[str]) -> int:
@@ -88,8 +117,9 @@ class SubprocessRunner:
         except FileNotFoundError:
             return 127
 
-    def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
+    def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
         """Start every command, then collect them: wall time is the slowest, not the sum."""
+        limit = timeout if timeout is not None else self.timeout
         started: list[tuple[Sequence[str], subprocess.Popen[str] | None]] = []
         for argv in argvs:
             try:
@@ -110,29 +140,41 @@ class SubprocessRunner:
                 results.append(Result(tuple(argv), 127, "", f"{argv[0]}: command not found"))
                 continue
             try:
-                out, err = proc.communicate(timeout=self.timeout)
+                out, err = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, err = proc.communicate()
-                results.append(Result(tuple(argv), 124, out, f"{argv[0]}: timed out after {self.timeout}s"))
+                results.append(Result(tuple(argv), TIMED_OUT, out, timeout_message(argv, limit)))
                 continue
             results.append(Result(tuple(argv), proc.returncode, out, err))
         return results
 
 
 class DryRunRunner:
-    """Print each command (shell-quoted) instead of running it; every command 'succeeds'."""
+    """Print each command (shell-quoted) instead of running it; every command 'succeeds'.
+
+    The commands are also kept in ``commands``, so a dry run can report them as data."""
 
     dry_run = True
 
     def __init__(self, echo: Callable[[str], None] = print) -> None:
         self.echo = echo
+        self.commands: list[list[str]] = []
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        self.commands.append(list(argv))
         self.echo(f"would run: {shlex.join(argv)}" + (f"  (in {cwd})" if cwd else ""))
         return Result(tuple(argv), 0)
 
-    def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
+    def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
         return [self.run(argv) for argv in argvs]
 
     def interactive(self, argv: Sequence[str]) -> int:

@@ -1,20 +1,61 @@
-"""What a fleet looks like right now: the shared status model of both backends."""
+"""What a fleet looks like right now: one backend-neutral status model.
+
+Every agent is in one of a small set of states, derived the same way on both backends
+from its tmux window (and, under systemd, its unit); the backend's own words stay beside
+it as details (``unit``, ``load_state``, ``active_state``, ``sub_state``):
+
+``running``     the agent's supervisor runs it (a live window; under systemd an active unit)
+``starting``    its unit is starting, the window is not there yet
+``restarting``  the agent exited and its supervisor is waiting to start it again
+``stopping``    its unit is stopping
+``exited``      its window shows an agent that exited (kept for its output)
+``failed``      it kept exiting (or could not start at all) and was given up on
+``stopped``     nothing of it runs
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from fleetlib import procs
 from fleetlib.systemd import UnitState
 from fleetlib.tmux import Window
 
+STATES: Final = ("running", "starting", "restarting", "stopping", "exited", "failed", "stopped")
+
+
+def derive_state(window: Window | None, unit: UnitState | None) -> str:
+    """The agent's state from its window and (systemd backend) its unit."""
+    if unit is not None and unit.active_state == "deactivating":
+        return "stopping"
+    if window is not None and not window.dead:
+        if window.state == "restarting":
+            return "restarting"
+        if unit is not None and unit.active_state not in ("active", "reloading"):
+            return "starting" if unit.active_state == "activating" else "stopping"
+        return "running"
+    if window is not None and window.state == "failed":
+        return "failed"
+    if unit is not None and unit.active_state == "failed":
+        return "failed"
+    if unit is not None and unit.active_state in ("activating", "active"):
+        return "starting"
+    if window is not None:
+        return "exited"
+    return "stopped"
+
 
 @dataclass(frozen=True)
 class AgentStatus:
-    """One agent as the manager and tmux see it. ``pid`` is the agent's pane process."""
+    """One agent: its state, its process, and the backend's own view beside it.
+
+    ``pid`` is the agent's pane process (its supervisor) while it runs; ``restarts`` how
+    often its window was created again since the server started; ``failures`` how often
+    the agent exited in its current window; ``exit_status`` its last exit status."""
 
     name: str
+    state: str
     unit: str
     load_state: str
     active_state: str
@@ -23,26 +64,34 @@ class AgentStatus:
     restarts: int | None
     window: bool
     exit_status: int | None = None
+    failures: int = 0
+    pane_pid: int | None = None  # the window's process, alive or dead: tells generations apart
 
     @classmethod
-    def from_window(
-        cls, name: str, unit: str, state: UnitState | tuple[str, str, str], window: Window | None
-    ) -> AgentStatus:
-        """The row for one agent: its state (load, active, sub) plus what its tmux window
-        shows (pane pid while alive, restarts from the start counter, exit status)."""
-        load, active, sub = (
-            (state.load_state, state.active_state, state.sub_state) if isinstance(state, UnitState) else state
-        )
+    def build(cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None) -> AgentStatus:
+        """The row for one agent from its window and (systemd) its unit; without a unit the
+        backend details are the tmux backend's (loaded / active|failed|inactive / ...)."""
+        if unit is not None:
+            details = (unit.load_state, unit.active_state, unit.sub_state)
+        elif window is None:
+            details = ("loaded", "inactive", "dead")
+        elif window.dead:
+            details = ("loaded", "failed", "exited")
+        else:
+            details = ("loaded", "active", "running")
         return cls(
             name=name,
-            unit=unit,
-            load_state=load,
-            active_state=active,
-            sub_state=sub,
+            state=derive_state(window, unit),
+            unit=unit_name,
+            load_state=details[0],
+            active_state=details[1],
+            sub_state=details[2],
             pid=window.live_pid if window is not None else None,
             restarts=max(window.starts - 1, 0) if window is not None and window.starts is not None else None,
             window=window is not None and not window.dead,
-            exit_status=window.dead_status if window is not None else None,
+            exit_status=(window.dead_status if window.dead else window.last_exit) if window is not None else None,
+            failures=window.deaths if window is not None else 0,
+            pane_pid=window.pane_pid if window is not None else None,
         )
 
     @property
@@ -52,15 +101,17 @@ class AgentStatus:
 
     @property
     def up(self) -> bool:
-        return self.active_state == "active" and self.window
+        return self.state == "running"
 
     @property
     def down(self) -> bool:
-        return self.active_state in ("inactive", "failed") and not self.window
+        """Nothing of the agent runs any more (its window may stay, dead, for its output)."""
+        return self.state in ("stopped", "exited", "failed") and not self.window
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "state": self.state,
             "unit": self.unit,
             "load_state": self.load_state,
             "active_state": self.active_state,
@@ -68,6 +119,7 @@ class AgentStatus:
             "pid": self.pid,
             "since": self.since,
             "restarts": self.restarts,
+            "failures": self.failures,
             "window": self.window,
             "exit_status": self.exit_status,
         }
@@ -82,5 +134,16 @@ class FleetStatus:
     agents: list[AgentStatus]
 
     @property
+    def holder_up(self) -> bool:
+        return self.holder.active_state == "active"
+
+    @property
     def all_up(self) -> bool:
-        return self.holder.active_state == "active" and all(agent.up for agent in self.agents)
+        return self.holder_up and all(agent.up for agent in self.agents)
+
+    def by_name(self) -> dict[str, AgentStatus]:
+        return {agent.name: agent for agent in self.agents}
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One object per agent (every key always present), each with the backend."""
+        return [{**agent.to_json(), "backend": self.backend} for agent in self.agents]

@@ -7,16 +7,26 @@ prefix-match window ``a10`` when ``a1`` is gone.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+from fleetlib.pane import DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
+
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
-EXIT_OPTION: Final = "@fleet-exit"
-WINDOW_FORMAT: Final = f"#{{window_name}}\t#{{pane_pid}}\t#{{pane_dead}}\t#{{pane_dead_status}}\t#{{{EXIT_OPTION}}}"
+WINDOW_FORMAT: Final = "\t".join(
+    [
+        "#{window_name}",
+        "#{pane_pid}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        f"#{{{EXIT_OPTION}}}",
+        f"#{{{STATE_OPTION}}}",
+        f"#{{{DEATHS_OPTION}}}",
+    ]
+)
 
 
 def tmux_base(tmux: str, socket: Path) -> list[str]:
@@ -38,23 +48,9 @@ def channel(name: str) -> str:
 
 
 def new_session_argv(tmux: str, socket: Path) -> list[str]:
-    """Start the holder's server (systemd backend): the holder session, whose first window
-    runs no login shell, and a server-wide hook that signals an agent's channel and closes
-    its window when the agent exits, so the pane runs the agent itself (no wrapper)."""
-    on_death = f"run-shell -C {shlex.quote('wait-for -S ' + channel('#{window_name}'))} ; kill-window"
-    return [
-        *tmux_base(tmux, socket),
-        "-f",
-        "/dev/null",
-        *new_session_commands(),
-        ";",
-        *keep_dead_panes_commands(),
-        ";",
-        "set-hook",
-        "-g",
-        "pane-died",
-        on_death,
-    ]
+    """Start the fleet's server with the holder session; dead panes stay until replaced
+    (the supervisor in each pane records why its agent exited; see :mod:`fleetlib.pane`)."""
+    return [*tmux_base(tmux, socket), "-f", "/dev/null", *new_session_commands(), ";", *keep_dead_panes_commands()]
 
 
 def new_session_commands() -> list[str]:
@@ -70,13 +66,6 @@ def keep_dead_panes_commands() -> list[str]:
 
 def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
-
-
-# On the tmux backend the pane runs the agent under a tiny sh wrapper that records the exit
-# status in a window option when the agent exits: tmux's own pane_dead_status is sometimes
-# never filled in for a fast-exiting pane. (The systemd backend needs no status and uses
-# the holder's pane-died hook instead, so its panes run the agent itself.)
-_PANE_SCRIPT: Final = '"$@"; status=$?; {tmux} -S {socket} {command}; exit $status'
 
 
 def literal(word: str) -> str:
@@ -95,59 +84,35 @@ def window_exists_format(name: str) -> str:
     return f"#{{W:#{{?#{{==:#{{window_name}},{name}}},1,}}}}"
 
 
-def agent_window_commands(
-    name: str,
-    argv: Sequence[str],
-    *,
-    cwd: str | None,
-    env: Mapping[str, str],
-    tmux: str,
-    socket: Path,
-    on_exit: Sequence[str] | None,
-) -> list[str]:
+def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:
     """The tmux command sequence (no client prefix) that gives an agent a fresh window.
 
     A leftover window of the same name is killed first, so an agent never has two windows;
     a server option counts the starts (status reports restarts from it, at no extra
-    process). With ``on_exit``, the pane runs ``argv`` under a wrapper that runs that tmux
-    command when the agent exits (:func:`record_exit`); without, the pane runs ``argv``
-    itself (the systemd holder's ``pane-died`` hook handles the exit).
+    process). The window runs the agent under its supervisor script
+    (:func:`fleetlib.pane.pane_argv`); ``env`` (the marker and the roster's variables) is
+    passed literally with ``-e`` (tmux does not expand formats there). No ``-c``: tmux
+    expands formats in it, so the supervisor enters the working directory itself.
     """
+    name = spec.name
     target = window_target(name)
     counter = starts_option(name)
     commands = ["if-shell", "-F", "-t", session_target(), window_exists_format(name), f"kill-window -t {target}", ";"]
     commands += ["set-option", "-g", "-F", counter, f"#{{e|+:#{{{counter}}},1}}", ";"]
     commands += ["new-window", "-d", "-t", session_target(), "-n", name]
-    if cwd:
-        commands += ["-c", literal(cwd)]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
-    words = [literal(word) for word in argv]
-    if on_exit is None:
-        return [*commands, "--", *words]
-    script = _PANE_SCRIPT.format(tmux=shlex.quote(tmux), socket=shlex.quote(str(socket)), command=_sh_words(on_exit))
-    return [*commands, "--", "/bin/sh", "-c", script, channel(name), *words]
-
-
-EXIT_STATUS: Final = "$status"  # in an on_exit command: the agent's exit status
-
-
-def _sh_words(words: Sequence[str]) -> str:
-    """Shell-quote words for the pane script, leaving :data:`EXIT_STATUS` to expand."""
-    return " ".join('"$status"' if word == EXIT_STATUS else shlex.quote(word) for word in words)
-
-
-def record_exit(name: str) -> list[str]:
-    """On exit, keep the status in the window's ``@fleet-exit`` option (read by status)."""
-    return ["set-option", "-w", "-t", window_target(name), EXIT_OPTION, EXIT_STATUS]
+    return [*commands, "--", *(literal(word) for word in pane_argv(spec, argv))]
 
 
 def new_window_argv(
-    tmux: str, socket: Path, name: str, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]
+    tmux: str, socket: Path, spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str]
 ) -> list[str]:
-    """One tmux client that replaces the agent's window (systemd backend: exit is signalled)."""
-    commands = agent_window_commands(name, argv, cwd=cwd, env=env, tmux=tmux, socket=socket, on_exit=None)
-    return [*tmux_base(tmux, socket), *commands]
+    """One tmux client that replaces the agent's window and then waits until its
+    supervisor gives up (systemd backend: this client is the unit's main process)."""
+    commands = agent_window_commands(spec, argv, env=env)
+    waits = ["wait-for", spec.channel] if spec.channel else []
+    return [*tmux_base(tmux, socket), *commands, *([";", *waits] if waits else [])]
 
 
 def view_commands(name: str, view: str, *, read_only: bool) -> list[str]:
@@ -183,16 +148,25 @@ def list_windows_argv(tmux: str, socket: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Window:
+    """One agent window as tmux lists it, with what its supervisor recorded."""
+
     name: str
     pane_pid: int | None
     dead: bool
     dead_status: int | None = None
     starts: int | None = None
+    state: str = ""  # the supervisor's @fleet-state: "", restarting, running or failed
+    deaths: int = 0  # how often the agent exited in this window
+    last_exit: int | None = None  # the status of its last exit
 
     @property
     def live_pid(self) -> int | None:
         """The pane's process while it runs; None once it has exited."""
         return None if self.dead else self.pane_pid
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else None
 
 
 def parse_windows(output: str) -> dict[str, Window]:
@@ -202,13 +176,13 @@ def parse_windows(output: str) -> dict[str, Window]:
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) == 5:
-            name, pid, dead, status, recorded = parts
-            status = status or recorded
-            code = int(status) if dead == "1" and status.lstrip("-").isdigit() else None
-            windows[name] = Window(name, int(pid) if pid.isdigit() else None, dead == "1", code)
+        if len(parts) == 7:
+            name, pid, dead, status, recorded, state, deaths = parts
+            last = _int(recorded)
+            code = (_int(status) if status else last) if dead == "1" else None
+            windows[name] = Window(name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last)
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")
             if value.isdigit():
                 starts[option[len(prefix) :]] = int(value)
-    return {name: Window(w.name, w.pane_pid, w.dead, w.dead_status, starts.get(name)) for name, w in windows.items()}
+    return {name: replace(w, starts=starts.get(name)) for name, w in windows.items()}

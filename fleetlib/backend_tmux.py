@@ -1,0 +1,191 @@
+"""The tmux backend's primitives: the fleet as windows of a plain tmux server.
+
+No supervisor but the pane's own (:mod:`fleetlib.pane`): the holder is a tmux server on
+the fleet's private socket with one session; each agent is a window running its command
+under the pane supervisor. Nothing here survives a reboot.
+
+:class:`TmuxPrimitives` also holds what the systemd backend shares (every agent is a tmux
+window on both): listing windows, capturing output, removing windows, signalling an
+agent's marked processes. Every tmux call is bounded (:data:`TMUX_TIMEOUT_S`): a frozen
+server is one error line, never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from fleetlib import procs, tmux
+from fleetlib.context import FleetContext
+from fleetlib.errors import FleetOperationError
+from fleetlib.lock import ensure_private_dir
+from fleetlib.pane import PaneSpec, agent_environment, base_environment
+from fleetlib.results import InstallResult
+from fleetlib.runner import Result
+from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.systemd import UnitState
+
+TMUX_TIMEOUT_S: Final = 10.0
+HOLDER: Final = "tmux:fleet"
+
+
+@dataclass(kw_only=True)
+class TmuxPrimitives(FleetContext):
+    """Window-level primitives shared by both backends."""
+
+    name: str = "tmux"
+    fast_restart: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def unit_dir(self) -> Path | None:
+        return None
+
+    def _tmux(self, commands: list[str], *, env: Mapping[str, str] | None = None) -> Result:
+        """One bounded tmux client on the fleet's socket (``-f /dev/null``: a server this
+        client starts ignores the user's tmux.conf)."""
+        argv = [*tmux.tmux_base(self.tmux_bin, self.paths.tmux_socket), "-f", "/dev/null", *commands]
+        result = self.runner.run(argv, timeout=TMUX_TIMEOUT_S, env=env)
+        _raise_if_frozen(result, self.paths.tmux_socket)
+        return result
+
+    def windows(self) -> dict[str, tmux.Window] | None:
+        """The fleet session's windows, or None when the server or session is not there."""
+        result = self.runner.run(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), timeout=TMUX_TIMEOUT_S)
+        _raise_if_frozen(result, self.paths.tmux_socket)
+        return tmux.parse_windows(result.stdout) if result.ok else None
+
+    def last_output(self, name: str, lines: int) -> str:
+        result = self._tmux(["capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", f"-{lines * 4}"])
+        text = result.stdout.rstrip("\n") if result.ok else ""
+        # tmux's own "Pane is dead (status N, <date>)" line says nothing the status does not.
+        kept = [line for line in text.splitlines() if line.strip() and not line.startswith("Pane is dead (")]
+        return "\n".join(kept[-lines:])
+
+    def remove_windows(self, names: list[str]) -> None:
+        """Close the given windows (gone ones are fine) in one client."""
+        commands: list[str] = []
+        for name in names:
+            commands += [
+                "if-shell", "-F", "-t", tmux.session_target(), tmux.window_exists_format(name),
+                f"kill-window -t {tmux.window_target(name)}", ";",
+            ]  # fmt: skip
+        if commands:
+            self._tmux(commands[:-1])
+
+    def signal_marked(self, names: list[str], signum: int) -> None:
+        """Send ``signum`` to every live process carrying one of the agents' markers."""
+        markers = [procs.marker(name, str(self.paths.tmux_socket)) for name in names]
+        for pids in procs.marked(markers).values():
+            procs.signal_all(pids, signum)
+
+    def pane_spec(self, name: str, *, channel: str | None = None, cgroup_mounts: tuple[str, ...] = ()) -> PaneSpec:
+        agent = self.roster.get(name)
+        home = Path(self.environ.get("HOME") or Path.home())
+        return PaneSpec(
+            name=name,
+            target=tmux.window_target(name),
+            tmux=self.tmux_bin,
+            socket=str(self.paths.tmux_socket),
+            cwd=self.roster.cwd_of(agent, home) or str(home),
+            max_failures=agent.max_failures,
+            failure_window=agent.failure_window,
+            channel=channel,
+            cgroup_mounts=cgroup_mounts,
+        )
+
+    def window_env(self, name: str) -> dict[str, str]:
+        agent = self.roster.get(name)
+        return agent_environment(procs.marker(name, str(self.paths.tmux_socket)), agent.env)
+
+    def journal(self, name: str, lines: int) -> str | None:
+        return None
+
+    def desired_unit_files(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass(kw_only=True)
+class TmuxBackend(TmuxPrimitives):
+    """The tmux-only backend: windows of the fleet's own tmux server, nothing else."""
+
+    def preflight(self, names: list[str]) -> None:
+        """Nothing to install for tmux: every command works on the roster directly."""
+
+    def observe(self, names: list[str]) -> FleetStatus:
+        windows = self.windows()
+        running = windows is not None
+        agents = [AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None) for name in names]
+        holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
+        return FleetStatus(self.name, holder, agents)
+
+    def launch(self, names: list[str], *, holder: bool) -> None:
+        """Create (or replace) the windows of ``names`` in one tmux client, starting the
+        server first when it is not running; the server gets only the base environment."""
+        windows = None if self.runner.dry_run else self.windows()
+        if windows is not None and not names:
+            return
+        if not self.runner.dry_run:
+            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+        commands: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
+        commands += [*tmux.keep_dead_panes_commands(), ";"]
+        for name in names:
+            argv = self.roster.get(name).argv()
+            commands += [*tmux.agent_window_commands(self.pane_spec(name), argv, env=self.window_env(name)), ";"]
+        env = base_environment(self.environ, str(Path.home()))
+        result = self._tmux(commands[:-1], env=env)
+        if not result.ok:
+            raise FleetOperationError(f"tmux could not start {', '.join(names) or 'the fleet'}: {result.error_line()}")
+
+    def terminate(self, names: list[str], *, holder: bool) -> None:
+        """TERM, then HUP (as systemd's ``SendSIGHUP=yes`` does: interactive programs such
+        as shells ignore TERM but end on a hang-up), to every process of the agents."""
+        if not self.runner.dry_run:
+            self.signal_marked(names, signal.SIGTERM)
+            self.signal_marked(names, signal.SIGHUP)
+
+    def restart_all(self, names: list[str]) -> None:
+        raise NotImplementedError("the tmux backend restarts through stop and start")
+
+    def cleanup(self, names: list[str], *, holder: bool) -> None:
+        """Remove the stopped agents' windows; for the whole fleet, the server and its socket."""
+        if not holder:
+            self.remove_windows(names)
+            return
+        self._tmux(["kill-server"])
+        if not self.runner.dry_run and not _server_answers(self):
+            self.paths.tmux_socket.unlink(missing_ok=True)
+
+    def install(self, *, enable: bool = True) -> InstallResult:
+        return InstallResult(
+            "install",
+            self.name,
+            self.runner.dry_run,
+            notes=[
+                "the tmux backend has nothing to install; start the fleet with `fleet start` "
+                "(without a supervisor it will not come back after a reboot)"
+            ],
+        )
+
+    def uninstall(self) -> InstallResult:
+        return InstallResult(
+            "uninstall", self.name, self.runner.dry_run, notes=["the tmux backend installs nothing; nothing to do"]
+        )
+
+
+def _server_answers(primitives: TmuxPrimitives) -> bool:
+    return primitives.runner.run(
+        [*tmux.tmux_base(primitives.tmux_bin, primitives.paths.tmux_socket), "has-session"], timeout=TMUX_TIMEOUT_S
+    ).ok
+
+
+def _raise_if_frozen(result: Result, socket: Path) -> None:
+    if result.timed_out:
+        raise FleetOperationError(
+            f"the fleet's tmux server ({socket}) did not answer within {TMUX_TIMEOUT_S:g}s; "
+            "it may be stopped or frozen: check it with `fleet doctor`, or kill it (agents lose their windows)"
+        )

@@ -1,0 +1,374 @@
+"""The lifecycle engine: start, stop and restart written once for every backend.
+
+Like Invoke's ``Runner`` (the algorithm) over ``Local`` (the primitives), the engine
+holds the policy and a :class:`~fleetlib.backend.Backend` supplies primitives: observe
+the agents, launch them, ask them to stop, clean up. A fix here lands on every backend.
+
+Guarantees (each a test in tests/test_engine_*.py):
+
+* **One operation at a time.** ``start``, ``stop`` and ``restart`` run under the fleet's
+  restart lock, so concurrent calls serialise instead of interleaving; the lock wait is
+  bounded by ``lock_timeout`` when one is given.
+* **Fenced lease.** Before every step that changes the fleet, and on every poll while it
+  waits, the engine checks (and refreshes) that it still owns the lock. A lost lock
+  aborts at once with :class:`~fleetlib.lock.LeaseLost` (exit 1, naming the new owner)
+  and nothing after that changes the fleet. The engine never blocks in a call that may
+  take long (``systemctl --no-block``, bounded tmux calls), so it refreshes the lease
+  exactly as long as its own deadline runs (the operation's timeout plus the agents'
+  stop timeouts): a live restart is never broken, a stuck one still is.
+* **Stop means gone.** Stop (and the stop half of a restart) returns only when no process
+  carrying the agent's marker is left (background, ``setsid`` and signal-ignoring
+  children included): TERM first, KILL after the agent's ``stop_timeout``.
+* **Start means up.** An agent counts as started once it has stayed alive for its
+  ``start_grace``; one that exits before fails the operation naming it, its command, its
+  exit status and its last output lines, as soon as it exits.
+* A restart starts the new generation only after the old one is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from fleetlib import procs
+from fleetlib.context import FleetContext
+from fleetlib.errors import FleetError, FleetOperationError
+from fleetlib.lock import RestartGuard, acquire_restart_lock
+from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.status import AgentStatus, FleetStatus
+
+WAIT_TIMEOUT_S: Final = 120.0
+POLL_S: Final = 0.05
+KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
+CRASH_LOOP_RESTARTS: Final = 3
+OUTPUT_LINES: Final = 8
+
+Fence = Callable[[], None]
+
+
+class Backend(Protocol):
+    """The primitives a backend supplies; the engine holds every policy.
+
+    ``observe`` never changes anything. The changing primitives return once the change is
+    requested, without waiting for it to take effect (the engine waits, fenced)."""
+
+    name: str
+    fast_restart: bool  # restart_all() restarts the whole fleet (old generation gone first)
+
+    def preflight(self, names: list[str]) -> None: ...
+
+    def observe(self, names: list[str]) -> FleetStatus: ...
+
+    def launch(self, names: list[str], *, holder: bool) -> None: ...
+
+    def terminate(self, names: list[str], *, holder: bool) -> None: ...
+
+    def restart_all(self, names: list[str]) -> None: ...
+
+    def cleanup(self, names: list[str], *, holder: bool) -> None: ...
+
+    def last_output(self, name: str, lines: int) -> str: ...
+
+    def install(self, *, enable: bool) -> InstallResult: ...
+
+    def uninstall(self) -> InstallResult: ...
+
+    def journal(self, name: str, lines: int) -> str | None: ...
+
+    def desired_unit_files(self) -> dict[str, str]: ...
+
+    @property
+    def unit_dir(self) -> Path | None: ...
+
+
+@dataclass
+class _Tracker:
+    """Per-agent bookkeeping while the engine waits for one operation."""
+
+    name: str
+    old_pid: int | None
+    old_pane: int | None = None  # the window process before the operation (alive or dead)
+    outcome: AgentOutcome | None = None
+    seen_pid: int | None = None
+    seen_at: float = 0.0
+    auto_restarts: int = 0
+    last_sub: str = ""
+
+
+@dataclass(kw_only=True)
+class Lifecycle(FleetContext):
+    """One fleet's lifecycle on one backend (see the module docstring)."""
+
+    primitives: Backend
+    timeout: float = WAIT_TIMEOUT_S
+    lock_timeout: float | None = None
+    lock_options: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressHook = no_progress
+
+    @property
+    def backend(self) -> str:
+        return self.primitives.name
+
+    @property
+    def unit_dir(self) -> Path | None:
+        return self.primitives.unit_dir
+
+    # ----------------------------------------------------------------- queries
+
+    def status(self, agent: str | None = None) -> FleetStatus:
+        """Every agent's state (or one agent's); changes nothing and takes no lock."""
+        return self.primitives.observe(self.names(agent))
+
+    def ensure_installed(self, names: list[str]) -> None:
+        self.primitives.preflight(names)
+
+    def journal(self, agent: str, lines: int) -> str | None:
+        return self.primitives.journal(self.roster.get(agent).name, lines)
+
+    def desired_unit_files(self) -> dict[str, str]:
+        return self.primitives.desired_unit_files()
+
+    def install(self, *, enable: bool = True) -> InstallResult:
+        return self.primitives.install(enable=enable)
+
+    def uninstall(self) -> InstallResult:
+        return self.primitives.uninstall()
+
+    # ----------------------------------------------------------------- the lease
+
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[Fence]:
+        """Hold the fleet lock for the block; yields the fence to call before every change."""
+        if self.runner.dry_run:
+            yield lambda: None
+            return
+        guard = acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
+        try:
+            yield _fence_of(guard)
+        finally:
+            guard.release()
+
+    # ----------------------------------------------------------------- operations
+
+    def start(self, agent: str | None = None) -> OperationResult:
+        """Start what is not running (the holder too for the whole fleet) and wait until
+        every started agent has stayed up for its grace period."""
+        return self._operate("start", agent)
+
+    def stop(self, agent: str | None = None) -> OperationResult:
+        """Stop one agent, or every agent then the holder; returns when nothing of them runs."""
+        return self._operate("stop", agent)
+
+    def restart(self, agent: str | None = None) -> OperationResult:
+        """Stop then start (the whole fleet through the backend's fast path when it has
+        one); the new generation starts only after the old one is gone."""
+        return self._operate("restart", agent)
+
+    def _operate(self, operation: str, agent: str | None) -> OperationResult:
+        names = self.names(agent)
+        whole = agent is None
+        self.primitives.preflight(names)
+        self._check_cwds(names) if operation != "stop" else None
+        began = self.clock()
+        if self.runner.dry_run:
+            return self._dry_run(operation, names, whole, began)
+        with self._lease() as fence:
+            before = self.primitives.observe(names)
+            rows = before.by_name()
+            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names}
+            holder = None
+            if operation == "start":
+                todo = [n for n in names if rows[n].state != "running"]
+                for name in set(names) - set(todo):
+                    trackers[name].outcome = AgentOutcome(name, "unchanged", rows[name].pid, rows[name].pid)
+                if todo or (whole and not before.holder_up):
+                    fence()
+                    self.primitives.launch(todo, holder=whole)
+                    holder = "unchanged" if before.holder_up or not whole else "started"
+                    self._wait_up(trackers, todo, "started", began, fence)
+                else:
+                    holder = "unchanged" if whole else None
+            elif operation == "stop":
+                alive = procs.marked(self._marker(n) for n in names)
+                running = [n for n in names if not rows[n].down or alive[self._marker(n)]]
+                for name in set(names) - set(running):
+                    trackers[name].outcome = AgentOutcome(name, "unchanged", None, None)
+                if running or (whole and before.holder_up):
+                    fence()
+                    self.primitives.terminate(running, holder=whole)
+                    self._wait_gone(trackers, running, "stopped", began, fence)
+                    fence()
+                    self.primitives.cleanup(names, holder=whole)
+                    holder = "stopped" if whole and before.holder_up else ("unchanged" if whole else None)
+                else:
+                    holder = "unchanged" if whole else None
+            else:
+                fence()
+                if whole and self.primitives.fast_restart:
+                    self.primitives.restart_all(names)
+                else:
+                    self.primitives.terminate(names, holder=whole)
+                    self._wait_gone(trackers, names, None, began, fence)
+                    fence()
+                    self.primitives.cleanup(names, holder=whole)
+                    fence()
+                    self.primitives.launch(names, holder=whole)
+                self._wait_up(trackers, names, "restarted", began, fence)
+                holder = "restarted" if whole else None
+        outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
+        return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
+
+    def _dry_run(self, operation: str, names: list[str], whole: bool, began: float) -> OperationResult:
+        if operation == "start":
+            self.primitives.launch(names, holder=whole)
+        elif operation == "stop":
+            self.primitives.terminate(names, holder=whole)
+            self.primitives.cleanup(names, holder=whole)
+        elif whole and self.primitives.fast_restart:
+            self.primitives.restart_all(names)
+        else:
+            self.primitives.terminate(names, holder=whole)
+            self.primitives.cleanup(names, holder=whole)
+            self.primitives.launch(names, holder=whole)
+        commands = list(getattr(self.runner, "commands", []))
+        outcomes = [AgentOutcome(n, f"would {operation}") for n in names]
+        holder = f"would {operation}" if whole else None
+        return OperationResult(operation, self.backend, outcomes, 0.0, dry_run=True, holder=holder, commands=commands)
+
+    def _check_cwds(self, names: list[str]) -> None:
+        """Refuse to start an agent whose working directory does not exist here."""
+        home = Path.home()
+        for name in names:
+            agent = self.roster.get(name)
+            cwd = self.roster.cwd_of(agent, home) or str(home)
+            if not Path(cwd).is_dir():
+                raise FleetError(
+                    f"agent {name}: working directory {cwd} does not exist (or is not a directory); "
+                    "create it or fix `cwd` in the roster"
+                )
+
+    # ----------------------------------------------------------------- waits
+
+    def _report(self, operation: str, done: int, total: int, began: float) -> None:
+        self.progress(Progress(operation, operation, done, total, self.clock() - began))
+
+    def _wait_gone(
+        self, trackers: dict[str, _Tracker], names: list[str], action: str | None, began: float, fence: Fence
+    ) -> None:
+        """Wait until every named agent is down with no marked process left: TERM was sent
+        by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        markers = {n: self._marker(n) for n in names}
+        killed: set[str] = set()
+        give_up = max((self.roster.get(n).stop_timeout for n in names), default=0.0) + KILL_GRACE_S
+        pending = list(names)
+        while True:
+            fence()
+            rows = self.primitives.observe(names).by_name()
+            alive = procs.marked(markers.values())
+            now = self.clock() - began
+            still = [n for n in pending if not rows[n].down or alive[markers[n]]]
+            for name in [n for n in pending if n not in still]:
+                if action is not None:
+                    trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid, None, now)
+            pending = still
+            self._report("stopping", len(names) - len(pending), len(names), began)
+            if not pending:
+                return
+            for name in pending:
+                if name not in killed and now >= self.roster.get(name).stop_timeout:
+                    killed.add(name)
+                    procs.signal_all(alive[markers[name]], signal.SIGKILL)
+            if now >= give_up:
+                for name in pending:
+                    left = " ".join(str(pid) for pid in alive[markers[name]]) or "its window or unit"
+                    trackers[name].outcome = AgentOutcome(
+                        name,
+                        "failed",
+                        trackers[name].old_pid,
+                        None,
+                        now,
+                        error=f"still running {now:.1f}s after the stop began, even after SIGKILL: {left}",
+                    )
+                if action is None:  # a restart must not start a new generation beside the old one
+                    stuck = ", ".join(pending)
+                    raise FleetOperationError(f"restart aborted: agent(s) {stuck} did not stop (see `fleet status`)")
+                return
+            self.sleep(POLL_S)
+
+    def _wait_up(
+        self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
+    ) -> None:
+        """Wait until each named agent has run for its grace period (new pid), or failed."""
+        pending = list(names)
+        deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
+        while pending:
+            fence()
+            now = self.clock() - began
+            rows = self.primitives.observe(names).by_name()
+            for name in list(pending):
+                outcome = self._judge(trackers[name], rows[name], now, action)
+                if outcome is not None:
+                    trackers[name].outcome = outcome
+                    pending.remove(name)
+            self._report("starting", len(names) - len(pending), len(names), began)
+            if not pending:
+                return
+            if now >= deadline:
+                for name in pending:
+                    row = rows[name]
+                    trackers[name].outcome = AgentOutcome(
+                        name,
+                        "failed",
+                        trackers[name].old_pid,
+                        row.pid,
+                        now,
+                        error=f"not up after {deadline:g}s (state {row.state}, {row.active_state}/{row.sub_state})",
+                    )
+                return
+            self.sleep(POLL_S)
+
+    def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, action: str) -> AgentOutcome | None:
+        """One poll's verdict on one starting agent: started, failed, or None (wait)."""
+        agent = self.roster.get(tracker.name)
+        if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
+            return None  # still the old generation's window: the new one is not there yet
+        if row.sub_state == "auto-restart" and tracker.last_sub != "auto-restart":
+            tracker.auto_restarts += 1
+        tracker.last_sub = row.sub_state
+        died = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+        if died or tracker.auto_restarts >= CRASH_LOOP_RESTARTS:
+            output = self.primitives.last_output(tracker.name, OUTPUT_LINES).rstrip()
+            status = f"exit status {row.exit_status}" if row.exit_status is not None else f"state {row.state}"
+            last = " | ".join(line.strip() for line in output.splitlines() if line.strip())[-400:]
+            return AgentOutcome(
+                tracker.name,
+                "failed",
+                tracker.old_pid,
+                None,
+                now,
+                error=f"exited right after starting ({status}); command `{shlex.join(agent.argv())}`"
+                + (f"; last output: {last}" if last else ""),
+                exit_status=row.exit_status,
+                output=output or None,
+            )
+        if row.state != "running" or row.pid is None or row.pid == tracker.old_pid:
+            tracker.seen_pid = None
+            return None
+        if tracker.seen_pid != row.pid:
+            tracker.seen_pid, tracker.seen_at = row.pid, now
+        if now - tracker.seen_at >= agent.start_grace:
+            return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
+        return None
+
+    def _marker(self, name: str) -> str:
+        return procs.marker(name, str(self.paths.tmux_socket))
+
+
+def _fence_of(guard: RestartGuard) -> Fence:
+    """The fence for a held lock: refresh it; :class:`~fleetlib.lock.LeaseLost` when lost."""
+    return guard.refresh
