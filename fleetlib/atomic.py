@@ -16,15 +16,14 @@ naming the path, never a hang and never a write somewhere else.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from fleetlib.errors import FleetError
+from fleetlib.rundir import open_regular
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
@@ -69,40 +68,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def open_regular(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int:
-    """Open ``path`` without following a final symlink and without blocking; return the fd
-    of a regular file or raise a one-line ``FleetError`` saying what is there instead."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise FleetError(f"{what} {path} is a symlink; remove it (it is never followed)") from None
-        raise FleetError(f"cannot open {what} {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-    except OSError as exc:
-        os.close(fd)
-        raise FleetError(f"cannot open {what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise FleetError(f"{what} {path} is not a regular file ({describe_mode(info.st_mode)}); remove it")
-    return fd
-
-
-def describe_mode(st_mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISLNK, "a symlink"),
-    ):
-        if test(st_mode):
-            return name
-    return "not a file"
-
-
 @contextlib.contextmanager
 def edit_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` for the duration of the block.
@@ -117,7 +82,10 @@ def edit_lock(path: Path) -> Iterator[None]:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FleetError(f"cannot create directory {lock_path.parent}: {exc.strerror}") from None
-    fd = open_regular(lock_path, os.O_RDWR | os.O_CREAT, what="lock file")
+    try:
+        fd = open_regular(lock_path, os.O_RDWR | os.O_CREAT, what="lock file")
+    except FileNotFoundError:  # the directory went away under us
+        raise FleetError(f"cannot create lock file {lock_path}: its directory does not exist") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -3,24 +3,35 @@
 Works the same on both backends: every agent is a window ``=fleet:=<name>`` of the fleet's
 tmux server.
 
-Delivery is literal. The text goes into a private tmux paste buffer as one argv word
-(``set-buffer``), is pasted into the pane (``paste-buffer -p -r``: bracketed paste when the
-agent asked for it, newlines kept as newlines) and then submitted with one ``Enter`` key,
-all in one tmux command sequence. No shell ever sees the text and tmux never reads it as
-key names, so quotes, ``$(...)``, ``;``, ``C-c``, ``Enter``, unicode and multi-line text
-arrive byte for byte. Sends to one agent are serialised with a lock in the run dir, so
-two concurrent sends never interleave within a message.
+A message is data, never keys. Before delivery it is cleaned (:func:`clean_message`):
+ESC, the other C0 controls except tab and newline, DEL and the C1 controls
+(U+0080-U+009F, which include the 8-bit CSI) are removed; ``\r\n`` and a lone ``\r``
+become ``\n``. So no message can end the bracketed paste (``ESC[201~`` arrives as the
+text ``[201~``), start an escape sequence, or submit anything by itself: only the one
+Enter ``send`` types after the paste submits. A NUL byte is refused (one line), as is a
+message over :data:`MAX_MESSAGE_BYTES` (4 MiB of UTF-8).
+
+Delivery is literal. The cleaned text is loaded into a private tmux paste buffer through a
+pipe (``load-buffer -b NAME -``, the text on stdin: never argv, whose size is limited), is
+pasted into the pane (``paste-buffer -p -r``: bracketed paste when the agent asked for it,
+newlines kept as newlines) and then submitted with one ``Enter`` key. No shell ever sees
+the text and tmux never reads it as key names, so quotes, ``$(...)``, ``;``, ``C-c``,
+``Enter``, unicode and multi-line text arrive as written. Sends to one agent are
+serialised with a lock in the run dir, so two concurrent sends never interleave.
 
 Verification polls the pane (``capture-pane``) until the agent shows it took the message:
 new output after the message's echoed last line (a reply, a new prompt), or the runtime's
 busy pattern from the runtime table. A send that is not accepted within the timeout fails
-with the last lines of the pane.
+with the last lines of the pane; the wait is bounded by the real monotonic clock too, so
+it ends even if an injected clock stands still.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,13 +41,43 @@ from fleetlib import tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.lock import ensure_private_dir
+from fleetlib.rundir import ensure_private_dir
 from fleetlib.runtimes import busy_pattern
 
 VERIFY_TIMEOUT_S: Final = 15.0
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
 TAIL_LINES: Final = 8
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
+# Removed from every message: C0 controls but tab and newline (ESC among them), DEL, C1.
+_CONTROLS: Final = re.compile("[\x01-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_message(message: str) -> str:
+    """The text a message delivers: ``\r\n`` and ``\r`` become ``\n``; ESC, the other C0
+    controls except tab and newline, DEL and C1 controls are removed; the rest is kept as is.
+
+    Raises a one-line FleetError for a NUL byte or a result over ``MAX_MESSAGE_BYTES``.
+    """
+    nul = message.find("\0")
+    if nul >= 0:
+        raise FleetError(
+            f"the message contains a NUL byte (at character {nul}); a message is text, remove it and send again"
+        )
+    cleaned = _CONTROLS.sub("", message.replace("\r\n", "\n").replace("\r", "\n"))
+    size = len(cleaned.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise FleetError(
+            f"the message is too long ({size} bytes; the maximum is {MAX_MESSAGE_BYTES} bytes); send it in parts"
+        )
+    return cleaned
+
+
+def check_timeout(timeout: float) -> float:
+    """``timeout`` if it is a finite number > 0; a one-line FleetError otherwise."""
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise FleetError(f"--timeout must be a finite number of seconds > 0, got {timeout!r}")
+    return float(timeout)
 
 
 def accepted(before: str, after: str, message: str, pattern: str | None = None) -> bool:
@@ -108,44 +149,58 @@ class Messenger(FleetContext):
         return result.stdout
 
     def send(self, name: str, message: str, *, verify: bool = True, timeout: float = VERIFY_TIMEOUT_S) -> str:
-        """Deliver ``message`` literally and submit it; with ``verify``, wait until accepted.
+        """Deliver ``message`` (cleaned, see :func:`clean_message`) and submit it; with
+        ``verify``, wait until accepted.
 
+        Every argument is checked before anything runs: an empty message, a NUL byte, one
+        over the maximum or a timeout that is not finite and > 0 is a one-line FleetError.
         Raises FleetError if the agent is not running (never hangs), FleetOperationError
         with the pane's last lines if it did not accept the message in time.
         """
         if not message:
             raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
+        timeout = check_timeout(timeout)
+        text = clean_message(message)
+        if not text:
+            raise FleetError("the message has only control characters; nothing to send")
         self.require_running(name)
         target = tmux.window_target(name)
         buffer = f"fleet-send-{uuid.uuid4().hex}"
-        sequence = [
+        load = [*self._base(), "load-buffer", "-b", buffer, "-"]
+        paste = [
             *self._base(),
-            "set-buffer", "-b", buffer, "--", tmux.literal(message), ";",
             "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target, ";",
             "send-keys", "-t", target, "Enter",
         ]  # fmt: skip
-        if self.runner.dry_run:  # prints the command; takes no lock, writes nothing
-            self.runner.run(sequence)
-            return f"would send {len(message)} characters to {name}"
+        if self.runner.dry_run:  # prints the commands; takes no lock, writes nothing
+            self.runner.run(load, input=text)
+            self.runner.run(paste)
+            return f"would send {len(text)} characters to {name}"
         ensure_private_dir(self.paths.run_dir, "fleet run directory")
         with edit_lock(self.paths.run_dir / f"send-{name}"):
             before = self.capture(name) if verify else ""
-            result = self.runner.run(sequence)
+            loaded = self.runner.run(load, input=text)
+            if not loaded.ok:
+                raise FleetOperationError(f"could not send to agent {name!r}: {loaded.error_line()}")
+            result = self.runner.run(paste)
             if not result.ok:
+                self.runner.run([*self._base(), "delete-buffer", "-b", buffer])
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
             if not verify:
-                return f"sent {len(message)} characters to {name} (not verified)"
-            self._verify(name, before, message, timeout)
-        return f"sent {len(message)} characters to {name}: accepted"
+                return f"sent {len(text)} characters to {name} (not verified)"
+            self._verify(name, before, text, timeout)
+        return f"sent {len(text)} characters to {name}: accepted"
 
     def _verify(self, name: str, before: str, message: str, timeout: float) -> None:
         pattern = busy_pattern(self.roster.get(name).runtime)
         deadline = self.clock() + timeout
+        # The injected clock paces the loop; the real monotonic clock bounds it regardless.
+        hard_deadline = time.monotonic() + timeout
         while True:
             after = self.capture(name)
             if accepted(before, after, message, pattern):
                 return
-            if self.clock() >= deadline:
+            if self.clock() >= deadline or time.monotonic() >= hard_deadline:
                 raise FleetOperationError(
                     f"agent {name!r} did not accept the message within {timeout:g}s; last lines of its pane:\n"
                     + tail(after)

@@ -27,8 +27,9 @@ from typing import Any, Final
 
 import yaml
 
-from fleetlib.atomic import atomic_write_text, describe_mode, edit_lock
+from fleetlib.atomic import atomic_write_text, edit_lock
 from fleetlib.errors import FleetError, RosterError
+from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 
 ROSTER_VERSION: Final = 1
@@ -476,7 +477,7 @@ def _read(path: Path) -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FleetError(f"roster {path} is not a regular file ({describe_mode(info.st_mode)})")
+            raise FleetError(f"roster {path} is not a regular file ({kind_of(info.st_mode)})")
         if info.st_size > MAX_ROSTER_BYTES:
             raise FleetError(f"roster {path} is too large ({info.st_size} bytes; the limit is {MAX_ROSTER_BYTES})")
         chunks: list[bytes] = []
