@@ -848,6 +848,7 @@ class RestartLock:
                 reason, note = verdict
                 replacement = _write_temp(self.path, self._record(token, note))
                 try:
+                    _checkpoint("break:judged")
                     taken = _swap(self.path, "restart lock", seen.same, replacement)
                 finally:
                     _unlink(replacement)

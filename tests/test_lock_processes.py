@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from fleetlib.lock import RestartLock
+import pytest
+
+from fleetlib.lock import LockTimeout, RestartLock, acquire_restart_lock, restart_lock
 from tests.conftest import REPO
 
 WORKER = str(REPO / "tests" / "lock_worker.py")
@@ -122,3 +124,228 @@ def test_sigkilled_owners_and_mutex_holders_never_deadlock_or_break_exclusion(tm
         check=False,
     )
     assert with_lock.returncode == 0
+
+
+# --------------------------------------------------------------------------- paused owners (issue 10, item 3)
+
+
+class Worker:
+    """A lock_worker.py process with line-based stdout, killed in any case by ``reap``."""
+
+    def __init__(self, home: Path, mode: str, *args: str, **env: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, mode, str(home), *args],
+            env={**ENV, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def send(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=120)  # a bound that only detects a hang
+        return self.proc.returncode, out, err
+
+    def reap(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def wait_until(predicate: object, what: str, bound: float = 60.0) -> None:
+    """Poll ``predicate`` until true; the bound only turns a hang into a failure."""
+    deadline = time.monotonic() + bound
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"hang: {what}"
+        time.sleep(0.01)
+
+
+def proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def waiting_on_the_lock(home: Path) -> bool:
+    waiters = RestartLock(home).waiters_dir
+    return waiters.is_dir() and any(not name.startswith(".") for name in os.listdir(waiters))
+
+
+def lock_token(home: Path) -> str:
+    return RestartLock(home).path.read_text().split("\n")[2]
+
+
+# Small windows so the test runs in seconds; max_wait is large so only staleness (an owner
+# that stopped refreshing) can break a lock, and the live owner refreshing every 0.1 s is
+# never broken even on a loaded machine.
+PAUSE_ENV = {"FLEET_LOCK_STALE": "2", "FLEET_LOCK_MAX_WAIT": "600"}
+
+
+def test_owner_paused_inside_release_cannot_remove_its_successors_lock(tmp_path: Path) -> None:
+    """Issue 10 item 3: A stops inside release() after its token check, holding the mutex,
+    for longer than stale_after; B reaps A's mutex, breaks A's stale lock and holds it; C
+    waits. When A resumes, B's lock must survive and C must not enter while B holds it."""
+    witness = str(tmp_path / "witness.lock")
+    workers: list[Worker] = []
+    try:
+        a = Worker(tmp_path, "once", witness, FLEET_LOCK_PAUSE_AT="release:checked", **PAUSE_ENV)
+        workers.append(a)
+        assert a.line() == "entered"
+        assert a.line() == "paused"
+        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
+        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
+        workers.append(b)
+        held = b.line()
+        assert held.startswith("held "), b.finish()
+        b_token = held.split()[1]
+        c = Worker(tmp_path, "once", witness, **PAUSE_ENV)
+        workers.append(c)
+        wait_until(lambda: waiting_on_the_lock(tmp_path), "C never started waiting")
+        os.kill(a.proc.pid, signal.SIGCONT)
+        code, out, err = a.finish()
+        assert (code, out.split("\n")[-2]) == (0, "released False"), err
+        assert lock_token(tmp_path) == b_token  # A put B's lock back untouched
+        assert c.proc.poll() is None  # C still waits: B holds the lock
+        b.send()
+        for worker in (b, c):
+            code, _, err = worker.finish()
+            assert code == 0, err
+            assert "VIOLATION" not in err
+        assert not RestartLock(tmp_path).path.exists()
+    finally:
+        for worker in workers:
+            worker.reap()
+
+
+def test_owner_paused_inside_refresh_learns_it_lost_and_leaves_the_new_lock(tmp_path: Path) -> None:
+    """A stops inside refresh() after its token check; B takes over; A resumes: refresh
+    raises LeaseLost naming B, and B's lock is untouched."""
+    witness = str(tmp_path / "witness.lock")
+    workers: list[Worker] = []
+    try:
+        a = Worker(tmp_path, "refresh", FLEET_LOCK_PAUSE_AT="refresh:checked", **PAUSE_ENV)
+        workers.append(a)
+        assert a.line().startswith("held ")
+        a.send()
+        assert a.line() == "paused"
+        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
+        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
+        workers.append(b)
+        held = b.line()
+        assert held.startswith("held "), b.finish()
+        os.kill(a.proc.pid, signal.SIGCONT)
+        code, out, _ = a.finish()
+        lost = out.strip().split("\n")[-1]
+        assert code == 1
+        assert lost.startswith(f"lost: lost the fleet restart lock: it now belongs to pid {b.proc.pid} on ")
+        assert "taken over from a stale lock" in lost
+        assert lost.endswith("; stopping without further changes")
+        assert lock_token(tmp_path) == held.split()[1]
+        b.send()
+        code, _, err = b.finish()
+        assert code == 0, err
+    finally:
+        for worker in workers:
+            worker.reap()
+
+
+def test_breaker_paused_after_judging_does_not_replace_a_newer_lock(tmp_path: Path) -> None:
+    """A judges a stale lock and stops before taking it over; B takes it over meanwhile;
+    when A resumes it must not replace B's lock (it verifies the very record it judged)."""
+    RestartLock(tmp_path).path.parent.mkdir(parents=True)
+    stale = f"4242\n{int((time.time() - 3600) * 1000)}\nstale-owner\n"
+    RestartLock(tmp_path).path.write_text(stale)
+    witness = str(tmp_path / "witness.lock")
+    workers: list[Worker] = []
+    try:
+        a = Worker(tmp_path, "once", witness, FLEET_LOCK_PAUSE_AT="break:judged", **PAUSE_ENV)
+        workers.append(a)
+        assert a.line() == "paused"
+        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
+        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
+        workers.append(b)
+        held = b.line()
+        assert held.startswith("held "), b.finish()
+        os.kill(a.proc.pid, signal.SIGCONT)
+        wait_until(lambda: waiting_on_the_lock(tmp_path), "A never went back to waiting")
+        assert lock_token(tmp_path) == held.split()[1]
+        b.send()
+        for worker in (b, a):
+            code, _, err = worker.finish()
+            assert code == 0, err
+            assert "VIOLATION" not in err
+    finally:
+        for worker in workers:
+            worker.reap()
+
+
+# --------------------------------------------------------------------------- the mutex and live holders
+
+
+def age_file(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_a_live_running_mutex_holder_is_never_reaped_by_age_but_a_stopped_one_is(tmp_path: Path) -> None:
+    holder = Worker(tmp_path, "mutex")
+    try:
+        assert holder.line() == "held"
+        lock = RestartLock(tmp_path)
+        content = lock.mutex_path.read_bytes()
+        age_file(lock.mutex_path, 3600)  # far older than any stale_after
+        with pytest.raises(LockTimeout) as caught:
+            acquire_restart_lock(tmp_path, timeout=0.5, stale_after=0.1, log=lambda _: None)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert f"mutex {lock.mutex_path}, held by pid {holder.proc.pid} on " in message
+        assert "(running" in message
+        assert lock.mutex_path.read_bytes() == content  # not reaped
+        os.kill(holder.proc.pid, signal.SIGSTOP)
+        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        logged: list[str] = []
+        with restart_lock(tmp_path, timeout=60, stale_after=0.1, log=logged.append):
+            assert lock.path.exists()
+        assert not lock.mutex_path.exists()
+    finally:
+        holder.reap()
+
+
+def test_a_stopped_mutex_holder_is_waited_on_until_stale_after(tmp_path: Path) -> None:
+    holder = Worker(tmp_path, "mutex")
+    try:
+        assert holder.line() == "held"
+        os.kill(holder.proc.pid, signal.SIGSTOP)
+        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        with pytest.raises(LockTimeout):
+            acquire_restart_lock(tmp_path, timeout=0.3, stale_after=3600)  # fresh: not reaped yet
+        assert RestartLock(tmp_path).mutex_path.exists()
+    finally:
+        holder.reap()
+
+
+def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None:
+    owner = Worker(tmp_path, "hold")
+    try:
+        assert owner.line() == "held"
+        for timeout in (0, 0.3):
+            with pytest.raises(LockTimeout) as caught:
+                acquire_restart_lock(tmp_path, timeout=timeout)
+            message = str(caught.value)
+            assert caught.value.exit_code == 1
+            assert "\n" not in message
+            assert message.startswith(f"timed out after {timeout:g}s waiting for the fleet restart lock ")
+            assert f"held by pid {owner.proc.pid} on " in message
+            assert "(running, last progress " in message
+            assert f"kill {owner.proc.pid}" in message
+        assert RestartLock(tmp_path).owner() is not None
+    finally:
+        owner.reap()
