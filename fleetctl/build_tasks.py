@@ -18,17 +18,22 @@ BUILD_STEP_TIMEOUT_S = 3600  # one pnpm/npm step may download and compile for a 
 
 
 def report_lines(report: BuildReport, check: bool) -> list[str]:
+    """The text of a build (what was installed where) or a check (installed and source
+    versions, and the same for each internal workspace package a package carries)."""
     lines = []
     for row in report.packages:
         if check:
-            lines.append(
-                f"{row['name']}: installed {row['installed_version'] or '(none)'}, source {row['source_version']}"
-            )
-            internal: list[Any] = list(row.get("internal") or [])
-            if internal:
-                lines.append(f"    internal workspace packages: {', '.join(str(name) for name in internal)}")
+            installed = row["installed_version"] or "(none)"
+            lines.append(f"{row['name']}: installed {installed}, source {row['source_version']}")
         else:
             lines.append(f"installed {row['name']}@{row['version']} into {report.prefix} (from {row['tarball']})")
+        internal: list[dict[str, Any]] = list(row.get("internal") or [])
+        for inner in internal:
+            installed = inner.get("installed_version") or "(none)"
+            lines.append(
+                f"    internal {inner['name']}: installed {installed}, source {inner['source_version']}"
+                f" ({inner.get('state', '?')})"
+            )
     lines += [f"warning: {warning}" for warning in report.warnings]
     return lines
 
@@ -43,6 +48,7 @@ def report_lines(report: BuildReport, check: bool) -> list[str]:
         "package": "Workspace package to build and install; repeat for several (default: gateway and CLI).",
         "check": "Only report installed and source versions; change nothing.",
         "keep_workdir": "Keep the temp work dir (for debugging a failed build).",
+        "offline": "Install only from the local pnpm/npm store; never ask a registry (fails naming what is missing).",
         "json": "Print a JSON report on stdout (progress goes to stderr).",
     },
 )
@@ -55,6 +61,7 @@ def build_dev(
     package: list[str] | None = None,
     check: bool = False,
     keep_workdir: bool = False,
+    offline: bool = False,
     json: bool = False,
 ) -> None:
     """Build the CLI and gateway from source and install them from local tarballs (no registry writes)."""
@@ -63,9 +70,10 @@ def build_dev(
     out = sys.stderr if json else sys.stdout
 
     def report(text: str) -> None:
-        if text.startswith("==> "):
-            ticker.step(text.removeprefix("==> ").split(": ", 1)[0].strip())
         line.above(lambda: print(text, file=out, flush=True))
+
+    def progress(step: str, _since_start: float) -> None:
+        ticker.step(step)  # the ticker counts this step's own seconds from now
 
     build = DevBuild(
         source=source or c.config.get("build", {}).get("source") or ".",
@@ -75,6 +83,8 @@ def build_dev(
         packages=package or DEFAULT_PACKAGES,
         keep_workdir=keep_workdir,
         report=report,
+        offline=offline,
+        progress=progress,
     )
     with ticker.running():
         result = build.check() if check else build.build()

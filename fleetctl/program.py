@@ -81,7 +81,10 @@ class FleetProgram(Program):
             self.print_version()
             raise Exit
         if self.args["print-completion-script"].value:
-            print_completion_script(shell=self.args["print-completion-script"].value, names=self.binary_names)
+            try:
+                print_completion_script(shell=self.args["print-completion-script"].value, names=self.binary_names)
+            except ParseError as exc:  # an unknown shell
+                raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
             raise Exit
 
     def update_config(self, merge: bool = True) -> None:

@@ -197,11 +197,12 @@ def status_lines(status: FleetStatus) -> list[str]:
 
 
 def check_lines(checks: Sequence[Check]) -> list[str]:
-    """One line per check (``ok``/``FAIL``, name, detail), the fix indented below a failure."""
+    """One line per check (``ok``/``skip``/``FAIL``, name, detail), the fix indented below a failure."""
     width = max((len(check.name) for check in checks), default=0)
     lines: list[str] = []
     for check in checks:
-        lines.append(f"{'ok  ' if check.ok else 'FAIL'}  {check.name.ljust(width)}  {check.detail}")
+        mark = "FAIL" if not check.ok else "skip" if check.skipped else "ok  "
+        lines.append(f"{mark}  {check.name.ljust(width)}  {check.detail}")
         if not check.ok and check.fix:
             lines.append(f"      {' ' * width}  fix: {check.fix}")
     failed = sum(not check.ok for check in checks)
@@ -299,7 +300,11 @@ class StepTicker:
         self._stop = threading.Event()
 
     def step(self, name: str, elapsed: float = 0.0) -> None:
-        """The job entered ``name`` ``elapsed`` seconds ago."""
+        """The job entered ``name`` ``elapsed`` seconds ago (``done``: it finished)."""
+        if name == "done":
+            self._step = ""
+            self.line.clear()
+            return
         self._step = name
         self._since = self.line.clock() - elapsed
         self._draw(force=True)

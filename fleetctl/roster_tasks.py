@@ -12,18 +12,25 @@ from invoke.tasks import task
 from fleetctl import options
 from fleetctl.options import JSON_HELP, PATH_HELP, fleet_paths, required, stderr_line, user_errors
 from fleetctl.render import agent_value, print_json, roster_change_lines, table
-from fleetlib import roster as roster_lib
 from fleetlib.errors import FleetError
-from fleetlib.roster import Agent, Roster, add_agent, init_roster, load_roster, remove_agent, validate_agent
+from fleetlib.roster import (
+    Agent,
+    Roster,
+    add_agent,
+    init_roster,
+    load_roster,
+    missing_cwd_warnings,
+    remove_agent,
+    validate_agent,
+)
 from fleetlib.schema import agent_json
 
 
 def warn_missing_cwds(loaded: Roster) -> None:
     """Warn (stderr, never fail: a roster may be written for another machine) about every
     ``cwd`` that is not a directory here."""
-    warnings = getattr(roster_lib, "missing_cwd_warnings", None)
-    for line in warnings(loaded) if warnings is not None else []:
-        stderr_line(f"warning: {line}")
+    for line in missing_cwd_warnings(loaded):
+        stderr_line(line)  # already reads "warning: file:line: field: ..."
 
 
 def print_change(verb: str, name: str, loaded: Roster) -> None:

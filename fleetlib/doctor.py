@@ -40,15 +40,17 @@ _PATH_IN_UNIT: Final = re.compile(r"""(?:^|[\s"'=])PATH=([^\s"']+)""", re.MULTIL
 
 @dataclass(frozen=True)
 class Check:
-    """One finding: ``detail`` says what was seen, ``fix`` how to repair a failure."""
+    """One finding: ``detail`` says what was seen, ``fix`` how to repair a failure. A
+    ``skipped`` check (not relevant here, e.g. lingering on the tmux backend) passes."""
 
     name: str
     ok: bool
     detail: str
     fix: str | None = None
+    skipped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+        return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail, "fix": self.fix}
 
 
 def passed(name: str, detail: str) -> Check:
@@ -60,7 +62,7 @@ def failed(name: str, detail: str, fix: str) -> Check:
 
 
 def skipped(name: str, why: str) -> Check:
-    return Check(name, True, f"skipped: {why}")
+    return Check(name, True, f"skipped: {why}", skipped=True)
 
 
 # --------------------------------------------------------------------------- single checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -132,3 +133,85 @@ def fleet_env(user_manager: UserManager, tmp_path: Path) -> Iterator[FleetEnv]:
     env.inv("fleet.uninstall")
     user_manager.systemctl("reset-failed")
     env.tmux("kill-server")
+
+
+# --------------------------------------------------------------------------- the installed `fleet` command
+
+# What a non-editable install needs from the working tree (copied, so the build never
+# writes build/ or *.egg-info into the repository others are working in).
+DISTRIBUTION_FILES = ("pyproject.toml", "README.md", "fleetlib", "fleetctl")
+
+
+@dataclass
+class InstalledFleet:
+    """A virtualenv with this working tree installed as a user would (not editable)."""
+
+    venv: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.venv / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    def env(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The caller's environment with the venv first on PATH and nothing pointing into
+        the repository (no PYTHONPATH), plus ``extra``; a key whose value is None is removed."""
+        base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        for key, value in (extra or {}).items():
+            if value is None:
+                base.pop(key, None)
+        given = {k: v for k, v in (extra or {}).items() if v is not None}
+        return {**base, "PATH": f"{self.bin}{os.pathsep}{base.get('PATH', '')}", **given}
+
+    def fleet(
+        self,
+        *args: str,
+        cwd: Path,
+        env: dict[str, str | None] | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin / "fleet"), *args],
+            cwd=cwd,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def installed_fleet(tmp_path_factory: pytest.TempPathFactory) -> InstalledFleet:
+    """Build a fresh virtualenv once per session and `pip install` a copy of the working
+    tree into it (pip may use the configured local index for invoke and PyYAML)."""
+    root = tmp_path_factory.mktemp("installed")
+    source = root / "src"
+    source.mkdir()
+    for name in DISTRIBUTION_FILES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, source / name)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=root,
+    )
+    if done.returncode != 0:
+        message = f"cannot pip install the package into a fresh virtualenv: {done.stderr.strip()[-2000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return InstalledFleet(venv)
