@@ -49,7 +49,7 @@ def menv(tmp_path: Path) -> Iterator[TmuxEnv]:
     roster.write_text("version: 1\nagents:\n" + body)
     env.inv_ok("fleet.start")
     for name in ("talker", "mute", "other"):
-        wait_for(lambda n=name: "ready>" in env.inv_ok("fleet.logs", "--agent", n, "--lines", "5"))  # type: ignore[misc]
+        wait_for(lambda n=name: "ready>" in env.inv_ok("fleet.logs", "--agent", n, "--lines", "5"))
     yield env
     subprocess.run(
         ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
@@ -129,7 +129,7 @@ def test_broadcast_reaches_every_agent_and_reports_failures(menv: TmuxEnv) -> No
     assert result.returncode == 1
     assert "mute:" in result.stderr
     for name in ("talker", "other", "mute"):
-        wait_for(lambda n=name: received(menv, n) == b"hello all\n")  # type: ignore[misc]
+        wait_for(lambda n=name: received(menv, n) == b"hello all\n")
 
 
 def test_stopped_unknown_or_dead_agents_fail_fast_with_one_line(menv: TmuxEnv) -> None:
