@@ -337,11 +337,16 @@ def packed_manifest_bytes(tarball: Path) -> bytes:
 
 
 def failure_line(result: Result) -> str:
-    """The line that says why: pnpm prints its ``ERR_PNPM_...`` line on stdout, npm its
-    ``npm error`` lines on stderr; else the first line of stderr."""
-    for line in (result.stdout + "\n" + result.stderr).splitlines():
-        if "ERR_PNPM_" in line or line.startswith("npm error code"):
-            return line.strip()
+    """The line that says why: pnpm's ``ERR_PNPM_...`` line (on stdout), else npm's first
+    ``npm error`` line after its code (``npm error 404 Not Found - GET ...``), else the first
+    line of stderr."""
+    lines = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines()]
+    for line in lines:
+        if "ERR_PNPM_" in line:
+            return line
+    for line in lines:
+        if line.startswith("npm error ") and not line.startswith(("npm error code ", "npm error A complete log")):
+            return line
     return result.error_line()
 
 
@@ -435,7 +440,7 @@ class DevBuild:
         if isinstance(output, str) and output.strip():
             self.report(indent(output).rstrip("\n"))
 
-    def _run(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> Result:
+    def _run(self, name: str, argv: Sequence[str], cwd: Path | None = None, why: str = "") -> Result:
         self.report(f"==> {name}: {' '.join(argv)}")
         began = self._begin(name)
         try:
@@ -449,7 +454,7 @@ class DevBuild:
             hint = failure_line(result)
             if self.offline and ("OFFLINE" in hint or "ENOTCACHED" in output):
                 hint = f"--offline and something is not in the local store ({hint}); run once without --offline"
-            raise DevBuildError(name, output, hint)
+            raise DevBuildError(name, output, f"{why}: {hint}" if why else hint)
         return result
 
     def _done(self, report: BuildReport) -> None:
@@ -580,6 +585,14 @@ class DevBuild:
             )
 
         self._step(f"stage {package.name}", assemble)
+        # npm's own view of the staged tree, offline: every run-time dependency present and in
+        # range. pnpm links a workspace: range even when the workspace's version misses it.
+        self._run(
+            f"check {package.name}",
+            ["npm", "ls", "--all", "--omit=dev", "--offline"],
+            cwd=root,
+            why="its bundled dependencies do not satisfy its manifest",
+        )
         return root
 
     # ----------------------------------------------------------------- the two modes

@@ -54,3 +54,69 @@ def git_commit_all(root: Path, tag: str | None = None, branch: str = "main") -> 
     git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "workspace")
     if tag:
         git("tag", tag)
+
+
+# --------------------------------------------------------------------------- the stack's shape
+
+# brain's build copies its message into dist/ (so an unbuilt brain cannot pass) and exports
+# the version it reads from its own installed package.json at run time.
+BRAIN_BUILD = """const fs = require('fs');
+fs.mkdirSync('dist', { recursive: true });
+const message = fs.readFileSync('src/message.txt', 'utf8').trim();
+fs.writeFileSync('dist/index.js',
+  'const config = require("@mosaicstack/config");\\n' +
+  'const tiny = require("tiny-dep");\\n' +
+  'module.exports = { version: require("../package.json").version, message: ' + JSON.stringify(message) +
+  ', config: config.version, tiny: tiny.version };\\n');
+"""
+CONFIG_INDEX = 'module.exports = { version: require("./package.json").version };\n'
+# Both bins read brain when they run, never at build time.
+BIN = """#!/usr/bin/env node
+const brain = require('@mosaicstack/brain');
+console.log(`%s ${require('./package.json').version} brain ${brain.version} "${brain.message}" config ${brain.config} tiny-dep ${brain.tiny}`);
+"""
+
+
+def write_stack(
+    root: Path, *, brain_version: str = "1.4.0-dev.1", message: str = "brain of v1", gateway_range: str = "^1.4.0-dev.0"
+) -> Path:
+    """A workspace in the shape of the real stack: ``packages/brain`` (library; run-time deps on
+    the internal ``packages/config`` and the third-party ``tiny-dep``), ``packages/mosaic`` (bin
+    ``mosaic``; brain through ``workspace:*``) and ``apps/gateway`` (bin ``mosaic-gateway``; brain
+    through a plain registry range, ``gateway_range``). Rewrites only what differs when called
+    again, so a second commit can change brain alone."""
+    files: dict[str, object] = {
+        "package.json": {"name": "stack-root", "version": "0.0.0", "private": True},
+        "packages/config/package.json": {
+            "name": "@mosaicstack/config", "version": "0.3.0", "main": "index.js", "files": ["index.js"],
+        },
+        "packages/brain/package.json": {
+            "name": "@mosaicstack/brain", "version": brain_version, "main": "dist/index.js", "files": ["dist"],
+            "scripts": {"build": "node build.js"},
+            "dependencies": {"@mosaicstack/config": "workspace:^", "tiny-dep": "^1.0.0"},
+        },
+        "packages/mosaic/package.json": {
+            "name": "@mosaicstack/mosaic", "version": "0.9.0", "bin": {"mosaic": "cli.js"}, "files": ["cli.js"],
+            "dependencies": {"@mosaicstack/brain": "workspace:*"},
+        },
+        "apps/gateway/package.json": {
+            "name": "@mosaicstack/gateway", "version": "0.9.1", "bin": {"mosaic-gateway": "gateway.js"},
+            "files": ["gateway.js"], "dependencies": {"@mosaicstack/brain": gateway_range},
+        },
+        "pnpm-workspace.yaml": "packages:\n  - 'packages/*'\n  - 'apps/*'\n",
+        "packages/config/index.js": CONFIG_INDEX,
+        "packages/brain/build.js": BRAIN_BUILD,
+        "packages/brain/src/message.txt": message + "\n",
+        "packages/mosaic/cli.js": BIN % "mosaic",
+        "apps/gateway/gateway.js": BIN % "gateway",
+    }  # fmt: skip
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
+        if relative.endswith(".js") and "build" not in relative:
+            path.chmod(0o755)
+    return root
+
+
+STACK_PACKAGES = ("@mosaicstack/brain", "@mosaicstack/config", "@mosaicstack/gateway", "@mosaicstack/mosaic")
