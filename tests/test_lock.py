@@ -7,8 +7,11 @@ concurrency scenarios use real threads here and real processes in test_lock_proc
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import (
     MAX_WAIT_S,
     POLL_INTERVAL_S,
@@ -24,13 +28,16 @@ from fleetlib.lock import (
     Identity,
     LeaseLost,
     LockRecord,
+    LockTimeout,
+    RestartGuard,
     RestartLock,
     RestartLockError,
     acquire_restart_lock,
+    pid_max,
     restart_lock,
     restart_lock_path,
 )
-from fleetlib.rundir import RunDirError
+from fleetlib.rundir import RunDirError, RunFileError, ensure_private_dir, open_regular, read_capped
 
 
 class CountingSleep:
@@ -427,3 +434,388 @@ def test_symlinked_run_dir_is_refused_and_a_new_one_is_private(tmp_path: Path) -
     (tmp_path / "b" / "fleet" / "run").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(RunDirError, match="symlink"):
         acquire_restart_lock(tmp_path / "b")
+
+
+# --------------------------------------------------------------------------- the fenced lease (issue 10)
+
+
+def test_lease_lost_and_lock_timeout_are_one_line_operation_errors() -> None:
+    assert issubclass(LeaseLost, FleetOperationError)
+    assert issubclass(LockTimeout, FleetOperationError)
+    assert LeaseLost("x").exit_code == LockTimeout("x").exit_code == 1
+
+
+def test_refresh_raises_lease_lost_naming_the_new_owner_and_why(tmp_path: Path) -> None:
+    clock = [time.time()]
+    owner = acquire_restart_lock(tmp_path, clock=lambda: clock[0])
+    clock[0] += STALE_S + 1  # the owner stopped refreshing; a second restart takes over
+    successor = acquire_restart_lock(tmp_path, clock=lambda: clock[0], log=lambda _: None)
+    with pytest.raises(LeaseLost) as caught:
+        owner.refresh()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"lost the fleet restart lock: it now belongs to pid {os.getpid()} on ")
+    assert "taken over from a stale lock" in message
+    assert message.endswith("; stopping without further changes")
+    assert token_of(restart_lock_path(tmp_path)) == successor.token  # the loser changed nothing
+    owner.release()
+    assert token_of(restart_lock_path(tmp_path)) == successor.token
+    successor.release()
+
+
+def test_refresh_after_release_or_on_a_vanished_lock_raises(tmp_path: Path) -> None:
+    guard = acquire_restart_lock(tmp_path)
+    guard.refresh()  # ours: no exception, fresh timestamp
+    guard.release()
+    with pytest.raises(LeaseLost, match="already released it; nobody holds it"):
+        guard.refresh()
+    other = acquire_restart_lock(tmp_path)
+    restart_lock_path(tmp_path).unlink()  # someone removed the lock by hand
+    with pytest.raises(LeaseLost, match=r"^lost the fleet restart lock: nobody holds it"):
+        other.refresh()
+
+
+def test_owner_line_names_pid_host_state_and_progress(tmp_path: Path) -> None:
+    with restart_lock(tmp_path) as guard:
+        line = guard.owner_line()
+    assert line.startswith(f"pid {os.getpid()} on {Identity.current().host} (running, last progress ")
+    assert guard.owner_line() == "nobody holds it"
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+def test_an_invalid_timeout_is_refused_in_one_line(tmp_path: Path, timeout: float) -> None:
+    with pytest.raises(RestartLockError, match=r"^invalid lock timeout .*finite number of seconds >= 0$"):
+        acquire_restart_lock(tmp_path, timeout=timeout)
+    assert not restart_lock_path(tmp_path).exists()
+
+
+def test_timeout_is_measured_on_the_injected_clock(tmp_path: Path) -> None:
+    write_lock(tmp_path, f"4242\n{now_ms()}\nbusy\n")
+    clock = [time.time()]
+    sleep = CountingSleep(lambda: clock.__setitem__(0, clock[0] + POLL_INTERVAL_S))
+    with pytest.raises(LockTimeout, match=r"^timed out after 2s .* held by pid 4242 \(last progress"):
+        acquire_restart_lock(tmp_path, timeout=2, sleep=sleep, clock=lambda: clock[0])
+    assert len(sleep.calls) == 2 / POLL_INTERVAL_S
+    assert token_of(restart_lock_path(tmp_path)) == "busy"
+
+
+def test_release_and_refresh_never_touch_a_lock_replaced_after_their_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the mutex (as for an owner whose mutex was reaped while it was stopped), the
+    lock is replaced between the token check and the change: both leave it untouched."""
+    import fleetlib.lock
+
+    for checkpoint, action in (("release:checked", "release"), ("refresh:checked", "refresh")):
+        home = tmp_path / action
+        guard = acquire_restart_lock(home)
+        intruder = LockRecord.format(Identity(4242, "elsewhere", ""), now_ms(), "intruder")
+
+        def replace(name: str, checkpoint: str = checkpoint, home: Path = home, intruder: str = intruder) -> None:
+            if name == checkpoint:
+                staged = home / "staged"
+                staged.write_text(intruder)
+                os.replace(staged, restart_lock_path(home))  # a new inode, as a takeover makes
+
+        monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", replace)
+        if action == "release":
+            assert guard.lock.release(guard.token) is False
+        else:
+            with pytest.raises(LeaseLost, match="belongs to pid 4242 on elsewhere"):
+                guard.refresh()
+        monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", None)
+        assert restart_lock_path(home).read_text() == intruder
+        assert [p.name for p in restart_lock_path(home).parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_takeover_verifies_it_replaces_the_very_record_it_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetlib.lock
+
+    write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\nstale\n")
+    fresh = LockRecord.format(Identity(4242, "elsewhere", ""), now_ms(), "refreshed-meanwhile")
+
+    def refresh_meanwhile(name: str) -> None:
+        if name == "break:judged":
+            staged = tmp_path / "staged"
+            staged.write_text(fresh)
+            os.replace(staged, restart_lock_path(tmp_path))
+
+    monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", refresh_meanwhile)
+    logged: list[str] = []
+    owned, record = RestartLock(tmp_path, log=logged.append).try_acquire("me")
+    assert not owned
+    assert record is not None
+    assert record.token == "refreshed-meanwhile"  # noqa: S105
+    assert restart_lock_path(tmp_path).read_text() == fresh
+    assert logged == []
+
+
+def aside_name(lock: RestartLock, pid: int, start: str) -> Path:
+    return lock.path.with_name(f".restart.lock.{pid}-{start}.{'0' * 32}.aside")
+
+
+def test_a_free_lock_is_not_taken_while_a_live_process_has_it_moved_aside(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    me = Identity.current()
+    aside = aside_name(lock, me.pid, me.start)  # "we" are mid-transition in another thread
+    aside.write_text(LockRecord.format(me, now_ms(), "moved-aside"))
+    assert lock.try_acquire("me") == (False, None)
+    assert not lock.path.exists()
+    aside.unlink()
+    assert lock.try_acquire("me") == (True, None)
+
+
+def test_an_aside_left_by_a_dead_process_is_put_back_and_judged(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path, log=lambda _: None)
+    lock.path.parent.mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    aside = aside_name(lock, int(dead.stdout), "1")
+    aside.write_text(f"4242\n{now_ms()}\nput-back\nelsewhere\n")  # a live remote owner's lock
+    owned, record = lock.try_acquire("me")
+    assert not owned
+    assert record is not None
+    assert record.token == "put-back"  # noqa: S105
+    assert not aside.exists()
+
+
+# --------------------------------------------------------------------------- untrusted records (issue 10/11)
+
+
+@pytest.mark.parametrize(
+    "pid_line", ["9" * 5000, "0", "-5", "+7", str(pid_max() + 1), "12abc", "", " ", "\u0663", "1e3", "4242" + "\0"]
+)
+def test_a_lock_with_an_impossible_pid_is_broken_as_corrupt_in_one_line(tmp_path: Path, pid_line: str) -> None:
+    write_lock(tmp_path, f"{pid_line}\n{now_ms()}\nforged\n{Identity.current().host}\n")
+    sleep, logged = CountingSleep(), []
+    with restart_lock(tmp_path, sleep=sleep, log=logged.append) as guard:
+        assert token_of(restart_lock_path(tmp_path)) == guard.token
+    assert sleep.calls == []
+    assert len(logged) == 1
+    assert "corrupt" in logged[0]
+    assert "\n" not in logged[0]
+    assert len(logged[0]) < 300
+
+
+@pytest.mark.parametrize("stamp_line", ["9" * 5000, "", "-1", "1.5e12", "now"])
+def test_a_lock_with_an_impossible_timestamp_is_broken_as_corrupt(tmp_path: Path, stamp_line: str) -> None:
+    write_lock(tmp_path, f"4242\n{stamp_line}\nforged\n")
+    logged: list[str] = []
+    with restart_lock(tmp_path, sleep=CountingSleep(), log=logged.append):
+        pass
+    assert len(logged) == 1
+    assert "corrupt" in logged[0]
+    assert len(logged[0]) < 300
+
+
+def test_a_mutex_with_a_huge_pid_is_judged_by_age_never_raises(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    lock.mutex_path.write_text(f"{'9' * 5000}\n{now_ms()}\nm\n{Identity.current().host}\n")
+    with pytest.raises(LockTimeout):  # fresh and of an unknown holder: waited on
+        acquire_restart_lock(tmp_path, timeout=0.2)
+    age = time.time() - STALE_S - 1
+    os.utime(lock.mutex_path, (age, age))
+    with restart_lock(tmp_path):  # old: reaped by the reference's age rule
+        pass
+
+
+def test_a_huge_lock_file_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
+    path = write_lock(tmp_path, f"4242\n{now_ms()}\nbig\nelsewhere\n\n\n" + "x" * 10_000_000)
+    record = RestartLock(tmp_path).owner()
+    assert record is not None
+    assert (record.pid, record.token, record.problem) == (4242, "big", None)
+    assert read_capped(path, 10) == b"4242\n" + str(now_ms())[:5].encode()
+
+
+# --------------------------------------------------------------------------- odd files (issue 11)
+
+
+def make_odd(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    elif kind == "dangling symlink":
+        path.symlink_to(path.with_name("nowhere"))
+
+
+ODD_KINDS = {"fifo": "a FIFO", "directory": "a directory", "socket": "a socket"}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("suffix", ["", ".mutex", ".mutex.reclaim"])
+@pytest.mark.parametrize("kind", sorted(ODD_KINDS))
+def test_an_odd_file_at_a_lock_path_is_one_line_never_a_hang(tmp_path: Path, suffix: str, kind: str) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    if suffix == ".mutex.reclaim":  # only looked at while reaping an abandoned mutex
+        lock.mutex_path.write_text("")
+        age = time.time() - STALE_S - 1
+        os.utime(lock.mutex_path, (age, age))
+    odd = lock.path.with_name(lock.path.name + suffix)
+    make_odd(odd, kind)
+    with pytest.raises(RestartLockError) as caught:
+        acquire_restart_lock(tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{odd} is {ODD_KINDS[kind]}, not a regular file; remove it (rm -r {odd}) and retry" in message
+    assert odd.exists()  # reported, not deleted behind the user's back
+
+
+def test_a_regular_file_at_the_waiters_path_only_costs_the_wake_up_hint(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.path.parent.mkdir(parents=True)
+    lock.waiters_dir.write_text("not a directory")
+    owner = acquire_restart_lock(tmp_path)
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(acquire_restart_lock(tmp_path).token))
+    waiter.start()
+    time.sleep(0.3)  # let it find the lock taken and fall back to polling
+    owner.release()  # waking waiters must not fail either
+    waiter.join(60)
+    assert len(got) == 1
+    RestartGuard(lock, got[0]).release()
+    assert lock.waiters_dir.read_text() == "not a directory"
+
+
+def test_odd_entries_inside_the_waiters_directory_are_never_written(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    lock.waiters_dir.mkdir(parents=True)
+    (lock.waiters_dir / "regular").write_text("")
+    (lock.waiters_dir / "dir").mkdir()
+    with restart_lock(tmp_path):
+        pass
+    assert (lock.waiters_dir / "regular").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("function", "err", "expected"),
+    [
+        ("link", errno.EROFS, "cannot create {run}/restart.lock.mutex: Read-only file system"),
+        ("open", errno.EACCES, "cannot write {run}/restart.lock.mutex: Permission denied"),
+        ("write", errno.ENOSPC, "cannot write {run}/restart.lock.mutex: No space left on device"),
+        ("mkdir", errno.ENOSPC, "cannot create {run}: No space left on device"),
+    ],
+)
+def test_an_os_error_is_one_line_naming_the_path_and_nothing_is_left_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, function: str, err: int, expected: str
+) -> None:
+    real = getattr(os, function)
+
+    def failing(*args: object, **kwargs: object) -> object:
+        raise OSError(err, os.strerror(err))
+
+    if function != "mkdir":
+        restart_lock_path(tmp_path).parent.mkdir(parents=True, mode=0o700)
+    monkeypatch.setattr(os, function, failing)
+    with pytest.raises(FleetError) as caught:
+        acquire_restart_lock(tmp_path)
+    monkeypatch.setattr(os, function, real)
+    assert str(caught.value) == expected.format(run=restart_lock_path(tmp_path).parent)
+    run = restart_lock_path(tmp_path).parent
+    assert not run.exists() or os.listdir(run) == []
+    with restart_lock(tmp_path):  # and the next attempt works
+        pass
+
+
+def test_a_failed_release_leaves_the_lock_in_place_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = acquire_restart_lock(tmp_path)
+
+    def failing_rename(source: object, target: object) -> None:
+        if str(source).endswith("restart.lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        os.replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(RestartLockError, match=r"^cannot move \S+/restart\.lock: Read-only file system$"):
+        guard.release()
+    monkeypatch.undo()
+    assert token_of(restart_lock_path(tmp_path)) == guard.token
+    guard.lock.release(guard.token)
+
+
+# --------------------------------------------------------------------------- the run dir (fleetlib.rundir)
+
+
+def test_run_dir_errors_are_fleet_errors_of_their_own() -> None:
+    assert issubclass(RunDirError, FleetError)
+    assert issubclass(RunFileError, FleetError)
+    assert not issubclass(RunDirError, RestartLockError)
+    assert not issubclass(RunFileError, RestartLockError)
+    assert RunDirError("x").exit_code == RunFileError("x").exit_code == 2
+
+
+def test_ensure_private_dir_creates_0700_with_parents_and_accepts_a_safe_existing_dir(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "run"
+    ensure_private_dir(target, "fleet run directory")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    target.chmod(0o755)  # not writable by others: fine, as for ssh
+    ensure_private_dir(target, "fleet run directory")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702, 0o1777])
+def test_a_group_or_world_writable_run_dir_is_refused_with_the_fix(tmp_path: Path, mode: int) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    target.chmod(mode)
+    with pytest.raises(RunDirError, match=f"writable by group or others .*; run: chmod 700 {target}$"):
+        ensure_private_dir(target, "fleet run directory")
+
+
+def test_a_run_dir_owned_by_someone_else_is_refused_with_the_fix(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    target = tmp_path / "run"
+    target.mkdir(mode=0o700)
+    os.chown(target, 65534, -1)
+    with pytest.raises(
+        RunDirError, match=f"owned by uid 65534, not by you \\(uid 0\\); remove it or run: chown 0 {target}$"
+    ):
+        ensure_private_dir(target, "fleet run directory")
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_a_run_dir_that_is_not_a_directory_is_refused(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "run"
+    if kind == "file":
+        target.write_text("")
+    else:
+        (tmp_path / "real").mkdir(mode=0o700)
+        target.symlink_to(tmp_path / "real")
+    with pytest.raises(RunDirError, match="symlink" if kind == "symlink" else "is a regular file, not a directory"):
+        ensure_private_dir(target, "fleet run directory")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", [*sorted(ODD_KINDS), "dangling symlink"])
+def test_open_regular_and_read_capped_refuse_odd_files_without_blocking(tmp_path: Path, kind: str) -> None:
+    odd = tmp_path / "odd"
+    make_odd(odd, kind)
+    for flags in (os.O_RDONLY, os.O_WRONLY | os.O_CREAT, os.O_RDWR):
+        with pytest.raises(RunFileError, match=f"send lock {odd}( is |: it is a symlink)"):
+            open_regular(odd, flags, what="send lock")
+    with pytest.raises(RunFileError):
+        read_capped(odd, 10, what="send lock")
+
+
+def test_open_regular_opens_and_creates_regular_files(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"hello")
+    os.close(fd)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_capped(path, 3) == b"hel"
+    assert read_capped(tmp_path / "missing", 3) is None
+    with pytest.raises(FileNotFoundError):
+        open_regular(tmp_path / "missing", os.O_RDONLY)
