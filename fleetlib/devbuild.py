@@ -598,6 +598,7 @@ class DevBuild:
     # ----------------------------------------------------------------- the two modes
 
     def _new_report(self, prefix: str) -> BuildReport:
+        self._started, self._steps = None, []
         return BuildReport(self.source, self.ref if _is_git_source(self.source) else None, prefix, offline=self.offline)
 
     def build(self) -> BuildReport:
