@@ -7,16 +7,18 @@ single evaluations (``try_acquire``), so it explores interleavings threads rarel
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from fleetlib.lock import Identity, LockRecord, RestartLock, WaitProgress
+from fleetlib.lock import Identity, LeaseLost, LockRecord, RestartGuard, RestartLock, WaitProgress, pid_max
 
 MAX_WAIT = 30.0
 STALE = 60.0
@@ -140,6 +142,33 @@ class RestartLockMachine(RuleBasedStateMachine):
         still_owner = c.lock.refresh(c.token)
         assert still_owner == (before is not None and before.token == c.token)
 
+    @rule(index=st.integers(0, 2), through_guard=st.booleans())
+    def release_or_refresh_without_the_mutex(self, index: int, through_guard: bool) -> None:
+        """An owner whose mutex was reaped while it was stopped resumes and finishes its
+        release or refresh without the mutex: it may only ever change its own lock."""
+        c = self.contenders[index]
+        if c.status != "owner":
+            return
+        before = self._disk()
+        ours = before is not None and before.token == c.token
+        with _without_mutex(c.lock):
+            if through_guard:
+                message = ""
+                try:
+                    RestartGuard(c.lock, c.token).refresh()
+                except LeaseLost as exc:
+                    message = str(exc)
+                assert (message == "") == ours
+                assert "\n" not in message
+                after = self._disk()
+                assert after == before if not ours else (after is not None and after.token == c.token)
+                return
+            released = c.lock.release(c.token)
+        assert released == ours
+        assert self._disk() == (None if ours else before), "a release without the mutex touched another lock"
+        c.status, c.token = "idle", self._new_token()
+        c.progress, c.first_seen = WaitProgress(), {}
+
     @rule(index=st.integers(0, 2), in_mutex=st.booleans())
     def crash(self, index: int, in_mutex: bool) -> None:
         c = self.contenders[index]
@@ -181,5 +210,30 @@ class RestartLockMachine(RuleBasedStateMachine):
         assert all("\n" not in line and "breaking the fleet restart lock" in line for line in self.logged)
 
 
+@contextlib.contextmanager
+def _without_mutex(lock: RestartLock) -> Iterator[None]:
+    """Run ``lock``'s transitions as a process whose mutex was reaped: no mutex at all."""
+    lock._mutex = lambda deadline=None: contextlib.nullcontext()  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del lock._mutex  # type: ignore[attr-defined]
+
+
 RestartLockMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=30, deadline=None)
 TestRestartLockInterleavings = RestartLockMachine.TestCase
+
+
+@given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("utf-8", errors="replace")))
+@settings(max_examples=500, deadline=None)
+def test_any_lock_content_parses_without_raising_and_pids_are_in_range(raw: str) -> None:
+    record = LockRecord.parse(raw)
+    assert record.pid is None or 1 <= record.pid <= 4_194_304
+    assert (record.problem is None) == (record.pid is not None and record.stamp_ms is not None)
+    assert all("\n" not in (value or "") for value in (record.token, record.host, record.start, record.note))
+
+
+@given(st.integers(min_value=-(10**30), max_value=10**30))
+def test_a_pid_is_accepted_exactly_in_1_to_pid_max(pid: int) -> None:
+    record = LockRecord.parse(f"{pid}\n1\n")
+    assert record.pid == (pid if 1 <= pid <= pid_max() else None)
