@@ -238,15 +238,17 @@ def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
         return failed(name, f"cannot read {lock.path}: {exc}", f"remove it (`rm -r {lock.path}`) when no restart runs")
     if record is None:
         return passed(name, "free")
+    fix = f"nothing runs under it: the next restart breaks it, or remove it now (`rm {lock.path}`)"
+    if record.problem is not None:
+        return failed(name, f"stale: the lock file is corrupt ({record.problem})", fix)
     age = now - record.stamp_ms / 1000 if record.stamp_ms is not None else None
     age_text = f"{age:.0f} s old" if age is not None else "no time stamp"
     alive = process_alive(record, here)
-    fix = f"nothing runs under it: the next restart breaks it, or remove it now (`rm {lock.path}`)"
     if alive is False:
-        return failed(name, f"stale: held by pid {record.pid}, which is gone ({age_text})", fix)
+        return failed(name, f"stale: held by {record.who()}, which is gone ({age_text})", fix)
     if age is None or age > STALE_S:
-        return failed(name, f"stale: held by pid {record.pid} without progress ({age_text})", fix)
-    return passed(name, f"held by pid {record.pid}: a restart is in progress ({age_text})")
+        return failed(name, f"stale: held by {record.who()} without progress ({age_text})", fix)
+    return passed(name, f"held by {record.who()}: an operation is in progress ({age_text})")
 
 
 # --------------------------------------------------------------------------- all of them

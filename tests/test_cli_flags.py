@@ -1,0 +1,123 @@
+"""Flags through the real entry points (`inv` and `fleet`): every bad flag is one line on
+stderr, exit 2, no traceback, and nothing changed; `-h` is help; value flags show what
+they take."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_inv
+
+Entry = Callable[..., subprocess.CompletedProcess[str]]
+
+ROSTER = "version: 1\ntransport: tmux\nagents:\n  - name: a1\n    runtime: custom\n    command: [sleep, '100000']\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    roster = tmp_path / "home" / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    roster.write_text(ROSTER)
+    base = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    return {**base, "MOSAIC_HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def run_fleet(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetctl", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_inv_args(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_inv(args, env, timeout=60)
+
+
+def inv_name(task: str) -> str:
+    return task if "." in task else f"fleet.{task}"
+
+
+ENTRIES = {"inv": (run_inv_args, inv_name), "fleet": (run_fleet, lambda task: task)}
+
+BAD = [
+    (["restart", "--timeout", "abc"], "--timeout: 'abc' is not a number of seconds"),
+    (["restart", "--timeout", "0"], "--timeout: must be a finite number of seconds > 0"),
+    (["restart", "--timeout", "-1"], "--timeout: must be a finite number of seconds > 0"),
+    (["start", "--timeout", "nan"], "--timeout: must be a finite number of seconds > 0"),
+    (["stop", "--timeout", "inf"], "--timeout: must be a finite number of seconds > 0"),
+    (["restart", "--lock-timeout", "0"], "--lock-timeout: must be a finite number of seconds > 0"),
+    (["send", "--agent", "a1", "--message", "hi", "--timeout", "nan"], "--timeout: must be a finite"),
+    (["send", "--agent", "a1"], "--message is required"),
+    (["logs", "--agent", "a1", "--lines", "0"], "--lines: must be at least 1"),
+    (["logs", "--agent", "a1", "--lines", "x"], "--lines: 'x' is not a whole number"),
+    (["logs"], "--agent is required"),
+    (["roster.add", "--name", "x"], "--runtime is required"),
+    (["roster.show"], "--name is required"),
+    (["restart", "--timeout"], "--timeout needs a value"),
+    (["restart", "--bogus"], "'--bogus' is not a command or flag here"),
+]
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize(("args", "fragment"), BAD, ids=[" ".join(args) for args, _ in BAD])
+def test_bad_flags_are_one_line_exit_2_and_change_nothing(
+    entry: str, args: list[str], fragment: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    runner, name = ENTRIES[entry]
+    roster = tmp_path / "home" / "fleet" / "roster.yaml"
+    before = roster.read_bytes()
+    began = time.monotonic()
+    result = runner([name(args[0]), *args[1:]], env)
+    assert time.monotonic() - began < 10
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+    assert roster.read_bytes() == before
+    assert not (tmp_path / "home" / "fleet" / "run" / "tmux.sock").exists()  # no fleet was started
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_dash_h_is_help_and_value_flags_show_a_placeholder(entry: str, env: dict[str, str]) -> None:
+    runner, name = ENTRIES[entry]
+    result = runner([name("restart"), "-h"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage:")
+    assert "--home=" in result.stdout  # --home takes a value; -h is not its short flag
+    assert "-h " not in result.stdout.replace("-h [", "")
+    placeholder = "SECONDS" if entry == "fleet" else "STRING"
+    assert f"--timeout={placeholder}" in result.stdout
+    assert f"--lock-timeout={placeholder}" in result.stdout
+    assert "--dry-run " in result.stdout  # a switch has no placeholder
+
+
+def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
+    result = run_fleet(["--help"], env)
+    assert result.returncode == 0
+    for flag in ("--version", "--list", "--print-completion-script", "--help"):
+        assert flag in result.stdout
+    for flag in ("--echo", "--pty", "--hide", "--dry ", "--warn-only", "--prompt-for-sudo-password"):
+        assert flag not in result.stdout
+
+
+def test_unknown_completion_shell_is_one_line(env: dict[str, str]) -> None:
+    result = run_fleet(["--print-completion-script", "tcsh"], env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,338 @@
+"""Pure pieces of the command line: rendering results, flag values, the progress line,
+parse-error wording, and doctor's checks as data."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from invoke.exceptions import ParseError
+
+from fleetctl.options import count, seconds
+from fleetctl.program import parse_error_line
+from fleetctl.render import (
+    LiveLine,
+    StepTicker,
+    check_lines,
+    failure_message,
+    install_lines,
+    names_phrase,
+    operation_summary,
+    progress_hook,
+    progress_text,
+)
+from fleetlib import doctor
+from fleetlib.doctor import Check
+from fleetlib.errors import FleetError
+from fleetlib.lock import Identity, RestartLock
+from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress
+from fleetlib.roster import parse_roster
+from fleetlib.runner import Result
+
+
+def outcome(name: str, action: str, **kw: object) -> AgentOutcome:
+    return AgentOutcome(name, action, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (
+            OperationResult(
+                "restart", "tmux", [outcome("a", "restarted"), outcome("b", "restarted")], 1.234, holder="restarted"
+            ),
+            "restarted 2 agent(s) (a, b) and the holder in 1.23 s: all up",
+        ),
+        (
+            OperationResult(
+                "start", "systemd", [outcome("a", "unchanged"), outcome("b", "unchanged")], 0.1, holder="unchanged"
+            ),
+            "nothing to do: 2 agent(s) (a, b) already running",
+        ),
+        (
+            OperationResult("stop", "tmux", [outcome("a", "unchanged")], 0.0, holder="unchanged"),
+            "nothing to do: 1 agent(s) (a) already stopped",
+        ),
+        (
+            OperationResult(
+                "start", "tmux", [outcome("a", "started"), outcome("b", "unchanged")], 0.5, holder="unchanged"
+            ),
+            "started 1 agent(s) (a) in 0.50 s: all up; 1 agent(s) (b) already running",
+        ),
+        (
+            OperationResult("stop", "systemd", [outcome("a", "stopped")], 0.25, holder="stopped"),
+            "stopped 1 agent(s) (a) and the holder in 0.25 s",
+        ),
+        (
+            OperationResult(
+                "restart", "tmux", [outcome("a", "would restart")], 0.0, dry_run=True, holder="would restart"
+            ),
+            "would restart 1 agent(s) (a) and the holder",
+        ),
+        (
+            OperationResult("restart", "tmux", [outcome("a", "restarted"), outcome("b", "failed", error="x")], 2.0),
+            "restarted 1 agent(s) (a) in 2.00 s; failed: 1 agent(s) (b)",
+        ),
+        (
+            OperationResult("start", "tmux", [outcome("a", "started")], 0.1, holder="started"),
+            "started 1 agent(s) (a) and the holder in 0.10 s: all up",
+        ),
+    ],
+)
+def test_operation_summary_is_one_wording_for_both_backends(result: OperationResult, expected: str) -> None:
+    assert operation_summary(result) == expected
+
+
+def test_long_name_lists_are_cut() -> None:
+    names = [f"a{i}" for i in range(200)]
+    assert names_phrase(names).endswith(", a9, … and 190 more)")
+    assert names_phrase(names).startswith("200 agent(s) (a0, a1,")
+
+
+def test_failure_message_names_every_failed_agent() -> None:
+    result = OperationResult(
+        "start", "tmux", [outcome("a", "failed", error="exited with status 127"), outcome("b", "started")], 1.0
+    )
+    assert failure_message(result) == "start failed for 1 agent(s): a: exited with status 127"
+
+
+def test_install_lines_say_would_and_nothing_to_do() -> None:
+    wrote = InstallResult("install", "systemd", written=["/u/x.service"], enabled=["x.service"], reloaded=True)
+    assert install_lines(wrote) == [
+        "wrote /u/x.service",
+        "reloaded the user manager",
+        "enabled 1 unit(s): x.service",
+    ]
+    dry = InstallResult("install", "systemd", dry_run=True, written=["/u/x.service"])
+    assert install_lines(dry) == ["would write /u/x.service"]
+    assert install_lines(InstallResult("uninstall", "systemd")) == ["nothing to do: no fleet units are installed"]
+    assert install_lines(InstallResult("install", "systemd")) == [
+        "nothing to do: the installed units already match the roster"
+    ]
+    assert install_lines(InstallResult("install", "tmux", notes=["tmux: nothing to install"])) == [
+        "tmux: nothing to install"
+    ]
+
+
+@pytest.mark.parametrize(("raw", "value"), [("", None), ("1", 1.0), ("0.25", 0.25), ("120", 120.0)])
+def test_seconds_accepts_finite_positive_numbers(raw: str, value: float | None) -> None:
+    assert seconds("--timeout", raw) == value
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "-inf", "abc", "1e999"])
+def test_seconds_refuses_everything_else(raw: str) -> None:
+    with pytest.raises(FleetError, match=r"^--timeout: "):
+        seconds("--timeout", raw)
+
+
+def test_count() -> None:
+    assert count("--lines", "", 200) == 200
+    assert count("--lines", "5", 200) == 5
+    for raw in ("0", "-3", "1.5", "x"):
+        with pytest.raises(FleetError, match=r"^--lines: "):
+            count("--lines", raw, 200)
+
+
+def test_parse_errors_in_our_words() -> None:
+    assert parse_error_line(ParseError("Flag <Argument: lock_timeout> needed value and was not given one!")) == (
+        "error: --lock-timeout needs a value"
+    )
+    assert parse_error_line(ParseError("No idea what '--x' is!")) == (
+        "error: '--x' is not a command or flag here (see --help)"
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_line_draws_in_place_throttled_and_clears() -> None:
+    stream, clock = io.StringIO(), Clock()
+    line = LiveLine(stream, enabled=True, clock=clock)
+    hook = progress_hook(line, label="restarting")
+    hook(Progress("starting", "starting", 1, 200, 0.5))
+    hook(Progress("starting", "starting", 2, 200, 0.55))  # within the redraw interval: skipped
+    clock.now = 1.0
+    hook(Progress("stopping", "stopping", 143, 200, 2.1))
+    hook(Progress("starting", "starting", 1, 2, 0.1))  # too few agents to bother
+    line.clear()
+    assert stream.getvalue() == ("\r\x1b[Krestarting: 1/200 up, 0.5 s\r\x1b[Krestarting: 143/200 down, 2.1 s\r\x1b[K")
+
+
+def test_live_line_disabled_writes_nothing() -> None:
+    stream = io.StringIO()
+    line = LiveLine(stream, enabled=False)
+    progress_hook(line)(Progress("starting", "starting", 1, 200, 0.5))
+    line.show("x", force=True)
+    line.clear()
+    with StepTicker(line, "build.dev").running() as ticker:
+        ticker.step("pnpm install")
+    assert stream.getvalue() == ""
+
+
+def test_output_printed_above_the_line_redraws_it() -> None:
+    stream = io.StringIO()
+    line = LiveLine(stream, enabled=True)
+    line.show("building: 1.0 s", force=True)
+    line.above(lambda: stream.write("==> pnpm install\n"))
+    assert stream.getvalue() == "\r\x1b[Kbuilding: 1.0 s\r\x1b[K==> pnpm install\n\r\x1b[Kbuilding: 1.0 s"
+
+
+def test_step_ticker_counts_the_current_step() -> None:
+    stream = io.StringIO()
+    with StepTicker(LiveLine(stream, enabled=True), "build.dev").running() as ticker:
+        ticker.step("pnpm install")
+        time.sleep(0.5)
+    drawn = stream.getvalue()
+    assert "build.dev: pnpm install, 0.0 s" in drawn
+    assert "build.dev: pnpm install, 0.2 s" in drawn or "build.dev: pnpm install, 0.3 s" in drawn
+    assert drawn.endswith("\r\x1b[K")
+
+
+def test_progress_text() -> None:
+    assert progress_text(Progress("starting", "starting", 3, 10, 1.25)) == "starting: 3/10 up, 1.2 s"
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def test_check_lines_show_fixes_and_a_verdict() -> None:
+    lines = check_lines(
+        [
+            Check("tmux", True, "tmux 3.3a"),
+            Check("units", False, "drift", "run `fleet install`"),
+            doctor.skipped("x", "y"),
+        ]
+    )
+    assert lines == [
+        "ok    tmux   tmux 3.3a",
+        "FAIL  units  drift",
+        "             fix: run `fleet install`",
+        "skip  x      skipped: y",
+        "1 of 3 check(s) failed",
+    ]
+
+
+class FakeRunner:
+    dry_run = False
+
+    def __init__(self, answers: dict[str, Result]) -> None:
+        self.answers = answers
+
+    def run(self, argv: list[str], **_: object) -> Result:
+        return self.answers[argv[0]]
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok"),
+    [
+        (Result(("tmux",), 0, "tmux 3.3a\n"), True),
+        (Result(("tmux",), 0, "tmux next-3.5\n"), True),
+        (Result(("tmux",), 0, "tmux 2.9a\n"), False),
+        (Result(("tmux",), 127, "", "tmux: command not found"), False),
+    ],
+)
+def test_check_tmux(answer: Result, ok: bool) -> None:
+    check = doctor.check_tmux(FakeRunner({"/usr/bin/tmux": answer}), "/usr/bin/tmux")  # type: ignore[arg-type]
+    assert check.ok is ok
+    assert check.fix is None if ok else "tmux >= 3.0" in (check.fix or "")
+    assert not doctor.check_tmux(FakeRunner({}), None).ok  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok"),
+    [
+        (Result(("loginctl",), 0, "Linger=yes\n"), True),
+        (Result(("loginctl",), 0, "Linger=no\n"), False),
+        (Result(("loginctl",), 1, "", "Failed to connect to bus"), False),
+    ],
+)
+def test_check_linger(answer: Result, ok: bool) -> None:
+    check = doctor.check_linger(FakeRunner({"loginctl": answer}), "alice")  # type: ignore[arg-type]
+    assert check.ok is ok
+    assert ok or "loginctl enable-linger alice" in (check.fix or "")
+
+
+def test_check_units_finds_drift_missing_and_stale_files(tmp_path: Path) -> None:
+    desired = {"holder.service": "H\n", "agent@.service": "A\n", "agent@a.service.d/50.conf": "a\n"}
+    assert doctor.check_units(tmp_path, desired, [], "fleet install").detail == f"not installed in {tmp_path}"
+    for relative, text in desired.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    assert doctor.check_units(tmp_path, desired, ["agent@a.service.d/50.conf"], "fleet install").ok
+    (tmp_path / "holder.service").write_text("H edited\n")
+    (tmp_path / "agent@.service").unlink()
+    check = doctor.check_units(tmp_path, desired, ["agent@a.service.d/50.conf", "agent@old.service.d/50.conf"], "x")
+    assert not check.ok
+    assert "differ from the roster: holder.service" in check.detail
+    assert "missing: agent@.service" in check.detail
+    assert "not in the roster: agent@old.service.d/50.conf" in check.detail
+    assert check.fix == "run `x` (it rewrites the units from the roster and removes stale ones)"
+
+
+def test_unit_path_env() -> None:
+    assert doctor.unit_path_env('ExecStart=/usr/bin/env -i "PATH=/opt/bin:/usr/bin" HOME=/root tmux\n') == (
+        "/opt/bin:/usr/bin"
+    )
+    assert doctor.unit_path_env("Environment=PATH=/a:/b\n") == "/a:/b"
+    assert doctor.unit_path_env("[Unit]\n") is None
+    assert doctor.unit_path_env(None) is None
+
+
+def test_check_commands_uses_the_given_path(tmp_path: Path) -> None:
+    tool = tmp_path / "my-agent"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    roster = parse_roster(
+        "version: 1\nagents:\n  - name: a\n    runtime: custom\n    command: [my-agent]\n"
+        f"  - name: b\n    runtime: custom\n    command: [{tool}]\n"
+    )
+    assert doctor.check_commands(roster, str(tmp_path), "PATH").ok
+    missing = doctor.check_commands(roster, "/nonexistent", "the units' PATH")
+    assert not missing.ok
+    assert missing.detail == "not found on the units' PATH: a: my-agent"
+
+
+def test_check_run_dir(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert doctor.check_run_dir(run, os.geteuid()).ok  # not created yet
+    run.mkdir(mode=0o700)
+    assert doctor.check_run_dir(run, os.geteuid()).ok
+    run.chmod(0o777)
+    loose = doctor.check_run_dir(run, os.geteuid())
+    assert not loose.ok
+    assert loose.fix == f"`chmod 700 {run}`"
+    run.chmod(0o700)
+    assert "owned by uid" in doctor.check_run_dir(run, os.geteuid() + 1).detail
+    run.rmdir()
+    run.symlink_to(tmp_path)
+    assert "symlink" in doctor.check_run_dir(run, os.geteuid()).detail
+
+
+def test_check_restart_lock(tmp_path: Path) -> None:
+    lock = RestartLock(tmp_path)
+    here = Identity.current()
+    assert doctor.check_restart_lock(lock, time.time(), here).detail == "free"
+    lock.path.parent.mkdir(parents=True, mode=0o700)
+    now_ms = int(time.time() * 1000)
+    dead = subprocess.Popen(["true"])  # once reaped, its pid is free (recycling takes a while)
+    dead.wait()
+    lock.path.write_text(f"{dead.pid}\n{now_ms}\ntoken\n{here.host}\n1\n")
+    stale = doctor.check_restart_lock(lock, time.time(), here)
+    assert not stale.ok
+    assert "which is gone" in stale.detail
+    assert str(lock.path) in (stale.fix or "")
+    lock.path.write_text(f"{'9' * 5000}\n{now_ms}\ntoken\n{here.host}\n1\n")
+    corrupt = doctor.check_restart_lock(lock, time.time(), here)
+    assert not corrupt.ok
+    assert "corrupt" in corrupt.detail
+    lock.path.write_text(f"{os.getpid()}\n{now_ms}\ntoken\n{here.host}\n{here.start}\n")
+    assert doctor.check_restart_lock(lock, time.time(), here).ok  # a live owner: an operation in progress
