@@ -16,8 +16,9 @@ output indented:
 4. per selected package, ``pnpm deploy --prod`` (injected workspace packages, hoisted
    ``node_modules``) gives every run-time dependency in one plain tree; each internal package
    in it is replaced by its own ``pnpm pack`` tarball's content (what publishing this tree
-   would ship), the packed manifest lists every dependency in ``bundleDependencies``, and
-   ``npm pack`` makes one self-contained tarball;
+   would ship), the packed manifest lists every dependency in ``bundleDependencies``,
+   ``npm ls`` (offline) checks every dependency is present and in range, and ``npm pack``
+   makes one self-contained tarball;
 5. only when every package built and packed: ``npm install -g`` each tarball into the
    prefix, the gateway before the CLI, then check that the installed tree carries each
    internal package byte for byte (its ``package.json``) as packed from this tree.

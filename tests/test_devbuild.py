@@ -20,6 +20,7 @@ import pytest
 
 from fleetlib.devbuild import Package, install_order, path_warning, pnpm_version_from
 from tests.conftest import run_inv
+from tests.devbuild_env import require_tools
 from tests.workspace import git_commit_all, write_workspace
 
 PACKAGES = ("--package", "@t/gateway", "--package", "@t/cli")
@@ -95,10 +96,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, str]], Path]]:
 
 @pytest.fixture
 def pnpm() -> None:
-    if shutil.which("pnpm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install pnpm (see .ci/run)")
-        pytest.skip("pnpm is not installed")
+    require_tools()  # node, npm, pnpm and git: a failure in CI, a skip elsewhere
 
 
 @pytest.fixture
