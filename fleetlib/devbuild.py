@@ -337,6 +337,11 @@ def packed_manifest_bytes(tarball: Path) -> bytes:
     return b""
 
 
+def deploy_argv(pnpm: Sequence[str], name: str, dest: Path, offline: bool) -> list[str]:
+    """``pnpm deploy`` of one package's production dependencies into ``dest`` (see DEPLOY_CONFIG)."""
+    return [*pnpm, "--filter", name, "--prod", "deploy", str(dest), *DEPLOY_CONFIG, *(["--offline"] if offline else [])]
+
+
 def failure_line(result: Result) -> str:
     """The line that says why: pnpm's ``ERR_PNPM_...`` line (on stdout), else npm's first
     ``npm error`` line after its code (``npm error 404 Not Found - GET ...``), else the first
@@ -540,18 +545,7 @@ class DevBuild:
         deployed = work / "deploy" / package.slug
         root = work / "stage" / package.slug
         self._run(
-            f"deploy {package.name}",
-            [
-                *self._pnpm,
-                "--filter",
-                package.name,
-                "--prod",
-                "deploy",
-                str(deployed),
-                *DEPLOY_CONFIG,
-                *self._offline_flag(),
-            ],
-            cwd=self._root,
+            f"deploy {package.name}", deploy_argv(self._pnpm, package.name, deployed, self.offline), cwd=self._root
         )
 
         def assemble() -> str:

@@ -20,6 +20,8 @@ from fleetlib.devbuild import (
     DevBuild,
     DevBuildError,
     bundled_manifest,
+    deploy_argv,
+    failure_line,
     installed_internal,
     internal_closure,
     internal_dependencies,
@@ -29,7 +31,7 @@ from fleetlib.devbuild import (
     package_dirs,
     resolve_installed,
 )
-from fleetlib.runner import SubprocessRunner
+from fleetlib.runner import Result, SubprocessRunner
 from tests.devbuild_env import git_tag_all, registry_env, require_tools, run_bin
 from tests.registry_server import FakeRegistry, serve, tiny_dependency
 from tests.workspace import STACK_PACKAGES, write_stack
@@ -153,6 +155,35 @@ def test_installed_internal_resolves_as_node_does(tmp_path: Path) -> None:
     assert resolve_installed(gateway, "absent") is None
     names = [name for name, _ in package_dirs(gateway / "node_modules")]
     assert names == [BRAIN, CONFIG, CONFIG]
+
+
+def test_deploy_argv() -> None:
+    assert deploy_argv(["corepack", "pnpm@10.6.2"], GATEWAY, Path("/w/deploy/gw"), offline=True) == [
+        "corepack", "pnpm@10.6.2", "--filter", GATEWAY, "--prod", "deploy", "/w/deploy/gw",
+        "--config.inject-workspace-packages=true", "--config.node-linker=hoisted", "--offline",
+    ]  # fmt: skip
+    assert "--offline" not in deploy_argv(["pnpm"], GATEWAY, Path("/d"), offline=False)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "expected"),
+    [
+        (
+            "/w/packages/brain:\n ERR_PNPM_NO_OFFLINE_META  Failed to resolve tiny-dep@^1\n",
+            "",
+            "ERR_PNPM_NO_OFFLINE_META  Failed to resolve tiny-dep@^1",
+        ),
+        (
+            "",
+            "npm error code E404\nnpm error 404 Not Found - GET http://r/@mosaicstack%2fbrain\n",
+            "npm error 404 Not Found - GET http://r/@mosaicstack%2fbrain",
+        ),
+        ("", "something broke\nhint\n", "something broke"),
+        ("", "", "exit status 3"),
+    ],
+)
+def test_failure_line_finds_the_line_that_says_why(stdout: str, stderr: str, expected: str) -> None:
+    assert failure_line(Result(("x",), 3, stdout, stderr)) == expected
 
 
 def test_report_json_keeps_every_existing_key() -> None:
