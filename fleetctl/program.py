@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
 from invoke.completion.complete import print_completion_script
@@ -62,6 +61,9 @@ class FleetProgram(Program):
         return [arg for arg in super().core_args() if arg.name in CORE_FLAGS]
 
     def print_version(self) -> None:
+        # Imported here: importlib.metadata costs ~20 ms that every other command would pay.
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
         try:
             number = version(DISTRIBUTION)
         except PackageNotFoundError:

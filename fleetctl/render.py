@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from fleetlib.doctor import Check
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
 from fleetlib.status import FleetStatus
+
+if TYPE_CHECKING:
+    from fleetlib.doctor import Check
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
 PROGRESS_MIN_AGENTS: Final = 4  # fewer agents finish too fast for a progress line to help

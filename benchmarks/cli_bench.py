@@ -1,0 +1,95 @@
+"""Start-up of the `fleet` command: `fleet status` with 200 running agents against a bare
+`fleet --list` (same program, same imports, no fleet work), median of interleaved runs.
+
+The fleet runs on the tmux backend (private home, private runtime dir, no session bus, so
+no user manager answers and `auto` picks tmux): what `status` adds over `--list` is the
+backend probe, loading the 200-agent roster and one tmux call. The target is at most
+50 ms more than `fleet --list`. `python -c pass` is shown for scale.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+AGENTS: Final = 200
+# Agents started per `fleet start`: the tmux backend sends one command sequence per start,
+# and tmux refuses a sequence over its message size ("command too long") at 200 agents.
+START_BATCH: Final = 5
+RUNS: Final = 20
+TARGET_MS: Final = 50.0
+
+
+def _fleet_argv() -> list[str]:
+    """The installed console script when there is one (what users run), else the module."""
+    script = shutil.which("fleet")
+    return [script] if script else [sys.executable, "-m", "fleetctl"]
+
+
+def _start(fleet: list[str], roster: Path, env: dict[str, str]) -> None:
+    """Start the 200 agents by growing the roster a batch at a time (start starts only what
+    is missing)."""
+    for count in range(START_BATCH, AGENTS + START_BATCH, START_BATCH):
+        roster.write_text(_roster(min(count, AGENTS)))
+        _seconds([*fleet, "start", "--timeout", "300"], env)
+
+
+def _roster(count: int) -> str:
+    body = "".join(f"  - name: agent{i}\n    runtime: custom\n    command: [sleep, '100000']\n" for i in range(count))
+    return "version: 1\ntransport: tmux\nagents:\n" + body
+
+
+def _seconds(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - began
+    if done.returncode not in ok:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode().strip()}")
+    return elapsed
+
+
+def run(quick: bool = False) -> float:
+    """Print the figures; return the median difference in milliseconds."""
+    runs = 5 if quick else RUNS
+    fleet = _fleet_argv()
+    with tempfile.TemporaryDirectory(prefix="fleet-cli-bench-") as tmp:
+        root = Path(tmp)
+        (root / "runtime").mkdir(mode=0o700)
+        roster = root / "home" / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
+        try:
+            _start(fleet, roster, env)
+            bare: list[float] = []
+            status: list[float] = []
+            baseline: list[float] = []
+            for index in range(runs):
+                # Interleaved, alternating which goes first, so drift hits both alike.
+                pair = [("list", [*fleet, "--list"]), ("status", [*fleet, "status"])]
+                for name, argv in pair if index % 2 == 0 else pair[::-1]:
+                    (bare if name == "list" else status).append(_seconds(argv, env))
+                baseline.append(_seconds([sys.executable, "-c", "pass"], env))
+        finally:
+            subprocess.run([*fleet, "stop"], env=env, capture_output=True, check=False)
+    list_ms = statistics.median(bare) * 1000
+    status_ms = statistics.median(status) * 1000
+    difference = statistics.median(s - b for s, b in zip(status, bare, strict=True)) * 1000
+    print(f"fleet command start-up (median of {runs} interleaved runs, {AGENTS} agents running on tmux):")
+    print(f"  python -c pass                               {statistics.median(baseline) * 1000:>6.0f} ms")
+    print(f"  fleet --list                                 {list_ms:>6.0f} ms")
+    print(f"  fleet status ({AGENTS} agents)                   {status_ms:>6.0f} ms")
+    verdict = f"{'within' if difference <= TARGET_MS else 'OVER'} the {TARGET_MS:.0f} ms target"
+    print(f"  difference (median of pairs)                 {difference:>6.0f} ms  ({verdict})")
+    return difference
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)
