@@ -25,13 +25,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check fleetlib and tasks.py with mypy --strict."""
+    """Type-check fleetlib, fleetctl, tasks.py and this file with mypy --strict."""
     session.install("-e", ".[dev]")
     session.run("mypy", *session.posargs)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (restart lock; fleet control) and print their figures."""
+    """Run the benchmarks (restart lock; fleet control; fleet command start-up) and print their figures."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -118,13 +118,16 @@ def operation_summary(result: OperationResult) -> str:
 
 
 def failure_lines(outcomes: Sequence[AgentOutcome]) -> list[str]:
-    """For stderr: each failed agent, why, and the last lines it printed."""
+    """For stderr: each failed agent (with its exit status), why, and the last lines it
+    printed (unless the reason already quotes them)."""
     lines: list[str] = []
     for outcome in outcomes:
         status = f" (exit status {outcome.exit_status})" if outcome.exit_status is not None else ""
-        lines.append(f"{outcome.name}: {outcome.error or 'failed'}{status}")
-        if outcome.output:
-            lines += [f"    {line}" for line in outcome.output.rstrip().splitlines()]
+        error = outcome.error or "failed"
+        lines.append(f"{outcome.name}{status}: {error}")
+        output = (outcome.output or "").rstrip()
+        if output and output not in error:
+            lines += [f"    {line}" for line in output.splitlines()]
     return lines
 
 
