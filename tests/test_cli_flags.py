@@ -121,3 +121,35 @@ def test_unknown_completion_shell_is_one_line(env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_install_on_systemd_without_a_manager_writes_nothing_and_uninstall_still_cleans_up(
+    entry: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    runner, name = ENTRIES[entry]
+    units = tmp_path / "units"
+    refused = runner([name("install"), "--backend", "systemd", "--unit-dir", str(units)], env)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("error: no systemd user manager reachable")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not units.exists()
+    # Files an install left behind (say, before the manager went away) can always be removed.
+    (units / "mosaic-agent@a1.service.d").mkdir(parents=True)
+    for relative in (
+        "mosaic-tmux-holder.service",
+        "mosaic-agent@.service",
+        "mosaic-agent@a1.service.d/50-fleet-roster.conf",
+    ):
+        (units / relative).write_text("# written by fleet install\n")
+    removed = runner([name("uninstall"), "--backend", "systemd", "--unit-dir", str(units), "--json"], env)
+    assert removed.returncode == 0, removed.stderr
+    assert not list(units.rglob("*.service"))
+    assert not list(units.rglob("*.conf"))
+
+
+def test_install_on_tmux_says_why_nothing_is_installed(env: dict[str, str]) -> None:
+    result = run_fleet(["install", "--backend", "tmux"], env)
+    assert result.returncode == 0, result.stderr
+    assert "no systemd user manager" not in result.stdout
+    assert "reboot" in result.stdout
