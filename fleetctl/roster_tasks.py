@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import Any, Final
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -25,6 +25,8 @@ from fleetlib.roster import (
 )
 from fleetlib.schema import agent_json
 
+CHANGE_JSON_HELP: Final = 'Print {"operation", "roster", "agent", "agents"} as JSON instead of text.'
+
 
 def warn_missing_cwds(loaded: Roster) -> None:
     """Warn (stderr, never fail: a roster may be written for another machine) about every
@@ -33,7 +35,14 @@ def warn_missing_cwds(loaded: Roster) -> None:
         stderr_line(line)  # already reads "warning: file:line: field: ..."
 
 
-def print_change(verb: str, name: str, loaded: Roster) -> None:
+def print_change(operation: str, verb: str, name: str | None, loaded: Roster, as_json: bool) -> None:
+    """What an edit did: ``{"operation", "roster", "agent", "agents"}`` with ``--json``."""
+    if as_json:
+        print_json({"operation": operation, "roster": loaded.source, "agent": name, "agents": len(loaded.agents)})
+        return
+    if name is None:
+        print(f"wrote starter roster {loaded.source} ({len(loaded.agents)} agents)")
+        return
     for line in roster_change_lines(verb, name, loaded.source, len(loaded.agents), options.command("fleet.install")):
         print(line)
 
@@ -82,6 +91,7 @@ def roster_validate(c: Context, home: str = "", roster: str = "") -> None:
         "cwd": "Working directory of the agent.",
         "command": "Command line that overrides the runtime's command (split like a shell would).",
         "description": "Free-text description.",
+        "json": CHANGE_JSON_HELP,
     },
 )
 @user_errors
@@ -94,6 +104,7 @@ def roster_add(
     description: str = "",
     home: str = "",
     roster: str = "",
+    json: bool = False,
 ) -> None:
     """Add an agent to the roster (atomic; keeps comments)."""
     required("--name", name)
@@ -105,24 +116,22 @@ def roster_add(
     agent = validate_agent(Agent(name=name, runtime=runtime, command=argv, cwd=cwd or None, description=description))
     updated = add_agent(fleet_paths(c, home, roster).roster, agent)
     warn_missing_cwds(updated)
-    print_change("added", name, updated)
+    print_change("add", "added", name, updated, json)
 
 
-@task(auto_shortflags=False, help={**PATH_HELP, "name": "Agent to remove (required)."})
+@task(auto_shortflags=False, help={**PATH_HELP, "name": "Agent to remove (required).", "json": CHANGE_JSON_HELP})
 @user_errors
-def roster_remove(c: Context, name: str = "", home: str = "", roster: str = "") -> None:
+def roster_remove(c: Context, name: str = "", home: str = "", roster: str = "", json: bool = False) -> None:
     """Remove an agent from the roster (atomic; keeps comments)."""
     required("--name", name)
-    print_change("removed", name, remove_agent(fleet_paths(c, home, roster).roster, name))
+    print_change("remove", "removed", name, remove_agent(fleet_paths(c, home, roster).roster, name), json)
 
 
-@task(auto_shortflags=False, help={**PATH_HELP, "force": "Overwrite an existing roster."})
+@task(auto_shortflags=False, help={**PATH_HELP, "force": "Overwrite an existing roster.", "json": CHANGE_JSON_HELP})
 @user_errors
-def roster_init(c: Context, home: str = "", roster: str = "", force: bool = False) -> None:
+def roster_init(c: Context, home: str = "", roster: str = "", force: bool = False, json: bool = False) -> None:
     """Write a starter roster (refuses to overwrite without --force)."""
-    path = fleet_paths(c, home, roster).roster
-    init_roster(path, force=force)
-    print(f"wrote starter roster {path}")
+    print_change("init", "wrote", None, init_roster(fleet_paths(c, home, roster).roster, force=force), json)
 
 
 roster_ns = Collection("roster")
