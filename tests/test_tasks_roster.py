@@ -121,3 +121,19 @@ def test_two_concurrent_roster_adds_both_land(home: Path, inv: InvRunner) -> Non
         assert proc.returncode == 0
     listed = json.loads(inv("roster.list", "--json").stdout)
     assert sorted(a["name"] for a in listed) == ["coder0", "left", "right"]
+
+
+def test_roster_edits_report_json(inv: InvRunner, home: Path) -> None:
+    roster = str(home / "fleet" / "roster.yaml")
+    assert json.loads(inv("roster.init", "--json").stdout) == {
+        "operation": "init",
+        "roster": roster,
+        "agent": None,
+        "agents": 1,
+    }
+    added = inv("roster.add", "--name", "b1", "--runtime", "shell", "--cwd", "/does/not/exist", "--json")
+    assert json.loads(added.stdout) == {"operation": "add", "roster": roster, "agent": "b1", "agents": 2}
+    assert added.stderr.startswith("warning: ")  # a cwd missing here: warned, not refused
+    assert "/does/not/exist" in added.stderr
+    removed = inv("roster.remove", "--name", "b1", "--json")
+    assert json.loads(removed.stdout) == {"operation": "remove", "roster": roster, "agent": "b1", "agents": 1}
