@@ -123,6 +123,25 @@ def uncontended_rate(kind: str, seconds: float = 1.0) -> float:
     return count / seconds
 
 
+def refresh_rate(kind: str, seconds: float = 1.0) -> float | None:
+    """Lease refreshes per second by an uncontended owner (None: filelock has no lease).
+
+    Owners refresh before every step that changes the fleet and on every poll, so this is
+    the fence's cost; each refresh is a compare-and-swap (rename aside, check, link).
+    """
+    if kind == "filelock":
+        return None
+    with tempfile.TemporaryDirectory() as home:
+        options = {"liveness": None, "wake": False} if kind == "reference" else {}
+        guard = acquire_restart_lock(home, log=lambda _: None, **options)  # type: ignore[arg-type]
+        count, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            guard.refresh()
+            count += 1
+        guard.release()
+    return count / seconds
+
+
 def waiter_cpu(kind: str, seconds: float = 2.0) -> float:
     """CPU seconds a waiter burns per wall second while the owner holds the lock."""
     ctx = mp.get_context("spawn")
@@ -161,14 +180,16 @@ def _ms(values: list[float], q: float) -> str:
 def run(quick: bool = False) -> None:
     cycles = 25 if quick else 100
     print(f"restart lock benchmark: 4 processes x {cycles} cycles, 1 ms critical section")
-    columns = ("handoff p50 ms", "handoff p95 ms", "crash p50 ms", "acq+rel /s", "waiter CPU")
+    columns = ("handoff p50 ms", "handoff p95 ms", "crash p50 ms", "acq+rel /s", "refresh /s", "waiter CPU")
     print(f"{'lock':<10} " + " ".join(f"{c:>15}" for c in columns))
     for kind in KINDS:
         gaps = handoff(kind, cycles=cycles)
         samples = 1 if kind == "reference" else (3 if quick else 10)
         crash = [] if (quick and kind == "reference") else crash_recovery(kind, samples)
         rate = uncontended_rate(kind)
+        refreshes = refresh_rate(kind)
         cpu = waiter_cpu(kind)
         crash_p50 = f"{statistics.median(crash) * 1000:.1f}" if crash else "skipped"
-        cells = (_ms(gaps, 0.5), _ms(gaps, 0.95), crash_p50, f"{rate:.0f}", f"{cpu * 100:.2f}%")
+        refresh_cell = "-" if refreshes is None else f"{refreshes:.0f}"
+        cells = (_ms(gaps, 0.5), _ms(gaps, 0.95), crash_p50, f"{rate:.0f}", refresh_cell, f"{cpu * 100:.2f}%")
         print(f"{kind:<10} " + " ".join(f"{c:>15}" for c in cells), flush=True)
