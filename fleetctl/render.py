@@ -171,22 +171,20 @@ def install_lines(result: InstallResult) -> list[str]:
 
 
 def status_rows_json(status: FleetStatus) -> list[dict[str, Any]]:
-    to_json: Callable[[], list[dict[str, Any]]] | None = getattr(status, "to_json", None)
-    if to_json is not None:
-        return to_json()
-    return [{**agent.to_json(), "backend": status.backend} for agent in status.agents]
+    return status.to_json()
 
 
 def status_lines(status: FleetStatus) -> list[str]:
+    """The holder, then one row per agent in the backend-neutral words (``running``,
+    ``restarting``, ``failed``, ``stopped``, ...); the backend's own states are in ``--json``."""
     rows = [
         [
             a.name,
-            a.active_state,
-            a.sub_state,
+            a.state,
             _or_dash(a.pid),
             a.since or "-",
             _or_dash(a.restarts),
-            "yes" if a.window else "no",
+            str(a.failures),
             _or_dash(a.exit_status),
         ]
         for a in status.agents
@@ -194,7 +192,7 @@ def status_lines(status: FleetStatus) -> list[str]:
     return [
         f"backend: {status.backend}",
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
-        *table(["NAME", "STATE", "SUB", "PID", "SINCE", "RESTARTS", "WINDOW", "EXIT"], rows),
+        *table(["NAME", "STATE", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
     ]
 
 
