@@ -27,6 +27,7 @@ from fleetctl.options import (
     requested_backend,
     required,
     seconds,
+    spell_commands,
     stderr_line,
     unit_dir_option,
     user_errors,
@@ -103,8 +104,8 @@ def finish_operation(result: OperationResult, as_json: bool) -> None:
     if not result.ok:
         if not as_json:
             for line in failure_lines(result.failures):
-                stderr_line(line)
-        raise Exit(f"error: {failure_message(result)}", code=OPERATION_FAILED)
+                stderr_line(spell_commands(line))
+        raise Exit(f"error: {spell_commands(failure_message(result))}", code=OPERATION_FAILED)
 
 
 def finish_install(result: InstallResult, as_json: bool) -> None:
@@ -342,11 +343,12 @@ def fleet_send(
     if not result.ok:
         if not json:
             for outcome in result.failures:
-                stderr_line(f"{outcome.name}: {outcome.error}")
+                stderr_line(spell_commands(f"{outcome.name}: {outcome.error}"))
                 for line in (outcome.output or "").splitlines():
                     stderr_line(f"    {line}")
         named = "; ".join(f"{o.name}: {o.error}" for o in result.failures)
-        raise Exit(f"error: send failed for {len(result.failures)} agent(s): {named}", code=OPERATION_FAILED)
+        message = f"error: send failed for {len(result.failures)} agent(s): {named}"
+        raise Exit(spell_commands(message), code=OPERATION_FAILED)
 
 
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:

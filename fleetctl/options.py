@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -49,7 +50,7 @@ def user_errors(body: F) -> F:
         try:
             return body(*args, **kwargs)
         except FleetError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            raise Exit(f"error: {spell_commands(str(exc))}", code=exc.exit_code) from None
         except BrokenPipeError:
             # The reader went away (`fleet status | head`): stop quietly, like coreutils.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -141,6 +142,17 @@ def command(task_name: str) -> str:
     if _Program.fleet:
         return "fleet " + task_name.removeprefix("fleet.")
     return "inv " + task_name
+
+
+def spell_commands(text: str) -> str:
+    """Library hints name ``inv`` tasks (`` `inv fleet.start --agent a1` ``); under the
+    ``fleet`` program, say what the user can type there (`` `fleet start --agent a1` ``)."""
+    if not _Program.fleet:
+        return text
+    return _INV_TASK.sub(lambda m: f"`fleet {m.group(2) if m.group(1) else m.group(3)}", text)
+
+
+_INV_TASK: Final = re.compile(r"`inv (?:(fleet)\.([a-z]+)|((?:roster|build)\.[a-z]+))")
 
 
 def stderr_line(text: str) -> None:

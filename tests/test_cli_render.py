@@ -336,3 +336,15 @@ def test_check_restart_lock(tmp_path: Path) -> None:
     assert "corrupt" in corrupt.detail
     lock.path.write_text(f"{os.getpid()}\n{now_ms}\ntoken\n{here.host}\n{here.start}\n")
     assert doctor.check_restart_lock(lock, time.time(), here).ok  # a live owner: an operation in progress
+
+
+def test_library_hints_are_spelled_for_the_command_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetctl import options
+
+    hint = "start it with `inv fleet.start --agent a1`, or `inv roster.add --name a1`"
+    monkeypatch.setattr(options._Program, "fleet", False)
+    assert options.spell_commands(hint) == hint
+    monkeypatch.setattr(options._Program, "fleet", True)
+    assert options.spell_commands(hint) == "start it with `fleet start --agent a1`, or `fleet roster.add --name a1`"
+    assert options.command("fleet.install") == "fleet install"
+    assert options.command("roster.init") == "fleet roster.init"
