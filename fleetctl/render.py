@@ -219,8 +219,8 @@ def check_lines(checks: Sequence[Check]) -> list[str]:
 class LiveLine:
     """One status line on a terminal, rewritten in place (``\\r`` + erase line).
 
-    Disabled (every call a no-op) unless enabled explicitly, which the tasks do only when
-    stderr is a terminal and ``--json`` was not given: a pipe or a log never sees it.
+    Disabled (every call a no-op) unless enabled explicitly, which the tasks do only on a
+    terminal without ``--json`` (:meth:`on_stderr`): a pipe or a log never sees it.
     Thread-safe, so a ticker thread and the main thread may both draw.
     """
 
@@ -234,7 +234,9 @@ class LiveLine:
 
     @classmethod
     def on_stderr(cls, *, quiet: bool = False) -> LiveLine:
-        return cls(sys.stderr, enabled=not quiet and sys.stderr.isatty())
+        """The line on stderr, enabled only when both stdout and stderr are a terminal (a
+        redirected run is being logged or parsed) and not ``quiet`` (``--json``)."""
+        return cls(sys.stderr, enabled=not quiet and sys.stderr.isatty() and sys.stdout.isatty())
 
     def show(self, text: str, *, force: bool = False) -> None:
         """Draw ``text`` (at most every ``REDRAW_S`` unless forced), cut to the terminal width."""

@@ -207,6 +207,11 @@ def test_progress_line_on_a_terminal_only(user: User) -> None:
     assert "restarting:" not in piped.stderr + piped.stdout
     assert "\x1b" not in piped.stderr + piped.stdout
 
+    code, seen = on_terminal(f"{command} > {shlex.quote(str(user.cwd / 'out.txt'))}")  # stdout to a file
+    assert code == 0, seen
+    assert "restarting:" not in seen
+    assert (user.cwd / "out.txt").read_text().startswith("restarted 5 agent(s)")
+
     code, seen = on_terminal(command + " --json")
     assert code == 0, seen
     assert "restarting:" not in seen
