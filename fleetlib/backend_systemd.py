@@ -24,10 +24,11 @@ from typing import Final
 from fleetlib import systemd, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.backend_tmux import TMUX_TIMEOUT_S, TmuxPrimitives, _raise_if_frozen
+from fleetlib.engine import HOLDER_KEY
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.lock import ensure_private_dir
-from fleetlib.pane import base_environment
+from fleetlib.pane import base_environment, install_script, script_path
 from fleetlib.results import InstallResult
+from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
@@ -154,13 +155,22 @@ class SystemdBackend(TmuxPrimitives):
         if units:
             self._check(self._systemctl("restart", units, "--no-block"), "systemctl --user restart")
 
-    def terminate(self, names: list[str], *, holder: bool) -> None:
-        """Stop jobs for the agents (and the holder): systemd sends TERM to each unit's
-        cgroup and KILL after its ``TimeoutStopSec`` (the agent's ``stop_timeout``)."""
-        units = self._units(names)
-        everything = [*units, systemd.HOLDER_UNIT] if holder else units
-        if everything:
-            self._check(self._systemctl("stop", everything, "--no-block"), "systemctl --user stop")
+    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
+        """Stop jobs for the agents (and the holder): systemd sends TERM (and HUP) to each
+        unit's cgroup and KILL after its ``TimeoutStopSec`` (the agent's ``stop_timeout``).
+        When the manager refuses the batch, every unit is asked on its own, so one refusal
+        names that unit and stops nothing less."""
+        keys = {systemd.agent_unit(name): name for name in names}
+        if holder:
+            keys[systemd.HOLDER_UNIT] = HOLDER_KEY
+        if not keys or self._systemctl("stop", list(keys), "--no-block").ok:
+            return {}
+        refused = {}
+        for unit, key in keys.items():
+            single = self._systemctl("stop", [unit], "--no-block")
+            if not single.ok:
+                refused[key] = single.error_line()
+        return refused
 
     def restart_all(self, names: list[str]) -> None:
         units = self._units(names)
@@ -189,9 +199,11 @@ class SystemdBackend(TmuxPrimitives):
         Checks the manager answers before writing anything."""
         dry = self.runner.dry_run
         self._require_manager()
+        written: list[str] = []
         if not dry:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
-        written: list[str] = []
+            if install_script(self.paths.run_dir):
+                written.append(str(script_path(self.paths.run_dir)))
         for relative, text in self.desired_unit_files().items():
             path = self.units_at / relative
             try:
@@ -208,6 +220,7 @@ class SystemdBackend(TmuxPrimitives):
         disabled = self._units(removed_names)
         if removed_names:
             self._systemctl("disable", disabled, "--now")
+            self.remove_windows(removed_names)  # their dead windows, kept for output until now
             if not dry:
                 for name in removed_names:
                     self._remove_dropin(name)

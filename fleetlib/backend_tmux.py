@@ -22,14 +22,15 @@ from typing import Final
 from fleetlib import procs, tmux
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
-from fleetlib.lock import ensure_private_dir
-from fleetlib.pane import PaneSpec, agent_environment, base_environment
+from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
 from fleetlib.results import InstallResult
+from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 
 TMUX_TIMEOUT_S: Final = 10.0
+COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 HOLDER: Final = "tmux:fleet"
 
 
@@ -83,7 +84,7 @@ class TmuxPrimitives(FleetContext):
         for pids in procs.marked(markers).values():
             procs.signal_all(pids, signum)
 
-    def pane_spec(self, name: str, *, channel: str | None = None, cgroup_mounts: tuple[str, ...] = ()) -> PaneSpec:
+    def pane_spec(self, name: str) -> PaneSpec:
         agent = self.roster.get(name)
         home = Path(self.environ.get("HOME") or Path.home())
         return PaneSpec(
@@ -94,8 +95,6 @@ class TmuxPrimitives(FleetContext):
             cwd=self.roster.cwd_of(agent, home) or str(home),
             max_failures=agent.max_failures,
             failure_window=agent.failure_window,
-            channel=channel,
-            cgroup_mounts=cgroup_mounts,
         )
 
     def window_env(self, name: str) -> dict[str, str]:
@@ -131,22 +130,33 @@ class TmuxBackend(TmuxPrimitives):
             return
         if not self.runner.dry_run:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
-        commands: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
-        commands += [*tmux.keep_dead_panes_commands(), ";"]
-        for name in names:
-            argv = self.roster.get(name).argv()
-            commands += [*tmux.agent_window_commands(self.pane_spec(name), argv, env=self.window_env(name)), ";"]
+            install_script(self.paths.run_dir)
+        first: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
+        first += [*tmux.keep_dead_panes_commands(), ";"]
+        windows_commands = [
+            tmux.agent_window_commands(
+                self.pane_spec(name),
+                self.roster.get(name).argv(),
+                env=self.window_env(name),
+                run_dir=self.paths.run_dir,
+            )
+            for name in names
+        ]
         env = base_environment(self.environ, str(Path.home()))
-        result = self._tmux(commands[:-1], env=env)
-        if not result.ok:
-            raise FleetOperationError(f"tmux could not start {', '.join(names) or 'the fleet'}: {result.error_line()}")
+        for batch in _batches(first, windows_commands):
+            result = self._tmux(batch, env=env)
+            if not result.ok:
+                raise FleetOperationError(
+                    f"tmux could not start {', '.join(names) or 'the fleet'}: {result.error_line()}"
+                )
 
-    def terminate(self, names: list[str], *, holder: bool) -> None:
+    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
         """TERM, then HUP (as systemd's ``SendSIGHUP=yes`` does: interactive programs such
         as shells ignore TERM but end on a hang-up), to every process of the agents."""
         if not self.runner.dry_run:
             self.signal_marked(names, signal.SIGTERM)
             self.signal_marked(names, signal.SIGHUP)
+        return {}
 
     def restart_all(self, names: list[str]) -> None:
         raise NotImplementedError("the tmux backend restarts through stop and start")
@@ -175,6 +185,24 @@ class TmuxBackend(TmuxPrimitives):
         return InstallResult(
             "uninstall", self.name, self.runner.dry_run, notes=["the tmux backend installs nothing; nothing to do"]
         )
+
+
+def _batches(first: list[str], groups: list[list[str]]) -> list[list[str]]:
+    """Command sequences for as few tmux clients as fit: tmux refuses a client command
+    over 16 KiB, so window commands are packed in order into sequences under
+    :data:`COMMAND_BUDGET` bytes (``first`` opens the first one)."""
+    batches: list[list[str]] = []
+    current, size = list(first), sum(len(word) + 1 for word in first)
+    for group in groups:
+        cost = sum(len(word) + 1 for word in group) + 2
+        if len(current) > len(first) * (not batches) and size + cost > COMMAND_BUDGET:
+            batches.append(current[:-1])
+            current, size = [], 0
+        current += [*group, ";"]
+        size += cost
+    if current:
+        batches.append(current[:-1])
+    return batches
 
 
 def _server_answers(primitives: TmuxPrimitives) -> bool:

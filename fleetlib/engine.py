@@ -47,6 +47,7 @@ POLL_S: Final = 0.05
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
+HOLDER_KEY: Final = "(holder)"  # cannot be an agent name
 
 Fence = Callable[[], None]
 
@@ -66,7 +67,9 @@ class Backend(Protocol):
 
     def launch(self, names: list[str], *, holder: bool) -> None: ...
 
-    def terminate(self, names: list[str], *, holder: bool) -> None: ...
+    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
+        """Ask the agents (and the holder) to stop; returns who refused and why
+        (:data:`HOLDER_KEY` for the holder), having still asked every other one."""
 
     def restart_all(self, names: list[str]) -> None: ...
 
@@ -200,11 +203,18 @@ class Lifecycle(FleetContext):
                     trackers[name].outcome = AgentOutcome(name, "unchanged", None, None)
                 if running or (whole and before.holder_up):
                     fence()
-                    self.primitives.terminate(running, holder=whole)
-                    self._wait_gone(trackers, running, "stopped", began, fence)
+                    refused = self.primitives.terminate(running, holder=whole)
+                    for name, why in refused.items():
+                        if name in trackers:
+                            trackers[name].outcome = AgentOutcome(name, "failed", rows[name].pid, error=why)
+                    asked = [n for n in running if n not in refused]
+                    self._wait_gone(trackers, asked, "stopped", began, fence)
                     fence()
-                    self.primitives.cleanup(names, holder=whole)
-                    holder = "stopped" if whole and before.holder_up else ("unchanged" if whole else None)
+                    self.primitives.cleanup([n for n in names if n not in refused], holder=whole)
+                    if HOLDER_KEY in refused:
+                        holder = "failed"
+                    else:
+                        holder = "stopped" if whole and before.holder_up else ("unchanged" if whole else None)
                 else:
                     holder = "unchanged" if whole else None
             else:
@@ -212,7 +222,10 @@ class Lifecycle(FleetContext):
                 if whole and self.primitives.fast_restart:
                     self.primitives.restart_all(names)
                 else:
-                    self.primitives.terminate(names, holder=whole)
+                    refused = self.primitives.terminate(names, holder=whole)
+                    if refused:
+                        why = "; ".join(f"{who}: {reason}" for who, reason in refused.items())
+                        raise FleetOperationError(f"restart aborted before any start: could not stop {why}")
                     self._wait_gone(trackers, names, None, began, fence)
                     fence()
                     self.primitives.cleanup(names, holder=whole)
@@ -285,7 +298,10 @@ class Lifecycle(FleetContext):
                     procs.signal_all(alive[markers[name]], signal.SIGKILL)
             if now >= give_up:
                 for name in pending:
-                    left = " ".join(str(pid) for pid in alive[markers[name]]) or "its window or unit"
+                    row = rows[name]
+                    left = " ".join(f"pid {pid}" for pid in alive[markers[name]]) or (
+                        f"state {row.state} ({row.active_state}/{row.sub_state}, window: {row.window})"
+                    )
                     trackers[name].outcome = AgentOutcome(
                         name,
                         "failed",

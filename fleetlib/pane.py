@@ -1,8 +1,11 @@
 """The agent's pane supervisor: the one small shell script every agent window runs.
 
-Both backends run an agent the same way: its tmux window runs ``/bin/sh -c SCRIPT`` with
-the agent's argv as arguments. The script (POSIX ``sh``, builtins only on the happy path,
-so starting an agent costs no process beyond ``sh`` itself) does, in order:
+Both backends run an agent the same way: its tmux window runs
+``/bin/sh <run dir>/supervise.sh <parameters> -- <agent argv>``. The script is the same
+for every agent (:data:`SCRIPT`, written into the run dir by :func:`install_script`), so a
+window's command stays short (tmux refuses a client command over 16 KiB, and one client
+creates many windows). It is POSIX ``sh`` with builtins only on the happy path, so
+starting an agent costs no process beyond ``sh`` itself, and it does, in order:
 
 1. *(systemd backend only)* moves itself into the agent unit's cgroup, so every process
    the agent starts is the unit's: ``systemctl stop`` then reaches background, ``setsid``
@@ -18,9 +21,9 @@ so starting an agent costs no process beyond ``sh`` itself) does, in order:
    30 s; after ``max_failures`` exits within ``failure_window`` seconds (or at once for
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
 5. records every exit in window options (``@fleet-exit`` status, ``@fleet-deaths`` count,
-   ``@fleet-state`` ``restarting``/``running``/``failed``), one tmux client per exit only,
-   and on giving up signals ``channel`` (systemd backend: the unit's main process waits
-   on it, so the unit is active exactly while the supervisor runs).
+   ``@fleet-state`` ``restarting``/``running``/``failed``), one tmux client per exit only.
+   (Under systemd the holder's ``pane-died`` hook tells the unit when the pane is gone, so
+   the unit is active exactly while the supervisor runs.)
 
 A TERM, HUP or INT (a stop) is never answered with a restart: the script exits when its
 agent does.
@@ -29,11 +32,12 @@ agent does.
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
+from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
 
 MAX_BACKOFF_S: Final = 30
@@ -46,7 +50,7 @@ NOT_FOUND: Final = 127
 
 @dataclass(frozen=True)
 class PaneSpec:
-    """Everything the supervisor script needs to know about one agent (all literal)."""
+    """Everything the supervisor needs to know about one agent (all passed literally)."""
 
     name: str
     target: str  # the window's exact tmux target
@@ -55,75 +59,86 @@ class PaneSpec:
     cwd: str
     max_failures: int
     failure_window: float
-    channel: str | None = None  # systemd backend: signalled when the supervisor gives up
     cgroup_mounts: tuple[str, ...] = ()  # systemd backend: where to join the unit's cgroup
     unit: str | None = None  # systemd backend: the agent's unit name
 
 
-def _q(word: str) -> str:
-    return shlex.quote(word)
+SCRIPT_NAME: Final = "supervise.sh"
+
+# $1 name, $2 window target, $3 tmux, $4 socket, $5 cwd, $6 max failures, $7 window (s),
+# $8 unit ("" outside systemd), $9 cgroup mounts separated by ":", then "--" and the argv.
+SCRIPT: Final = f"""\
+# fleet agent supervisor (generated; see fleetlib/pane.py). Usage:
+#   sh supervise.sh NAME TARGET TMUX SOCKET CWD MAX_FAILURES WINDOW UNIT MOUNTS -- ARGV...
+name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
+shift 9; [ "$1" = -- ] && shift
+opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\; \\
+  set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\
+  >/dev/null 2>&1; }}
+giveup() {{ opts "$1" failed; exit "$1"; }}
+deaths=0
+trap 'stop=1' HUP TERM INT
+if [ -n "$unit" ]; then
+  cg=
+  {{ while IFS= read -r l; do case $l in 0::*) cg=${{l#0::}};; esac; done </proc/self/cgroup; }} 2>/dev/null
+  if [ -n "$cg" ]; then
+    IFS=:; for m in $mounts; do echo $$ >"$m${{cg%/*}}/$unit/cgroup.procs"; done 2>/dev/null; unset IFS
+  fi
+fi
+if ! cd -- "$dir" 2>/dev/null; then
+  printf 'fleet: agent %s: cannot enter working directory %s (missing or not a directory)\\n' "$name" "$dir" >&2
+  deaths=1; giveup {CWD_FAILED}
+fi
+fails=; delay=1
+while [ -z "$stop" ]; do
+  if command -v "$1" >/dev/null 2>&1; then "$@"; status=$?
+  else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
+  [ -n "$stop" ] && exit "$status"
+  deaths=$((deaths + 1)); now=0
+  {{ read -r now _ </proc/uptime; }} 2>/dev/null; now=${{now%.*}}
+  kept=; n=1
+  for f in $fails; do if [ $((now - f)) -lt "$window" ]; then kept="$kept $f"; n=$((n + 1)); fi; done
+  fails="$kept $now"
+  if [ "$status" -eq {CWD_FAILED} ] || [ "$status" -eq {NOT_FOUND} ] || [ "$n" -ge "$max" ]; then
+    printf 'fleet: agent %s exited with status %s; %s exit(s) in %ss: giving up\\n' "$name" "$status" "$n" "$window" >&2
+    giveup "$status"
+  fi
+  printf 'fleet: agent %s exited with status %s; restarting in %ss (exit %s of %s allowed in %ss)\\n' \\
+    "$name" "$status" "$delay" "$n" "$max" "$window" >&2
+  opts "$status" restarting
+  sleep "$delay"
+  delay=$((delay * 2)); [ "$delay" -gt {MAX_BACKOFF_S} ] && delay={MAX_BACKOFF_S}
+  [ -n "$stop" ] && exit "$status"
+  "$tmux" -S "$socket" set-option -w -t "$target" {STATE_OPTION} running >/dev/null 2>&1
+done
+"""
 
 
-def script(spec: PaneSpec) -> str:
-    """The supervisor script for one agent (see the module docstring)."""
-    tmux = f"{_q(spec.tmux)} -S {_q(spec.socket)}"
-    target = _q(spec.target)
+def script_path(run_dir: Path) -> Path:
+    return run_dir / SCRIPT_NAME
 
-    def options(state: str) -> str:
-        return (
-            f'set-option -w -t {target} {EXIT_OPTION} "$1" \\; set-option -w -t {target} {STATE_OPTION} {state} '
-            f'\\; set-option -w -t {target} {DEATHS_OPTION} "$deaths"'
-        )
 
-    signal = f" \\; wait-for -S {_q(spec.channel)}" if spec.channel else ""
-    lines = [
-        f"rec() {{ {tmux} {options('restarting')} >/dev/null 2>&1; }}",
-        f'giveup() {{ {tmux} {options("failed")}{signal} >/dev/null 2>&1; exit "$1"; }}',
-        "deaths=0",
-        "trap 'stop=1' HUP TERM INT",
-    ]
-    if spec.cgroup_mounts and spec.unit:
-        mounts = " ".join(_q(m) for m in spec.cgroup_mounts)
-        lines += [
-            "cg=",
-            "{ while IFS= read -r l; do case $l in 0::*) cg=${l#0::};; esac; done </proc/self/cgroup; } 2>/dev/null",
-            f'[ -n "$cg" ] && for m in {mounts}; do echo $$ >"$m${{cg%/*}}/{spec.unit}/cgroup.procs"; done 2>/dev/null',
-        ]
+def install_script(run_dir: Path) -> bool:
+    """Write :data:`SCRIPT` into the (private) run dir unless it is already there, exactly;
+    atomic, so a pane starting meanwhile reads the old or the new script, never a mix.
+    Returns whether it wrote."""
+    path = script_path(run_dir)
+    try:
+        if path.read_text(encoding="utf-8") == SCRIPT:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, SCRIPT, mode=0o600)
+    return True
+
+
+def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path) -> list[str]:
+    """What the window runs: the supervisor script with its parameters, then the argv."""
     window = max(1, math.ceil(spec.failure_window))
-    lines += [
-        f"cd -- {_q(spec.cwd)} 2>/dev/null || {{ printf 'fleet: agent %s: cannot enter working directory %s"
-        f" (missing or not a directory)\\n' {_q(spec.name)} {_q(spec.cwd)} >&2; deaths=1; giveup {CWD_FAILED}; }}",
-        "fails=; delay=1",
-        'while [ -z "$stop" ]; do',
-        '  if command -v "$1" >/dev/null 2>&1; then "$@"; status=$?',
-        f'  else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi',
-        '  [ -n "$stop" ] && exit "$status"',
-        "  deaths=$((deaths + 1)); now=0",
-        "  { read -r now _ </proc/uptime; } 2>/dev/null; now=${now%.*}",
-        "  kept=; n=1",
-        f'  for f in $fails; do if [ $((now - f)) -lt {window} ]; then kept="$kept $f"; n=$((n + 1)); fi; done',
-        '  fails="$kept $now"',
-        f'  if [ "$status" -eq {CWD_FAILED} ] || [ "$status" -eq {NOT_FOUND} ] ||'
-        f' [ "$n" -ge {spec.max_failures} ]; then',
-        f"    printf 'fleet: agent %s exited with status %s; %s exit(s) in {window}s: giving up\\n' "
-        f'{_q(spec.name)} "$status" "$n" >&2',
-        '    giveup "$status"',
-        "  fi",
-        f"  printf 'fleet: agent %s exited with status %s; restarting in %ss (exit %s of {spec.max_failures}"
-        f' allowed in {window}s)\\n\' {_q(spec.name)} "$status" "$delay" "$n" >&2',
-        '  rec "$status"',
-        '  sleep "$delay"',
-        f'  delay=$((delay * 2)); [ "$delay" -gt {MAX_BACKOFF_S} ] && delay={MAX_BACKOFF_S}',
-        '  [ -n "$stop" ] && exit "$status"',
-        f"  {tmux} set-option -w -t {target} {STATE_OPTION} running >/dev/null 2>&1",
-        "done",
-    ]
-    return "\n".join(lines)
-
-
-def pane_argv(spec: PaneSpec, argv: Sequence[str]) -> list[str]:
-    """What the window runs: ``/bin/sh -c SCRIPT <$0> <agent argv...>``."""
-    return ["/bin/sh", "-c", script(spec), f"fleet-agent-{spec.name}", *argv]
+    return [
+        "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
+        str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts), "--", *argv,
+    ]  # fmt: skip
 
 
 # The variables an agent gets from the fleet, on both backends, before the roster's `env`

@@ -21,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-ACTIONS: Final = ("started", "stopped", "restarted", "unchanged", "failed", "would start", "would stop", "would restart")
+ACTIONS: Final = (
+    "started",
+    "stopped",
+    "restarted",
+    "unchanged",
+    "failed",
+    "would start",
+    "would stop",
+    "would restart",
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class OperationResult:
 
     @property
     def ok(self) -> bool:
-        return all(agent.ok for agent in self.agents)
+        return self.holder != "failed" and all(agent.ok for agent in self.agents)
 
     @property
     def failures(self) -> list[AgentOutcome]:

@@ -7,6 +7,7 @@ prefix-match window ``a10`` when ``a1`` is gone.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,9 +49,17 @@ def channel(name: str) -> str:
 
 
 def new_session_argv(tmux: str, socket: Path) -> list[str]:
-    """Start the fleet's server with the holder session; dead panes stay until replaced
-    (the supervisor in each pane records why its agent exited; see :mod:`fleetlib.pane`)."""
-    return [*tmux_base(tmux, socket), "-f", "/dev/null", *new_session_commands(), ";", *keep_dead_panes_commands()]
+    """Start the fleet's server with the holder session (systemd backend).
+
+    Dead panes stay until replaced (for their output; the supervisor in each pane records
+    why its agent exited, see :mod:`fleetlib.pane`), and a server-wide hook signals the
+    agent's channel whenever its pane dies, however it died (even SIGKILL of the
+    supervisor), so the unit's main process, waiting on that channel, ends with it."""
+    on_death = f"run-shell -C {shlex.quote('wait-for -S ' + channel('#{window_name}'))}"
+    return [
+        *tmux_base(tmux, socket), "-f", "/dev/null", *new_session_commands(), ";", *keep_dead_panes_commands(), ";",
+        "set-hook", "-g", "pane-died", on_death,
+    ]  # fmt: skip
 
 
 def new_session_commands() -> list[str]:
@@ -84,7 +93,7 @@ def window_exists_format(name: str) -> str:
     return f"#{{W:#{{?#{{==:#{{window_name}},{name}}},1,}}}}"
 
 
-def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:
+def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str], run_dir: Path) -> list[str]:
     """The tmux command sequence (no client prefix) that gives an agent a fresh window.
 
     A leftover window of the same name is killed first, so an agent never has two windows;
@@ -102,17 +111,21 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     commands += ["new-window", "-d", "-t", session_target(), "-n", name]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
-    return [*commands, "--", *(literal(word) for word in pane_argv(spec, argv))]
+    return [*commands, "--", *(literal(word) for word in pane_argv(spec, argv, run_dir))]
 
 
 def new_window_argv(
-    tmux: str, socket: Path, spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str]
+    tmux: str, socket: Path, spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str], run_dir: Path
 ) -> list[str]:
-    """One tmux client that replaces the agent's window and then waits until its
-    supervisor gives up (systemd backend: this client is the unit's main process)."""
-    commands = agent_window_commands(spec, argv, env=env)
-    waits = ["wait-for", spec.channel] if spec.channel else []
-    return [*tmux_base(tmux, socket), *commands, *([";", *waits] if waits else [])]
+    """One tmux client that replaces the agent's window and then waits until its pane
+    dies (systemd backend: this client is the unit's main process)."""
+    # A signal sent while nobody waited (the pane of a previous generation died after its
+    # unit's main process was stopped) stays pending in tmux and would end the next wait at
+    # once: signal and consume it first, so the wait below is for this generation only.
+    chan = channel(spec.name)
+    reset = ["wait-for", "-S", chan, ";", "wait-for", chan, ";"]
+    commands = agent_window_commands(spec, argv, env=env, run_dir=run_dir)
+    return [*tmux_base(tmux, socket), *reset, *commands, ";", "wait-for", chan]
 
 
 def view_commands(name: str, view: str, *, read_only: bool) -> list[str]:

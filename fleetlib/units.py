@@ -11,9 +11,10 @@ args, cwd, env, stop timeout). What the template encodes, and why:
   waits on the agent's channel; the window runs the agent under the pane supervisor
   (:mod:`fleetlib.pane`), which first moves itself into this unit's cgroup, so
   ``systemctl stop`` reaches every process the agent started (TERM, then KILL after the
-  agent's ``stop_timeout``), and which signals the channel when it gives up on a
-  crash-looping agent. So the unit is active exactly while the supervisor runs, and one
-  start costs one tmux client plus the agent's ``sh``.
+  agent's ``stop_timeout``). The holder's ``pane-died`` hook signals the channel when
+  the pane is gone (the supervisor gave up on a crash-looping agent, or was killed). So
+  the unit is active exactly while the supervisor runs, and one start costs one tmux
+  client plus the agent's ``sh``.
 * ``Restart=on-failure``: the client fails only when the tmux server went away (the
   holder crashed); restart pacing of the agent itself is the supervisor's, the same on
   both backends.
@@ -136,6 +137,7 @@ WantedBy=default.target
 def agent_dropin_text(
     agent: Agent, tmux_bin: str, socket: Path, *, cwd: str, cgroup_mounts: Sequence[str], source: str
 ) -> str:
+    # The supervisor script sits in the run dir beside the socket (install writes it).
     """Per-agent drop-in: the ``ExecStart`` that opens the agent's window and waits on it."""
     spec = PaneSpec(
         name=agent.name,
@@ -145,12 +147,11 @@ def agent_dropin_text(
         cwd=cwd,
         max_failures=agent.max_failures,
         failure_window=agent.failure_window,
-        channel=tmux.channel(agent.name),
         cgroup_mounts=tuple(cgroup_mounts),
         unit=agent_unit(agent.name),
     )
     env = agent_environment(marker(agent.name, str(socket)), agent.env)
-    argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env)
+    argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
     return (
         _HEADER.format(source=source)
         + f"[Service]\n{exec_line('ExecStart', argv)}\nTimeoutStopSec={agent.stop_timeout:g}\n"

@@ -162,20 +162,52 @@ def test_killed_tmux_server_brings_the_fleet_back_on_its_own(fleet_env: FleetEnv
     assert sorted(windows(fe)) == ["_holder", "k1", "k2"]
 
 
-def test_agent_whose_process_exits_is_restarted(fleet_env: FleetEnv) -> None:
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_agent_whose_process_exits_is_restarted_by_its_supervisor(fleet_env: FleetEnv) -> None:
     fe = fleet_env
     started_fleet(fe, ["e1", "e2"])
     before = pids(fe)
     pane = before["e1"]
     assert isinstance(pane, int)
-    os.kill(pane, signal.SIGTERM)  # the pane runs the agent itself: it exits
+    (agent,) = children(pane)  # the pane runs the supervisor, which runs the agent
+    os.kill(agent, signal.SIGKILL)
 
     def restarted() -> bool:
         code, rows = status(fe)
-        return code == 0 and rows["e1"]["pid"] != pane and int(rows["e1"]["restarts"] or 0) >= 1  # type: ignore[call-overload]
+        new = children(pane)
+        return code == 0 and rows["e1"]["failures"] == 1 and bool(new) and new != [agent]
 
-    eventually(restarted, "the exited agent was restarted by systemd")
+    eventually(restarted, "the exited agent was started again by its supervisor")
     assert pids(fe)["e2"] == before["e2"]
+
+
+def test_unit_is_active_exactly_while_its_supervisor_runs(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["k9"])
+    pane = pids(fe)["k9"]
+    assert isinstance(pane, int)
+    os.kill(pane, signal.SIGKILL)  # no trap runs: only the holder's pane-died hook can tell
+    eventually(
+        lambda: fe.manager.systemctl("is-active", "mosaic-agent@k9.service").stdout.strip() == "inactive",
+        "the unit went inactive when its pane died",
+    )
+    assert status(fe)[1]["k9"]["state"] == "exited"
+    fe.inv_ok("fleet.start")  # and a start brings it back, with a fresh wait on the channel
+    assert status(fe)[1]["k9"]["state"] == "running"
+    assert fe.manager.systemctl("is-active", "mosaic-agent@k9.service").stdout.strip() == "active"
 
 
 def test_stop_with_one_failing_agent_stops_the_rest_and_exits_non_zero(fleet_env: FleetEnv) -> None:
@@ -211,15 +243,15 @@ def test_roster_edits_are_picked_up_by_reinstalling(fleet_env: FleetEnv) -> None
     fe = fleet_env
     started_fleet(fe, ["g1", "g2"])
     added = fe.inv_ok("roster.add", "--name", "g3", "--runtime", "custom", "--command", "sleep 100000")
-    assert "inv fleet.install" in added
+    assert "fleet.install" in added
     result = fe.inv("fleet.start", "--agent", "g3")
     assert result.returncode == 2
-    assert "run `inv fleet.install`" in result.stderr
+    assert "fleet install" in result.stderr
     assert "mosaic-agent@g3.service.d" in fe.inv_ok("fleet.install")
     fe.inv_ok("fleet.start")
     assert status(fe)[0] == 0
     fe.inv_ok("roster.remove", "--name", "g1")
-    assert "removed agent g1" in fe.inv_ok("fleet.install")
+    assert "mosaic-agent@g1.service" in fe.inv_ok("fleet.install")
     assert fe.manager.systemctl("is-active", "mosaic-agent@g1.service").stdout.strip() == "inactive"
     assert sorted(windows(fe)) == ["_holder", "g2", "g3"]
 
@@ -232,7 +264,7 @@ def test_dry_run_runs_nothing(fleet_env: FleetEnv) -> None:
     assert not (fe.manager.unit_dir / "mosaic-tmux-holder.service").exists()
     fe.inv_ok("fleet.install")
     out = fe.inv_ok("fleet.restart", "--dry-run")
-    assert "would run: systemctl --user restart mosaic-tmux-holder.service" in out
+    assert "would run: systemctl --user --no-block restart mosaic-tmux-holder.service" in out
     assert status(fe)[0] == 3
     assert windows(fe) == []
 

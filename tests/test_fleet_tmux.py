@@ -113,31 +113,51 @@ def test_lifecycle_on_the_tmux_backend(tenv: TmuxEnv) -> None:
     assert all(line.split()[0] in ("start", "stop") for line in tenv.events())
 
 
-def test_crashed_agent_shows_failed_with_its_exit_status_and_restart_brings_it_back(
+def test_an_agent_that_crashes_at_start_fails_start_every_time_and_its_supervisor_brings_it_back(
     tenv: TmuxEnv, tmp_path: Path
 ) -> None:
     flag = tmp_path / "crash-once"
     flag.write_text("")
-    crasher = f"if [ -e {flag} ]; then rm {flag}; exit 42; fi; exec sleep 100000"
+    crasher = f"if [ -e {flag} ]; then rm {flag}; echo dying-now; exit 42; fi; exec sleep 100000"
     tenv.roster(["ok"], extra=f"  - name: crasher\n    runtime: custom\n    command: [sh, -c, {json.dumps(crasher)}]\n")
     result = tenv.inv("fleet.start")
-    # start may or may not see the crash (it checks right after creating the windows)...
-    assert result.returncode == 0 or "crasher (exit status 42)" in result.stderr, result.stderr
+    # start waits out the grace period, so it always sees the crash and names it...
+    assert result.returncode == 1, result.stderr
+    assert "crasher" in result.stderr and "exit status 42" in result.stderr and "dying-now" in result.stderr
+    assert "Traceback" not in result.stderr
 
-    def crashed() -> bool:
+    def recovered() -> bool:
         code, rows = tenv.status()
-        return code == 3 and (rows["crasher"]["active_state"], rows["crasher"]["exit_status"]) == ("failed", 42)
+        return code == 0 and rows["crasher"]["failures"] == 1 and rows["crasher"]["exit_status"] == 42
 
-    # ...but status always shows it failed, with its exit status.
+    # ...and its supervisor starts it again (once, after a 1 s back-off), keeping the count.
     deadline = time.monotonic() + 30
-    while not crashed():
+    while not recovered():
         assert time.monotonic() < deadline, tenv.status()
-        time.sleep(0.05)
-    assert tenv.status()[1]["ok"]["active_state"] == "active"
+        time.sleep(0.1)
+    assert tenv.status()[1]["ok"]["state"] == "running"
     tenv.inv_ok("fleet.restart", "--agent", "crasher")
     code, rows = tenv.status()
     assert code == 0
-    assert rows["crasher"]["exit_status"] is None
+    assert (rows["crasher"]["exit_status"], rows["crasher"]["failures"]) == (None, 0)
+
+
+def test_a_crash_looping_agent_is_paced_then_left_failed(tenv: TmuxEnv) -> None:
+    tenv.roster([], extra="  - name: looper\n    runtime: custom\n    command: [sh, -c, 'echo boom; exit 3']\n"
+                "    max_failures: 3\n    failure_window: 60\n")
+    assert tenv.inv("fleet.start").returncode == 1
+
+    def given_up() -> bool:
+        return tenv.status()[1]["looper"]["state"] == "failed"
+
+    deadline = time.monotonic() + 30
+    while not given_up():
+        assert time.monotonic() < deadline, tenv.status()
+        time.sleep(0.2)
+    row = tenv.status()[1]["looper"]
+    assert (row["failures"], row["exit_status"]) == (3, 3)
+    time.sleep(2.5)  # nothing restarts a failed agent on its own
+    assert tenv.status()[1]["looper"]["failures"] == 3
 
 
 def test_roster_cwd_env_and_args_reach_the_agent_on_tmux(tenv: TmuxEnv, tmp_path: Path) -> None:
