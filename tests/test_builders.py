@@ -3,36 +3,103 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import pytest
 
-from fleetlib import systemd, tmux
-from fleetlib.roster import Agent, parse_roster
-from fleetlib.units import agent_dropin_text, agent_template_text, exec_line, holder_unit_text, quote_word, unit_files
+from fleetlib import pane, systemd, tmux
+from fleetlib.pane import PaneSpec
+from fleetlib.procs import MARKER_ENV, marker
+from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, parse_roster
+from fleetlib.units import (
+    DROPIN_NAME,
+    SLICE,
+    agent_dropin_text,
+    agent_template_text,
+    cgroup_mounts,
+    exec_line,
+    holder_unit_text,
+    quote_word,
+    unit_files,
+)
 
 SOCK = Path("/home/u/.config/mosaic/fleet/run/tmux.sock")
+BASE_ENV = {"HOME": "/home/u", "PATH": "/opt/bin:/usr/bin", "LANG": "C.UTF-8"}
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", ";": ";", " ": " "}
 
 
-def systemd_unquote(line: str) -> list[str]:
-    """Undo quote_word the way systemd reads an Exec line (for the words we emit)."""
-    words = shlex.split(line.replace("\\;", "';'"))
-    return [w.replace("%%", "%").replace("$$", "$") for w in words]
+def systemd_words(value: str) -> list[str]:
+    """Split an ``Exec*=`` value the way systemd does (for the words we emit): words
+    separated by blanks, double quotes with C escapes, ``\\;`` a literal ``;``; then the
+    specifier (``%%``) and variable (``$$``) unescaping."""
+    words: list[str] = []
+    i = 0
+    while i < len(value):
+        if value[i].isspace():
+            i += 1
+            continue
+        word: list[str] = []
+        while i < len(value) and not value[i].isspace():
+            char = value[i]
+            if char in "\"'":
+                i += 1
+                while value[i] != char:
+                    if value[i] == "\\":
+                        word.append(_ESCAPES[value[i + 1]])
+                        i += 2
+                    else:
+                        word.append(value[i])
+                        i += 1
+                i += 1
+            elif char == "\\":
+                word.append(_ESCAPES[value[i + 1]])
+                i += 2
+            else:
+                word.append(char)
+                i += 1
+        words.append("".join(word).replace("%%", "%").replace("$$", "$"))
+    return words
+
+
+def exec_argv(text: str, key: str = "ExecStart") -> list[str]:
+    """The argv of the one ``key=`` line of a unit text (its ``-`` prefix dropped)."""
+    lines = [line for line in text.splitlines() if line.startswith(f"{key}=")]
+    assert len(lines) == 1, lines
+    value = lines[0].removeprefix(f"{key}=").removeprefix("-")
+    assert ";" not in value.split(), "a bare ';' would split the Exec line into two commands"
+    return systemd_words(value)
+
+
+# --------------------------------------------------------------------------- quoting
 
 
 @pytest.mark.parametrize(
     "word",
-    ["plain", "two words", "$HOME", "100%", 'say "hi"', "back\\slash", "a;b", ";", "", "tab\there", "#{window_name}"],
+    [
+        "plain",
+        "two words",
+        "$HOME",
+        "$$",
+        "100%",
+        "%i",
+        'say "hi"',
+        "back\\slash",
+        "a;b",
+        "a;",
+        ";",
+        "",
+        "tab\there",
+        "new\nline",
+        "#{window_name}",
+    ],
 )
 def test_quote_word_round_trips(word: str) -> None:
     quoted = quote_word(word)
     if word == ";":
         assert quoted == "\\;"
-        return
     assert "%" not in quoted.replace("%%", "")
     assert "$" not in quoted.replace("$$", "")
-    assert systemd_unquote(quoted.replace("\\t", "\t")) == [word]
+    assert systemd_words(quoted) == [word]
 
 
 def test_exec_line_prefix_and_quoting() -> None:
@@ -41,96 +108,349 @@ def test_exec_line_prefix_and_quoting() -> None:
         == "ExecStop=-/usr/bin/tmux kill-server"
     )
     assert exec_line("ExecStart", ["/bin/echo", "a b", "50%"]) == 'ExecStart=/bin/echo "a b" "50%%"'
+    assert exec_line("ExecStart", ["/bin/echo", ";", "$x"]) == 'ExecStart=/bin/echo \\; "$$x"'
+
+
+# --------------------------------------------------------------------------- the agent template
 
 
 def test_agent_template_requires_and_orders_after_the_holder() -> None:
-    text = agent_template_text("/usr/bin/tmux", SOCK, "roster.yaml")
+    text = agent_template_text("roster.yaml")
     assert "Requires=mosaic-tmux-holder.service\n" in text
     assert "After=mosaic-tmux-holder.service\n" in text
-    assert "Restart=always\n" in text
-    assert "StartLimitBurst=100\n" in text
-    assert "Type=oneshot" not in text
-    assert 'ExecStart=/usr/bin/tmux -S /home/u/.config/mosaic/fleet/run/tmux.sock wait-for "fleet-agent-%i"' in text
-    assert (
-        'ExecStopPost=-/usr/bin/tmux -S /home/u/.config/mosaic/fleet/run/tmux.sock kill-window -t "=fleet:=%i"' in text
-    )
     assert "WantedBy=default.target" in text
+    assert "Wants=" not in text  # Wants= would leave agents "active" with no window
 
 
-def test_holder_unit_runs_no_login_shell_and_restarts() -> None:
-    text = holder_unit_text("/usr/bin/tmux", SOCK, "/opt/bin:/usr/bin", "roster.yaml")
+def test_agent_template_start_limit_and_restart_only_when_its_client_fails() -> None:
+    text = agent_template_text("roster.yaml")
+    assert "StartLimitIntervalSec=10\n" in text
+    assert "StartLimitBurst=100\n" in text
+    assert "Restart=on-failure\n" in text  # the agent's own pacing is the pane supervisor's
+    assert "Type=simple\n" in text
+    assert "Type=oneshot" not in text
+    assert "ExecStart=" not in text  # the per-agent drop-in carries it
+
+
+def test_agent_template_kills_its_whole_cgroup_with_a_hangup_and_sits_beside_the_holder() -> None:
+    text = agent_template_text("roster.yaml")
+    assert "KillMode=control-group\n" in text
+    assert "SendSIGHUP=yes\n" in text
+    assert f"TimeoutStopSec={DEFAULT_STOP_TIMEOUT:g}\n" in text
+    assert f"Slice={SLICE}\n" in text
+    assert "ExecStopPost" not in text  # one process per start: no extra tmux client
+    assert "ExecStartPre" not in text
+
+
+def test_template_and_dropin_name_their_source() -> None:
+    assert "from /r/roster.yaml;" in agent_template_text("/r/roster.yaml")
+    agent = Agent(name="a1", runtime="codex")
+    assert "from /r/roster.yaml;" in agent_dropin_text(
+        agent, "tmux", SOCK, cwd="/", cgroup_mounts=(), source="/r/roster.yaml"
+    )
+
+
+# --------------------------------------------------------------------------- the holder
+
+
+def test_holder_starts_tmux_under_env_i_with_exactly_the_base_environment() -> None:
+    env = {**BASE_ENV, "ODD": 'v 50% $x "q";'}
+    text = holder_unit_text("/usr/bin/tmux", SOCK, env, "roster.yaml", "/usr/bin/env", 15.0)
+    argv = exec_argv(text)
+    assert argv[:2] == ["/usr/bin/env", "-i"]
+    assert argv[2 : 2 + len(env)] == [f"{key}={value}" for key, value in env.items()]
+    rest = argv[2 + len(env) :]
+    assert rest[:5] == ["/usr/bin/tmux", "-S", str(SOCK), "-f", "/dev/null"]
+    assert rest[5:14] == ["new-session", "-d", "-s", "fleet", "-n", "_holder", "--", "sleep", "infinity"]
+    assert "Environment=" not in text  # everything the server gets is on the env -i line
+
+
+def test_holder_keeps_dead_panes_and_signals_the_agents_channel_when_a_pane_dies() -> None:
+    argv = exec_argv(holder_unit_text("/usr/bin/tmux", SOCK, BASE_ENV, "r.yaml", "/usr/bin/env", 15.0))
+    keep = argv.index("remain-on-exit")
+    assert argv[keep - 2 : keep + 2] == ["set-option", "-wg", "remain-on-exit", "on"]
+    assert argv[keep - 3] == ";"  # its own command, before any window exists
+    hook = argv.index("pane-died")
+    assert argv[hook - 2 : hook] == ["set-hook", "-g"]
+    assert argv[hook + 1] == "run-shell -C 'wait-for -S fleet-agent-#{window_name}'"
+    assert tmux.channel("a1") == "fleet-agent-a1"
+
+
+def test_holder_unit_forks_restarts_and_stops_after_the_longest_agent() -> None:
+    text = holder_unit_text("/usr/bin/tmux", SOCK, BASE_ENV, "roster.yaml", "/usr/bin/env", 37.5)
     assert "Type=forking\n" in text
-    assert "-f /dev/null new-session -d -s fleet -n _holder -- sleep infinity" in text
-    assert "Environment=PATH=/opt/bin:/usr/bin\n" in text
     assert "Restart=always\n" in text
+    assert "SendSIGHUP=yes\n" in text
+    assert "TimeoutStopSec=37.5\n" in text
+    assert f"Slice={SLICE}\n" in text
+    assert "StartLimitBurst=100\n" in text
+    assert "WorkingDirectory=~\n" in text
+    assert exec_argv(text, "ExecStop") == ["/usr/bin/tmux", "-S", str(SOCK), "kill-server"]
+    assert "ExecStop=-" in text  # a server that is already gone is not a failed stop
 
 
-def test_agent_dropin_carries_command_args_cwd_and_env_literally() -> None:
-    agent = Agent(name="a1", runtime="custom", command=("my cli", "$(rm -rf /)"), args=("--x", "50%"), env={"K": "v v"})
-    line = agent_dropin_text(agent, "/usr/bin/tmux", SOCK, cwd="/work dir", source="r.yaml").splitlines()[-1]
-    assert line.startswith("ExecStartPre=/usr/bin/tmux -S ")
-    argv = systemd_unquote(line.removeprefix("ExecStartPre="))
-    assert argv[argv.index("-c") + 1] == "/work dir"
-    assert argv[argv.index("-e") + 1] == "K=v v"
-    assert argv[-4:] == ["my cli", "$(rm -rf /)", "--x", "50%"]
-    assert argv[argv.index("new-window") - 1] == ";"
+def test_holder_stop_timeout_is_the_longest_agent_stop_timeout_plus_a_margin(tmp_path: Path) -> None:
+    text = "version: 1\nagents:\n  - {name: a, runtime: codex, stop_timeout: 42}\n  - {name: b, runtime: codex}\n"
+    files = unit_files(
+        parse_roster(text, str(tmp_path / "r.yaml")),
+        tmux_bin="/usr/bin/tmux",
+        socket=SOCK,
+        environment=BASE_ENV,
+        user_home=Path("/home/u"),
+    )
+    assert "TimeoutStopSec=47\n" in files["mosaic-tmux-holder.service"]
 
 
-def test_unit_files_one_dropin_per_agent_and_resolved_cwd(tmp_path: Path) -> None:
-    text = "version: 1\nagents:\n  - {name: a, runtime: codex, cwd: ~/src}\n  - {name: b, runtime: claude, cwd: rel}\n"
+# --------------------------------------------------------------------------- the per-agent drop-in
+
+
+def _spec(agent: Agent, cwd: str, mounts: tuple[str, ...] = ()) -> PaneSpec:
+    return PaneSpec(
+        name=agent.name,
+        target=tmux.window_target(agent.name),
+        tmux="/usr/bin/tmux",
+        socket=str(SOCK),
+        cwd=cwd,
+        max_failures=agent.max_failures,
+        failure_window=agent.failure_window,
+        cgroup_mounts=mounts,
+        unit=systemd.agent_unit(agent.name),
+    )
+
+
+ODD = Agent(
+    name="a1",
+    runtime="custom",
+    command=("my cli", "$(rm -rf /)"),
+    args=("--x", "50%", "a;", ";", "$HOME"),
+    env={"K": "v v", "P": "100% $y;"},
+    stop_timeout=12.5,
+    max_failures=4,
+    failure_window=90,
+)
+ODD_CWD = "/work dir/50% $HOME;#{pane_id}"
+
+
+def test_dropin_exec_start_is_one_tmux_client_that_creates_the_window_then_waits_for_its_channel() -> None:
+    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
+    argv = exec_argv(text)
+    assert argv[:3] == ["/usr/bin/tmux", "-S", str(SOCK)]
+    assert argv.count("new-window") == 1
+    assert argv[0] == "/usr/bin/tmux"  # one client; the supervisor's own tmux calls are in its script
+    # a signal left pending by the previous generation is consumed first
+    assert argv[3:9] == ["wait-for", "-S", "fleet-agent-a1", ";", "wait-for", "fleet-agent-a1"]
+    assert argv[-3:] == [";", "wait-for", "fleet-agent-a1"]
+    assert argv.index("new-window") < len(argv) - 3
+    assert text.endswith("TimeoutStopSec=12.5\n")
+
+
+def test_dropin_runs_the_pane_supervisor_from_the_run_dir_with_the_agent_argv_literally() -> None:
+    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
+    argv = exec_argv(text)
+    spec = _spec(ODD, ODD_CWD, ("/sys/fs/cgroup",))
+    window = argv[argv.index("new-window") : -3]
+    dash = window.index("--")
+    expected = [tmux.literal(word) for word in pane.pane_argv(spec, ODD.argv(), SOCK.parent)]
+    assert window[dash + 1 :] == expected
+    assert window[dash + 1 : dash + 3] == ["/bin/sh", str(SOCK.parent / pane.SCRIPT_NAME)]
+    params = window[dash + 3 : dash + 12]
+    assert params == [
+        "a1", "=fleet:=a1", "/usr/bin/tmux", str(SOCK), ODD_CWD, "4", "90", "mosaic-agent@a1.service", "/sys/fs/cgroup",
+    ]  # fmt: skip
+    assert window[dash + 12 :] == ["--", "my cli", "$(rm -rf /)", "--x", "50%", "a\\;", "\\;", "$HOME"]
+
+
+def test_dropin_passes_env_and_marker_literally_with_no_tmux_cwd() -> None:
+    argv = exec_argv(agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=(), source="r"))
+    window = argv[argv.index("new-window") : argv.index("--")]
+    envs = [window[i + 1] for i, word in enumerate(window) if word == "-e"]
+    assert envs == ["K=v v", "P=100% $y\\;", f"{MARKER_ENV}={marker('a1', str(SOCK))}"]
+    assert "-c" not in window  # tmux expands formats in -c; the supervisor enters the cwd itself
+    assert window[window.index("-n") + 1] == "a1"
+    assert window[window.index("-t") + 1] == "=fleet:"
+
+
+def test_dropin_kills_a_leftover_window_and_counts_the_start() -> None:
+    argv = exec_argv(agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", cgroup_mounts=(), source="r"))
+    kill = argv.index("if-shell")
+    assert argv[kill : kill + 7] == [
+        "if-shell", "-F", "-t", "=fleet:", tmux.window_exists_format("a1"), "kill-window -t =fleet:=a1", ";",
+    ]  # fmt: skip
+    counter = argv.index("@fleet-starts-a1")
+    assert argv[counter - 3 : counter + 2] == [
+        "set-option",
+        "-g",
+        "-F",
+        "@fleet-starts-a1",
+        "#{e|+:#{@fleet-starts-a1},1}",
+    ]
+    assert kill < counter < argv.index("new-window")
+
+
+def test_dropin_supervisor_joins_the_units_cgroup_on_each_mount() -> None:
+    mounts = ("/sys/fs/cgroup", "/x y/systemd")
+    argv = exec_argv(agent_dropin_text(ODD, "tmux", SOCK, cwd="/", cgroup_mounts=mounts, source="r"))
+    script_at = argv.index(str(SOCK.parent / pane.SCRIPT_NAME))
+    assert argv[script_at + 8 : script_at + 10] == ["mosaic-agent@a1.service", "/sys/fs/cgroup:/x y/systemd"]
+    without = exec_argv(agent_dropin_text(ODD, "tmux", SOCK, cwd="/", cgroup_mounts=(), source="r"))
+    assert without[script_at + 9] == ""
+
+
+def test_unit_files_one_dropin_per_agent_home_as_default_cwd_and_resolved_tilde(tmp_path: Path) -> None:
+    text = (
+        "version: 1\nagents:\n  - {name: a, runtime: codex, cwd: ~/src}\n"
+        "  - {name: b, runtime: claude, cwd: /srv/b}\n  - {name: c, runtime: codex}\n"
+    )
     roster = parse_roster(text, str(tmp_path / "roster.yaml"))
-    files = unit_files(roster, tmux_bin="/usr/bin/tmux", socket=SOCK, path_env="/usr/bin", user_home=Path("/home/u"))
+    files = unit_files(
+        roster,
+        tmux_bin="/usr/bin/tmux",
+        socket=SOCK,
+        environment=BASE_ENV,
+        user_home=Path("/home/u"),
+        cgroup_mounts=("/sys/fs/cgroup",),
+    )
     assert sorted(files) == [
         "mosaic-agent@.service",
-        "mosaic-agent@a.service.d/50-fleet-roster.conf",
-        "mosaic-agent@b.service.d/50-fleet-roster.conf",
+        f"mosaic-agent@a.service.d/{DROPIN_NAME}",
+        f"mosaic-agent@b.service.d/{DROPIN_NAME}",
+        f"mosaic-agent@c.service.d/{DROPIN_NAME}",
         "mosaic-tmux-holder.service",
     ]
-    assert " -c /home/u/src " in files["mosaic-agent@a.service.d/50-fleet-roster.conf"]
-    assert f" -c {tmp_path}/rel " in files["mosaic-agent@b.service.d/50-fleet-roster.conf"]
+
+    def cwd_of(name: str) -> str:
+        argv = exec_argv(files[f"mosaic-agent@{name}.service.d/{DROPIN_NAME}"])
+        return argv[argv.index(str(SOCK.parent / pane.SCRIPT_NAME)) + 5]
+
+    assert cwd_of("a") == "/home/u/src"
+    assert cwd_of("b") == "/srv/b"
+    assert cwd_of("c") == "/home/u"  # no cwd: the home directory, as on the tmux backend
+    assert exec_argv(files["mosaic-tmux-holder.service"])[2:5] == [f"{k}={v}" for k, v in BASE_ENV.items()]
+
+
+# --------------------------------------------------------------------------- cgroup mounts
+
+MOUNTINFO_UNIFIED = """\
+22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/root rw
+35 22 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
+"""
+MOUNTINFO_HYBRID = """\
+22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/root rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid,nodev - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev - cgroup cgroup rw,cpu,cpuacct
+34 22 0:31 / /mnt/with\\040space rw - cgroup2 cgroup2 rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "expected"),
+    [
+        (MOUNTINFO_UNIFIED, ("/sys/fs/cgroup",)),
+        (MOUNTINFO_HYBRID, ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/mnt/with\\040space")),
+        ("", ()),
+        ("garbage\nmore garbage - x\n1 2 3 - cgroup2\n", ()),
+    ],
+)
+def test_cgroup_mounts_from_mountinfo(mountinfo: str, expected: tuple[str, ...]) -> None:
+    assert cgroup_mounts(mountinfo) == expected
+
+
+# --------------------------------------------------------------------------- tmux builders
 
 
 def test_tmux_targets_are_exact() -> None:
     assert tmux.window_target("a1") == "=fleet:=a1"
     assert tmux.kill_window_argv("tmux", SOCK, "a1")[-2:] == ["-t", "=fleet:=a1"]
     assert tmux.list_windows_argv("tmux", SOCK)[:6] == ["tmux", "-S", str(SOCK), "list-windows", "-t", "=fleet:"]
+    assert tmux.list_windows_argv("tmux", SOCK)[-3:] == [";", "show-options", "-g"]
 
 
-def test_systemd_panes_run_the_agent_itself_and_the_holder_hook_signals_its_exit() -> None:
-    argv = tmux.new_window_argv("/usr/bin/tmux", SOCK, "a1", ["codex", "a;"], cwd=None, env={})
-    assert argv[-3:] == ["--", "codex", "a\\;"]  # trailing ';' escaped for tmux's parser
-    holder = tmux.new_session_argv("/usr/bin/tmux", SOCK)
-    assert "pane-died" in holder
-    assert (
-        holder[holder.index("pane-died") + 1] == "run-shell -C 'wait-for -S fleet-agent-#{window_name}' ; kill-window"
+def test_agent_window_commands_run_the_supervisor_and_escape_trailing_semicolons() -> None:
+    agent = Agent(name="a1", runtime="custom", command=("codex", "a;"))
+    spec = _spec(agent, "/w")
+    commands = tmux.agent_window_commands(spec, agent.argv(), env={"K": "x;"}, run_dir=Path("/r"))
+    assert commands[-3:] == ["--", "codex", "a\\;"]  # trailing ';' escaped for tmux's parser
+    assert commands[commands.index("-e") + 1] == "K=x\\;"
+    dash = commands.index("--")
+    assert commands[dash + 1 :] == [tmux.literal(w) for w in pane.pane_argv(spec, agent.argv(), Path("/r"))]
+    assert commands[0] == "if-shell"  # no client prefix: composable into one longer client
+
+
+def test_new_window_argv_is_the_prefixed_commands_between_the_channel_reset_and_the_wait() -> None:
+    agent = Agent(name="a1", runtime="codex")
+    spec = _spec(agent, "/w")
+    argv = tmux.new_window_argv("/usr/bin/tmux", SOCK, spec, agent.argv(), env={}, run_dir=SOCK.parent)
+    body = tmux.agent_window_commands(spec, agent.argv(), env={}, run_dir=SOCK.parent)
+    assert argv == [
+        "/usr/bin/tmux", "-S", str(SOCK),
+        "wait-for", "-S", "fleet-agent-a1", ";", "wait-for", "fleet-agent-a1", ";",
+        *body, ";", "wait-for", "fleet-agent-a1",
+    ]  # fmt: skip
+
+
+def test_new_session_commands_keep_dead_panes_server_wide() -> None:
+    assert tmux.new_session_commands() == [
+        "new-session",
+        "-d",
+        "-s",
+        "fleet",
+        "-n",
+        "_holder",
+        "--",
+        "sleep",
+        "infinity",
+    ]
+    assert tmux.keep_dead_panes_commands() == ["set-option", "-wg", "remain-on-exit", "on"]
+
+
+@pytest.mark.parametrize(("word", "expected"), [("a", "a"), ("a;", "a\\;"), (";", "\\;"), ("a;b", "a;b"), ("", "")])
+def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) -> None:
+    assert tmux.literal(word) == expected
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_parse_windows_seven_fields_with_start_counters() -> None:
+    output = (
+        "_holder\t10\t0\t\t\t\t\n"
+        "a1\t11\t0\t\t\trunning\t\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\n"
+        "a2\t13\t0\t\t3\trestarting\t2\n"
+        "a3\t14\t1\t\t126\tfailed\t1\n"
+        "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
-    assert holder[holder.index("-wg") - 1 : holder.index("-wg") + 3] == ["set-option", "-wg", "remain-on-exit", "on"]
-
-
-def test_tmux_backend_pane_wrapper_records_the_exit_status() -> None:
-    argv = tmux.agent_window_commands(
-        "a1",
-        ["codex"],
-        cwd=None,
-        env={},
-        tmux="/usr/bin/tmux",
-        socket=Path("/a b/tmux.sock"),
-        on_exit=tmux.record_exit("a1"),
-    )
-    script = argv[argv.index("-c") + 1]
-    assert script == (
-        '"$@"; status=$?; /usr/bin/tmux -S \'/a b/tmux.sock\' set-option -w -t =fleet:=a1 @fleet-exit "$status"; exit $status'
-    )
-    assert argv[-2:] == ["fleet-agent-a1", "codex"]
-
-
-def test_parse_windows_with_start_counters() -> None:
-    output = "_holder\t10\t0\t\t\na1\t11\t0\t\t\na10\t12\t1\t\t7\n@fleet-starts-a1 3\n@fleet-starts-a10 1\nstatus on\n"
     windows = tmux.parse_windows(output)
-    assert windows["a1"] == tmux.Window("a1", 11, dead=False, starts=3)
-    assert windows["a10"].dead
-    assert windows["a10"].dead_status == 7
+    assert windows["a1"] == tmux.Window("a1", 11, dead=False, starts=3, state="running")
+    assert windows["a1"].live_pid == 11
+    assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
+    assert windows["a10"].live_pid is None
+    assert windows["a2"] == tmux.Window("a2", 13, False, None, None, "restarting", 2, 3)
+    assert windows["a3"].dead_status == 126  # no pane status: the supervisor's recorded one
     assert windows["_holder"].starts is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a1\t11\t0\t\t\t",  # six fields (the old format)
+        "a1\t11\t0\t\t\t\t\t",  # eight
+        "a1",
+        "",
+    ],
+)
+def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
+    assert tmux.parse_windows(line + "\n") == {}
+
+
+def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\n")
+    assert windows["a1"].pane_pid is None
+    assert windows["a1"].dead_status is None
+    assert windows["a1"].last_exit == -3
+    assert windows["a1"].deaths == 0
 
 
 def test_systemctl_builders_and_list_units_parsing() -> None:
@@ -139,9 +459,11 @@ def test_systemctl_builders_and_list_units_parsing() -> None:
     assert systemd.agent_unit("a1") == "mosaic-agent@a1.service"
     assert systemd.agent_name("mosaic-agent@a1.service") == "a1"
     assert systemd.agent_name("mosaic-tmux-holder.service") is None
+    assert systemd.agent_name("mosaic-agent@.service") is None
     rows = [
         {"unit": "mosaic-agent@a1.service", "load": "loaded", "active": "active", "sub": "running", "description": ""}
     ]
     states = systemd.parse_list_units(json.dumps(rows))
     assert states["mosaic-agent@a1.service"].active_state == "active"
     assert systemd.parse_list_units("not json") == {}
+    assert systemd.parse_list_units('[1, {"x": 2}]') == {}
