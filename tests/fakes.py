@@ -1,61 +1,291 @@
-"""A fake runner for unit tests of orchestration order (integration tests use the real thing).
+"""Fakes for unit tests of the lifecycle engine (integration tests use the real thing).
 
-It models just enough of a user manager and tmux to answer status queries: units become
-active on start/restart, inactive on stop, and an active agent has a window.
+* :class:`FakeClock` - the engine's injected clock and sleep: time moves only when the
+  engine sleeps, and a test can act at a given moment (``at``).
+* :class:`FakeRunner` - a runner that models just enough of a user manager and of the
+  fleet's tmux server for :class:`~fleetlib.backend_systemd.SystemdBackend`: units become
+  active on start/restart (a holder restart restarts every active agent once, as
+  ``Requires=``/``After=`` do), inactive on stop, and an active agent has a live window
+  with a new pane pid per generation.
+* :class:`FakeBackend` - an in-memory :class:`~fleetlib.engine.Backend` whose agents a test
+  scripts (dies at start, never comes up, refuses to stop), recording every primitive call
+  with the fake time it happened at.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from fleetlib.results import InstallResult
 from fleetlib.runner import Result
-from fleetlib.systemd import HOLDER_UNIT, agent_name
+from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.systemd import HOLDER_UNIT, UnitState, agent_name
+
+_PIDS = itertools.count(10_000)
+
+
+class FakeClock:
+    """Monotonic fake time; ``sleep`` advances it and runs the actions that fall due."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._due: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        due = [action for when, action in self._due if when <= self.now]
+        self._due = [(when, action) for when, action in self._due if when > self.now]
+        for action in due:
+            action()
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at the first sleep that reaches ``when`` (absolute fake time)."""
+        self._due.append((when, action))
+
+    def after(self, seconds: float, action: Callable[[], None]) -> None:
+        self.at(self.now + seconds, action)
+
+
+# --------------------------------------------------------------------------- a fake runner
+
+
+def _split_systemctl(args: list[str]) -> tuple[str, list[str]]:
+    words = [word for word in args[2:] if not word.startswith("--")]
+    return words[0], words[1:]
 
 
 class FakeRunner:
+    """Records every command; answers systemctl and tmux as a tiny healthy fleet would."""
+
     dry_run = False
 
     def __init__(self, fail: Callable[[list[str]], bool] = lambda argv: False) -> None:
         self.calls: list[list[str]] = []
         self.events: list[str] = []
         self.active: set[str] = set()
+        self.panes: dict[str, int] = {}  # agent -> its live window's pane pid
+        self.starts: dict[str, int] = {}  # agent -> how often its window was created
         self.fail = fail
 
+    # queries used by tests
     def systemctl_calls(self) -> list[list[str]]:
-        """Mutating systemctl calls (queries and reset-failed left out)."""
-        skip = {"list-units", "reset-failed", "is-system-running"}
-        return [c for c in self.calls if c[0] == "systemctl" and not skip & set(c)]
+        """Mutating systemctl calls (queries and reset-failed left out), options dropped."""
+        calls = []
+        for call in self.calls:
+            if call[0] != "systemctl":
+                continue
+            action, units = _split_systemctl(call)
+            if action not in ("list-units", "reset-failed", "is-system-running"):
+                calls.append(["systemctl", "--user", action, *units])
+        return calls
 
-    def run(self, argv: Sequence[str], *, input: str | None = None, cwd: str | None = None) -> Result:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        env: Any = None,
+    ) -> Result:
         args = list(argv)
         if "list-units" in args or "list-windows" in args:
             return self._query(args)
         self.calls.append(args)
-        self.events.append("run:" + " ".join(args[2:]))
+        if args[0] != "systemctl":
+            self.events.append("tmux:" + " ".join(args[3:]))
+            return Result(tuple(args), 0)
+        action, units = _split_systemctl(args)
+        if action == "is-system-running":
+            return Result(tuple(args), 0, "running\n")
+        self.events.append(f"run:{action} {' '.join(units)}")
         if self.fail(args):
-            return Result(tuple(args), 1, "", f"Failed to {args[2]} {args[-1]}: Operation refused")
-        action, units = args[2], args[3:]
+            return Result(tuple(args), 1, "", f"Failed to {action} {units[-1]}: Operation refused")
         for unit in units:
-            if action in ("start", "restart"):
-                self.active.add(unit)
-                if unit != HOLDER_UNIT:
-                    self.active.add(HOLDER_UNIT)  # Requires= pulls the holder in
-            elif action == "stop":
-                self.active.discard(unit)
-                if unit == HOLDER_UNIT:  # Requires= stops agents with it
-                    self.active = {u for u in self.active if agent_name(u) is None}
+            self._apply(action, unit)
         return Result(tuple(args), 0)
 
-    def run_all(self, argvs: Sequence[Sequence[str]]) -> list[Result]:
+    def _apply(self, action: str, unit: str) -> None:
+        name = agent_name(unit)
+        if action in ("start", "restart"):
+            if unit == HOLDER_UNIT:
+                if action == "restart":  # Requires= propagates the restart to every active agent
+                    for agent in [agent_name(u) for u in self.active if agent_name(u)]:
+                        self._new_generation(agent or "")
+                self.active.add(unit)
+            elif action == "restart" or unit not in self.active:
+                self.active.update({unit, HOLDER_UNIT})  # Requires= pulls the holder in
+                self._new_generation(name or "")
+        elif action == "stop":
+            self.active.discard(unit)
+            if name:
+                self.panes.pop(name, None)
+            if unit == HOLDER_UNIT:  # Requires= stops agents with it
+                self.active = {u for u in self.active if agent_name(u) is None}
+                self.panes.clear()
+
+    def _new_generation(self, name: str) -> None:
+        self.panes[name] = next(_PIDS)
+        self.starts[name] = self.starts.get(name, 0) + 1
+
+    def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
         return [self.run(argv) for argv in argvs]
+
+    def interactive(self, argv: Sequence[str]) -> int:
+        return self.run(argv).returncode
 
     def _query(self, args: list[str]) -> Result:
         if "list-windows" in args:
-            windows = [agent_name(u) for u in sorted(self.active) if agent_name(u)]
-            listing = "".join(f"{w}\t{100 + i}\t0\t\t\n" for i, w in enumerate(windows))
-            return Result(tuple(args), 0, listing + "".join(f"@fleet-starts-{w} 1\n" for w in windows))
-        if "list-units" in args:
-            rows = [{"unit": u, "load": "loaded", "active": "active", "sub": "running"} for u in sorted(self.active)]
-            return Result(tuple(args), 0, json.dumps(rows))
-        raise AssertionError(f"unexpected query {args}")
+            rows = "".join(f"{name}\t{pid}\t0\t\t\trunning\t0\n" for name, pid in sorted(self.panes.items()))
+            counters = "".join(f"@fleet-starts-{name} {count}\n" for name, count in sorted(self.starts.items()))
+            up = HOLDER_UNIT in self.active
+            return Result(tuple(args), 0 if up else 1, rows + counters if up else "", "" if up else "no server")
+        rows_json = [{"unit": u, "load": "loaded", "active": "active", "sub": "running"} for u in sorted(self.active)]
+        return Result(tuple(args), 0, json.dumps(rows_json))
+
+
+# --------------------------------------------------------------------------- a fake backend
+
+
+@dataclass
+class FakeAgent:
+    """One agent as the fake backend shows it; the ``on_*`` fields script its behaviour."""
+
+    name: str
+    state: str = "stopped"
+    pid: int | None = None
+    pane_pid: int | None = None
+    exit_status: int | None = None
+    failures: int = 0
+    sub_state: str = "dead"
+    output: str = ""
+    # behaviour
+    on_launch: str = "runs"  # "runs", "dies" (exits at once), "never" (stays starting)
+    dies_after: float | None = None  # with "runs": exits this many fake seconds after launch
+    exit_code: int = 1
+    stops: bool = True  # False: its window stays up after terminate
+
+    def row(self) -> AgentStatus:
+        window = self.state in ("running", "restarting")
+        active = {"running": "active", "starting": "activating", "stopping": "deactivating"}.get(self.state, "inactive")
+        return AgentStatus(
+            name=self.name,
+            state=self.state,
+            unit=f"fake@{self.name}",
+            load_state="loaded",
+            active_state="failed" if self.state == "failed" else active,
+            sub_state=self.sub_state,
+            pid=self.pid if window else None,
+            restarts=None,
+            window=window,
+            exit_status=self.exit_status,
+            failures=self.failures,
+            pane_pid=self.pane_pid,
+        )
+
+
+@dataclass
+class FakeBackend:
+    """An in-memory backend; ``calls`` holds ``(fake time, primitive, names)`` per call."""
+
+    clock: FakeClock
+    agents: dict[str, FakeAgent]
+    name: str = "fake"
+    fast_restart: bool = False
+    holder_up: bool = False
+    refuse: dict[str, str] = field(default_factory=dict)  # terminate() refusals
+    calls: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+
+    @property
+    def unit_dir(self) -> Path | None:
+        return None
+
+    def _record(self, primitive: str, names: Sequence[str] = ()) -> None:
+        self.calls.append((self.clock.now, primitive, tuple(names)))
+
+    def primitives_called(self) -> list[str]:
+        return [primitive for _, primitive, _ in self.calls]
+
+    def changes(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The calls that change the fleet, in order."""
+        return [(p, names) for _, p, names in self.calls if p in ("launch", "terminate", "restart_all", "cleanup")]
+
+    def preflight(self, names: list[str]) -> None:
+        self._record("preflight", names)
+
+    def observe(self, names: list[str]) -> FleetStatus:
+        self._record("observe", names)
+        holder = UnitState("fake-holder", "loaded", "active" if self.holder_up else "inactive")
+        return FleetStatus(self.name, holder, [self.agents[name].row() for name in names])
+
+    def launch(self, names: list[str], *, holder: bool) -> None:
+        self._record("launch", names)
+        if holder:
+            self.holder_up = True
+        for name in names:
+            self._start(self.agents[name])
+
+    def _start(self, agent: FakeAgent) -> None:
+        agent.pane_pid = next(_PIDS)
+        agent.failures, agent.exit_status = 0, None
+        if agent.on_launch == "dies":
+            agent.state, agent.pid, agent.failures, agent.exit_status = "failed", None, 1, agent.exit_code
+        elif agent.on_launch == "never":
+            agent.state, agent.pid = "starting", None
+        else:
+            agent.state, agent.pid, agent.sub_state = "running", agent.pane_pid, "running"
+            if agent.dies_after is not None:
+                pane = agent.pane_pid
+
+                def die() -> None:
+                    if agent.pane_pid == pane and agent.state == "running":
+                        agent.state, agent.pid, agent.failures = "failed", None, 1
+                        agent.exit_status = agent.exit_code
+
+                self.clock.after(agent.dies_after, die)
+
+    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
+        self._record("terminate", names)
+        refused = {name: why for name, why in self.refuse.items() if name in names}
+        for name in names:
+            agent = self.agents[name]
+            if name not in refused and agent.stops:
+                agent.state, agent.pid = "stopped", None
+        if holder and "(holder)" not in self.refuse:
+            self.holder_up = False
+        return refused
+
+    def restart_all(self, names: list[str]) -> None:
+        self._record("restart_all", names)
+        self.holder_up = True
+        for name in names:
+            self._start(self.agents[name])
+
+    def cleanup(self, names: list[str], *, holder: bool) -> None:
+        self._record("cleanup", names)
+
+    def last_output(self, name: str, lines: int) -> str:
+        self._record("last_output", [name])
+        return self.agents[name].output
+
+    def install(self, *, enable: bool) -> InstallResult:
+        return InstallResult("install", self.name)
+
+    def uninstall(self) -> InstallResult:
+        return InstallResult("uninstall", self.name)
+
+    def journal(self, name: str, lines: int) -> str | None:
+        return None
+
+    def desired_unit_files(self) -> dict[str, str]:
+        return {}

@@ -1,7 +1,8 @@
-"""Orchestration order with a fake runner: the reference's fleet scenarios, ported.
+"""Orchestration order on the systemd backend with a fake runner: the reference's fleet
+scenarios, ported to the lifecycle engine.
 
 These check *which commands run in which order*; the behaviour of the real manager and
-tmux is covered by test_fleet_systemd.py.
+tmux is covered by test_fleet_systemd.py, the engine's waits by test_engine_unit.py.
 """
 
 from __future__ import annotations
@@ -11,40 +12,56 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.fleet import Fleet
+from fleetlib.backend_systemd import SystemdBackend
+from fleetlib.engine import Lifecycle
+from fleetlib.errors import FleetError
 from fleetlib.lock import STALE_S, restart_lock_path
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import parse_roster
-from fleetlib.runner import DryRunRunner
-from tests.fakes import FakeRunner
+from fleetlib.runner import DryRunRunner, Runner
+from tests.fakes import FakeClock, FakeRunner
 
-ROSTER = "version: 1\ntransport: tmux\nagents:\n  - name: coder0\n    runtime: codex\n"
+ROSTER = "version: 1\nagents:\n  - name: coder0\n    runtime: codex\n"
 TWO = ROSTER + "  - name: coder1\n    runtime: claude\n  - name: coder2\n    runtime: gemini\n"
+HOLDER = "mosaic-tmux-holder.service"
+AGENTS = ["mosaic-agent@coder0.service", "mosaic-agent@coder1.service", "mosaic-agent@coder2.service"]
 
 
-def make_fleet(home: Path, runner: object, text: str = ROSTER, **lock_options: object) -> Fleet:
+def make_fleet(home: Path, runner: Runner, text: str = ROSTER, **lock_options: object) -> Lifecycle:
+    """A Lifecycle on the systemd backend with ``runner``, its units "installed"."""
     paths = FleetPaths.resolve(home)
     paths.roster.parent.mkdir(parents=True, exist_ok=True)
     paths.roster.write_text(text)
-    fleet = Fleet(
+    roster = parse_roster(text, str(paths.roster))
+    clock = FakeClock()
+    backend = SystemdBackend(
         paths=paths,
-        roster=parse_roster(text, str(paths.roster)),
-        runner=runner,  # type: ignore[arg-type]
-        unit_dir=home / "units",
+        roster=roster,
+        runner=runner,
         tmux_bin="/usr/bin/tmux",
-        sleep=lambda _: None,
-        lock_options=dict(lock_options),
+        units_at=home / "units",
+        environ={"HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
-    for relative, content in fleet.desired_files().items():  # "installed"
-        (fleet.unit_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-        (fleet.unit_dir / relative).write_text(content)
-    return fleet
+    for relative, content in backend.desired_unit_files().items():
+        (home / "units" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (home / "units" / relative).write_text(content)
+    options: dict[str, object] = {"log": lambda _: None, **lock_options}
+    return Lifecycle(
+        paths=paths,
+        roster=roster,
+        runner=runner,
+        primitives=backend,
+        sleep=clock.sleep,
+        clock=clock,
+        lock_options=options,
+        timeout=30,
+    )
 
 
 def hold_fresh_lock(home: Path, content: str | None = None) -> Path:
+    """Another restart's lock (no host line: its owner's liveness is unknown, so it is waited for)."""
     path = restart_lock_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.write_text(content or f"4242\n{int(time.time() * 1000)}\n")
     return path
 
@@ -57,9 +74,10 @@ def test_reentry_guard_waits_for_in_flight_restart_before_any_systemctl_call(tmp
         runner.events.append("sleep")
         lock.unlink(missing_ok=True)  # the in-flight restart finishes
 
-    make_fleet(tmp_path, runner, sleep=sleep).restart()
+    result = make_fleet(tmp_path, runner, sleep=sleep).restart()
+    assert result.ok
     assert runner.events[0] == "sleep"
-    assert "run:restart mosaic-tmux-holder.service" in runner.events
+    assert runner.events.index("sleep") < runner.events.index(f"run:restart {HOLDER}")
     assert "run:start mosaic-agent@coder0.service" in runner.events
     assert not lock.exists()
 
@@ -68,10 +86,13 @@ def test_breaks_a_stale_restart_lock_and_restarts_without_waiting(tmp_path: Path
     runner = FakeRunner()
     lock = hold_fresh_lock(tmp_path, f"4242\n{int((time.time() - STALE_S - 1) * 1000)}\n")
     sleeps: list[float] = []
-    make_fleet(tmp_path, runner, sleep=sleeps.append, log=lambda _: None).restart()
+    logged: list[str] = []
+    result = make_fleet(tmp_path, runner, sleep=sleeps.append, log=logged.append).restart()
+    assert result.ok
     assert sleeps == []
+    assert any("stale" in line for line in logged)
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "restart", "mosaic-tmux-holder.service"],
+        ["systemctl", "--user", "restart", HOLDER],
         ["systemctl", "--user", "start", "mosaic-agent@coder0.service"],
     ]
     assert not lock.exists()
@@ -81,77 +102,139 @@ def test_sequential_restarts_both_run_fully_without_waiting(tmp_path: Path) -> N
     runner = FakeRunner()
     sleeps: list[float] = []
     fleet = make_fleet(tmp_path, runner, sleep=sleeps.append)
-    fleet.restart()
-    fleet.restart()
+    first, second = fleet.restart(), fleet.restart()
+    assert first.ok
+    assert second.ok
     assert sleeps == []
     assert runner.systemctl_calls() == 2 * [
-        ["systemctl", "--user", "restart", "mosaic-tmux-holder.service"],
+        ["systemctl", "--user", "restart", HOLDER],
         ["systemctl", "--user", "start", "mosaic-agent@coder0.service"],
     ]
 
 
 def test_single_agent_restart_is_guarded_by_the_restart_lock(tmp_path: Path) -> None:
     runner = FakeRunner()
+    fleet = make_fleet(tmp_path, runner)
+    assert fleet.start().ok
+    runner.calls.clear()
     lock = hold_fresh_lock(tmp_path)
 
     def sleep(_: float) -> None:
         runner.events.append("sleep")
         lock.unlink(missing_ok=True)
 
-    make_fleet(tmp_path, runner, sleep=sleep).restart("coder0")
+    fleet.lock_options["sleep"] = sleep
+    runner.events.clear()
+    result = fleet.restart("coder0")
+    assert result.ok, result.failures
+    assert [a.action for a in result.agents] == ["restarted"]
+    assert result.holder is None
     assert runner.events[0] == "sleep"
-    assert runner.systemctl_calls() == [["systemctl", "--user", "restart", "mosaic-agent@coder0.service"]]
+    # stop, wait until gone, then a fresh start: the holder is never touched
+    assert runner.systemctl_calls() == [
+        ["systemctl", "--user", "stop", "mosaic-agent@coder0.service"],
+        ["systemctl", "--user", "restart", "mosaic-agent@coder0.service"],
+    ]
 
 
 def test_whole_fleet_restart_restarts_each_agent_once_via_the_holder(tmp_path: Path) -> None:
     runner = FakeRunner()
-    make_fleet(tmp_path, runner, TWO).restart()
-    agents = ["mosaic-agent@coder0.service", "mosaic-agent@coder1.service", "mosaic-agent@coder2.service"]
+    fleet = make_fleet(tmp_path, runner, TWO)
+    assert fleet.start().ok
+    before = dict(runner.starts)
+    runner.calls.clear()
+    result = fleet.restart()
+    assert result.ok
+    assert result.holder == "restarted"
+    assert [a.action for a in result.agents] == ["restarted"] * 3
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "restart", "mosaic-tmux-holder.service"],
-        ["systemctl", "--user", "start", *agents],  # a no-op for agents the holder already restarted
+        ["systemctl", "--user", "restart", HOLDER],
+        ["systemctl", "--user", "start", *AGENTS],  # merged into the restart jobs (starts those that were down)
     ]
+    assert {name: runner.starts[name] - before[name] for name in before} == {"coder0": 1, "coder1": 1, "coder2": 1}
     resets = [c for c in runner.calls if "reset-failed" in c]
-    assert resets == [["systemctl", "--user", "reset-failed", "mosaic-tmux-holder.service", *agents]]
+    assert resets == [["systemctl", "--user", "reset-failed", HOLDER, *AGENTS]]
+
+
+def test_whole_fleet_restart_starts_agents_that_were_down_once(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    result = make_fleet(tmp_path, runner, TWO).restart()
+    assert result.ok
+    assert runner.starts == {"coder0": 1, "coder1": 1, "coder2": 1}
+
+
+def test_start_starts_only_what_is_down_and_waits_until_each_is_up(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    fleet = make_fleet(tmp_path, runner, TWO)
+    assert fleet.start("coder1").ok
+    runner.calls.clear()
+    result = fleet.start()
+    assert result.ok
+    assert {a.name: a.action for a in result.agents} == {
+        "coder0": "started",
+        "coder1": "unchanged",
+        "coder2": "started",
+    }
+    assert runner.systemctl_calls() == [
+        ["systemctl", "--user", "start", HOLDER],
+        ["systemctl", "--user", "restart", AGENTS[0], AGENTS[2]],
+    ]
+    assert all(a.seconds >= 1.0 for a in result.agents if a.action == "started")  # the start grace
 
 
 def test_fleet_stop_attempts_every_agent_and_the_holder_even_when_an_agent_stop_fails(tmp_path: Path) -> None:
-    runner = FakeRunner(fail=lambda argv: argv[2] == "stop" and "mosaic-agent@coder1.service" in argv)
+    runner = FakeRunner(fail=lambda argv: "stop" in argv and "mosaic-agent@coder1.service" in argv)
     fleet = make_fleet(tmp_path, runner, TWO)
-    fleet.start()
-    with pytest.raises(FleetOperationError, match="stop failed for 1 unit") as caught:
-        fleet.stop()
-    assert "coder1" in str(caught.value)
+    assert fleet.start().ok
+    result = fleet.stop()
+    assert not result.ok
+    outcomes = {a.name: a for a in result.agents}
+    assert outcomes["coder1"].action == "failed"
+    assert "Operation refused" in (outcomes["coder1"].error or "")
+    assert outcomes["coder0"].action == outcomes["coder2"].action == "stopped"
+    assert result.holder == "stopped"
     stops = [c[3:] for c in runner.systemctl_calls() if c[2] == "stop"]
     attempted = {unit for units in stops for unit in units}
-    assert attempted == {
-        "mosaic-agent@coder0.service",
-        "mosaic-agent@coder1.service",
-        "mosaic-agent@coder2.service",
-        "mosaic-tmux-holder.service",
-    }
-    assert stops[-1] == ["mosaic-tmux-holder.service"]
+    assert attempted == {*AGENTS, HOLDER}
+    assert [HOLDER] in stops  # asked on its own after the batch was refused
 
 
 def test_unknown_agent_and_missing_units_are_user_errors(tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path, FakeRunner())
-    with pytest.raises(FleetError, match="unknown agent 'ghost'"):
+    runner = FakeRunner()
+    fleet = make_fleet(tmp_path, runner)
+    with pytest.raises(FleetError, match="unknown agent 'ghost'") as unknown:
         fleet.restart("ghost")
-    (fleet.unit_dir / "mosaic-tmux-holder.service").unlink()
-    with pytest.raises(FleetError, match=r"run `inv fleet\.install`") as caught:
+    assert unknown.value.exit_code == 2
+    (tmp_path / "units" / HOLDER).unlink()
+    with pytest.raises(FleetError, match=r"run `fleet install`") as caught:
         fleet.start()
+    assert caught.value.exit_code == 2
+    assert runner.calls == []
+    assert not restart_lock_path(tmp_path).exists()
+
+
+def test_an_agent_added_to_the_roster_without_install_is_a_user_error(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, FakeRunner())
+    (tmp_path / "units" / "mosaic-agent@coder0.service.d" / "50-fleet-roster.conf").unlink()
+    with pytest.raises(FleetError, match=r"agent\(s\) coder0 are not installed") as caught:
+        fleet.restart()
     assert caught.value.exit_code == 2
 
 
-def test_dry_run_prints_commands_and_runs_none(tmp_path: Path) -> None:
+def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> None:
     printed: list[str] = []
     fleet = make_fleet(tmp_path, DryRunRunner(echo=printed.append), TWO)
-    fleet.restart()
-    fleet.stop()
-    assert printed[0].startswith("would run: systemctl --user reset-failed")
-    assert "would run: systemctl --user restart mosaic-tmux-holder.service" in printed
+    restart = fleet.restart()
+    assert restart.dry_run
+    assert [a.action for a in restart.agents] == ["would restart"] * 3
+    assert restart.holder == "would restart"
+    assert printed[0] == f"would run: systemctl --user reset-failed {HOLDER} {' '.join(AGENTS)}"
+    assert f"would run: systemctl --user --no-block restart {HOLDER}" in printed
+    assert restart.commands == [line.removeprefix("would run: ").split() for line in printed]
+    stop = fleet.stop("coder1")
+    assert [a.action for a in stop.agents] == ["would stop"]
+    assert stop.holder is None
+    start = fleet.start()
+    assert [a.action for a in start.agents] == ["would start"] * 3
     assert not restart_lock_path(tmp_path).exists()
-    (fleet.unit_dir / "mosaic-agent@.service").unlink()
-    lines = fleet.install()
-    assert any(line.startswith("would write") for line in lines)
-    assert not (fleet.unit_dir / "mosaic-agent@.service").exists()
+    assert not (tmp_path / "fleet" / "run" / "tmux.sock").exists()
