@@ -192,7 +192,7 @@ class Lifecycle(FleetContext):
                 if todo or (whole and not before.holder_up):
                     fence()
                     self.primitives.launch(todo, holder=whole)
-                    holder = "unchanged" if before.holder_up or not whole else "started"
+                    holder = None if not whole else "unchanged" if before.holder_up else "started"
                     self._wait_up(trackers, todo, "started", began, fence)
                 else:
                     holder = "unchanged" if whole else None

@@ -43,9 +43,10 @@ def window_target(name: str) -> str:
     return f"={SESSION}:={name}"
 
 
-def channel(name: str) -> str:
-    """The ``wait-for`` channel signalled when the agent exits (systemd backend)."""
-    return f"fleet-agent-{name}"
+# The ``wait-for`` channel signalled when a window's pane dies (systemd backend), as a
+# format expanded in the window's context: window ids are never reused by a server, so a
+# late signal from a previous generation's pane can never end the current generation's wait.
+CHANNEL_FORMAT: Final = "fleet-agent-#{window_id}"
 
 
 def new_session_argv(tmux: str, socket: Path) -> list[str]:
@@ -55,7 +56,7 @@ def new_session_argv(tmux: str, socket: Path) -> list[str]:
     why its agent exited, see :mod:`fleetlib.pane`), and a server-wide hook signals the
     agent's channel whenever its pane dies, however it died (even SIGKILL of the
     supervisor), so the unit's main process, waiting on that channel, ends with it."""
-    on_death = f"run-shell -C {shlex.quote('wait-for -S ' + channel('#{window_name}'))}"
+    on_death = f"run-shell -C {shlex.quote('wait-for -S ' + CHANNEL_FORMAT)}"
     return [
         *tmux_base(tmux, socket), "-f", "/dev/null", *new_session_commands(), ";", *keep_dead_panes_commands(), ";",
         "set-hook", "-g", "pane-died", on_death,
@@ -119,13 +120,11 @@ def new_window_argv(
 ) -> list[str]:
     """One tmux client that replaces the agent's window and then waits until its pane
     dies (systemd backend: this client is the unit's main process)."""
-    # A signal sent while nobody waited (the pane of a previous generation died after its
-    # unit's main process was stopped) stays pending in tmux and would end the next wait at
-    # once: signal and consume it first, so the wait below is for this generation only.
-    chan = channel(spec.name)
-    reset = ["wait-for", "-S", chan, ";", "wait-for", chan, ";"]
     commands = agent_window_commands(spec, argv, env=env, run_dir=run_dir)
-    return [*tmux_base(tmux, socket), *reset, *commands, ";", "wait-for", chan]
+    # run-shell -C expands the channel in the new window's context and keeps this client
+    # waiting until that wait ends.
+    wait = ["run-shell", "-C", "-t", window_target(spec.name), f"wait-for {CHANNEL_FORMAT}"]
+    return [*tmux_base(tmux, socket), *commands, ";", *wait]
 
 
 def view_commands(name: str, view: str, *, read_only: bool) -> list[str]:
@@ -147,10 +146,6 @@ def kill_session_argv(tmux: str, socket: Path, session: str) -> list[str]:
 
 def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-window", "-t", window_target(name)]
-
-
-def wait_for_argv(tmux: str, socket: Path, name: str) -> list[str]:
-    return [*tmux_base(tmux, socket), "wait-for", channel(name)]
 
 
 def list_windows_argv(tmux: str, socket: Path) -> list[str]:

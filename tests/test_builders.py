@@ -172,8 +172,8 @@ def test_holder_keeps_dead_panes_and_signals_the_agents_channel_when_a_pane_dies
     assert argv[keep - 3] == ";"  # its own command, before any window exists
     hook = argv.index("pane-died")
     assert argv[hook - 2 : hook] == ["set-hook", "-g"]
-    assert argv[hook + 1] == "run-shell -C 'wait-for -S fleet-agent-#{window_name}'"
-    assert tmux.channel("a1") == "fleet-agent-a1"
+    assert argv[hook + 1] == "run-shell -C 'wait-for -S fleet-agent-#{window_id}'"
+    assert tmux.CHANNEL_FORMAT == "fleet-agent-#{window_id}"  # window ids are never reused by a server
 
 
 def test_holder_unit_forks_restarts_and_stops_after_the_longest_agent() -> None:
@@ -237,10 +237,10 @@ def test_dropin_exec_start_is_one_tmux_client_that_creates_the_window_then_waits
     assert argv[:3] == ["/usr/bin/tmux", "-S", str(SOCK)]
     assert argv.count("new-window") == 1
     assert argv[0] == "/usr/bin/tmux"  # one client; the supervisor's own tmux calls are in its script
-    # a signal left pending by the previous generation is consumed first
-    assert argv[3:9] == ["wait-for", "-S", "fleet-agent-a1", ";", "wait-for", "fleet-agent-a1"]
-    assert argv[-3:] == [";", "wait-for", "fleet-agent-a1"]
-    assert argv.index("new-window") < len(argv) - 3
+    # it waits on the new window's own channel (a late signal of a previous generation's
+    # pane goes to that pane's window id, never to this one)
+    assert argv[-6:] == [";", "run-shell", "-C", "-t", "=fleet:=a1", "wait-for fleet-agent-#{window_id}"]
+    assert argv.index("new-window") < len(argv) - 6
     assert text.endswith("TimeoutStopSec=12.5\n")
 
 
@@ -248,7 +248,7 @@ def test_dropin_runs_the_pane_supervisor_from_the_run_dir_with_the_agent_argv_li
     text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
     argv = exec_argv(text)
     spec = _spec(ODD, ODD_CWD, ("/sys/fs/cgroup",))
-    window = argv[argv.index("new-window") : -3]
+    window = argv[argv.index("new-window") : -6]
     dash = window.index("--")
     expected = [tmux.literal(word) for word in pane.pane_argv(spec, ODD.argv(), SOCK.parent)]
     assert window[dash + 1 :] == expected
@@ -378,15 +378,14 @@ def test_agent_window_commands_run_the_supervisor_and_escape_trailing_semicolons
     assert commands[0] == "if-shell"  # no client prefix: composable into one longer client
 
 
-def test_new_window_argv_is_the_prefixed_commands_between_the_channel_reset_and_the_wait() -> None:
+def test_new_window_argv_is_the_prefixed_commands_then_the_wait_on_the_new_windows_channel() -> None:
     agent = Agent(name="a1", runtime="codex")
     spec = _spec(agent, "/w")
     argv = tmux.new_window_argv("/usr/bin/tmux", SOCK, spec, agent.argv(), env={}, run_dir=SOCK.parent)
     body = tmux.agent_window_commands(spec, agent.argv(), env={}, run_dir=SOCK.parent)
     assert argv == [
         "/usr/bin/tmux", "-S", str(SOCK),
-        "wait-for", "-S", "fleet-agent-a1", ";", "wait-for", "fleet-agent-a1", ";",
-        *body, ";", "wait-for", "fleet-agent-a1",
+        *body, ";", "run-shell", "-C", "-t", "=fleet:=a1", "wait-for fleet-agent-#{window_id}",
     ]  # fmt: skip
 
 
