@@ -142,9 +142,14 @@ class SubprocessRunner:
             try:
                 out, err = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
+                # Do not read to EOF after the kill: a tmux client hands its stdout to the
+                # server, so a frozen server would keep the pipe open for ever.
                 proc.kill()
-                out, err = proc.communicate()
-                results.append(Result(tuple(argv), TIMED_OUT, out, timeout_message(argv, limit)))
+                proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                results.append(Result(tuple(argv), TIMED_OUT, "", timeout_message(argv, limit)))
                 continue
             results.append(Result(tuple(argv), proc.returncode, out, err))
         return results

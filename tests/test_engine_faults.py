@@ -371,7 +371,9 @@ def test_8_a_missing_command_under_systemd_fails_fast_and_leaves_the_unit_inacti
         restarts = user_manager.systemctl("show", "-p", "NRestarts", "--value", "mosaic-agent@m1.service").stdout
         assert int(restarts.strip() or 0) == 0
         assert user_manager.systemctl("is-active", "mosaic-agent@m1.service").stdout.strip() == "inactive"
-        assert fault.status()["m1"]["state"] == "failed"
+        row = fault.status()["m1"]
+        holder = user_manager.systemctl("status", "mosaic-tmux-holder.service").stdout
+        assert row["state"] == "failed", (row, holder)
     finally:
         fault.cleanup()
 
