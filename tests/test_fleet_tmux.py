@@ -123,7 +123,9 @@ def test_an_agent_that_crashes_at_start_fails_start_every_time_and_its_superviso
     result = tenv.inv("fleet.start")
     # start waits out the grace period, so it always sees the crash and names it...
     assert result.returncode == 1, result.stderr
-    assert "crasher" in result.stderr and "exit status 42" in result.stderr and "dying-now" in result.stderr
+    assert "crasher" in result.stderr
+    assert "exit status 42" in result.stderr
+    assert "dying-now" in result.stderr
     assert "Traceback" not in result.stderr
 
     def recovered() -> bool:
@@ -143,8 +145,11 @@ def test_an_agent_that_crashes_at_start_fails_start_every_time_and_its_superviso
 
 
 def test_a_crash_looping_agent_is_paced_then_left_failed(tenv: TmuxEnv) -> None:
-    tenv.roster([], extra="  - name: looper\n    runtime: custom\n    command: [sh, -c, 'echo boom; exit 3']\n"
-                "    max_failures: 3\n    failure_window: 60\n")
+    tenv.roster(
+        [],
+        extra="  - name: looper\n    runtime: custom\n    command: [sh, -c, 'echo boom; exit 3']\n"
+        "    max_failures: 3\n    failure_window: 60\n",
+    )
     assert tenv.inv("fleet.start").returncode == 1
 
     def given_up() -> bool:
