@@ -213,8 +213,10 @@ class Lifecycle(FleetContext):
                     self.primitives.cleanup([n for n in names if n not in refused], holder=whole)
                     if HOLDER_KEY in refused:
                         holder = "failed"
+                    elif whole:
+                        holder = self._wait_holder_down(names, began, fence) if before.holder_up else "unchanged"
                     else:
-                        holder = "stopped" if whole and before.holder_up else ("unchanged" if whole else None)
+                        holder = None
                 else:
                     holder = "unchanged" if whole else None
             else:
@@ -315,6 +317,17 @@ class Lifecycle(FleetContext):
                     raise FleetOperationError(f"restart aborted: agent(s) {stuck} did not stop (see `fleet status`)")
                 return
             self.sleep(POLL_S)
+
+    def _wait_holder_down(self, names: list[str], began: float, fence: Fence) -> str:
+        """After a whole-fleet stop: wait until the holder itself is down (its stop may
+        still run after the agents are gone); ``stopped``, or ``failed`` past its stop timeout."""
+        limit = self.clock() + max((self.roster.get(n).stop_timeout for n in names), default=0.0) + 2 * KILL_GRACE_S
+        while self.primitives.observe([]).holder.active_state not in ("inactive", "failed"):
+            if self.clock() >= limit:
+                return "failed"
+            fence()
+            self.sleep(POLL_S)
+        return "stopped"
 
     def _wait_up(
         self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
