@@ -92,9 +92,8 @@ def inv(home: Path) -> InvRunner:
     return run
 
 
-@pytest.fixture(scope="session")
-def user_manager() -> Iterator[UserManager]:
-    """A private systemd --user manager for the whole session; skips (fails in CI) if it cannot boot."""
+def booted_manager() -> Iterator[UserManager]:
+    """Boot a private systemd --user manager, yield it, stop it; skips (fails in CI) if it cannot boot."""
     booted = boot()
     if isinstance(booted, str):
         if os.environ.get("CI"):
@@ -102,6 +101,12 @@ def user_manager() -> Iterator[UserManager]:
         pytest.skip(f"cannot boot a systemd --user manager here: {booted}")
     yield booted
     booted.stop()
+
+
+@pytest.fixture(scope="session")
+def user_manager() -> Iterator[UserManager]:
+    """A private systemd --user manager for the whole session."""
+    yield from booted_manager()
 
 
 @dataclass

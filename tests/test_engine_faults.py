@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_inv
-from tests.usermanager import UserManager, boot
+from tests.conftest import REPO, booted_manager, run_inv
+from tests.usermanager import UserManager
 
 WRAPPED = ("tmux", "systemctl")
 MUTATING_TMUX = ("new-session", "new-window", "kill-server", "kill-window")
@@ -151,13 +151,7 @@ class _suppress:
 def own_manager() -> Iterator[UserManager]:
     """A private user manager for this test alone: faults (paused owners, killed agents,
     frozen servers) must not leave anything behind for the next test."""
-    booted = boot()
-    if isinstance(booted, str):
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the systemd tests, but no user manager could be booted: {booted}")
-        pytest.skip(f"cannot boot a systemd --user manager here: {booted}")
-    yield booted
-    booted.stop()
+    yield from booted_manager()
 
 
 @pytest.fixture(params=["tmux", pytest.param("systemd", marks=pytest.mark.systemd)])
