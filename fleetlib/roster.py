@@ -50,12 +50,19 @@ AGENT_KEYS: Final = (
     "start_grace",
     "max_failures",
     "failure_window",
+    "on_state_change",
+    "log_max_bytes",
+    "log_keep",
 )
 # Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
 DEFAULT_STOP_TIMEOUT: Final = 10.0
 DEFAULT_START_GRACE: Final = 1.0
 DEFAULT_MAX_FAILURES: Final = 5
 DEFAULT_FAILURE_WINDOW: Final = 60.0
+# Transcripts (<home>/fleet/logs/<name>.log): rotated past this size, this many old files kept.
+DEFAULT_LOG_MAX_BYTES: Final = 10 * 1024 * 1024
+DEFAULT_LOG_KEEP: Final = 5
+MIN_LOG_MAX_BYTES: Final = 4096  # below a few screens a transcript would rotate on every redraw
 
 STARTER_ROSTER: Final = """\
 # Fleet roster (format version 1). Edit by hand or with `inv roster.add` / `inv roster.remove`;
@@ -95,6 +102,11 @@ class Agent:
     start_grace: float = DEFAULT_START_GRACE
     max_failures: int = DEFAULT_MAX_FAILURES
     failure_window: float = DEFAULT_FAILURE_WINDOW
+    # Activity: a command (argv) the fleet's watcher runs when the agent enters waiting,
+    # exited or failed; transcripts: rotation size and how many rotated files stay.
+    on_state_change: tuple[str, ...] = ()
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_keep: int = DEFAULT_LOG_KEEP
 
     def argv(self) -> list[str]:
         """The full argv the agent's window runs: command (or the runtime's) plus args."""
@@ -122,6 +134,12 @@ class Agent:
             data["max_failures"] = self.max_failures
         if self.failure_window != DEFAULT_FAILURE_WINDOW:
             data["failure_window"] = self.failure_window
+        if self.on_state_change:
+            data["on_state_change"] = list(self.on_state_change)
+        if self.log_max_bytes != DEFAULT_LOG_MAX_BYTES:
+            data["log_max_bytes"] = self.log_max_bytes
+        if self.log_keep != DEFAULT_LOG_KEEP:
+            data["log_keep"] = self.log_keep
         return data
 
 
@@ -279,11 +297,23 @@ def _seconds(node: yaml.Node, source: str, where: str, *, allow_zero: bool) -> f
     return float(value)
 
 
-def _count(node: yaml.Node, source: str, where: str) -> int:
+def _count(node: yaml.Node, source: str, where: str, *, minimum: int = 1) -> int:
     value = _scalar(node, source, where)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RosterError(source, f"must be a whole number >= 1, got {value!r}", line=_line(node), field=where)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RosterError(source, f"must be a whole number >= {minimum}, got {value!r}", line=_line(node), field=where)
     return value
+
+
+def _command_list(node: yaml.Node, source: str, where: str) -> tuple[str, ...]:
+    """A command as an argv list (never a shell string: the watcher runs it without a shell)."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise RosterError(
+            source, "must be a command as a list of strings, e.g. [notify-send, fleet]", line=_line(node), field=where
+        )
+    argv = _string_list(node, source, where)
+    if not argv or not argv[0]:
+        raise RosterError(source, "must name a command (a non-empty first word)", line=_line(node), field=where)
+    return argv
 
 
 def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | None) -> dict[str, yaml.Node]:
@@ -379,6 +409,13 @@ def _parse_agent(node: yaml.Node, index: int, source: str, lines: dict[str, int]
         failure_window=_seconds(fields["failure_window"], source, f"{where}.failure_window", allow_zero=False)
         if "failure_window" in fields
         else DEFAULT_FAILURE_WINDOW,
+        on_state_change=_command_list(fields["on_state_change"], source, f"{where}.on_state_change")
+        if "on_state_change" in fields
+        else (),
+        log_max_bytes=_count(fields["log_max_bytes"], source, f"{where}.log_max_bytes", minimum=MIN_LOG_MAX_BYTES)
+        if "log_max_bytes" in fields
+        else DEFAULT_LOG_MAX_BYTES,
+        log_keep=_count(fields["log_keep"], source, f"{where}.log_keep") if "log_keep" in fields else DEFAULT_LOG_KEEP,
     )
 
 

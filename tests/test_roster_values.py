@@ -166,3 +166,37 @@ def test_missing_cwd_warnings_name_file_line_and_path(tmp_path: Path) -> None:
         f"warning: roster.yaml:10: agents[3].cwd: {tmp_path}/file is not a directory; start will fail until it is",
     ]
     assert missing_cwd_warnings(parse_roster(text.split("  - name: c", maxsplit=1)[0], "roster.yaml"), home) == []
+
+
+def test_activity_and_transcript_keys_parse_and_round_trip() -> None:
+    roster = parse_roster(
+        "version: 1\nagents:\n  - name: a\n    runtime: shell\n"
+        "    on_state_change: [notify-send, 'fleet: $x']\n    log_max_bytes: 65536\n    log_keep: 2\n"
+    )
+    agent = roster.agents[0]
+    assert agent.on_state_change == ("notify-send", "fleet: $x")
+    assert (agent.log_max_bytes, agent.log_keep) == (65536, 2)
+    assert agent.to_dict()["on_state_change"] == ["notify-send", "fleet: $x"]
+    default = parse_roster("version: 1\nagents:\n  - name: b\n    runtime: shell\n").agents[0]
+    assert default.on_state_change == ()
+    assert "log_keep" not in default.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("on_state_change: notify-send", "list of strings"),
+        ("on_state_change: []", "non-empty first word"),
+        ("on_state_change: ['']", "non-empty first word"),
+        ("on_state_change: [true]", "quote"),
+        ("log_max_bytes: 100", ">= 4096"),
+        ("log_max_bytes: 1e9", ">= 4096"),
+        ("log_keep: 0", ">= 1"),
+        ("log_keep: two", ">= 1"),
+    ],
+)
+def test_bad_activity_and_transcript_keys_are_one_line_with_file_and_line(line: str, fragment: str) -> None:
+    with pytest.raises(RosterError) as caught:
+        parse_roster(f"version: 1\nagents:\n  - name: a\n    runtime: shell\n    {line}\n", "r.yaml")
+    message = str(caught.value)
+    assert message.startswith("r.yaml:5: agents[0].") and fragment in message and "\n" not in message
