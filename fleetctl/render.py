@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
@@ -174,13 +175,32 @@ def status_rows_json(status: FleetStatus) -> list[dict[str, Any]]:
     return status.to_json()
 
 
-def status_lines(status: FleetStatus) -> list[str]:
-    """The holder, then one row per agent in the backend-neutral words (``running``,
-    ``restarting``, ``failed``, ``stopped``, ...); the backend's own states are in ``--json``."""
+def _ago(iso: str | None, now: float) -> str:
+    """``12s``, ``5m``, ``3h``, ``2d``: how long ago an ISO 8601 time was; ``-`` if unknown."""
+    if not iso:
+        return "-"
+    try:
+        seconds = max(0.0, now - datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
+    """The holder, then one row per agent: its state (the activity ``working``, ``waiting``
+    or ``idle`` while it runs; ``restarting``, ``failed``, ``stopped``, ... otherwise), how
+    long it has been in it, how long ago it last wrote anything; the backend's own states
+    are in ``--json``."""
+    now = time.time() if now is None else now
     rows = [
         [
             a.name,
-            a.state,
+            a.shown_state,
+            _ago(a.state_since, now),
+            _ago(a.to_json()["last_output_at"], now),
             _or_dash(a.pid),
             a.since or "-",
             _or_dash(a.restarts),
@@ -192,7 +212,7 @@ def status_lines(status: FleetStatus) -> list[str]:
     return [
         f"backend: {status.backend}",
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
-        *table(["NAME", "STATE", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
+        *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
     ]
 
 

@@ -11,11 +11,19 @@ it as details (``unit``, ``load_state``, ``active_state``, ``sub_state``):
 ``exited``      its window shows an agent that exited (kept for its output)
 ``failed``      it kept exiting (or could not start at all) and was given up on
 ``stopped``     nothing of it runs
+
+While an agent runs, what it is doing is its *activity* (see :mod:`fleetlib.activity`):
+``working``, ``waiting`` (it asks the user something) or ``idle``, as the fleet's watcher
+recorded it on the window (or as ``fleet status`` reads the screen itself when no watcher
+has looked yet). The state users see (:attr:`AgentStatus.shown_state`, JSON ``state``) is
+the activity while the agent runs and the process state otherwise; ``process_state`` keeps
+the process state alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from fleetlib import procs
@@ -66,6 +74,9 @@ class AgentStatus:
     exit_status: int | None = None
     failures: int = 0
     pane_pid: int | None = None  # the window's process, alive or dead: tells generations apart
+    activity: str | None = None  # working / waiting / idle while running; None when unknown
+    activity_since: float | None = None  # epoch seconds
+    last_output: float | None = None  # epoch seconds of the window's last output
 
     @classmethod
     def build(cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None) -> AgentStatus:
@@ -92,7 +103,26 @@ class AgentStatus:
             exit_status=(window.dead_status if window.dead else window.last_exit) if window is not None else None,
             failures=window.deaths if window is not None else 0,
             pane_pid=window.pane_pid if window is not None else None,
+            activity=(window.activity or None) if window is not None else None,
+            activity_since=window.activity_since if window is not None and window.activity else None,
+            last_output=window.last_output if window is not None else None,
         )
+
+    def with_activity(self, activity: str, since: float | None) -> AgentStatus:
+        """This row with the activity read from its screen (status without a watcher record)."""
+        return replace(self, activity=activity, activity_since=since)
+
+    @property
+    def shown_state(self) -> str:
+        """What users see: the activity while the agent runs, the process state otherwise."""
+        return self.activity if self.state == "running" and self.activity else self.state
+
+    @property
+    def state_since(self) -> str | None:
+        """Since when :attr:`shown_state` holds, where known (ISO 8601 UTC)."""
+        if self.state == "running" and self.activity and self.activity_since is not None:
+            return _iso(self.activity_since)
+        return self.since if self.state == "running" else None
 
     @property
     def since(self) -> str | None:
@@ -111,7 +141,10 @@ class AgentStatus:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "state": self.state,
+            "state": self.shown_state,
+            "process_state": self.state,
+            "state_since": self.state_since,
+            "last_output_at": _iso(self.last_output) if self.last_output is not None else None,
             "unit": self.unit,
             "load_state": self.load_state,
             "active_state": self.active_state,
@@ -123,6 +156,13 @@ class AgentStatus:
             "window": self.window,
             "exit_status": self.exit_status,
         }
+
+
+def _iso(epoch: float) -> str | None:
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ prefix-match window ``a10`` when ``a1`` is gone.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -15,19 +16,27 @@ from typing import Final
 
 from fleetlib.pane import DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
 
+# What the fleet's watcher (fleetlib.watcher) records on each agent window: the agent's
+# activity state (working, waiting, idle) and since when (epoch seconds).
+ACTIVITY_OPTION: Final = "@fleet-activity"
+ACTIVITY_SINCE_OPTION: Final = "@fleet-activity-since"
+
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
-WINDOW_FORMAT: Final = "\t".join(
-    [
-        "#{window_name}",
-        "#{pane_pid}",
-        "#{pane_dead}",
-        "#{pane_dead_status}",
-        f"#{{{EXIT_OPTION}}}",
-        f"#{{{STATE_OPTION}}}",
-        f"#{{{DEATHS_OPTION}}}",
-    ]
+WINDOW_FIELDS: Final = (
+    "#{window_name}",
+    "#{pane_pid}",
+    "#{pane_dead}",
+    "#{pane_dead_status}",
+    f"#{{{EXIT_OPTION}}}",
+    f"#{{{STATE_OPTION}}}",
+    f"#{{{DEATHS_OPTION}}}",
+    "#{window_activity}",  # when the window last had output (epoch seconds; tmux keeps it always)
+    f"#{{{ACTIVITY_OPTION}}}",
+    f"#{{{ACTIVITY_SINCE_OPTION}}}",
+    "#{pane_id}",
 )
+WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
 
 def tmux_base(tmux: str, socket: Path) -> list[str]:
@@ -166,6 +175,10 @@ class Window:
     state: str = ""  # the supervisor's @fleet-state: "", restarting, running or failed
     deaths: int = 0  # how often the agent exited in this window
     last_exit: int | None = None  # the status of its last exit
+    last_output: int | None = None  # epoch seconds of the window's last output
+    activity: str = ""  # the watcher's record: working, waiting, idle ("" before it looked)
+    activity_since: float | None = None
+    pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
 
     @property
     def live_pid(self) -> int | None:
@@ -177,6 +190,15 @@ def _int(text: str) -> int | None:
     return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else None
 
 
+def _float(text: str) -> float | None:
+    """A finite number of seconds from untrusted option text; None otherwise."""
+    try:
+        value = float(text) if len(text) < 32 else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def parse_windows(output: str) -> dict[str, Window]:
     """Parse :func:`list_windows_argv` output into name -> Window (with start counts)."""
     windows: dict[str, Window] = {}
@@ -184,13 +206,44 @@ def parse_windows(output: str) -> dict[str, Window]:
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) == 7:
-            name, pid, dead, status, recorded, state, deaths = parts
+        if len(parts) == len(WINDOW_FIELDS):
+            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
-            windows[name] = Window(name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last)
+            windows[name] = Window(
+                name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
+                last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
+            )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")
             if value.isdigit():
                 starts[option[len(prefix) :]] = int(value)
     return {name: replace(w, starts=starts.get(name)) for name, w in windows.items()}
+
+
+def capture_screens_commands(targets: Sequence[str], token: str) -> list[str]:
+    """One command sequence that prints the visible screen of every target, each preceded
+    by a separator line ``<token> <index>``: one tmux client reads any number of screens
+    (pane ids keep it short: about 40 bytes a pane). ``token`` must be unguessable (a
+    screen could otherwise fake a separator)."""
+    commands: list[str] = []
+    for index, target in enumerate(targets):
+        commands += ["display-message", "-p", f"{token} {index}", ";", "capture-pane", "-p", "-t", target, ";"]
+    return commands[:-1]
+
+
+def parse_screens(output: str, token: str, count: int) -> list[str | None]:
+    """Split :func:`capture_screens_commands` output: one screen per target, None for a
+    target tmux printed nothing for (it was gone)."""
+    screens: list[str | None] = [None] * count
+    current: int | None = None
+    lines: list[str] = []
+    for line in [*output.split("\n"), f"{token} {count}"]:
+        head, _, index = line.partition(" ")
+        if head == token and index.isdigit():
+            if current is not None and current < count:
+                screens[current] = "\n".join(lines)
+            current, lines = int(index), []
+        elif current is not None:
+            lines.append(line)
+    return screens

@@ -412,21 +412,24 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 # --------------------------------------------------------------------------- parsing
 
 
-def test_parse_windows_seven_fields_with_start_counters() -> None:
+def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\n"
-        "a1\t11\t0\t\t\trunning\t\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\n"
-        "a2\t13\t0\t\t3\trestarting\t2\n"
-        "a3\t14\t1\t\t126\tfailed\t1\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
-    assert windows["a1"] == tmux.Window("a1", 11, dead=False, starts=3, state="running")
+    assert windows["a1"] == tmux.Window(
+        "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
+        activity_since=1795931130.5, pane_id="%1",
+    )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
     assert windows["a10"].live_pid is None
-    assert windows["a2"] == tmux.Window("a2", 13, False, None, None, "restarting", 2, 3)
+    assert windows["a2"] == tmux.Window("a2", 13, False, None, None, "restarting", 2, 3, activity="working")
     assert windows["a3"].dead_status == 126  # no pane status: the supervisor's recorded one
     assert windows["_holder"].starts is None
 
@@ -434,8 +437,10 @@ def test_parse_windows_seven_fields_with_start_counters() -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        "a1\t11\t0\t\t\t",  # six fields (the old format)
-        "a1\t11\t0\t\t\t\t\t",  # eight
+        "a1\t11\t0\t\t\t",  # six fields (an old format)
+        "a1\t11\t0\t\t\t\t",  # seven (the format before activity)
+        "a1\t11\t0\t\t\t\t\t\t\t",  # ten (before pane ids)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # twelve
         "a1",
         "",
     ],
@@ -445,11 +450,25 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3
     assert windows["a1"].deaths == 0
+    assert windows["a1"].last_output is None
+    assert windows["a1"].activity_since is None
+
+
+def test_screens_of_many_panes_come_from_one_client_and_split_by_an_unguessable_token() -> None:
+    commands = tmux.capture_screens_commands(["%1", "%22"], "tok")
+    assert commands == [
+        "display-message", "-p", "tok 0", ";", "capture-pane", "-p", "-t", "%1", ";",
+        "display-message", "-p", "tok 1", ";", "capture-pane", "-p", "-t", "%22",
+    ]  # fmt: skip
+    output = "tok 0\n$ ls\ntok 9 fake\n\ntok 1\n> hi\n"
+    assert tmux.parse_screens(output, "tok", 2) == ["$ ls\ntok 9 fake\n", "> hi\n"]
+    assert tmux.parse_screens("tok 1\nonly\n", "tok", 2) == [None, "only\n"]
+    assert tmux.parse_screens("", "tok", 1) == [None]
 
 
 def test_systemctl_builders_and_list_units_parsing() -> None:

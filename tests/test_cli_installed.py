@@ -20,6 +20,9 @@ pytestmark = pytest.mark.tmux
 STATUS_KEYS = {
     "name",
     "state",
+    "process_state",
+    "state_since",
+    "last_output_at",
     "unit",
     "load_state",
     "active_state",

@@ -311,7 +311,7 @@ def test_5_an_agent_that_dies_at_start_fails_start_and_restart_every_time(
         assert "exit status" in result.stderr
         assert "Traceback" not in result.stderr
         assert took < 30, f"{operation} took {took:.1f}s: it must fail as the agent dies, not at the timeout"
-        assert fault.status()["ok1"]["state"] == "running"
+        assert fault.status()["ok1"]["process_state"] == "running"
 
 
 # --------------------------------------------------------------------------- 6. concurrent starts
@@ -323,7 +323,7 @@ def test_6_concurrent_starts_of_a_stopped_fleet_all_succeed(fault: Fault) -> Non
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     assert [code for code, _ in results] == [0, 0, 0, 0], results
     rows = fault.status()
-    assert {row["state"] for row in rows.values()} == {"running"}
+    assert {row["process_state"] for row in rows.values()} == {"running"}
     assert all(row["restarts"] == 0 for row in rows.values()), rows  # started exactly once
 
 
@@ -354,7 +354,7 @@ def test_7_a_frozen_tmux_server_is_one_error_line_not_a_hang(fault: Fault) -> No
             assert took < 30, f"{task} took {took:.1f}s"
     finally:
         os.kill(server, signal.SIGCONT)
-    assert fault.status()["f1"]["state"] == "running"  # nothing was changed meanwhile
+    assert fault.status()["f1"]["process_state"] == "running"  # nothing was changed meanwhile
 
 
 # --------------------------------------------------------------------------- 8. a unit is active exactly while its agent runs

@@ -206,7 +206,7 @@ def test_unit_is_active_exactly_while_its_supervisor_runs(fleet_env: FleetEnv) -
     )
     assert status(fe)[1]["k9"]["state"] == "exited"
     fe.inv_ok("fleet.start")  # and a start brings it back, with a fresh wait on the channel
-    assert status(fe)[1]["k9"]["state"] == "running"
+    assert status(fe)[1]["k9"]["process_state"] == "running"
     assert fe.manager.systemctl("is-active", "mosaic-agent@k9.service").stdout.strip() == "active"
 
 

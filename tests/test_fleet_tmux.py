@@ -137,7 +137,7 @@ def test_an_agent_that_crashes_at_start_fails_start_every_time_and_its_superviso
     while not recovered():
         assert time.monotonic() < deadline, tenv.status()
         time.sleep(0.1)
-    assert tenv.status()[1]["ok"]["state"] == "running"
+    assert tenv.status()[1]["ok"]["process_state"] == "running"
     tenv.inv_ok("fleet.restart", "--agent", "crasher")
     code, rows = tenv.status()
     assert code == 0
