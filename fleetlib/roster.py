@@ -21,7 +21,7 @@ import re
 import shlex
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ import yaml
 
 from fleetlib.atomic import atomic_write_text, edit_lock
 from fleetlib.errors import FleetError, RosterError
+from fleetlib.hosts import HOST_BACKENDS, HOST_KEYS, HOST_NAME_PATTERN, LOCAL, Host, parse_target
 from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 
@@ -37,7 +38,7 @@ TRANSPORTS: Final = ("tmux",)
 # Names become systemd instance names and tmux window targets: nothing else may pass.
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ENV_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-TOP_LEVEL_KEYS: Final = ("version", "transport", "agents")
+TOP_LEVEL_KEYS: Final = ("version", "transport", "hosts", "agents")
 AGENT_KEYS: Final = (
     "name",
     "runtime",
@@ -53,6 +54,7 @@ AGENT_KEYS: Final = (
     "on_state_change",
     "log_max_bytes",
     "log_keep",
+    "host",
 )
 # Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
 DEFAULT_STOP_TIMEOUT: Final = 10.0
@@ -107,6 +109,8 @@ class Agent:
     on_state_change: tuple[str, ...] = ()
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_keep: int = DEFAULT_LOG_KEEP
+    # Which machine runs the agent: ``local`` or a name under the roster's ``hosts:``.
+    host: str = LOCAL
 
     def argv(self) -> list[str]:
         """The full argv the agent's window runs: command (or the runtime's) plus args."""
@@ -140,6 +144,8 @@ class Agent:
             data["log_max_bytes"] = self.log_max_bytes
         if self.log_keep != DEFAULT_LOG_KEEP:
             data["log_keep"] = self.log_keep
+        if self.host != LOCAL:
+            data["host"] = self.host
         return data
 
 
@@ -153,6 +159,8 @@ class Roster:
     source: str = "<roster>"
     # field path ("agents[2].cwd") -> line in ``source``, for messages about valid rosters
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # host name -> Host, for the machines other than this one (empty: a one-machine fleet)
+    hosts: Mapping[str, Host] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [agent.name for agent in self.agents]
@@ -176,6 +184,23 @@ class Roster:
                 return agent
         known = ", ".join(self.names()) or "none"
         raise FleetError(f"unknown agent {name!r} in {self.source} (known: {known}); add it with `inv roster.add`")
+
+    def host_names(self) -> list[str]:
+        """Every host with agents, ``local`` first when it has any, then in roster order."""
+        used = {agent.host for agent in self.agents}
+        return [name for name in (LOCAL, *self.hosts) if name in used]
+
+    def for_host(self, host: str) -> Roster:
+        """The part of the fleet that runs on ``host``: its agents, without ``hosts:``
+        (each host's own fleet is a one-machine fleet), same source for messages."""
+        agents = tuple(replace(agent, host=LOCAL) for agent in self.agents if agent.host == host)
+        return replace(self, agents=agents, hosts={}, lines={})
+
+    def host_text(self, host: str) -> str:
+        """``for_host(host)`` as roster YAML: what ``fleet install`` pushes to that host."""
+        part = self.for_host(host)
+        data = {"version": self.version, "transport": self.transport, "agents": [a.to_dict() for a in part.agents]}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -416,6 +441,7 @@ def _parse_agent(node: yaml.Node, index: int, source: str, lines: dict[str, int]
         if "log_max_bytes" in fields
         else DEFAULT_LOG_MAX_BYTES,
         log_keep=_count(fields["log_keep"], source, f"{where}.log_keep") if "log_keep" in fields else DEFAULT_LOG_KEEP,
+        host=_string(fields["host"], source, f"{where}.host") if "host" in fields else LOCAL,
     )
 
 
@@ -447,6 +473,7 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                 line=_line(top["transport"]),
                 field="transport",
             )
+    hosts = _parse_hosts(top["hosts"], source) if "hosts" in top else {}
     agents: list[Agent] = []
     lines: dict[str, int] = {}
     agents_node = top.get("agents")
@@ -466,8 +493,69 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                     field=f"agents[{index}].name",
                 )
             seen[agent.name] = _line(item)
+            if agent.host != LOCAL and agent.host not in hosts:
+                known = [LOCAL, *hosts]
+                raise RosterError(
+                    source,
+                    f"unknown host {agent.host!r}{_did_you_mean(agent.host, known)} "
+                    f"(known: {', '.join(known)}; add it under hosts:)",
+                    line=lines[f"agents[{index}].host"],
+                    field=f"agents[{index}].host",
+                )
             agents.append(agent)
-    return Roster(version=version, transport=transport, agents=tuple(agents), source=source, lines=lines)
+    return Roster(version=version, transport=transport, agents=tuple(agents), source=source, lines=lines, hosts=hosts)
+
+
+def _parse_hosts(node: yaml.Node, source: str) -> dict[str, Host]:
+    """``hosts:``: name -> SSH target string, or a mapping with ``ssh`` and optional
+    ``identity_file`` and ``backend``. ``local`` is implicit and cannot be redefined."""
+    if isinstance(node, yaml.ScalarNode) and _scalar(node, source, "hosts") is None:
+        return {}
+    hosts: dict[str, Host] = {}
+    for name, value in _mapping(node, source, "hosts", None).items():
+        where = f"hosts.{name}"
+        line = _line(value)
+        if name == LOCAL:
+            raise RosterError(source, "'local' is this machine, always present; remove it", line=line, field=where)
+        if not HOST_NAME_PATTERN.fullmatch(name):
+            raise RosterError(
+                source,
+                f"invalid host name {name!r}: use 1-40 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+                line=line,
+                field=where,
+            )
+        identity_file: str | None = None
+        backend = "auto"
+        if isinstance(value, yaml.MappingNode):
+            fields = _mapping(value, source, where, HOST_KEYS)
+            if "ssh" not in fields:
+                raise RosterError(source, "missing required key 'ssh' (user@address[:port])", line=line, field=where)
+            target_node = fields["ssh"]
+            target_where = f"{where}.ssh"
+            if "identity_file" in fields:
+                identity_file = _string(fields["identity_file"], source, f"{where}.identity_file")
+                if not identity_file:
+                    raise RosterError(
+                        source, "must not be empty", line=_line(fields["identity_file"]), field=f"{where}.identity_file"
+                    )
+            if "backend" in fields:
+                backend = _string(fields["backend"], source, f"{where}.backend")
+                if backend not in HOST_BACKENDS:
+                    raise RosterError(
+                        source,
+                        f"unknown backend {backend!r}{_did_you_mean(backend, HOST_BACKENDS)} "
+                        f"(known: {', '.join(HOST_BACKENDS)})",
+                        line=_line(fields["backend"]),
+                        field=f"{where}.backend",
+                    )
+        else:
+            target_node, target_where = value, where
+        try:
+            target = parse_target(_string(target_node, source, target_where))
+        except ValueError as exc:
+            raise RosterError(source, str(exc), line=_line(target_node), field=target_where) from None
+        hosts[name] = Host(name=name, ssh=target, identity_file=identity_file, backend=backend)
+    return hosts
 
 
 # Far beyond any real roster; a bigger file is a mistake (or /dev/zero) and is not read.
