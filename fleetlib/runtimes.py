@@ -1,13 +1,90 @@
-"""The runtime table: what each agent runtime launches.
+"""The runtime table: what each agent runtime launches and how its screen reads.
 
 One table, so the roster validator, the unit builder and the docs agree on the set of
 known runtimes. A roster agent may override the command with its own ``command`` field.
+How each runtime's screen is read (``ScreenRules``) is explained in ``docs/activity.md``;
+``fleetlib.activity`` applies the rules.
 """
+
+# The screen patterns quote the characters the TUIs really draw (❯, ›, ▌), look-alikes of ">" on purpose.
+# ruff: noqa: RUF001, RUF003
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
+
+
+@dataclass(frozen=True)
+class ScreenRules:
+    """How a runtime's visible screen shows what it is doing (see ``fleetlib.activity``).
+
+    Every pattern is a Python regex searched (``re.MULTILINE``) in the bottom ``lines``
+    lines of the screen, trailing blank lines removed first, so ``\\Z`` anchors to the last
+    non-blank line. Precedence is ``waiting`` > ``working`` > ``idle``; when nothing
+    matches, output age decides: ``working`` if the pane wrote within ``idle_after``
+    seconds, else ``idle``. A new state is reported once it has persisted ``debounce``
+    seconds, so a redraw does not flicker the state.
+    """
+
+    waiting: tuple[str, ...] = ()
+    """The screen asks the user something: a permission, a yes/no question, a menu."""
+    working: tuple[str, ...] = ()
+    """A busy indicator: a spinner line, "esc to interrupt", ..."""
+    idle: tuple[str, ...] = ()
+    """At its input prompt, nothing happening."""
+    debounce: float = 1.0
+    idle_after: float = 5.0
+    lines: int = 40
+
+
+# A numbered menu with a selection cursor on one entry, as Ink/ratatui TUIs draw them:
+# "❯ 1. Yes" (Claude Code), "› 1. Yes, proceed" and "> 1. Sign in with ChatGPT" (Codex),
+# "● 1. Allow once" (Gemini CLI). Only the cursor line is needed: the others have none.
+_MENU_CURSOR: Final = r"^[\s│┃|]*[❯›>●▶→]\s*\d+[.)]\s+\S"
+
+CLAUDE_SCREEN: Final = ScreenRules(
+    waiting=(
+        _MENU_CURSOR,
+        r"Do you want to (?:proceed|make this edit|create|allow|run)",
+        r"Enter to confirm\s*·\s*Esc to (?:cancel|exit)",
+        r"Press Enter to (?:continue|retry)",
+    ),
+    working=(r"esc to interrupt", r"^\s*[·✢✳✶✻✽*]\s+\S.*…\s*\(\d+s\b"),
+    idle=(r"\? for shortcuts", r"^[│\s]*>\s"),
+)
+CODEX_SCREEN: Final = ScreenRules(
+    waiting=(
+        _MENU_CURSOR,
+        r"Press enter to (?:continue|confirm)",
+        r"Would you like to (?:run|make|apply)",
+        r"Allow (?:command|Codex)",
+        r"\(y\)es.*\(n\)o",
+    ),
+    working=(r"esc to interrupt", r"^\s*[•◦]\s+Working\b"),
+    idle=(r"\? for shortcuts", r"context left", r"^[▌›]\s"),
+)
+GEMINI_SCREEN: Final = ScreenRules(
+    waiting=(
+        _MENU_CURSOR,
+        r"Allow execution",
+        r"Apply this change\?",
+        r"Do you want to proceed\?",
+        r"Waiting for user confirmation",
+        r"How would you like to authenticate",
+        r"Do you trust this folder",
+    ),
+    working=(r"esc to cancel",),
+    idle=(r"Type your message",),
+)
+OPENCODE_SCREEN: Final = ScreenRules(
+    waiting=(r"Permission required", r"Allow (?:once|always)"),
+    working=(r"esc (?:to )?interrupt",),
+    idle=(r"enter send",),
+)
+# An interactive shell is idle at its prompt (the last non-blank line ends in $, # or >)
+# and otherwise goes by output age: a running command that prints is working.
+SHELL_SCREEN: Final = ScreenRules(idle=(r"[$#%>]\s?\Z",))
 
 
 @dataclass(frozen=True)
@@ -22,16 +99,19 @@ class Runtime:
     command: tuple[str, ...]
     description: str
     busy_pattern: str | None = None
+    screen: ScreenRules = ScreenRules()
 
 
 RUNTIMES: Final[dict[str, Runtime]] = {
     rt.name: rt
     for rt in (
-        Runtime("claude", ("claude",), "Anthropic Claude Code CLI", busy_pattern=r"esc to interrupt"),
-        Runtime("codex", ("codex",), "OpenAI Codex CLI", busy_pattern=r"esc to interrupt"),
-        Runtime("gemini", ("gemini",), "Google Gemini CLI", busy_pattern=r"esc to cancel"),
-        Runtime("opencode", ("opencode",), "opencode CLI"),
-        Runtime("shell", ("sh", "-i"), "an interactive POSIX shell (for testing and scripts)"),
+        Runtime(
+            "claude", ("claude",), "Anthropic Claude Code CLI", busy_pattern=r"esc to interrupt", screen=CLAUDE_SCREEN
+        ),
+        Runtime("codex", ("codex",), "OpenAI Codex CLI", busy_pattern=r"esc to interrupt", screen=CODEX_SCREEN),
+        Runtime("gemini", ("gemini",), "Google Gemini CLI", busy_pattern=r"esc to cancel", screen=GEMINI_SCREEN),
+        Runtime("opencode", ("opencode",), "opencode CLI", screen=OPENCODE_SCREEN),
+        Runtime("shell", ("sh", "-i"), "an interactive POSIX shell (for testing and scripts)", screen=SHELL_SCREEN),
     )
 }
 

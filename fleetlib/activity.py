@@ -1,0 +1,180 @@
+"""What an agent is doing, read from its screen: ``working``, ``waiting`` or ``idle``.
+
+Pure functions over the text ``tmux capture-pane -p`` returns (no escapes), plus a
+``Debouncer`` that turns the instantaneous reading into reported transitions. Nothing
+here starts a process, reads a clock or touches tmux: the watcher captures the screens,
+passes the time in and combines the result with the process states it knows (exited,
+failed, stopped, ...). The rules per runtime live in ``fleetlib.runtimes``; the
+reasoning behind them in ``docs/activity.md``.
+
+Cost: the watcher classifies up to 200 screens per tick, so each ``ScreenRules`` is
+compiled once (one alternation per state, cached) and only the bottom ``rules.lines``
+lines of a screen are searched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from fleetlib.runtimes import RUNTIMES, ScreenRules
+
+ACTIVITY_STATES: Final = ("working", "waiting", "idle")
+
+FALLBACK_RULES: Final = ScreenRules()
+"""Rules for a custom or unknown runtime: no patterns, output age alone decides."""
+
+QUESTION_MAX_LINES: Final = 12
+"""``question`` never returns more lines than this (a menu, not a screenful)."""
+TAIL_LINES: Final = 5
+"""Lines ``question`` returns when no waiting pattern matches."""
+
+# Box-drawing borders that TUIs put around prompts and menus; stripped from the lines
+# ``question`` returns so the text reads well in a terminal message or an environment variable.
+_BORDER: Final = "│┃║╭╮╰╯┌┐└┘─━═ \t"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    waiting: re.Pattern[str] | None
+    working: re.Pattern[str] | None
+    idle: re.Pattern[str] | None
+
+
+def _join(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.MULTILINE)
+
+
+@lru_cache(maxsize=256)
+def _compiled(rules: ScreenRules) -> _Compiled:
+    # ScreenRules is frozen and hashable: every agent of a runtime shares one entry.
+    return _Compiled(_join(rules.waiting), _join(rules.working), _join(rules.idle))
+
+
+def rules_for(runtime: str) -> ScreenRules:
+    """The screen rules of a known runtime; ``FALLBACK_RULES`` (no patterns) for any other name."""
+    known = RUNTIMES.get(runtime)
+    return known.screen if known else FALLBACK_RULES
+
+
+def bottom(screen: str, lines: int) -> str:
+    """The last ``lines`` lines of ``screen`` after trailing blank lines (and trailing spaces) are removed.
+
+    ``lines`` < 1 yields the empty string. Never raises.
+    """
+    if lines < 1:
+        return ""
+    parts = screen.rstrip().rsplit("\n", lines)
+    if len(parts) > lines:
+        del parts[0]
+    return "\n".join(parts)
+
+
+def classify(screen: str, rules: ScreenRules, *, output_age: float | None) -> str:
+    """The instantaneous state of a screen: one of ``ACTIVITY_STATES``.
+
+    Searches the bottom ``rules.lines`` lines; the first of ``waiting``, ``working``,
+    ``idle`` with a matching pattern wins. When none matches, ``output_age`` (seconds
+    since the pane last wrote) decides: below ``rules.idle_after`` is ``working``,
+    otherwise ``idle``; ``None`` (unknown) is ``idle``. Pure; never raises.
+    """
+    text = bottom(screen, rules.lines)
+    compiled = _compiled(rules)
+    for state, pattern in (
+        ("waiting", compiled.waiting),
+        ("working", compiled.working),
+        ("idle", compiled.idle),
+    ):
+        if pattern is not None and pattern.search(text):
+            return state
+    if output_age is not None and output_age < rules.idle_after:
+        return "working"
+    return "idle"
+
+
+def _blank(line: str) -> bool:
+    return not line.strip(_BORDER)
+
+
+def _clean(lines: list[str]) -> str:
+    return "\n".join(line.strip(_BORDER) for line in lines if not _blank(line))
+
+
+def question(screen: str, rules: ScreenRules) -> str:
+    """The lines that make up the question or menu on ``screen``, for a message to a person.
+
+    The block runs from the first to the last line a ``waiting`` pattern matches in the
+    bottom ``rules.lines`` lines, widened to the surrounding non-blank lines (the question
+    above a menu, the options and hints below its cursor). Box borders and blank lines are
+    dropped; at most ``QUESTION_MAX_LINES`` lines. Without a waiting match it is the last
+    ``TAIL_LINES`` non-blank lines; an empty screen gives ``""``. Pure; never raises.
+    """
+    text = bottom(screen, rules.lines)
+    lines = text.split("\n")
+    pattern = _compiled(rules).waiting
+    hits = [text.count("\n", 0, m.start()) for m in pattern.finditer(text)] if pattern else []
+    if not hits:
+        return _clean([line for line in lines if not _blank(line)][-TAIL_LINES:])
+    first, last = min(hits), max(hits)
+    # Widen over one blank gap upwards (a question often sits one blank line above its
+    # menu) and over the rest of the block downwards (the options after the cursor).
+    while first > 0 and not _blank(lines[first - 1]):
+        first -= 1
+    if first > 1 and _blank(lines[first - 1]) and not _blank(lines[first - 2]):
+        first -= 2
+        while first > 0 and not _blank(lines[first - 1]):
+            first -= 1
+    end = last + 1
+    while end < len(lines) and (not _blank(lines[end]) or (end + 1 < len(lines) and not _blank(lines[end + 1]))):
+        end += 1
+    block = [line for line in lines[first:end] if not _blank(line)]
+    # Keep the matched lines in view when the block is long: cut from the top.
+    return _clean(block[-QUESTION_MAX_LINES:])
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of the reported state: ``old`` (None at the first observation) to ``new``.
+
+    ``since`` is when ``new`` was first observed, not when the debounce let it through.
+    """
+
+    old: str | None
+    new: str
+    since: float
+
+
+@dataclass
+class Debouncer:
+    """Turns raw per-tick states of one agent into reported transitions. Pure: the clock is passed in.
+
+    An activity state (one of ``ACTIVITY_STATES``) replaces another only after it has been
+    observed continuously for ``debounce`` seconds, so a redraw that briefly shows another
+    state does not flicker the report. Any other string (a process state: exited, failed,
+    stopped, ...) is reported at once, and so is the first observation and the first activity
+    state after a process state: a crash or a restart is never delayed.
+    """
+
+    debounce: float = 1.0
+    state: str | None = None
+    since: float | None = None
+    _pending: str | None = None
+    _pending_since: float = 0.0
+
+    def observe(self, raw: str, now: float) -> Transition | None:
+        """Feed the raw state seen at ``now``; the ``Transition`` when the reported state changes, else None."""
+        if raw == self.state:
+            self._pending = None
+            return None
+        immediate = self.state is None or raw not in ACTIVITY_STATES or self.state not in ACTIVITY_STATES
+        if raw != self._pending:
+            self._pending, self._pending_since = raw, now
+        if not immediate and now - self._pending_since < self.debounce:
+            return None
+        transition = Transition(self.state, raw, self._pending_since)
+        self.state, self.since, self._pending = raw, self._pending_since, None
+        return transition
