@@ -30,8 +30,10 @@ from fleetlib.pane import base_environment, install_script, script_path
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
+from fleetlib.transcript import ensure_log_dir
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
+from fleetlib.watcher import watcher_argv, watcher_environment
 
 SYSTEMCTL_TIMEOUT_S: Final = 30.0
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
@@ -103,6 +105,8 @@ class SystemdBackend(TmuxPrimitives):
             user_home=home,
             cgroup_mounts=cgroup_mounts(mountinfo),
             env_bin=shutil.which("env") or "/usr/bin/env",
+            watcher=watcher_argv(self.paths.run_dir),
+            watcher_env=watcher_environment(),
         )
 
     # ----------------------------------------------------------------- primitives
@@ -149,6 +153,8 @@ class SystemdBackend(TmuxPrimitives):
         everything = [systemd.HOLDER_UNIT, *units] if holder else units
         if not everything:
             return
+        if not self.runner.dry_run:
+            ensure_log_dir(self.paths)  # before any window: its pipe appends there
         self._systemctl("reset-failed", everything)  # the start limit also counts manual starts
         if holder:
             self._check(self._systemctl("start", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user start")
@@ -174,6 +180,8 @@ class SystemdBackend(TmuxPrimitives):
 
     def restart_all(self, names: list[str]) -> None:
         units = self._units(names)
+        if not self.runner.dry_run:
+            ensure_log_dir(self.paths)  # before any window: its pipe appends there
         self._systemctl("reset-failed", [systemd.HOLDER_UNIT, *units])
         self._check(self._systemctl("restart", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user restart")
         if units:
@@ -202,6 +210,7 @@ class SystemdBackend(TmuxPrimitives):
         written: list[str] = []
         if not dry:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            ensure_log_dir(self.paths)  # units start windows at boot too: the pipes append there
             if install_script(self.paths.run_dir):
                 written.append(str(script_path(self.paths.run_dir)))
         for relative, text in self.desired_unit_files().items():
@@ -251,7 +260,7 @@ class SystemdBackend(TmuxPrimitives):
         can always be removed."""
         dry = self.runner.dry_run
         names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
-        paths = [self.units_at / systemd.HOLDER_UNIT, self.units_at / systemd.AGENT_TEMPLATE]
+        paths = [self.units_at / unit for unit in (systemd.HOLDER_UNIT, systemd.AGENT_TEMPLATE, systemd.WATCHER_UNIT)]
         paths += [self._dropin(n) for n in names]
         present = [path for path in paths if path.exists()]
         wants = self.units_at / "default.target.wants"

@@ -13,19 +13,21 @@ server is one error line, never a hang.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from fleetlib import procs, tmux
+from fleetlib import procs, tmux, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
+from fleetlib.transcript import ensure_log_dir
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 
@@ -66,6 +68,29 @@ class TmuxPrimitives(FleetContext):
         # tmux's own "Pane is dead (status N, <date>)" line says nothing the status does not.
         kept = [line for line in text.splitlines() if line.strip() and not line.startswith("Pane is dead (")]
         return "\n".join(kept[-lines:])
+
+    def screens(self, names: list[str]) -> dict[str, str]:
+        """The visible screen of each named window, in as few tmux clients as fit (one for
+        a fleet of 200); a window that is gone is left out."""
+        token = f"fleet-screen-{secrets.token_hex(8)}"
+        found: dict[str, str] = {}
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for name in names:
+            cost = len(tmux.window_target(name)) + len(token) + 48  # the two commands' other words
+            if chunks[-1] and size + cost > COMMAND_BUDGET:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(name)
+            size += cost
+        for chunk in chunks:
+            if not chunk:
+                continue
+            result = self._tmux(tmux.capture_screens_commands([tmux.window_target(n) for n in chunk], token))
+            for name, screen in zip(chunk, tmux.parse_screens(result.stdout, token, len(chunk)), strict=True):
+                if screen is not None:
+                    found[name] = screen
+        return found
 
     def remove_windows(self, names: list[str]) -> None:
         """Close the given windows (gone ones are fine) in one client."""
@@ -130,9 +155,14 @@ class TmuxBackend(TmuxPrimitives):
             return
         if not self.runner.dry_run:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            ensure_log_dir(self.paths)  # before any window: its pipe appends there
             install_script(self.paths.run_dir)
         first: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
         first += [*tmux.keep_dead_panes_commands(), ";"]
+        if windows is None or watcher.WINDOW not in windows:
+            # The watcher lives in the holder session: gone with the server, back with it.
+            argv = watcher.watcher_argv(self.paths.run_dir)
+            first += [*tmux.watcher_window_commands(watcher.WINDOW, argv, env=watcher.watcher_environment()), ";"]
         windows_commands = [
             tmux.agent_window_commands(
                 self.pane_spec(name),

@@ -29,6 +29,7 @@ class FleetContext:
     tmux_bin: str = field(default_factory=default_tmux)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time  # for times tmux records (epoch seconds)
 
     def names(self, agent: str | None) -> list[str]:
         """Every roster agent, or just ``agent`` (FleetError naming the known ones if unknown)."""

@@ -31,15 +31,16 @@ import contextlib
 import shlex
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fleetlib import procs
+from fleetlib import activity, procs, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 
 WAIT_TIMEOUT_S: Final = 120.0
@@ -76,6 +77,9 @@ class Backend(Protocol):
     def cleanup(self, names: list[str], *, holder: bool) -> None: ...
 
     def last_output(self, name: str, lines: int) -> str: ...
+
+    def screens(self, names: list[str]) -> dict[str, str]:
+        """The visible screens of the running agents among ``names`` (few clients for all)."""
 
     def install(self, *, enable: bool) -> InstallResult: ...
 
@@ -124,8 +128,28 @@ class Lifecycle(FleetContext):
     # ----------------------------------------------------------------- queries
 
     def status(self, agent: str | None = None) -> FleetStatus:
-        """Every agent's state (or one agent's); changes nothing and takes no lock."""
-        return self.primitives.observe(self.names(agent))
+        """Every agent's state (or one agent's), with what each running agent is doing;
+        changes nothing and takes no lock.
+
+        The activity is the watcher's record on the window; an agent the watcher has not
+        looked at yet (or a fleet without a watcher) is read from its screen here, without
+        debounce and without a ``since`` (see :mod:`fleetlib.activity`)."""
+        status = self.primitives.observe(self.names(agent))
+        unread = [row.name for row in status.agents if row.state == "running" and row.activity is None]
+        if not unread:
+            return status
+        screens = self.primitives.screens(unread)
+        now = self.wall_clock()
+
+        def read(row: AgentStatus) -> AgentStatus:
+            screen = screens.get(row.name)
+            if screen is None or row.activity is not None:
+                return row
+            rules = activity.rules_for(self.roster.get(row.name).runtime)
+            age = None if row.last_output is None else max(0.0, now - row.last_output)
+            return row.with_activity(activity.classify(screen, rules, output_age=age), None)
+
+        return replace(status, agents=[read(row) for row in status.agents])
 
     def ensure_installed(self, names: list[str]) -> None:
         self.primitives.preflight(names)
@@ -137,7 +161,15 @@ class Lifecycle(FleetContext):
         return self.primitives.desired_unit_files()
 
     def install(self, *, enable: bool = True) -> InstallResult:
-        return self.primitives.install(enable=enable)
+        result = self.primitives.install(enable=enable)
+        self._configure_watcher()
+        return result
+
+    def _configure_watcher(self) -> None:
+        """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
+        if not self.runner.dry_run:
+            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            watcher.write_config(self.paths, self.roster, self.tmux_bin)
 
     def uninstall(self) -> InstallResult:
         return self.primitives.uninstall()
@@ -181,6 +213,8 @@ class Lifecycle(FleetContext):
         if self.runner.dry_run:
             return self._dry_run(operation, names, whole, began)
         with self._lease() as fence:
+            if operation != "stop":
+                self._configure_watcher()
             before = self.primitives.observe(names)
             rows = before.by_name()
             trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names}

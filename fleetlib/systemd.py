@@ -14,6 +14,7 @@ from typing import Final
 HOLDER_UNIT: Final = "mosaic-tmux-holder.service"
 AGENT_TEMPLATE: Final = "mosaic-agent@.service"
 AGENT_PATTERN: Final = "mosaic-agent@*.service"
+WATCHER_UNIT: Final = "mosaic-fleet-watcher.service"
 
 
 def agent_unit(name: str) -> str:

@@ -20,6 +20,9 @@ args, cwd, env, stop timeout). What the template encodes, and why:
   both backends.
 * The holder's server starts with a clean environment (``env -i`` with the base
   variables captured at install), so agents get the same variables on both backends.
+* The watcher (:mod:`fleetlib.watcher`) is a unit of its own, pulled in by the holder
+  (``Wants=``) and bound to it (``BindsTo=``, ``After=``): it starts and stops with the
+  fleet, and the manager restarts it if it dies.
 * A generous start limit: the limit counts manual restarts too, and the default (5 in 10 s)
   let a handful of quick fleet restarts fail the holder and take the fleet down. The fleet
   tasks also ``reset-failed`` before acting.
@@ -36,7 +39,7 @@ from fleetlib import tmux
 from fleetlib.pane import PaneSpec, agent_environment
 from fleetlib.procs import marker
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, Roster
-from fleetlib.systemd import AGENT_TEMPLATE, HOLDER_UNIT, agent_unit
+from fleetlib.systemd import AGENT_TEMPLATE, HOLDER_UNIT, WATCHER_UNIT, agent_unit
 
 DROPIN_NAME: Final = "50-fleet-roster.conf"
 SLICE: Final = "app.slice"
@@ -84,6 +87,7 @@ def holder_unit_text(
         _HEADER.format(source=source)
         + f"""[Unit]
 Description=Mosaic fleet tmux holder
+Wants={WATCHER_UNIT}
 {START_LIMIT}
 
 [Service]
@@ -99,6 +103,29 @@ RestartSec=200ms
 
 [Install]
 WantedBy=default.target
+"""
+    )
+
+
+def watcher_unit_text(argv: Sequence[str], environment: Mapping[str, str], source: str, env_bin: str) -> str:
+    """The watcher: started with the holder, stopped with it, restarted when it dies; the
+    same clean environment as the holder's server (its notification commands inherit it)."""
+    clean = [env_bin, "-i", *(f"{key}={value}" for key, value in environment.items())]
+    return (
+        _HEADER.format(source=source)
+        + f"""[Unit]
+Description=Mosaic fleet watcher (agent activity, notifications, transcript rotation)
+BindsTo={HOLDER_UNIT}
+After={HOLDER_UNIT}
+{START_LIMIT}
+
+[Service]
+Type=simple
+Slice={SLICE}
+WorkingDirectory=~
+{exec_line("ExecStart", [*clean, *argv])}
+Restart=always
+RestartSec=1
 """
     )
 
@@ -167,8 +194,11 @@ def unit_files(
     user_home: Path,
     cgroup_mounts: Sequence[str] = (),
     env_bin: str = "/usr/bin/env",
+    watcher: Sequence[str] = (),
+    watcher_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every file the fleet needs in the unit directory: relative path -> content."""
+    """Every file the fleet needs in the unit directory: relative path -> content
+    (``watcher``: the watcher's argv, see :func:`fleetlib.watcher.watcher_argv`)."""
     files = {
         HOLDER_UNIT: holder_unit_text(
             tmux_bin,
@@ -180,6 +210,8 @@ def unit_files(
         ),
         AGENT_TEMPLATE: agent_template_text(roster.source),
     }
+    if watcher:
+        files[WATCHER_UNIT] = watcher_unit_text(watcher, {**environment, **(watcher_env or {})}, roster.source, env_bin)
     for agent in roster.agents:
         cwd = roster.cwd_of(agent, user_home) or str(user_home)
         files[f"{agent_unit(agent.name)}.d/{DROPIN_NAME}"] = agent_dropin_text(

@@ -278,6 +278,10 @@ class FakeBackend:
         self._record("last_output", [name])
         return self.agents[name].output
 
+    def screens(self, names: list[str]) -> dict[str, str]:
+        self._record("screens", names)
+        return {name: self.agents[name].output for name in names if name in self.agents}
+
     def install(self, *, enable: bool) -> InstallResult:
         return InstallResult("install", self.name)
 

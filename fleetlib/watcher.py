@@ -1,0 +1,423 @@
+"""The fleet's watcher: what every agent is doing, told to whoever asked, transcripts kept small.
+
+One long-lived process runs next to every fleet: under systemd the unit
+``mosaic-fleet-watcher.service`` (bound to the holder, restarted by the manager if it
+dies), on the tmux backend the window ``_watcher`` of the holder session (restarted by a
+shell loop, gone with the server). It is started and stopped with the fleet; nothing
+polls from the user's terminal. Each tick (:data:`TICK_S`) it:
+
+1. lists every window with the listing ``fleet status`` uses (one tmux client);
+2. reads the screens of the agents that wrote something since it last looked, and only
+   those (one tmux client for all of them, whatever their number), and classifies each
+   with its runtime's rules (:mod:`fleetlib.activity`), debounced so a redraw does not
+   flicker the state;
+3. records each agent's activity on its window (``@fleet-activity``, since when in
+   ``@fleet-activity-since``; one tmux client for every change), which is what
+   ``fleet status`` and ``fleet wait`` read;
+4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
+   ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
+   ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN`` and ``FLEET_HOME`` in its
+   environment); it never waits for the command, and kills one still running after
+   :data:`NOTIFY_TIMEOUT_S`;
+5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
+   ``log_max_bytes`` (:mod:`fleetlib.transcript`).
+
+What it watches comes from ``<run dir>/watcher.json``, written by the fleet whenever it
+installs or starts agents (:func:`write_config`); the watcher rereads it when it changes.
+Every tmux call is bounded (:data:`TMUX_TIMEOUT_S`); a server that is gone or frozen
+only makes the watcher wait and try again. TERM, INT or HUP end it (exit status 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from fleetlib import activity, tmux
+from fleetlib.atomic import atomic_write_text
+from fleetlib.paths import FleetPaths
+from fleetlib.procs import MARKER_ENV
+from fleetlib.rundir import RunFileError, read_capped
+from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.status import derive_state
+
+if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
+    from fleetlib.roster import Roster
+
+CONFIG_NAME: Final = "watcher.json"
+CONFIG_VERSION: Final = 1
+CONFIG_CAP: Final = 8 * 1024 * 1024
+TICK_S: Final = 0.5
+ROTATE_EVERY_S: Final = 5.0
+TMUX_TIMEOUT_S: Final = 10.0
+NOTIFY_TIMEOUT_S: Final = 60.0
+SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
+NOTIFY_STATES: Final = ("waiting", "exited", "failed")
+WINDOW: Final = "_watcher"  # tmux backend: cannot collide, agent names start with [a-z0-9]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class WatchedAgent:
+    """What the watcher needs to know about one agent."""
+
+    name: str
+    runtime: str
+    on_state_change: tuple[str, ...] = ()
+    log: str = ""
+    log_max_bytes: int = 0
+    log_keep: int = 0
+
+
+@dataclass(frozen=True)
+class WatcherConfig:
+    tmux: str
+    socket: str
+    home: str
+    agents: dict[str, WatchedAgent] = field(default_factory=dict)
+
+
+def config_path(run_dir: Path) -> Path:
+    return run_dir / CONFIG_NAME
+
+
+def config_for(paths: FleetPaths, roster: Roster, tmux_bin: str) -> WatcherConfig:
+    """The watcher's view of a roster (pure)."""
+    from fleetlib import transcript  # noqa: PLC0415 - the transcript module imports the roster's paths
+
+    agents = {
+        agent.name: WatchedAgent(
+            name=agent.name,
+            runtime=agent.runtime,
+            on_state_change=agent.on_state_change,
+            log=str(transcript.log_path(paths, agent.name)),
+            log_max_bytes=agent.log_max_bytes,
+            log_keep=agent.log_keep,
+        )
+        for agent in roster.agents
+    }
+    return WatcherConfig(tmux=tmux_bin, socket=str(paths.tmux_socket), home=str(paths.home), agents=agents)
+
+
+def write_config(paths: FleetPaths, roster: Roster, tmux_bin: str) -> bool:
+    """Write ``watcher.json`` into the (private, existing) run dir unless it already says
+    the same; atomic, so the watcher reads the old or the new file. Returns whether it wrote."""
+    config = config_for(paths, roster, tmux_bin)
+    text = json.dumps(
+        {
+            "version": CONFIG_VERSION,
+            "tmux": config.tmux,
+            "socket": config.socket,
+            "home": config.home,
+            "agents": [
+                vars(agent) | {"on_state_change": list(agent.on_state_change)} for agent in config.agents.values()
+            ],
+        },
+        indent=1,
+    )
+    path = config_path(paths.run_dir)
+    try:
+        if read_capped(path, CONFIG_CAP, what="watcher configuration") == text.encode():
+            return False
+    except RunFileError:
+        pass  # something odd is in its place: the atomic write replaces it
+    atomic_write_text(path, text, mode=0o600)
+    return True
+
+
+def read_config(run_dir: Path) -> WatcherConfig | None:
+    """The configuration, or None when it is missing or unreadable (the watcher then waits)."""
+    try:
+        raw = read_capped(config_path(run_dir), CONFIG_CAP, what="watcher configuration")
+        data = json.loads(raw) if raw else None
+    except (RunFileError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != CONFIG_VERSION:
+        return None
+    try:
+        agents = {
+            str(item["name"]): WatchedAgent(
+                name=str(item["name"]),
+                runtime=str(item["runtime"]),
+                on_state_change=tuple(str(word) for word in item.get("on_state_change") or ()),
+                log=str(item.get("log") or ""),
+                log_max_bytes=int(item.get("log_max_bytes") or 0),
+                log_keep=int(item.get("log_keep") or 0),
+            )
+            for item in data["agents"]
+        }
+        return WatcherConfig(str(data["tmux"]), str(data["socket"]), str(data["home"]), agents)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def watcher_argv(run_dir: Path, python: str = sys.executable) -> list[str]:
+    """How the watcher is started: this Python, this package (see :func:`watcher_environment`)."""
+    return [python, "-m", "fleetlib.watcher", str(run_dir)]
+
+
+def watcher_environment() -> dict[str, str]:
+    """What the watcher needs beyond the base environment: this package on the import path,
+    wherever it was imported from (an installed copy or a clone)."""
+    return {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+# --------------------------------------------------------------------------- the watcher
+
+
+@dataclass
+class _Seen:
+    """The watcher's memory of one agent's current window."""
+
+    pane_id: str
+    deaths: int
+    debouncer: activity.Debouncer
+    dead: bool = False
+    screen: str = ""
+    captured_at: float = 0.0  # wall clock of the last capture (0: never)
+    recorded: tuple[str, float] | None = None  # what the window's options say
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One transition worth telling (returned by :meth:`Watcher.tick` for tests and logs)."""
+
+    name: str
+    old: str | None
+    new: str
+    screen: str
+
+
+Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes] | None"]
+
+
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
+    """Start a notification command without a shell, stdin from /dev/null, output to the
+    watcher's own (the journal or its window); None when it cannot be started."""
+    try:
+        return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        print(f"fleet watcher: cannot run {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return None
+
+
+@dataclass
+class Watcher:
+    """The watcher's algorithm, one :meth:`tick` at a time; clock, runner and spawn are
+    injected, so a test drives it tick by tick against a real tmux server."""
+
+    run_dir: Path
+    runner: Runner = field(default_factory=lambda: SubprocessRunner(timeout=TMUX_TIMEOUT_S))
+    clock: Callable[[], float] = time.time
+    spawn: Spawn = spawn_detached
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    config: WatcherConfig | None = None
+    seen: dict[str, _Seen] = field(default_factory=dict)
+    running: list[tuple[float, subprocess.Popen[bytes]]] = field(default_factory=list)
+    config_stamp: tuple[int, int] | None = None
+    rotated_at: float = -math.inf
+    token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
+
+    # ----------------------------------------------------------------- one tick
+
+    def tick(self) -> list[Notice]:
+        """Look once: classify, record, notify, rotate. Returns the notices it sent."""
+        self._reload()
+        self._reap()
+        config = self.config
+        if config is None:
+            return []
+        listing = self._tmux(config, tmux.list_windows_commands())
+        if listing is None or not listing.ok:
+            return []
+        windows = tmux.parse_windows(listing.stdout)
+        now = self.clock()
+        notices: list[Notice] = []
+        for name in list(self.seen):
+            if name not in windows or name not in config.agents:
+                del self.seen[name]  # stopped (or removed from the roster): nothing to tell
+        to_capture: list[tuple[str, tmux.Window]] = []
+        for name, window in windows.items():
+            agent = config.agents.get(name)
+            if agent is None or not window.pane_id:
+                continue
+            seen = self.seen.get(name)
+            if seen is None or seen.pane_id != window.pane_id:
+                debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)
+                seen = self.seen[name] = _Seen(window.pane_id, window.deaths, debouncer, window.dead)
+            notices += self._process_events(agent, seen, window)
+            if derive_state(window, None) == "running" and (
+                window.last_output is None or window.last_output >= math.floor(seen.captured_at) or not seen.screen
+            ):
+                to_capture.append((name, window))
+        self._capture(config, to_capture, now)
+        writes: list[str] = []
+        for name, window in windows.items():
+            seen = self.seen.get(name)
+            agent = config.agents.get(name)
+            if seen is None or agent is None or derive_state(window, None) != "running":
+                continue
+            rules = activity.rules_for(agent.runtime)
+            age = None if window.last_output is None else max(0.0, now - window.last_output)
+            change = seen.debouncer.observe(activity.classify(seen.screen, rules, output_age=age), now)
+            if change is not None and change.new in NOTIFY_STATES:
+                notices.append(Notice(name, change.old, change.new, seen.screen))
+            state, since = seen.debouncer.state, seen.debouncer.since
+            if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since):
+                if (window.activity, window.activity_since) != (state, since):
+                    writes += _record_commands(window.pane_id, state, since)
+                seen.recorded = (state, since)
+        if writes:
+            self._tmux(config, writes[:-1])
+        for notice in notices:
+            self._notify(config, notice)
+        if now - self.rotated_at >= ROTATE_EVERY_S:
+            self.rotated_at = now
+            self._rotate(config, windows)
+        return notices
+
+    def _process_events(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> list[Notice]:
+        """An exit of the agent (its supervisor counts them) or its giving up is told once."""
+        notices: list[Notice] = []
+        state = derive_state(window, None)
+        exited = window.deaths > seen.deaths or (window.dead and not seen.dead)
+        if exited:
+            new = "failed" if state == "failed" else "exited"
+            notices.append(Notice(agent.name, seen.debouncer.state, new, seen.screen))
+            seen.debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)  # a fresh start
+            seen.recorded = None
+            seen.screen = ""
+        seen.deaths, seen.dead = window.deaths, window.dead
+        return notices
+
+    def _capture(self, config: WatcherConfig, panes: list[tuple[str, tmux.Window]], now: float) -> None:
+        if not panes:
+            return
+        result = self._tmux(config, tmux.capture_screens_commands([w.pane_id for _, w in panes], self.token))
+        if result is None:
+            return
+        screens = tmux.parse_screens(result.stdout, self.token, len(panes))
+        for (name, _), screen in zip(panes, screens, strict=True):
+            if screen is not None and name in self.seen:
+                self.seen[name].screen = screen
+                self.seen[name].captured_at = now
+
+    def _notify(self, config: WatcherConfig, notice: Notice) -> None:
+        agent = config.agents.get(notice.name)
+        if agent is None or not agent.on_state_change:
+            return
+        lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
+        env = {key: value for key, value in self.environ.items() if key != MARKER_ENV}
+        env |= {
+            "FLEET_AGENT_NAME": notice.name,
+            "FLEET_OLD_STATE": notice.old or "",
+            "FLEET_NEW_STATE": notice.new,
+            "FLEET_SCREEN": "\n".join(lines[-SCREEN_LINES:]),
+            "FLEET_HOME": config.home,
+        }
+        proc = self.spawn(agent.on_state_change, env)
+        if proc is not None:
+            self.running.append((time.monotonic(), proc))
+
+    def _reap(self) -> None:
+        """Collect finished notification commands; kill those past their time."""
+        kept = []
+        for started, proc in self.running:
+            if proc.poll() is not None:
+                continue
+            if time.monotonic() - started > NOTIFY_TIMEOUT_S:
+                proc.kill()
+                proc.wait()
+                continue
+            kept.append((started, proc))
+        self.running = kept
+
+    def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
+        from fleetlib import transcript  # noqa: PLC0415 - only needed every few seconds
+
+        commands: list[str] = []
+        for name, agent in config.agents.items():
+            window = windows.get(name)
+            if not agent.log or window is None or not window.pane_id:
+                continue
+            path = Path(agent.log)
+            try:
+                if not transcript.needs_rotation(path, agent.log_max_bytes):
+                    continue
+                transcript.rotate(path, agent.log_keep)
+            except (OSError, RunFileError) as exc:
+                print(f"fleet watcher: cannot rotate {path}: {exc}", file=sys.stderr, flush=True)
+                continue
+            commands += [*transcript.repipe_commands(name, path), ";"]
+        if commands:
+            self._tmux(config, commands[:-1])
+
+    def _tmux(self, config: WatcherConfig, commands: list[str]) -> Result | None:
+        argv = [*tmux.tmux_base(config.tmux, Path(config.socket)), *commands]
+        result = self.runner.run(argv, timeout=TMUX_TIMEOUT_S)
+        return None if result.timed_out else result
+
+    def _reload(self) -> None:
+        try:
+            st = os.stat(config_path(self.run_dir))
+            stamp = (st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = None
+        if stamp != self.config_stamp or self.config is None:
+            self.config_stamp = stamp
+            self.config = read_config(self.run_dir)
+
+    # ----------------------------------------------------------------- the loop
+
+    def run(self, should_stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep) -> None:
+        """Tick until ``should_stop``; an unexpected error in one tick is reported on stderr
+        and the next tick tries again (a watcher that dies would tell nobody anything)."""
+        while not should_stop():
+            began = time.monotonic()
+            try:
+                self.tick()
+            except Exception as exc:  # keep watching: a watcher that dies tells nobody anything
+                print(f"fleet watcher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            sleep(max(0.05, TICK_S - (time.monotonic() - began)))
+
+
+def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
+    return [
+        "set-option", "-w", "-t", pane_id, tmux.ACTIVITY_OPTION, state, ";",
+        "set-option", "-w", "-t", pane_id, tmux.ACTIVITY_SINCE_OPTION, f"{since:.3f}", ";",
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fleetlib.watcher RUN_DIR``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m fleetlib.watcher RUN_DIR", file=sys.stderr)
+        return 2
+    stop: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: stop.append(number))
+    Watcher(Path(args[0])).run(lambda: bool(stop), sleep=lambda seconds: _sleep_unless(stop, seconds))
+    return 0
+
+
+def _sleep_unless(stop: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop and time.monotonic() < deadline:
+        time.sleep(min(0.1, deadline - time.monotonic()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
