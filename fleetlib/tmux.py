@@ -124,6 +124,16 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     return [*commands, "--", *(literal(word) for word in pane_argv(spec, argv, run_dir))]
 
 
+def watcher_window_commands(name: str, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:
+    """A window of the holder session that runs ``argv`` (the fleet's watcher) and starts
+    it again a second after it ends, for as long as the server lives (tmux backend)."""
+    loop = 'while :; do "$@"; sleep 1; done'
+    commands = ["new-window", "-d", "-t", session_target(), "-n", name]
+    for key, value in env.items():
+        commands += ["-e", literal(f"{key}={value}")]
+    return [*commands, "--", "/bin/sh", "-c", loop, name, *(literal(word) for word in argv)]
+
+
 def new_window_argv(
     tmux: str, socket: Path, spec: PaneSpec, argv: Sequence[str], *, env: Mapping[str, str], run_dir: Path
 ) -> list[str]:
@@ -157,10 +167,13 @@ def kill_window_argv(tmux: str, socket: Path, name: str) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-window", "-t", window_target(name)]
 
 
-def list_windows_argv(tmux: str, socket: Path) -> list[str]:
+def list_windows_commands() -> list[str]:
     """Every window of the fleet session, then the server options (the start counters)."""
-    listing = ["list-windows", "-t", session_target(), "-F", WINDOW_FORMAT]
-    return [*tmux_base(tmux, socket), *listing, ";", "show-options", "-g"]
+    return ["list-windows", "-t", session_target(), "-F", WINDOW_FORMAT, ";", "show-options", "-g"]
+
+
+def list_windows_argv(tmux: str, socket: Path) -> list[str]:
+    return [*tmux_base(tmux, socket), *list_windows_commands()]
 
 
 @dataclass(frozen=True)
