@@ -30,8 +30,8 @@ from fleetlib.pane import base_environment, install_script, script_path
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
-from fleetlib.transcript import ensure_log_dir
 from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.transcript import ensure_log_dir
 from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
 from fleetlib.watcher import watcher_argv, watcher_environment
 

@@ -27,9 +27,9 @@ from fleetlib.pane import PaneSpec, agent_environment, base_environment, install
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
-from fleetlib.transcript import ensure_log_dir
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
+from fleetlib.transcript import ensure_log_dir
 
 TMUX_TIMEOUT_S: Final = 10.0
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)

@@ -4,8 +4,9 @@ Both backends run an agent the same way: its tmux window runs
 ``/bin/sh <run dir>/supervise.sh <parameters> -- <agent argv>``. The script is the same
 for every agent (:data:`SCRIPT`, written into the run dir by :func:`install_script`), so a
 window's command stays short (tmux refuses a client command over 16 KiB, and one client
-creates many windows). It is POSIX ``sh`` with builtins only on the happy path, so
-starting an agent costs no process beyond ``sh`` itself, and it does, in order:
+creates many windows). It is POSIX ``sh`` with builtins only on the happy path but for
+the header's ``date``, so starting an agent costs one short-lived process beyond ``sh``
+itself, and it does, in order:
 
 1. *(systemd backend only)* moves itself into the agent unit's cgroup, so every process
    the agent starts is the unit's: ``systemctl stop`` then reaches background, ``setsid``
@@ -16,7 +17,10 @@ starting an agent costs no process beyond ``sh`` itself, and it does, in order:
 2. enters the agent's working directory, literally (no tmux format expansion, no fall
    back to another directory: a missing directory fails the agent with status 126);
 3. runs the agent; a command that cannot be found fails at once with status 127 and
-   ``fleet: <cmd>: command not found`` on the pane;
+   ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with
+   one header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time,
+   the agent's own pid, the command), printed by a ``sh`` that then becomes the agent (``exec``,
+   so the pid is the agent's); the time costs one ``date`` per run;
 4. paces restarts: an agent that exits is started again after 1 s, then 2, 4, ... up to
    30 s; after ``max_failures`` exits within ``failure_window`` seconds (or at once for
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
@@ -39,6 +43,7 @@ from typing import Final
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
+from fleetlib.transcript import HEADER_PRINTF
 
 MAX_BACKOFF_S: Final = 30
 EXIT_OPTION: Final = "@fleet-exit"
@@ -91,7 +96,8 @@ if ! cd -- "$dir" 2>/dev/null; then
 fi
 fails=; delay=1
 while [ -z "$stop" ]; do
-  if command -v "$1" >/dev/null 2>&1; then "$@"; status=$?
+  if command -v "$1" >/dev/null 2>&1; then
+    /bin/sh -c 'printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; exec "$@"' sh "$@"; status=$?
   else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
   deaths=$((deaths + 1)); now=0

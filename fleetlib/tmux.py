@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+from fleetlib import transcript
 from fleetlib.pane import DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
 
 # What the fleet's watcher (fleetlib.watcher) records on each agent window: the agent's
@@ -112,6 +113,11 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     (:func:`fleetlib.pane.pane_argv`); ``env`` (the marker and the roster's variables) is
     passed literally with ``-e`` (tmux does not expand formats there). No ``-c``: tmux
     expands formats in it, so the supervisor enters the working directory itself.
+
+    Right after ``new-window``, in the same sequence, ``pipe-pane`` appends everything
+    the pane prints to the agent's transcript (:mod:`fleetlib.transcript`, in
+    ``<home>/fleet/logs``, the run dir's sibling): tmux runs a sequence without reading
+    any pane in between, so the transcript holds the pane's output from its first byte.
     """
     name = spec.name
     target = window_target(name)
@@ -121,7 +127,15 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     commands += ["new-window", "-d", "-t", session_target(), "-n", name]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
-    return [*commands, "--", *(literal(word) for word in pane_argv(spec, argv, run_dir))]
+    commands += ["--", *(literal(word) for word in pane_argv(spec, argv, run_dir)), ";"]
+    log = transcript.logs_in(run_dir.parent) / f"{name}{transcript.SUFFIX}"
+    return [*commands, *pipe_pane_commands(name, log)]
+
+
+def pipe_pane_commands(name: str, log: Path) -> list[str]:
+    """``pipe-pane -O``: append everything the agent's pane prints to ``log`` (replacing
+    any pipe the pane had; see :func:`fleetlib.transcript.pipe_shell_command`)."""
+    return ["pipe-pane", "-O", "-t", window_target(name), literal(transcript.pipe_shell_command(log))]
 
 
 def watcher_window_commands(name: str, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:

@@ -248,7 +248,7 @@ def test_dropin_runs_the_pane_supervisor_from_the_run_dir_with_the_agent_argv_li
     text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
     argv = exec_argv(text)
     spec = _spec(ODD, ODD_CWD, ("/sys/fs/cgroup",))
-    window = argv[argv.index("new-window") : -6]
+    window = argv[argv.index("new-window") : argv.index("pipe-pane") - 1]  # then the transcript's pipe
     dash = window.index("--")
     expected = [tmux.literal(word) for word in pane.pane_argv(spec, ODD.argv(), SOCK.parent)]
     assert window[dash + 1 :] == expected
@@ -371,10 +371,13 @@ def test_agent_window_commands_run_the_supervisor_and_escape_trailing_semicolons
     agent = Agent(name="a1", runtime="custom", command=("codex", "a;"))
     spec = _spec(agent, "/w")
     commands = tmux.agent_window_commands(spec, agent.argv(), env={"K": "x;"}, run_dir=Path("/r"))
-    assert commands[-3:] == ["--", "codex", "a\\;"]  # trailing ';' escaped for tmux's parser
+    pipe = commands.index("pipe-pane")
+    assert commands[pipe - 4 : pipe] == ["--", "codex", "a\\;", ";"]  # trailing ';' escaped for tmux's parser
     assert commands[commands.index("-e") + 1] == "K=x\\;"
     dash = commands.index("--")
-    assert commands[dash + 1 :] == [tmux.literal(w) for w in pane.pane_argv(spec, agent.argv(), Path("/r"))]
+    assert commands[dash + 1 : pipe - 1] == [tmux.literal(w) for w in pane.pane_argv(spec, agent.argv(), Path("/r"))]
+    # the transcript's pipe, in the same sequence as new-window (see tests/test_transcript_tmux.py)
+    assert commands[pipe:] == ["pipe-pane", "-O", "-t", "=fleet:=a1", "exec cat >> /logs/a1.log"]
     assert commands[0] == "if-shell"  # no client prefix: composable into one longer client
 
 

@@ -1,0 +1,492 @@
+"""Agent transcripts: every byte each agent writes, kept in ``<home>/fleet/logs/<name>.log``.
+
+**Capture.** The window that runs an agent gets ``pipe-pane -O`` in the same tmux command
+sequence as its ``new-window`` (:func:`fleetlib.tmux.agent_window_commands`). tmux runs
+no other work between two commands of one sequence, so the pipe exists before tmux first
+reads the new pane: the transcript starts at the pane's first byte. The pipe's reader is
+``exec cat >> <file>`` (:func:`pipe_shell_command`), a child of the tmux server. tmux
+copies what the pane prints into its own buffer for the pipe and never waits for the
+reader, so a stalled ``cat`` (slow or full disk) never blocks the agent; the backlog
+costs tmux server memory until ``cat`` catches up. Known limits: the backlog tmux still
+holds when the window is killed (``fleet restart``) or the pipe is replaced
+(:func:`repipe_commands`) is dropped by tmux; the kernel's socket buffer (what ``cat``
+has not read yet) is not.
+
+**Generations.** Before each run of the agent, the pane supervisor (:mod:`fleetlib.pane`)
+prints one header line, :data:`HEADER_PRINTF` (UTC time, pid of the agent process
+itself, command), so it lands on the screen and in the transcript in order.
+:data:`HEADER_RE` finds it again (anywhere in a line: the previous generation may have
+died mid-line). An agent that prints a line looking like a header splits its own
+generation; nothing else is affected.
+
+**Rotation.** The fleet's watcher calls, per agent and tick, :func:`needs_rotation` with
+the roster's ``log_max_bytes``, then :func:`rotate` with ``log_keep`` and runs
+:func:`repipe_commands` in one tmux client: the rename keeps the running ``cat`` writing
+into ``<name>.log.1`` (same inode); the new pipe's ``cat`` opens a fresh ``<name>.log``;
+the old ``cat`` drains into the renamed file and exits. Lines are never split between
+the files out of order: everything before the ``pipe-pane`` is in the old file.
+
+**Reading** (:func:`read`, :func:`follow`) treats ``<name>.log.K ... <name>.log.1,
+<name>.log`` as one stream, strips terminal control sequences (:func:`strip_terminal`)
+and reads only the tail it needs (from the end, at most :data:`READ_CAP` bytes). Every
+file is opened like the run dir's files (:func:`fleetlib.rundir.open_regular`: no
+symlinks, never blocking); a FIFO or directory at a log path is one error line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, get_args
+
+from fleetlib.errors import FleetError
+from fleetlib.paths import FleetPaths
+from fleetlib.rundir import ensure_private_dir, not_regular, open_regular, os_errors, read_fd_capped
+
+LOGS_DIR_NAME: Final = "logs"
+SUFFIX: Final = ".log"
+# The supervisor's header, a printf(1) format: time (UTC, ISO 8601), pid, command. It sits
+# between double quotes inside a single-quoted `sh -c` word, so it must not contain quotes,
+# `$`, a backquote or a backslash other than the final "\n".
+HEADER_PRINTF: Final = r"==> fleet: generation started %s pid %s: %s\n"
+HEADER_RE: Final = re.compile(r"==> fleet: generation started (?P<time>\S*) pid (?P<pid>\d+): (?P<command>[^\r\n]*)")
+_HEADER_BYTES: Final = re.compile(HEADER_RE.pattern.encode())
+
+Generation = Literal["current", "previous", "all"]
+GENERATIONS: Final[tuple[str, ...]] = get_args(Generation)
+READ_CAP: Final = 64 * 1024 * 1024  # bytes read from the end of the transcript, at most
+BLOCK: Final = 64 * 1024
+FOLLOW_POLL_S: Final = 0.25
+
+
+class NoTranscript(FleetError):
+    """The agent has no transcript yet (it never ran since transcripts exist). Exit 1."""
+
+    exit_code = 1
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def logs_in(fleet_dir: Path) -> Path:
+    """The transcripts directory of the fleet whose directory is ``fleet_dir`` (``<home>/fleet``)."""
+    return fleet_dir / LOGS_DIR_NAME
+
+
+def log_dir(paths: FleetPaths) -> Path:
+    """``<home>/fleet/logs``: private (0700), created by :func:`ensure_log_dir`."""
+    return logs_in(paths.fleet_dir)
+
+
+def log_path(paths: FleetPaths, name: str) -> Path:
+    """``<home>/fleet/logs/<name>.log``, the agent's current transcript file."""
+    return log_dir(paths) / f"{name}{SUFFIX}"
+
+
+def rotated(path: Path, index: int) -> Path:
+    """``<path>.<index>``: ``.log.1`` is the newest rotated file."""
+    return path.with_name(f"{path.name}.{index}")
+
+
+def ensure_log_dir(paths: FleetPaths) -> Path:
+    """Create the transcripts directory 0700 (or check an existing one is private and
+    ours, like the run dir); :class:`fleetlib.rundir.RunDirError` otherwise. Both
+    backends call it before any window is created: a pipe into a missing directory
+    would lose the whole generation."""
+    directory = log_dir(paths)
+    ensure_private_dir(directory, "fleet transcripts directory")
+    return directory
+
+
+def pipe_shell_command(path: Path) -> str:
+    """The command tmux runs (``/bin/sh -c``) to append the pane's output to ``path``.
+
+    ``exec`` so the reader is ``cat`` itself (one process per agent, found by its parent,
+    the tmux server). The path is quoted for the shell, then every ``#`` doubled: tmux
+    expands formats in a ``pipe-pane`` command before the shell sees it."""
+    return f"exec cat >> {shlex.quote(os.fspath(path))}".replace("#", "##")
+
+
+def repipe_commands(name: str, path: Path) -> list[str]:
+    """tmux commands (no client prefix) that point the pane's pipe at a fresh ``path``
+    after :func:`rotate`: ``pipe-pane`` with a new command replaces the old pipe at
+    once; the old ``cat`` drains what it was given into the renamed file and exits.
+    Run on a window that is gone, tmux reports "can't find window" and nothing changes."""
+    from fleetlib import tmux  # noqa: PLC0415 - tmux builds its window commands from this module
+
+    return tmux.pipe_pane_commands(name, path)
+
+
+# --------------------------------------------------------------------------- stripping
+
+# ESC-introduced sequences: CSI (ESC [ ... final), strings (OSC ESC ], DCS ESC P, SOS ESC X,
+# PM ESC ^, APC ESC _) ended by BEL or ST (ESC \) -- an unterminated one ends at the line's
+# end --, and two/three-character escapes (ESC ( B, ESC =, ESC 7 ...). 8-bit CSI too.
+_SEQUENCES: Final = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b]*?(?:\x07|\x1b\\)"
+    r"|\x1b[\]PX^_][^\x07\x1b\n]*"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
+)
+# What stays after the sequences are gone: newline, tab, carriage return and backspace
+# (resolved below); every other C0 control, DEL and the C1 controls are dropped.
+_CONTROLS: Final = re.compile("[\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
+_LINE_ENDS: Final = re.compile("\r+\n")
+
+
+def strip_terminal(text: str) -> str:
+    """``text`` as a reader wants it: terminal control removed, lines as they ended up.
+
+    Removes CSI, OSC/DCS/SOS/PM/APC strings and other ESC sequences; ``\\r\\n`` (also
+    ``\\r\\r\\n``, a program's own ``\\r\\n`` after the terminal's) becomes ``\\n``; a bare
+    ``\\r`` overwrite keeps the last non-empty segment of the line (a progress bar shows
+    its final state); each backspace removes the character before it; other C0 and C1
+    controls and DEL are dropped; tabs stay. Pure; never raises.
+    """
+    text = _CONTROLS.sub("", _SEQUENCES.sub("", text))
+    text = _LINE_ENDS.sub("\n", text)
+    if "\r" not in text and "\b" not in text:
+        return text
+    return "\n".join(_resolve_line(line) for line in text.split("\n"))
+
+
+def _resolve_line(line: str) -> str:
+    kept = ""
+    for segment in line.split("\r"):
+        resolved = _backspaces(segment) if "\b" in segment else segment
+        if resolved:
+            kept = resolved
+    return kept
+
+
+def _backspaces(segment: str) -> str:
+    chars: list[str] = []
+    for char in segment:
+        if char != "\b":
+            chars.append(char)
+        elif chars:
+            chars.pop()
+    return "".join(chars)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class _Part:
+    path: Path
+    size: int
+
+
+def _open_read(path: Path) -> int | None:
+    """A read-only fd of the regular file ``path``; None when it does not exist."""
+    try:
+        return open_regular(path, os.O_RDONLY, what="transcript")
+    except FileNotFoundError:
+        return None
+
+
+def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
+    """Open ``path.N ... path.1, path`` (oldest first, only those that exist); the size
+    of ``path`` itself is taken as at most ``last_size`` when given."""
+    indices = sorted(_rotated_indices(path), reverse=True)
+    opened: list[tuple[int, _Part]] = []
+    try:
+        for candidate in [*(rotated(path, i) for i in indices), path]:
+            fd = _open_read(candidate)
+            if fd is not None:
+                with os_errors("inspect", candidate):
+                    size = os.fstat(fd).st_size
+                if candidate == path and last_size is not None:
+                    size = min(size, last_size)
+                opened.append((fd, _Part(candidate, size)))
+    except BaseException:
+        for fd, _ in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def _rotated_indices(path: Path) -> list[int]:
+    """The ``N`` of every ``<path>.N`` (N >= 1, written without leading zeros) beside ``path``."""
+    prefix = f"{path.name}."
+    with os_errors("list", path.parent):
+        try:
+            names = os.listdir(path.parent)
+        except FileNotFoundError:
+            return []
+    indices = []
+    for entry in names:
+        rest = entry[len(prefix) :] if entry.startswith(prefix) else ""
+        if rest.isdigit() and len(rest) < 6 and rest == str(int(rest)) and int(rest) >= 1:
+            indices.append(int(rest))
+    return indices
+
+
+def _tail(opened: Sequence[tuple[int, _Part]], wanted: Callable[[bytes, bool], bool], cap: int) -> tuple[bytes, bool]:
+    """Bytes from the end of the concatenated parts, read backwards in growing blocks until
+    ``wanted(data, at_start)`` says enough, the start is reached or ``cap`` bytes are read.
+    Returns the data and whether it begins at the stream's start."""
+    total = sum(part.size for _, part in opened)
+    start, block = total, BLOCK
+    data = b""
+    while True:
+        begin = max(0, start - block, total - cap)
+        data = _pread_span(opened, begin, start) + data
+        start = begin
+        if start == 0 or total - start >= cap or wanted(data, start == 0):
+            return data, start == 0
+        block *= 2
+
+
+def _pread_span(opened: Sequence[tuple[int, _Part]], begin: int, end: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    for fd, part in opened:
+        low, high = max(begin, offset), min(end, offset + part.size)
+        if low < high:
+            with os_errors("read", part.path):
+                os.lseek(fd, low - offset, os.SEEK_SET)
+            chunks.append(read_fd_capped(fd, high - low, part.path))
+        offset += part.size
+    return b"".join(chunks)
+
+
+def _segment(data: bytes, generation: str) -> tuple[bytes, bool] | None:
+    """The bytes of ``generation`` within ``data`` and whether they begin at a header (so
+    are complete at the front); None while ``data`` does not yet show where it ends."""
+    heads = [m.start() for m in _HEADER_BYTES.finditer(data)]
+    if generation == "all":
+        return data, False
+    back = 0 if generation == "current" else 1
+    if len(heads) < back:
+        return None
+    end = len(data) if back == 0 else heads[-1]
+    starts = heads[: len(heads) - back]
+    if starts:
+        return data[starts[-1] : end], True
+    return data[:end], False
+
+
+def _last_lines(raw: bytes, lines: int, *, whole: bool) -> str:
+    """The last ``lines`` stripped lines of ``raw``; the first line is dropped unless
+    ``whole`` (it may start mid-line or mid-sequence)."""
+    text = strip_terminal(raw.decode("utf-8", "replace"))
+    rows = text.split("\n")
+    if not whole:
+        rows = rows[1:]
+    while rows and not rows[-1].strip():
+        rows.pop()
+    return "\n".join(row.rstrip() for row in rows[-lines:])
+
+
+def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current") -> str:
+    """The last ``lines`` lines (stripped) of the agent's transcript for ``generation``:
+
+    ``current``   since the last generation header (the running or last run of the agent),
+    ``previous``  the generation before it (possibly in the rotated ``<name>.log.1``...),
+    ``all``       the whole transcript, rotated files included.
+
+    The text starts with the generation's header line when that is among the lines.
+    Empty when the generation holds no text (``previous`` of an agent that ran once).
+    Raises :class:`NoTranscript` (exit 1) when no transcript file exists,
+    :class:`fleetlib.rundir.RunFileError` (exit 2, one line) for a FIFO, directory or
+    symlink at a transcript path, ``FleetError`` for an unknown ``generation``.
+    """
+    return read_path(log_path(paths, name), lines=lines, generation=generation)
+
+
+def read_path(path: Path, *, lines: int, generation: str = "current", last_size: int | None = None) -> str:
+    """:func:`read` for the transcript file ``path`` (and its rotated files); with
+    ``last_size``, as if ``path`` ended there (:func:`follow` continues from it)."""
+    check_generation(generation)
+    if lines < 1:
+        raise FleetError(f"lines must be at least 1, not {lines}")
+    opened = _parts(path, last_size)
+    if not opened:
+        raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
+    try:
+
+        def enough(data: bytes, at_start: bool) -> bool:
+            found = _segment(data, generation)
+            return found is not None and (found[1] or found[0].count(b"\n") > lines)
+
+        data, at_start = _tail(opened, enough, READ_CAP)
+    finally:
+        for fd, _ in opened:
+            os.close(fd)
+    found = _segment(data, generation)
+    if found is None:  # the start was reached without the headers the generation needs
+        return ""
+    raw, from_header = found
+    # A segment that does not begin at a header begins where the data does.
+    return _last_lines(raw, lines, whole=from_header or at_start)
+
+
+def check_generation(generation: str) -> str:
+    """``generation`` when it is one of :data:`GENERATIONS`; a one-line FleetError otherwise."""
+    if generation not in GENERATIONS:
+        raise FleetError(f"--generation: {generation!r} is not one of {', '.join(GENERATIONS)}")
+    return generation
+
+
+def follow(
+    paths: FleetPaths,
+    name: str,
+    *,
+    lines: int,
+    generation: str = "current",
+    poll: float = FOLLOW_POLL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[str]:
+    """Yield :func:`read` (when not empty), then the stripped text of every complete new
+    line as the transcript grows, until ``stop()`` is true (checked once per ``poll``).
+
+    Survives a rotation: when ``<name>.log`` is replaced, what is left in the renamed file
+    is read to its end (until it stays quiet for one poll), then the new file from its
+    start; a file that shrank (truncated) is read again from its start. A partial last
+    line is held back until its newline arrives. Same errors as :func:`read` (no
+    transcript at all is :class:`NoTranscript`).
+    """
+    path = log_path(paths, name)
+    tail = _Follower(path)  # first, so nothing written during the read below is missed
+    try:
+        first = read_path(path, lines=lines, generation=generation, last_size=tail.position)
+        if first:
+            yield first
+        while not stop():
+            text = tail.poll()
+            if text:
+                yield text
+            else:
+                sleep(poll)
+    finally:
+        tail.close()
+
+
+class _Follower:
+    """Reads what is appended to one transcript path, across rotations, as stripped lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.pending = b""
+        self.draining = False
+        self.position: int | None = None
+        self.fd = _open_read(path)
+        if self.fd is not None:
+            with os_errors("read", path):
+                self.position = os.lseek(self.fd, 0, os.SEEK_END)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def poll(self) -> str:
+        """Complete new lines since the last poll (stripped), or ""."""
+        if self.fd is None:
+            self.fd = _open_read(self.path)
+            if self.fd is None:
+                return ""
+        chunk = self._read_new()
+        if not chunk:
+            if self._replaced():
+                if self.draining:  # quiet for one poll after the rename: switch
+                    self.close()
+                    self.fd = _open_read(self.path)
+                    self.draining = False
+                    chunk = self._read_new() if self.fd is not None else b""
+                else:
+                    self.draining = True
+            if not chunk:
+                return ""
+        data = self.pending + chunk
+        cut = data.rfind(b"\n") + 1
+        self.pending = data[cut:]
+        if not cut:
+            return ""
+        text = strip_terminal(data[:cut].decode("utf-8", "replace"))
+        return text.removesuffix("\n")
+
+    def _read_new(self) -> bytes:
+        assert self.fd is not None
+        with os_errors("read", self.path):
+            position = os.lseek(self.fd, 0, os.SEEK_CUR)
+            if os.fstat(self.fd).st_size < position:  # truncated under us: start again
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                self.pending = b""
+        return read_fd_capped(self.fd, BLOCK * 16, self.path)
+
+    def _replaced(self) -> bool:
+        assert self.fd is not None
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            return False  # renamed, the new file not there yet: keep reading the old one
+        with os_errors("inspect", self.path):
+            mine = os.fstat(self.fd)
+        return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def needs_rotation(path: Path, max_bytes: int) -> bool:
+    """Whether the transcript ``path`` has reached ``max_bytes`` (the roster's
+    ``log_max_bytes``). False when it does not exist; :class:`fleetlib.rundir.RunFileError` (one line)
+    when something other than a regular file is there. Never follows a symlink."""
+    with os_errors("inspect", path):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+    if not stat.S_ISREG(info.st_mode):
+        raise not_regular(path, "transcript", info.st_mode)
+    return info.st_size >= max_bytes
+
+
+def rotate(path: Path, keep: int) -> None:
+    """Rename ``path`` to ``path.1``, ``path.1`` to ``path.2`` ... keeping at most ``keep``
+    rotated files (the roster's ``log_keep``; 0 removes the transcript instead): older ones,
+    also beyond a larger ``keep`` used before, are deleted first.
+
+    A writer holding the file open keeps writing into the renamed file; call
+    :func:`repipe_commands` next so the pane's pipe opens a fresh ``path``. Only regular
+    files are renamed or removed: anything else at one of these names is a
+    :class:`fleetlib.rundir.RunFileError` (one line) and nothing is renamed. Missing files are skipped.
+    One rotator at a time (the watcher): concurrent rotations of one path are not safe.
+    """
+    if keep < 0:
+        raise FleetError(f"keep must be at least 0, not {keep}")
+    indices = _rotated_indices(path)
+    for candidate in [path, *(rotated(path, i) for i in indices)]:
+        with os_errors("inspect", candidate), contextlib.suppress(FileNotFoundError):
+            mode = os.lstat(candidate).st_mode
+            if not stat.S_ISREG(mode):
+                raise not_regular(candidate, "transcript", mode)
+    for index in sorted(i for i in indices if i >= keep):
+        _remove(rotated(path, index))
+    if keep == 0:
+        _remove(path)
+        return
+    for index in sorted((i for i in indices if i < keep), reverse=True):
+        with os_errors("rename", rotated(path, index)):
+            os.rename(rotated(path, index), rotated(path, index + 1))
+    with os_errors("rename", path), contextlib.suppress(FileNotFoundError):
+        os.rename(path, rotated(path, 1))
+
+
+def _remove(path: Path) -> None:
+    with os_errors("remove", path), contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
