@@ -1,0 +1,391 @@
+"""Transcripts without tmux: stripping, reading by generation, following, rotation, odd files."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetlib import pane, transcript
+from fleetlib.errors import FleetError
+from fleetlib.paths import FleetPaths
+from fleetlib.rundir import RunDirError, RunFileError
+from fleetlib.transcript import HEADER_RE, NoTranscript, strip_terminal
+
+# --------------------------------------------------------------------------- strip_terminal
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("plain text\n", "plain text\n"),
+        ("tab\tkept\n", "tab\tkept\n"),
+        ("unicode: é ✓ 漢字\n", "unicode: é ✓ 漢字\n"),
+        # CSI: colours, cursor movement, erase, private modes, intermediates
+        ("\x1b[31mred\x1b[0m \x1b[1;32mgreen\x1b[m", "red green"),
+        ("\x1b[2J\x1b[H\x1b[?25l\x1b[?1049hscreen\x1b[?1049l", "screen"),
+        ("a\x1b[Kb\x1b[10;20Hc\x1b[3 qd", "abcd"),
+        ("\x9b31mC1 CSI\x9b0m", "C1 CSI"),
+        # OSC ended by BEL or ST, hyperlinks, an unterminated one ends at the line's end
+        ("\x1b]0;window title\x07text", "text"),
+        ("\x1b]8;;https://x.invalid\x1b\\link\x1b]8;;\x1b\\", "link"),
+        ("\x1b]0;never ended\nnext line", "\nnext line"),
+        # DCS, APC, PM, SOS strings
+        ("\x1bPq#0;2;0;0;0\x1b\\after", "after"),
+        ("\x1b_apc payload\x1b\\x\x1b^pm\x1b\\y\x1bXsos\x1b\\z", "xyz"),
+        # other escapes: charset, keypad, save/restore cursor, reverse index, reset
+        ("\x1b(B\x1b)0\x1b=\x1b>\x1b7\x1b8\x1bM\x1bcok", "ok"),
+        ("lone escape at the end\x1b", "lone escape at the end"),
+        # line ends: the terminal's \r\n, a program's own \r\n on top of it
+        ("one\r\ntwo\r\n", "one\ntwo\n"),
+        ("one\r\r\ntwo\r\r\n", "one\ntwo\n"),
+        # bare \r overwrites: the last non-empty segment stays (a progress bar's final state)
+        ("progress 10%\rprogress 55%\rprogress 100%\r\ndone\r\n", "progress 100%\ndone\n"),
+        ("spinner |\rspinner /\rspinner -", "spinner -"),
+        ("text then cr\r", "text then cr"),
+        ("\x1b[2K\rredrawn line\r\n", "redrawn line\n"),
+        # backspaces
+        ("abc\b\bxy", "axy"),
+        ("\b\bstart", "start"),
+        ("typo\b\b\b\bfixed", "fixed"),
+        # other C0 controls, DEL and C1 controls are dropped
+        ("bell\x07 nul\x00 vt\x0b ff\x0c so\x0e del\x7f c1\x85\x9f end", "bell nul vt ff so del c1 end"),
+    ],
+)
+def test_strip_terminal(raw: str, expected: str) -> None:
+    assert strip_terminal(raw) == expected
+
+
+def test_strip_terminal_is_idempotent_and_leaves_no_controls() -> None:
+    raw = "".join(chr(c) for c in range(0x00, 0xA0)) * 3 + "\x1b[31mx\x1b]0;t\x07y\rz\r\n"
+    once = strip_terminal(raw)
+    assert strip_terminal(once) == once
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", once)
+
+
+# --------------------------------------------------------------------------- header
+
+
+def test_the_header_format_is_safe_inside_the_supervisors_quotes_and_matches_its_regex() -> None:
+    assert not set("'\"$`") & set(transcript.HEADER_PRINTF)
+    assert transcript.HEADER_PRINTF.count("\\") == 1
+    assert transcript.HEADER_PRINTF.endswith("\\n")
+    assert transcript.HEADER_PRINTF in pane.SCRIPT
+    done = subprocess.run(
+        ["sh", "-c", 'printf "$0" 2026-01-02T03:04:05Z 4242 "my cli --x"', transcript.HEADER_PRINTF],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    match = HEADER_RE.fullmatch(done.stdout.rstrip("\n"))
+    assert match is not None
+    assert match.groupdict() == {"time": "2026-01-02T03:04:05Z", "pid": "4242", "command": "my cli --x"}
+
+
+def header(pid: int, command: str = "agent", when: str = "2026-01-01T00:00:00Z") -> str:
+    """The header the supervisor prints, as the pane delivers it (\\r\\n)."""
+    return transcript.HEADER_PRINTF.replace("\\n", "").replace("%s", "{}").format(when, pid, command) + "\r\n"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> FleetPaths:
+    fleet = FleetPaths.resolve(tmp_path / "home")
+    transcript.ensure_log_dir(fleet)
+    return fleet
+
+
+def write(paths: FleetPaths, text: str, suffix: str = "", name: str = "a1") -> Path:
+    path = Path(f"{transcript.log_path(paths, name)}{suffix}")
+    path.write_bytes(text.encode())
+    return path
+
+
+def test_paths_and_a_private_logs_dir(paths: FleetPaths) -> None:
+    assert transcript.log_dir(paths) == paths.home / "fleet" / "logs"
+    assert transcript.log_path(paths, "a1") == paths.home / "fleet" / "logs" / "a1.log"
+    assert transcript.log_dir(paths).stat().st_mode & 0o777 == 0o700
+
+
+def test_a_shared_logs_dir_is_refused_with_the_fix(paths: FleetPaths) -> None:
+    transcript.log_dir(paths).chmod(0o777)
+    with pytest.raises(RunDirError, match="chmod 700"):
+        transcript.ensure_log_dir(paths)
+
+
+def test_generations_current_previous_all(paths: FleetPaths) -> None:
+    write(
+        paths,
+        "before any header\r\n" + header(1) + "one a\r\none b\r\n" + header(2) + "two a\r\ntwo \x1b[1mb\x1b[0m\r\n",
+    )
+    current = transcript.read(paths, "a1", lines=50)
+    assert current.splitlines()[1:] == ["two a", "two b"]
+    assert HEADER_RE.fullmatch(current.splitlines()[0])
+    previous = transcript.read(paths, "a1", lines=50, generation="previous")
+    assert previous.splitlines()[1:] == ["one a", "one b"]
+    assert "pid 1:" in previous.splitlines()[0]
+    everything = transcript.read(paths, "a1", lines=50, generation="all")
+    assert everything.splitlines()[0] == "before any header"
+    assert everything.splitlines()[-1] == "two b"
+    assert transcript.read(paths, "a1", lines=1) == "two b"
+    assert transcript.read(paths, "a1", lines=2, generation="previous").splitlines() == ["one a", "one b"]
+
+
+def test_a_header_after_a_line_the_dead_generation_did_not_finish(paths: FleetPaths) -> None:
+    write(paths, header(1) + "partial line without newline" + header(2) + "new\r\n")
+    assert (
+        transcript.read(paths, "a1", lines=10, generation="previous").splitlines()[-1] == "partial line without newline"
+    )
+    assert transcript.read(paths, "a1", lines=10).splitlines()[1:] == ["new"]
+
+
+def test_previous_of_an_agent_that_ran_once_is_empty(paths: FleetPaths) -> None:
+    write(paths, header(1) + "only\r\n")
+    assert transcript.read(paths, "a1", lines=10, generation="previous") == ""
+    write(paths, "no header at all\r\n")
+    assert transcript.read(paths, "a1", lines=10) == "no header at all"
+    assert transcript.read(paths, "a1", lines=10, generation="previous") == ""
+
+
+def test_previous_generation_in_the_rotated_file(paths: FleetPaths) -> None:
+    write(paths, header(1) + "old generation\r\n" + header(2) + "current starts\r\n", ".1")
+    write(paths, "current continues\r\n")
+    assert transcript.read(paths, "a1", lines=10).splitlines()[1:] == ["current starts", "current continues"]
+    assert transcript.read(paths, "a1", lines=10, generation="previous").splitlines()[1:] == ["old generation"]
+    write(paths, header(0) + "oldest\r\n", ".2")
+    assert transcript.read(paths, "a1", lines=10, generation="all").splitlines()[1] == "oldest"
+
+
+def test_a_long_generation_reads_only_its_tail(paths: FleetPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = "".join(f"line {i:07d} \x1b[32m{'x' * 60}\x1b[0m\r\n" for i in range(60_000))  # ~5 MB
+    write(paths, header(1) + "gen one\r\n" + header(2) + body)
+    reads: list[int] = []
+    real = transcript.read_fd_capped
+
+    def counting(fd: int, cap: int, path: object) -> bytes:
+        reads.append(cap)
+        return real(fd, cap, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transcript, "read_fd_capped", counting)
+    assert transcript.read(paths, "a1", lines=3).splitlines() == [
+        f"line {i:07d} {'x' * 60}" for i in (59_997, 59_998, 59_999)
+    ]
+    assert sum(reads) <= transcript.BLOCK
+    reads.clear()
+    assert transcript.read(paths, "a1", lines=5, generation="previous").splitlines()[1:] == ["gen one"]
+    assert sum(reads) >= len(body)  # it had to go back to the header
+
+
+def test_no_transcript_is_one_line_with_exit_1(paths: FleetPaths) -> None:
+    with pytest.raises(NoTranscript) as caught:
+        transcript.read(paths, "nobody", lines=10)
+    assert caught.value.exit_code == 1
+    assert "\n" not in str(caught.value)
+    assert "no transcript for nobody yet" in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", ["", "Current", "last", "prev"])
+def test_an_unknown_generation_is_a_user_error(paths: FleetPaths, bad: str) -> None:
+    write(paths, "x\n")
+    with pytest.raises(FleetError, match="--generation") as caught:
+        transcript.read(paths, "a1", lines=10, generation=bad)
+    assert caught.value.exit_code == 2
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _symlink(path: Path) -> None:
+    target = path.parent / "elsewhere"
+    target.write_text("secret\n")
+    path.symlink_to(target)
+
+
+def _socket(path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "plant", [_fifo, _directory, _symlink, _socket], ids=["fifo", "directory", "symlink", "socket"]
+)
+@pytest.mark.parametrize("suffix", ["", ".1"])
+def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(
+    paths: FleetPaths, plant: object, suffix: str
+) -> None:
+    if suffix:
+        write(paths, header(1) + "x\r\n")
+    path = Path(f"{transcript.log_path(paths, 'a1')}{suffix}")
+    plant(path)  # type: ignore[operator]
+    with pytest.raises(RunFileError) as caught:
+        transcript.read(paths, "a1", lines=10)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert caught.value.exit_code == 2
+    with pytest.raises(RunFileError):
+        transcript.rotate(transcript.log_path(paths, "a1"), 3)
+    assert path.exists() or path.is_symlink()  # nothing was renamed
+
+
+@pytest.mark.parametrize("plant", [_fifo, _directory], ids=["fifo", "directory"])
+def test_needs_rotation_refuses_an_odd_file(paths: FleetPaths, plant: object) -> None:
+    path = transcript.log_path(paths, "a1")
+    plant(path)  # type: ignore[operator]
+    with pytest.raises(RunFileError, match="not a regular file"):
+        transcript.needs_rotation(path, 4096)
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def test_needs_rotation_at_the_size(paths: FleetPaths) -> None:
+    path = transcript.log_path(paths, "a1")
+    assert not transcript.needs_rotation(path, 10)
+    path.write_bytes(b"x" * 9)
+    assert not transcript.needs_rotation(path, 10)
+    path.write_bytes(b"x" * 10)
+    assert transcript.needs_rotation(path, 10)
+
+
+@pytest.mark.parametrize("keep", [1, 2, 5])
+def test_rotate_keeps_at_most_keep_files_newest_first(paths: FleetPaths, keep: int) -> None:
+    path = transcript.log_path(paths, "a1")
+    for round_ in range(8):
+        path.write_text(f"round {round_}\n")
+        transcript.rotate(path, keep)
+        assert not path.exists()
+    kept = sorted(p.name for p in path.parent.iterdir())
+    assert kept == sorted(f"a1.log.{i}" for i in range(1, keep + 1))
+    for i in range(1, keep + 1):
+        assert transcript.rotated(path, i).read_text() == f"round {8 - i}\n"
+
+
+def test_rotate_drops_files_beyond_a_smaller_keep_and_ignores_other_names(paths: FleetPaths) -> None:
+    path = transcript.log_path(paths, "a1")
+    for i in (1, 2, 3, 7):
+        transcript.rotated(path, i).write_text(f"{i}\n")
+    for other in ("a1.log.0", "a1.log.01", "a1.log.x", "a10.log.1", "a1.logs"):
+        (path.parent / other).write_text("other\n")
+    path.write_text("now\n")
+    transcript.rotate(path, 2)
+    assert transcript.rotated(path, 1).read_text() == "now\n"
+    assert transcript.rotated(path, 2).read_text() == "1\n"
+    assert not transcript.rotated(path, 3).exists()
+    assert not transcript.rotated(path, 7).exists()
+    for other in ("a1.log.0", "a1.log.01", "a1.log.x", "a10.log.1", "a1.logs"):
+        assert (path.parent / other).read_text() == "other\n"
+
+
+def test_rotate_with_keep_0_removes_the_transcript(paths: FleetPaths) -> None:
+    path = transcript.log_path(paths, "a1")
+    path.write_text("x\n")
+    transcript.rotated(path, 1).write_text("y\n")
+    transcript.rotate(path, 0)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_a_writer_keeps_writing_into_the_rotated_file(paths: FleetPaths) -> None:
+    path = transcript.log_path(paths, "a1")
+    with path.open("a") as writer:
+        writer.write("before\n")
+        writer.flush()
+        transcript.rotate(path, 3)
+        writer.write("after the rename\n")
+    assert transcript.rotated(path, 1).read_text() == "before\nafter the rename\n"
+    assert not path.exists()
+
+
+def test_repipe_commands_replace_the_panes_pipe_with_a_fresh_file(tmp_path: Path) -> None:
+    log = tmp_path / "a dir#1" / "a1;.log"
+    assert transcript.repipe_commands("a1", log) == [
+        "pipe-pane",
+        "-O",
+        "-t",
+        "=fleet:=a1",
+        f"exec cat >> '{tmp_path}/a dir##1/a1;.log'",
+    ]
+    assert transcript.pipe_shell_command(tmp_path / "x'y.log") == f"exec cat >> '{tmp_path}/x'\"'\"'y.log'"
+
+
+# --------------------------------------------------------------------------- follow
+
+
+class Script:
+    """Drives follow(): each sleep runs the next step (appending, rotating ...)."""
+
+    def __init__(self, steps: list[object]) -> None:
+        self.steps = list(steps)
+
+    def sleep(self, _seconds: float) -> None:
+        if self.steps:
+            self.steps.pop(0)()  # type: ignore[operator]
+
+    def done(self) -> bool:
+        return not self.steps
+
+
+def append(path: Path, text: str) -> object:
+    def run() -> None:
+        with path.open("ab") as handle:
+            handle.write(text.encode())
+
+    return run
+
+
+def collect(iterator: Iterator[str]) -> list[str]:
+    return [line for chunk in iterator for line in chunk.split("\n")]
+
+
+def test_follow_yields_the_tail_then_complete_new_lines_stripped(paths: FleetPaths) -> None:
+    path = write(paths, header(1) + "old\r\n")
+    script = Script([append(path, "new \x1b[1mbold\x1b[0m\r\npart"), append(path, "ial\r\n"), lambda: None])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    assert got[1:] == ["old", "new bold", "partial"]
+
+
+def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: FleetPaths) -> None:
+    path = write(paths, header(1) + "line 0\r\n")
+    writer = path.open("ab")
+
+    def write_line(n: int) -> object:
+        def run() -> None:
+            writer.write(f"line {n}\r\n".encode())
+            writer.flush()
+
+        return run
+
+    def rotate_and_reopen() -> None:
+        nonlocal writer
+        transcript.rotate(path, 2)
+        writer.write(b"line 3\r\n")  # the old writer drains into the renamed file
+        writer.flush()
+        writer.close()
+        writer = path.open("ab")
+
+    steps = [write_line(1), write_line(2), rotate_and_reopen, write_line(4), write_line(5), *([lambda: None] * 3)]
+    script = Script(steps)
+    try:
+        got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    finally:
+        writer.close()
+    assert got[1:] == [f"line {n}" for n in range(6)]
+
+
+def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
+    with pytest.raises(NoTranscript):
+        next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
