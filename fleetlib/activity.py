@@ -33,7 +33,7 @@ TAIL_LINES: Final = 5
 
 # Box-drawing borders that TUIs put around prompts and menus; stripped from the lines
 # ``question`` returns so the text reads well in a terminal message or an environment variable.
-_BORDER: Final = "│┃║╭╮╰╯┌┐└┘─━═ \t"
+_BORDER: Final = "│┃║╭╮╰╯┌┐└┘─━═╌┄┈ \t"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def question(screen: str, rules: ScreenRules) -> str:
     The block runs from the first to the last line a ``waiting`` pattern matches in the
     bottom ``rules.lines`` lines, widened to the surrounding non-blank lines (the question
     above a menu, the options and hints below its cursor). Box borders and blank lines are
-    dropped; at most ``QUESTION_MAX_LINES`` lines. Without a waiting match it is the last
+    dropped; at most ``QUESTION_MAX_LINES`` lines, the first ones. Without a waiting match it is the last
     ``TAIL_LINES`` non-blank lines; an empty screen gives ``""``. Pure; never raises.
     """
     text = bottom(screen, rules.lines)
@@ -132,8 +132,9 @@ def question(screen: str, rules: ScreenRules) -> str:
     while end < len(lines) and (not _blank(lines[end]) or (end + 1 < len(lines) and not _blank(lines[end + 1]))):
         end += 1
     block = [line for line in lines[first:end] if not _blank(line)]
-    # Keep the matched lines in view when the block is long: cut from the top.
-    return _clean(block[-QUESTION_MAX_LINES:])
+    # A long block (a menu followed by a preview) is cut at the bottom: the question and
+    # the first options matter most.
+    return _clean(block[:QUESTION_MAX_LINES])
 
 
 @dataclass(frozen=True)

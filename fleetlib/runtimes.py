@@ -43,26 +43,33 @@ class ScreenRules:
 # "● 1. Allow once" (Gemini CLI). Only the cursor line is needed: the others have none.
 _MENU_CURSOR: Final = r"^[\s│┃|]*[❯›>●▶→]\s*\d+[.)]\s+\S"
 
+# Claude Code 2.1 (captured in tests/screens/claude-*.txt): menus "❯ 1. Yes, I trust this folder",
+# "Enter to confirm · Esc to cancel"; while working the spinner line "✶ Baking… (3s · ...)" and
+# "esc to interrupt" in the footer; idle is the "❯ " input line between two rules with
+# "? for shortcuts" below. A finished turn leaves "✻ Baked for 0s", which is not working.
 CLAUDE_SCREEN: Final = ScreenRules(
     waiting=(
         _MENU_CURSOR,
-        r"Do you want to (?:proceed|make this edit|create|allow|run)",
+        r"Do you want to (?:proceed|make this edit|create|allow|use this)",
         r"Enter to confirm\s*·\s*Esc to (?:cancel|exit)",
         r"Press Enter to (?:continue|retry)",
     ),
-    working=(r"esc to interrupt", r"^\s*[·✢✳✶✻✽*]\s+\S.*…\s*\(\d+s\b"),
-    idle=(r"\? for shortcuts", r"^[│\s]*>\s"),
+    working=(r"esc to interrupt", r"^\s*[·✢✳✶✻✽]\s+\S[^\n]*…"),
+    idle=(r"\? for shortcuts", r"^[│\s]*[>❯](?:\s|$)"),
 )
+# Codex CLI 0.171 (tests/screens/codex-*.txt): menus "> 1. Sign in with ChatGPT" / "› 1. Trust and
+# continue" with "Press enter to continue" or "enter continue · esc back"; approvals "Would you like
+# to run the following command?"; working "◦ Working (8s • esc to interrupt)" (also while
+# "Reconnecting... 2/5"); idle "› Ask Codex to do anything" with "? for shortcuts" below.
 CODEX_SCREEN: Final = ScreenRules(
     waiting=(
         _MENU_CURSOR,
         r"Press enter to (?:continue|confirm)",
-        r"Would you like to (?:run|make|apply)",
-        r"Allow (?:command|Codex)",
-        r"\(y\)es.*\(n\)o",
+        r"^\s*enter (?:continue|confirm) · esc",
+        r"Would you like to (?:run|make|grant|send|apply)",
     ),
     working=(r"esc to interrupt", r"^\s*[•◦]\s+Working\b"),
-    idle=(r"\? for shortcuts", r"context left", r"^[▌›]\s"),
+    idle=(r"\? for shortcuts", r"^›\s"),
 )
 GEMINI_SCREEN: Final = ScreenRules(
     waiting=(
