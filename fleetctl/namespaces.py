@@ -11,10 +11,18 @@ from invoke.parser.context import ParserContext
 
 from fleetctl.build_tasks import build_ns
 from fleetctl.fleet_tasks import fleet_ns, fleet_tasks
+from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
 
 CONFIG: Final[dict[str, Any]] = {
-    "fleet": {"home": "", "roster": "", "unit_dir": "", "backend": "auto"},
+    "fleet": {
+        "home": "",
+        "roster": "",
+        "unit_dir": "",
+        "backend": "auto",
+        "known_hosts": "~/.ssh/known_hosts",
+        "host_timeout": "",
+    },
     "build": {"source": ""},
 }
 
@@ -35,6 +43,9 @@ PLACEHOLDERS: Final = {
     "message": "TEXT",
     "description": "TEXT",
     "command": "COMMAND",
+    "host": "HOST",
+    "batch": "K",
+    "host-timeout": "SECONDS",
 }
 
 
@@ -62,6 +73,7 @@ ns = FleetCollection()
 ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
 ns.add_collection(build_ns)
+ns.add_collection(hosts_ns)
 ns.configure(CONFIG)
 
 program_ns = FleetCollection()
@@ -69,4 +81,5 @@ for _name, _task in fleet_tasks.items():
     program_ns.add_task(_task, name=_name)
 program_ns.add_collection(roster_ns)
 program_ns.add_collection(build_ns)
+program_ns.add_collection(hosts_ns)
 program_ns.configure(CONFIG)
