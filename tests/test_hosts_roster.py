@@ -1,0 +1,255 @@
+"""Several hosts without SSH: the roster's hosts model and its errors, the per-host roster
+parts, the version guard's shell text (run under sh), the fan-out's bounds and batches,
+and the command line's bad input (one line, exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetlib.controller import HostResult, fan_out, in_batches
+from fleetlib.errors import FleetError, RosterError
+from fleetlib.hosts import SshTarget, parse_target
+from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, HostError, version_guarded
+from fleetlib.roster import parse_roster
+
+HOSTS = """\
+version: 1
+hosts:
+  gpu1: alice@10.0.0.5:2222
+  gpu2:
+    ssh: build-box
+    identity_file: ~/.ssh/fleet_ed25519
+    backend: tmux
+agents:
+  - name: a1
+    runtime: shell
+  - name: b1
+    runtime: shell
+    host: gpu1
+    env: {TOKEN: "s3cret"}
+  - name: c1
+    runtime: codex
+    host: gpu2
+"""
+
+
+def test_hosts_parse_strings_and_mappings() -> None:
+    roster = parse_roster(HOSTS, "r.yaml")
+    assert roster.hosts["gpu1"].ssh == SshTarget("10.0.0.5", "alice", 2222)
+    assert roster.hosts["gpu1"].backend == "auto"
+    assert roster.hosts["gpu2"].ssh == SshTarget("build-box")
+    assert roster.hosts["gpu2"].identity_file == "~/.ssh/fleet_ed25519"
+    assert roster.hosts["gpu2"].backend == "tmux"
+    assert [a.host for a in roster.agents] == ["local", "gpu1", "gpu2"]
+    assert roster.host_names() == ["local", "gpu1", "gpu2"]
+
+
+def test_roster_without_hosts_is_a_one_machine_fleet() -> None:
+    roster = parse_roster("version: 1\nagents:\n  - {name: a1, runtime: shell}\n", "r.yaml")
+    assert roster.hosts == {}
+    assert roster.agents[0].host == "local"
+    assert "host" not in roster.agents[0].to_dict()
+
+
+def test_host_part_is_a_plain_roster_of_that_hosts_agents() -> None:
+    roster = parse_roster(HOSTS, "r.yaml")
+    text = roster.host_text("gpu1")
+    part = parse_roster(text, "part.yaml")
+    assert part.hosts == {}
+    assert part.names() == ["b1"]
+    assert part.agents[0].host == "local"
+    assert part.agents[0].env == {"TOKEN": "s3cret"}
+    assert roster.for_host("local").names() == ["a1"]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "line", "expected"),
+    [
+        ("hosts:\n  local: x@y\n", 3, "hosts.local: 'local' is this machine"),
+        ("hosts:\n  Big: x@y\n", 3, "hosts.Big: invalid host name 'Big'"),
+        ("hosts:\n  h1: 'x@y:99999'\n", 3, "hosts.h1: invalid port 99999"),
+        ("hosts:\n  h1: '-oProxyCommand=evil'\n", 3, "hosts.h1: invalid SSH target"),
+        (
+            "hosts:\n  h1: {ssh: x@y, backed: tmux}\n",
+            3,
+            "hosts.h1.backed: unknown key 'backed'; did you mean 'backend'?",
+        ),
+        (
+            "hosts:\n  h1: {ssh: x@y, backend: tmx}\n",
+            3,
+            "hosts.h1.backend: unknown backend 'tmx'; did you mean 'tmux'?",
+        ),
+        ("hosts:\n  h1: {backend: tmux}\n", 3, "hosts.h1: missing required key 'ssh'"),
+        ("hosts:\n  h1: 22\n", 3, "hosts.h1: must be a string"),
+    ],
+)
+def test_bad_hosts_are_one_line_with_file_and_line(snippet: str, line: int, expected: str) -> None:
+    text = "version: 1\n" + snippet + "agents: []\n"
+    with pytest.raises(RosterError) as caught:
+        parse_roster(text, "r.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"r.yaml:{line}: "), message
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_unknown_host_of_an_agent_names_file_line_and_did_you_mean() -> None:
+    text = HOSTS.replace("host: gpu2", "host: gpu3")
+    with pytest.raises(RosterError) as caught:
+        parse_roster(text, "r.yaml")
+    assert str(caught.value).startswith("r.yaml:17: agents[2].host: unknown host 'gpu3'; did you mean 'gpu2'?")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("h", SshTarget("h")),
+        ("u@h", SshTarget("h", "u")),
+        ("u@10.1.2.3:2200", SshTarget("10.1.2.3", "u", 2200)),
+        ("u@[::1]:22", SshTarget("::1", "u", 22)),
+    ],
+)
+def test_parse_target(text: str, expected: SshTarget) -> None:
+    assert parse_target(text) == expected
+
+
+# --------------------------------------------------------------------------- the version guard
+
+
+def _venv_with(home: Path, version: str | None) -> None:
+    venv = home / ".local/share/fleet/venv"
+    (venv / "bin").mkdir(parents=True)
+    site = venv / "lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    if version is not None:
+        (site / f"fleet-{version}.dist-info").mkdir()
+    fleet = venv / "bin/fleet"
+    fleet.write_text('#!/bin/sh\nprintf "%s|" "$@"\n')
+    fleet.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("installed", "code", "stdout", "stderr"),
+    [
+        ("1.2.3", 0, "status|--json|a b|", ""),
+        ("1.2.0", SKEW_EXIT, "", "1.2.0\n"),
+        (None, MISSING_EXIT, "", ""),
+    ],
+)
+def test_version_guard_runs_fleet_only_at_the_same_version(
+    tmp_path: Path, installed: str | None, code: int, stdout: str, stderr: str
+) -> None:
+    _venv_with(tmp_path, installed)
+    command = version_guarded("1.2.3", ["status", "--json", "a b"])
+    done = subprocess.run(
+        ["sh", "-c", command],
+        check=False,
+        env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (code, stdout, stderr)
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+def test_fan_out_runs_hosts_at_once_and_a_stuck_host_fails_alone() -> None:
+    release = threading.Event()
+    running: list[str] = []
+
+    def job(host: str) -> object:
+        running.append(host)
+        if host == "stuck":
+            release.wait(30)
+        if host == "refusing":
+            raise HostError("connection refused")
+        return {"ok": True}
+
+    started = time.monotonic()
+    results = fan_out(["a", "stuck", "refusing", "b"], job, deadline=0.5)
+    release.set()
+    assert time.monotonic() - started < 10  # bounded by the deadline, not the stuck host
+    by_host = {r.host: r for r in results}
+    assert [r.host for r in results] == ["a", "stuck", "refusing", "b"]
+    assert by_host["a"].ok
+    assert by_host["b"].ok
+    assert not by_host["stuck"].ok
+    assert "no answer within 0.5s" in (by_host["stuck"].error or "")
+    assert by_host["refusing"].error == "connection refused"
+    assert sorted(running) == ["a", "b", "refusing", "stuck"]
+
+
+def test_batches_stop_at_the_first_failing_batch() -> None:
+    def job(host: str) -> object:
+        if host == "h3":
+            raise FleetError("boom")
+        return {"ok": True}
+
+    results = in_batches(["h1", "h2", "h3", "h4", "h5"], 2, job, deadline=5)
+    assert [(r.host, r.ok, r.attempted) for r in results] == [
+        ("h1", True, True),
+        ("h2", True, True),
+        ("h3", False, True),
+        ("h4", True, True),
+        ("h5", False, False),
+    ]
+    assert results[-1] == HostResult("h5", False, 0.0, error="not attempted: batch with h3 failed", attempted=False)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _fleet(tmp_path: Path, *args: str, roster_text: str = HOSTS) -> subprocess.CompletedProcess[str]:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(roster_text)
+    return subprocess.run(
+        ["fleet", *args, "--home", str(tmp_path), "--roster", str(roster)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "INVOKE_FLEET_KNOWN_HOSTS": str(tmp_path / "known_hosts")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("restart", "--batch", "0"), "error: --batch: must be at least 1, not 0"),
+        (("restart", "--batch", "x"), "error: --batch: 'x' is not a whole number"),
+        (("status", "--host-timeout", "abc"), "error: --host-timeout: 'abc' is not a number of seconds"),
+        (("restart", "--host-timeout", "0"), "error: --host-timeout: must be a finite number of seconds > 0"),
+        (("hosts.bootstrap", "--host", "gpu9"), "error: unknown host 'gpu9'; did you mean 'gpu"),
+        (("hosts.trust", "--host", "gpu"), "error: unknown host 'gpu'"),
+        (("send", "--agent", "b1", "--all", "--message", "x"), "error: give exactly one of --agent NAME or --all"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    done = _fleet(tmp_path, *args)
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(expected), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_host_in_the_roster_is_one_line_before_anything(tmp_path: Path) -> None:
+    done = _fleet(tmp_path, "restart", roster_text=HOSTS.replace("host: gpu1", "host: gpu"))
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1
+    assert "roster.yaml:13: agents[1].host: unknown host 'gpu'; did you mean 'gpu" in lines[0]
+
+
+def test_hosts_list(tmp_path: Path) -> None:
+    done = _fleet(tmp_path, "hosts.list")
+    assert done.returncode == 0, done
+    assert done.stdout.split("\n")[0].split() == ["HOST", "SSH", "BACKEND", "AGENTS"]
+    assert ["gpu1", "alice@10.0.0.5:2222", "auto", "1"] in [line.split() for line in done.stdout.splitlines()]
