@@ -464,7 +464,9 @@ def rotate(path: Path, keep: int) -> None:
     A writer holding the file open keeps writing into the renamed file; call
     :func:`repipe_commands` next so the pane's pipe opens a fresh ``path``. Only regular
     files are renamed or removed: anything else at one of these names is a
-    :class:`fleetlib.rundir.RunFileError` (one line) and nothing is renamed. Missing files are skipped.
+    :class:`fleetlib.rundir.RunFileError` (one line) and nothing is renamed. Without
+    ``path`` nothing is renamed (rotated files beyond ``keep`` are still removed), so
+    calling it again before the pipe reopened ``path`` does not push out old files.
     One rotator at a time (the watcher): concurrent rotations of one path are not safe.
     """
     if keep < 0:
@@ -475,6 +477,10 @@ def rotate(path: Path, keep: int) -> None:
             mode = os.lstat(candidate).st_mode
             if not stat.S_ISREG(mode):
                 raise not_regular(candidate, "transcript", mode)
+    if not os.path.lexists(path):  # nothing to rotate (the pipe has not reopened it yet)
+        for index in sorted(i for i in indices if i > keep):
+            _remove(rotated(path, index))
+        return
     for index in sorted(i for i in indices if i >= keep):
         _remove(rotated(path, index))
     if keep == 0:

@@ -291,6 +291,15 @@ def test_rotate_drops_files_beyond_a_smaller_keep_and_ignores_other_names(paths:
         assert (path.parent / other).read_text() == "other\n"
 
 
+def test_rotate_without_the_transcript_renames_nothing(paths: FleetPaths) -> None:
+    path = transcript.log_path(paths, "a1")
+    for i in (1, 2, 3):
+        transcript.rotated(path, i).write_text(f"{i}\n")
+    transcript.rotate(path, 2)  # e.g. called again before the pipe reopened the file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a1.log.1", "a1.log.2"]
+    assert transcript.rotated(path, 1).read_text() == "1\n"
+
+
 def test_rotate_with_keep_0_removes_the_transcript(paths: FleetPaths) -> None:
     path = transcript.log_path(paths, "a1")
     path.write_text("x\n")

@@ -1,0 +1,339 @@
+"""Transcripts on a real tmux server: capture from the first byte, a stalled writer never
+blocks an agent, rotation while the agent writes loses nothing, generations across
+restarts (tmux backend, through `inv fleet.*`), and `fleet logs` on the transcript."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fleetlib import pane, tmux, transcript
+from fleetlib.pane import PaneSpec
+from fleetlib.paths import FleetPaths
+from fleetlib.rundir import ensure_private_dir
+from fleetlib.transcript import HEADER_RE
+from tests.conftest import InvUser
+
+pytestmark = pytest.mark.tmux
+
+
+def eventually(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {limit}s: {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Server:
+    """The fleet's private tmux server, driven with the product's own window commands."""
+
+    paths: FleetPaths
+
+    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = ["tmux", "-S", str(self.paths.tmux_socket), "-f", "/dev/null", *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
+
+    def start(self) -> None:
+        ensure_private_dir(self.paths.run_dir, "run dir")
+        transcript.ensure_log_dir(self.paths)
+        pane.install_script(self.paths.run_dir)
+        self.tmux(*tmux.new_session_commands(), ";", *tmux.keep_dead_panes_commands())
+
+    def window(self, name: str, argv: list[str]) -> None:
+        """Create (or replace) the agent's window exactly as the tmux backend does."""
+        spec = PaneSpec(
+            name=name,
+            target=tmux.window_target(name),
+            tmux="tmux",
+            socket=str(self.paths.tmux_socket),
+            cwd=str(self.paths.home),
+            max_failures=5,
+            failure_window=60,
+        )
+        self.tmux(*tmux.agent_window_commands(spec, argv, env={}, run_dir=self.paths.run_dir))
+
+    def screen(self, name: str) -> str:
+        return self.tmux("capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", "-50", check=False).stdout
+
+    def pipe_readers(self, log: Path) -> list[int]:
+        """Pids of the ``cat`` processes the server started that append to ``log``."""
+        server = int(self.tmux("display-message", "-p", "#{pid}").stdout)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                out = os.readlink(entry / "fd" / "1")
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == server and stat.split(" (", 1)[1].startswith("cat)") and out == str(log):
+                found.append(int(entry.name))
+        return found
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    made = Server(FleetPaths.resolve(tmp_path / "home"))
+    made.paths.home.mkdir()
+    made.start()
+    yield made
+    made.tmux("kill-server", check=False)
+
+
+def log_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", "replace") if path.exists() else ""
+
+
+def test_the_transcript_holds_the_first_byte_of_every_new_window(server: Server) -> None:
+    """The pipe is set in the same tmux command sequence as new-window: an agent whose
+    first action is printing a marker has it in the transcript, every time."""
+    log = transcript.log_path(server.paths, "first")
+    for attempt in range(20):
+        marker = f"FIRST-BYTE-MARKER-{attempt:02d}"
+        server.window("first", ["sh", "-c", f"printf '{marker}\\n'; exec sleep 1000"])
+        eventually(lambda m=marker: m in server.screen("first"), f"{marker} on the screen")  # type: ignore[misc]
+        eventually(lambda m=marker: m in log_text(log), f"{marker} in the transcript", limit=10)
+        current = transcript.read(server.paths, "first", lines=10).splitlines()
+        assert HEADER_RE.fullmatch(current[0]), current  # the generation's header comes first...
+        assert current[1:] == [marker]  # ...then the agent's very first line
+    text = transcript.strip_terminal(log_text(log))
+    assert [line for line in text.splitlines() if line.startswith("FIRST-BYTE")] == [
+        f"FIRST-BYTE-MARKER-{i:02d}" for i in range(20)
+    ]
+    assert len(HEADER_RE.findall(text)) == 20
+
+
+def test_the_header_names_the_agents_own_pid_and_command(server: Server) -> None:
+    server.window("pid", ["sh", "-c", 'echo "my pid is $$"; exec sleep 1000', "arg0"])
+    log = transcript.log_path(server.paths, "pid")
+    eventually(lambda: "my pid is" in log_text(log), "the agent's line in the transcript")
+    header, line = transcript.read(server.paths, "pid", lines=10).splitlines()
+    match = HEADER_RE.fullmatch(header)
+    assert match is not None
+    assert line == f"my pid is {match['pid']}"
+    assert match["command"] == 'sh -c echo "my pid is $$"; exec sleep 1000 arg0'
+    assert abs(time.mktime(time.strptime(match["time"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())) < 60
+
+
+@pytest.mark.timeout(240)
+def test_a_stalled_transcript_writer_never_blocks_the_agent(server: Server, tmp_path: Path) -> None:
+    """SIGSTOP the pane's ``cat`` while the agent writes a few MB: the agent finishes and
+    its last line is on the screen; after SIGCONT the transcript is complete."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    count = 200_000  # about 6 MB with the pane's \r\n
+    writer = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        f"out = sys.stdout\nfor i in range({count}): out.write(f'transcript line {{i:07d}}\\n')\n"
+        "out.write('LAST-LINE-OF-THE-AGENT\\n'); out.flush()\n"
+        f"open({str(done)!r}, 'w').close()\ntime.sleep(1000)\n"
+    )
+    (tmp_path / "writer.py").write_text(writer)  # a one-line command, so a one-line header
+    server.window("loud", [sys.executable, str(tmp_path / "writer.py")])
+    log = transcript.log_path(server.paths, "loud")
+    eventually(lambda: len(server.pipe_readers(log)) == 1, "the pane's cat")
+    (reader,) = server.pipe_readers(log)
+    os.kill(reader, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        go.touch()
+        eventually(done.exists, "the agent finished writing while its transcript writer was stopped", limit=120)
+        elapsed = time.monotonic() - began
+        eventually(lambda: "LAST-LINE-OF-THE-AGENT" in server.screen("loud"), "the last line on the screen")
+        stalled_size = log.stat().st_size
+        assert stalled_size < count * 10  # the writer really was stalled: most of it sat in tmux's buffer
+        print(f"\nagent wrote {count} lines in {elapsed:.2f}s with its cat stopped; transcript then {stalled_size} B")
+    finally:
+        os.kill(reader, signal.SIGCONT)
+    eventually(lambda: b"LAST-LINE-OF-THE-AGENT" in log.read_bytes(), "the transcript caught up", limit=120)
+    lines = transcript.read(server.paths, "loud", lines=count + 10).splitlines()
+    assert lines[1:-1] == [f"transcript line {i:07d}" for i in range(count)]
+    assert lines[-1] == "LAST-LINE-OF-THE-AGENT"
+
+
+@pytest.mark.timeout(240)
+def test_rotation_while_the_agent_writes_loses_no_line_and_keeps_at_most_keep_files(
+    server: Server, tmp_path: Path
+) -> None:
+    count = 6000
+    writer = (
+        "import sys, time\n"
+        f"for i in range({count}):\n"
+        "    sys.stdout.write(f'rotating line {i:06d}\\n'); sys.stdout.flush()\n"
+        "    if i % 20 == 0: time.sleep(0.01)\n"
+        "print('WRITER-DONE', flush=True); time.sleep(1000)\n"
+    )
+    (tmp_path / "writer.py").write_text(writer)
+    server.window("rot", [sys.executable, str(tmp_path / "writer.py")])
+    log = transcript.log_path(server.paths, "rot")
+    max_bytes, rotations = 16 * 1024, 0
+    deadline = time.monotonic() + 120
+    while b"WRITER-DONE" not in (log.read_bytes() if log.exists() else b""):
+        assert time.monotonic() < deadline, "the writer never finished"
+        if transcript.needs_rotation(log, max_bytes):
+            transcript.rotate(log, 100)
+            server.tmux(*transcript.repipe_commands("rot", log))
+            rotations += 1
+        time.sleep(0.02)
+    eventually(lambda: len(server.pipe_readers(log)) == 1, "the old pipes' cats drained and exited")
+    assert rotations >= 5, rotations
+    lines = transcript.read(server.paths, "rot", lines=count + 10, generation="all").splitlines()
+    assert lines[0].startswith("==> fleet: generation started")
+    assert lines[1:-1] == [f"rotating line {i:06d}" for i in range(count)]
+    assert lines[-1] == "WRITER-DONE"
+    for _ in range(3):
+        transcript.rotate(log, 3)
+        server.tmux(*transcript.repipe_commands("rot", log))
+        eventually(log.exists, "the new pipe reopened the transcript")
+    rotated = sorted(p.name for p in log.parent.iterdir() if p.name.startswith("rot.log."))
+    assert rotated == ["rot.log.1", "rot.log.2", "rot.log.3"]
+
+
+def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
+    odd = Server(FleetPaths.resolve(tmp_path / "h #{pane_id} '$(x)' ;"))
+    odd.paths.home.mkdir()
+    odd.start()
+    try:
+        odd.window("odd", ["sh", "-c", "echo odd-path-ok; exec sleep 1000"])
+        log = transcript.log_path(odd.paths, "odd")
+        eventually(lambda: "odd-path-ok" in log_text(log), "the line in the transcript at the odd path")
+        assert sorted(p.name for p in log.parent.iterdir()) == ["odd.log"]
+    finally:
+        odd.tmux("kill-server", check=False)
+
+
+# --------------------------------------------------------------------------- through `inv fleet.*`
+
+
+class TmuxUser(InvUser):
+    """A private home with no user manager reachable, so `auto` picks tmux."""
+
+    def __init__(self, root: Path) -> None:
+        self.home = root / "home"
+        self.runtime = root / "runtime"
+        self.home.mkdir()
+        self.runtime.mkdir(mode=0o700)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        return {**env, "MOSAIC_HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime)}
+
+    def write_roster(self, text: str) -> None:
+        path = self.home / "fleet" / "roster.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def tuser(tmp_path: Path) -> Iterator[TmuxUser]:
+    user = TmuxUser(tmp_path)
+    yield user
+    subprocess.run(
+        ["tmux", "-S", str(user.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
+def crash_once_roster(flag: Path) -> str:
+    """One agent that prints its generation, crashes the first time (flag present), and
+    runs on the second."""
+    script = (
+        'echo "generation-output pid $$"; '
+        f'if [ -e {flag} ]; then rm {flag}; echo "dying now"; exit 42; fi; echo "second run up"; exec sleep 100000'
+    )
+    return f"version: 1\nagents:\n  - name: gen\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}]\n"
+
+
+def lines_in(log: Path) -> list[str]:
+    return transcript.strip_terminal(log_text(log)).splitlines()
+
+
+def check_generations_across_restarts(user: InvUser, home: Path, flag: Path) -> None:
+    """Shared by both backends: an in-pane restart after a crash, then a `fleet restart`
+    that replaces the window; the transcript keeps every generation."""
+    log = home / "fleet" / "logs" / "gen.log"
+    user.inv("fleet.start")  # fails: the agent crashes during its start grace
+    eventually(lambda: lines_in(log).count("second run up") == 1, "the supervisor restarted the agent")
+    current = user.inv_ok("fleet.logs", "--agent", "gen").splitlines()
+    previous = user.inv_ok("fleet.logs", "--agent", "gen", "--generation", "previous").splitlines()
+    old_header, new_header = HEADER_RE.fullmatch(previous[0]), HEADER_RE.fullmatch(current[0])
+    assert old_header is not None
+    assert new_header is not None
+    old_pid, new_pid = old_header["pid"], new_header["pid"]
+    assert previous[1:3] == [f"generation-output pid {old_pid}", "dying now"]
+    assert "exited with status 42; restarting in 1s" in previous[-1]  # the supervisor's own line
+    assert current[1:] == [f"generation-output pid {new_pid}", "second run up"]
+
+    user.inv_ok("fleet.restart", "--agent", "gen")  # a new window, a new pane
+    eventually(lambda: lines_in(log).count("second run up") == 2, "the restarted agent's output")
+    after = user.inv_ok("fleet.logs", "--agent", "gen").splitlines()
+    before = user.inv_ok("fleet.logs", "--agent", "gen", "--generation", "previous").splitlines()
+    assert before[: len(current)] == current  # the generation the restart ended (then how it was stopped)
+    assert HEADER_RE.fullmatch(after[0])["pid"] not in (old_pid, new_pid)  # type: ignore[index]
+    assert after[2] == "second run up"
+    everything = user.inv_ok("fleet.logs", "--agent", "gen", "--generation", "all").splitlines()
+    assert [line for line in everything if line.startswith("generation-output")] == [
+        f"generation-output pid {old_pid}",
+        f"generation-output pid {new_pid}",
+        after[1],
+    ]
+    screen = [line.strip() for line in user.inv_ok("fleet.logs", "--agent", "gen", "--screen").splitlines()]
+    assert "second run up" in screen
+    assert "dying now" not in screen  # the pane shows the new window only
+    assert (home / "fleet" / "logs").stat().st_mode & 0o777 == 0o700
+
+
+def test_generations_across_restarts_on_the_tmux_backend(tuser: TmuxUser, tmp_path: Path) -> None:
+    flag = tmp_path / "crash-once"
+    flag.write_text("")
+    tuser.write_roster(crash_once_roster(flag))
+    check_generations_across_restarts(tuser, tuser.home, flag)
+
+
+def test_fleet_logs_without_a_transcript_and_with_an_odd_file(tuser: TmuxUser) -> None:
+    tuser.write_roster("version: 1\nagents:\n  - name: a1\n    runtime: shell\n")
+    missing = tuser.inv("fleet.logs", "--agent", "a1")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"error: no transcript for a1 yet ({tuser.home}/fleet/logs/a1.log does not exist)"
+    ]
+    logs = tuser.home / "fleet" / "logs"
+    logs.mkdir(mode=0o700)
+    for plant in (os.mkfifo, os.mkdir):
+        path = logs / "a1.log"
+        plant(path)
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "fleet.logs", "--agent", "a1"],
+            env=tuser.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "not a regular file" in result.stderr
+        path.rmdir() if path.is_dir() else path.unlink()
+    for flags, message in [
+        (["--generation", "older"], "error: --generation: 'older' is not one of current, previous, all"),
+        (["--screen", "--generation", "all"], "error: --generation reads the transcript"),
+        (["--follow", "--generation", "previous"], "error: --follow shows new output"),
+    ]:
+        result = tuser.inv("fleet.logs", "--agent", "a1", *flags)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[0].startswith(message), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
