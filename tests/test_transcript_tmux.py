@@ -337,3 +337,35 @@ def test_fleet_logs_without_a_transcript_and_with_an_odd_file(tuser: TmuxUser) -
         assert result.returncode == 2
         assert result.stderr.strip().splitlines()[0].startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fleet_logs_follow_prints_new_lines_across_a_rotation(server: Server, tmp_path: Path) -> None:
+    roster = server.paths.roster
+    roster.write_text("version: 1\nagents:\n  - name: tail\n    runtime: shell\n")
+    go = tmp_path / "go"
+    script = f"echo first; while [ ! -e {go} ]; do sleep 0.05; done; echo second; sleep 1; echo third; exec sleep 1000"
+    server.window("tail", ["sh", "-c", script])
+    log = transcript.log_path(server.paths, "tail")
+    eventually(lambda: "first" in lines_in(log), "the first line")
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "fleet.logs", "--agent", "tail", "--follow", "--backend", "tmux"],
+        env={**env, "MOSAIC_HOME": str(server.paths.home)},
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        seen = [follower.stdout.readline().rstrip("\n") for _ in range(2)]
+        assert HEADER_RE.fullmatch(seen[0])
+        assert seen[1] == "first"
+        transcript.rotate(log, 2)  # between "first" and "second": the follower must switch files
+        server.tmux(*transcript.repipe_commands("tail", log))
+        go.touch()
+        assert [follower.stdout.readline().rstrip("\n") for _ in range(2)] == ["second", "third"]
+    finally:
+        follower.send_signal(signal.SIGINT)  # how a user ends it: Ctrl-C, exit 0
+        _, errors = follower.communicate(timeout=30)
+    assert follower.returncode == 0, errors
