@@ -44,6 +44,7 @@ from fleetctl.render import (
     status_lines,
     status_rows_json,
 )
+from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
 from fleetlib.broadcast import SendResult, send_to
 from fleetlib.doctor import diagnose
@@ -378,8 +379,10 @@ def fleet_attach(c: Context, agent: str = "", home: str = "", roster: str = "") 
     help={
         **FLEET_HELP,
         "agent": "Agent whose output to show (required).",
-        "lines": f"How many lines of scroll-back to show, >= 1 (default {LOG_LINES}).",
+        "lines": f"How many lines to show, >= 1 (default {LOG_LINES}).",
         "follow": "Keep printing new output until interrupted.",
+        "generation": "current (default: since the agent last started), previous (the run before) or all.",
+        "screen": "Show the pane's scroll-back (and the unit's journal under systemd) instead of the transcript.",
     },
 )
 @user_errors
@@ -388,14 +391,27 @@ def fleet_logs(
     agent: str = "",
     lines: str = "",
     follow: bool = False,
+    generation: str = "",
+    screen: bool = False,
     home: str = "",
     roster: str = "",
     unit_dir: str = "",
     backend: str = "",
 ) -> None:
-    """Show an agent's pane scroll-back (and its unit's journal under systemd)."""
+    """Show what an agent wrote: its transcript, kept across restarts (--screen: its pane).
+
+    No transcript yet (or no such generation) is one line on stderr, exit 1."""
     required("--agent", agent)
     count_lines = count("--lines", lines, LOG_LINES)
+    which = transcript.check_generation(generation or "current")
+    if screen and generation:
+        raise FleetError("--generation reads the transcript; it cannot be combined with --screen")
+    if follow and which == "previous":
+        raise FleetError("--follow shows new output; it cannot be combined with --generation previous")
+    if not screen:
+        paths = fleet_paths(c, home, roster)
+        show_transcript(paths, load_roster(paths.roster).get(agent).name, count_lines, which, follow=follow)
+        return
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
     messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
     if follow:
@@ -410,6 +426,22 @@ def fleet_logs(
     if journal:
         print(f"--- journal of {agent_unit(agent)} ---")
         print(journal.rstrip())
+
+
+def show_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool) -> None:
+    """Print the agent's transcript (stripped); with ``follow``, then its new lines until
+    interrupted. An empty generation is :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
+    if follow:
+        try:
+            for chunk in transcript.follow(paths, name, lines=lines, generation=generation):
+                print(chunk, flush=True)
+        except KeyboardInterrupt:
+            return
+        return
+    text = transcript.read(paths, name, lines=lines, generation=generation)
+    if not text:
+        raise transcript.NoTranscript(f"the transcript of {name} holds no {generation} generation")
+    print(text)
 
 
 fleet_tasks: Final = {
