@@ -10,7 +10,10 @@ reader, so a stalled ``cat`` (slow or full disk) never blocks the agent; the bac
 costs tmux server memory until ``cat`` catches up. Known limits: the backlog tmux still
 holds when the window is killed (``fleet restart``) or the pipe is replaced
 (:func:`repipe_commands`) is dropped by tmux; the kernel's socket buffer (what ``cat``
-has not read yet) is not.
+has not read yet) is not. A ``cat`` that fails to write (full disk) exits; tmux
+closes the pipe on its next write into it (that output is not in the transcript): the
+agent runs on, its transcript pauses until the pipe is renewed (:data:`PIPED_FORMAT`,
+:func:`repipe_commands`) or the window is created again.
 
 **Generations.** Before each run of the agent, the pane supervisor (:mod:`fleetlib.pane`)
 prints one header line, :data:`HEADER_PRINTF` (UTC time, pid of the agent process
@@ -58,6 +61,9 @@ SUFFIX: Final = ".log"
 HEADER_PRINTF: Final = r"==> fleet: generation started %s pid %s: %s\n"
 HEADER_RE: Final = re.compile(r"==> fleet: generation started (?P<time>\S*) pid (?P<pid>\d+): (?P<command>[^\r\n]*)")
 _HEADER_BYTES: Final = re.compile(HEADER_RE.pattern.encode())
+
+# "1" while the pane's output goes to a pipe, "0" once its writer is gone (see repipe_commands).
+PIPED_FORMAT: Final = "#{pane_pipe}"
 
 Generation = Literal["current", "previous", "all"]
 GENERATIONS: Final[tuple[str, ...]] = get_args(Generation)
@@ -118,7 +124,11 @@ def repipe_commands(name: str, path: Path) -> list[str]:
     """tmux commands (no client prefix) that point the pane's pipe at a fresh ``path``
     after :func:`rotate`: ``pipe-pane`` with a new command replaces the old pipe at
     once; the old ``cat`` drains what it was given into the renamed file and exits.
-    Run on a window that is gone, tmux reports "can't find window" and nothing changes."""
+    Run on a window that is gone, tmux reports "can't find window" and nothing changes.
+
+    Also the repair for a live pane whose writer died (a write error such as a full
+    disk ends ``cat``; tmux then closes the pipe and :data:`PIPED_FORMAT` expands to
+    ``0``): the transcript resumes from the next byte the pane prints."""
     from fleetlib import tmux  # noqa: PLC0415 - tmux builds its window commands from this module
 
     return tmux.pipe_pane_commands(name, path)

@@ -369,3 +369,32 @@ def test_fleet_logs_follow_prints_new_lines_across_a_rotation(server: Server, tm
         follower.send_signal(signal.SIGINT)  # how a user ends it: Ctrl-C, exit 0
         _, errors = follower.communicate(timeout=30)
     assert follower.returncode == 0, errors
+
+
+def test_a_pane_whose_writer_died_shows_unpiped_and_repipe_resumes_its_transcript(
+    server: Server, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    script = f"echo before; while [ ! -e {go} ]; do echo tick; sleep 0.05; done; echo after; exec sleep 1000"
+    server.window("w", ["sh", "-c", script])
+    log = transcript.log_path(server.paths, "w")
+    eventually(lambda: "before" in lines_in(log), "the first line")
+
+    def piped() -> str:
+        return server.tmux(
+            "display-message", "-p", "-t", tmux.window_target("w"), transcript.PIPED_FORMAT
+        ).stdout.strip()
+
+    assert piped() == "1"
+    (reader,) = server.pipe_readers(log)
+    os.kill(reader, signal.SIGKILL)  # as a write error (full disk) ends cat
+    # tmux notices on its next write into the pipe (the pane prints a tick every 50 ms)
+    eventually(lambda: piped() == "0", "tmux noticed the pipe's writer is gone")
+    server.tmux(*transcript.repipe_commands("w", log))
+    assert piped() == "1"
+    go.touch()
+    eventually(lambda: "after" in lines_in(log), "the transcript resumed")
+    kept = transcript.read(server.paths, "w", lines=10_000).splitlines()
+    assert kept[1] == "before"
+    assert kept[-1] == "after"
+    assert set(kept[2:-1]) == {"tick"}
