@@ -4,6 +4,7 @@ restarts (tmux backend, through `inv fleet.*`), and `fleet logs` on the transcri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,7 +52,9 @@ class Server:
         self.tmux(*tmux.new_session_commands(), ";", *tmux.keep_dead_panes_commands())
 
     def window(self, name: str, argv: list[str]) -> None:
-        """Create (or replace) the agent's window exactly as the tmux backend does."""
+        """Create (or replace) the agent's window exactly as the tmux backend does (the
+        old window's processes are killed first, as the engine's stop would)."""
+        self.kill_panes(tmux.window_target(name))
         spec = PaneSpec(
             name=name,
             target=tmux.window_target(name),
@@ -62,6 +65,17 @@ class Server:
             failure_window=60,
         )
         self.tmux(*tmux.agent_window_commands(spec, argv, env={}, run_dir=self.paths.run_dir))
+
+    def kill_panes(self, target: str | None = None) -> None:
+        """SIGKILL the process group of every pane (of ``target``): a pane's supervisor
+        outlives a bare kill-window or kill-server while its agent does not read the tty."""
+        where = ["-t", target] if target else ["-a"]
+        listed = self.tmux("list-panes", *where, "-F", "#{pane_pid}", check=False).stdout.split()
+        kill_groups(listed)
+
+    def stop(self) -> None:
+        self.kill_panes()
+        self.tmux("kill-server", check=False)
 
     def screen(self, name: str) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", "-50", check=False).stdout
@@ -84,13 +98,20 @@ class Server:
         return found
 
 
+def kill_groups(pids: list[str]) -> None:
+    for pid in pids:
+        if pid.isdigit():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid), signal.SIGKILL)  # a pane's process is its group's leader
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     made = Server(FleetPaths.resolve(tmp_path / "home"))
     made.paths.home.mkdir()
     made.start()
     yield made
-    made.tmux("kill-server", check=False)
+    made.stop()
 
 
 def log_text(path: Path) -> str:
@@ -212,7 +233,7 @@ def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
         eventually(lambda: "odd-path-ok" in log_text(log), "the line in the transcript at the odd path")
         assert sorted(p.name for p in log.parent.iterdir()) == ["odd.log"]
     finally:
-        odd.tmux("kill-server", check=False)
+        odd.stop()
 
 
 # --------------------------------------------------------------------------- through `inv fleet.*`
@@ -242,9 +263,7 @@ class TmuxUser(InvUser):
 def tuser(tmp_path: Path) -> Iterator[TmuxUser]:
     user = TmuxUser(tmp_path)
     yield user
-    subprocess.run(
-        ["tmux", "-S", str(user.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
-    )
+    Server(FleetPaths.resolve(user.home)).stop()
 
 
 def crash_once_roster(flag: Path) -> str:
