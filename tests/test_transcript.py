@@ -398,3 +398,59 @@ def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: Fl
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
+
+
+# --------------------------------------------------------------------------- the supervisor's header
+
+
+def test_the_supervisor_prints_one_header_per_generation_with_the_agents_own_pid(tmp_path: Path) -> None:
+    """Under the real supervisor (dash, a recording fake tmux): every run of a crashing
+    agent starts with a header naming the pid the agent itself sees as ``$$``."""
+    from tests.test_pane import Recorder, _env
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    pane.install_script(run_dir)
+    recorder = Recorder.install(tmp_path / "bin")
+    spec = pane.PaneSpec(
+        name="a1",
+        target="=fleet:=a1",
+        tmux=str(recorder.path),
+        socket=str(tmp_path / "sock"),
+        cwd=str(tmp_path),
+        max_failures=3,
+        failure_window=600,
+    )
+    agent = ["sh", "-c", 'echo "agent pid $$"; exit 3', "two words"]
+    done = subprocess.run(
+        pane.pane_argv(spec, agent, run_dir), capture_output=True, text=True, timeout=30, check=False, env=_env()
+    )
+    assert done.returncode == 3
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6
+    for header_line, agent_line in zip(lines[::2], lines[1::2], strict=True):
+        match = HEADER_RE.fullmatch(header_line)
+        assert match is not None, header_line
+        assert agent_line == f"agent pid {match['pid']}"
+        assert match["command"] == 'sh -c echo "agent pid $$"; exit 3 two words'
+    assert len({HEADER_RE.fullmatch(line)["pid"] for line in lines[::2]}) == 3  # type: ignore[index]
+
+
+def test_no_header_for_a_command_that_is_not_found(tmp_path: Path) -> None:
+    from tests.test_pane import Recorder, _env
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    pane.install_script(run_dir)
+    recorder = Recorder.install(tmp_path / "bin")
+    spec = pane.PaneSpec("a1", "=fleet:=a1", str(recorder.path), str(tmp_path / "s"), str(tmp_path), 3, 60)
+    done = subprocess.run(
+        pane.pane_argv(spec, ["no-such-agent-binary"], run_dir),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=_env(),
+    )
+    assert done.returncode == pane.NOT_FOUND
+    assert done.stdout == ""  # nothing ran, so no generation began
