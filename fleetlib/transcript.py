@@ -364,8 +364,9 @@ def follow(
 
     Survives a rotation: when ``<name>.log`` is replaced, what is left in the renamed file
     is read to its end (until it stays quiet for one poll), then the new file from its
-    start; a file that shrank (truncated) is read again from its start. A partial last
-    line is held back until its newline arrives. Same errors as :func:`read` (no
+    start (two rotations within one poll would skip the file between them); a file that
+    shrank (truncated) is read again from its start. A partial last line is held back
+    until its newline arrives. Same errors as :func:`read` (no
     transcript at all is :class:`NoTranscript`).
     """
     path = log_path(paths, name)
