@@ -124,7 +124,8 @@ def repipe_commands(name: str, path: Path) -> list[str]:
     """tmux commands (no client prefix) that point the pane's pipe at a fresh ``path``
     after :func:`rotate`: ``pipe-pane`` with a new command replaces the old pipe at
     once; the old ``cat`` drains what it was given into the renamed file and exits.
-    Run on a window that is gone, tmux reports "can't find window" and nothing changes.
+    Run on a window that is gone, tmux reports "can't find window"; on a dead pane
+    (tmux 3.3a) "target pane has exited": either way nothing changes (no pane-died hook).
 
     Also the repair for a live pane whose writer died (a write error such as a full
     disk ends ``cat``; tmux then closes the pipe and :data:`PIPED_FORMAT` expands to
