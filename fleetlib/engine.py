@@ -224,6 +224,14 @@ class Lifecycle(FleetContext):
                 for name in set(names) - set(todo):
                     trackers[name].outcome = AgentOutcome(name, "unchanged", rows[name].pid, rows[name].pid)
                 if todo or (whole and not before.holder_up):
+                    # Processes of an agent that is not running (its tmux server died under
+                    # it, say) are an old generation: gone first, so only one ever runs.
+                    alive = procs.marked(self._marker(n) for n in todo)
+                    orphans = [n for n in todo if alive[self._marker(n)]]
+                    if orphans:
+                        fence()
+                        self.primitives.terminate(orphans, holder=False)
+                        self._wait_gone(trackers, orphans, None, began, fence)
                     fence()
                     self.primitives.launch(todo, holder=whole)
                     holder = None if not whole else "unchanged" if before.holder_up else "started"
@@ -346,9 +354,11 @@ class Lifecycle(FleetContext):
                         now,
                         error=f"still running {now:.1f}s after the stop began, even after SIGKILL: {left}",
                     )
-                if action is None:  # a restart must not start a new generation beside the old one
+                if action is None:  # never start a new generation beside the old one
                     stuck = ", ".join(pending)
-                    raise FleetOperationError(f"restart aborted: agent(s) {stuck} did not stop (see `fleet status`)")
+                    raise FleetOperationError(
+                        f"nothing started: the old processes of agent(s) {stuck} did not stop (see `fleet status`)"
+                    )
                 return
             self.sleep(POLL_S)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -233,3 +234,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("systemd") is not None or item.path.name == "test_engine_faults.py":
             item.add_marker(pytest.mark.flaky(reruns=2))
+
+
+def _orphaned_agents() -> dict[int, str]:
+    """pid -> socket of every live process marked as a fleet agent's whose fleet's tmux
+    server is gone (a test killed the server: the agent's `sleep` never sees a hang-up)."""
+    marked: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(b"FLEET_AGENT=") and b"@" in variable:
+                marked[int(entry)] = variable.split(b"@", 1)[1].decode(errors="replace")
+                break
+    served = {
+        socket: subprocess.run(["tmux", "-S", socket, "has-session"], capture_output=True, check=False).returncode == 0
+        for socket in set(marked.values())
+    }
+    return {pid: socket for pid, socket in marked.items() if not served[socket]}
+
+
+@pytest.fixture(autouse=True)
+def _no_orphaned_agents() -> Iterator[None]:
+    """After every test, end the agent processes whose fleet's tmux server the test killed,
+    so thousands of stray processes never pile up over a whole run."""
+    yield
+    for pid in _orphaned_agents():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 9)

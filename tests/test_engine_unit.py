@@ -241,7 +241,7 @@ def test_restart_aborts_before_any_start_when_the_old_generation_cannot_be_stopp
     processes.alive[marker] = [888]
     processes.unkillable.add(marker)
     fleet.backend.calls.clear()
-    with pytest.raises(FleetOperationError, match=r"restart aborted: agent\(s\) a2 did not stop"):
+    with pytest.raises(FleetOperationError, match=r"nothing started: the old processes of agent\(s\) a2 did not stop"):
         fleet.lifecycle.restart()
     assert "launch" not in fleet.backend.primitives_called()
 

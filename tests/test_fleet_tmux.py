@@ -200,3 +200,42 @@ def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv) -> None:
         blocks[-1].append(name)
     assert [b[0] for b in blocks] == ["start", "stop"] * 4  # initial start + 3 restarts, then the final stop
     assert all(sorted(b[1:]) == names for b in blocks)
+
+
+def _marked_pids(socket: Path) -> dict[str, set[int]]:
+    """Every live process carrying a fleet marker for ``socket``, read from /proc by the test
+    itself (the witness does not use the code under test)."""
+    found: dict[str, set[int]] = {}
+    suffix = f"@{socket}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(b"FLEET_AGENT=") and variable.endswith(suffix) and state != "Z":
+                found.setdefault(variable[len("FLEET_AGENT=") : -len(suffix)].decode(), set()).add(int(entry))
+    return found
+
+
+def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(tenv: TmuxEnv) -> None:
+    # `sleep` neither reads its terminal nor gets the hang-up (only the supervisor, the
+    # session leader, does), so it outlives a killed server: an old generation nobody sees.
+    tenv.roster([], extra="  - name: s1\n    runtime: custom\n    command: [sleep, '100000']\n")
+    tenv.inv_ok("fleet.start")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    old = _marked_pids(socket)["s1"]
+    server = int(subprocess.run(["tmux", "-S", str(socket), "display", "-p", "#{pid}"], capture_output=True,
+                                text=True, check=True).stdout)  # fmt: skip
+    os.kill(server, 9)
+    time.sleep(0.5)
+    assert _marked_pids(socket).get("s1", set()) & old, "the test needs orphans to exist"
+    assert tenv.status()[1]["s1"]["process_state"] == "stopped"
+
+    tenv.inv_ok("fleet.start")
+    now = _marked_pids(socket)["s1"]
+    assert not now & old, f"old generation still alive: {now & old}"
+    assert tenv.status()[1]["s1"]["process_state"] == "running"
