@@ -302,7 +302,8 @@ def send_lines(result: SendResult) -> list[str]:
         "all": "Send to every agent in the roster instead.",
         "message": "What to send (required), delivered literally; '-' reads it from stdin.",
         "timeout": f"How long to wait for each agent to accept the message (default {VERIFY_TIMEOUT_S:g}).",
-        "verify": "Wait until the agent shows it took the message (--no-verify to just deliver).",
+        "verify": "Wait until the agent is ready and shows it took the message (--no-verify to just deliver).",
+        "answer": "The message answers the question the agent is asking (without it, a waiting agent is not sent to).",
         "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     },
@@ -315,12 +316,16 @@ def fleet_send(
     all: bool = False,
     timeout: str = "",
     verify: bool = True,
+    answer: bool = False,
     home: str = "",
     roster: str = "",
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Send a message to an agent (or --all), literally, and verify it was accepted."""
+    """Send a message to an agent (or --all), literally, and verify it was accepted.
+
+    An agent that is asking a question is not sent to unless --answer says this is the
+    answer; a busy agent is given --timeout to become idle before anything is typed."""
     required("--message", message)
     wait = seconds("--timeout", timeout)
     if bool(agent) == all:
@@ -332,7 +337,9 @@ def fleet_send(
     text = sys.stdin.read().removesuffix("\n") if message == "-" else message
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
-    result = send_to(messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if wait is None else wait)
+    result = send_to(
+        messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if wait is None else wait, answer=answer
+    )
     single = result.agents[0] if not all and result.agents else None
     if single is not None and not single.ok and single.exit_code != OPERATION_FAILED:
         raise FleetError(single.error or "send failed")  # e.g. the agent is not running: a user error

@@ -87,6 +87,7 @@ def send_to(
     *,
     verify: bool = True,
     timeout: float = VERIFY_TIMEOUT_S,
+    answer: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> SendResult:
     """Send ``message`` to each of ``names`` in turn; one failure does not stop the rest."""
@@ -96,7 +97,7 @@ def send_to(
     for name in names:
         began = clock()
         try:
-            messenger.send(name, message, verify=verify, timeout=timeout)
+            messenger.send(name, message, verify=verify, timeout=timeout, answer=answer)
         except FleetError as exc:
             error, _, output = str(exc).partition("\n")
             outcomes.append(SendOutcome(name, FAILED, False, clock() - began, error, output or None, exc.exit_code))

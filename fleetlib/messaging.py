@@ -19,11 +19,23 @@ the text and tmux never reads it as key names, so quotes, ``$(...)``, ``;``, ``C
 ``Enter``, unicode and multi-line text arrive as written. Sends to one agent are
 serialised with a lock in the run dir, so two concurrent sends never interleave.
 
-Verification polls the pane (``capture-pane``) until the agent shows it took the message:
-new output after the message's echoed last line (a reply, a new prompt), or the runtime's
-busy pattern from the runtime table. A send that is not accepted within the timeout fails
-with the last lines of the pane; the wait is bounded by the real monotonic clock too, so
-it ends even if an injected clock stands still.
+A send never answers a question by accident. Before delivering, the agent's screen is
+read with its runtime's rules (:mod:`fleetlib.activity`): an agent that is ``waiting`` (a
+permission prompt, a yes/no question, a menu such as a sign-in menu) is not sent to: the
+send fails (exit 1) showing the question, unless ``answer`` says the message is the
+answer. An agent that is ``working`` (its runtime's busy indicator, or output within the
+last seconds for a runtime without one) is given until the timeout to become idle; the
+message is delivered only then, so it is never typed into a busy agent (``verify=False``
+delivers at once).
+
+Verification uses the state too. A message counts as accepted when the agent shows its
+runtime's busy indicator, or shows something after the message's echoed last line (a
+reply, a new prompt); an answer also counts once the question is gone. The echo alone
+never counts, and output that is merely new does not either: an agent that prints a line
+every second and never reads its input is working, so nothing is typed into it and the
+send fails. A send that is not accepted within the timeout fails with the last lines of
+the pane; the wait is bounded by the real monotonic clock too, so it ends even if an
+injected clock stands still.
 """
 
 from __future__ import annotations
@@ -37,16 +49,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from fleetlib import tmux
+from fleetlib import activity, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
-from fleetlib.runtimes import busy_pattern
+from fleetlib.runtimes import ScreenRules
 
 VERIFY_TIMEOUT_S: Final = 15.0
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
+QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
 TAIL_LINES: Final = 8
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
 # Removed from every message: C0 controls but tab and newline (ESC among them), DEL, C1.
@@ -119,6 +132,14 @@ def _new_text(before: str, after: str) -> str:
     return "\n".join(new)
 
 
+def recognised(screen: str, rules: ScreenRules) -> str | None:
+    """The state a pattern of the runtime's rules recognises on ``screen``; None when no
+    pattern matches (then only output age could tell, see :func:`fleetlib.activity.classify`)."""
+    without_age = activity.classify(screen, rules, output_age=None)  # no pattern: idle
+    just_wrote = activity.classify(screen, rules, output_age=0.0)  # no pattern: working
+    return without_age if without_age == just_wrote else None
+
+
 def tail(text: str, count: int = TAIL_LINES) -> str:
     lines = [line.rstrip() for line in text.rstrip().splitlines()]
     return "\n".join(lines[-count:])
@@ -141,21 +162,25 @@ class Messenger(FleetContext):
             raise FleetError(f"agent {name!r} {state}; start it with `inv fleet.start --agent {name}`")
 
     def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
-        result = self.runner.run(
-            [*self._base(), "capture-pane", "-p", "-J", "-S", f"-{lines}", "-t", tmux.window_target(name)]
-        )
+        """The pane's last ``lines`` lines of scroll-back and its screen; 0: the screen only."""
+        start = ["-S", f"-{lines}"] if lines else []
+        result = self.runner.run([*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)])
         if not result.ok:
             raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
         return result.stdout
 
-    def send(self, name: str, message: str, *, verify: bool = True, timeout: float = VERIFY_TIMEOUT_S) -> str:
+    def send(
+        self, name: str, message: str, *, verify: bool = True, timeout: float = VERIFY_TIMEOUT_S, answer: bool = False
+    ) -> str:
         """Deliver ``message`` (cleaned, see :func:`clean_message`) and submit it; with
-        ``verify``, wait until accepted.
+        ``verify``, wait until accepted (see the module docstring for what counts).
 
         Every argument is checked before anything runs: an empty message, a NUL byte, one
         over the maximum or a timeout that is not finite and > 0 is a one-line FleetError.
-        Raises FleetError if the agent is not running (never hangs), FleetOperationError
-        with the pane's last lines if it did not accept the message in time.
+        Raises FleetError if the agent is not running (never hangs); FleetOperationError
+        (exit 1) with the question when the agent is waiting and ``answer`` is not set,
+        when it stayed busy for the whole timeout (nothing was typed), or with the pane's
+        last lines when it did not accept the message in time.
         """
         if not message:
             raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
@@ -178,7 +203,8 @@ class Messenger(FleetContext):
             return f"would send {len(text)} characters to {name}"
         ensure_private_dir(self.paths.run_dir, "fleet run directory")
         with edit_lock(self.paths.run_dir / f"send-{name}"):
-            before = self.capture(name) if verify else ""
+            rules = activity.rules_for(self.roster.get(name).runtime)
+            before, state = self._ready(name, rules, timeout, wait=verify, answer=answer)
             loaded = self.runner.run(load, input=text)
             if not loaded.ok:
                 raise FleetOperationError(f"could not send to agent {name!r}: {loaded.error_line()}")
@@ -188,17 +214,53 @@ class Messenger(FleetContext):
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
             if not verify:
                 return f"sent {len(text)} characters to {name} (not verified)"
-            self._verify(name, before, text, timeout)
+            self._verify(name, before, text, timeout, rules, answering=state == "waiting")
         return f"sent {len(text)} characters to {name}: accepted"
 
-    def _verify(self, name: str, before: str, message: str, timeout: float) -> None:
-        pattern = busy_pattern(self.roster.get(name).runtime)
+    def _ready(self, name: str, rules: ScreenRules, timeout: float, *, wait: bool, answer: bool) -> tuple[str, str]:
+        """The scroll-back before the send and the state it starts from, once the agent may
+        be typed into: never while it asks a question (unless ``answer``), and (``wait``)
+        not while it is busy, for up to ``timeout``.
+
+        Busy is the runtime's busy indicator; on a screen no pattern of its runtime
+        recognises, it is output: such an agent is ready once its screen has not changed
+        for :data:`QUIET_S` (or half the timeout, when shorter): an agent that keeps
+        printing by itself is never typed into."""
+        deadline = self.clock() + timeout
+        hard_deadline = time.monotonic() + timeout
+        quiet_since, last = self.clock(), None
+        while True:
+            screen = self.capture(name, 0)
+            state = recognised(screen, rules)
+            if state == "waiting" and not answer:
+                raise FleetOperationError(
+                    f"agent {name!r} is waiting for an answer, so nothing was sent (send the answer with --answer); "
+                    "it asks:\n" + (activity.question(screen, rules) or tail(screen))
+                )
+            if screen != last:
+                quiet_since, last = self.clock(), screen
+            quiet = self.clock() - quiet_since >= min(QUIET_S, rules.idle_after, timeout / 2)
+            if not wait or state in ("idle", "waiting") or (state is None and quiet):
+                return self.capture(name), state or "idle"
+            if self.clock() >= deadline or time.monotonic() >= hard_deadline:
+                raise FleetOperationError(
+                    f"agent {name!r} stayed busy (working) for {timeout:g}s, so nothing was sent; "
+                    f"wait for it with `fleet wait --agent {name} --for idle`; last lines of its pane:\n" + tail(screen)
+                )
+            self.sleep(POLL_S)
+
+    def _verify(
+        self, name: str, before: str, message: str, timeout: float, rules: ScreenRules, *, answering: bool
+    ) -> None:
         deadline = self.clock() + timeout
         # The injected clock paces the loop; the real monotonic clock bounds it regardless.
         hard_deadline = time.monotonic() + timeout
         while True:
             after = self.capture(name)
-            if accepted(before, after, message, pattern):
+            # Only the runtime's busy indicator counts as working here: the echo of the
+            # message is output too, and must not count.
+            now = recognised(self.capture(name, 0), rules)
+            if now == "working" or accepted(before, after, message) or (answering and now != "waiting"):
                 return
             if self.clock() >= deadline or time.monotonic() >= hard_deadline:
                 raise FleetOperationError(

@@ -21,7 +21,7 @@ class StubMessenger:
     runner: Runner = field(default_factory=Runner)
     sent: list[tuple[str, str, bool, float]] = field(default_factory=list)
 
-    def send(self, name: str, message: str, *, verify: bool, timeout: float) -> str:
+    def send(self, name: str, message: str, *, verify: bool, timeout: float, answer: bool = False) -> str:
         self.sent.append((name, message, verify, timeout))
         if name == "gone":
             raise FleetError(f"agent {name!r} is not running")
