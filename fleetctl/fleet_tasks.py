@@ -55,6 +55,8 @@ from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_pr
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.systemd import agent_unit
+from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
+from fleetlib.waiting import WAITABLE, check_state, wait_for
 
 LOG_LINES: Final = 200
 DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
@@ -451,6 +453,54 @@ def show_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *
     print(text)
 
 
+@task(
+    auto_shortflags=False,
+    help={
+        **FLEET_HELP,
+        "agent": "Agent to wait for.",
+        "all": "Wait until every agent is in the state at once instead.",
+        "for_": f"The state to wait for (required): {', '.join(WAITABLE)}.",
+        "timeout": f"How long to wait before failing, exit 1 (default {DEFAULT_WAIT_S:g}).",
+        "json": JSON_HELP,
+    },
+)
+@user_errors
+def fleet_wait(
+    c: Context,
+    agent: str = "",
+    all: bool = False,
+    for_: str = "",
+    timeout: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    json: bool = False,
+) -> None:
+    """Wait until an agent (or --all) is idle, waiting or working; exit 1 on timeout.
+
+    Scripts use it to send the next message only when the agent is ready:
+    `fleet wait --agent a1 --for idle && fleet send --agent a1 --message ...`."""
+    wanted = check_state(for_)
+    limit = seconds("--timeout", timeout)
+    if bool(agent) == all:
+        raise FleetError("give exactly one of --agent NAME or --all")
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    name = lifecycle.roster.get(agent).name if agent else None
+    lifecycle.ensure_installed([name] if name else lifecycle.roster.names())
+    result = wait_for(lambda: lifecycle.status(name), wanted, DEFAULT_WAIT_S if limit is None else limit)
+    if json:
+        print_json(result.to_json())
+    elif result.ok:
+        who = name or f"all {len(result.agents)} agent(s)"
+        print(f"{who}: {wanted} after {result.seconds:.1f} s")
+    if not result.ok:
+        still = ", ".join(f"{row.name} is {row.shown_state}" for row in result.pending)
+        raise Exit(
+            f"error: timed out after {result.seconds:.1f} s waiting for {wanted}: {still}", code=OPERATION_FAILED
+        )
+
+
 fleet_tasks: Final = {
     "install": fleet_install,
     "uninstall": fleet_uninstall,
@@ -463,6 +513,7 @@ fleet_tasks: Final = {
     "watch": fleet_watch,
     "attach": fleet_attach,
     "logs": fleet_logs,
+    "wait": fleet_wait,
 }
 
 fleet_ns = Collection("fleet")

@@ -46,6 +46,7 @@ PLACEHOLDERS: Final = {
     "host": "HOST",
     "batch": "K",
     "host-timeout": "SECONDS",
+    "for": "STATE",
 }
 
 
