@@ -145,6 +145,22 @@ def operation_text(host: HostResult) -> list[str]:
 # --------------------------------------------------------------------------- jobs
 
 
+def remote_answer(
+    link: HostLink, argv: Sequence[str], expect: type, *, timeout: float, stdin: str | None = None
+) -> Any:
+    """``fleet argv --json`` on ``link``'s host, parsed; a host that has no roster yet is
+    told to run ``fleet install`` (which pushes each host's part)."""
+    from fleetlib.controller import remote_fleet_json  # noqa: PLC0415
+    from fleetlib.remote import HostError  # noqa: PLC0415
+
+    try:
+        return remote_fleet_json(link, argv, expect, timeout=timeout, stdin=stdin)
+    except HostError as exc:
+        if str(exc).startswith("roster not found"):
+            raise HostError("no roster on this host yet; run `fleet install` (it pushes each host's part)") from None
+        raise
+
+
 def wait_budget(roster: Roster, timeout: float | None, hosts: Hosts) -> float:
     """How long a host may take for start/stop/restart: its own wait, the longest stop
     (TERM then KILL, twice for a restart's stop and a possible second try), plus the host timeout."""
@@ -195,7 +211,7 @@ def control(
     import time  # noqa: PLC0415
 
     from fleetlib.backend import open_fleet  # noqa: PLC0415
-    from fleetlib.controller import HostsResult, remote_fleet_json  # noqa: PLC0415
+    from fleetlib.controller import HostsResult  # noqa: PLC0415
 
     hosts = open_hosts(c, roster, host_timeout_flag)
     names = [hosts.host_of(agent)] if agent else roster.host_names()
@@ -207,7 +223,7 @@ def control(
         argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
         argv += ["--lock-timeout", f"{lock_timeout:g}"] if lock_timeout is not None else []
         argv += ["--dry-run"] if dry_run else []
-        return remote_fleet_json(link, argv, dict, timeout=budget)
+        return remote_answer(link, argv, dict, timeout=budget)
 
     def local(part: Roster) -> Any:
         lifecycle = open_fleet(
@@ -324,6 +340,8 @@ def status(
     def remote(link: HostLink, part: Roster) -> Any:
         argv = ["status", "--json", "--backend", link.host.backend, *(["--agent", agent] if agent else [])]
         run = link.fleet(argv, timeout=budget)
+        if run.exit_code not in (0, 3) and run.error_line().startswith("roster not found"):
+            return remote_answer(link, argv, list, timeout=budget)  # says to run `fleet install`
         rows = parse_answer(link.host.name, run, list)
         return {"ok": True, "all_up": run.exit_code == 0, "agents": rows}
 
@@ -382,7 +400,6 @@ def send(
 ) -> bool:
     """Send to an agent on another host (the message travels on stdin); False when the
     agent is local (the caller sends as usual)."""
-    from fleetlib.controller import remote_fleet_json  # noqa: PLC0415
     from fleetlib.remote import HostError  # noqa: PLC0415
 
     routed = on_agent_host(c, roster, agent)
@@ -394,7 +411,7 @@ def send(
     argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
     budget = (timeout or 15.0) + 2 * hosts.settings.timeout
     try:
-        data = remote_fleet_json(link, argv, dict, timeout=budget, stdin=text + "\n")
+        data = remote_answer(link, argv, dict, timeout=budget, stdin=text + "\n")
     except HostError as exc:
         raise FleetError(
             f"{link.host.name}: {exc}",
@@ -415,15 +432,16 @@ def send(
     return True
 
 
-def logs(c: Context, roster: Roster, *, agent: str, lines: int, follow: bool) -> bool:
-    """Show the logs of an agent on another host; False when the agent is local."""
+def logs(c: Context, roster: Roster, *, agent: str, lines: int, follow: bool, extra: Sequence[str] = ()) -> bool:
+    """Show the logs of an agent on another host (``extra``: more ``logs`` flags, passed
+    on as given); False when the agent is local."""
     from fleetlib.remote import HostError, version_guarded  # noqa: PLC0415
 
     routed = on_agent_host(c, roster, agent)
     if routed is None:
         return False
     hosts, link = routed
-    argv = ["logs", "--agent", agent, "--lines", str(lines), "--backend", link.host.backend]
+    argv = ["logs", "--agent", agent, "--lines", str(lines), "--backend", link.host.backend, *extra]
     try:
         if follow:
             link.connection().run(version_guarded(hosts.settings.version, [*argv, "--follow"]), warn=True, pty=False)

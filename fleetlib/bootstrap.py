@@ -108,7 +108,8 @@ def install_on(link: HostLink, wheels: list[Path], version: str) -> str:
         link.put_file(wheel, f"{WHEELS}/{wheel.name}")
     fleet_wheel = next(wheel.name for wheel in wheels if wheel.name.startswith("fleet-"))
     pip = f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-index --find-links {store}"
-    _step(link, "creating the virtualenv", f"[ -x {venv}/bin/python ] || python3 -m venv {venv}")
+    # A venv without pip (an interrupted earlier bootstrap) is made again from scratch.
+    _step(link, "creating the virtualenv", f"[ -x {venv}/bin/pip ] || {{ rm -rf {venv} && python3 -m venv {venv}; }}")
     _step(link, "installing dependencies", f"{pip} {shlex.quote(f'fleet=={version}')}")
     _step(link, "installing fleet", f"{pip} --no-deps --force-reinstall {store}/{shlex.quote(fleet_wheel)}")
     answer = _step(link, "checking the version", f"{venv}/bin/fleet --version", timeout=link.settings.timeout).strip()

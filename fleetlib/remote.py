@@ -25,6 +25,7 @@ Fabric (and paramiko) are imported only here, and this module only when a roster
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import shlex
@@ -39,6 +40,10 @@ import invoke
 import paramiko
 
 from fleetlib.hosts import Host
+
+# paramiko logs transport errors (with tracebacks) through logging; without a handler Python
+# prints them on stderr. Each failure is reported once, as the host's one line, instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 VENV: Final = ".local/share/fleet/venv"  # relative to the remote user's home
 REMOTE_FLEET_HOME: Final = ".config/mosaic"  # the remote user's default fleet home

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,7 @@ class SshHosts:
             host.stop()
         for host in self.hosts:
             kill_user_processes(host.uid)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def keygen(path: Path) -> None:
@@ -201,9 +203,12 @@ Subsystem sftp internal-sftp
 """
 
 
-def start_hosts(directory: Path, count: int = 3) -> SshHosts:
-    """Start ``count`` sshd hosts (named h1, h2, ...) under ``directory``; the caller closes them."""
-    directory.mkdir(parents=True, exist_ok=True)
+def start_hosts(count: int = 3) -> SshHosts:
+    """Start ``count`` sshd hosts (named h1, h2, ...); the caller closes them.
+
+    Their files live in a fresh directory under /tmp that every user can traverse (sshd
+    reads ``authorized_keys`` as the logging-in user, and pytest's tmp dirs are 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="fleet-sshd-"))
     os.chmod(directory, 0o755)  # noqa: S103  # sshd (as the test users) reads the keys below it
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     hosts = SshHosts(directory)

@@ -1,0 +1,351 @@
+"""Several hosts for real: three private sshd instances (tests/sshd_hosts.py), each with its
+own Unix user and fleet home, driven by the real `fleet` command over Fabric.
+
+The module bootstraps the three hosts once (that is the bootstrap test's subject); each
+test then starts from empty fleet homes. Without root or openssh-server these tests skip,
+and with ``CI`` set they fail instead. Timing is never asserted: parallelism and mutual
+exclusion are checked with witnesses the agents and results leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from tests.sshd_hosts import SshHosts, start_hosts, unavailable
+
+pytestmark = pytest.mark.timeout(300)
+
+VERSION = version("fleet")
+VENV = ".local/share/fleet/venv"
+
+
+@dataclass
+class Cluster:
+    """The three hosts plus a controller home and roster."""
+
+    hosts: SshHosts
+    home: Path
+
+    @property
+    def roster(self) -> Path:
+        return self.home / "roster.yaml"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "INVOKE_FLEET_KNOWN_HOSTS": str(self.hosts.known_hosts)}
+
+    def write_roster(self, agents: str) -> None:
+        self.roster.write_text("version: 1\n" + self.hosts.hosts_yaml() + "agents:\n" + agents)
+
+    def fleet(self, *args: str, home: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["fleet", *args, "--home", str(home or self.home), "--roster", str(self.roster)],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def up(self, agents: str) -> None:
+        """Write the roster, push it (install) and start every host's fleet."""
+        self.write_roster(agents)
+        for step in ("install", "start"):
+            done = self.fleet(step)
+            assert done.returncode == 0, done
+
+    def fleet_json(self, *args: str, code: int = 0) -> object:
+        done = self.fleet(*args, "--json")
+        assert done.returncode == code, done
+        return json.loads(done.stdout)
+
+
+def shell_agents(per_host: int = 1, extra: str = "") -> str:
+    return "".join(
+        f"  - name: {host}a{index}\n    runtime: shell\n    host: {host}\n{extra}"
+        for host in ("h1", "h2", "h3")
+        for index in range(per_host)
+    )
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    why = unavailable()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the sshd host tests, but: {why}")
+        pytest.skip(why)
+    directory = tmp_path_factory.mktemp("sshd")
+    hosts = start_hosts()
+    try:
+        home = directory / "controller"
+        home.mkdir()
+        cluster = Cluster(hosts, home)
+        for host in hosts.hosts:  # a venv left by an earlier run must not count
+            shutil.rmtree(host.home / ".local/share/fleet", ignore_errors=True)
+        cluster.write_roster(shell_agents())
+        done = cluster.fleet("hosts.bootstrap", timeout=900)
+        assert done.returncode == 0, done
+        yield cluster
+    finally:
+        hosts.close()
+
+
+@pytest.fixture
+def cluster(bootstrapped: Cluster) -> Iterator[Cluster]:
+    bootstrapped.hosts.reset_fleets()
+    for host in bootstrapped.hosts.hosts:
+        if host.process is None or host.process.poll() is not None:
+            host.start()
+        else:
+            host.thaw()
+    yield bootstrapped
+    bootstrapped.hosts.reset_fleets()
+
+
+def test_bootstrap_installs_the_controllers_version_in_a_private_venv(cluster: Cluster) -> None:
+    for host in cluster.hosts.hosts:
+        done = host.as_user(f"{host.home}/{VENV}/bin/fleet", "--version")
+        assert done.stdout.strip() == f"fleet {VERSION}"
+        assert not (host.home / ".local/bin/fleet").exists()  # only in the private venv
+
+
+def test_install_start_restart_status_across_three_hosts(cluster: Cluster) -> None:
+    cluster.write_roster(shell_agents(per_host=2) + "    env: {SECRET_TOKEN: hunter2-value}\n")
+    installed = cluster.fleet_json("install")
+    assert isinstance(installed, dict)
+    assert installed["ok"]
+    assert [h["host"] for h in installed["hosts"]] == ["h1", "h2", "h3"]
+    for host in cluster.hosts.hosts:
+        part = (host.fleet_home / "fleet" / "roster.yaml").read_text()
+        assert "hosts:" not in part
+        assert f"{host.name}a0" in part
+        assert all(f"{other}a0" not in part for other in ("h1", "h2", "h3") if other != host.name)
+        mode = (host.fleet_home / "fleet" / "roster.yaml").stat().st_mode & 0o777
+        assert mode == 0o600
+
+    started = cluster.fleet_json("start")
+    assert isinstance(started, dict)
+    assert started["ok"], started
+    assert sorted((a["host"], a["name"], a["action"]) for a in started["agents"]) == [
+        (h, f"{h}a{i}", "started") for h in ("h1", "h2", "h3") for i in (0, 1)
+    ]
+
+    rows = cluster.fleet_json("status")
+    assert isinstance(rows, list)
+    assert sorted((r["host"], r["name"]) for r in rows) == [(h, f"{h}a{i}") for h in ("h1", "h2", "h3") for i in (0, 1)]
+    old = {r["name"]: r["pid"] for r in rows}
+    assert all(old.values())
+
+    restarted = cluster.fleet_json("restart")
+    assert isinstance(restarted, dict)
+    assert restarted["ok"]
+    for agent in restarted["agents"]:
+        assert agent["action"] == "restarted"
+        assert agent["old_pid"] == old[agent["name"]]
+        assert agent["new_pid"] not in (None, old[agent["name"]])
+
+    text = cluster.fleet("status")
+    assert text.returncode == 0, text
+    header, *lines = text.stdout.splitlines()
+    assert header.split()[:3] == ["HOST", "NAME", "STATE"]
+    assert sorted(line.split()[0] for line in lines) == ["h1", "h1", "h2", "h2", "h3", "h3"]
+    # the env value went to the hosts in their roster files only: never in output or errors
+    everything = json.dumps([installed, started, rows, restarted]) + text.stdout + text.stderr
+    assert "hunter2-value" not in everything
+
+
+WITNESS = (
+    "    stop_timeout: 2\n"
+    "    start_grace: 0.5\n"
+    "    command: [sh, -c, \"trap 'echo term $(date +%s.%N) >> $HOME/witness' TERM HUP; "
+    'echo start $(date +%s.%N) >> $HOME/witness; while :; do sleep 0.1; done"]\n'
+)
+
+
+def witness(cluster: Cluster, host: str) -> list[tuple[str, float]]:
+    path = cluster.hosts.by_name(host).home / "witness"
+    return [(word, float(stamp)) for word, stamp in (line.split() for line in path.read_text().splitlines())]
+
+
+def test_whole_restart_runs_the_hosts_in_parallel(cluster: Cluster) -> None:
+    """Each host's restart waits out an agent that ignores TERM (2 s); the witness: every
+    host had already been asked to stop before any host started its new generation."""
+    cluster.up(shell_agents(extra=WITNESS))
+    for host in cluster.hosts.hosts:
+        (host.home / "witness").write_text("")
+    done = cluster.fleet("restart")
+    assert done.returncode == 0, done
+    terms = {h: min(t for word, t in witness(cluster, h) if word == "term") for h in ("h1", "h2", "h3")}
+    starts = {h: max(t for word, t in witness(cluster, h) if word == "start") for h in ("h1", "h2", "h3")}
+    # all three intervals [term, new start] overlap: the hosts restarted at the same time
+    assert max(terms.values()) < min(starts.values()), (terms, starts)
+
+
+def test_restart_batch_one_is_rolling(cluster: Cluster) -> None:
+    cluster.up(shell_agents(extra=WITNESS))
+    for host in cluster.hosts.hosts:
+        (host.home / "witness").write_text("")
+    done = cluster.fleet("restart", "--batch", "1")
+    assert done.returncode == 0, done
+    intervals = sorted(
+        (min(t for w, t in witness(cluster, h) if w == "term"), max(t for w, t in witness(cluster, h) if w == "start"))
+        for h in ("h1", "h2", "h3")
+    )
+    # one host at a time: each host's new generation started before the next one was stopped
+    assert intervals[0][1] < intervals[1][0]
+    assert intervals[1][1] < intervals[2][0]
+
+
+def test_a_stopped_sshd_fails_alone_and_is_named(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    cluster.hosts.by_name("h2").stop()
+    done = cluster.fleet("restart", "--json")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    by_host = {h["host"]: h for h in result["hosts"]}
+    assert by_host["h1"]["ok"]
+    assert by_host["h3"]["ok"]
+    assert not by_host["h2"]["ok"]
+    assert "refused" in by_host["h2"]["error"]
+    assert sorted(a["host"] for a in result["agents"] if a["action"] == "restarted") == ["h1", "h3"]
+    assert done.stderr.strip() == "error: restart failed on 1 host(s): h2"
+
+    text = cluster.fleet("restart")
+    assert text.returncode == 1
+    assert "h2: cannot connect to fleeth2@127.0.0.3" in text.stderr
+    assert "Traceback" not in text.stderr
+
+    batched = cluster.fleet("restart", "--batch", "1", "--json")
+    assert batched.returncode == 1
+    hosts = {h["host"]: h for h in json.loads(batched.stdout)["hosts"]}
+    assert hosts["h1"]["ok"]
+    assert not hosts["h2"]["ok"]
+    assert hosts["h3"]["attempted"] is False
+    assert hosts["h3"]["error"] == "not attempted: batch with h2 failed"
+
+
+def test_a_frozen_sshd_is_bounded_by_the_host_timeout(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    cluster.hosts.by_name("h3").freeze()
+    try:
+        done = cluster.fleet("status", "--host-timeout", "2", timeout=60)
+    finally:
+        cluster.hosts.by_name("h3").thaw()
+    assert done.returncode == 1, done
+    rows = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+    assert sorted(rows) == ["h1", "h2"]
+    errors = done.stderr.splitlines()
+    assert errors[0].startswith("error: h3: no SSH banner from fleeth3@127.0.0.4") or "within 2s" in errors[0], errors
+    assert errors[-1] == "error: status failed on 1 host(s): h3"
+
+
+def test_two_controllers_restarting_at_once_are_serialised_by_each_hosts_lock(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    second_home = cluster.home / "second"
+    second_home.mkdir(exist_ok=True)
+    answers: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def run(name: str, home: Path) -> None:
+        answers[name] = cluster.fleet("restart", "--json", home=home)
+
+    threads = [threading.Thread(target=run, args=(n, h)) for n, h in (("a", cluster.home), ("b", second_home))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results = {name: json.loads(done.stdout) for name, done in answers.items()}
+    assert all(done.returncode == 0 for done in answers.values()), answers
+    for agent in ("h1a0", "h2a0", "h3a0"):
+        a = next(x for x in results["a"]["agents"] if x["name"] == agent)
+        b = next(x for x in results["b"]["agents"] if x["name"] == agent)
+        # one restart ran after the other on that host: its old generation is the other's new one
+        assert a["new_pid"] == b["old_pid"] or b["new_pid"] == a["old_pid"], (a, b)
+
+
+def test_send_to_an_agent_on_the_third_host_arrives(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    h3 = cluster.hosts.by_name("h3")
+    message = "echo 'arrived: $(x) ; C-c' > ~/sent.txt"
+    done = cluster.fleet("send", "--agent", "h3a0", "--message", message)
+    assert done.returncode == 0, done
+    assert done.stdout.startswith("h3: sent ")
+    assert (h3.home / "sent.txt").read_text() == "arrived: $(x) ; C-c\n"
+    assert message not in done.stderr
+
+
+def test_a_version_skewed_host_is_refused_with_one_line(cluster: Cluster) -> None:
+    cluster.write_roster(shell_agents())
+    h3 = cluster.hosts.by_name("h3")
+    site = next((h3.home / VENV / "lib").glob("python3*/site-packages"))
+    current = site / f"fleet-{VERSION}.dist-info"
+    skewed = site / "fleet-0.0.1.dev0.dist-info"
+    current.rename(skewed)
+    metadata = skewed / "METADATA"
+    metadata.write_text(metadata.read_text().replace(f"Version: {VERSION}\n", "Version: 0.0.1.dev0\n", 1))
+    assert h3.as_user(f"{h3.home}/{VENV}/bin/fleet", "--version").stdout.strip() == "fleet 0.0.1.dev0"
+
+    done = cluster.fleet("start")
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines == [
+        f"error: h3: runs fleet 0.0.1.dev0, this controller runs fleet {VERSION}; "
+        "run `fleet hosts.bootstrap --host h3`",
+        "error: start failed on 1 host(s): h3",
+    ]
+    assert not (h3.fleet_home / "fleet" / "run").exists()  # nothing ran there
+
+    fixed = cluster.fleet("hosts.bootstrap", "--host", "h3", timeout=900)
+    assert fixed.returncode == 0, fixed
+    assert fixed.stdout.startswith(f"h3: installed fleet {VERSION}")
+    assert cluster.fleet("start").returncode == 0
+
+
+def test_an_unknown_host_key_is_refused_until_trusted(cluster: Cluster) -> None:
+    cluster.write_roster(shell_agents())
+    known = cluster.hosts.known_hosts
+    saved = known.read_text()
+    h1 = cluster.hosts.by_name("h1")
+    known.write_text("".join(line for line in saved.splitlines(keepends=True) if f"[{h1.address}]" not in line))
+    try:
+        done = cluster.fleet("status")
+        assert done.returncode == 1
+        assert (
+            f"error: h1: host key of {h1.target} is not in {known}; check it and run `fleet hosts.trust --host h1`"
+            in done.stderr.splitlines()
+        )
+        trusted = cluster.fleet("hosts.trust", "--host", "h1")
+        assert trusted.returncode == 0, trusted
+        assert "recorded ssh-ed25519 " in trusted.stdout
+        assert cluster.fleet("status").returncode == 3  # reachable again; nothing started
+    finally:
+        known.write_text(saved)
+
+
+def test_doctor_checks_every_host(cluster: Cluster) -> None:
+    cluster.write_roster(shell_agents())
+    assert cluster.fleet("install").returncode == 0
+    checks = cluster.fleet_json("doctor", "--backend", "tmux")
+    assert isinstance(checks, list)
+    names = {c["name"]: c for c in checks}
+    for host in ("h1", "h2", "h3"):
+        assert names[f"{host}: reachable"]["ok"]
+        assert names[f"{host}: version"]["ok"]
+        assert names[f"{host}: tmux"]["ok"]
+
+
+def test_logs_route_to_the_agents_host(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo log-marker-$((6*7))").returncode == 0
+    done = cluster.fleet("logs", "--agent", "h2a0", "--screen", "--lines", "20")
+    assert done.returncode == 0, done
+    assert "log-marker-42" in done.stdout
