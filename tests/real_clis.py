@@ -6,8 +6,8 @@ answers ``--version``, and returns the two binaries. When they cannot be had (no
 registry, a broken install) it skips with the reason, and fails instead when ``CI`` is set.
 
 ``PrivateTmux`` is one tmux server on its own socket, killed by ``close()``; it also kills every
-process still running with the private ``HOME`` it gave its programs (the Codex CLI leaves an
-app-server daemon behind otherwise).
+process still running under its private directory (the ``HOME`` it gives its programs: the Codex
+CLI leaves an app-server daemon behind otherwise).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def installed_clis(directory: Path | None = None) -> RealClis:
 
 
 def _pids_with(marker: str) -> list[int]:
-    """Processes whose command line or environment mentions ``marker`` (our private HOME)."""
+    """Processes whose command line or environment mentions ``marker`` (our private directory)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -184,9 +184,14 @@ class PrivateTmux:
         )
 
     def close(self) -> None:
-        """Kill the server, then whatever still runs with our private HOME; remove the directory."""
-        self.tmux("kill-server")
-        for pid in _pids_with(str(self.home)):
+        """Kill the server and whatever still runs under our directory; remove the directory. Never raises.
+
+        A wedged server (one that missed a SIGCHLD waits for its child for ever, and may not even
+        answer kill-server) is killed like the rest: its command line names our socket.
+        """
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, timeout=5, check=False)
+        for pid in _pids_with(str(self.root)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
