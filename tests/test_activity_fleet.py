@@ -1,0 +1,194 @@
+"""What every agent is doing, end to end on both backends: the watcher classifies real panes
+running fake runtimes, `fleet status` and `fleet wait` report it, `fleet send` refuses to
+answer a question by accident, and `on_state_change` runs once per transition.
+
+The fake runtimes (tests/fake_agents/) draw Claude-like and Codex-like screens; `chatter`
+prints a line every second and never reads its input. The witness for notifications is a
+file the notification command itself appends to (one line per run, with its environment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, FleetEnv, InvUser
+from tests.test_fleet_tmux import TmuxEnv
+
+AGENTS = REPO / "tests" / "fake_agents"
+NOTIFY = """
+import json, os, sys
+keys = ("FLEET_AGENT_NAME", "FLEET_OLD_STATE", "FLEET_NEW_STATE", "FLEET_SCREEN", "FLEET_HOME", "FLEET_AGENT")
+with open(sys.argv[1], "a") as out:
+    out.write(json.dumps({key: os.environ.get(key) for key in keys}) + "\\n")
+"""
+
+
+class Fleet:
+    """One test's fleet on one backend, driven through `inv fleet.*` like a user would."""
+
+    def __init__(self, user: InvUser, home: Path, backend: str, tmp: Path) -> None:
+        self.user, self.home, self.backend, self.tmp = user, home, backend, tmp
+        self.notes = tmp / "notes.jsonl"
+        (tmp / "notify.py").write_text(NOTIFY)
+
+    def roster(self, agents: dict[str, str], *, notify: bool = True) -> None:
+        hook = json.dumps([sys.executable, str(self.tmp / "notify.py"), str(self.notes)])
+        body = "".join(
+            f"  - name: {name}\n    runtime: {runtime}\n"
+            f"    command: [{json.dumps(sys.executable)}, {json.dumps(str(AGENTS / script))}]\n"
+            + (f"    on_state_change: {hook}\n" if notify else "")
+            for name, (runtime, script) in ((n, spec.split(":")) for n, spec in agents.items())
+        )
+        path = self.home / "fleet" / "roster.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("version: 1\nagents:\n" + body)
+        if self.backend == "systemd":
+            self.ok("fleet.install")
+
+    def inv(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.user.inv(*args)
+
+    def ok(self, *args: str) -> str:
+        return self.user.inv_ok(*args)
+
+    def rows(self) -> dict[str, dict[str, object]]:
+        result = self.inv("fleet.status", "--json")
+        assert result.returncode in (0, 3), result.stderr
+        return {row["name"]: row for row in json.loads(result.stdout)}
+
+    def notes_of(self, name: str) -> list[dict[str, str]]:
+        lines = self.notes.read_text().splitlines() if self.notes.exists() else []
+        return [note for note in map(json.loads, lines) if note["FLEET_AGENT_NAME"] == name]
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        socket = self.home / "fleet" / "run" / "tmux.sock"
+        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(params=["tmux", pytest.param("systemd", marks=pytest.mark.systemd)])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    if request.param == "systemd":
+        env: FleetEnv = request.getfixturevalue("fleet_env")
+        yield Fleet(env, env.home, "systemd", tmp_path)
+        return
+    tenv = TmuxEnv(tmp_path)
+    made = Fleet(tenv, tenv.home, "tmux", tmp_path)
+    yield made
+    made.tmux("kill-server")
+
+
+def eventually(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """A liveness bound (the system must get there on its own), not a timing target."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never happened within {limit}s: {what}")
+
+
+pytestmark = pytest.mark.tmux
+
+
+def test_states_are_classified_reported_and_waited_for_and_a_question_is_never_answered_by_accident(
+    fleet: Fleet,
+) -> None:
+    fleet.roster({"cl": "claude:claude_like.py", "cx": "codex:codex_like.py"})
+    fleet.ok("fleet.start")
+    fleet.ok("fleet.wait", "--all", "--for", "idle", "--timeout", "60")
+    rows = fleet.rows()
+    for name in ("cl", "cx"):
+        assert rows[name]["state"] == "idle", rows[name]
+        assert rows[name]["process_state"] == "running"
+        assert rows[name]["state_since"]
+        assert rows[name]["last_output_at"]
+    assert "idle" in fleet.ok("fleet.status")
+
+    # A message that makes it work: accepted because the busy indicator shows.
+    assert "accepted" in fleet.ok("fleet.send", "--agent", "cl", "--message", "work 4")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "working", "--timeout", "30")
+    assert fleet.rows()["cl"]["state"] == "working"
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+
+    # A question: the state says so, a plain send is refused showing it, --answer answers.
+    for name in ("cl", "cx"):
+        fleet.ok("fleet.send", "--agent", name, "--message", "ask")
+        fleet.ok("fleet.wait", "--agent", name, "--for", "waiting", "--timeout", "30")
+        refused = fleet.inv("fleet.send", "--agent", name, "--message", "hello there")
+        assert refused.returncode == 1, refused.stderr
+        assert "waiting for an answer" in refused.stderr
+        assert "--answer" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert fleet.rows()[name]["state"] == "waiting"  # nothing was typed: still asking
+        assert "accepted" in fleet.ok("fleet.send", "--agent", name, "--message", "1", "--answer")
+        fleet.ok("fleet.wait", "--agent", name, "--for", "idle", "--timeout", "30")
+    assert "Do you want to proceed?" in refused.stderr or "Yes" in refused.stderr  # the question is shown
+
+    # A wait for a state that never comes times out with exit 1.
+    timed_out = fleet.inv("fleet.wait", "--agent", "cx", "--for", "working", "--timeout", "2")
+    assert timed_out.returncode == 1
+    assert "timed out" in timed_out.stderr
+    assert "cx is idle" in timed_out.stderr
+
+    # Each entry into waiting was told once, with the agent's name, states and screen.
+    eventually(lambda: len(fleet.notes_of("cl")) >= 1 and len(fleet.notes_of("cx")) >= 1, "notifications")
+    time.sleep(2)  # a late duplicate would show by now
+    for name in ("cl", "cx"):
+        notes = fleet.notes_of(name)
+        assert [note["FLEET_NEW_STATE"] for note in notes] == ["waiting"], notes
+        assert notes[0]["FLEET_OLD_STATE"] in ("idle", "working")
+        assert notes[0]["FLEET_HOME"] == str(fleet.home)
+        assert notes[0]["FLEET_AGENT"] is None  # not an agent process: a stop must not sweep it
+        assert "1." in notes[0]["FLEET_SCREEN"]
+
+
+def test_an_agent_that_prints_by_itself_and_never_reads_is_never_reported_as_accepting(fleet: Fleet) -> None:
+    fleet.roster({"chat": "custom:chatter.py"}, notify=False)
+    fleet.ok("fleet.start")
+    fleet.ok("fleet.wait", "--agent", "chat", "--for", "working", "--timeout", "30")
+    result = fleet.inv("fleet.send", "--agent", "chat", "--message", "are you listening", "--timeout", "4")
+    assert result.returncode == 1, result.stdout
+    assert "accepted" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_an_exit_is_told_once_and_the_watcher_comes_back_when_killed(fleet: Fleet) -> None:
+    fleet.roster({"cl": "claude:claude_like.py"})
+    fleet.ok("fleet.start")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+    fleet.ok("fleet.send", "--agent", "cl", "--message", "quit", "--no-verify")  # exits 0: its supervisor restarts it
+    eventually(lambda: [n["FLEET_NEW_STATE"] for n in fleet.notes_of("cl")] == ["exited"], "one exit notification")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+
+    watcher = _watcher_pid(fleet)
+    os.kill(watcher, signal.SIGKILL)
+    eventually(lambda: _watcher_pid(fleet) not in (None, watcher), "the watcher back under a new pid")
+    fleet.ok("fleet.send", "--agent", "cl", "--message", "ask")
+    eventually(lambda: [n["FLEET_NEW_STATE"] for n in fleet.notes_of("cl")] == ["exited", "waiting"], "told again")
+
+    fleet.ok("fleet.stop")
+    eventually(lambda: _watcher_pid(fleet) is None, "the watcher gone with the fleet")
+
+
+def _watcher_pid(fleet: Fleet) -> int | None:
+    """The live watcher of this fleet (`python -m fleetlib.watcher RUN_DIR`), found in /proc
+    by its exact argv (the tmux server and the window's shell loop carry those words too)."""
+    wanted = ["-m", "fleetlib.watcher", str(fleet.home / "fleet" / "run")]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            if len(argv) == 4 and argv[1:] == wanted:
+                return int(entry)
+    return None
