@@ -19,12 +19,13 @@ from typing import Final
 class ScreenRules:
     """How a runtime's visible screen shows what it is doing (see ``fleetlib.activity``).
 
-    Every pattern is a Python regex searched (``re.MULTILINE``) in the bottom ``lines``
-    lines of the screen, trailing blank lines removed first, so ``\\Z`` anchors to the last
-    non-blank line. Precedence is ``waiting`` > ``working`` > ``idle``; when nothing
-    matches, output age decides: ``working`` if the pane wrote within ``idle_after``
-    seconds, else ``idle``. A new state is reported once it has persisted ``debounce``
-    seconds, so a redraw does not flicker the state.
+    Every pattern is a Python regex (``re.MULTILINE``) searched in ``"\\n"`` followed by the
+    bottom ``lines`` lines of the screen, trailing blank lines removed first: ``\\n`` marks a
+    line start (cheaper than ``^``, see below) and ``\\Z`` the end of the last non-blank line.
+    Precedence is ``waiting`` > ``working`` > ``idle``; when nothing matches, output age
+    decides: ``working`` if the pane wrote within ``idle_after`` seconds, else ``idle``. A new
+    state is reported once it has persisted ``debounce`` seconds, so a redraw does not flicker
+    the state.
     """
 
     waiting: tuple[str, ...] = ()
@@ -38,10 +39,15 @@ class ScreenRules:
     lines: int = 40
 
 
+# A line start is written "\n" (the searched text begins with one), not "^": a pattern that opens
+# with a literal lets the regex engine skip ahead, "^" makes it try every position, which costs
+# ~5x on a 40-line screen. Leading blanks are [ \t]*+ (possessive: no backtracking over a logo's
+# indentation), never \s (it spans lines).
+#
 # A numbered menu with a selection cursor on one entry, as Ink/ratatui TUIs draw them:
 # "❯ 1. Yes" (Claude Code), "› 1. Yes, proceed" and "> 1. Sign in with ChatGPT" (Codex),
 # "● 1. Allow once" (Gemini CLI). Only the cursor line is needed: the others have none.
-_MENU_CURSOR: Final = r"^[\s│┃|]*[❯›>●▶→]\s*\d+[.)]\s+\S"
+_MENU_CURSOR: Final = r"\n[ \t│┃|]*+[❯›>●▶→] ?\d+[.)] +\S"
 
 # Claude Code 2.1 (captured in tests/screens/claude-*.txt): menus "❯ 1. Yes, I trust this folder",
 # "Enter to confirm · Esc to cancel"; while working the spinner line "✶ Baking… (3s · ...)" and
@@ -51,11 +57,11 @@ CLAUDE_SCREEN: Final = ScreenRules(
     waiting=(
         _MENU_CURSOR,
         r"Do you want to (?:proceed|make this edit|create|allow|use this)",
-        r"Enter to confirm\s*·\s*Esc to (?:cancel|exit)",
+        r"Enter to confirm · Esc to (?:cancel|exit)",
         r"Press Enter to (?:continue|retry)",
     ),
-    working=(r"esc to interrupt", r"^\s*[·✢✳✶✻✽]\s+\S[^\n]*…"),
-    idle=(r"\? for shortcuts", r"^[│\s]*[>❯](?:\s|$)"),
+    working=(r"esc to interrupt", r"\n[ \t]*+[·✢✳✶✻✽] +\S[^\n]*…"),
+    idle=(r"\? for shortcuts", r"\n[ \t│]*+[>❯](?: |\n|\Z)"),
 )
 # Codex CLI 0.171 (tests/screens/codex-*.txt): menus "> 1. Sign in with ChatGPT" / "› 1. Trust and
 # continue" with "Press enter to continue" or "enter continue · esc back"; approvals "Would you like
@@ -65,11 +71,11 @@ CODEX_SCREEN: Final = ScreenRules(
     waiting=(
         _MENU_CURSOR,
         r"Press enter to (?:continue|confirm)",
-        r"^\s*enter (?:continue|confirm) · esc",
+        r"\n[ \t]*+enter (?:continue|confirm) · esc",
         r"Would you like to (?:run|make|grant|send|apply)",
     ),
-    working=(r"esc to interrupt", r"^\s*[•◦]\s+Working\b"),
-    idle=(r"\? for shortcuts", r"^›\s"),
+    working=(r"esc to interrupt", r"\n[ \t]*+[•◦] +Working\b"),
+    idle=(r"\? for shortcuts", r"\n›(?: |\n|\Z)"),
 )
 GEMINI_SCREEN: Final = ScreenRules(
     waiting=(
@@ -91,7 +97,7 @@ OPENCODE_SCREEN: Final = ScreenRules(
 )
 # An interactive shell is idle at its prompt (the last non-blank line ends in $, # or >)
 # and otherwise goes by output age: a running command that prints is working.
-SHELL_SCREEN: Final = ScreenRules(idle=(r"[$#%>]\s?\Z",))
+SHELL_SCREEN: Final = ScreenRules(idle=(r"[$#%>] ?\Z",))
 
 
 @dataclass(frozen=True)

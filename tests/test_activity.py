@@ -1,6 +1,9 @@
 """The activity classifier: pure tests over captured real screens and synthetic ones, then the fake
 runtimes (tests/fake_agents) classified live in a private tmux server."""
 
+# The screens quote the characters the real TUIs draw (❯, ›): look-alikes of ">" on purpose.
+# ruff: noqa: RUF001, RUF003
+
 from __future__ import annotations
 
 import shutil
@@ -71,9 +74,9 @@ def test_captured_real_screens_classify_by_their_patterns_whatever_the_output_ag
     ("name", "runtime", "expected"),
     [
         ("codex-signin-menu.txt", "codex", ["Choose how you want to use Codex.", "> 1. Sign in with ChatGPT"]),
-        ("codex-trust-folder.txt", "codex", ["› 1. Trust and continue", "2. Back to Agent Command Center"]),  # noqa: RUF001
-        ("claude-theme-menu.txt", "claude", ["Choose the text style", "❯ 2. Dark mode ✔"]),  # noqa: RUF001
-        ("claude-trust-folder.txt", "claude", ["❯ 1. Yes, I trust this folder", "Enter to confirm · Esc to cancel"]),  # noqa: RUF001
+        ("codex-trust-folder.txt", "codex", ["› 1. Trust and continue", "2. Back to Agent Command Center"]),
+        ("claude-theme-menu.txt", "claude", ["Choose the text style", "❯ 2. Dark mode ✔"]),
+        ("claude-trust-folder.txt", "claude", ["❯ 1. Yes, I trust this folder", "Enter to confirm · Esc to cancel"]),
     ],
 )
 def test_question_shows_the_question_and_its_menu_without_borders(name: str, runtime: str, expected: list[str]) -> None:
@@ -121,6 +124,26 @@ RULES = ScreenRules(waiting=(r"Proceed\?",), working=(r"esc to interrupt",), idl
 )
 def test_precedence_is_waiting_working_idle_in_the_bottom_lines(text: str, want: str) -> None:
     assert classify(text, RULES, output_age=None) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Pick one:\n│ ❯ 1. Yes  │\n│   2. No   │", "waiting"),  # a cursor inside a box
+        ("> 1. Sign in with ChatGPT", "waiting"),  # on the very first line
+        ("if n > 1. Then halve it.\n? for shortcuts", "idle"),  # mid-line: prose, not a menu
+        ("✻ Baked for 0s\n❯\n? for shortcuts", "idle"),  # a finished turn
+        ("✶ Baking… (3s)\n❯", "working"),
+    ],
+)
+def test_line_start_patterns_match_only_at_a_line_start(text: str, want: str) -> None:
+    assert classify(text, rules_for("claude"), output_age=None) == want
+
+
+def test_rules_written_with_a_caret_still_match_line_starts() -> None:
+    rules = ScreenRules(waiting=(r"^Continue\?",))
+    assert classify("output\nContinue? [y/N]", rules, output_age=None) == "waiting"
+    assert classify("Do you Continue? no", rules, output_age=None) == "idle"
 
 
 @pytest.mark.parametrize(
