@@ -30,6 +30,7 @@ import math
 import os
 import shlex
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,10 +181,19 @@ class HostLink:
         """The open connection (opened on first use); :class:`HostError` when it cannot be."""
         if self._connection is None:
             connection = self._new_connection(paramiko.RejectPolicy())
+            started = time.monotonic()
             try:
                 connection.open()
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 connection.close()
+                timed_out = time.monotonic() - started >= self.settings.timeout * 0.9
+                handshake = isinstance(exc, paramiko.SSHException) and not isinstance(
+                    exc, paramiko.AuthenticationException | paramiko.BadHostKeyException
+                )
+                if timed_out and handshake:
+                    # paramiko words a handshake that never came in several ways
+                    # ("Error reading SSH protocol banner", "No existing session", ...)
+                    raise HostError(f"no SSH answer from {self.host.ssh} within {self.settings.timeout:g}s") from None
                 raise HostError(self._describe(exc)) from None
             self._connection = connection
         return self._connection

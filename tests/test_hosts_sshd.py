@@ -245,7 +245,8 @@ def test_a_frozen_sshd_is_bounded_by_the_host_timeout(cluster: Cluster) -> None:
     rows = [line.split()[0] for line in done.stdout.splitlines()[1:]]
     assert sorted(rows) == ["h1", "h2"]
     errors = done.stderr.splitlines()
-    assert errors[0].startswith("error: h3: no SSH banner from fleeth3@127.0.0.4") or "within 2s" in errors[0], errors
+    h3 = cluster.hosts.by_name("h3")
+    assert errors[0] == f"error: h3: no SSH answer from {h3.target} within 2s", errors
     assert errors[-1] == "error: status failed on 1 host(s): h3"
 
 
@@ -285,6 +286,7 @@ def test_send_to_an_agent_on_the_third_host_arrives(cluster: Cluster) -> None:
 
 def test_a_version_skewed_host_is_refused_with_one_line(cluster: Cluster) -> None:
     cluster.write_roster(shell_agents())
+    assert cluster.fleet("install").returncode == 0
     h3 = cluster.hosts.by_name("h3")
     site = next((h3.home / VENV / "lib").glob("python3*/site-packages"))
     current = site / f"fleet-{VERSION}.dist-info"
@@ -302,7 +304,7 @@ def test_a_version_skewed_host_is_refused_with_one_line(cluster: Cluster) -> Non
         "run `fleet hosts.bootstrap --host h3`",
         "error: start failed on 1 host(s): h3",
     ]
-    assert not (h3.fleet_home / "fleet" / "run").exists()  # nothing ran there
+    assert not (h3.fleet_home / "fleet" / "run" / "tmux.sock").exists()  # nothing ran there
 
     fixed = cluster.fleet("hosts.bootstrap", "--host", "h3", timeout=900)
     assert fixed.returncode == 0, fixed
@@ -326,7 +328,8 @@ def test_an_unknown_host_key_is_refused_until_trusted(cluster: Cluster) -> None:
         trusted = cluster.fleet("hosts.trust", "--host", "h1")
         assert trusted.returncode == 0, trusted
         assert "recorded ssh-ed25519 " in trusted.stdout
-        assert cluster.fleet("status").returncode == 3  # reachable again; nothing started
+        assert f"[{h1.address}]:{h1.port} ssh-ed25519 " in known.read_text()
+        assert cluster.fleet("install").returncode == 0  # h1 is reachable again
     finally:
         known.write_text(saved)
 
