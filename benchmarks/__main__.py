@@ -7,7 +7,12 @@ import importlib
 
 # Each benchmark module is imported only when chosen, so one needing a user manager (or
 # code mid-change) never stops the others from running.
-BENCHMARKS = {"lock": "benchmarks.lock_bench", "fleet": "benchmarks.fleet_bench", "cli": "benchmarks.cli_bench"}
+BENCHMARKS = {
+    "lock": "benchmarks.lock_bench",
+    "fleet": "benchmarks.fleet_bench",
+    "cli": "benchmarks.cli_bench",
+    "activity": "benchmarks.activity_bench",
+}
 
 
 def main() -> None:

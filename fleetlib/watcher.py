@@ -49,6 +49,7 @@ from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunFileError, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.runtimes import ScreenRules
 from fleetlib.status import derive_state
 
 if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long
 CONFIG_NAME: Final = "watcher.json"
 CONFIG_VERSION: Final = 1
 CONFIG_CAP: Final = 8 * 1024 * 1024
-TICK_S: Final = 0.5
+TICK_S: Final = 1.0
 ROTATE_EVERY_S: Final = 5.0
 TMUX_TIMEOUT_S: Final = 10.0
 NOTIFY_TIMEOUT_S: Final = 60.0
@@ -249,20 +250,28 @@ class Watcher:
             if name not in windows or name not in config.agents:
                 del self.seen[name]  # stopped (or removed from the roster): nothing to tell
         to_capture: list[tuple[str, tmux.Window]] = []
+        exits: list[tuple[str, str | None, str]] = []
         for name, window in windows.items():
             agent = config.agents.get(name)
             if agent is None or not window.pane_id:
                 continue
+            rules = activity.rules_for(agent.runtime)
             seen = self.seen.get(name)
             if seen is None or seen.pane_id != window.pane_id:
-                debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)
-                seen = self.seen[name] = _Seen(window.pane_id, window.deaths, debouncer, window.dead)
-            notices += self._process_events(agent, seen, window)
-            if derive_state(window, None) == "running" and (
-                window.last_output is None or window.last_output >= math.floor(seen.captured_at) or not seen.screen
-            ):
+                seen = self.seen[name] = _Seen(
+                    window.pane_id, window.deaths, activity.Debouncer(rules.debounce), window.dead
+                )
+            exit_event = self._exit_event(agent, seen, window)
+            if exit_event is not None:
+                exits.append((name, *exit_event))
+            # A screen is read only when it can tell something: the runtime has patterns and
+            # the pane wrote since it was last read, or an exit is told with its last lines.
+            wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
+            running = derive_state(window, None) == "running"
+            if exit_event is not None or (running and _has_patterns(rules) and (wrote or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
+        notices += [Notice(name, old, new, self.seen[name].screen) for name, old, new in exits]
         writes: list[str] = []
         for name, window in windows.items():
             seen = self.seen.get(name)
@@ -288,19 +297,17 @@ class Watcher:
             self._rotate(config, windows)
         return notices
 
-    def _process_events(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> list[Notice]:
-        """An exit of the agent (its supervisor counts them) or its giving up is told once."""
-        notices: list[Notice] = []
-        state = derive_state(window, None)
-        exited = window.deaths > seen.deaths or (window.dead and not seen.dead)
-        if exited:
-            new = "failed" if state == "failed" else "exited"
-            notices.append(Notice(agent.name, seen.debouncer.state, new, seen.screen))
+    def _exit_event(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> tuple[str | None, str] | None:
+        """(old state, ``exited`` or ``failed``) when the agent exited since the last tick (its
+        supervisor counts exits) or was given up on; each exit is told once."""
+        event = None
+        if window.deaths > seen.deaths or (window.dead and not seen.dead):
+            event = (seen.debouncer.state, "failed" if derive_state(window, None) == "failed" else "exited")
             seen.debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)  # a fresh start
             seen.recorded = None
             seen.screen = ""
         seen.deaths, seen.dead = window.deaths, window.dead
-        return notices
+        return event
 
     def _capture(self, config: WatcherConfig, panes: list[tuple[str, tmux.Window]], now: float) -> None:
         if not panes:
@@ -391,6 +398,12 @@ class Watcher:
             except Exception as exc:  # keep watching: a watcher that dies tells nobody anything
                 print(f"fleet watcher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             sleep(max(0.05, TICK_S - (time.monotonic() - began)))
+
+
+def _has_patterns(rules: ScreenRules) -> bool:
+    """Whether the screen can tell anything (else output age alone decides, see
+    :func:`fleetlib.activity.classify`)."""
+    return bool(rules.waiting or rules.working or rules.idle)
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
