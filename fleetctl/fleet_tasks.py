@@ -16,7 +16,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from fleetctl import options
+from fleetctl import hosts_tasks, options
 from fleetctl.options import (
     DRY_RUN_HELP,
     FLEET_HELP,
@@ -47,7 +47,7 @@ from fleetctl.render import (
 from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
 from fleetlib.broadcast import SendResult, send_to
-from fleetlib.doctor import diagnose
+from fleetlib.doctor import Check, diagnose
 from fleetlib.errors import FleetError
 from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
 from fleetlib.paths import FleetPaths
@@ -80,14 +80,16 @@ def open_lifecycle(
     lock_timeout: float | None = None,
     progress: ProgressHook = no_progress,
     quiet: bool = False,
+    loaded: Roster | None = None,
 ) -> Lifecycle:
-    """The fleet named by flags and config; loads (so validates) the roster. ``quiet``
-    (``--json``) sends a dry run's "would run" lines to stderr, keeping stdout JSON."""
+    """The fleet named by flags and config; loads (so validates) the roster unless given
+    (``loaded``). ``quiet`` (``--json``) sends a dry run's "would run" lines to stderr,
+    keeping stdout JSON."""
     paths = fleet_paths(c, home, roster)
     directory = unit_dir_option(c, unit_dir)
     return open_fleet(
         paths,
-        load_roster(paths.roster),
+        loaded if loaded is not None else load_roster(paths.roster),
         backend=requested_backend(c, backend),
         unit_dir=Path(directory).expanduser() if directory else None,
         dry_run=dry_run,
@@ -143,8 +145,23 @@ def fleet_install(
     json: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    paths = fleet_paths(c, home, roster)
+    loaded = load_roster(paths.roster)
+    if loaded.hosts:  # several hosts: push each host's part, install there (README: Several hosts)
+        hosts_tasks.install(
+            c,
+            "install",
+            loaded,
+            paths,
+            backend=backend,
+            unit_dir=unit_dir,
+            enable=enable,
+            dry_run=dry_run,
+            as_json=json,
+        )
+        return
     lifecycle = open_lifecycle(
-        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json
+        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
     )
     finish_install(lifecycle.install(enable=enable), json)
 
@@ -161,8 +178,23 @@ def fleet_uninstall(
     json: bool = False,
 ) -> None:
     """Stop and disable every fleet unit and remove the unit files."""
+    paths = fleet_paths(c, home, roster)
+    loaded = load_roster(paths.roster)
+    if loaded.hosts:
+        hosts_tasks.install(
+            c,
+            "uninstall",
+            loaded,
+            paths,
+            backend=backend,
+            unit_dir=unit_dir,
+            enable=True,
+            dry_run=dry_run,
+            as_json=json,
+        )
+        return
     lifecycle = open_lifecycle(
-        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json
+        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
     )
     finish_install(lifecycle.uninstall(), json)
 
@@ -176,6 +208,8 @@ CONTROL_HELP: Final = {
     "lock_timeout": LOCK_TIMEOUT_HELP,
     "dry_run": DRY_RUN_HELP,
     "json": JSON_HELP,
+    "batch": hosts_tasks.BATCH_HELP,
+    "host_timeout": hosts_tasks.HOST_TIMEOUT_HELP,
 }
 
 
@@ -193,9 +227,31 @@ def control_task(action: str, doc: str) -> Task[Any]:
         lock_timeout: str = "",
         dry_run: bool = False,
         json: bool = False,
+        batch: str = "",
+        host_timeout: str = "",
     ) -> None:
         wait = seconds("--timeout", timeout)
         lock_wait = seconds("--lock-timeout", lock_timeout)
+        batch_size = hosts_tasks.batch_size(batch)
+        paths = fleet_paths(c, home, roster)
+        loaded = load_roster(paths.roster)
+        if loaded.hosts:  # several hosts: the controller (README: Several hosts)
+            hosts_tasks.control(
+                c,
+                action,
+                loaded,
+                paths,
+                agent=agent,
+                backend=backend,
+                unit_dir=unit_dir,
+                timeout=wait,
+                lock_timeout=lock_wait,
+                dry_run=dry_run,
+                as_json=json,
+                batch=batch_size,
+                host_timeout_flag=host_timeout,
+            )
+            return
         line = LiveLine.on_stderr(quiet=json)
         lifecycle = open_lifecycle(
             c,
@@ -208,6 +264,7 @@ def control_task(action: str, doc: str) -> Task[Any]:
             lock_timeout=lock_wait,
             progress=progress_hook(line, label=DOING[action]),
             quiet=json,
+            loaded=loaded,
         )
         try:
             result: OperationResult = getattr(lifecycle, action)(agent or None)
@@ -226,7 +283,15 @@ fleet_stop = control_task("stop", "Stop every agent and the holder (or one agent
 fleet_restart = control_task("restart", "Restart the fleet or one agent under the restart lock; wait until it is up.")
 
 
-@task(auto_shortflags=False, help={**FLEET_HELP, "agent": "Show this agent only.", "json": JSON_HELP})
+@task(
+    auto_shortflags=False,
+    help={
+        **FLEET_HELP,
+        "agent": "Show this agent only.",
+        "json": JSON_HELP,
+        "host_timeout": hosts_tasks.HOST_TIMEOUT_HELP,
+    },
+)
 @user_errors
 def fleet_status(
     c: Context,
@@ -236,9 +301,24 @@ def fleet_status(
     unit_dir: str = "",
     backend: str = "",
     json: bool = False,
+    host_timeout: str = "",
 ) -> None:
     """Show every agent's state; exit 0 when all are active, 3 otherwise."""
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    paths = fleet_paths(c, home, roster)
+    loaded = load_roster(paths.roster)
+    if loaded.hosts:  # several hosts: rows of every host, with a host column
+        hosts_tasks.status(
+            c,
+            loaded,
+            paths,
+            agent=agent,
+            backend=backend,
+            unit_dir=unit_dir,
+            as_json=json,
+            host_timeout_flag=host_timeout,
+        )
+        return
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     names = [lifecycle.roster.get(agent).name] if agent else lifecycle.roster.names()
     lifecycle.ensure_installed(names)
     status = lifecycle.status(agent or None)
@@ -264,12 +344,22 @@ def fleet_doctor(
     Checks: the roster, tmux, the user manager, lingering, installed units against the
     roster (drift), agent commands and directories, the run dir, a stale restart lock."""
     directory = unit_dir_option(c, unit_dir)
-    checks = diagnose(
-        fleet_paths(c, home, roster),
-        backend=requested_backend(c, backend),
-        unit_dir=Path(directory).expanduser() if directory else None,
-        command=options.command,
-    )
+
+    def local_checks() -> list[Check]:
+        return diagnose(
+            fleet_paths(c, home, roster),
+            backend=requested_backend(c, backend),
+            unit_dir=Path(directory).expanduser() if directory else None,
+            command=options.command,
+        )
+
+    paths = fleet_paths(c, home, roster)
+    if paths.roster.is_file():
+        loaded = load_roster(paths.roster)
+        if loaded.hosts:  # several hosts: this machine's checks, then every host's
+            hosts_tasks.doctor(c, loaded, local_checks, json)
+            return
+    checks = local_checks()
     if json:
         print_json([check.to_json() for check in checks])
     else:
@@ -333,12 +423,20 @@ def fleet_send(
     if bool(agent) == all:
         raise FleetError("give exactly one of --agent NAME or --all")
     paths = fleet_paths(c, home, roster)
-    messenger = make_messenger(paths, load_roster(paths.roster), dry_run, quiet=json)
+    loaded = load_roster(paths.roster)
+    messenger = make_messenger(paths, loaded, dry_run, quiet=json)
     names = messenger.roster.names() if all else [messenger.roster.get(agent).name]
     # A message piped in ends with the newline `echo` adds; Enter already submits it.
     text = sys.stdin.read().removesuffix("\n") if message == "-" else message
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
+    if loaded.hosts:
+        if all or dry_run:
+            raise FleetError("with hosts, send takes --agent NAME (no --all, no --dry-run yet)")
+        if hosts_tasks.send(
+            c, loaded, agent=agent, text=text, verify=verify, timeout=wait, as_json=json, answer=answer
+        ):
+            return
     result = send_to(
         messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if wait is None else wait, answer=answer
     )
@@ -364,7 +462,10 @@ def fleet_send(
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
     required("--agent", agent)
     paths = fleet_paths(c, home, roster)
-    code = make_messenger(paths, load_roster(paths.roster)).attach(agent, read_only=read_only)
+    loaded = load_roster(paths.roster)
+    if loaded.hosts and hosts_tasks.attach(c, loaded, agent=agent, read_only=read_only):
+        return
+    code = make_messenger(paths, loaded).attach(agent, read_only=read_only)
     if code:
         raise Exit(code=code)
 
@@ -417,11 +518,14 @@ def fleet_logs(
         raise FleetError("--generation reads the transcript; it cannot be combined with --screen")
     if follow and which == "previous":
         raise FleetError("--follow shows new output; it cannot be combined with --generation previous")
-    if not screen:
-        paths = fleet_paths(c, home, roster)
-        show_transcript(paths, load_roster(paths.roster).get(agent).name, count_lines, which, follow=follow)
+    loaded = load_roster(fleet_paths(c, home, roster).roster)
+    passed_on = [*(["--screen"] if screen else []), *(["--generation", generation] if generation else [])]
+    if loaded.hosts and hosts_tasks.logs(c, loaded, agent=agent, lines=count_lines, follow=follow, extra=passed_on):
         return
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    if not screen:
+        show_transcript(fleet_paths(c, home, roster), loaded.get(agent).name, count_lines, which, follow=follow)
+        return
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
     if follow:
         try:
@@ -485,7 +589,12 @@ def fleet_wait(
     limit = seconds("--timeout", timeout)
     if bool(agent) == all:
         raise FleetError("give exactly one of --agent NAME or --all")
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    paths = fleet_paths(c, home, roster)
+    loaded = load_roster(paths.roster)
+    if loaded.hosts:  # several hosts: every host waits for its own agents, at once
+        hosts_tasks.wait(c, loaded, paths, agent=agent, state=wanted, timeout=limit, as_json=json)
+        return
+    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     name = lifecycle.roster.get(agent).name if agent else None
     lifecycle.ensure_installed([name] if name else lifecycle.roster.names())
     result = wait_for(lambda: lifecycle.status(name), wanted, DEFAULT_WAIT_S if limit is None else limit)

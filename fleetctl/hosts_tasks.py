@@ -396,7 +396,15 @@ def on_agent_host(c: Context, roster: Roster, agent: str) -> tuple[Hosts, HostLi
 
 
 def send(
-    c: Context, roster: Roster, *, agent: str, text: str, verify: bool, timeout: float | None, as_json: bool
+    c: Context,
+    roster: Roster,
+    *,
+    agent: str,
+    text: str,
+    verify: bool,
+    timeout: float | None,
+    as_json: bool,
+    answer: bool = False,
 ) -> bool:
     """Send to an agent on another host (the message travels on stdin); False when the
     agent is local (the caller sends as usual)."""
@@ -408,6 +416,7 @@ def send(
     hosts, link = routed
     argv = ["send", "--agent", agent, "--message", "-", "--json"]
     argv += [] if verify else ["--no-verify"]
+    argv += ["--answer"] if answer else []
     argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
     budget = (timeout or 15.0) + 2 * hosts.settings.timeout
     try:
@@ -457,6 +466,45 @@ def logs(c: Context, roster: Roster, *, agent: str, lines: int, follow: bool, ex
         raise FleetError(f"{link.host.name}: {run.error_line()}")
     sys.stdout.write(run.stdout)
     return True
+
+
+def wait(
+    c: Context, roster: Roster, paths: FleetPaths, *, agent: str, state: str, timeout: float | None, as_json: bool
+) -> None:
+    """``wait`` across hosts: each host waits for its own agents (``--agent``: that
+    agent's host only) at once; exit 1 naming every host that timed out or failed."""
+    import time  # noqa: PLC0415
+
+    from fleetlib.backend import open_fleet  # noqa: PLC0415
+    from fleetlib.controller import HostsResult  # noqa: PLC0415
+    from fleetlib.waiting import DEFAULT_TIMEOUT_S, wait_for  # noqa: PLC0415
+
+    hosts = open_hosts(c, roster)
+    names = [hosts.host_of(agent)] if agent else roster.host_names()
+    limit = timeout or DEFAULT_TIMEOUT_S
+    budget = limit + hosts.settings.timeout * 2
+
+    def remote(link: HostLink, part: Roster) -> Any:
+        argv = ["wait", "--for", state, "--timeout", f"{limit:g}", "--json", "--backend", link.host.backend]
+        argv += ["--agent", agent] if agent else ["--all"]
+        return remote_answer(link, argv, dict, timeout=budget)
+
+    def local(part: Roster) -> Any:
+        lifecycle = open_fleet(paths, part, backend=requested_backend(c, ""))
+        name = agent or None
+        lifecycle.ensure_installed([agent] if agent else part.names())
+        return wait_for(lambda: lifecycle.status(name), state, limit).to_json()
+
+    started = time.monotonic()
+    try:
+        results = run_hosts(hosts, names, remote, local, budget)
+    finally:
+        hosts.close()
+    finish_hosts(
+        HostsResult("wait", results, time.monotonic() - started),
+        as_json,
+        lambda host: [f"{state} after {float(host.data.get('seconds') or 0):.1f} s"],
+    )
 
 
 def ssh_argv(link: HostLink, remote_command: str) -> list[str]:

@@ -352,3 +352,13 @@ def test_logs_route_to_the_agents_host(cluster: Cluster) -> None:
     done = cluster.fleet("logs", "--agent", "h2a0", "--screen", "--lines", "20")
     assert done.returncode == 0, done
     assert "log-marker-42" in done.stdout
+
+
+def test_wait_routes_to_every_host(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    done = cluster.fleet("wait", "--all", "--for", "running", "--timeout", "30")
+    assert done.returncode == 0, done
+    assert sorted(line.split(":")[0] for line in done.stdout.splitlines()) == ["h1", "h2", "h3"]
+    single = cluster.fleet("wait", "--agent", "h2a0", "--for", "running", "--timeout", "30", "--json")
+    assert single.returncode == 0, single
+    assert [h["host"] for h in json.loads(single.stdout)["hosts"]] == ["h2"]
