@@ -12,6 +12,7 @@ BENCHMARKS = {
     "fleet": "benchmarks.fleet_bench",
     "cli": "benchmarks.cli_bench",
     "activity": "benchmarks.activity_bench",
+    "hosts": "benchmarks.hosts_bench",
 }
 
 
