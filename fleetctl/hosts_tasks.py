@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -615,6 +614,7 @@ def hosts_bootstrap(
     c: Context, host: str = "", host_timeout: str = "", home: str = "", roster: str = "", json: bool = False
 ) -> None:
     """Install this controller's exact fleet version on each host (no registry needed there)."""
+    import tempfile  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     from fleetlib.bootstrap import build_wheels, install_on  # noqa: PLC0415
