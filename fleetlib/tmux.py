@@ -36,6 +36,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_OPTION}}}",
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
+    transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -206,6 +207,7 @@ class Window:
     activity: str = ""  # the watcher's record: working, waiting, idle ("" before it looked)
     activity_since: float | None = None
     pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
+    piped: bool = False  # its output goes to the transcript's writer
 
     @property
     def live_pid(self) -> int | None:
@@ -234,12 +236,13 @@ def parse_windows(output: str) -> dict[str, Window]:
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane = parts
+            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
+                piped=piped == "1",
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")

@@ -20,7 +20,8 @@ polls from the user's terminal. Each tick (:data:`TICK_S`) it:
    environment); it never waits for the command, and kills one still running after
    :data:`NOTIFY_TIMEOUT_S`;
 5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
-   ``log_max_bytes`` (:mod:`fleetlib.transcript`).
+   ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
+   transcript writer died (a full disk) a new one.
 
 What it watches comes from ``<run dir>/watcher.json``, written by the fleet whenever it
 installs or starts agents (:func:`write_config`); the watcher rereads it when it changes.
@@ -352,22 +353,26 @@ class Watcher:
         self.running = kept
 
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
+        """Rotate transcripts grown past their size, and give a running pane whose writer
+        died (a full disk, a killed ``cat``) a new one: both by pointing the pane's pipe at a
+        fresh file, in one tmux client."""
         from fleetlib import transcript  # noqa: PLC0415 - only needed every few seconds
 
         commands: list[str] = []
         for name, agent in config.agents.items():
             window = windows.get(name)
-            if not agent.log or window is None or not window.pane_id:
+            if not agent.log or window is None or not window.pane_id or window.dead:
                 continue
             path = Path(agent.log)
             try:
-                if not transcript.needs_rotation(path, agent.log_max_bytes):
-                    continue
-                transcript.rotate(path, agent.log_keep)
+                grown = transcript.needs_rotation(path, agent.log_max_bytes)
+                if grown:
+                    transcript.rotate(path, agent.log_keep)
             except (OSError, RunFileError) as exc:
                 print(f"fleet watcher: cannot rotate {path}: {exc}", file=sys.stderr, flush=True)
                 continue
-            commands += [*transcript.repipe_commands(name, path), ";"]
+            if grown or not window.piped:
+                commands += [*transcript.repipe_commands(name, path), ";"]
         if commands:
             self._tmux(config, commands[:-1])
 

@@ -192,3 +192,49 @@ def _watcher_pid(fleet: Fleet) -> int | None:
             if len(argv) == 4 and argv[1:] == wanted:
                 return int(entry)
     return None
+
+
+def test_the_watcher_rotates_transcripts_keeping_log_keep_files_and_renews_a_dead_writer(tmp_path: Path) -> None:
+    tenv = TmuxEnv(tmp_path)
+    counter = "i=0; while :; do i=$((i+1)); echo line-$i-padding-padding-padding-padding; sleep 0.01; done"
+    tenv.roster([], extra=(
+        f"  - name: log\n    runtime: custom\n    command: [sh, -c, {json.dumps(counter)}]\n"
+        "    log_max_bytes: 8192\n    log_keep: 2\n"
+    ))  # fmt: skip
+    logs = tenv.home / "fleet" / "logs"
+    try:
+        tenv.inv_ok("fleet.start")
+        eventually((logs / "log.log.2").exists, "two rotations")
+        time.sleep(6)  # more rotations: still at most log_keep old files
+        assert sorted(p.name for p in logs.iterdir()) == ["log.log", "log.log.1", "log.log.2"]
+
+        # Nothing lost across the rotations: the lines run on from file to file.
+        text = "".join((logs / name).read_text() for name in ("log.log.2", "log.log.1", "log.log"))
+        numbers = [int(word.split("-")[1]) for word in text.split() if word.startswith("line-")]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "a line went missing"
+
+        # The transcript's writer dies (say, a full disk killed it): the watcher renews it.
+        fleet = Fleet(tenv, tenv.home, "tmux", tmp_path)
+        writer = int(fleet.tmux("display", "-p", "-t", "=fleet:=log", "#{pane_pid}").stdout)  # the pane's process
+        cats = _writers(logs / "log.log")
+        assert cats, "no transcript writer found"
+        for pid in cats:
+            os.kill(pid, signal.SIGKILL)
+        eventually(lambda: fleet.tmux("display", "-p", "-t", "=fleet:=log", "#{pane_pipe}").stdout.strip() == "1"
+                   and (logs / "log.log").exists() and (logs / "log.log").stat().st_size > 0, "a new writer")  # fmt: skip
+        assert int(fleet.tmux("display", "-p", "-t", "=fleet:=log", "#{pane_pid}").stdout) == writer  # same agent
+    finally:
+        tenv.inv("fleet.stop")
+
+
+def _writers(log: Path) -> list[int]:
+    """The processes whose standard output is ``log`` (the pane's transcript writer)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/fd/1") == str(log):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found

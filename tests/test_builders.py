@@ -417,17 +417,17 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\n"
-        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\n"
-        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
     assert windows["a1"] == tmux.Window(
         "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
-        activity_since=1795931130.5, pane_id="%1",
+        activity_since=1795931130.5, pane_id="%1", piped=True,
     )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
@@ -443,7 +443,8 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
         "a1\t11\t0\t\t\t",  # six fields (an old format)
         "a1\t11\t0\t\t\t\t",  # seven (the format before activity)
         "a1\t11\t0\t\t\t\t\t\t\t",  # ten (before pane ids)
-        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # twelve
+        "a1\t11\t0\t\t\t\t\t\t\t\t",  # eleven (before transcripts)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # thirteen
         "a1",
         "",
     ],
@@ -453,7 +454,7 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3
