@@ -362,3 +362,29 @@ def test_wait_routes_to_every_host(cluster: Cluster) -> None:
     single = cluster.fleet("wait", "--agent", "h2a0", "--for", "running", "--timeout", "30", "--json")
     assert single.returncode == 0, single
     assert [h["host"] for h in json.loads(single.stdout)["hosts"]] == ["h2"]
+
+
+def test_local_agents_run_beside_the_hosts(cluster: Cluster) -> None:
+    """A roster mixing this machine and a host: local agents go through the library (host
+    ``local`` in every row), the host's through SSH, in the same command."""
+    cluster.write_roster("  - {name: here, runtime: shell}\n" + shell_agents())
+    try:
+        assert cluster.fleet("install", "--backend", "tmux").returncode == 0
+        started = cluster.fleet_json("start", "--backend", "tmux")
+        assert isinstance(started, dict)
+        assert [h["host"] for h in started["hosts"]] == ["local", "h1", "h2", "h3"]
+        rows = cluster.fleet_json("status", "--backend", "tmux")
+        assert isinstance(rows, list)
+        assert sorted((r["host"], r["name"], r["state"] != "stopped") for r in rows) == [
+            ("h1", "h1a0", True),
+            ("h2", "h2a0", True),
+            ("h3", "h3a0", True),
+            ("local", "here", True),
+        ]
+        one = cluster.fleet_json("status", "--backend", "tmux", "--agent", "h3a0")
+        assert [(r["host"], r["name"]) for r in one] == [("h3", "h3a0")]  # type: ignore[union-attr]
+        stopped = cluster.fleet("stop", "--backend", "tmux")
+        assert stopped.returncode == 0, stopped
+        assert stopped.stdout.splitlines()[0].startswith("local: stopped 1 agent(s) (here)")
+    finally:
+        cluster.fleet("stop", "--backend", "tmux")
