@@ -25,4 +25,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "start_grace": agent.start_grace,
         "max_failures": agent.max_failures,
         "failure_window": agent.failure_window,
+        "on_state_change": list(agent.on_state_change) or None,
+        "log_max_bytes": agent.log_max_bytes,
+        "log_keep": agent.log_keep,
     }
