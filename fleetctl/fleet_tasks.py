@@ -354,11 +354,10 @@ def fleet_doctor(
         )
 
     paths = fleet_paths(c, home, roster)
-    if paths.roster.is_file():
-        loaded = load_roster(paths.roster)
-        if loaded.hosts:  # several hosts: this machine's checks, then every host's
-            hosts_tasks.doctor(c, loaded, local_checks, json)
-            return
+    loaded = hosts_tasks.roster_if_valid(paths.roster)  # a broken roster is the roster check's finding
+    if loaded is not None and loaded.hosts:  # several hosts: this machine's checks, then every host's
+        hosts_tasks.doctor(c, loaded, local_checks, json)
+        return
     checks = local_checks()
     if json:
         print_json([check.to_json() for check in checks])

@@ -309,7 +309,10 @@ def install(
 
     started = time.monotonic()
     try:
-        results = run_hosts(hosts, roster.host_names(), remote, local, budget)
+        # Every listed host, even one left without agents: its install stops and removes
+        # the agents it no longer has, as a local install does.
+        names = [*(name for name in roster.host_names() if name == LOCAL), *roster.hosts]
+        results = run_hosts(hosts, names, remote, local, budget)
     finally:
         hosts.close()
     finish_hosts(HostsResult(operation, results, time.monotonic() - started), as_json, text)
@@ -599,6 +602,15 @@ HOSTS_HELP: Final = {
     "host_timeout": HOST_TIMEOUT_HELP,
     "json": JSON_HELP,
 }
+
+
+def roster_if_valid(path: Path) -> Roster | None:
+    """The roster at ``path``, or None when it is missing or invalid (``doctor`` reports that
+    itself, as its ``roster`` check)."""
+    try:
+        return load_roster(path)
+    except FleetError:
+        return None
 
 
 def roster_with_hosts(c: Context, home: str, roster: str) -> Roster:

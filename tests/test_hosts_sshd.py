@@ -388,3 +388,15 @@ def test_local_agents_run_beside_the_hosts(cluster: Cluster) -> None:
         assert stopped.stdout.splitlines()[0].startswith("local: stopped 1 agent(s) (here)")
     finally:
         cluster.fleet("stop", "--backend", "tmux")
+
+
+def test_install_reaches_a_host_left_without_agents(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    cluster.write_roster(shell_agents().replace("h3a0", "h2a9").replace("host: h3", "host: h2"))
+    done = cluster.fleet("install", "--json")
+    assert done.returncode == 0, done
+    assert [h["host"] for h in json.loads(done.stdout)["hosts"]] == ["h1", "h2", "h3"]
+    h3_part = (cluster.hosts.by_name("h3").fleet_home / "fleet" / "roster.yaml").read_text()
+    assert "agents: []" in h3_part
+    rows = cluster.fleet_json("status", code=3)
+    assert sorted((r["host"], r["name"]) for r in rows) == [("h1", "h1a0"), ("h2", "h2a0"), ("h2", "h2a9")]  # type: ignore[union-attr]
