@@ -430,8 +430,21 @@ def fleet_send(
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
     if loaded.hosts:
-        if all or dry_run:
-            raise FleetError("with hosts, send takes --agent NAME (no --all, no --dry-run yet)")
+        if dry_run:
+            raise FleetError("with hosts, send has no --dry-run yet")
+        if all:
+            limit = VERIFY_TIMEOUT_S if wait is None else wait
+
+            def local_send(part: Roster) -> dict[str, Any]:
+                sent = send_to(
+                    make_messenger(paths, part), part.names(), text, verify=verify, timeout=limit, answer=answer
+                )
+                return sent.to_json()
+
+            hosts_tasks.send_all(
+                c, loaded, local_send, text=text, verify=verify, timeout=wait, as_json=json, answer=answer
+            )
+            return
         if hosts_tasks.send(
             c, loaded, agent=agent, text=text, verify=verify, timeout=wait, as_json=json, answer=answer
         ):

@@ -443,6 +443,49 @@ def send(
     return True
 
 
+def send_all(
+    c: Context,
+    roster: Roster,
+    local_send: Callable[[Roster], dict[str, Any]],
+    *,
+    text: str,
+    verify: bool,
+    timeout: float | None,
+    as_json: bool,
+    answer: bool = False,
+) -> None:
+    """``send --all`` across hosts: every host sends to its own agents at once (the message
+    on each remote command's stdin); ``local_send`` sends to this machine's part."""
+    import time  # noqa: PLC0415
+
+    from fleetlib.controller import HostsResult  # noqa: PLC0415
+
+    hosts = open_hosts(c, roster)
+    most = max((len(roster.for_host(name).agents) for name in roster.host_names()), default=1)
+    budget = (timeout or 15.0) * most + 2 * hosts.settings.timeout
+    argv = ["send", "--all", "--message", "-", "--json"]
+    argv += [] if verify else ["--no-verify"]
+    argv += ["--answer"] if answer else []
+    argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
+
+    def remote(link: HostLink, part: Roster) -> Any:
+        return remote_answer(link, argv, dict, timeout=budget, stdin=text + "\n")
+
+    def lines(host: HostResult) -> list[str]:
+        data = host.data
+        sent = [a for a in data.get("agents", []) if a["action"] != "failed"]
+        failed = [f"{a['name']}: {a['error']}" for a in data.get("agents", []) if a["action"] == "failed"]
+        done = [f"sent {data['characters']} characters to {', '.join(a['name'] for a in sent)}"] if sent else []
+        return done + [f"FAILED {line}" for line in failed]
+
+    started = time.monotonic()
+    try:
+        results = run_hosts(hosts, roster.host_names(), remote, local_send, budget)
+    finally:
+        hosts.close()
+    finish_hosts(HostsResult("send", results, time.monotonic() - started), as_json, lines)
+
+
 def logs(c: Context, roster: Roster, *, agent: str, lines: int, follow: bool, extra: Sequence[str] = ()) -> bool:
     """Show the logs of an agent on another host (``extra``: more ``logs`` flags, passed
     on as given); False when the agent is local."""

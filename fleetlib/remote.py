@@ -97,11 +97,14 @@ def version_guarded(version: str, argv: Sequence[str], *, check_only: bool = Fal
     venv = f'"$HOME"/{VENV}'
     wanted = f"fleet-{version}.dist-info"
     then = "exit 0" if check_only else f"exec {venv}/bin/fleet {shlex.join(argv)}"
-    return (
+    script = (
         f"for d in {venv}/lib/python3*/site-packages/fleet-*.dist-info; do :; done; "
         f'case "$d" in */{shlex.quote(wanted)}) {then};; esac; '
         f'[ -e "$d" ] || exit {MISSING_EXIT}; d=${{d##*/fleet-}}; echo "${{d%.dist-info}}" >&2; exit {SKEW_EXIT}'
     )
+    # sshd runs the command with the user's login shell, which may not be a POSIX shell (fish,
+    # csh); every shell runs `sh -c 'single-quoted'` the same way.
+    return f"exec sh -c {shlex.quote(script)}"
 
 
 class _RecordPolicy(paramiko.MissingHostKeyPolicy):

@@ -400,3 +400,12 @@ def test_install_reaches_a_host_left_without_agents(cluster: Cluster) -> None:
     assert "agents: []" in h3_part
     rows = cluster.fleet_json("status", code=3)
     assert sorted((r["host"], r["name"]) for r in rows) == [("h1", "h1a0"), ("h2", "h2a0"), ("h2", "h2a9")]  # type: ignore[union-attr]
+
+
+def test_send_all_reaches_every_host(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    done = cluster.fleet("send", "--all", "--message", "echo to-all > ~/all.txt")
+    assert done.returncode == 0, done
+    assert sorted(line.split(":")[0] for line in done.stdout.splitlines()) == ["h1", "h2", "h3"]
+    for host in cluster.hosts.hosts:
+        assert (host.home / "all.txt").read_text() == "to-all\n"
