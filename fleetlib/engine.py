@@ -138,16 +138,16 @@ class Lifecycle(FleetContext):
         unread = [row.name for row in status.agents if row.state == "running" and row.activity is None]
         if not unread:
             return status
-        screens = self.primitives.screens(unread)
+        rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
+        screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
         now = self.wall_clock()
 
         def read(row: AgentStatus) -> AgentStatus:
-            screen = screens.get(row.name)
-            if screen is None or row.activity is not None:
-                return row
-            rules = activity.rules_for(self.roster.get(row.name).runtime)
+            rule = rules.get(row.name)
+            if rule is None or (rule.reads_screen and row.name not in screens):
+                return row  # recorded already, or its window went meanwhile
             age = None if row.last_output is None else max(0.0, now - row.last_output)
-            return row.with_activity(activity.classify(screen, rules, output_age=age), None)
+            return row.with_activity(activity.classify(screens.get(row.name, ""), rule, output_age=age), None)
 
         return replace(status, agents=[read(row) for row in status.agents])
 

@@ -38,6 +38,12 @@ class ScreenRules:
     idle_after: float = 5.0
     lines: int = 40
 
+    @property
+    def reads_screen(self) -> bool:
+        """Whether the screen can tell anything; without patterns output age alone decides,
+        so nobody needs to read the screen at all."""
+        return bool(self.waiting or self.working or self.idle)
+
 
 # A line start is written "\n" (the searched text begins with one), not "^": a pattern that opens
 # with a literal lets the regex engine skip ahead, "^" makes it try every position, which costs

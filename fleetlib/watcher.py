@@ -50,7 +50,6 @@ from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunFileError, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
-from fleetlib.runtimes import ScreenRules
 from fleetlib.status import derive_state
 
 if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
@@ -269,7 +268,7 @@ class Watcher:
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
             running = derive_state(window, None) == "running"
-            if exit_event is not None or (running and _has_patterns(rules) and (wrote or not seen.screen)):
+            if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
         notices += [Notice(name, old, new, self.seen[name].screen) for name, old, new in exits]
@@ -403,12 +402,6 @@ class Watcher:
             except Exception as exc:  # keep watching: a watcher that dies tells nobody anything
                 print(f"fleet watcher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             sleep(max(0.05, TICK_S - (time.monotonic() - began)))
-
-
-def _has_patterns(rules: ScreenRules) -> bool:
-    """Whether the screen can tell anything (else output age alone decides, see
-    :func:`fleetlib.activity.classify`)."""
-    return bool(rules.waiting or rules.working or rules.idle)
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
