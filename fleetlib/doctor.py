@@ -9,8 +9,8 @@ manager answers; lingering is enabled (without it the user manager, and the flee
 at logout); the installed units are exactly what the roster would generate (no drift);
 every agent's command resolves on the PATH its units (or this shell) carry and every
 ``cwd`` exists; the run dir is owned by this user and not writable by others; no stale
-restart lock is left behind. On the tmux backend chosen on purpose the systemd checks are
-reported as skipped (they pass).
+restart lock is left behind; a running fleet has its watcher. On the tmux backend chosen
+on purpose the systemd checks are reported as skipped (they pass).
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from fleetlib import watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.errors import FleetError
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import Runner, SubprocessRunner
+from fleetlib.systemd import WATCHER_UNIT
+from fleetlib.tmux import SESSION
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
 _PATH_IN_UNIT: Final = re.compile(r"""(?:^|[\s"'=])PATH=([^\s"']+)""", re.MULTILINE)
@@ -229,6 +232,21 @@ def check_run_dir(run_dir: Path, uid: int) -> Check:
     return passed(name, f"{run_dir} is yours, mode {mode:04o}")
 
 
+def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) -> Check:
+    """A running fleet has its watcher (agent states, notifications, transcript rotation)."""
+    name = "watcher"
+    if not fleet_running:
+        return skipped(name, "the fleet is not running")
+    if not watchers:
+        return failed(
+            name,
+            "the fleet runs without its watcher: no notifications are sent, transcripts are not rotated, "
+            "and `status` reads every screen itself",
+            f"`{restart}` starts it with the fleet (under systemd also: `systemctl --user restart {WATCHER_UNIT}`)",
+        )
+    return passed(name, f"running (pid {', '.join(map(str, watchers))})")
+
+
 def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
     """A lock whose owner is gone, or that made no progress for ``STALE_S``, is stale."""
     name = "restart lock"
@@ -308,6 +326,12 @@ def diagnose(
         checks.append(check_cwds(roster, Path(env.get("HOME") or Path.home())))
     checks.append(check_run_dir(paths.run_dir, os.geteuid()))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
+    if tmux_bin is None:
+        checks.append(skipped("watcher", "tmux is not installed"))
+    else:
+        has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
+        fleet_running = run.run(has_session, timeout=10.0).ok
+        checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
     return checks
 
 

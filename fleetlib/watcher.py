@@ -169,6 +169,24 @@ def watcher_argv(run_dir: Path, python: str = sys.executable) -> list[str]:
     return [python, "-m", "fleetlib.watcher", str(run_dir)]
 
 
+def running(run_dir: Path) -> list[int]:
+    """Pids of the live watchers of the fleet whose run dir is ``run_dir`` (one, normally),
+    found in /proc by their exact command line."""
+    wanted = ["-m", "fleetlib.watcher", str(run_dir)]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read(64 * 1024).decode(errors="replace").split("\0")[:-1]
+        except OSError:
+            continue
+        if len(argv) == len(wanted) + 1 and argv[1:] == wanted:
+            found.append(int(entry))
+    return found
+
+
 def watcher_environment() -> dict[str, str]:
     """What the watcher needs beyond the base environment: this package on the import path,
     wherever it was imported from (an installed copy or a clone)."""

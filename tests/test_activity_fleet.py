@@ -238,3 +238,27 @@ def _writers(log: Path) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_doctor_says_when_a_running_fleet_has_no_watcher(tmp_path: Path) -> None:
+    tenv = TmuxEnv(tmp_path)
+    tenv.roster(["d1"])
+    fleet = Fleet(tenv, tenv.home, "tmux", tmp_path)
+
+    def watcher_check() -> dict[str, object]:
+        checks = json.loads(tenv.inv("fleet.doctor", "--backend", "tmux", "--json").stdout)
+        return next(check for check in checks if check["name"] == "watcher")
+
+    try:
+        assert watcher_check()["skipped"]  # no fleet running: nothing to check
+        tenv.inv_ok("fleet.start")
+        eventually(lambda: watcher_check()["ok"] is True, "the watcher found")
+        fleet.tmux("kill-window", "-t", "=fleet:=_watcher")
+        eventually(lambda: _watcher_pid(fleet) is None, "the watcher gone")
+        check = watcher_check()
+        assert check["ok"] is False
+        assert "restart" in str(check["fix"])
+        tenv.inv_ok("fleet.restart")
+        eventually(lambda: watcher_check()["ok"] is True, "the watcher back after a restart")
+    finally:
+        tenv.inv("fleet.stop")
