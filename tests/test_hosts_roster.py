@@ -253,3 +253,34 @@ def test_hosts_list(tmp_path: Path) -> None:
     assert done.returncode == 0, done
     assert done.stdout.split("\n")[0].split() == ["HOST", "SSH", "BACKEND", "AGENTS"]
     assert ["gpu1", "alice@10.0.0.5:2222", "auto", "1"] in [line.split() for line in done.stdout.splitlines()]
+
+
+def test_watch_runs_openssh_with_a_tty_strict_keys_and_no_prompts(tmp_path: Path) -> None:
+    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.remote import HostLink, RemoteSettings
+
+    roster = parse_roster(HOSTS, "r.yaml")
+    settings = RemoteSettings(known_hosts=tmp_path / "known", timeout=5, version="1.2.3")
+    argv = ssh_argv(HostLink(roster.hosts["gpu1"], settings), "REMOTE")
+    assert argv == [
+        "ssh",
+        "-t",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={tmp_path / 'known'}",
+        "-p",
+        "2222",
+        "alice@10.0.0.5",
+        "REMOTE",
+    ]
+    with_key = ssh_argv(HostLink(roster.hosts["gpu2"], settings), "REMOTE")
+    assert with_key[-4:] == ["-i", os.path.expanduser("~/.ssh/fleet_ed25519"), "build-box", "REMOTE"]
+
+
+def test_watch_without_a_terminal_is_one_line(tmp_path: Path) -> None:
+    done = _fleet(tmp_path, "watch", "--agent", "b1")
+    assert done.returncode == 2
+    assert done.stderr == "error: watch needs a terminal (stdin and stdout)\n"
