@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -409,3 +411,36 @@ def test_send_all_reaches_every_host(cluster: Cluster) -> None:
     assert sorted(line.split(":")[0] for line in done.stdout.splitlines()) == ["h1", "h2", "h3"]
     for host in cluster.hosts.hosts:
         assert (host.home / "all.txt").read_text() == "to-all\n"
+
+
+def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> None:
+    """Through script(1) for a terminal: the watcher sees the agent's pane on h2, then detaches
+    with the tmux prefix and d (a read-only client ignores everything else)."""
+    cluster.up(shell_agents())
+    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo watch-marker-$((6*7))").returncode == 0
+    command = shlex.join(
+        ["fleet", "watch", "--agent", "h2a0", "--home", str(cluster.home), "--roster", str(cluster.roster)]
+    )
+    with subprocess.Popen(
+        ["script", "-qec", command, "/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**cluster.env(), "TERM": "xterm"},
+    ) as watcher:
+        assert watcher.stdin is not None
+        assert watcher.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 30
+        os.set_blocking(watcher.stdout.fileno(), False)
+        while b"watch-marker-42" not in seen and time.monotonic() < deadline:
+            chunk = watcher.stdout.read() or b""
+            seen += chunk
+            time.sleep(0.2)
+        watcher.stdin.write(b"\x02d")
+        watcher.stdin.flush()
+        try:
+            watcher.wait(timeout=20)
+        finally:
+            watcher.kill()
+    assert b"watch-marker-42" in seen
