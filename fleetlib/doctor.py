@@ -30,6 +30,7 @@ from typing import Any, Final
 from fleetlib import watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.errors import FleetError
+from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
@@ -290,6 +291,8 @@ def diagnose(
     try:
         roster = load_roster(paths.roster)
         checks.append(passed("roster", f"{paths.roster}: {len(roster.agents)} agent(s)"))
+        if roster.hosts:  # the other hosts' agents are checked there (fleet doctor on each host)
+            roster = roster.for_host(LOCAL)
     except FleetError as exc:
         roster = None
         checks.append(failed("roster", str(exc), f"fix the roster, or create one with `{command('roster.init')}`"))

@@ -346,6 +346,9 @@ def test_doctor_checks_every_host(cluster: Cluster) -> None:
         assert names[f"{host}: reachable"]["ok"]
         assert names[f"{host}: version"]["ok"]
         assert names[f"{host}: tmux"]["ok"]
+        assert names[f"{host}: commands"]["detail"].startswith("1 agent command(s)")
+    # this machine checks only its own agents (none here), not the hosts'
+    assert not names["commands"]["detail"].startswith("3 ")
 
 
 def test_logs_route_to_the_agents_host(cluster: Cluster) -> None:
