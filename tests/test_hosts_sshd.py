@@ -447,3 +447,17 @@ def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> N
         finally:
             watcher.kill()
     assert b"watch-marker-42" in seen
+
+
+def test_install_dry_run_never_replaces_a_hosts_roster_and_uninstall_reaches_every_host(cluster: Cluster) -> None:
+    cluster.up(shell_agents())
+    part = cluster.hosts.by_name("h1").fleet_home / "fleet" / "roster.yaml"
+    before = part.read_text()
+    cluster.write_roster(shell_agents(per_host=2))
+    dry = cluster.fleet("install", "--dry-run", "--json")
+    assert dry.returncode == 0, dry
+    assert part.read_text() == before
+    assert "h1a1" in (part.parent / "roster.dry-run.yaml").read_text()
+    removed = cluster.fleet_json("uninstall")
+    assert isinstance(removed, dict)
+    assert [(h["host"], h["ok"]) for h in removed["hosts"]] == [("h1", True), ("h2", True), ("h3", True)]
