@@ -199,4 +199,6 @@ def test_bad_activity_and_transcript_keys_are_one_line_with_file_and_line(line: 
     with pytest.raises(RosterError) as caught:
         parse_roster(f"version: 1\nagents:\n  - name: a\n    runtime: shell\n    {line}\n", "r.yaml")
     message = str(caught.value)
-    assert message.startswith("r.yaml:5: agents[0].") and fragment in message and "\n" not in message
+    assert message.startswith("r.yaml:5: agents[0].")
+    assert fragment in message
+    assert "\n" not in message
