@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Final
 
-from benchmarks.cli_bench import _fleet_argv
+from benchmarks.cli_bench import _fleet_argv, tmux_fleet_env
+from fleetlib.watcher import running
 
 AGENTS: Final = 200
 MINUTE_S: Final = 60.0
@@ -53,19 +54,6 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _watcher_pid(run_dir: Path) -> int | None:
-    wanted = ["-m", "fleetlib.watcher", str(run_dir)]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            except OSError:
-                continue
-            if len(argv) == 4 and argv[1:] == wanted:
-                return int(entry)
-    return None
-
-
 def run(quick: bool = False) -> None:
     """Both cases: runtime ``shell`` (screen patterns: every pane that wrote is read again
     each tick, the dearer case) and a custom runtime (output age alone: no screen is read)."""
@@ -79,21 +67,18 @@ def measure(runtime: str, what: str, *, quick: bool = False) -> tuple[float, flo
     fleet = _fleet_argv()
     with tempfile.TemporaryDirectory(prefix="fleet-activity-bench-") as tmp:
         root = Path(tmp)
-        (root / "runtime").mkdir(mode=0o700)
-        roster = root / "home" / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True)
+        roster, env = tmux_fleet_env(root)
         roster.write_text(_roster(runtime))
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-        env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
         run_dir = root / "home" / "fleet" / "run"
         socket = run_dir / "tmux.sock"
         try:
             subprocess.run([*fleet, "start", "--timeout", "300"], env=env, check=True, stdout=subprocess.DEVNULL)
             server = int(subprocess.run(["tmux", "-S", str(socket), "display", "-p", "#{pid}"], env=env,
                                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
-            watcher = _watcher_pid(run_dir)
-            if watcher is None:
+            watchers = running(run_dir)
+            if not watchers:
                 raise SystemExit("the fleet's watcher is not running")
+            watcher = watchers[0]
             time.sleep(5)  # settle: the first ticks read every screen once
             w0, s0, t0 = _cpu_seconds(watcher, children=True), _cpu_seconds(server, children=False), time.monotonic()
             time.sleep(seconds)

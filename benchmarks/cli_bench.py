@@ -59,6 +59,17 @@ def _seconds(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -
     return elapsed
 
 
+def tmux_fleet_env(root: Path) -> tuple[Path, dict[str, str]]:
+    """A private fleet home under ``root`` that picks the tmux backend (a private runtime
+    dir and no session bus, so no user manager answers): (roster path, environment)."""
+    (root / "runtime").mkdir(mode=0o700)
+    roster = root / "home" / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
+    return roster, env
+
+
 def _forget_states(socket: Path, env: dict[str, str]) -> None:
     """Stop the watcher and remove its records, so status reads every screen itself."""
     tmux = ["tmux", "-S", str(socket)]
@@ -89,11 +100,7 @@ def run(quick: bool = False) -> float:
     fleet = _fleet_argv()
     with tempfile.TemporaryDirectory(prefix="fleet-cli-bench-") as tmp:
         root = Path(tmp)
-        (root / "runtime").mkdir(mode=0o700)
-        roster = root / "home" / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-        env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
+        roster, env = tmux_fleet_env(root)
         try:
             _start(fleet, roster, env)
             time.sleep(3)  # the watcher's first ticks record every agent's state

@@ -34,11 +34,11 @@ from fleetctl.options import (
 )
 from fleetctl.render import (
     LiveLine,
-    check_lines,
     failure_lines,
     failure_message,
     install_lines,
     operation_summary,
+    print_checks,
     print_json,
     progress_hook,
     status_lines,
@@ -359,11 +359,7 @@ def fleet_doctor(
         hosts_tasks.doctor(c, loaded, local_checks, json)
         return
     checks = local_checks()
-    if json:
-        print_json([check.to_json() for check in checks])
-    else:
-        for line in check_lines(checks):
-            print(line)
+    print_checks(checks, json)
     if not all(check.ok for check in checks):
         raise Exit(code=OPERATION_FAILED)
 

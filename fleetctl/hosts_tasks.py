@@ -38,7 +38,7 @@ from fleetctl.options import (
     stderr_line,
     user_errors,
 )
-from fleetctl.render import operation_summary, print_json, table
+from fleetctl.render import operation_summary, print_checks, print_json, table
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.paths import FleetPaths
@@ -584,7 +584,6 @@ def attach(c: Context, roster: Roster, *, agent: str, read_only: bool) -> bool:
 
 def doctor(c: Context, roster: Roster, local_checks: Callable[[], list[Any]], as_json: bool) -> None:
     """Local checks, then per host: reachable, version, and that host's own doctor."""
-    from fleetctl.render import check_lines  # noqa: PLC0415
     from fleetlib.controller import parse_answer  # noqa: PLC0415
     from fleetlib.doctor import Check, failed, passed  # noqa: PLC0415
     from fleetlib.remote import HostError  # noqa: PLC0415
@@ -628,11 +627,7 @@ def doctor(c: Context, roster: Roster, local_checks: Callable[[], list[Any]], as
             checks.append(failed(f"{result.host}: reachable", result.error or "failed", "check the host"))
         else:
             checks.extend(result.data["checks"])
-    if as_json:
-        print_json([check.to_json() for check in checks])
-    else:
-        for line in check_lines(checks):
-            print(line)
+    print_checks(checks, as_json)
     if not all(check.ok for check in checks):
         raise Exit(code=OPERATION_FAILED)
 

@@ -219,6 +219,15 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
 # --------------------------------------------------------------------------- doctor
 
 
+def print_checks(checks: Sequence[Check], as_json: bool) -> None:
+    """``fleet doctor``'s output: one line per check (with its fix), or the JSON list."""
+    if as_json:
+        print_json([check.to_json() for check in checks])
+    else:
+        for line in check_lines(checks):
+            print(line)
+
+
 def check_lines(checks: Sequence[Check]) -> list[str]:
     """One line per check (``ok``/``skip``/``FAIL``, name, detail), the fix indented below a failure."""
     width = max((len(check.name) for check in checks), default=0)

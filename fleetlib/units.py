@@ -75,6 +75,12 @@ def exec_line(key: str, argv: Sequence[str], *, ignore_failure: bool = False) ->
     return f"{key}={'-' if ignore_failure else ''}{' '.join(quote_word(word) for word in argv)}"
 
 
+def clean_env_argv(env_bin: str, environment: Mapping[str, str]) -> list[str]:
+    """``env -i KEY=VALUE ...``: what follows runs with exactly ``environment``, not the
+    manager's (so agents get the same variables on both backends)."""
+    return [env_bin, "-i", *(f"{key}={value}" for key, value in environment.items())]
+
+
 def holder_unit_text(
     tmux_bin: str, socket: Path, environment: Mapping[str, str], source: str, env_bin: str, stop_timeout: float
 ) -> str:
@@ -82,7 +88,7 @@ def holder_unit_text(
 
     Its stop timeout is the longest agent's plus a margin: an agent process that escaped
     its own unit's cgroup is still the holder's and is killed when the holder stops."""
-    clean = [env_bin, "-i", *(f"{key}={value}" for key, value in environment.items())]
+    clean = clean_env_argv(env_bin, environment)
     return (
         _HEADER.format(source=source)
         + f"""[Unit]
@@ -110,7 +116,7 @@ WantedBy=default.target
 def watcher_unit_text(argv: Sequence[str], environment: Mapping[str, str], source: str, env_bin: str) -> str:
     """The watcher: started with the holder, stopped with it, restarted when it dies; the
     same clean environment as the holder's server (its notification commands inherit it)."""
-    clean = [env_bin, "-i", *(f"{key}={value}" for key, value in environment.items())]
+    clean = clean_env_argv(env_bin, environment)
     return (
         _HEADER.format(source=source)
         + f"""[Unit]

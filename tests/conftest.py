@@ -7,18 +7,31 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.real_clis import PrivateTmux, unavailable
 from tests.usermanager import UserManager, boot
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = REPO / "roster.example.yaml"
 
 InvRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def eventually(check: Callable[[], bool], what: str, limit: float = 60.0, poll: float = 0.1) -> None:
+    """Poll a condition the system must reach on its own: a liveness bound, not a timing
+    target (AssertionError naming ``what`` when it never holds within ``limit`` seconds)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"never happened within {limit}s: {what}")
 
 
 @pytest.fixture
@@ -266,3 +279,15 @@ def _no_orphaned_agents() -> Iterator[None]:
     for pid in _orphaned_agents():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, 9)
+
+
+@pytest.fixture(name="tmux")
+def private_tmux() -> Iterator[PrivateTmux]:
+    """A private tmux server for one test (skips, or fails under CI, without tmux)."""
+    if shutil.which("tmux") is None:
+        unavailable("tmux is not installed")
+    server = PrivateTmux()
+    try:
+        yield server
+    finally:
+        server.close()

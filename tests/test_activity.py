@@ -6,9 +6,7 @@ runtimes (tests/fake_agents) classified live in a private tmux server."""
 
 from __future__ import annotations
 
-import shutil
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from fleetlib.activity import (
     rules_for,
 )
 from fleetlib.runtimes import RUNTIMES, ScreenRules, busy_pattern
-from tests.real_clis import PrivateTmux, unavailable
+from tests.real_clis import PrivateTmux
 
 SCREENS = Path(__file__).parent / "screens"
 FAKES = Path(__file__).parent / "fake_agents"
@@ -221,17 +219,6 @@ def test_a_zero_debounce_reports_every_change() -> None:
 
 
 # --- live: the fake runtimes in a private tmux server ------------------------------------------
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[PrivateTmux]:
-    if shutil.which("tmux") is None:
-        unavailable("tmux is not installed")
-    server = PrivateTmux()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.tmux

@@ -15,12 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, FleetEnv, InvUser
+from tests.conftest import REPO, FleetEnv, InvUser, eventually
 from tests.test_fleet_tmux import TmuxEnv
 
 AGENTS = REPO / "tests" / "fake_agents"
@@ -84,16 +84,6 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
     made = Fleet(tenv, tenv.home, "tmux", tmp_path)
     yield made
     made.tmux("kill-server")
-
-
-def eventually(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
-    """A liveness bound (the system must get there on its own), not a timing target."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"never happened within {limit}s: {what}")
 
 
 pytestmark = pytest.mark.tmux

@@ -10,14 +10,12 @@ polling limits for the CLIs to draw, not timing assertions.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleetlib.activity import classify, question, rules_for
-from tests.real_clis import PrivateTmux, RealClis, installed_clis, unavailable
+from tests.real_clis import PrivateTmux, RealClis, installed_clis
 
 DRAW_DEADLINE_S = 120.0
 
@@ -25,17 +23,6 @@ DRAW_DEADLINE_S = 120.0
 @pytest.fixture(scope="module")
 def clis() -> RealClis:
     return installed_clis()
-
-
-@pytest.fixture
-def tmux() -> Iterator[PrivateTmux]:
-    if shutil.which("tmux") is None:
-        unavailable("tmux is not installed")
-    server = PrivateTmux()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.tmux

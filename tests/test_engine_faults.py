@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, booted_manager, run_inv
+from tests.conftest import REPO, booted_manager, eventually, run_inv
 from tests.usermanager import UserManager
 
 WRAPPED = ("tmux", "systemctl")
@@ -174,15 +174,6 @@ def tmux_fault(tmp_path: Path) -> Iterator[Fault]:
 def agent(name: str, script: str, **keys: object) -> str:
     extra = "".join(f"    {key}: {value}\n" for key, value in keys.items())
     return f"  - name: {name}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}]\n" + extra
-
-
-def eventually(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never happened within {limit}s: {what}")
 
 
 def alive(pid: int) -> bool:

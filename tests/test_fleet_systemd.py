@@ -11,13 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, FleetEnv, run_inv_concurrently
+from tests.conftest import REPO, FleetEnv, eventually, run_inv_concurrently
 
 pytestmark = pytest.mark.systemd
 
@@ -42,16 +40,6 @@ def pids(fe: FleetEnv) -> dict[str, object]:
 def windows(fe: FleetEnv) -> list[str]:
     result = fe.tmux("list-windows", "-t", "=fleet:", "-F", "#{window_name}")
     return result.stdout.split() if result.returncode == 0 else []
-
-
-def eventually(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
-    """Poll a condition the system must reach on its own (a liveness bound, not a timing target)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"never happened within {limit}s: {what}")
 
 
 def started_fleet(fe: FleetEnv, names: list[str], command: str = SLEEPER) -> None:

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +22,9 @@ from fleetlib.pane import PaneSpec
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.transcript import HEADER_RE
-from tests.conftest import InvUser
+from tests.conftest import InvUser, eventually
 
 pytestmark = pytest.mark.tmux
-
-
-def eventually(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened within {limit}s: {what}")
-        time.sleep(0.05)
 
 
 @dataclass
