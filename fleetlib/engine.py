@@ -135,12 +135,18 @@ class Lifecycle(FleetContext):
         looked at yet (or a fleet without a watcher) is read from its screen here, without
         debounce and without a ``since`` (see :mod:`fleetlib.activity`)."""
         status = self.primitives.observe(self.names(agent))
-        unread = [row.name for row in status.agents if row.state == "running" and row.activity is None]
+        now = self.wall_clock()
+        # A record is trusted only while the watcher that would correct it is alive: a
+        # stopped, frozen or killed watcher leaves every record as it was, however wrong.
+        unread = [
+            row.name
+            for row in status.agents
+            if row.state == "running" and (row.activity is None or not watcher.fresh(row.watcher_tick, now))
+        ]
         if not unread:
             return status
         rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
         screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
-        now = self.wall_clock()
 
         def read(row: AgentStatus) -> AgentStatus:
             rule = rules.get(row.name)

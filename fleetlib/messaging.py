@@ -179,6 +179,7 @@ class Messenger(FleetContext):
         over the maximum or a timeout that is not finite and > 0 is a one-line FleetError.
         Raises FleetError if the agent is not running (never hangs); FleetOperationError
         (exit 1) with the question when the agent is waiting and ``answer`` is not set,
+        when ``answer`` is set but its runtime's rules show it idle (no question to answer),
         when it stayed busy for the whole timeout (nothing was typed), or with the pane's
         last lines when it did not accept the message in time.
         """
@@ -236,6 +237,13 @@ class Messenger(FleetContext):
                 raise FleetOperationError(
                     f"agent {name!r} is waiting for an answer, so nothing was sent (send the answer with --answer); "
                     "it asks:\n" + (activity.question(screen, rules) or tail(screen))
+                )
+            if state == "idle" and answer:
+                # The question is gone (answered, timed out): typed now, the answer would
+                # be a new message (a "1" or "y" the agent starts working on).
+                raise FleetOperationError(
+                    f"agent {name!r} is not asking anything (it is idle), so the answer was not sent; "
+                    "send it without --answer if it is a message"
                 )
             if screen != last:
                 quiet_since, last = self.clock(), screen

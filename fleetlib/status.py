@@ -77,6 +77,7 @@ class AgentStatus:
     activity: str | None = None  # working / waiting / idle while running; None when unknown
     activity_since: float | None = None  # epoch seconds
     last_output: float | None = None  # epoch seconds of the window's last output
+    watcher_tick: float | None = None  # when the watcher that recorded ``activity`` last looked
 
     @classmethod
     def build(cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None) -> AgentStatus:
@@ -106,6 +107,7 @@ class AgentStatus:
             activity=(window.activity or None) if window is not None else None,
             activity_since=window.activity_since if window is not None and window.activity else None,
             last_output=window.last_output if window is not None else None,
+            watcher_tick=window.watcher_tick if window is not None else None,
         )
 
     def with_activity(self, activity: str, since: float | None) -> AgentStatus:

@@ -21,6 +21,9 @@ from fleetlib.pane import DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pa
 # activity state (working, waiting, idle) and since when (epoch seconds).
 ACTIVITY_OPTION: Final = "@fleet-activity"
 ACTIVITY_SINCE_OPTION: Final = "@fleet-activity-since"
+# A server option the watcher sets on every tick (epoch seconds), in the client that lists
+# the windows: a record is only as fresh as the watcher that would correct it.
+WATCHER_TICK_OPTION: Final = "@fleet-watcher-tick"
 
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
@@ -208,6 +211,7 @@ class Window:
     activity_since: float | None = None
     pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
     piped: bool = False  # its output goes to the transcript's writer
+    watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
 
     @property
     def live_pid(self) -> int | None:
@@ -232,6 +236,7 @@ def parse_windows(output: str) -> dict[str, Window]:
     """Parse :func:`list_windows_argv` output into name -> Window (with start counts)."""
     windows: dict[str, Window] = {}
     starts: dict[str, int] = {}
+    tick: float | None = None
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
@@ -248,7 +253,9 @@ def parse_windows(output: str) -> dict[str, Window]:
             option, _, value = line.partition(" ")
             if value.isdigit():
                 starts[option[len(prefix) :]] = int(value)
-    return {name: replace(w, starts=starts.get(name)) for name, w in windows.items()}
+        elif line.startswith(WATCHER_TICK_OPTION + " "):
+            tick = _float(line.partition(" ")[2].strip('"'))
+    return {name: replace(w, starts=starts.get(name), watcher_tick=tick) for name, w in windows.items()}
 
 
 def capture_screens_commands(targets: Sequence[str], token: str) -> list[str]:

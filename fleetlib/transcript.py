@@ -70,6 +70,9 @@ GENERATIONS: Final[tuple[str, ...]] = get_args(Generation)
 READ_CAP: Final = 64 * 1024 * 1024  # bytes read from the end of the transcript, at most
 BLOCK: Final = 64 * 1024
 FOLLOW_POLL_S: Final = 0.25
+# A partial line is held back for its newline only up to this size: an agent that rewrites
+# one line with "\r" for hours would otherwise grow it (and the copy made every poll) for ever.
+PENDING_CAP: Final = 1024 * 1024
 
 
 class NoTranscript(FleetError):
@@ -367,7 +370,8 @@ def follow(
     is read to its end (until it stays quiet for one poll), then the new file from its
     start (two rotations within one poll would skip the file between them); a file that
     shrank (truncated) is read again from its start. A partial last line is held back
-    until its newline arrives. Same errors as :func:`read` (no
+    until its newline arrives, or until it exceeds :data:`PENDING_CAP` (then it is shown
+    as it stands). Same errors as :func:`read` (no
     transcript at all is :class:`NoTranscript`).
     """
     path = log_path(paths, name)
@@ -425,6 +429,8 @@ class _Follower:
                 return ""
         data = self.pending + chunk
         cut = data.rfind(b"\n") + 1
+        if len(data) - cut > PENDING_CAP:  # a line that never ends (a \r progress bar): shown as it is
+            cut = len(data)
         self.pending = data[cut:]
         if not cut:
             return ""

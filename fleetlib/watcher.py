@@ -31,11 +31,13 @@ only makes the watcher wait and try again. TERM, INT or HUP end it (exit status 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -48,7 +50,7 @@ from fleetlib import activity, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
-from fleetlib.rundir import RunFileError, read_capped
+from fleetlib.rundir import RunFileError, not_regular, os_errors, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.status import derive_state
 
@@ -61,9 +63,11 @@ CONFIG_CAP: Final = 8 * 1024 * 1024
 TICK_S: Final = 1.0
 ROTATE_EVERY_S: Final = 5.0
 TMUX_TIMEOUT_S: Final = 10.0
+STALE_AFTER_S: Final = 5.0  # a watcher that has not ticked for this long no longer vouches for its records
 NOTIFY_TIMEOUT_S: Final = 60.0
 SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
+MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
 WINDOW: Final = "_watcher"  # tmux backend: cannot collide, agent names start with [a-z0-9]
 
 
@@ -88,6 +92,13 @@ class WatcherConfig:
     socket: str
     home: str
     agents: dict[str, WatchedAgent] = field(default_factory=dict)
+
+
+def fresh(tick: float | None, now: float) -> bool:
+    """Whether a watcher that last ticked at ``tick`` (the server option
+    :data:`fleetlib.tmux.WATCHER_TICK_OPTION`) still counts as watching at ``now``; its
+    records on the windows are trusted only then (readers read the screens otherwise)."""
+    return tick is not None and -STALE_AFTER_S <= now - tick <= STALE_AFTER_S
 
 
 def config_path(run_dir: Path) -> Path:
@@ -129,39 +140,67 @@ def write_config(paths: FleetPaths, roster: Roster, tmux_bin: str) -> bool:
         indent=1,
     )
     path = config_path(paths.run_dir)
-    try:
-        if read_capped(path, CONFIG_CAP, what="watcher configuration") == text.encode():
+    with os_errors("inspect", path), contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if stat.S_ISDIR(mode):  # a rename cannot replace it: say so, naming it, not a temp file
+            raise not_regular(path, "watcher configuration", mode)
+        if not stat.S_ISREG(mode):  # a symlink, FIFO ...: never read through it, never inherit its mode
+            os.unlink(path)
+        elif read_capped(path, CONFIG_CAP, what="watcher configuration") == text.encode():
             return False
-    except RunFileError:
-        pass  # something odd is in its place: the atomic write replaces it
-    atomic_write_text(path, text, mode=0o600)
+    with os_errors("write", path):
+        atomic_write_text(path, text, mode=0o600)
+        os.chmod(path, 0o600)  # atomic_write_text keeps an old file's mode; this file stays private
     return True
 
 
 def read_config(run_dir: Path) -> WatcherConfig | None:
-    """The configuration, or None when it is missing or unreadable (the watcher then waits)."""
+    """The configuration, or None when it is missing or unreadable (the watcher then waits).
+
+    The file is untrusted input: anything but the exact shape :func:`write_config` writes
+    (strings, argv lists of strings, whole numbers within the roster's bounds) is refused
+    as a whole, never half-used (a missing ``log_max_bytes`` read as 0 would rotate a
+    transcript every few seconds, pushing out the rotated files)."""
     try:
         raw = read_capped(config_path(run_dir), CONFIG_CAP, what="watcher configuration")
         data = json.loads(raw) if raw else None
-    except (RunFileError, ValueError):
+    except (RunFileError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("version") != CONFIG_VERSION:
         return None
-    try:
-        agents = {
-            str(item["name"]): WatchedAgent(
-                name=str(item["name"]),
-                runtime=str(item["runtime"]),
-                on_state_change=tuple(str(word) for word in item.get("on_state_change") or ()),
-                log=str(item.get("log") or ""),
-                log_max_bytes=int(item.get("log_max_bytes") or 0),
-                log_keep=int(item.get("log_keep") or 0),
-            )
-            for item in data["agents"]
-        }
-        return WatcherConfig(str(data["tmux"]), str(data["socket"]), str(data["home"]), agents)
-    except (KeyError, TypeError, ValueError):
+    items = data.get("agents")
+    heads = [data.get(key) for key in ("tmux", "socket", "home")]
+    if not isinstance(items, list) or not all(isinstance(head, str) and head for head in heads):
         return None
+    agents: dict[str, WatchedAgent] = {}
+    for item in items:
+        agent = _watched_agent(item)
+        if agent is None:
+            return None
+        agents[agent.name] = agent
+    return WatcherConfig(str(heads[0]), str(heads[1]), str(heads[2]), agents)
+
+
+def _watched_agent(item: object) -> WatchedAgent | None:
+    if not isinstance(item, dict):
+        return None
+    name, runtime, log = item.get("name"), item.get("runtime"), item.get("log", "")
+    command = item.get("on_state_change") or []
+    if not (isinstance(name, str) and name and isinstance(runtime, str) and isinstance(log, str)):
+        return None
+    if not (isinstance(command, list) and all(isinstance(word, str) and "\0" not in word for word in command)):
+        return None
+    if not log:
+        return WatchedAgent(name, runtime, tuple(command))
+    max_bytes, keep = _whole(item.get("log_max_bytes"), MIN_LOG_MAX_BYTES), _whole(item.get("log_keep"), 1)
+    if max_bytes is None or keep is None:
+        return None
+    return WatchedAgent(name, runtime, tuple(command), log, max_bytes, keep)
+
+
+def _whole(value: object, least: int) -> int | None:
+    """``value`` when it is a whole number >= ``least`` (not a bool, not a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= least else None
 
 
 def watcher_argv(run_dir: Path, python: str = sys.executable) -> list[str]:
@@ -219,6 +258,44 @@ class Notice:
     screen: str
 
 
+@dataclass
+class _Notification:
+    """A notification command the watcher started, and whether it leads a process group
+    of its own (then the whole group is its: a pid is never reused while its group lives)."""
+
+    started: float
+    proc: subprocess.Popen[bytes]
+    group: bool
+
+    def alive(self) -> bool:
+        """Whether the command, or anything it left in its group, still runs."""
+        if self.proc.poll() is None:
+            return True
+        if not self.group:
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def kill(self, signum: int) -> None:
+        if self.group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signum)
+        elif self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=1.0)
+
+
+def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
+    try:
+        return os.getpgid(proc.pid) == proc.pid  # not yet reaped: the pid is still its own
+    except ProcessLookupError:
+        return False
+
+
 Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes] | None"]
 
 
@@ -244,7 +321,8 @@ class Watcher:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     config: WatcherConfig | None = None
     seen: dict[str, _Seen] = field(default_factory=dict)
-    running: list[tuple[float, subprocess.Popen[bytes]]] = field(default_factory=list)
+    running: list[_Notification] = field(default_factory=list)
+    notify_timeout: float = NOTIFY_TIMEOUT_S
     config_stamp: tuple[int, int] | None = None
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
@@ -258,7 +336,10 @@ class Watcher:
         config = self.config
         if config is None:
             return []
-        listing = self._tmux(config, tmux.list_windows_commands())
+        # The tick is recorded first, in the listing's own client: `status` trusts the
+        # records only while it is recent (see fresh).
+        heartbeat = ["set-option", "-g", tmux.WATCHER_TICK_OPTION, f"{self.clock():.3f}", ";"]
+        listing = self._tmux(config, [*heartbeat, *tmux.list_windows_commands()])
         if listing is None or not listing.ok:
             return []
         windows = tmux.parse_windows(listing.stdout)
@@ -354,20 +435,32 @@ class Watcher:
         }
         proc = self.spawn(agent.on_state_change, env)
         if proc is not None:
-            self.running.append((time.monotonic(), proc))
+            self.running.append(_Notification(time.monotonic(), proc, _leads_group(proc)))
 
     def _reap(self) -> None:
-        """Collect finished notification commands; kill those past their time."""
+        """Collect finished notification commands; kill those past their time.
+
+        A command runs in a process group of its own (:func:`spawn_detached`), and the
+        whole group is what is watched and killed: a ``sh -c`` whose child still runs
+        after the timeout, or a command that left a background process behind when it
+        exited, would otherwise pile up one process per notification."""
         kept = []
-        for started, proc in self.running:
-            if proc.poll() is not None:
+        for notification in self.running:
+            if not notification.alive():
                 continue
-            if time.monotonic() - started > NOTIFY_TIMEOUT_S:
-                proc.kill()
-                proc.wait()
+            if time.monotonic() - notification.started > self.notify_timeout:
+                notification.kill(signal.SIGKILL)
                 continue
-            kept.append((started, proc))
+            kept.append(notification)
         self.running = kept
+
+    def end_notifications(self) -> None:
+        """TERM every notification command still running (with its group): once the
+        watcher ends, nobody would ever enforce their time limit."""
+        for notification in self.running:
+            if notification.alive():
+                notification.kill(signal.SIGTERM)
+        self.running = []
 
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
         """Rotate transcripts grown past their size, and give a running pane whose writer
@@ -399,14 +492,28 @@ class Watcher:
         return None if result.timed_out else result
 
     def _reload(self) -> None:
+        """Reread ``watcher.json`` when it changed. A file that cannot be used (missing,
+        not a regular file, not what the fleet writes) is said once, on stderr, and the
+        last good configuration is kept: a damaged file never makes the watcher forget."""
         try:
             st = os.stat(config_path(self.run_dir))
-            stamp = (st.st_mtime_ns, st.st_ino)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_ino)
         except OSError:
             stamp = None
-        if stamp != self.config_stamp or self.config is None:
-            self.config_stamp = stamp
-            self.config = read_config(self.run_dir)
+        if stamp == self.config_stamp and self.config is not None:
+            return
+        changed, self.config_stamp = stamp != self.config_stamp, stamp
+        config = read_config(self.run_dir)
+        if config is not None:
+            self.config = config
+        elif changed and stamp is not None:
+            kept = "keeping the previous one" if self.config else "watching nothing until it is"
+            print(
+                f"fleet watcher: cannot use {config_path(self.run_dir)} (not a regular file, or not what the fleet "
+                f"writes); {kept}; fix: `fleet start` writes it again",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # ----------------------------------------------------------------- the loop
 
@@ -438,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda number, _frame: stop.append(number))
-    Watcher(Path(args[0])).run(lambda: bool(stop), sleep=lambda seconds: _sleep_unless(stop, seconds))
+    watcher = Watcher(Path(args[0]))
+    try:
+        watcher.run(lambda: bool(stop), sleep=lambda seconds: _sleep_unless(stop, seconds))
+    finally:
+        watcher.end_notifications()
     return 0
 
 
