@@ -17,8 +17,9 @@ polls from the user's terminal. Each tick (:data:`TICK_S`) it:
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
    ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN`` and ``FLEET_HOME`` in its
-   environment); it never waits for the command, and kills one still running after
-   :data:`NOTIFY_TIMEOUT_S`;
+   environment); it never waits for the command, kills one still running after
+   :data:`NOTIFY_TIMEOUT_S` (with its process group), and runs at most
+   :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on stderr, not told);
 5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
@@ -65,6 +66,7 @@ ROTATE_EVERY_S: Final = 5.0
 TMUX_TIMEOUT_S: Final = 10.0
 STALE_AFTER_S: Final = 5.0  # a watcher that has not ticked for this long no longer vouches for its records
 NOTIFY_TIMEOUT_S: Final = 60.0
+MAX_NOTIFICATIONS: Final = 32  # notification commands running at once, at most (with their groups)
 SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
@@ -323,6 +325,7 @@ class Watcher:
     seen: dict[str, _Seen] = field(default_factory=dict)
     running: list[_Notification] = field(default_factory=list)
     notify_timeout: float = NOTIFY_TIMEOUT_S
+    max_notifications: int = MAX_NOTIFICATIONS
     config_stamp: tuple[int, int] | None = None
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
@@ -423,6 +426,16 @@ class Watcher:
     def _notify(self, config: WatcherConfig, notice: Notice) -> None:
         agent = config.agents.get(notice.name)
         if agent is None or not agent.on_state_change:
+            return
+        if len(self.running) >= self.max_notifications:
+            # A command that hangs (a notifier waiting on a dead bus), run for every
+            # question of every agent, would otherwise pile up a process per transition.
+            print(
+                f"fleet watcher: {len(self.running)} notification commands still running; not telling that "
+                f"{notice.name} is {notice.new} (check {agent.on_state_change[0]!r}: it should end within seconds)",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
         env = {key: value for key, value in self.environ.items() if key != MARKER_ENV}

@@ -375,6 +375,28 @@ def test_a_watcher_that_ends_ends_its_notification_commands(tmp_path: Path) -> N
     eventually(lambda: not with_env(marker), "every process of the notification gone", 10)
 
 
+def test_hanging_notification_commands_never_pile_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Defect: every transition started one more command, however many still hung (a
+    # notifier stuck on a dead bus, an agent asking every few seconds): processes without bound.
+    marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
+    seen = _hanging_watcher(tmp_path, ["sleep", "300"], marker.decode().split("=", 1)[1], timeout=600)
+    seen.max_notifications = 3
+    assert seen.config is not None
+    try:
+        for index in range(10):
+            seen._reap()
+            seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+        eventually(lambda: len(with_env(marker)) == 3, "three commands running", 10)
+        time.sleep(0.5)
+        assert len(with_env(marker)) == 3  # and no more
+        said = capsys.readouterr().err.strip().splitlines()
+        assert len(said) == 7
+        assert "not telling that a is waiting" in said[0]
+    finally:
+        seen.end_notifications()
+    eventually(lambda: not with_env(marker), "every command ended", 10)
+
+
 def test_fleet_stop_leaves_no_watcher_writer_or_hung_notification_behind(fleet: Fleet) -> None:
     marker = uuid.uuid4().hex
     hook = json.dumps(["sh", "-c", f": {marker}; sleep 300; :"])
