@@ -181,7 +181,9 @@ class Debouncer:
             self._pending = None
             return None
         immediate = self.state is None or raw not in ACTIVITY_STATES or self.state not in ACTIVITY_STATES
-        if raw != self._pending:
+        if raw != self._pending or now < self._pending_since:
+            # A wall clock stepped back (NTP, a VM resumed) restarts the debounce: measured
+            # from the old time, the new state would be held back until the clock caught up.
             self._pending, self._pending_since = raw, now
         if not immediate and now - self._pending_since < self.debounce:
             return None

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib import transcript, watcher
+from fleetlib.activity import Debouncer, Transition
 from fleetlib.watcher import Watcher, WatcherConfig, read_config
 from tests.conftest import REPO, run_inv
 from tests.test_fleet_tmux import TmuxEnv
@@ -545,3 +546,16 @@ def test_following_a_line_that_never_ends_stays_bounded(tmp_path: Path) -> None:
         assert shown > 0  # the long line was shown, not held back for good
     finally:
         follower.close()
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_a_clock_stepped_back_never_holds_a_state_back_until_it_catches_up() -> None:
+    # Defect: the debounce measured from a time in the future: after the wall clock stepped
+    # back an hour, the new state was held back for that hour.
+    debouncer = Debouncer(1.0)
+    debouncer.observe("idle", 10_000.0)
+    assert debouncer.observe("working", 10_000.5) is None
+    assert debouncer.observe("working", 6_400.0) is None  # stepped back: the debounce starts again
+    assert debouncer.observe("working", 6_401.5) == Transition("idle", "working", 6_400.0)
