@@ -326,6 +326,7 @@ class Watcher:
     running: list[_Notification] = field(default_factory=list)
     notify_timeout: float = NOTIFY_TIMEOUT_S
     max_notifications: int = MAX_NOTIFICATIONS
+    rotate_errors: dict[str, str] = field(default_factory=dict)  # what was said per agent
     config_stamp: tuple[int, int] | None = None
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
@@ -492,8 +493,13 @@ class Watcher:
                 if grown:
                     transcript.rotate(path, agent.log_keep)
             except (OSError, RunFileError) as exc:
-                print(f"fleet watcher: cannot rotate {path}: {exc}", file=sys.stderr, flush=True)
+                # Said once, not every few seconds: the journal (or window) would fill with
+                # it while the user has not fixed it yet; said again when it changes.
+                if self.rotate_errors.get(name) != str(exc):
+                    print(f"fleet watcher: cannot rotate {path}: {exc}", file=sys.stderr, flush=True)
+                self.rotate_errors[name] = str(exc)
                 continue
+            self.rotate_errors.pop(name, None)
             if grown or not window.piped:
                 commands += [*transcript.repipe_commands(name, path), ";"]
         if commands:

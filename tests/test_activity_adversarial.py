@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib import transcript, watcher
+from fleetlib import tmux, transcript, watcher
 from fleetlib.activity import Debouncer, Transition
 from fleetlib.watcher import Watcher, WatcherConfig, read_config
 from tests.conftest import REPO, run_inv
@@ -546,6 +546,28 @@ def test_following_a_line_that_never_ends_stays_bounded(tmp_path: Path) -> None:
         assert shown > 0  # the long line was shown, not held back for good
     finally:
         follower.close()
+
+
+def test_a_transcript_that_cannot_be_rotated_is_said_once_and_nothing_is_renamed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Defect: "cannot rotate" was printed every 5 s for as long as the odd file stayed
+    # (17 000 journal lines a day under systemd).
+    log = tmp_path / "a.log"
+    log.write_bytes(b"x" * 8192)
+    (tmp_path / "a.log.1").mkdir()
+    (tmp_path / "watcher.json").write_text(json.dumps(_agent(log=str(log), log_keep=2)))
+    seen = Watcher(tmp_path)
+    seen._reload()
+    assert seen.config is not None
+    windows = {"a": tmux.Window("a", 1, False, pane_id="%1", piped=True)}
+    for _ in range(4):
+        seen._rotate(seen.config, windows)
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1, said
+    assert "is a directory" in said[0]
+    assert log.stat().st_size == 8192  # nothing renamed
+    assert (tmp_path / "a.log.1").is_dir()
 
 
 # --------------------------------------------------------------------------- the clock
