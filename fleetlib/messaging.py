@@ -54,9 +54,11 @@ from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
+from fleetlib.runner import Result
 from fleetlib.runtimes import ScreenRules
 
 VERIFY_TIMEOUT_S: Final = 15.0
+SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
 QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
@@ -152,10 +154,22 @@ class Messenger(FleetContext):
     def _base(self) -> list[str]:
         return tmux.tmux_base(self.tmux_bin, self.paths.tmux_socket)
 
+    def _tmux(self, argv: list[str], *, input: str | None = None) -> Result:
+        """Run one tmux client, bounded: a stopped or frozen server is one line (exit 1)
+        after :data:`SERVER_TIMEOUT_S`, never a send that hangs for minutes and then calls
+        the agent "not running"."""
+        result = self.runner.run(argv, input=input, timeout=SERVER_TIMEOUT_S)
+        if result.timed_out:
+            raise FleetOperationError(
+                f"the fleet's tmux server ({self.paths.tmux_socket}) did not answer within {SERVER_TIMEOUT_S:g}s; "
+                "it may be stopped or frozen: check it with `fleet doctor`, or kill it (agents lose their windows)"
+            )
+        return result
+
     def require_running(self, name: str) -> None:
         """FleetError (exit 2) unless ``name`` is in the roster and its pane is alive."""
         self.roster.get(name)
-        listing = self.runner.run(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket))
+        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket))
         window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
         if window is None or window.dead:
             state = "has exited" if window else "is not running"
@@ -164,7 +178,7 @@ class Messenger(FleetContext):
     def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
         """The pane's last ``lines`` lines of scroll-back and its screen; 0: the screen only."""
         start = ["-S", f"-{lines}"] if lines else []
-        result = self.runner.run([*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)])
+        result = self._tmux([*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)])
         if not result.ok:
             raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
         return result.stdout
@@ -206,12 +220,12 @@ class Messenger(FleetContext):
         with edit_lock(self.paths.run_dir / f"send-{name}"):
             rules = activity.rules_for(self.roster.get(name).runtime)
             before, state = self._ready(name, rules, timeout, wait=verify, answer=answer)
-            loaded = self.runner.run(load, input=text)
+            loaded = self._tmux(load, input=text)
             if not loaded.ok:
                 raise FleetOperationError(f"could not send to agent {name!r}: {loaded.error_line()}")
-            result = self.runner.run(paste)
+            result = self._tmux(paste)
             if not result.ok:
-                self.runner.run([*self._base(), "delete-buffer", "-b", buffer])
+                self._tmux([*self._base(), "delete-buffer", "-b", buffer])
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
             if not verify:
                 return f"sent {len(text)} characters to {name} (not verified)"

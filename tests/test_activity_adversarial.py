@@ -169,6 +169,28 @@ def test_a_frozen_watcher_never_leaves_status_or_wait_with_a_stale_state(fleet: 
     fleet.inv_ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
 
 
+def test_a_frozen_tmux_server_makes_send_fail_in_one_line_not_hang(fleet: Fleet) -> None:
+    # Defect: every tmux client of `send` waited up to 300 s, so a send to a fleet whose
+    # server was stopped hung for five minutes and then said the agent was "not running".
+    fleet.agents(fleet.claude("cl"))
+    fleet.inv_ok("fleet.start")
+    fleet.inv_ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+    server = int(fleet.tmux("display", "-p", "#{pid}").stdout)
+    os.kill(server, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        result = run_inv(["fleet.send", "--agent", "cl", "--message", "hi", "--timeout", "3"], fleet.env, timeout=120)
+        elapsed = time.monotonic() - began
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert result.returncode == 1, result.stderr
+    assert "did not answer" in result.stderr
+    assert "not running" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 60, elapsed
+    assert "you said: hi" not in fleet.screen("cl")  # nothing was typed
+
+
 # --------------------------------------------------------------------------- --answer
 
 
