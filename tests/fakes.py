@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetlib import tmux
 from fleetlib.results import InstallResult
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
@@ -146,7 +147,7 @@ class FakeRunner:
 
     def _query(self, args: list[str]) -> Result:
         if "list-windows" in args:
-            rows = "".join(f"{name}\t{pid}\t0\t\t\trunning\t0\n" for name, pid in sorted(self.panes.items()))
+            rows = "".join(_window_row(name, pid) for name, pid in sorted(self.panes.items()))
             counters = "".join(f"@fleet-starts-{name} {count}\n" for name, count in sorted(self.starts.items()))
             up = HOLDER_UNIT in self.active
             return Result(tuple(args), 0 if up else 1, rows + counters if up else "", "" if up else "no server")
@@ -293,3 +294,10 @@ class FakeBackend:
 
     def desired_unit_files(self) -> dict[str, str]:
         return {}
+
+
+def _window_row(name: str, pid: int) -> str:
+    """A running agent's line of ``tmux list-windows`` in the fleet's format (the fields
+    after the first seven, activity and transcript, left empty)."""
+    fields = [name, str(pid), "0", "", "", "running", "0"]
+    return "\t".join(fields + [""] * (len(tmux.WINDOW_FIELDS) - len(fields))) + "\n"
