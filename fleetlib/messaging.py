@@ -243,7 +243,9 @@ class Messenger(FleetContext):
         printing by itself is never typed into."""
         deadline = self.clock() + timeout
         hard_deadline = time.monotonic() + timeout
-        quiet_since, last = self.clock(), None
+        # Quiet is measured on both clocks, like the deadline: an injected clock that stands
+        # still must not make a still screen look busy for ever.
+        quiet_since, real_quiet_since, last = self.clock(), time.monotonic(), None
         while True:
             screen = self.capture(name, 0)
             state = recognised(screen, rules)
@@ -260,8 +262,9 @@ class Messenger(FleetContext):
                     "send it without --answer if it is a message"
                 )
             if screen != last:
-                quiet_since, last = self.clock(), screen
-            quiet = self.clock() - quiet_since >= min(QUIET_S, rules.idle_after, timeout / 2)
+                quiet_since, real_quiet_since, last = self.clock(), time.monotonic(), screen
+            needed = min(QUIET_S, rules.idle_after, timeout / 2)
+            quiet = self.clock() - quiet_since >= needed or time.monotonic() - real_quiet_since >= needed
             if not wait or state in ("idle", "waiting") or (state is None and quiet):
                 return self.capture(name), state or "idle"
             if self.clock() >= deadline or time.monotonic() >= hard_deadline:
