@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from fleetlib import procs, tmux, watcher
+from fleetlib import procs, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
@@ -195,10 +195,12 @@ class TmuxBackend(TmuxPrimitives):
         """Remove the stopped agents' windows; for the whole fleet, the server and its socket."""
         if not holder:
             self.remove_windows(names)
-            return
-        self._tmux(["kill-server"])
-        if not self.runner.dry_run and not _server_answers(self):
-            self.paths.tmux_socket.unlink(missing_ok=True)
+        else:
+            self._tmux(["kill-server"])
+            if not self.runner.dry_run and not _server_answers(self):
+                self.paths.tmux_socket.unlink(missing_ok=True)
+        if not self.runner.dry_run:
+            transcript.wake_writers(self.paths)  # a stopped writer would outlive its window
 
     def install(self, *, enable: bool = True) -> InstallResult:
         return InstallResult(

@@ -42,6 +42,7 @@ import contextlib
 import os
 import re
 import shlex
+import signal
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -455,6 +456,33 @@ class _Follower:
         with os_errors("inspect", self.path):
             mine = os.fstat(self.fd)
         return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def wake_writers(paths: FleetPaths) -> list[int]:
+    """SIGCONT every transcript writer of the fleet (a process of ours whose standard
+    output is a file in the transcripts directory); returns their pids.
+
+    Called once windows (or the whole server) are gone: a writer that was stopped
+    (SIGSTOP, a debugger) would otherwise stay for ever, since tmux, its parent, never
+    reaps it and no hang-up reaches it. Woken, it writes what it still holds and ends at
+    the end of its pipe. Harmless to a writer that runs (SIGCONT does nothing to it)."""
+    prefix = f"{os.fspath(log_dir(paths))}/"
+    uid = os.geteuid()
+    woken = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid or not os.readlink(f"/proc/{entry}/fd/1").startswith(prefix):
+                continue
+            os.kill(int(entry), signal.SIGCONT)
+        except OSError:
+            continue
+        woken.append(int(entry))
+    return woken
 
 
 # --------------------------------------------------------------------------- rotation

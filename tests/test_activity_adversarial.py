@@ -10,6 +10,7 @@ own: /proc scans, the pane's screen read with tmux directly, the files themselve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -436,6 +437,29 @@ def test_fleet_stop_leaves_no_watcher_writer_or_hung_notification_behind(fleet: 
     eventually(lambda: not watcher_pids(fleet.home), "no watcher")
     eventually(lambda: not writers_into(logs), "no transcript writer")
     eventually(lambda: not with_env(notified), "no notification process", 10)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["fleet", "one-agent"])
+def test_a_stopped_transcript_writer_never_outlives_stop(fleet: Fleet, whole: bool) -> None:
+    # Defect: a SIGSTOPped `cat` (the README's own slow-disk experiment) stayed stopped
+    # for ever after `fleet stop`: its parent, the tmux server, was gone and no hang-up
+    # reaches a process that leads its own session.
+    fleet.agents(fleet.claude("cl") + fleet.claude("c2"))
+    fleet.inv_ok("fleet.start")
+    logs = fleet.home / "fleet" / "logs"
+    eventually(lambda: len(writers_into(logs)) == 2, "a writer per agent")
+    mine = [pid for pid in writers_into(logs) if os.readlink(f"/proc/{pid}/fd/1") == str(logs / "cl.log")]
+    assert len(mine) == 1
+    os.kill(mine[0], signal.SIGSTOP)
+    try:
+        fleet.inv_ok("fleet.stop", *([] if whole else ["--agent", "cl"]))
+        eventually(lambda: not _alive(mine[0]), "the stopped writer gone", 20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(mine[0], signal.SIGCONT)  # never leave a stopped process behind
+    if not whole:
+        assert fleet.row("c2")["process_state"] == "running"
+        assert len(writers_into(logs)) == 1  # c2's writer untouched
 
 
 def test_a_missing_notification_command_is_one_line_and_the_watcher_keeps_watching(fleet: Fleet) -> None:
