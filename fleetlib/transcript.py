@@ -52,7 +52,7 @@ from typing import Final, Literal, get_args
 
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
-from fleetlib.rundir import ensure_private_dir, not_regular, open_regular, os_errors, read_fd_capped
+from fleetlib.rundir import RunFileError, ensure_private_dir, not_regular, open_regular, os_errors, read_fd_capped
 
 LOGS_DIR_NAME: Final = "logs"
 SUFFIX: Final = ".log"
@@ -109,9 +109,27 @@ def ensure_log_dir(paths: FleetPaths) -> Path:
     """Create the transcripts directory 0700 (or check an existing one is private and
     ours, like the run dir); :class:`fleetlib.rundir.RunDirError` otherwise. Both
     backends call it before any window is created: a pipe into a missing directory
-    would lose the whole generation."""
+    would lose the whole generation.
+
+    Every transcript in it (``*.log``) must be a regular file, or
+    :class:`fleetlib.rundir.RunFileError` names it: a pipe's ``cat >>`` would follow a
+    symlink and append an agent's output to whatever it points at, block on a FIFO (tmux
+    then buffers the pane's output without bound) or fail on a directory, every time the
+    watcher renews it."""
     directory = log_dir(paths)
     ensure_private_dir(directory, "fleet transcripts directory")
+    with os_errors("list", directory):
+        names = sorted(name for name in os.listdir(directory) if name.endswith(SUFFIX))
+    for name in names:
+        with os_errors("inspect", directory / name), contextlib.suppress(FileNotFoundError):
+            mode = os.lstat(directory / name).st_mode
+            if stat.S_ISLNK(mode):
+                raise RunFileError(
+                    f"refusing to write transcript {directory / name}: it is a symlink (an agent's output would be "
+                    f"appended to its target); remove it (rm {directory / name}) and retry"
+                )
+            if not stat.S_ISREG(mode):
+                raise not_regular(directory / name, "transcript", mode)
     return directory
 
 

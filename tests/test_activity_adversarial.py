@@ -554,6 +554,32 @@ def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet,
         assert "secret" not in line
 
 
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_an_odd_file_at_a_transcript_path_stops_start_before_anything_is_written(
+    fleet: Fleet, tmp_path: Path, kind: str
+) -> None:
+    # Defect: the window's `cat >> cl.log` followed a symlink there and appended the
+    # agent's output to its target (a ~/.bashrc, say); a FIFO blocked the writer while
+    # tmux buffered without bound; a directory failed again every time the watcher renewed it.
+    fleet.agents(fleet.claude("cl"))
+    logs = fleet.home / "fleet" / "logs"
+    logs.mkdir(parents=True, mode=0o700)
+    target = tmp_path / "bashrc"
+    target.write_text("keep me\n")
+    log = logs / "cl.log"
+    if kind == "symlink":
+        log.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.mkdir()
+    line = one_line_error(run_inv(["fleet.start"], fleet.env, timeout=LIMIT_S), 2)
+    assert str(log) in line
+    assert fleet.tmux("list-sessions").returncode != 0  # nothing started
+    time.sleep(0.5)
+    assert target.read_text() == "keep me\n"
+
+
 @pytest.mark.parametrize("kind", ["file", "symlink"])
 def test_a_logs_dir_that_is_not_a_directory_stops_start_in_one_line(fleet: Fleet, tmp_path: Path, kind: str) -> None:
     fleet.agents(fleet.claude("cl"))
