@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,7 +119,8 @@ def test_the_transcript_holds_the_first_byte_of_every_new_window(server: Server)
         marker = f"FIRST-BYTE-MARKER-{attempt:02d}"
         server.window("first", ["sh", "-c", f"printf '{marker}\\n'; exec sleep 1000"])
         eventually(lambda m=marker: m in server.screen("first"), f"{marker} on the screen")  # type: ignore[misc]
-        eventually(lambda m=marker: m in log_text(log), f"{marker} in the transcript", limit=10)
+        # The whole line: tmux may hand the pipe the text and its line end in two writes.
+        eventually(lambda m=marker: f"{m}\r\n" in log_text(log), f"{marker} in the transcript", limit=10)
         current = transcript.read(server.paths, "first", lines=10).splitlines()
         assert HEADER_RE.fullmatch(current[0]), current  # the generation's header comes first...
         assert current[1:] == [marker]  # ...then the agent's very first line
@@ -132,7 +134,7 @@ def test_the_transcript_holds_the_first_byte_of_every_new_window(server: Server)
 def test_the_header_names_the_agents_own_pid_and_command(server: Server) -> None:
     server.window("pid", ["sh", "-c", 'echo "my pid is $$"; exec sleep 1000', "arg0"])
     log = transcript.log_path(server.paths, "pid")
-    eventually(lambda: "my pid is" in log_text(log), "the agent's line in the transcript")
+    eventually(lambda: re.search(r"my pid is \d+\r?\n", log_text(log)) is not None, "the agent's whole line")
     header, line = transcript.read(server.paths, "pid", lines=10).splitlines()
     match = HEADER_RE.fullmatch(header)
     assert match is not None
