@@ -46,7 +46,9 @@ def _start(fleet: list[str], roster: Path, env: dict[str, str]) -> None:
 
 
 def _roster(count: int) -> str:
-    body = "".join(f"  - name: agent{i}\n    runtime: custom\n    command: [sleep, '100000']\n" for i in range(count))
+    """Agents of runtime ``shell`` (screen patterns, so a status without watcher records
+    reads every screen) running ``sleep``."""
+    body = "".join(f"  - name: agent{i}\n    runtime: shell\n    command: [sleep, '100000']\n" for i in range(count))
     return "version: 1\ntransport: tmux\nagents:\n" + body
 
 
