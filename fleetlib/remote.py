@@ -30,6 +30,7 @@ import math
 import os
 import shlex
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import fabric
-import invoke
+import fabric.runners
 import paramiko
 
 from fleetlib.hosts import Host
@@ -45,6 +46,11 @@ from fleetlib.hosts import Host
 # paramiko logs transport errors (with tracebacks) through logging; without a handler Python
 # prints them on stderr. Each failure is reported once, as the host's one line, instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+# Fabric raises the errors of the Invoke runner it is built on (a remote command that timed
+# out, an I/O thread that failed). They are looked up through Fabric, in its runner's base
+# class's module, rather than imported: fleetlib never imports the command-line framework.
+_RUNNER_ERRORS: Final = sys.modules[fabric.runners.Remote.__mro__[1].__module__]
 
 VENV: Final = ".local/share/fleet/venv"  # relative to the remote user's home
 REMOTE_FLEET_HOME: Final = ".config/mosaic"  # the remote user's default fleet home
@@ -247,11 +253,11 @@ class HostLink:
                 in_stream=io.StringIO(stdin) if stdin is not None else False,
                 timeout=max(1, math.ceil(limit)),
             )
-        except invoke.exceptions.ThreadException:
+        except _RUNNER_ERRORS.ThreadException:
             # The remote command ended before it read all its input (stdin thread failed).
             self.close()
             raise HostError(f"the command on {self.host.ssh} ended before reading its input") from None
-        except invoke.exceptions.CommandTimedOut:
+        except _RUNNER_ERRORS.CommandTimedOut:
             self.close()  # the channel may be wedged: never reuse it
             raise HostError(f"no answer from {self.host.ssh} within {limit:g}s") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
