@@ -89,8 +89,12 @@ def test_real_claude_code_offline_is_a_real_exit_told_to_its_notification_comman
     notes_file = tmp_path / "notes.jsonl"
     try:
         started = tenv.inv("fleet.start")
-        assert started.returncode == 1  # it exits within its grace period: start says so
-        assert "Unable to connect" in started.stderr or "ENOTFOUND" in started.stderr
+        # Whether it exits within its 1 s grace (start then fails, naming why) or after it
+        # (a slow machine: start succeeded) depends on how fast node starts; never a traceback.
+        assert started.returncode in (0, 1), started.stderr
+        assert "Traceback" not in started.stderr
+        if started.returncode == 1:
+            assert "Unable to connect" in started.stderr or "ENOTFOUND" in started.stderr
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             notes = [json.loads(line) for line in notes_file.read_text().splitlines()] if notes_file.exists() else []
