@@ -27,9 +27,23 @@ INIT_SCOPE: Final = "/init.scope"
 # The v1 controllers systemd realizes unit cgroups in; it leaves v1 cpuset and freezer alone
 # (and a v1 cpuset child would need cpus and mems copied in before anything can join it).
 SYSTEMD_V1_CONTROLLERS: Final = frozenset({"cpu", "cpuacct", "blkio", "memory", "devices", "pids"})
-# Joins every cgroup.procs named before "--" (so the pid that then execs is inside all of
-# them), then execs the argv after "--"; a join that fails ends it with 125 and the shell's error.
-JOIN_SCRIPT: Final = 'until [ "$1" = -- ]; do echo $$ >"$1" || exit 125; shift; done; shift; exec "$@"'
+# Joins every cgroup directory named before "--" (so the pid that then execs is inside all of
+# them), then execs the argv after "--". A manager rooted above these directories (one started
+# from the root cgroup) removes every empty cgroup below its root when it exits, so a directory
+# may be gone before it is joined: it is made again (only an empty cgroup is ever trimmed, and a
+# joined one is not empty). A join that still fails ends it with 125 and the shell's error.
+JOIN_SCRIPT: Final = """\
+until [ "$1" = -- ]; do
+    tries=0
+    until echo $$ >"$1/cgroup.procs"; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 20 ] || ! mkdir -p "$1"; then exit 125; fi
+    done
+    shift
+done
+shift
+exec "$@"
+"""
 REMOVE_LIMIT_S: Final = 30.0
 POLL_S: Final = 0.05
 
@@ -128,7 +142,7 @@ class OwnCgroup:
 
     def join_argv(self, argv: list[str]) -> list[str]:
         """``argv`` run so that its process is in this cgroup in every hierarchy before exec."""
-        return ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *(str(path / "cgroup.procs") for path in self.dirs), "--", *argv]
+        return ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *(str(path) for path in self.dirs), "--", *argv]
 
     def pids(self) -> set[int]:
         """Every process in this cgroup or below it, in any of its hierarchies."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cgroups import manager_root, own_cgroup_dirs
+from tests.cgroups import OwnCgroup, manager_root, own_cgroup_dirs
 from tests.conftest import booted_manager, eventually
 from tests.usermanager import UserManager
 
@@ -102,6 +104,27 @@ def test_stop_ends_what_a_killed_manager_left_and_removes_its_cgroup(manager_a: 
     eventually(lambda: identity(pid) is None, f"the orphaned probe {pid} ends")
     assert manager_a.cgroup.dirs
     assert [path for path in manager_a.cgroup.dirs if path.exists()] == []
+
+
+@pytest.mark.systemd
+def test_a_cgroup_trimmed_before_the_manager_joins_it_is_made_again() -> None:
+    # A manager rooted above (started from the root cgroup) trims every empty cgroup below
+    # its root when it exits; the directories made for the next manager may go that way.
+    try:
+        cgroup = OwnCgroup.make(f"fleet-test-{uuid.uuid4().hex[:12]}")
+    except OSError as error:
+        pytest.skip(f"cannot make a cgroup here: {error}")
+    try:
+        for path in cgroup.dirs:
+            path.rmdir()
+        joined = subprocess.run(
+            cgroup.join_argv(["cat", "/proc/self/cgroup"]), capture_output=True, text=True, timeout=60, check=False
+        )
+        assert joined.returncode == 0, joined.stderr
+        assert joined.stdout.count(f"/{cgroup.name}\n") == len(cgroup.dirs), joined.stdout
+    finally:
+        cgroup.remove()
+    assert [path for path in cgroup.dirs if path.exists()] == []
 
 
 # --------------------------------------------------------------------------- where the cgroup goes
