@@ -37,5 +37,4 @@ def test_load_workers_die_with_a_killed_generator() -> None:
     generator.send_signal(signal.SIGKILL)  # no clean-up of its own: the kernel must end them
     generator.wait()
     generator.stderr.close()
-    for pid in pids:
-        eventually(lambda pid=pid: not running(pid), f"load worker {pid} ends with its generator")
+    eventually(lambda: not any(running(pid) for pid in pids), f"the load workers {pids} end with their generator")

@@ -23,6 +23,13 @@ from tests.cgroups import OwnCgroup
 SYSTEMD = Path("/usr/lib/systemd/systemd")
 
 
+def manager_env(root: Path) -> dict[str, str]:
+    """This process's environment pointed at the manager whose private directory is ``root``."""
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
+    return env
+
+
 @dataclass
 class UserManager:
     root: Path
@@ -32,9 +39,7 @@ class UserManager:
     @property
     def env(self) -> dict[str, str]:
         """Environment for commands that should talk to this manager (and no other)."""
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-        env.update(XDG_RUNTIME_DIR=str(self.root / "runtime"), XDG_CONFIG_HOME=str(self.root / "config"))
-        return env
+        return manager_env(self.root)
 
     @property
     def unit_dir(self) -> Path:
@@ -88,12 +93,10 @@ def boot(timeout: float = 30.0) -> UserManager | str:
     except OSError as error:
         shutil.rmtree(root, ignore_errors=True)
         return f"cannot make a cgroup of its own for the manager: {error}"
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-    env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
     log = (root / "manager.log").open("wb")
     process = subprocess.Popen(
         cgroup.join_argv([str(SYSTEMD), "--user"]),
-        env=env,
+        env=manager_env(root),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
