@@ -1,8 +1,18 @@
-"""Nox sessions for fleet. `nox` runs tests, lint and typecheck; `nox -s bench` is opt-in."""
+"""Nox sessions for fleet. `nox` runs tests, lint and typecheck; `nox -s bench` and `nox -s stress` are opt-in."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import nox
+from nox.command import CommandFailed
+
+HERE = Path(__file__).resolve().parent
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -35,3 +45,24 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (restart lock; fleet control; start-up; activity; several hosts) and print their figures."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False)
+def stress(session: nox.Session) -> None:
+    """Run the systemd and fault tests under CPU and process-spawn load (tests/load.py)."""
+    session.install("-e", ".[test]")
+    # A process group of its own: the killpg below reaches every worker, however the tests end.
+    load = subprocess.Popen([sys.executable, "-m", "tests.load"], cwd=HERE, start_new_session=True)
+    failed = []
+    try:
+        for selection in (["-m", "systemd"], ["-m", "not systemd", "tests/test_engine_faults.py"]):
+            try:
+                session.run("pytest", *selection, *session.posargs)
+            except CommandFailed:
+                failed.append(" ".join(selection))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(load.pid, signal.SIGTERM)
+        load.wait()
+    if failed:
+        session.error(f"failed under load: {'; '.join(failed)}")

@@ -236,19 +236,6 @@ def installed_fleet(tmp_path_factory: pytest.TempPathFactory) -> InstalledFleet:
     return InstalledFleet(venv)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Known issue: under the tests' private user manager the fleet's tmux server is
-    occasionally killed (SIGKILL, sender not found yet) while the whole suite runs, which
-    fails an otherwise passing systemd test. Until that is found, a systemd test that fails
-    is run again (up to twice) and every rerun is reported ("R" in the summary).
-
-    The fault tests (tests/test_engine_faults.py) pause and race real processes on a
-    2-core machine that runs the whole suite; they get the same treatment."""
-    for item in items:
-        if item.get_closest_marker("systemd") is not None or item.path.name == "test_engine_faults.py":
-            item.add_marker(pytest.mark.flaky(reruns=2))
-
-
 def _orphaned_agents() -> dict[int, str]:
     """pid -> socket of every live process marked as a fleet agent's whose fleet's tmux
     server is gone (a test killed the server: the agent's `sleep` never sees a hang-up)."""

@@ -183,10 +183,6 @@ def test_roster_cwd_env_and_args_reach_the_agent_on_tmux(tenv: TmuxEnv, tmp_path
     assert json.loads(out.read_text()) == [str(workdir), "v $V", ["a b", "$(x)", ";", "x;", "a;b"]]
 
 
-# Known, not yet explained: about once in 30 runs under load one generation's block holds
-# the wrong names (generations still never interleave). Rerun (reported as R) until found;
-# the assertion message carries the whole event log for that.
-@pytest.mark.flaky(reruns=2)
 def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv) -> None:
     names = ["c1", "c2", "c3", "c4"]
     tenv.roster(names)

@@ -2,7 +2,9 @@
 
 Works even where PID 1 is not systemd: as root, with ``/run/systemd/system`` present and
 ``XDG_RUNTIME_DIR``/``XDG_CONFIG_HOME`` pointing at a private temp dir, the manager runs in
-its own session. :func:`boot` returns None with a reason when this machine cannot do it.
+its own session, and in a cgroup of its own (tests/cgroups.py), so that no two managers on
+the machine ever manage the same cgroup. :func:`boot` returns a reason instead when this
+machine cannot do that.
 """
 
 from __future__ import annotations
@@ -16,38 +18,54 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.cgroups import OwnCgroup
+
 SYSTEMD = Path("/usr/lib/systemd/systemd")
+
+
+def manager_env(root: Path) -> dict[str, str]:
+    """This process's environment pointed at the manager whose private directory is ``root``."""
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
+    return env
 
 
 @dataclass
 class UserManager:
     root: Path
     process: subprocess.Popen[bytes]
+    cgroup: OwnCgroup
 
     @property
     def env(self) -> dict[str, str]:
         """Environment for commands that should talk to this manager (and no other)."""
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-        env.update(XDG_RUNTIME_DIR=str(self.root / "runtime"), XDG_CONFIG_HOME=str(self.root / "config"))
-        return env
+        return manager_env(self.root)
 
     @property
     def unit_dir(self) -> Path:
         return self.root / "config" / "systemd" / "user"
 
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` against this manager (output captured, never raising on failure)."""
+        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=60, check=False)
+
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["systemctl", "--user", *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
-        )
+        return self.run("systemctl", "--user", *args)
 
     def stop(self) -> None:
-        self.systemctl("exit")
+        """Exit the manager (SIGKILL after 20 s), end whatever still runs in its cgroup and
+        remove that cgroup and the private directory (RuntimeError if the cgroup stays)."""
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+            if self.process.poll() is None:
+                self.systemctl("exit")
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            self.cgroup.remove()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def cannot_boot_reason() -> str | None:
@@ -70,12 +88,15 @@ def boot(timeout: float = 30.0) -> UserManager | str:
     root = Path(tempfile.mkdtemp(prefix="fleet-user-manager-"))
     (root / "runtime").mkdir(mode=0o700)
     (root / "config").mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-    env.update(XDG_RUNTIME_DIR=str(root / "runtime"), XDG_CONFIG_HOME=str(root / "config"))
+    try:
+        cgroup = OwnCgroup.make(root.name)  # unique on this machine, as the directory is
+    except OSError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        return f"cannot make a cgroup of its own for the manager: {error}"
     log = (root / "manager.log").open("wb")
     process = subprocess.Popen(
-        [str(SYSTEMD), "--user"],
-        env=env,
+        cgroup.join_argv([str(SYSTEMD), "--user"]),
+        env=manager_env(root),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -83,12 +104,12 @@ def boot(timeout: float = 30.0) -> UserManager | str:
         cwd="/",
     )
     log.close()
-    manager = UserManager(root, process)
+    manager = UserManager(root, process, cgroup)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             reason = f"systemd --user exited with {process.returncode}: {(root / 'manager.log').read_text()[-500:]}"
-            shutil.rmtree(root, ignore_errors=True)
+            manager.stop()
             return reason
         state = manager.systemctl("is-system-running").stdout.strip()
         if state in ("running", "degraded"):
