@@ -173,7 +173,9 @@ _SEQUENCES: Final = re.compile(
 # What stays after the sequences are gone: newline, tab, carriage return and backspace
 # (resolved below); every other C0 control, DEL and the C1 controls are dropped.
 _CONTROLS: Final = re.compile("[\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
-_LINE_ENDS: Final = re.compile("\r+\n")
+# A match may only begin at the first \r of a run: a plain "\r+\n" retries from every \r of
+# a run that no \n ends (a redraw-heavy TUI writes such runs), quadratic in the run's length.
+_LINE_ENDS: Final = re.compile("(?<!\r)\r+\n")
 
 
 def strip_terminal(text: str) -> str:

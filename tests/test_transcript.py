@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from benchmarks.transcript_bench import adversarial
 from fleetlib import pane, transcript
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
@@ -66,6 +69,25 @@ def test_strip_terminal_is_idempotent_and_leaves_no_controls() -> None:
     once = strip_terminal(raw)
     assert strip_terminal(once) == once
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", once)
+
+
+# 1 MiB each, the shapes that make a backtracking pattern or a per-line rescan go quadratic
+# (the same inputs `python -m benchmarks transcript` measures).
+ADVERSARIAL: dict[str, bytes] = adversarial()
+
+
+@pytest.mark.timeout(20)  # linear: well under a second; the old quadratic pattern took ~20 min here
+@pytest.mark.parametrize("data", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_stripping_a_mebibyte_of_anything_is_linear(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    once = strip_terminal(text)
+    assert strip_terminal(once) == once
+
+
+@given(st.text(alphabet="ab\r\n\b\x1b[]0;m\x07"))
+def test_line_ends_are_the_same_as_the_plain_pattern(text: str) -> None:
+    """The linear line-end rule rewrites exactly what the plain (quadratic) ``\\r+\\n`` does."""
+    assert transcript._LINE_ENDS.sub("\n", text) == re.sub("\r+\n", "\n", text)
 
 
 # --------------------------------------------------------------------------- header
@@ -398,6 +420,25 @@ def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: Fl
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
+
+
+@pytest.mark.timeout(20)  # linear: well under a second each; quadratic was minutes to hours
+@pytest.mark.parametrize("data", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_reading_and_following_a_mebibyte_of_anything_is_linear(paths: FleetPaths, data: bytes) -> None:
+    path = transcript.log_path(paths, "a1")
+    # Each run ends in a visible character: a run of \r right before a line end is the easy case.
+    path.write_bytes(header(1).encode() + data + b"|\r\n" + header(2).encode() + data + b"|\r\nlast line\r\n")
+    for generation in transcript.GENERATIONS:
+        assert transcript.read(paths, "a1", lines=50, generation=generation)
+    assert transcript.read(paths, "a1", lines=1).endswith("last line")
+
+    def grow() -> None:
+        with path.open("ab") as handle:
+            handle.write(data + b"|\r\nfollowed to the end\r\n")
+
+    script = Script([grow, *([lambda: None] * 3)])
+    got = collect(transcript.follow(paths, "a1", lines=1, sleep=script.sleep, stop=script.done))
+    assert got[-1] == "followed to the end"
 
 
 # --------------------------------------------------------------------------- the supervisor's header
