@@ -241,17 +241,14 @@ def _socket(path: Path) -> None:
     sock.close()
 
 
+PLANTS = [_fifo, _directory, _symlink, _socket]
+PLANT_IDS = ["fifo", "directory", "symlink", "socket"]
+
+
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize(
-    "plant", [_fifo, _directory, _symlink, _socket], ids=["fifo", "directory", "symlink", "socket"]
-)
-@pytest.mark.parametrize("suffix", ["", ".1"])
-def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(
-    paths: FleetPaths, plant: object, suffix: str
-) -> None:
-    if suffix:
-        write(paths, header(1) + "x\r\n")
-    path = Path(f"{transcript.log_path(paths, 'a1')}{suffix}")
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+def test_an_odd_file_at_the_transcript_path_is_one_line_never_a_hang(paths: FleetPaths, plant: object) -> None:
+    path = transcript.log_path(paths, "a1")
     plant(path)  # type: ignore[operator]
     with pytest.raises(RunFileError) as caught:
         transcript.read(paths, "a1", lines=10)
@@ -260,8 +257,92 @@ def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(
     assert str(path) in message
     assert caught.value.exit_code == 2
     with pytest.raises(RunFileError):
-        transcript.rotate(transcript.log_path(paths, "a1"), 3)
+        transcript.rotate(path, 3)
     assert path.exists() or path.is_symlink()  # nothing was renamed
+
+
+def _outside(tmp_path: Path) -> Path:
+    target = tmp_path / "outside"
+    target.write_text("secret\n")
+    return target
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+def test_an_odd_rotated_file_is_skipped_by_every_reader(paths: FleetPaths, plant: object, tmp_path: Path) -> None:
+    path = write(paths, header(2) + "current\r\n")
+    write(paths, header(1) + "oldest\r\n", ".2")
+    odd = transcript.rotated(path, 1)
+    if plant is _symlink:
+        odd.symlink_to(_outside(tmp_path))
+    else:
+        plant(odd)  # type: ignore[operator]
+    assert transcript.read(paths, "a1", lines=10).splitlines()[1:] == ["current"]
+    assert transcript.read(paths, "a1", lines=10, generation="previous").splitlines()[1:] == ["oldest"]
+    assert [line for line in transcript.read(paths, "a1", lines=10, generation="all").splitlines()
+            if not HEADER_RE.fullmatch(line)] == ["oldest", "current"]  # fmt: skip
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+@pytest.mark.parametrize("index", [1, 2, 3, 4])
+def test_rotation_goes_on_past_an_odd_rotated_file_and_never_follows_it(
+    paths: FleetPaths, plant: object, index: int, tmp_path: Path
+) -> None:
+    path = transcript.log_path(paths, "a1")
+    target = _outside(tmp_path)
+    odd = transcript.rotated(path, index)
+    if plant is _symlink:
+        odd.symlink_to(target)
+    else:
+        plant(odd)  # type: ignore[operator]
+    keep = 3
+    for round_ in range(6):
+        path.write_text(f"round {round_}\n")
+        notes = transcript.rotate(path, keep)
+        assert not path.exists()
+        assert all("\n" not in note for note in notes)
+        rotated = transcript.read(paths, "a1", lines=50, generation="all").splitlines()
+        assert rotated == [f"round {r}" for r in range(max(0, round_ - keep + 1), round_ + 1)]  # newest kept, in order
+    assert target.read_text() == "secret\n"  # never written through, never removed
+    kept = {p.name for p in path.parent.iterdir()}
+    if plant is _directory:
+        assert odd.is_dir()  # left alone: a directory may hold anything
+        assert kept == {odd.name} | {f"a1.log.{i}" for i in (1, 2, 3, 4) if i != index}
+    else:
+        assert not odd.is_symlink()  # the odd file itself is gone (or replaced by a transcript)
+        assert kept == {f"a1.log.{i}" for i in (1, 2, 3)}
+    for name in kept - {odd.name}:
+        assert (path.parent / name).is_file()
+        assert not (path.parent / name).is_symlink()
+
+
+def test_doctor_names_every_odd_transcript_file_and_nothing_else(paths: FleetPaths, tmp_path: Path) -> None:
+    from fleetlib.doctor import check_transcripts
+
+    logs = transcript.log_dir(paths)
+    assert check_transcripts(tmp_path / "missing").ok
+    write(paths, "x\n")
+    write(paths, "y\n", ".1")
+    for other in ("a1.log.0", "a1.log.01", "a1.log.x", "a1.logs", "notes"):
+        (logs / other).mkdir()
+    assert check_transcripts(logs).ok
+    os.mkfifo(logs / "a2.log")
+    (logs / "a1.log.3").symlink_to(tmp_path / "nowhere")
+    check = check_transcripts(logs)
+    assert not check.ok
+    assert check.detail.startswith(f"not a regular file: {logs}/a1.log.3 is a symlink; {logs}/a2.log is a FIFO")
+    assert check.fix == f"remove it: `rm -r {logs}/a1.log.3` `rm -r {logs}/a2.log`"
+
+
+def test_rotate_says_what_it_did_about_odd_files(paths: FleetPaths, tmp_path: Path) -> None:
+    path = write(paths, "now\n")
+    transcript.rotated(path, 1).symlink_to(_outside(tmp_path))
+    transcript.rotated(path, 2).mkdir()
+    notes = transcript.rotate(path, 3)
+    assert any(str(transcript.rotated(path, 1)) in note and "symlink" in note for note in notes), notes
+    assert any(str(transcript.rotated(path, 2)) in note and "directory" in note for note in notes), notes
+    assert transcript.rotate(path, 3) == [note for note in notes if "directory" in note]  # said again while there
 
 
 @pytest.mark.parametrize("plant", [_fifo, _directory], ids=["fifo", "directory"])
