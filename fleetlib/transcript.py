@@ -598,15 +598,14 @@ def rotate(path: Path, keep: int) -> list[str]:
         mode = os.lstat(path).st_mode
         if not stat.S_ISREG(mode):
             raise not_regular(path, "transcript", mode)
+    current = os.path.lexists(path)  # False: nothing to rotate (the pipe has not reopened it yet)
     files, skipped, notes = _rotated_files(path)
-    sources = ([0] if os.path.lexists(path) else []) + files  # newest first; 0 is ``path`` itself
+    sources = ([0] if current else []) + files  # newest first; 0 stands for ``path`` itself
     for index in sources[keep:]:
         _remove(path if index == 0 else rotated(path, index))
-    if sources[:1] != [0]:  # nothing to rotate (the pipe has not reopened it yet)
-        return notes
     # Each kept file moves to the next index past its own that holds no directory; the oldest
     # first, so no rename lands on a file that has not moved yet (rename never follows a link).
-    for index in reversed(sources[:keep]):
+    for index in reversed(sources[:keep] if current else []):
         after = index + 1
         while after in skipped:
             after += 1

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -333,6 +334,37 @@ def test_doctor_names_every_odd_transcript_file_and_nothing_else(paths: FleetPat
     assert not check.ok
     assert check.detail.startswith(f"not a regular file: {logs}/a1.log.3 is a symlink; {logs}/a2.log is a FIFO")
     assert check.fix == f"remove it: `rm -r {logs}/a1.log.3` `rm -r {logs}/a2.log`"
+
+
+@given(
+    layout=st.dictionaries(st.integers(1, 7), st.sampled_from(["file", "directory", "symlink", "fifo"]), max_size=7),
+    keep=st.integers(0, 5),
+    current=st.booleans(),
+)
+def test_rotation_keeps_the_newest_keep_files_in_order_whatever_sits_at_the_rotated_names(
+    layout: dict[int, str], keep: int, current: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path, target = Path(tmp) / "a1.log", Path(tmp) / "target"
+        target.write_text("secret\n")
+        for index, kind in layout.items():
+            odd = transcript.rotated(path, index)
+            {"file": lambda p, i=index: p.write_text(f"{i}\n"), "directory": Path.mkdir,
+             "symlink": lambda p: p.symlink_to(target), "fifo": os.mkfifo}[kind](odd)  # fmt: skip
+        if current:
+            path.write_text("0\n")
+        transcript.rotate(path, keep)
+        order = [i for i in sorted(layout) if layout[i] == "file"]  # newest first
+        expected = ([0] if current else []) + order
+        found = sorted(transcript._rotated_indices(path))
+        kept = [int(transcript.rotated(path, i).read_text()) for i in found if layout.get(i) != "directory"]
+        assert kept == expected[:keep]  # the newest keep files, still newest first by index
+        assert [i for i in found if layout.get(i) == "directory"] == sorted(
+            i for i, kind in layout.items() if kind == "directory"
+        )  # directories stay where they are
+        assert not any(transcript.rotated(path, i).is_symlink() for i in found)
+        assert target.read_text() == "secret\n"
+        assert not path.exists()  # renamed, or removed with keep 0
 
 
 def test_rotate_says_what_it_did_about_odd_files(paths: FleetPaths, tmp_path: Path) -> None:
