@@ -13,12 +13,15 @@ BENCHMARKS = {
     "cli": "benchmarks.cli_bench",
     "activity": "benchmarks.activity_bench",
     "hosts": "benchmarks.hosts_bench",
+    "transcript": "benchmarks.transcript_bench",
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="*", default=list(BENCHMARKS), help="which benchmarks to run: lock, fleet, cli")
+    parser.add_argument(
+        "which", nargs="*", default=list(BENCHMARKS), help="which benchmarks to run: " + ", ".join(BENCHMARKS)
+    )
     parser.add_argument("--quick", action="store_true", help="fewer samples; skip the 30 s reference crash case")
     args = parser.parse_args()
     unknown = sorted(set(args.which) - set(BENCHMARKS))

@@ -49,7 +49,7 @@ from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
 from fleetlib.broadcast import SendResult, send_to
 from fleetlib.doctor import Check, diagnose
 from fleetlib.errors import FleetError
-from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
+from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger, read_message
 from fleetlib.paths import FleetPaths
 from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_progress
 from fleetlib.roster import Roster, load_roster
@@ -421,8 +421,7 @@ def fleet_send(
     loaded = load_roster(paths.roster)
     messenger = make_messenger(paths, loaded, dry_run, quiet=json)
     names = messenger.roster.names() if all else [messenger.roster.get(agent).name]
-    # A message piped in ends with the newline `echo` adds; Enter already submits it.
-    text = sys.stdin.read().removesuffix("\n") if message == "-" else message
+    text = read_message(message, sys.stdin.buffer)
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
     if loaded.hosts:

@@ -8,9 +8,10 @@ Checks, in order: the roster loads; tmux is installed and new enough; a systemd 
 manager answers; lingering is enabled (without it the user manager, and the fleet, stop
 at logout); the installed units are exactly what the roster would generate (no drift);
 every agent's command resolves on the PATH its units (or this shell) carry and every
-``cwd`` exists; the run dir is owned by this user and not writable by others; no stale
-restart lock is left behind; a running fleet has its watcher. On the tmux backend chosen
-on purpose the systemd checks are reported as skipped (they pass).
+``cwd`` exists; the run dir is owned by this user and not writable by others; every
+transcript (and rotated transcript) is a regular file; no stale restart lock is left
+behind; a running fleet has its watcher. On the tmux backend chosen on purpose the
+systemd checks are reported as skipped (they pass).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import watcher
+from fleetlib import transcript, watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
+from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
 from fleetlib.systemd import WATCHER_UNIT
 from fleetlib.tmux import SESSION
@@ -233,6 +235,24 @@ def check_run_dir(run_dir: Path, uid: int) -> Check:
     return passed(name, f"{run_dir} is yours, mode {mode:04o}")
 
 
+def check_transcripts(directory: Path) -> Check:
+    """Every transcript name and rotated name in the transcripts directory holds a regular
+    file (:func:`fleetlib.transcript.odd_files`): a symlink there once stopped rotation."""
+    name = "transcripts"
+    try:
+        odd = transcript.odd_files(directory)
+    except FleetError as exc:
+        return failed(name, str(exc), f"check the permissions of {directory}")
+    if odd:
+        found = "; ".join(f"{path} is {kind_of(mode)}" for path, mode in odd)
+        return failed(
+            name,
+            f"not a regular file: {found} (readers skip a rotated one; at <name>.log the agent cannot start)",
+            "remove it: " + " ".join(f"`rm -r {shlex.quote(str(path))}`" for path, _ in odd),
+        )
+    return passed(name, f"{directory}: every transcript is a regular file")
+
+
 def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) -> Check:
     """A running fleet has its watcher (agent states, notifications, transcript rotation)."""
     name = "watcher"
@@ -328,6 +348,7 @@ def diagnose(
         checks.append(check_commands(roster, path_env, where))
         checks.append(check_cwds(roster, Path(env.get("HOME") or Path.home())))
     checks.append(check_run_dir(paths.run_dir, os.geteuid()))
+    checks.append(check_transcripts(transcript.log_dir(paths)))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
     if tmux_bin is None:
         checks.append(skipped("watcher", "tmux is not installed"))

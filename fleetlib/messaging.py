@@ -9,7 +9,13 @@ ESC, the other C0 controls except tab and newline, DEL and the C1 controls
 become ``\n``. So no message can end the bracketed paste (``ESC[201~`` arrives as the
 text ``[201~``), start an escape sequence, or submit anything by itself: only the one
 Enter ``send`` types after the paste submits. A NUL byte is refused (one line), as is a
-message over :data:`MAX_MESSAGE_BYTES` (4 MiB of UTF-8).
+message over :data:`MAX_MESSAGE_BYTES` (4 MiB of UTF-8) or one that is not valid UTF-8.
+
+A newline stays text only inside a bracketed paste, which the agent's program must have
+turned on; elsewhere it is an Enter. A message with line breaks is therefore refused (one
+line, exit 2, nothing typed) unless the agent's pane takes bracketed paste
+(:func:`newlines_stay_text`: tmux's record where tmux 3.7+ keeps one, else the runtime's
+declaration; custom runtimes and ``shell`` do not).
 
 Delivery is literal. The cleaned text is loaded into a private tmux paste buffer through a
 pipe (``load-buffer -b NAME -``, the text on stdin: never argv, whose size is limited), is
@@ -47,7 +53,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from fleetlib import activity, tmux
 from fleetlib.atomic import edit_lock
@@ -55,7 +61,7 @@ from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
-from fleetlib.runtimes import ScreenRules
+from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
 
 VERIFY_TIMEOUT_S: Final = 15.0
 SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
@@ -64,6 +70,9 @@ POLL_S: Final = 0.1
 QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
 TAIL_LINES: Final = 8
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
+# tmux's record of whether the pane's program turned bracketed paste on; tmux before 3.7
+# has no such format and expands it to "".
+PASTE_FLAG_FORMAT: Final = "#{bracket_paste_flag}"
 # Removed from every message: C0 controls but tab and newline (ESC among them), DEL, C1.
 _CONTROLS: Final = re.compile("[\x01-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -72,8 +81,10 @@ def clean_message(message: str) -> str:
     """The text a message delivers: ``\r\n`` and ``\r`` become ``\n``; ESC, the other C0
     controls except tab and newline, DEL and C1 controls are removed; the rest is kept as is.
 
-    Raises a one-line FleetError for a NUL byte or a result over ``MAX_MESSAGE_BYTES``.
+    Raises a one-line FleetError for text that is not valid UTF-8 (:func:`check_utf8`), a
+    NUL byte or a result over ``MAX_MESSAGE_BYTES``.
     """
+    check_utf8(message)
     nul = message.find("\0")
     if nul >= 0:
         raise FleetError(
@@ -86,6 +97,46 @@ def clean_message(message: str) -> str:
             f"the message is too long ({size} bytes; the maximum is {MAX_MESSAGE_BYTES} bytes); send it in parts"
         )
     return cleaned
+
+
+def check_utf8(message: str) -> str:
+    """``message`` if it can be sent as UTF-8; a one-line FleetError naming the first bad
+    byte otherwise. Bytes that are not UTF-8 reach Python as lone surrogates (argv and
+    :func:`read_message` decode with ``surrogateescape``); no tmux client could take them."""
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = message[exc.start]
+        what = f"byte 0x{ord(bad) - 0xDC00:02x}" if "\udc80" <= bad <= "\udcff" else f"U+{ord(bad):04X}"
+        raise FleetError(
+            f"the message is not valid UTF-8 ({what} at character {exc.start}); "
+            "send UTF-8 text (convert it first, e.g. with `iconv -t UTF-8`)"
+        ) from None
+    return message
+
+
+def read_message(argument: str, stdin: BinaryIO) -> str:
+    """The message a ``--message`` argument gives: the text itself, or for ``-`` what
+    ``stdin`` holds, less one trailing line end (the one ``echo`` adds: Enter already
+    submits). A message that is not valid UTF-8 is a one-line FleetError (exit 2)."""
+    if argument == "-":
+        argument = stdin.read().decode("utf-8", "surrogateescape")
+        for end in ("\r\n", "\n", "\r"):
+            if argument.endswith(end):
+                argument = argument.removesuffix(end)
+                break
+    return check_utf8(argument)
+
+
+def newlines_stay_text(runtime: str, pane_flag: str) -> bool:
+    """Whether a newline pasted into an agent's pane stays text rather than acting as Enter:
+    only while its program has bracketed paste on. ``pane_flag`` is tmux's record of the
+    pane's mode (:data:`PASTE_FLAG_FORMAT`: ``1`` or ``0``) where tmux reports it (3.7 and
+    later) and decides; otherwise (empty) the runtime's declaration does
+    (:func:`fleetlib.runtimes.takes_bracketed_paste`), and a custom runtime is not trusted."""
+    if pane_flag in ("0", "1"):
+        return pane_flag == "1"
+    return takes_bracketed_paste(runtime)
 
 
 def check_timeout(timeout: float) -> float:
@@ -204,6 +255,8 @@ class Messenger(FleetContext):
         if not text:
             raise FleetError("the message has only control characters; nothing to send")
         self.require_running(name)
+        if "\n" in text:
+            self._check_newlines(name, text)
         target = tmux.window_target(name)
         buffer = f"fleet-send-{uuid.uuid4().hex}"
         load = [*self._base(), "load-buffer", "-b", buffer, "-"]
@@ -231,6 +284,27 @@ class Messenger(FleetContext):
                 return f"sent {len(text)} characters to {name} (not verified)"
             self._verify(name, before, text, timeout, rules, answering=state == "waiting")
         return f"sent {len(text)} characters to {name}: accepted"
+
+    def _check_newlines(self, name: str, text: str) -> None:
+        """A one-line FleetError (exit 2, nothing typed) unless the newlines of ``text`` stay
+        text in the agent's pane (:func:`newlines_stay_text`): without bracketed paste each
+        would be an Enter, and the lines before it would be submitted on their own. There is
+        no portable way to type a newline that does not submit (``\\`` joins the lines of a
+        shell command, Ctrl-V Ctrl-J is readline's and zle's only), so the message is refused."""
+        runtime = self.roster.get(name).runtime
+        flag = ""
+        if not self.runner.dry_run:
+            shown = self._tmux(
+                [*self._base(), "display-message", "-p", "-t", tmux.window_target(name), PASTE_FLAG_FORMAT]
+            )
+            flag = shown.stdout.strip() if shown.ok else ""
+        if not newlines_stay_text(runtime, flag):
+            breaks = text.count("\n")
+            raise FleetError(
+                f"agent {name!r} (runtime {runtime!r}) does not take bracketed paste, so each of the message's "
+                f"{breaks} line break(s) would act as Enter and submit the text before it on its own; nothing was "
+                "sent: send one line per message, or join the lines"
+            )
 
     def _ready(self, name: str, rules: ScreenRules, timeout: float, *, wait: bool, answer: bool) -> tuple[str, str]:
         """The scroll-back before the send and the state it starts from, once the agent may

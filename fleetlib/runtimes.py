@@ -112,6 +112,9 @@ class Runtime:
 
     ``busy_pattern``: a regex the runtime's screen shows once it is working on a message;
     seeing it after a send also counts as accepted (see ``fleetlib.messaging``).
+    ``bracketed_paste``: its program turns on bracketed paste (``ESC[?2004h``) while it reads
+    a message, so a newline inside a paste is text; without it every newline is an Enter and
+    a multi-line message would be submitted line by line (``fleet send`` refuses it).
     """
 
     name: str
@@ -119,17 +122,40 @@ class Runtime:
     description: str
     busy_pattern: str | None = None
     screen: ScreenRules = ScreenRules()
+    bracketed_paste: bool = False
 
 
 RUNTIMES: Final[dict[str, Runtime]] = {
     rt.name: rt
     for rt in (
+        # The four agent TUIs turn bracketed paste on for their input box (Ink, ratatui/crossterm,
+        # Bubble Tea): a pasted newline is a line break in the message, only Enter submits.
         Runtime(
-            "claude", ("claude",), "Anthropic Claude Code CLI", busy_pattern=r"esc to interrupt", screen=CLAUDE_SCREEN
+            "claude",
+            ("claude",),
+            "Anthropic Claude Code CLI",
+            busy_pattern=r"esc to interrupt",
+            screen=CLAUDE_SCREEN,
+            bracketed_paste=True,
         ),
-        Runtime("codex", ("codex",), "OpenAI Codex CLI", busy_pattern=r"esc to interrupt", screen=CODEX_SCREEN),
-        Runtime("gemini", ("gemini",), "Google Gemini CLI", busy_pattern=r"esc to cancel", screen=GEMINI_SCREEN),
-        Runtime("opencode", ("opencode",), "opencode CLI", screen=OPENCODE_SCREEN),
+        Runtime(
+            "codex",
+            ("codex",),
+            "OpenAI Codex CLI",
+            busy_pattern=r"esc to interrupt",
+            screen=CODEX_SCREEN,
+            bracketed_paste=True,
+        ),
+        Runtime(
+            "gemini",
+            ("gemini",),
+            "Google Gemini CLI",
+            busy_pattern=r"esc to cancel",
+            screen=GEMINI_SCREEN,
+            bracketed_paste=True,
+        ),
+        Runtime("opencode", ("opencode",), "opencode CLI", screen=OPENCODE_SCREEN, bracketed_paste=True),
+        # `sh -i` (dash on Debian) has no bracketed paste: each newline runs the line before it.
         Runtime("shell", ("sh", "-i"), "an interactive POSIX shell (for testing and scripts)", screen=SHELL_SCREEN),
     )
 }
@@ -139,6 +165,13 @@ def busy_pattern(runtime: str) -> str | None:
     """The runtime's busy pattern; None for custom runtimes and those without one."""
     known = RUNTIMES.get(runtime)
     return known.busy_pattern if known else None
+
+
+def takes_bracketed_paste(runtime: str) -> bool:
+    """Whether the runtime's program turns bracketed paste on (:attr:`Runtime.bracketed_paste`);
+    False for custom runtimes: nobody can tell what their program does."""
+    known = RUNTIMES.get(runtime)
+    return known.bracketed_paste if known else False
 
 
 def known_runtime_names() -> list[str]:

@@ -27,13 +27,16 @@ the roster's ``log_max_bytes``, then :func:`rotate` with ``log_keep`` and runs
 :func:`repipe_commands` in one tmux client: the rename keeps the running ``cat`` writing
 into ``<name>.log.1`` (same inode); the new pipe's ``cat`` opens a fresh ``<name>.log``;
 the old ``cat`` drains into the renamed file and exits. Lines are never split between
-the files out of order: everything before the ``pipe-pane`` is in the old file.
+the files out of order: everything before the ``pipe-pane`` is in the old file. An odd
+file at a rotated name never stops rotation and is never followed (:func:`rotate`).
 
 **Reading** (:func:`read`, :func:`follow`) treats ``<name>.log.K ... <name>.log.1,
 <name>.log`` as one stream, strips terminal control sequences (:func:`strip_terminal`)
-and reads only the tail it needs (from the end, at most :data:`READ_CAP` bytes). Every
-file is opened like the run dir's files (:func:`fleetlib.rundir.open_regular`: no
-symlinks, never blocking); a FIFO or directory at a log path is one error line.
+and reads only the tail it needs (from the end, at most :data:`READ_CAP` bytes), in
+time linear in what it reads, whatever the bytes. Every file is opened like the run
+dir's files (:func:`fleetlib.rundir.open_regular`: no symlinks, never blocking); a FIFO,
+directory or symlink at ``<name>.log`` is one error line, one at a rotated name is
+skipped.
 """
 
 from __future__ import annotations
@@ -52,7 +55,15 @@ from typing import Final, Literal, get_args
 
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
-from fleetlib.rundir import RunFileError, ensure_private_dir, not_regular, open_regular, os_errors, read_fd_capped
+from fleetlib.rundir import (
+    RunFileError,
+    ensure_private_dir,
+    kind_of,
+    not_regular,
+    open_regular,
+    os_errors,
+    read_fd_capped,
+)
 
 LOGS_DIR_NAME: Final = "logs"
 SUFFIX: Final = ".log"
@@ -173,7 +184,9 @@ _SEQUENCES: Final = re.compile(
 # What stays after the sequences are gone: newline, tab, carriage return and backspace
 # (resolved below); every other C0 control, DEL and the C1 controls are dropped.
 _CONTROLS: Final = re.compile("[\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
-_LINE_ENDS: Final = re.compile("\r+\n")
+# A match may only begin at the first \r of a run: a plain "\r+\n" retries from every \r of
+# a run that no \n ends (a redraw-heavy TUI writes such runs), quadratic in the run's length.
+_LINE_ENDS: Final = re.compile("(?<!\r)\r+\n")
 
 
 def strip_terminal(text: str) -> str:
@@ -230,11 +243,16 @@ def _open_read(path: Path) -> int | None:
 
 def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
     """Open ``path.N ... path.1, path`` (oldest first, only those that exist); the size
-    of ``path`` itself is taken as at most ``last_size`` when given."""
+    of ``path`` itself is taken as at most ``last_size`` when given. A rotated name that
+    holds no regular file (a symlink, FIFO, directory ...) is skipped, never followed:
+    rotation goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
+    :class:`fleetlib.rundir.RunFileError`."""
     indices = sorted(_rotated_indices(path), reverse=True)
     opened: list[tuple[int, _Part]] = []
     try:
         for candidate in [*(rotated(path, i) for i in indices), path]:
+            if candidate != path and _odd(candidate):
+                continue
             fd = _open_read(candidate)
             if fd is not None:
                 with os_errors("inspect", candidate):
@@ -249,6 +267,15 @@ def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
     return opened
 
 
+def _odd(path: Path) -> bool:
+    """Whether something other than a regular file is at ``path`` (False when nothing is)."""
+    with os_errors("inspect", path):
+        try:
+            return not stat.S_ISREG(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return False
+
+
 def _rotated_indices(path: Path) -> list[int]:
     """The ``N`` of every ``<path>.N`` (N >= 1, written without leading zeros) beside ``path``."""
     prefix = f"{path.name}."
@@ -257,12 +284,39 @@ def _rotated_indices(path: Path) -> list[int]:
             names = os.listdir(path.parent)
         except FileNotFoundError:
             return []
-    indices = []
+    indices = [_index(entry[len(prefix) :]) for entry in names if entry.startswith(prefix)]
+    return [index for index in indices if index is not None]
+
+
+def _index(text: str) -> int | None:
+    """``N`` when ``text`` is a rotated file's index (1 to 99999, no leading zeros); else None."""
+    if text.isdigit() and len(text) < 6 and text == str(int(text)) and int(text) >= 1:
+        return int(text)
+    return None
+
+
+def odd_files(directory: Path) -> list[tuple[Path, int]]:
+    """Every transcript name (``<name>.log``) or rotated name (``<name>.log.N``) in the
+    transcripts ``directory`` that holds something other than a regular file, with its
+    ``lstat`` mode, sorted by path (none when the directory does not exist). ``fleet
+    doctor`` reports them: one at a transcript name stops the agent's start
+    (:func:`ensure_log_dir`); one at a rotated name is skipped by readers and removed or
+    skipped by :func:`rotate`. :class:`fleetlib.rundir.RunFileError` if it cannot be listed."""
+    with os_errors("list", directory):
+        try:
+            names = sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+    found = []
     for entry in names:
-        rest = entry[len(prefix) :] if entry.startswith(prefix) else ""
-        if rest.isdigit() and len(rest) < 6 and rest == str(int(rest)) and int(rest) >= 1:
-            indices.append(int(rest))
-    return indices
+        base, _, tail = entry.rpartition(".")
+        if not (entry.endswith(SUFFIX) or (base.endswith(SUFFIX) and _index(tail) is not None)):
+            continue
+        with os_errors("inspect", directory / entry), contextlib.suppress(FileNotFoundError):
+            mode = os.lstat(directory / entry).st_mode
+            if not stat.S_ISREG(mode):
+                found.append((directory / entry, mode))
+    return found
 
 
 def _tail(opened: Sequence[tuple[int, _Part]], wanted: Callable[[bytes, bool], bool], cap: int) -> tuple[bytes, bool]:
@@ -520,41 +574,70 @@ def needs_rotation(path: Path, max_bytes: int) -> bool:
     return info.st_size >= max_bytes
 
 
-def rotate(path: Path, keep: int) -> None:
+def rotate(path: Path, keep: int) -> list[str]:
     """Rename ``path`` to ``path.1``, ``path.1`` to ``path.2`` ... keeping at most ``keep``
     rotated files (the roster's ``log_keep``; 0 removes the transcript instead): older ones,
     also beyond a larger ``keep`` used before, are deleted first.
 
     A writer holding the file open keeps writing into the renamed file; call
-    :func:`repipe_commands` next so the pane's pipe opens a fresh ``path``. Only regular
-    files are renamed or removed: anything else at one of these names is a
-    :class:`fleetlib.rundir.RunFileError` (one line) and nothing is renamed. Without
-    ``path`` nothing is renamed (rotated files beyond ``keep`` are still removed), so
+    :func:`repipe_commands` next so the pane's pipe opens a fresh ``path``. Without
+    ``path`` nothing is renamed (only rotated files beyond ``keep`` are removed), so
     calling it again before the pipe reopened ``path`` does not push out old files.
     One rotator at a time (the watcher): concurrent rotations of one path are not safe.
+
+    Something other than a regular file at ``path`` is a
+    :class:`fleetlib.rundir.RunFileError` (one line) and nothing changes. One at a rotated
+    name never stops rotation and is never followed: a symlink, FIFO, socket or device is
+    removed (the name only: what a symlink points to is untouched); a directory is left as
+    it is and skipped (files move past it to the next free index, so the order by index
+    still runs from newest to oldest). Returns one line per such file, saying what was done.
     """
     if keep < 0:
         raise FleetError(f"keep must be at least 0, not {keep}")
-    indices = _rotated_indices(path)
-    for candidate in [path, *(rotated(path, i) for i in indices)]:
-        with os_errors("inspect", candidate), contextlib.suppress(FileNotFoundError):
-            mode = os.lstat(candidate).st_mode
-            if not stat.S_ISREG(mode):
-                raise not_regular(candidate, "transcript", mode)
-    if not os.path.lexists(path):  # nothing to rotate (the pipe has not reopened it yet)
-        for index in sorted(i for i in indices if i > keep):
-            _remove(rotated(path, index))
-        return
-    for index in sorted(i for i in indices if i >= keep):
-        _remove(rotated(path, index))
-    if keep == 0:
-        _remove(path)
-        return
-    for index in sorted((i for i in indices if i < keep), reverse=True):
-        with os_errors("rename", rotated(path, index)):
-            os.rename(rotated(path, index), rotated(path, index + 1))
-    with os_errors("rename", path), contextlib.suppress(FileNotFoundError):
-        os.rename(path, rotated(path, 1))
+    with os_errors("inspect", path), contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_regular(path, "transcript", mode)
+    current = os.path.lexists(path)  # False: nothing to rotate (the pipe has not reopened it yet)
+    files, skipped, notes = _rotated_files(path)
+    sources = ([0] if current else []) + files  # newest first; 0 stands for ``path`` itself
+    for index in sources[keep:]:
+        _remove(path if index == 0 else rotated(path, index))
+    # Each kept file moves to the next index past its own that holds no directory; the oldest
+    # first, so no rename lands on a file that has not moved yet (rename never follows a link).
+    for index in reversed(sources[:keep] if current else []):
+        after = index + 1
+        while after in skipped:
+            after += 1
+        source = path if index == 0 else rotated(path, index)
+        with os_errors("rename", source), contextlib.suppress(FileNotFoundError):
+            os.rename(source, rotated(path, after))
+    return notes
+
+
+def _rotated_files(path: Path) -> tuple[list[int], set[int], list[str]]:
+    """The indices of the regular rotated files of ``path`` (ascending: newest first), those
+    of directories (skipped), and a line per odd file, after removing every odd file that
+    is not a directory (:func:`rotate`)."""
+    files: list[int] = []
+    skipped: set[int] = set()
+    notes: list[str] = []
+    for index in sorted(_rotated_indices(path)):
+        candidate = rotated(path, index)
+        with os_errors("inspect", candidate):
+            try:
+                mode = os.lstat(candidate).st_mode
+            except FileNotFoundError:
+                continue
+        if stat.S_ISREG(mode):
+            files.append(index)
+        elif stat.S_ISDIR(mode):
+            skipped.add(index)
+            notes.append(f"{candidate} is a directory, not a transcript: left as it is and skipped (rm -r it)")
+        else:
+            _remove(candidate)  # unlink never follows a symlink: its target stays untouched
+            notes.append(f"removed {candidate}: it was {kind_of(mode)}, not a transcript")
+    return files, skipped, notes
 
 
 def _remove(path: Path) -> None:

@@ -327,6 +327,7 @@ class Watcher:
     notify_timeout: float = NOTIFY_TIMEOUT_S
     max_notifications: int = MAX_NOTIFICATIONS
     rotate_errors: dict[str, str] = field(default_factory=dict)  # what was said per agent
+    rotate_notes: dict[str, str] = field(default_factory=dict)  # what its last rotation said about odd files
     config_stamp: tuple[int, int] | None = None
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
@@ -490,8 +491,8 @@ class Watcher:
             path = Path(agent.log)
             try:
                 grown = transcript.needs_rotation(path, agent.log_max_bytes)
-                if grown:
-                    transcript.rotate(path, agent.log_keep)
+                # An odd file among the rotated names is removed or skipped: rotation goes on.
+                notes = "\n".join(transcript.rotate(path, agent.log_keep)) if grown else None
             except (OSError, RunFileError) as exc:
                 # Said once, not every few seconds: the journal (or window) would fill with
                 # it while the user has not fixed it yet; said again when it changes.
@@ -500,6 +501,11 @@ class Watcher:
                 self.rotate_errors[name] = str(exc)
                 continue
             self.rotate_errors.pop(name, None)
+            if notes is not None:  # like errors, what rotation did about odd files is said once
+                if notes and self.rotate_notes.get(name) != notes:
+                    for note in notes.splitlines():
+                        print(f"fleet watcher: rotating {path}: {note}", file=sys.stderr, flush=True)
+                self.rotate_notes[name] = notes
             if grown or not window.piped:
                 commands += [*transcript.repipe_commands(name, path), ";"]
         if commands:

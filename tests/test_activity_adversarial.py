@@ -26,6 +26,7 @@ import pytest
 
 from fleetlib import tmux, transcript, watcher
 from fleetlib.activity import Debouncer, Transition
+from fleetlib.runner import DryRunRunner
 from fleetlib.watcher import Watcher, WatcherConfig, read_config
 from tests.conftest import REPO, run_inv
 from tests.test_fleet_tmux import TmuxEnv
@@ -532,7 +533,7 @@ def test_fleet_wait_for_a_stopped_agent_times_out_naming_its_state(fleet: Fleet)
     assert fleet.tmux("list-sessions").returncode != 0  # a wait starts nothing
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "rotated-directory"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
 def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet, tmp_path: Path, kind: str) -> None:
     fleet.agents(fleet.claude("cl"))
     logs = fleet.home / "fleet" / "logs"
@@ -542,16 +543,35 @@ def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet,
         os.mkfifo(log)
     elif kind == "directory":
         log.mkdir()
-    elif kind == "symlink":
+    else:
         (tmp_path / "other").write_text("==> fleet: generation started x pid 1: y\nsecret\n")
         log.symlink_to(tmp_path / "other")
-    else:
-        log.write_text("==> fleet: generation started x pid 1: y\nnow\n")
-        (logs / "cl.log.1").mkdir()
     for extra in ([], ["--generation", "previous"], ["--generation", "all"]):
         line = one_line_error(run_inv(["fleet.logs", "--agent", "cl", *extra], fleet.env, timeout=LIMIT_S), 2)
         assert str(logs) in line
         assert "secret" not in line
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_an_odd_file_at_a_rotated_name_is_skipped_never_followed(fleet: Fleet, tmp_path: Path, kind: str) -> None:
+    # Defect: an odd <name>.log.N made every `fleet logs` exit 2, even for the current generation.
+    fleet.agents(fleet.claude("cl"))
+    logs = fleet.home / "fleet" / "logs"
+    logs.mkdir(parents=True, mode=0o700)
+    (logs / "cl.log").write_text("==> fleet: generation started x pid 1: y\nnow\n")
+    odd = logs / "cl.log.1"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "directory":
+        odd.mkdir()
+    else:
+        (tmp_path / "other").write_text("==> fleet: generation started x pid 0: y\nsecret\n")
+        odd.symlink_to(tmp_path / "other")
+    for extra in ([], ["--generation", "all"]):
+        shown = run_inv(["fleet.logs", "--agent", "cl", *extra], fleet.env, timeout=LIMIT_S)
+        assert (shown.returncode, shown.stdout.splitlines()[1:]) == (0, ["now"]), shown.stderr
+    previous = run_inv(["fleet.logs", "--agent", "cl", "--generation", "previous"], fleet.env, timeout=LIMIT_S)
+    assert "secret" not in one_line_error(previous, 1)  # no previous generation: the odd file is not read
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
@@ -626,8 +646,8 @@ def test_a_transcript_that_cannot_be_rotated_is_said_once_and_nothing_is_renamed
     # Defect: "cannot rotate" was printed every 5 s for as long as the odd file stayed
     # (17 000 journal lines a day under systemd).
     log = tmp_path / "a.log"
-    log.write_bytes(b"x" * 8192)
-    (tmp_path / "a.log.1").mkdir()
+    os.mkfifo(log)
+    (tmp_path / "a.log.1").write_bytes(b"old\n")
     (tmp_path / "watcher.json").write_text(json.dumps(_agent(log=str(log), log_keep=2)))
     seen = Watcher(tmp_path)
     seen._reload()
@@ -637,9 +657,34 @@ def test_a_transcript_that_cannot_be_rotated_is_said_once_and_nothing_is_renamed
         seen._rotate(seen.config, windows)
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1, said
-    assert "is a directory" in said[0]
-    assert log.stat().st_size == 8192  # nothing renamed
+    assert "is a FIFO" in said[0]
+    assert (tmp_path / "a.log.1").read_bytes() == b"old\n"  # nothing renamed
+    assert not (tmp_path / "a.log.2").exists()
+
+
+def test_a_directory_at_a_rotated_name_is_skipped_and_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Defect: any odd file at <name>.log.N stopped rotation for good (the transcript grew
+    # without bound). A directory is left alone and skipped; rotation goes on.
+    log = tmp_path / "a.log"
+    (tmp_path / "a.log.1").mkdir()
+    (tmp_path / "watcher.json").write_text(json.dumps(_agent(log=str(log), log_keep=2)))
+    seen = Watcher(tmp_path, runner=DryRunRunner(echo=lambda _: None))  # no tmux: the repipe is not run
+    seen._reload()
+    assert seen.config is not None
+    windows = {"a": tmux.Window("a", 1, False, pane_id="%1", piped=True)}
+    for round_ in range(4):
+        log.write_bytes(b"%d\n" % round_ + b"x" * 8192)
+        seen._rotate(seen.config, windows)
+        assert not log.exists()
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1, said
+    assert f"{tmp_path}/a.log.1 is a directory" in said[0]
     assert (tmp_path / "a.log.1").is_dir()
+    assert sorted(p.name for p in tmp_path.glob("a.log.*")) == ["a.log.1", "a.log.2", "a.log.3"]
+    assert (tmp_path / "a.log.2").read_bytes().startswith(b"3\n")  # the newest first, past the directory
+    assert (tmp_path / "a.log.3").read_bytes().startswith(b"2\n")
 
 
 # --------------------------------------------------------------------------- the clock

@@ -18,11 +18,14 @@ from tests.test_fleet_tmux import TmuxEnv
 pytestmark = pytest.mark.tmux
 
 # A small interactive agent: prints a prompt, reads lines, logs the raw bytes, and (in ack
-# mode) acknowledges each line; in mute mode it reads and logs but never answers.
+# mode) acknowledges each line; in mute mode it reads and logs but never answers; in paste
+# mode it acknowledges and asks for bracketed paste first, as agent TUIs do.
 AGENT = """
 import sys
 log = open(sys.argv[1], "ab", buffering=0)
-ack = sys.argv[2] == "ack"
+ack = sys.argv[2] in ("ack", "paste")
+if sys.argv[2] == "paste":
+    sys.stdout.write("\\033[?2004h")
 sys.stdout.write("ready> "); sys.stdout.flush()
 while True:
     line = sys.stdin.buffer.readline()
@@ -39,16 +42,18 @@ def menv(tmp_path: Path) -> Iterator[TmuxEnv]:
     env = TmuxEnv(tmp_path)
     script = tmp_path / "agent.py"
     script.write_text(AGENT)
+    # The pasting agent is labelled with a runtime declared to take bracketed paste.
+    agents = (("talker", "ack", "custom"), ("mute", "mute", "custom"), ("other", "ack", "custom"))
     body = "".join(
-        f"  - name: {name}\n    runtime: custom\n    command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}, "
+        f"  - name: {name}\n    runtime: {runtime}\n    command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}, "
         f"{json.dumps(str(tmp_path / (name + '.log')))}, {mode}]\n"
-        for name, mode in (("talker", "ack"), ("mute", "mute"), ("other", "ack"))
+        for name, mode, runtime in (*agents, ("paster", "paste", "claude"))
     )
     roster = env.home / "fleet" / "roster.yaml"
     roster.parent.mkdir(parents=True)
     roster.write_text("version: 1\nagents:\n" + body)
     env.inv_ok("fleet.start")
-    for name in ("talker", "mute", "other"):
+    for name in ("talker", "mute", "other", "paster"):
         wait_for(lambda n=name: "ready>" in env.inv_ok("fleet.logs", "--agent", n, "--lines", "5"))
     yield env
     subprocess.run(
@@ -96,12 +101,17 @@ def test_awkward_messages_arrive_byte_exact(menv: TmuxEnv, message: str) -> None
     assert received(menv, "talker")[len(before) :] == message.encode() + b"\n"
 
 
-def test_multi_line_message_from_stdin_arrives_byte_exact(menv: TmuxEnv) -> None:
+def test_multi_line_message_from_stdin_arrives_byte_exact_in_one_paste(menv: TmuxEnv) -> None:
     message = "first line\nsecond $(line)\n\tthird; C-c\n"
-    result = menv.inv("fleet.send", "--agent", "talker", "--message", "-", input=message)
+    result = menv.inv("fleet.send", "--agent", "paster", "--message", "-", input=message)
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: received(menv, "talker").count(b"\n") >= 3)
-    assert received(menv, "talker") == b"first line\nsecond $(line)\n\tthird; C-c\n"
+    wait_for(lambda: received(menv, "paster").count(b"\n") >= 3)
+    # One paste: the newlines inside it are text to the agent; only the final Enter submits.
+    assert received(menv, "paster") == b"\x1b[200~first line\nsecond $(line)\n\tthird; C-c\x1b[201~\n"
+    refused = menv.inv("fleet.send", "--agent", "talker", "--message", "-", input=message)
+    assert refused.returncode == 2  # a custom runtime may take each newline as Enter
+    assert "does not take bracketed paste" in refused.stderr
+    assert received(menv, "talker") == b""
 
 
 def test_verification_fails_with_the_pane_tail_when_the_agent_does_not_acknowledge(menv: TmuxEnv) -> None:
@@ -241,3 +251,55 @@ def test_watch_and_attach_use_a_private_view_on_a_real_terminal(menv: TmuxEnv, t
     finally:
         viewer.kill()
         viewer.wait()
+
+
+# --------------------------------------------------------------------------- the starter roster's shell
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[TmuxEnv]:
+    """The fleet `roster.init` writes (one agent ``coder0``, runtime ``shell``: ``sh -i``), running."""
+    env = TmuxEnv(tmp_path)
+    env.inv_ok("roster.init")
+    env.inv_ok("fleet.start")
+    wait_for(lambda: "#" in env.inv_ok("fleet.logs", "--agent", "coder0", "--screen", "--lines", "5"))
+    yield env
+    env.inv("fleet.stop")
+
+
+def run_fleet(env: TmuxEnv, *args: str | bytes, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """`inv` with raw bytes in its arguments and on its stdin (what a shell can pass)."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=REPO, env=env.env, input=stdin, capture_output=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+def screen(env: TmuxEnv) -> str:
+    return env.inv_ok("fleet.logs", "--agent", "coder0", "--screen", "--lines", "50")
+
+
+def test_a_multi_line_send_to_the_shell_runs_nothing_and_says_why(shell: TmuxEnv) -> None:
+    # Defect: `printf 'echo FIRST\necho SECOND' | fleet send --agent a1 --message -` ran the
+    # first line alone: sh never asks for bracketed paste, so each newline was an Enter.
+    refused = run_fleet(shell, "fleet.send", "--agent", "coder0", "--message", "-", stdin=b"echo FIRST\necho SECOND")
+    assert refused.returncode == 2, refused
+    error = refused.stderr.decode().strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("error: agent 'coder0' (runtime 'shell') does not take bracketed paste"), error
+    assert "nothing was sent" in error
+    assert "accepted" in shell.inv_ok("fleet.send", "--agent", "coder0", "--message", "echo MARK-$((6*7))")
+    wait_for(lambda: "MARK-42" in screen(shell).replace("MARK-$((6*7))", ""))
+    assert "FIRST" not in screen(shell)
+
+
+@pytest.mark.parametrize("where", ["argv", "stdin"])
+def test_a_message_that_is_not_utf8_is_one_line_and_nothing_is_sent(shell: TmuxEnv, where: str) -> None:
+    # Defect: `--message $'echo \xff'` (or the same bytes on stdin) ended in a traceback.
+    message, stdin = (b"echo BAD-\xff", b"") if where == "argv" else (b"-", b"echo BAD-\xff\n")
+    refused = run_fleet(shell, "fleet.send", "--agent", "coder0", "--message", message, stdin=stdin)
+    assert refused.returncode == 2, refused
+    error = refused.stderr.decode(errors="replace").strip()
+    assert error.splitlines() == [error]
+    assert error.startswith("error: the message is not valid UTF-8 (byte 0xff at character 9)"), error
+    assert "BAD-" not in screen(shell)

@@ -8,6 +8,7 @@ cooked or echoed).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import shlex
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.messaging import MAX_MESSAGE_BYTES, Messenger, clean_message
+from fleetlib.messaging import MAX_MESSAGE_BYTES, Messenger, clean_message, newlines_stay_text, read_message
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import parse_roster
 from fleetlib.runner import Result, SubprocessRunner
@@ -77,6 +78,56 @@ def test_a_message_over_the_maximum_is_refused_in_one_line() -> None:
         clean_message("é" * (MAX_MESSAGE_BYTES // 2 + 1))  # the limit is in UTF-8 bytes
 
 
+@pytest.mark.parametrize(
+    ("message", "where"),
+    [("echo \udcff", "byte 0xff at character 5"), ("\udcc3(", "byte 0xc3 at character 0"), ("a\ud800", "U+D800")],
+)
+def test_a_message_that_is_not_utf8_is_refused_in_one_line(message: str, where: str) -> None:
+    # Defect: `--message $'echo \xff'` (argv bytes arrive as lone surrogates) ended in a traceback.
+    with pytest.raises(FleetError, match=r"^the message is not valid UTF-8") as caught:
+        clean_message(message)
+    assert where in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("argument", "stdin", "text"),
+    [
+        ("hello", b"", "hello"),
+        ("-", b"piped\n", "piped"),  # the newline echo adds: Enter already submits
+        ("-", b"two\nlines\r\n", "two\nlines"),
+        ("-", b"kept\n\n", "kept\n"),
+        ("-", "ünï ✓\n".encode(), "ünï ✓"),
+    ],
+)
+def test_read_message_from_the_argument_or_stdin(argument: str, stdin: bytes, text: str) -> None:
+    assert read_message(argument, io.BytesIO(stdin)) == text
+
+
+@pytest.mark.parametrize(("argument", "stdin"), [("-", b"echo \xff\n"), ("-", b"\xc3("), ("echo \udcff", b"")])
+def test_read_message_refuses_what_is_not_utf8_in_one_line(argument: str, stdin: bytes) -> None:
+    with pytest.raises(FleetError, match=r"^the message is not valid UTF-8 [(]byte 0x(ff|c3) at character") as caught:
+        read_message(argument, io.BytesIO(stdin))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "pane_flag", "stays_text"),
+    [
+        *((runtime, "", True) for runtime in ("claude", "codex", "gemini", "opencode")),
+        ("shell", "", False),  # sh -i (dash) never asks for bracketed paste
+        ("my-cli", "", False),  # a custom runtime: nobody can tell, so a newline may be Enter
+        ("shell", "1", True),  # tmux 3.7+ reports the pane's own mode: it decides
+        ("claude", "0", False),
+    ],
+)
+def test_newlines_stay_text_only_in_a_pane_that_takes_bracketed_paste(
+    runtime: str, pane_flag: str, stays_text: bool
+) -> None:
+    assert newlines_stay_text(runtime, pane_flag) is stays_text
+
+
 class NoRunner:
     """A runner that must not be used: the checks come before anything runs."""
 
@@ -111,28 +162,43 @@ def test_a_timeout_that_is_not_finite_and_positive_is_refused_before_anything_ru
 # --------------------------------------------------------------------------- real tmux
 
 
-@pytest.fixture
-def pane(tmp_path: Path) -> Iterator[tuple[Messenger, Path]]:
-    """A fleet tmux server with one agent ``big`` whose pane logs every byte it reads.
+def _pane(tmp_path: Path, runtime: str, *, paste: bool) -> Iterator[tuple[Messenger, Path]]:
+    """A fleet tmux server with one agent ``big`` (of ``runtime``) whose pane logs every
+    byte it reads.
 
-    The agent asks for bracketed paste (as real agents do), then puts its tty in raw mode
-    without echo and copies its input to a file, so the file holds exactly what the pane
-    received: the paste markers, the text, and the submitting Enter (a CR).
+    The agent asks for bracketed paste when ``paste`` (as real agents do), then puts its tty
+    in raw mode without echo and copies its input to a file, so the file holds exactly what
+    the pane received: the paste markers, the text, and the submitting Enter (a CR).
     """
     home = tmp_path / "home"
     paths = FleetPaths(home, home / "fleet" / "roster.yaml")
     paths.run_dir.mkdir(parents=True, mode=0o700)
     log = tmp_path / "received"
-    script = f"stty raw -echo; printf '\\033[?2004h'; exec cat > {shlex.quote(str(log))}"
+    ask = "printf '\\033[?2004h'; " if paste else ""
+    script = f"stty raw -echo; {ask}exec cat > {shlex.quote(str(log))}"
     tmux = ["tmux", "-S", str(paths.tmux_socket)]
     subprocess.run([*tmux, "new-session", "-d", "-s", "fleet", "-n", "big", "sh", "-c", script], check=True)
     deadline = time.monotonic() + 10
     while not log.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.2)  # cat is reading
-    roster = parse_roster("version: 1\nagents:\n  - {name: big, runtime: custom, command: [cat]}\n")
+    roster = parse_roster(f"version: 1\nagents:\n  - {{name: big, runtime: {runtime}, command: [cat]}}\n")
     yield Messenger(paths=paths, roster=roster, runner=SubprocessRunner(timeout=60)), log
     subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.fixture
+def pane(tmp_path: Path) -> Iterator[tuple[Messenger, Path]]:
+    """An agent of a runtime that takes bracketed paste (the label ``claude``), whose
+    program asks for it."""
+    yield from _pane(tmp_path, "claude", paste=True)
+
+
+@pytest.fixture(params=["shell", "my-cli"])
+def line_pane(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Messenger, Path]]:
+    """An agent whose program never asks for bracketed paste: the ``shell`` runtime, and a
+    custom one (nobody can tell what it does)."""
+    yield from _pane(tmp_path, request.param, paste=False)
 
 
 def _wait_for_size(path: Path, size: int, limit: float = 60.0) -> bytes:
@@ -204,3 +270,27 @@ def test_an_odd_send_lock_is_one_line_and_no_hang(pane: tuple[Messenger, Path], 
     assert "\n" not in str(caught.value)
     assert time.monotonic() - started < 5
     assert log.read_bytes() == b""
+
+
+@pytest.mark.tmux
+@pytest.mark.parametrize("message", ["echo FIRST\necho SECOND", "one\r\ntwo", "trailing newline\n"])
+def test_a_multi_line_message_to_a_pane_without_bracketed_paste_is_refused_and_nothing_arrives(
+    line_pane: tuple[Messenger, Path], message: str
+) -> None:
+    # Defect: each newline acted as Enter there: the first line ran on its own.
+    messenger, log = line_pane
+    with pytest.raises(FleetError, match="does not take bracketed paste") as caught:
+        messenger.send("big", message, verify=False)
+    assert "\n" not in str(caught.value)
+    assert caught.value.exit_code == 2
+    messenger.send("big", "one line", verify=False)  # a single line is fine: its Enter is ours
+    assert _wait_for_size(log, len(b"one line\r")) == b"one line\r"
+
+
+@pytest.mark.tmux
+def test_a_message_that_is_not_utf8_is_refused_and_nothing_arrives(pane: tuple[Messenger, Path]) -> None:
+    messenger, log = pane
+    with pytest.raises(FleetError, match="not valid UTF-8"):
+        messenger.send("big", "echo \udcff", verify=False)
+    messenger.send("big", "fine", verify=False)
+    assert _wait_for_size(log, len(f"{PASTE_START}fine{PASTE_END}\r")) == f"{PASTE_START}fine{PASTE_END}\r".encode()

@@ -6,11 +6,15 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from benchmarks.transcript_bench import adversarial
 from fleetlib import pane, transcript
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
@@ -66,6 +70,25 @@ def test_strip_terminal_is_idempotent_and_leaves_no_controls() -> None:
     once = strip_terminal(raw)
     assert strip_terminal(once) == once
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", once)
+
+
+# 1 MiB each, the shapes that make a backtracking pattern or a per-line rescan go quadratic
+# (the same inputs `python -m benchmarks transcript` measures).
+ADVERSARIAL: dict[str, bytes] = adversarial()
+
+
+@pytest.mark.timeout(20)  # linear: well under a second; the old quadratic pattern took ~20 min here
+@pytest.mark.parametrize("data", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_stripping_a_mebibyte_of_anything_is_linear(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    once = strip_terminal(text)
+    assert strip_terminal(once) == once
+
+
+@given(st.text(alphabet="ab\r\n\b\x1b[]0;m\x07"))
+def test_line_ends_are_the_same_as_the_plain_pattern(text: str) -> None:
+    """The linear line-end rule rewrites exactly what the plain (quadratic) ``\\r+\\n`` does."""
+    assert transcript._LINE_ENDS.sub("\n", text) == re.sub("\r+\n", "\n", text)
 
 
 # --------------------------------------------------------------------------- header
@@ -219,17 +242,14 @@ def _socket(path: Path) -> None:
     sock.close()
 
 
+PLANTS = [_fifo, _directory, _symlink, _socket]
+PLANT_IDS = ["fifo", "directory", "symlink", "socket"]
+
+
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize(
-    "plant", [_fifo, _directory, _symlink, _socket], ids=["fifo", "directory", "symlink", "socket"]
-)
-@pytest.mark.parametrize("suffix", ["", ".1"])
-def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(
-    paths: FleetPaths, plant: object, suffix: str
-) -> None:
-    if suffix:
-        write(paths, header(1) + "x\r\n")
-    path = Path(f"{transcript.log_path(paths, 'a1')}{suffix}")
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+def test_an_odd_file_at_the_transcript_path_is_one_line_never_a_hang(paths: FleetPaths, plant: object) -> None:
+    path = transcript.log_path(paths, "a1")
     plant(path)  # type: ignore[operator]
     with pytest.raises(RunFileError) as caught:
         transcript.read(paths, "a1", lines=10)
@@ -238,8 +258,123 @@ def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(
     assert str(path) in message
     assert caught.value.exit_code == 2
     with pytest.raises(RunFileError):
-        transcript.rotate(transcript.log_path(paths, "a1"), 3)
+        transcript.rotate(path, 3)
     assert path.exists() or path.is_symlink()  # nothing was renamed
+
+
+def _outside(tmp_path: Path) -> Path:
+    target = tmp_path / "outside"
+    target.write_text("secret\n")
+    return target
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+def test_an_odd_rotated_file_is_skipped_by_every_reader(paths: FleetPaths, plant: object, tmp_path: Path) -> None:
+    path = write(paths, header(2) + "current\r\n")
+    write(paths, header(1) + "oldest\r\n", ".2")
+    odd = transcript.rotated(path, 1)
+    if plant is _symlink:
+        odd.symlink_to(_outside(tmp_path))
+    else:
+        plant(odd)  # type: ignore[operator]
+    assert transcript.read(paths, "a1", lines=10).splitlines()[1:] == ["current"]
+    assert transcript.read(paths, "a1", lines=10, generation="previous").splitlines()[1:] == ["oldest"]
+    assert [line for line in transcript.read(paths, "a1", lines=10, generation="all").splitlines()
+            if not HEADER_RE.fullmatch(line)] == ["oldest", "current"]  # fmt: skip
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("plant", PLANTS, ids=PLANT_IDS)
+@pytest.mark.parametrize("index", [1, 2, 3, 4])
+def test_rotation_goes_on_past_an_odd_rotated_file_and_never_follows_it(
+    paths: FleetPaths, plant: object, index: int, tmp_path: Path
+) -> None:
+    path = transcript.log_path(paths, "a1")
+    target = _outside(tmp_path)
+    odd = transcript.rotated(path, index)
+    if plant is _symlink:
+        odd.symlink_to(target)
+    else:
+        plant(odd)  # type: ignore[operator]
+    keep = 3
+    for round_ in range(6):
+        path.write_text(f"round {round_}\n")
+        notes = transcript.rotate(path, keep)
+        assert not path.exists()
+        assert all("\n" not in note for note in notes)
+        rotated = transcript.read(paths, "a1", lines=50, generation="all").splitlines()
+        assert rotated == [f"round {r}" for r in range(max(0, round_ - keep + 1), round_ + 1)]  # newest kept, in order
+    assert target.read_text() == "secret\n"  # never written through, never removed
+    kept = {p.name for p in path.parent.iterdir()}
+    if plant is _directory:
+        assert odd.is_dir()  # left alone: a directory may hold anything
+        assert kept == {odd.name} | {f"a1.log.{i}" for i in (1, 2, 3, 4) if i != index}
+    else:
+        assert not odd.is_symlink()  # the odd file itself is gone (or replaced by a transcript)
+        assert kept == {f"a1.log.{i}" for i in (1, 2, 3)}
+    for name in kept - {odd.name}:
+        assert (path.parent / name).is_file()
+        assert not (path.parent / name).is_symlink()
+
+
+def test_doctor_names_every_odd_transcript_file_and_nothing_else(paths: FleetPaths, tmp_path: Path) -> None:
+    from fleetlib.doctor import check_transcripts
+
+    logs = transcript.log_dir(paths)
+    assert check_transcripts(tmp_path / "missing").ok
+    write(paths, "x\n")
+    write(paths, "y\n", ".1")
+    for other in ("a1.log.0", "a1.log.01", "a1.log.x", "a1.logs", "notes"):
+        (logs / other).mkdir()
+    assert check_transcripts(logs).ok
+    os.mkfifo(logs / "a2.log")
+    (logs / "a1.log.3").symlink_to(tmp_path / "nowhere")
+    check = check_transcripts(logs)
+    assert not check.ok
+    assert check.detail.startswith(f"not a regular file: {logs}/a1.log.3 is a symlink; {logs}/a2.log is a FIFO")
+    assert check.fix == f"remove it: `rm -r {logs}/a1.log.3` `rm -r {logs}/a2.log`"
+
+
+@given(
+    layout=st.dictionaries(st.integers(1, 7), st.sampled_from(["file", "directory", "symlink", "fifo"]), max_size=7),
+    keep=st.integers(0, 5),
+    current=st.booleans(),
+)
+def test_rotation_keeps_the_newest_keep_files_in_order_whatever_sits_at_the_rotated_names(
+    layout: dict[int, str], keep: int, current: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path, target = Path(tmp) / "a1.log", Path(tmp) / "target"
+        target.write_text("secret\n")
+        for index, kind in layout.items():
+            odd = transcript.rotated(path, index)
+            {"file": lambda p, i=index: p.write_text(f"{i}\n"), "directory": Path.mkdir,
+             "symlink": lambda p: p.symlink_to(target), "fifo": os.mkfifo}[kind](odd)  # fmt: skip
+        if current:
+            path.write_text("0\n")
+        transcript.rotate(path, keep)
+        order = [i for i in sorted(layout) if layout[i] == "file"]  # newest first
+        expected = ([0] if current else []) + order
+        found = sorted(transcript._rotated_indices(path))
+        kept = [int(transcript.rotated(path, i).read_text()) for i in found if layout.get(i) != "directory"]
+        assert kept == expected[:keep]  # the newest keep files, still newest first by index
+        assert [i for i in found if layout.get(i) == "directory"] == sorted(
+            i for i, kind in layout.items() if kind == "directory"
+        )  # directories stay where they are
+        assert not any(transcript.rotated(path, i).is_symlink() for i in found)
+        assert target.read_text() == "secret\n"
+        assert not path.exists()  # renamed, or removed with keep 0
+
+
+def test_rotate_says_what_it_did_about_odd_files(paths: FleetPaths, tmp_path: Path) -> None:
+    path = write(paths, "now\n")
+    transcript.rotated(path, 1).symlink_to(_outside(tmp_path))
+    transcript.rotated(path, 2).mkdir()
+    notes = transcript.rotate(path, 3)
+    assert any(str(transcript.rotated(path, 1)) in note and "symlink" in note for note in notes), notes
+    assert any(str(transcript.rotated(path, 2)) in note and "directory" in note for note in notes), notes
+    assert transcript.rotate(path, 3) == [note for note in notes if "directory" in note]  # said again while there
 
 
 @pytest.mark.parametrize("plant", [_fifo, _directory], ids=["fifo", "directory"])
@@ -398,6 +533,25 @@ def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: Fl
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
+
+
+@pytest.mark.timeout(20)  # linear: well under a second each; quadratic was minutes to hours
+@pytest.mark.parametrize("data", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_reading_and_following_a_mebibyte_of_anything_is_linear(paths: FleetPaths, data: bytes) -> None:
+    path = transcript.log_path(paths, "a1")
+    # Each run ends in a visible character: a run of \r right before a line end is the easy case.
+    path.write_bytes(header(1).encode() + data + b"|\r\n" + header(2).encode() + data + b"|\r\nlast line\r\n")
+    for generation in transcript.GENERATIONS:
+        assert transcript.read(paths, "a1", lines=50, generation=generation)
+    assert transcript.read(paths, "a1", lines=1).endswith("last line")
+
+    def grow() -> None:
+        with path.open("ab") as handle:
+            handle.write(data + b"|\r\nfollowed to the end\r\n")
+
+    script = Script([grow, *([lambda: None] * 3)])
+    got = collect(transcript.follow(paths, "a1", lines=1, sleep=script.sleep, stop=script.done))
+    assert got[-1] == "followed to the end"
 
 
 # --------------------------------------------------------------------------- the supervisor's header

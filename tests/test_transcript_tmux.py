@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -350,6 +351,57 @@ def test_fleet_logs_without_a_transcript_and_with_an_odd_file(tuser: TmuxUser) -
         assert result.returncode == 2
         assert result.stderr.strip().splitlines()[0].startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _inode(path: Path) -> int | None:
+    """The inode of the regular file at ``path``; None for anything else (or nothing)."""
+    with contextlib.suppress(FileNotFoundError):
+        info = path.lstat()
+        return info.st_ino if stat.S_ISREG(info.st_mode) else None
+    return None
+
+
+def test_an_odd_rotated_file_never_stops_rotation_and_doctor_names_it(tuser: TmuxUser, tmp_path: Path) -> None:
+    """A symlink at ``<name>.log.1`` once turned rotation off for good (the transcript grew
+    without bound, `fleet logs` failed, doctor passed): now the watcher removes the link
+    (never what it points to) and rotates on, a directory is skipped, and doctor names both."""
+    counter = "i=0; while :; do i=$((i+1)); echo line-$i-padding-padding-padding-padding; sleep 0.01; done"
+    tuser.write_roster(
+        "version: 1\nagents:\n  - name: log\n    runtime: custom\n"
+        f"    command: [sh, -c, {json.dumps(counter)}]\n    log_max_bytes: 8192\n    log_keep: 2\n"
+    )
+    logs = tuser.home / "fleet" / "logs"
+    ensure_private_dir(logs, "logs")
+    target = tmp_path / "outside"
+    target.write_text("secret\n")
+    (logs / "log.log.1").symlink_to(target)
+    (logs / "log.log.2").mkdir()
+
+    def transcripts_check() -> dict[str, object]:
+        checks = json.loads(tuser.inv("fleet.doctor", "--backend", "tmux", "--json").stdout)
+        return next(check for check in checks if check["name"] == "transcripts")
+
+    check = transcripts_check()
+    assert check["ok"] is False
+    assert f"{logs}/log.log.1 is a symlink" in str(check["detail"])
+    assert f"{logs}/log.log.2 is a directory" in str(check["detail"])
+    assert f"rm -r {logs}/log.log.2" in str(check["fix"])
+    try:
+        tuser.inv_ok("fleet.start")
+        # The link goes, the newest rotated file takes its index, the next one skips the directory.
+        eventually(lambda: _inode(logs / "log.log.1") and _inode(logs / "log.log.3"), "rotation past both")
+        assert target.read_text() == "secret\n"  # never written through, never removed
+        assert tuser.inv_ok("fleet.logs", "--agent", "log", "--lines", "3").count("line-") == 3
+        assert "line-" in tuser.inv_ok("fleet.logs", "--agent", "log", "--generation", "all", "--lines", "3")
+        oldest = _inode(logs / "log.log.3")
+        eventually(lambda: _inode(logs / "log.log.3") not in (None, oldest), "rotation goes on")
+        assert {path.name for path in logs.iterdir()} <= {"log.log", "log.log.1", "log.log.2", "log.log.3"}
+        check = transcripts_check()
+        assert check["ok"] is False
+        assert f"{logs}/log.log.2 is a directory" in str(check["detail"])
+        assert "log.log.1" not in str(check["detail"])
+    finally:
+        tuser.inv("fleet.stop")
 
 
 def test_fleet_logs_follow_prints_new_lines_across_a_rotation(server: Server, tmp_path: Path) -> None:
