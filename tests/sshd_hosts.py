@@ -2,7 +2,9 @@
 loopback address (127.0.0.2, .3, .4, ...), each with its own Unix user and fleet home.
 
 Everything is generated per test run: the sshd host keys, the controller's client key, the
-``known_hosts`` file and the roster's ``hosts:``. Users are reusable (``fleeth1``...,
+``known_hosts`` file and the roster's ``hosts:``. Each host's SFTP server is OpenSSH's own
+``sftp-server`` logging every request (open with its mode, mkdir, chmod, rename) to
+:attr:`SshHost.sftp_log`: what a push did on the host, as the host saw it. Users are reusable (``fleeth1``...,
 created with useradd when missing, password field ``*`` so sshd does not see a locked
 account); their fleet homes are wiped at the start. :meth:`SshHosts.close` kills every
 sshd this module started and every process of the test users (by pid, from /proc).
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 SSHD: Final = Path("/usr/sbin/sshd")
+SFTP_SERVER: Final = Path("/usr/lib/openssh/sftp-server")
 USERS: Final = ("fleeth1", "fleeth2", "fleeth3")
 
 
@@ -32,7 +35,7 @@ def unavailable() -> str | None:
     """Why real sshd hosts cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root (creates users, starts sshd)"
-    for tool in (str(SSHD), "ssh-keygen", "useradd"):
+    for tool in (str(SSHD), str(SFTP_SERVER), "ssh-keygen", "useradd"):
         if not shutil.which(tool):
             return f"{tool} not found (scripts/setup --tests installs openssh-server)"
     return None
@@ -56,17 +59,32 @@ def ensure_user(name: str) -> pwd.struct_passwd:
     return entry
 
 
+def user_processes(uid: int) -> dict[int, list[str]]:
+    """pid -> argv of every live process owned by ``uid``."""
+    found: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                    found[int(entry)] = [arg.decode(errors="replace") for arg in argv if arg]
+            except OSError:
+                continue
+    return found
+
+
+def process_name(pid: int) -> str:
+    """The kernel's name for ``pid`` (``comm``: what ``ps -o comm`` shows), "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def kill_user_processes(uid: int) -> None:
     """SIGKILL every process owned by ``uid`` (the test users run nothing else)."""
     for _ in range(3):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        pids.append(int(entry))
-                except OSError:
-                    continue
+        pids = list(user_processes(uid))
         if not pids:
             return
         for pid in pids:
@@ -88,6 +106,10 @@ class SshHost:
     config: Path
     host_key: Path
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sftp_log(self) -> Path:
+        return self.config.parent / "sftp.log"
 
     @property
     def target(self) -> str:
@@ -199,7 +221,7 @@ AllowUsers {user}
 MaxSessions 64
 MaxStartups 64:30:128
 LogLevel ERROR
-Subsystem sftp internal-sftp
+Subsystem sftp {sftp}
 """
 
 
@@ -227,9 +249,19 @@ def start_hosts(count: int = 3) -> SshHosts:
             keygen(host_key)
             authorized = host_dir / "authorized_keys"
             authorized.write_text(client_public)
+            # OpenSSH's sftp-server as the host runs it, logging each request (as the user, so
+            # into a file that user owns).
+            sftp_log = host_dir / "sftp.log"
+            sftp_log.touch()
+            os.chown(sftp_log, entry.pw_uid, entry.pw_gid)
+            sftp = host_dir / "sftp-logged"
+            sftp.write_text(f"#!/bin/sh\nexec {SFTP_SERVER} -e -l INFO 2>>{sftp_log}\n")
+            sftp.chmod(0o755)
             config = host_dir / "sshd_config"
             config.write_text(
-                SSHD_CONFIG.format(address=address, port=port, host_key=host_key, authorized=authorized, user=user)
+                SSHD_CONFIG.format(
+                    address=address, port=port, host_key=host_key, authorized=authorized, user=user, sftp=sftp
+                )
             )
             host = SshHost(
                 name=f"h{index + 1}",
