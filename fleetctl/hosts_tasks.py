@@ -19,6 +19,7 @@ environment ``INVOKE_FLEET_KNOWN_HOSTS``).
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ from fleetctl.options import (
 )
 from fleetctl.render import operation_summary, print_checks, print_json, table
 from fleetlib.errors import FleetError
-from fleetlib.hosts import LOCAL
+from fleetlib.hosts import LOCAL, SshTarget
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 
@@ -572,12 +573,32 @@ def wait(
     )
 
 
-def ssh_argv(link: HostLink, remote_command: str) -> list[str]:
+def proxy_command(hops: Sequence[SshTarget], strict: Sequence[str]) -> str:
+    """An OpenSSH ``ProxyCommand`` reaching ``%h:%p`` through ``hops`` (in the order they are
+    connected to), each hop an ``ssh -W`` with the same ``strict`` options. OpenSSH's own
+    ProxyJump passes no ``-o`` option on to the hops, so they would be checked against the
+    default known_hosts, and could prompt. Each level's ``%`` is doubled for the level
+    above, which expands it once."""
+    command = ""
+    for hop in hops:
+        literal = ["ssh", *strict, "-o", f"ProxyCommand={command}" if command else "ProxyJump=none"]
+        literal += ["-l", hop.user] if hop.user else []
+        literal += ["-p", str(hop.port)] if hop.port is not None else []
+        escaped = [arg.replace("%", "%%") for arg in literal]
+        command = shlex.join([*escaped, "-W", "[%h]:%p", "--", hop.address.replace("%", "%%")])
+    return command
+
+
+def ssh_argv(link: HostLink, remote_command: str, hops: Sequence[SshTarget] = ()) -> list[str]:
     """OpenSSH argv for an interactive session on ``link``'s host: a TTY, the same
-    known_hosts (strict), keys only."""
+    known_hosts (strict), keys only; through ``hops`` (its ProxyJump hosts), each checked
+    the same way."""
     target = link.host.ssh
-    argv = ["ssh", "-t", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
-    argv += ["-o", f"UserKnownHostsFile={link.settings.known_hosts}"]
+    strict = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    strict += ["-o", f"UserKnownHostsFile={link.settings.known_hosts}"]
+    argv = ["ssh", "-t", *strict]
+    if hops:
+        argv += ["-o", f"ProxyCommand={proxy_command(hops, strict)}"]
     if link.host.identity_file:
         argv += ["-i", os.path.expanduser(link.host.identity_file)]
     if target.port is not None:
@@ -598,7 +619,7 @@ def attach(c: Context, roster: Roster, *, agent: str, read_only: bool) -> bool:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise FleetError(f"{'watch' if read_only else 'attach'} needs a terminal (stdin and stdout)")
     command = version_guarded(hosts.settings.version, ["watch" if read_only else "attach", "--agent", agent])
-    os.execvp("ssh", ssh_argv(link, command))  # noqa: S606  # argv list, no shell: the terminal is the user's
+    os.execvp("ssh", ssh_argv(link, command, link.jump_hosts()))  # noqa: S606  # argv list, no shell: the terminal is the user's
     return True  # not reached
 
 

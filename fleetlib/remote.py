@@ -51,7 +51,7 @@ import fabric
 import fabric.runners
 import paramiko
 
-from fleetlib.hosts import Host
+from fleetlib.hosts import Host, SshTarget
 
 # paramiko logs transport errors (with tracebacks) through logging; without a handler Python
 # prints them on stderr. Each failure is reported once, as the host's one line, instead.
@@ -220,6 +220,13 @@ class HostLink:
             each.connect_timeout = None
             each.connect_kwargs = {**each.connect_kwargs, "password": None}
         return connection, hops
+
+    def jump_hosts(self) -> list[SshTarget]:
+        """The jump hosts an ssh_config ``ProxyJump`` puts before this host, in the order
+        they are connected to, as named there (so OpenSSH finds their own settings);
+        nothing is opened."""
+        _, hops = self._new_connection(paramiko.RejectPolicy)
+        return [SshTarget(address=hop.original_host, user=hop.user, port=int(hop.port)) for hop in hops]
 
     def _who(self, each: fabric.Connection, connection: fabric.Connection) -> str:
         if each is connection:

@@ -5,6 +5,8 @@ and the command line's bad input (one line, exit 2, no traceback)."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import threading
 import time
@@ -347,6 +349,48 @@ def test_watch_runs_openssh_with_a_tty_strict_keys_and_no_prompts(tmp_path: Path
     ]
     with_key = ssh_argv(HostLink(roster.hosts["gpu2"], settings), "REMOTE")
     assert with_key[-4:] == ["-i", os.path.expanduser("~/.ssh/fleet_ed25519"), "build-box", "REMOTE"]
+
+
+def _expand(command: str, host: str, port: int) -> list[str]:
+    """What OpenSSH runs for a ProxyCommand: its tokens expanded once, then split by the shell."""
+    tokens = {"h": host, "p": str(port), "%": "%"}
+    return shlex.split(re.sub(r"%(.)", lambda m: tokens[m.group(1)], command))
+
+
+def test_watch_through_jump_hosts_checks_every_hop_like_the_host(tmp_path: Path) -> None:
+    """OpenSSH's ProxyJump would give the hops none of the -o options (default known_hosts, a
+    possible prompt): each hop is an `ssh -W` of its own with the same strict options, even
+    with a '%' in a path (each nesting level expands tokens once)."""
+    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.remote import HostLink, RemoteSettings
+
+    known = tmp_path / "k%h nown"
+    strict = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
+    link = HostLink(parse_roster(HOSTS, "r.yaml").hosts["gpu1"], RemoteSettings(known, 5, "1.2.3"))
+    argv = ssh_argv(link, "REMOTE", [SshTarget("bastion", "bob", 22), SshTarget("inner", None, 2200)])
+    assert argv[:8] == ["ssh", "-t", *strict]
+    assert argv[8] == "-o"
+    assert argv[-4:] == ["-p", "2222", "alice@10.0.0.5", "REMOTE"]
+    # the host is reached through `inner`, `inner` through `bastion`
+    outer = _expand(argv[9].removeprefix("ProxyCommand="), "10.0.0.5", 2222)
+    assert outer[: len(strict) + 2] == ["ssh", *strict, "-o"]
+    assert outer[len(strict) + 3 :] == ["-p", "2200", "-W", "[10.0.0.5]:2222", "--", "inner"]
+    inner = _expand(outer[len(strict) + 2].removeprefix("ProxyCommand="), "inner", 2200)
+    assert inner == [
+        "ssh",
+        *strict,
+        "-o",
+        "ProxyJump=none",
+        "-l",
+        "bob",
+        "-p",
+        "22",
+        "-W",
+        "[inner]:2200",
+        "--",
+        "bastion",
+    ]
+    assert ssh_argv(link, "REMOTE") == ssh_argv(link, "REMOTE", [])  # no hops: no ProxyCommand
 
 
 def test_watch_without_a_terminal_is_one_line(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.conftest import eventually
-from tests.sshd_hosts import SshHosts, process_name, start_hosts, unavailable, user_processes
+from tests.sshd_hosts import SshHost, SshHosts, process_name, start_hosts, unavailable, user_processes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -450,36 +450,57 @@ def test_send_all_reaches_every_host(cluster: Cluster) -> None:
         assert (host.home / "all.txt").read_text() == "to-all\n"
 
 
-def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> None:
-    """Through script(1) for a terminal: the watcher sees the agent's pane on h2, then detaches
-    with the tmux prefix and d (a read-only client ignores everything else)."""
-    cluster.up(shell_agents())
-    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo watch-marker-$((6*7))").returncode == 0
-    command = shlex.join(
-        ["fleet", "watch", "--agent", "h2a0", "--home", str(cluster.home), "--roster", str(cluster.roster)]
-    )
+def watch_session(
+    cluster: Cluster, agent: str, marker: bytes, env: dict[str, str], as_user: SshHost | None = None
+) -> tuple[bytes, int]:
+    """`fleet watch` through script(1) for a terminal: its output until ``marker`` shows (or
+    it ends, or 30 s pass), then detached with the tmux prefix and d (a read-only client
+    ignores everything else); returns the output and the exit status. ``as_user``: run by
+    that host's user, with the fleet it was bootstrapped with, from a copy of the roster in
+    its home (OpenSSH reads the ~/.ssh of the user running it, whatever $HOME says)."""
+    argv = cluster.argv("watch", "--agent", agent)
+    if as_user is not None:
+        home = as_user.home / "fleet-controller"
+        home.mkdir(exist_ok=True)
+        shutil.copy(cluster.roster, home / "roster.yaml")
+        uid = str(as_user.uid)
+        fleet = f"{as_user.home}/{VENV}/bin/fleet"
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--init-groups", fleet, "watch", "--agent", agent]
+        argv += ["--home", str(home), "--roster", str(home / "roster.yaml")]
+    command = shlex.join(argv)
     with subprocess.Popen(
         ["script", "-qec", command, "/dev/null"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**cluster.env(), "TERM": "xterm"},
+        env={**env, "TERM": "xterm"},
     ) as watcher:
         assert watcher.stdin is not None
         assert watcher.stdout is not None
         seen = b""
         deadline = time.monotonic() + 30
         os.set_blocking(watcher.stdout.fileno(), False)
-        while b"watch-marker-42" not in seen and time.monotonic() < deadline:
-            chunk = watcher.stdout.read() or b""
-            seen += chunk
+        while marker not in seen and watcher.poll() is None and time.monotonic() < deadline:
+            seen += watcher.stdout.read() or b""
             time.sleep(0.2)
-        watcher.stdin.write(b"\x02d")
-        watcher.stdin.flush()
+        seen += watcher.stdout.read() or b""
+        if watcher.poll() is None:
+            watcher.stdin.write(b"\x02d")
+            watcher.stdin.flush()
         try:
             watcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass  # stuck (at a prompt, say): killed below, the caller's checks say what went wrong
         finally:
             watcher.kill()
+    return seen, watcher.returncode
+
+
+def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> None:
+    """The watcher sees the agent's pane on h2 through a terminal, then detaches."""
+    cluster.up(shell_agents())
+    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo watch-marker-$((6*7))").returncode == 0
+    seen, _ = watch_session(cluster, "h2a0", b"watch-marker-42", cluster.env())
     assert b"watch-marker-42" in seen
 
 
@@ -582,29 +603,47 @@ def test_ending_a_remote_follow_ends_the_follower_on_the_host(cluster: Cluster, 
     eventually(lambda: not remote_followers(h2.uid), "the follower on h2 ended with its controller", limit=30)
 
 
+def behind_a_jump_host(
+    cluster: Cluster, user_home: Path, owner: SshHost | None = None
+) -> tuple[dict[str, str], Path, dict[str, str]]:
+    """A roster whose only host, h2, is an ssh_config alias reached through h1 (ProxyJump),
+    for a controller whose home (``HOME``) is ``user_home``: its ~/.ssh holds that config
+    and a copy of the client key (``owner`` owns them). Returns the environment to run
+    fleet in, the known_hosts file it uses (empty) and each host's known_hosts line."""
+    h1, h2 = cluster.hosts.by_name("h1"), cluster.hosts.by_name("h2")
+    ssh = user_home / ".ssh"
+    ssh.mkdir(parents=True, mode=0o700, exist_ok=True)
+    key = ssh / "fleet-test-key"
+    shutil.copy(cluster.hosts.client_key, key)
+    (ssh / "config").write_text(
+        f"Host h2-behind-h1\n    HostName {h2.address}\n    Port {h2.port}\n    User {h2.user}\n"
+        f"    ProxyJump {h1.user}@{h1.address}:{h1.port}\n"
+        f"Host {h1.address}\n    IdentityFile {key}\n"
+    )
+    cluster.roster.write_text(
+        "version: 1\nhosts:\n  h2:\n    ssh: h2-behind-h1\n"
+        f"    identity_file: {key}\n    backend: tmux\n"
+        "agents:\n  - name: h2a0\n    runtime: shell\n    host: h2\n"
+    )
+    lines = cluster.hosts.known_hosts.read_text().splitlines(keepends=True)
+    by_host = {h.name: next(line for line in lines if line.startswith(f"[{h.address}]")) for h in cluster.hosts.hosts}
+    known = ssh / "fleet_known_hosts"
+    known.write_text("")
+    if owner is not None:
+        for path in (ssh, key, ssh / "config", known):
+            os.chown(path, owner.uid, owner.uid)
+    return cluster.env(HOME=str(user_home), INVOKE_FLEET_KNOWN_HOSTS=str(known)), known, by_host
+
+
 def test_a_proxyjump_hop_is_verified_like_the_host(cluster: Cluster, tmp_path: Path) -> None:
     """Defect: Fabric builds a ProxyJump hop's connection with its own auto-add policy and no
     known_hosts, so the hop's key was accepted silently. Here h2 is reached through h1 (an
     ssh_config alias with ProxyJump): an unknown or changed hop key is refused with one line
     before anything reaches h2; `hosts.trust` records the hop's key."""
-    h1, h2, h3 = (cluster.hosts.by_name(name) for name in ("h1", "h2", "h3"))
-    user_home = tmp_path / "user"
-    (user_home / ".ssh").mkdir(parents=True)
-    (user_home / ".ssh" / "config").write_text(
-        f"Host h2-behind-h1\n    HostName {h2.address}\n    Port {h2.port}\n    User {h2.user}\n"
-        f"    ProxyJump {h1.user}@{h1.address}:{h1.port}\n"
-        f"Host {h1.address}\n    IdentityFile {cluster.hosts.client_key}\n"
-    )
-    cluster.roster.write_text(
-        "version: 1\nhosts:\n  h2:\n    ssh: h2-behind-h1\n"
-        f"    identity_file: {cluster.hosts.client_key}\n    backend: tmux\n"
-        "agents:\n  - name: h2a0\n    runtime: shell\n    host: h2\n"
-    )
-    lines = cluster.hosts.known_hosts.read_text().splitlines(keepends=True)
-    h2_line = next(line for line in lines if line.startswith(f"[{h2.address}]"))
-    h3_key = next(line for line in lines if line.startswith(f"[{h3.address}]")).split(" ", 1)[1]
-    known = tmp_path / "known_hosts"
-    env = cluster.env(HOME=str(user_home), INVOKE_FLEET_KNOWN_HOSTS=str(known))
+    h1, h2 = cluster.hosts.by_name("h1"), cluster.hosts.by_name("h2")
+    env, known, lines = behind_a_jump_host(cluster, tmp_path / "user")
+    h2_line = lines["h2"]
+    h3_key = lines["h3"].split(" ", 1)[1]
     hop = f"{h1.user}@{h1.address}:{h1.port}"
     part = h2.fleet_home / "fleet" / "roster.yaml"
 
@@ -648,3 +687,33 @@ def test_install_dry_run_never_replaces_a_hosts_roster_and_uninstall_reaches_eve
     removed = cluster.fleet_json("uninstall")
     assert isinstance(removed, dict)
     assert [(h["host"], h["ok"]) for h in removed["hosts"]] == [("h1", True), ("h2", True), ("h3", True)]
+
+
+def test_watch_through_a_proxyjump_hop_checks_the_hop_like_the_host(cluster: Cluster) -> None:
+    """`watch` runs OpenSSH, whose ProxyJump passes none of fleet's -o options to the hop:
+    the hop was checked against the user's own known_hosts, and could prompt. Each hop now
+    gets fleet's known_hosts, strictly: with the hop's key there (and nowhere else) the
+    watch works; without it the watch is refused, without a prompt. The controller runs as
+    h3's user (OpenSSH reads ~/.ssh of the user running it, whatever $HOME says)."""
+    h3 = cluster.hosts.by_name("h3")
+    ssh = h3.home / ".ssh"
+    try:
+        env, known, lines = behind_a_jump_host(cluster, h3.home, owner=h3)
+        known.write_text(lines["h1"] + lines["h2"])
+        for step in ("install", "start"):
+            done = cluster.fleet(step, env=env)
+            assert done.returncode == 0, done
+        sent = cluster.fleet("send", "--agent", "h2a0", "--message", "echo jumped-marker-$((6*7))", env=env)
+        assert sent.returncode == 0, sent
+        seen, _ = watch_session(cluster, "h2a0", b"jumped-marker-42", env, as_user=h3)
+        assert b"jumped-marker-42" in seen, seen[-2000:]
+
+        known.write_text(lines["h2"])  # the hop's key unknown to fleet
+        refused, code = watch_session(cluster, "h2a0", b"jumped-marker-42", env, as_user=h3)
+        assert code != 0
+        assert b"jumped-marker-42" not in refused
+        assert b"continue connecting" not in refused  # never a prompt
+        assert b"Host key verification failed" in refused, refused[-2000:]
+    finally:
+        shutil.rmtree(ssh, ignore_errors=True)
+        shutil.rmtree(h3.home / "fleet-controller", ignore_errors=True)
