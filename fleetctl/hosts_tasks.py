@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 OPERATION_FAILED: Final = 1
 NOT_ALL_UP: Final = 3
 WAIT_DEFAULT_S: Final = 120.0
-HOST_TIMEOUT_HELP: Final = "Per-host limit for connecting and for all of a status on a host (default 10 s)."
+HOST_TIMEOUT_HELP: Final = "Per-host limit for connecting, and for the whole of a status on a host (default 10 s)."
 BATCH_HELP: Final = "With hosts: act on this many hosts at a time, stopping at the first batch that fails."
 REMOTE_ROSTER: Final = ".config/mosaic/fleet/roster.yaml"  # relative to the remote home
 
