@@ -41,6 +41,7 @@ import secrets
 import shlex
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -365,7 +366,9 @@ class HostLink:
                 warn=True,
                 pty=False,
                 in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=limit,
+                # A budget built from roster values may exceed what a timer can wait
+                # (OverflowError in its thread, and no limit at all): wait that long at most.
+                timeout=min(limit, threading.TIMEOUT_MAX),
             )
         except _RUNNER_ERRORS.ThreadException:
             # The remote command ended before it read all its input (stdin thread failed).

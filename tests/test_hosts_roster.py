@@ -17,7 +17,7 @@ import pytest
 from fleetlib.controller import HostResult, fan_out, in_batches
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.hosts import SshTarget, parse_target
-from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, HostError, version_guarded
+from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, Deadline, HostError, version_guarded
 from fleetlib.roster import parse_roster
 
 HOSTS = """\
@@ -218,6 +218,17 @@ def test_fan_out_runs_hosts_at_once_and_a_stuck_host_fails_alone() -> None:
     assert "no answer within 0.5s" in (by_host["stuck"].error or "")
     assert by_host["refusing"].error == "connection refused"
     assert sorted(running) == ["a", "b", "refusing", "stuck"]
+
+
+def test_a_deadline_is_one_budget_for_every_step() -> None:
+    now = [100.0]
+    deadline = Deadline(3.0, clock=lambda: now[0])
+    assert deadline.remaining() == 3.0
+    now[0] += 2.5  # connecting took 2.5 s: the command gets what is left
+    assert deadline.remaining() == 0.5
+    now[0] += 1.0
+    assert deadline.remaining() <= 0
+    assert deadline.seconds == 3.0  # what messages name
 
 
 def test_batches_stop_at_the_first_failing_batch() -> None:
