@@ -145,6 +145,7 @@ def fleet_install(
     json: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
     if loaded.hosts:  # several hosts: push each host's part, install there (README: Several hosts)
@@ -178,6 +179,7 @@ def fleet_uninstall(
     json: bool = False,
 ) -> None:
     """Stop and disable every fleet unit and remove the unit files."""
+    backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
     if loaded.hosts:
@@ -230,9 +232,12 @@ def control_task(action: str, doc: str) -> Task[Any]:
         batch: str = "",
         host_timeout: str = "",
     ) -> None:
+        # Every flag is checked before anything happens, whether the roster has hosts or not.
         wait = seconds("--timeout", timeout)
         lock_wait = seconds("--lock-timeout", lock_timeout)
         batch_size = hosts_tasks.batch_size(batch)
+        per_host = hosts_tasks.host_timeout_seconds(c, host_timeout)
+        backend = requested_backend(c, backend)
         paths = fleet_paths(c, home, roster)
         loaded = load_roster(paths.roster)
         if loaded.hosts:  # several hosts: the controller (README: Several hosts)
@@ -249,7 +254,7 @@ def control_task(action: str, doc: str) -> Task[Any]:
                 dry_run=dry_run,
                 as_json=json,
                 batch=batch_size,
-                host_timeout_flag=host_timeout,
+                host_timeout=per_host,
             )
             return
         line = LiveLine.on_stderr(quiet=json)
@@ -304,6 +309,8 @@ def fleet_status(
     host_timeout: str = "",
 ) -> None:
     """Show every agent's state; exit 0 when all are active, 3 otherwise."""
+    per_host = hosts_tasks.host_timeout_seconds(c, host_timeout)
+    backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
     if loaded.hosts:  # several hosts: rows of every host, with a host column
@@ -315,7 +322,7 @@ def fleet_status(
             backend=backend,
             unit_dir=unit_dir,
             as_json=json,
-            host_timeout_flag=host_timeout,
+            host_timeout=per_host,
         )
         return
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)

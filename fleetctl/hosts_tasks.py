@@ -8,14 +8,18 @@ host), renders it, and exits: 0 when every host succeeded, 1 naming every failin
 why (``status``: 3 when every host answered but some agent is not up).
 
 Settings: ``--host-timeout`` (config ``fleet.host_timeout``, default 10 s) bounds connecting
-to a host and each short remote call; operations that wait for agents get their own
-``--timeout`` on top. The known_hosts file is config ``fleet.known_hosts`` (default
-``~/.ssh/known_hosts``, environment ``INVOKE_FLEET_KNOWN_HOSTS``).
+to a host, and each host's part of a command runs under one deadline that covers
+connecting, the remote command and reading its answer: the host timeout for ``status``,
+three times it for ``logs`` and ``doctor``, six times for ``install``/``uninstall``;
+operations that wait for agents get their own ``--timeout`` on top (:func:`wait_budget`).
+The known_hosts file is config ``fleet.known_hosts`` (default ``~/.ssh/known_hosts``,
+environment ``INVOKE_FLEET_KNOWN_HOSTS``).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,35 +44,38 @@ from fleetctl.options import (
 )
 from fleetctl.render import operation_summary, print_checks, print_json, table
 from fleetlib.errors import FleetError
-from fleetlib.hosts import LOCAL
+from fleetlib.hosts import LOCAL, SshTarget
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 
 if TYPE_CHECKING:
     from fleetlib.controller import HostResult, HostsResult
-    from fleetlib.remote import HostLink, RemoteSettings
+    from fleetlib.remote import Deadline, HostLink, RemoteRun, RemoteSettings
 
 OPERATION_FAILED: Final = 1
 NOT_ALL_UP: Final = 3
 WAIT_DEFAULT_S: Final = 120.0
-HOST_TIMEOUT_HELP: Final = "Per-host limit for connecting and each short remote call (default 10 s)."
+HOST_TIMEOUT_HELP: Final = "Per-host limit for connecting, and for the whole of a status on a host (default 10 s)."
 BATCH_HELP: Final = "With hosts: act on this many hosts at a time, stopping at the first batch that fails."
 REMOTE_ROSTER: Final = ".config/mosaic/fleet/roster.yaml"  # relative to the remote home
 
 
-def host_timeout(c: Context, flag: str) -> float:
+def host_timeout_seconds(c: Context, flag: str) -> float:
+    """``--host-timeout`` (else config ``fleet.host_timeout``, else 10 s), checked like every
+    duration; tasks call it before anything else, with hosts or without."""
     raw = flag or str(fleet_config(c).get("host_timeout") or "")
     value = seconds("--host-timeout", raw)
     return 10.0 if value is None else value
 
 
-def settings(c: Context, flag: str = "") -> RemoteSettings:
+def settings(c: Context, timeout: float | None = None) -> RemoteSettings:
     from importlib.metadata import version  # noqa: PLC0415
 
     from fleetlib.remote import DEFAULT_KNOWN_HOSTS, RemoteSettings  # noqa: PLC0415
 
     known = fleet_config(c).get("known_hosts") or DEFAULT_KNOWN_HOSTS
-    return RemoteSettings(known_hosts=Path(known).expanduser(), timeout=host_timeout(c, flag), version=version("fleet"))
+    limit = host_timeout_seconds(c, "") if timeout is None else timeout
+    return RemoteSettings(known_hosts=Path(known).expanduser(), timeout=limit, version=version("fleet"))
 
 
 class Hosts:
@@ -104,8 +111,9 @@ class Hosts:
             link.close()
 
 
-def open_hosts(c: Context, roster: Roster, host_timeout_flag: str = "") -> Hosts:
-    return Hosts(roster, settings(c, host_timeout_flag))
+def open_hosts(c: Context, roster: Roster, timeout: float | None = None) -> Hosts:
+    """The roster's hosts; ``timeout``: the checked ``--host-timeout`` (None: config or 10 s)."""
+    return Hosts(roster, settings(c, timeout))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -144,20 +152,26 @@ def operation_text(host: HostResult) -> list[str]:
 # --------------------------------------------------------------------------- jobs
 
 
-def remote_answer(
-    link: HostLink, argv: Sequence[str], expect: type, *, timeout: float, stdin: str | None = None
-) -> Any:
-    """``fleet argv --json`` on ``link``'s host, parsed; a host that has no roster yet is
-    told to run ``fleet install`` (which pushes each host's part)."""
-    from fleetlib.controller import remote_fleet_json  # noqa: PLC0415
+def parsed_answer(link: HostLink, run: RemoteRun, expect: type) -> Any:
+    """A host's ``fleet ... --json`` answer, parsed; a host that has no roster yet is told
+    to run ``fleet install`` (which pushes each host's part)."""
+    from fleetlib.controller import parse_answer  # noqa: PLC0415
     from fleetlib.remote import HostError  # noqa: PLC0415
 
     try:
-        return remote_fleet_json(link, argv, expect, timeout=timeout, stdin=stdin)
+        return parse_answer(link.host.name, run, expect)
     except HostError as exc:
         if str(exc).startswith("roster not found"):
             raise HostError("no roster on this host yet; run `fleet install` (it pushes each host's part)") from None
         raise
+
+
+def remote_answer(
+    link: HostLink, argv: Sequence[str], expect: type, *, deadline: Deadline, stdin: str | None = None
+) -> Any:
+    """``fleet argv --json`` on ``link``'s host (connecting included, within ``deadline``),
+    parsed by :func:`parsed_answer`."""
+    return parsed_answer(link, link.fleet(argv, stdin=stdin, deadline=deadline), expect)
 
 
 def wait_budget(roster: Roster, timeout: float | None, hosts: Hosts) -> float:
@@ -170,24 +184,28 @@ def wait_budget(roster: Roster, timeout: float | None, hosts: Hosts) -> float:
 def run_hosts(
     hosts: Hosts,
     names: Sequence[str],
-    remote: Callable[[HostLink, Roster], Any],
+    remote: Callable[[HostLink, Roster, Deadline], Any],
     local: Callable[[Roster], Any] | None,
     budget: float,
     batch: int = 0,
 ) -> list[HostResult]:
-    """Run the job on each named host (``local`` included when named); bounded per host."""
+    """Run the job on each named host (``local`` included when named). A remote host's
+    whole job runs under one :class:`~fleetlib.remote.Deadline` of ``budget`` seconds,
+    started when its job starts; the fan-out abandons a job still running a host timeout
+    later (a backstop: the deadline ends it first)."""
     from fleetlib.controller import fan_out, in_batches, local_first  # noqa: PLC0415
+    from fleetlib.remote import Deadline  # noqa: PLC0415
 
     def job(name: str) -> Any:
         part = hosts.roster.for_host(name)
         if name == LOCAL:
             assert local is not None
             return local(part)
-        return remote(hosts.links[name], part)
+        return remote(hosts.links[name], part, Deadline(budget))
 
     ordered = local_first(names)
-    deadline = budget + hosts.settings.timeout
-    return in_batches(ordered, batch, job, deadline) if batch else fan_out(ordered, job, deadline)
+    backstop = budget + hosts.settings.timeout
+    return in_batches(ordered, batch, job, backstop) if batch else fan_out(ordered, job, backstop)
 
 
 def control(
@@ -204,7 +222,7 @@ def control(
     dry_run: bool,
     as_json: bool,
     batch: int,
-    host_timeout_flag: str,
+    host_timeout: float,
 ) -> None:
     """``start``/``stop``/``restart`` across hosts (or on ``agent``'s host)."""
     import time  # noqa: PLC0415
@@ -212,17 +230,17 @@ def control(
     from fleetlib.backend import open_fleet  # noqa: PLC0415
     from fleetlib.controller import HostsResult  # noqa: PLC0415
 
-    hosts = open_hosts(c, roster, host_timeout_flag)
+    hosts = open_hosts(c, roster, host_timeout)
     names = [hosts.host_of(agent)] if agent else roster.host_names()
     budget = wait_budget(roster, timeout, hosts)
 
-    def remote(link: HostLink, part: Roster) -> Any:
+    def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
         argv = [action, "--json", "--backend", link.host.backend]
         argv += ["--agent", agent] if agent else []
         argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
         argv += ["--lock-timeout", f"{lock_timeout:g}"] if lock_timeout is not None else []
         argv += ["--dry-run"] if dry_run else []
-        return remote_answer(link, argv, dict, timeout=budget)
+        return remote_answer(link, argv, dict, deadline=deadline)
 
     def local(part: Roster) -> Any:
         lifecycle = open_fleet(
@@ -256,7 +274,6 @@ def install(
     enable: bool,
     dry_run: bool,
     as_json: bool,
-    host_timeout_flag: str = "",
 ) -> None:
     """``install`` (push each host's part of the roster atomically, then install there) or
     ``uninstall`` across hosts. A dry run pushes the part beside the roster, never over it."""
@@ -267,18 +284,18 @@ def install(
     from fleetlib.controller import HostsResult, remote_fleet_json  # noqa: PLC0415
     from fleetlib.results import InstallResult  # noqa: PLC0415
 
-    hosts = open_hosts(c, roster, host_timeout_flag)
+    hosts = open_hosts(c, roster)
     budget = hosts.settings.timeout * 6
 
-    def remote(link: HostLink, part: Roster) -> Any:
+    def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
         argv = [operation, "--json", "--backend", link.host.backend]
         if operation == "install":
             target = REMOTE_ROSTER.replace("roster.yaml", "roster.dry-run.yaml") if dry_run else REMOTE_ROSTER
-            link.put_atomic(roster.host_text(link.host.name).encode(), target)
+            link.put_atomic(roster.host_text(link.host.name).encode(), target, deadline=deadline)
             argv += ["--roster", target] if dry_run else []
             argv += [] if enable else ["--no-enable"]
         argv += ["--dry-run"] if dry_run else []
-        return remote_fleet_json(link, argv, dict, timeout=budget)
+        return remote_fleet_json(link, argv, dict, deadline=deadline)
 
     def local(part: Roster) -> Any:
         lifecycle = open_fleet(
@@ -327,24 +344,22 @@ def status(
     backend: str,
     unit_dir: str,
     as_json: bool,
-    host_timeout_flag: str = "",
+    host_timeout: float | None = None,
 ) -> None:
     """Every host's rows, merged with a ``host`` column/key; exit 1 when a host failed,
-    else 3 when some agent (or holder) is not up."""
+    else 3 when some agent (or holder) is not up. Each host gets one host timeout for all
+    of it: connecting, its ``fleet status`` and reading the answer."""
     from fleetctl.render import status_rows_json  # noqa: PLC0415
     from fleetlib.backend import open_fleet  # noqa: PLC0415
-    from fleetlib.controller import HostsResult, parse_answer  # noqa: PLC0415
+    from fleetlib.controller import HostsResult  # noqa: PLC0415
 
-    hosts = open_hosts(c, roster, host_timeout_flag)
+    hosts = open_hosts(c, roster, host_timeout)
     names = [hosts.host_of(agent)] if agent else roster.host_names()
-    budget = hosts.settings.timeout * 3
 
-    def remote(link: HostLink, part: Roster) -> Any:
+    def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
         argv = ["status", "--json", "--backend", link.host.backend, *(["--agent", agent] if agent else [])]
-        run = link.fleet(argv, timeout=budget)
-        if run.exit_code not in (0, 3) and run.error_line().startswith("roster not found"):
-            return remote_answer(link, argv, list, timeout=budget)  # says to run `fleet install`
-        rows = parse_answer(link.host.name, run, list)
+        run = link.fleet(argv, deadline=deadline)
+        rows = parsed_answer(link, run, list)
         return {"ok": True, "all_up": run.exit_code == 0, "agents": rows}
 
     def local(part: Roster) -> Any:
@@ -356,7 +371,7 @@ def status(
         return {"ok": True, "all_up": fleet_status.all_up, "agents": status_rows_json(fleet_status)}
 
     try:
-        results = run_hosts(hosts, names, remote, local, budget)
+        results = run_hosts(hosts, names, remote, local, hosts.settings.timeout)
     finally:
         hosts.close()
     merged = HostsResult("status", results)
@@ -410,7 +425,7 @@ def send(
 ) -> bool:
     """Send to an agent on another host (the message travels on stdin); False when the
     agent is local (the caller sends as usual)."""
-    from fleetlib.remote import HostError  # noqa: PLC0415
+    from fleetlib.remote import Deadline, HostError  # noqa: PLC0415
 
     routed = on_agent_host(c, roster, agent)
     if routed is None:
@@ -422,7 +437,7 @@ def send(
     argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
     budget = (timeout or 15.0) + 2 * hosts.settings.timeout
     try:
-        data = remote_answer(link, argv, dict, timeout=budget, stdin=text + "\n")
+        data = remote_answer(link, argv, dict, deadline=Deadline(budget), stdin=text + "\n")
     except HostError as exc:
         raise FleetError(
             f"{link.host.name}: {exc}",
@@ -468,8 +483,8 @@ def send_all(
     argv += ["--answer"] if answer else []
     argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
 
-    def remote(link: HostLink, part: Roster) -> Any:
-        return remote_answer(link, argv, dict, timeout=budget, stdin=text + "\n")
+    def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
+        return remote_answer(link, argv, dict, deadline=deadline, stdin=text + "\n")
 
     def lines(host: HostResult) -> list[str]:
         data = host.data
@@ -488,23 +503,29 @@ def send_all(
 
 def logs(c: Context, roster: Roster, *, agent: str, lines: int, follow: bool, extra: Sequence[str] = ()) -> bool:
     """Show the logs of an agent on another host (``extra``: more ``logs`` flags, passed
-    on as given); False when the agent is local."""
-    from fleetlib.remote import HostError, version_guarded  # noqa: PLC0415
+    on as given); False when the agent is local. ``follow`` prints new output as it
+    comes until Ctrl-C, which ends the follower on the host too."""
+    from fleetlib.remote import Deadline, HostError  # noqa: PLC0415
 
     routed = on_agent_host(c, roster, agent)
     if routed is None:
         return False
     hosts, link = routed
     argv = ["logs", "--agent", agent, "--lines", str(lines), "--backend", link.host.backend, *extra]
+
+    def write(chunk: bytes) -> None:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
     try:
         if follow:
-            link.connection().run(version_guarded(hosts.settings.version, [*argv, "--follow"]), warn=True, pty=False)
-            return True
-        run = link.fleet(argv, timeout=hosts.settings.timeout * 3)
+            run = link.follow([*argv, "--follow"], write)
+        else:
+            run = link.fleet(argv, deadline=Deadline(hosts.settings.timeout * 3))
     except HostError as exc:
         raise FleetError(f"{link.host.name}: {exc}") from None
     except KeyboardInterrupt:
-        return True
+        return True  # the follow closed its channel on the way out: the host's follower ends
     finally:
         hosts.close()
     if run.exit_code != 0:
@@ -529,10 +550,10 @@ def wait(
     limit = timeout or DEFAULT_TIMEOUT_S
     budget = limit + hosts.settings.timeout * 2
 
-    def remote(link: HostLink, part: Roster) -> Any:
+    def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
         argv = ["wait", "--for", state, "--timeout", f"{limit:g}", "--json", "--backend", link.host.backend]
         argv += ["--agent", agent] if agent else ["--all"]
-        return remote_answer(link, argv, dict, timeout=budget)
+        return remote_answer(link, argv, dict, deadline=deadline)
 
     def local(part: Roster) -> Any:
         lifecycle = open_fleet(paths, part, backend=requested_backend(c, ""))
@@ -552,12 +573,32 @@ def wait(
     )
 
 
-def ssh_argv(link: HostLink, remote_command: str) -> list[str]:
+def proxy_command(hops: Sequence[SshTarget], strict: Sequence[str]) -> str:
+    """An OpenSSH ``ProxyCommand`` reaching ``%h:%p`` through ``hops`` (in the order they are
+    connected to), each hop an ``ssh -W`` with the same ``strict`` options. OpenSSH's own
+    ProxyJump passes no ``-o`` option on to the hops, so they would be checked against the
+    default known_hosts, and could prompt. Each level's ``%`` is doubled for the level
+    above, which expands it once."""
+    command = ""
+    for hop in hops:
+        literal = ["ssh", *strict, "-o", f"ProxyCommand={command}" if command else "ProxyJump=none"]
+        literal += ["-l", hop.user] if hop.user else []
+        literal += ["-p", str(hop.port)] if hop.port is not None else []
+        escaped = [arg.replace("%", "%%") for arg in literal]
+        command = shlex.join([*escaped, "-W", "[%h]:%p", "--", hop.address.replace("%", "%%")])
+    return command
+
+
+def ssh_argv(link: HostLink, remote_command: str, hops: Sequence[SshTarget] = ()) -> list[str]:
     """OpenSSH argv for an interactive session on ``link``'s host: a TTY, the same
-    known_hosts (strict), keys only."""
+    known_hosts (strict), keys only; through ``hops`` (its ProxyJump hosts), each checked
+    the same way."""
     target = link.host.ssh
-    argv = ["ssh", "-t", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
-    argv += ["-o", f"UserKnownHostsFile={link.settings.known_hosts}"]
+    strict = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    strict += ["-o", f"UserKnownHostsFile={link.settings.known_hosts}"]
+    argv = ["ssh", "-t", *strict]
+    if hops:
+        argv += ["-o", f"ProxyCommand={proxy_command(hops, strict)}"]
     if link.host.identity_file:
         argv += ["-i", os.path.expanduser(link.host.identity_file)]
     if target.port is not None:
@@ -578,7 +619,7 @@ def attach(c: Context, roster: Roster, *, agent: str, read_only: bool) -> bool:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise FleetError(f"{'watch' if read_only else 'attach'} needs a terminal (stdin and stdout)")
     command = version_guarded(hosts.settings.version, ["watch" if read_only else "attach", "--agent", agent])
-    os.execvp("ssh", ssh_argv(link, command))  # noqa: S606  # argv list, no shell: the terminal is the user's
+    os.execvp("ssh", ssh_argv(link, command, link.jump_hosts()))  # noqa: S606  # argv list, no shell: the terminal is the user's
     return True  # not reached
 
 
@@ -586,20 +627,21 @@ def doctor(c: Context, roster: Roster, local_checks: Callable[[], list[Any]], as
     """Local checks, then per host: reachable, version, and that host's own doctor."""
     from fleetlib.controller import parse_answer  # noqa: PLC0415
     from fleetlib.doctor import Check, failed, passed  # noqa: PLC0415
-    from fleetlib.remote import HostError  # noqa: PLC0415
+    from fleetlib.remote import Deadline, HostError  # noqa: PLC0415
 
     hosts = open_hosts(c, roster)
 
     def remote(link: HostLink, part: Roster) -> Any:
         name = link.host.name
         checks: list[Check] = []
+        deadline = Deadline(hosts.settings.timeout * 3)
         try:
-            link.connection()
+            link.connection(deadline)
         except HostError as exc:
             return [failed(f"{name}: reachable", str(exc), "check the address, sshd and known_hosts")]
         checks.append(passed(f"{name}: reachable", f"ssh {link.host.ssh}"))
         try:
-            run = link.fleet(["doctor", "--json", "--backend", link.host.backend], timeout=hosts.settings.timeout * 3)
+            run = link.fleet(["doctor", "--json", "--backend", link.host.backend], deadline=deadline)
         except HostError as exc:
             checks.append(failed(f"{name}: version", str(exc), f"fleet hosts.bootstrap --host {name}"))
             return checks
@@ -670,8 +712,9 @@ def hosts_bootstrap(
     from fleetlib.bootstrap import build_wheels, install_on  # noqa: PLC0415
     from fleetlib.controller import HostsResult, fan_out  # noqa: PLC0415
 
+    limit = host_timeout_seconds(c, host_timeout)
     loaded = roster_with_hosts(c, home, roster)
-    hosts = open_hosts(c, loaded, host_timeout)
+    hosts = open_hosts(c, loaded, limit)
     names = hosts.chosen(host)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fleet-wheels-") as directory:
@@ -702,13 +745,14 @@ def hosts_trust(
     """First contact: record each host's SSH key in known_hosts (check the fingerprints!)."""
     from fleetlib.controller import HostsResult, fan_out  # noqa: PLC0415
 
+    limit = host_timeout_seconds(c, host_timeout)
     loaded = roster_with_hosts(c, home, roster)
-    hosts = open_hosts(c, loaded, host_timeout)
+    hosts = open_hosts(c, loaded, limit)
     names = hosts.chosen(host)
     # One at a time would be safer against two writers of known_hosts; appends are atomic
     # lines (O_APPEND), so parallel is fine.
-    results = fan_out(names, lambda name: {"ok": True, "line": hosts.links[name].trust()}, hosts.settings.timeout * 2)
-    finish_hosts(HostsResult("trust", results), json, lambda result: [result.data["line"].partition(": ")[2]])
+    results = fan_out(names, lambda name: {"ok": True, "lines": hosts.links[name].trust()}, hosts.settings.timeout * 2)
+    finish_hosts(HostsResult("trust", results), json, lambda result: list(result.data["lines"]))
 
 
 @task(auto_shortflags=False, help={**PATH_HELP, "json": JSON_HELP})

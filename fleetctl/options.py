@@ -22,6 +22,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from fleetlib.errors import FleetError
+from fleetlib.hosts import HOST_BACKENDS
 from fleetlib.paths import FleetPaths
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +39,7 @@ FLEET_HELP: Final = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP, "backend": BACKEND_
 USAGE_EXIT: Final = 2
 FAILED_EXIT: Final = 1
 BROKEN_PIPE_EXIT: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
+MAX_SECONDS: Final = 7 * 24 * 3600  # the longest duration a flag takes: a week
 
 
 def user_errors(body: F) -> F:
@@ -76,8 +78,10 @@ def required(flag: str, value: str) -> str:
 
 def seconds(flag: str, raw: str) -> float | None:
     """A duration flag: None when not given (the library's default applies), else a
-    finite number of seconds > 0 (``nan``, ``inf``, ``0`` and ``-1`` are refused: a zero
-    timeout would tear a fleet down and then give up waiting for it)."""
+    finite number of seconds > 0 and at most :data:`MAX_SECONDS` (``nan``, ``inf``, ``0``
+    and ``-1`` are refused: a zero timeout would tear a fleet down and then give up waiting
+    for it; ``1e10`` is refused: no wait is meant to outlast a week, and numbers that large
+    overflow the waits they end up in)."""
     if raw == "":
         return None
     try:
@@ -86,6 +90,8 @@ def seconds(flag: str, raw: str) -> float | None:
         raise FleetError(f"{flag}: {raw!r} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise FleetError(f"{flag}: must be a finite number of seconds > 0, not {raw!r}")
+    if value > MAX_SECONDS:
+        raise FleetError(f"{flag}: must be at most {MAX_SECONDS} seconds (a week), not {raw!r}")
     return value
 
 
@@ -117,8 +123,12 @@ def fleet_paths(c: Context, home: str, roster: str) -> FleetPaths:
 
 
 def requested_backend(c: Context, flag: str) -> str:
-    """The backend asked for: the flag, else config ``fleet.backend``, else ``auto``."""
-    return flag or fleet_config(c).get("backend") or "auto"
+    """The backend asked for: the flag, else config ``fleet.backend``, else ``auto``;
+    :class:`FleetError` for a name that is not a backend."""
+    chosen: str = flag or fleet_config(c).get("backend") or "auto"
+    if chosen not in HOST_BACKENDS:
+        raise FleetError(f"unknown backend {chosen!r}; use one of: {', '.join(HOST_BACKENDS)}")
+    return chosen
 
 
 def unit_dir_option(c: Context, flag: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.remote import VENV, HostError, HostLink
+from fleetlib.remote import VENV, Deadline, HostError, HostLink
 
 WHEELS: Final = ".local/share/fleet/wheels"  # relative to the remote home
 BUILD_TIMEOUT_S: Final = 600.0
@@ -84,7 +84,7 @@ def build_wheels(directory: Path, source: Path | None = None) -> list[Path]:
 
 
 def _step(link: HostLink, what: str, command: str, timeout: float = INSTALL_TIMEOUT_S) -> str:
-    run = link.run(command, timeout=timeout)
+    run = link.run(command, deadline=Deadline(timeout))
     if run.exit_code != 0:
         raise HostError(f"{what} failed: {run.error_line()}")
     return run.stdout

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
-from fleetlib.remote import HostError, HostLink, RemoteRun
+from fleetlib.remote import Deadline, HostError, HostLink, RemoteRun
 from fleetlib.results import AgentOutcome, OperationResult
 
 # Remote exit codes that still carry a JSON answer on stdout: ok, operation failed, not all up.
@@ -130,7 +130,9 @@ def fan_out(hosts: Sequence[str], job: HostJob, deadline: float) -> list[HostRes
         thread.start()
     results: list[HostResult] = []
     for host, thread in threads.items():
-        thread.join(max(0.0, started + deadline - time.monotonic()))
+        # A join longer than the platform's lock timeout would raise OverflowError: wait
+        # that long at most (about 292 years), which is waiting "forever".
+        thread.join(min(max(0.0, started + deadline - time.monotonic()), threading.TIMEOUT_MAX))
         if slots[host]:
             results.append(slots[host][0])
         else:
@@ -181,10 +183,11 @@ def parse_answer(host: str, run: RemoteRun, expect: type) -> Any:
 
 
 def remote_fleet_json(
-    link: HostLink, argv: Sequence[str], expect: type, *, timeout: float, stdin: str | None = None
+    link: HostLink, argv: Sequence[str], expect: type, *, deadline: Deadline, stdin: str | None = None
 ) -> Any:
-    """Run ``fleet argv`` on ``link``'s host and return its parsed JSON answer."""
-    return parse_answer(link.host.name, link.fleet(argv, stdin=stdin, timeout=timeout), expect)
+    """Run ``fleet argv`` on ``link``'s host (connecting included, within ``deadline``) and
+    return its parsed JSON answer."""
+    return parse_answer(link.host.name, link.fleet(argv, stdin=stdin, deadline=deadline), expect)
 
 
 def operation_from_json(data: dict[str, Any]) -> OperationResult:

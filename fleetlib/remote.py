@@ -5,16 +5,25 @@ Guarantees of a :class:`HostLink`:
 * **One connection per host per command.** It opens on first use and every later call of
   the same command reuses it (sshd's ``MaxSessions`` is never approached: calls run one at
   a time on a link).
-* **Host keys are verified.** The key must already be in the known_hosts file (paramiko's
-  ``RejectPolicy``: an unknown or changed key is a one-line failure naming the host and how
-  to trust it). Only :meth:`HostLink.trust` records a key, when the user asks for it.
+* **Host keys are verified, on every hop.** The key must already be in the known_hosts file
+  (paramiko's ``RejectPolicy``: an unknown or changed key is a one-line failure naming the
+  host and how to trust it). The jump hosts of an ssh_config ``ProxyJump`` are verified the
+  same way, against the same file (Fabric would build them accepting any key). Only
+  :meth:`HostLink.trust` records a key, when the user asks for it.
 * **Never prompts.** Only keys (the host's ``identity_file``, the agent, ``~/.ssh/id_*``)
   are tried; no password or keyboard-interactive prompt can appear.
-* **Bounded.** Connecting (TCP, banner, authentication) and every remote command have a
-  deadline; a host that does not answer in time fails with one line, it never hangs.
-* **Secrets stay out of argv and logs.** Data (a roster part, a message) travels over the
-  command's stdin or SFTP, never in a command line; failure lines carry the remote
-  ``error:`` line or the SSH problem, never the data sent.
+* **Bounded.** An operation on a host runs under one :class:`Deadline`: connecting (TCP,
+  banner, authentication, each hop), every remote command and reading its answer all take
+  from the same time, and connecting alone never takes longer than the host timeout. A
+  host that does not answer in time fails with one line, it never hangs.
+* **Secrets stay out of argv and logs, and out of other users' reach.** Data (a roster
+  part, a message) travels over the command's stdin or SFTP, never in a command line; a
+  file pushed is written inside a directory only its owner can enter, so it is private
+  from its first byte. Failure lines carry the remote ``error:`` line or the SSH problem,
+  never the data sent.
+* **A follow ends with its reader.** :meth:`HostLink.follow` streams a command that runs
+  until interrupted; the remote side watches its stdin, which only this side holds, so
+  it ends as soon as this side stops (Ctrl-C, an error, or this process dying).
 * **Same version or nothing.** Every ``fleet`` run on a host first checks that host's
   installed fleet is exactly the controller's version, in the same remote command; on skew
   it runs nothing and the call fails with one line saying to run ``fleet hosts.bootstrap``.
@@ -24,15 +33,17 @@ Fabric (and paramiko) are imported only here, and this module only when a roster
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-import math
 import os
+import secrets
 import shlex
 import socket
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,7 +52,7 @@ import fabric
 import fabric.runners
 import paramiko
 
-from fleetlib.hosts import Host
+from fleetlib.hosts import Host, SshTarget
 
 # paramiko logs transport errors (with tracebacks) through logging; without a handler Python
 # prints them on stderr. Each failure is reported once, as the host's one line, instead.
@@ -60,9 +71,28 @@ DEFAULT_KNOWN_HOSTS: Final = "~/.ssh/known_hosts"
 DEFAULT_HOST_TIMEOUT_S: Final = 10.0
 
 
+FOLLOW_POLL_S: Final = 0.2  # how often a follow looks for Ctrl-C between chunks
+FOLLOW_STDERR_CAP: Final = 64 * 1024  # what a follow keeps of the remote's stderr (its error line)
+
+
 class HostError(Exception):
     """This host failed as a whole (unreachable, refused, timed out, skewed, bad answer);
     ``str()`` is one line, without the host name (the caller prefixes it)."""
+
+
+class Deadline:
+    """The one time limit of a whole host operation: connecting, every remote call and
+    reading its answer all take what is left of it, so the operation never outlasts
+    ``seconds`` (give each step :meth:`remaining`, never ``seconds`` again)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (0 or less once it has passed)."""
+        return self._end - self._clock()
 
 
 @dataclass(frozen=True)
@@ -95,14 +125,33 @@ def bootstrap_hint(host: str) -> str:
     return f"run `fleet hosts.bootstrap --host {host}`"
 
 
-def version_guarded(version: str, argv: Sequence[str], *, check_only: bool = False) -> str:
+def version_guarded(
+    version: str, argv: Sequence[str], *, check_only: bool = False, until_stdin_closes: bool = False
+) -> str:
     """The remote shell command that runs ``fleet argv`` from the private venv only when
     the installed distribution is exactly ``version`` (read from its dist-info name, the
     same metadata ``fleet --version`` prints, without starting Python twice).
-    ``check_only`` runs nothing after the check (exit 0 when the version matches)."""
+    ``check_only`` runs nothing after the check (exit 0 when the version matches).
+    ``until_stdin_closes`` (a command that runs until interrupted): the command is also
+    ended (SIGTERM) when the command's stdin reaches end of file, that is when the SSH
+    channel closes: without a terminal, sshd signals nothing to a command whose client
+    went away, and a follower that prints nothing would run on forever."""
     venv = f'"$HOME"/{VENV}'
     wanted = f"fleet-{version}.dist-info"
-    then = "exit 0" if check_only else f"exec {venv}/bin/fleet {shlex.join(argv)}"
+    if check_only:
+        then = "exit 0"
+    elif until_stdin_closes:
+        # fd 3 keeps the channel's stdin: an asynchronous command's stdin is /dev/null. The
+        # watchdog's output goes to /dev/null so it never holds the channel open; when fleet
+        # ends first, the watchdog is ended (its `cat` then sees end of file when the channel
+        # closes and exits).
+        then = (
+            f"exec 3<&0; {venv}/bin/fleet {shlex.join(argv)} 3<&- & f=$!; "
+            "{ cat <&3; kill $f; } >/dev/null 2>&1 & w=$!; exec 3<&-; "
+            "wait $f; s=$?; kill $w 2>/dev/null; exit $s"
+        )
+    else:
+        then = f"exec {venv}/bin/fleet {shlex.join(argv)}"
     script = (
         f"for d in {venv}/lib/python3*/site-packages/fleet-*.dist-info; do :; done; "
         f'case "$d" in */{shlex.quote(wanted)}) {then};; esac; '
@@ -123,6 +172,18 @@ class _RecordPolicy(paramiko.MissingHostKeyPolicy):
         self.recorded = (hostname, key)
 
 
+def _jump_hosts(connection: fabric.Connection) -> list[fabric.Connection]:
+    """The jump hosts Fabric built for ``connection`` from an ssh_config ``ProxyJump``, in
+    the order they are connected to (a ``ProxyCommand`` is a command the user wrote, run
+    as written)."""
+    chain: list[fabric.Connection] = []
+    gateway = connection.gateway
+    while isinstance(gateway, fabric.Connection):
+        chain.append(gateway)
+        gateway = gateway.gateway
+    return chain[::-1]
+
+
 class HostLink:
     """The controller's connection to one host, for one command (see the module docstring)."""
 
@@ -130,120 +191,174 @@ class HostLink:
         self.host = host
         self.settings = settings
         self._connection: fabric.Connection | None = None
+        self._hops: list[fabric.Connection] = []
 
     # ------------------------------------------------------------------ connecting
 
-    def _new_connection(self, policy: paramiko.MissingHostKeyPolicy) -> fabric.Connection:
-        timeout = self.settings.timeout
-        connect_kwargs: dict[str, Any] = {
-            "banner_timeout": timeout,
-            "auth_timeout": timeout,
-            "channel_timeout": timeout,
-            # Keys only: no password, and never a prompt (paramiko has no TTY prompt, and no
-            # password is ever passed).
-            "password": None,
-        }
+    def _new_connection(
+        self, policy: Callable[[], paramiko.MissingHostKeyPolicy]
+    ) -> tuple[fabric.Connection, list[fabric.Connection]]:
+        """The (unopened) connection and its jump hosts, each verifying host keys with a
+        fresh ``policy()`` against the known_hosts file."""
+        # Keys only: no password, and never a prompt (paramiko has no TTY prompt, and no
+        # password is ever passed). The time limits are set as each one opens (_open).
+        connect_kwargs: dict[str, Any] = {"password": None}
         if self.host.identity_file:
             connect_kwargs["key_filename"] = os.path.expanduser(self.host.identity_file)
         target = self.host.ssh
         connection = fabric.Connection(
-            target.address,
-            user=target.user,
-            port=target.port,
-            connect_timeout=max(1, math.ceil(timeout)),
-            connect_kwargs=connect_kwargs,
+            target.address, user=target.user, port=target.port, connect_kwargs=connect_kwargs
         )
-        client = connection.client
-        client.set_missing_host_key_policy(policy)
+        hops = _jump_hosts(connection)
         known = self.settings.known_hosts
-        if known.exists():
-            client.load_host_keys(str(known))
-        return connection
+        for each in (*hops, connection):
+            # Fabric gives every connection it builds, each ProxyJump hop included, an
+            # AutoAddPolicy and no known_hosts: a hop's key would be taken on trust.
+            each.client.set_missing_host_key_policy(policy())
+            if known.exists():
+                each.client.load_host_keys(str(known))
+            # Our limits, in seconds as given (Fabric would round an ssh_config ConnectTimeout).
+            each.connect_timeout = None
+            each.connect_kwargs = {**each.connect_kwargs, "password": None}
+        return connection, hops
 
-    def _describe(self, exc: BaseException) -> str:
-        target = self.host.ssh
-        if isinstance(exc, paramiko.BadHostKeyException):
-            return (
-                f"host key of {target} does not match {self.settings.known_hosts} (possible man-in-the-middle); "
-                "if the host was reinstalled, remove the old key and run `fleet hosts.trust`"
-            )
-        if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
-            return (
-                f"host key of {target} is not in {self.settings.known_hosts}; "
-                f"check it and run `fleet hosts.trust --host {self.host.name}`"
-            )
-        if isinstance(exc, paramiko.AuthenticationException):
-            return f"authentication as {target} refused (keys only, no password prompts); check identity_file"
-        if isinstance(exc, TimeoutError | socket.timeout):
-            return f"no answer from {target} within {self.settings.timeout:g}s"
-        if isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
-            return f"no SSH banner from {target} within {self.settings.timeout:g}s"
-        if isinstance(exc, ConnectionRefusedError):
-            return f"connection to {target} refused (is sshd running?)"
-        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-            return f"cannot connect to {target}: connection refused (is sshd running?)"
-        if isinstance(exc, OSError):
-            return f"cannot connect to {target}: {exc.strerror or exc}"
-        return f"SSH to {target} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    def jump_hosts(self) -> list[SshTarget]:
+        """The jump hosts an ssh_config ``ProxyJump`` puts before this host, in the order
+        they are connected to, as named there (so OpenSSH finds their own settings);
+        nothing is opened."""
+        _, hops = self._new_connection(paramiko.RejectPolicy)
+        return [SshTarget(address=hop.original_host, user=hop.user, port=int(hop.port)) for hop in hops]
 
-    def connection(self) -> fabric.Connection:
-        """The open connection (opened on first use); :class:`HostError` when it cannot be."""
-        if self._connection is None:
-            connection = self._new_connection(paramiko.RejectPolicy())
+    def _who(self, each: fabric.Connection, connection: fabric.Connection) -> str:
+        if each is connection:
+            return str(self.host.ssh)
+        return f"jump host {each.user}@{each.host}:{each.port}"
+
+    def _open(
+        self,
+        connection: fabric.Connection,
+        hops: Sequence[fabric.Connection],
+        deadline: Deadline,
+        *,
+        first_contact: bool = False,
+    ) -> None:
+        """Open the jump hosts in order, then the host, all within the host timeout and the
+        ``deadline``; :class:`HostError` naming the one that failed. ``first_contact``
+        (trust): a refused authentication on the host itself is no failure, its key was
+        exchanged before."""
+        limit = min(self.settings.timeout, deadline.remaining())
+        bound = self.settings.timeout if limit >= self.settings.timeout else deadline.seconds
+        connecting = Deadline(limit)
+        for each in (*hops, connection):
+            who = self._who(each, connection)
+            left = connecting.remaining()
+            if left <= 0:
+                raise HostError(f"no SSH answer from {who} within {bound:g}s")
+            each.connect_kwargs.update(timeout=left, banner_timeout=left, auth_timeout=left, channel_timeout=left)
             started = time.monotonic()
             try:
-                connection.open()
+                each.open()
+            except paramiko.AuthenticationException as exc:
+                if first_contact and each is connection:
+                    return
+                raise HostError(self._describe(exc, who, bound)) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                connection.close()
-                timed_out = time.monotonic() - started >= self.settings.timeout * 0.9
-                handshake = isinstance(exc, paramiko.SSHException) and not isinstance(
-                    exc, paramiko.AuthenticationException | paramiko.BadHostKeyException
-                )
+                timed_out = time.monotonic() - started >= left * 0.9
+                handshake = isinstance(exc, paramiko.SSHException) and not isinstance(exc, paramiko.BadHostKeyException)
                 if timed_out and handshake:
                     # paramiko words a handshake that never came in several ways
                     # ("Error reading SSH protocol banner", "No existing session", ...)
-                    raise HostError(f"no SSH answer from {self.host.ssh} within {self.settings.timeout:g}s") from None
-                raise HostError(self._describe(exc)) from None
-            self._connection = connection
+                    raise HostError(f"no SSH answer from {who} within {bound:g}s") from None
+                raise HostError(self._describe(exc, who, bound)) from None
+
+    def _describe(self, exc: BaseException, who: str, bound: float) -> str:
+        known = self.settings.known_hosts
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return (
+                f"host key of {who} does not match {known} (possible man-in-the-middle); "
+                "if the host was reinstalled, remove the old key and run `fleet hosts.trust`"
+            )
+        if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+            return f"host key of {who} is not in {known}; check it and run `fleet hosts.trust --host {self.host.name}`"
+        if isinstance(exc, paramiko.AuthenticationException):
+            return f"authentication as {who} refused (keys only, no password prompts); check identity_file"
+        if isinstance(exc, TimeoutError | socket.timeout):
+            return f"no answer from {who} within {bound:g}s"
+        if isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
+            return f"no SSH banner from {who} within {bound:g}s"
+        if isinstance(exc, ConnectionRefusedError):
+            return f"connection to {who} refused (is sshd running?)"
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            return f"cannot connect to {who}: connection refused (is sshd running?)"
+        if isinstance(exc, OSError):
+            return f"cannot connect to {who}: {exc.strerror or exc}"
+        return f"SSH to {who} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+    def connection(self, deadline: Deadline | None = None) -> fabric.Connection:
+        """The open connection (opened on first use, within the host timeout and
+        ``deadline``); :class:`HostError` when it cannot be."""
+        if self._connection is None:
+            connection, hops = self._new_connection(paramiko.RejectPolicy)
+            try:
+                self._open(connection, hops, deadline or Deadline(self.settings.timeout))
+            except HostError:
+                for each in (connection, *hops):
+                    each.close()
+                raise
+            self._connection, self._hops = connection, hops
         return self._connection
 
-    def trust(self) -> str:
-        """Connect once accepting whatever key the host presents, append it to the known_hosts
-        file, and return its fingerprint line. An already known key is verified instead
-        (a changed key is refused, never replaced)."""
-        policy = _RecordPolicy()
-        connection = self._new_connection(policy)
+    def trust(self) -> list[str]:
+        """Connect once accepting whatever keys the host and its jump hosts present, append
+        the new ones to the known_hosts file, and return a line per key (its fingerprint),
+        or one line saying every key was already known. An already known key is verified
+        instead (a changed key is refused, never replaced)."""
+        policies: list[_RecordPolicy] = []
+
+        def recording() -> _RecordPolicy:
+            policies.append(_RecordPolicy())
+            return policies[-1]
+
+        connection, hops = self._new_connection(recording)
         try:
-            connection.open()
-        except paramiko.AuthenticationException:
-            pass  # the host key was exchanged (and recorded) before authentication
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostError(self._describe(exc)) from None
+            self._open(connection, hops, Deadline(self.settings.timeout), first_contact=True)
         finally:
-            connection.close()
-        if policy.recorded is None:
-            return f"{self.host.name}: host key already known in {self.settings.known_hosts}"
-        hostname, key = policy.recorded
+            for each in (connection, *hops):
+                each.close()
         known = self.settings.known_hosts
+        recorded = [policy.recorded for policy in policies if policy.recorded is not None]
+        if not recorded:
+            return [f"host key already known in {known}"]
         known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        entry = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        lines = []
         fd = os.open(known, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "a") as stream:
-            stream.write(entry)
-        return f"{self.host.name}: recorded {key.get_name()} {key.fingerprint} for {hostname} in {known}"
+            for hostname, key in recorded:
+                stream.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+                lines.append(f"recorded {key.get_name()} {key.fingerprint} for {hostname} in {known}")
+        return lines
 
     def close(self) -> None:
         if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            # Fabric closes a connection, not the jump hosts it went through.
+            for each in (self._connection, *reversed(self._hops)):
+                each.close()
+            self._connection, self._hops = None, []
+
+    def _expired(self, deadline: Deadline) -> HostError:
+        return HostError(f"no answer from {self.host.ssh} within {deadline.seconds:g}s")
 
     # ------------------------------------------------------------------ running
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float | None = None) -> RemoteRun:
+    def run(self, command: str, *, stdin: str | None = None, deadline: Deadline | None = None) -> RemoteRun:
         """Run a shell ``command`` (built with :func:`shlex.join`, never from data) with
-        ``stdin``; bounded by ``timeout`` (default: the host timeout)."""
-        connection = self.connection()
-        limit = self.settings.timeout if timeout is None else timeout
+        ``stdin``; connecting, running and reading all within ``deadline`` (default: the
+        host timeout)."""
+        deadline = deadline or Deadline(self.settings.timeout)
+        connection = self.connection(deadline)
+        limit = deadline.remaining()
+        if limit <= 0:
+            raise self._expired(deadline)
         try:
             result = connection.run(
                 command,
@@ -251,7 +366,9 @@ class HostLink:
                 warn=True,
                 pty=False,
                 in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=max(1, math.ceil(limit)),
+                # A budget built from roster values may exceed what a timer can wait
+                # (OverflowError in its thread, and no limit at all): wait that long at most.
+                timeout=min(limit, threading.TIMEOUT_MAX),
             )
         except _RUNNER_ERRORS.ThreadException:
             # The remote command ended before it read all its input (stdin thread failed).
@@ -259,10 +376,10 @@ class HostLink:
             raise HostError(f"the command on {self.host.ssh} ended before reading its input") from None
         except _RUNNER_ERRORS.CommandTimedOut:
             self.close()  # the channel may be wedged: never reuse it
-            raise HostError(f"no answer from {self.host.ssh} within {limit:g}s") from None
+            raise self._expired(deadline) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise HostError(self._describe(exc)) from None
+            raise HostError(self._describe(exc, str(self.host.ssh), deadline.seconds)) from None
         return RemoteRun(exit_code=result.exited, stdout=result.stdout, stderr=result.stderr)
 
     def _refuse_skew(self, result: RemoteRun) -> None:
@@ -275,33 +392,105 @@ class HostLink:
                 f"{bootstrap_hint(self.host.name)}"
             )
 
-    def fleet(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float | None = None) -> RemoteRun:
-        """Run ``fleet argv`` on the host from its private venv, refusing version skew.
-        With ``stdin`` the version is checked in a call of its own first, so a refused
-        host never gets the data."""
+    def fleet(self, argv: Sequence[str], *, stdin: str | None = None, deadline: Deadline | None = None) -> RemoteRun:
+        """Run ``fleet argv`` on the host from its private venv, refusing version skew, all
+        within ``deadline`` (default: the host timeout). With ``stdin`` the version is
+        checked in a call of its own first, so a refused host never gets the data."""
+        deadline = deadline or Deadline(self.settings.timeout)
         if stdin is not None:
-            self._refuse_skew(self.run(version_guarded(self.settings.version, (), check_only=True)))
-        result = self.run(version_guarded(self.settings.version, argv), stdin=stdin, timeout=timeout)
+            self._refuse_skew(self.run(version_guarded(self.settings.version, (), check_only=True), deadline=deadline))
+        result = self.run(version_guarded(self.settings.version, argv), stdin=stdin, deadline=deadline)
         self._refuse_skew(result)
         return result
 
-    def put_atomic(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        """Write ``data`` to ``path`` (relative to the remote home) through SFTP: a temp file
-        beside it, then a POSIX rename, so readers see the old file or the new one."""
-        connection = self.connection()
+    def follow(self, argv: Sequence[str], write: Callable[[bytes], object]) -> RemoteRun:
+        """Run ``fleet argv``, a command that runs until interrupted (``logs --follow``),
+        handing its output to ``write`` as it arrives; returns when it ends on its own
+        (its stderr kept for the error line). The version is checked first (within the host
+        timeout). Whatever ends this call (Ctrl-C's ``KeyboardInterrupt``, an error) closes
+        the channel's input on the way out, which ends the remote command
+        (see :func:`version_guarded`'s ``until_stdin_closes``); so does this process dying."""
+        deadline = Deadline(self.settings.timeout)
+        self._refuse_skew(self.run(version_guarded(self.settings.version, (), check_only=True), deadline=deadline))
+        command = version_guarded(self.settings.version, argv, until_stdin_closes=True)
+        try:
+            channel = self.connection(deadline).client.get_transport().open_session(timeout=deadline.remaining())
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostError(self._describe(exc, str(self.host.ssh), deadline.seconds)) from None
+        errors = bytearray()
+        try:
+            # Short waits, so a Ctrl-C is seen between them even while the remote is silent.
+            channel.settimeout(FOLLOW_POLL_S)
+            while True:
+                while channel.recv_stderr_ready():
+                    errors += channel.recv_stderr(FOLLOW_STDERR_CAP)
+                    del errors[:-FOLLOW_STDERR_CAP]
+                try:
+                    chunk = channel.recv(1 << 16)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                write(chunk)
+            channel.settimeout(self.settings.timeout)
+            while chunk := channel.recv_stderr(FOLLOW_STDERR_CAP):
+                errors += chunk
+                del errors[:-FOLLOW_STDERR_CAP]
+            code = channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(self._describe(exc, str(self.host.ssh), self.settings.timeout)) from None
+        finally:
+            # End of input first: the remote's watchdog ends the command on it.
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                channel.shutdown_write()
+            channel.close()
+        return RemoteRun(exit_code=code, stdout="", stderr=errors.decode(errors="replace"))
+
+    def put_atomic(self, data: bytes, path: str, mode: int = 0o600, *, deadline: Deadline | None = None) -> None:
+        """Write ``data`` to ``path`` (relative to the remote home) through SFTP, private
+        from the first byte and atomically: into a fresh directory only its owner can
+        enter (mode 0700, beside ``path``), then a POSIX rename into place, so readers see
+        the old file or the new one and no other user ever sees the data (SFTP creates a
+        file with the server's default mode, 0644, before any chmod can reach it)."""
+        deadline = deadline or Deadline(self.settings.timeout)
+        connection = self.connection(deadline)
         directory, _, name = path.rpartition("/")
-        temp = f"{directory}/.{name}.fleet-tmp-{os.getpid()}"
+        private = f"{directory}/.fleet-push-{secrets.token_hex(8)}"
+        temp = f"{private}/{name}"
+        made = False
         try:
             sftp = connection.sftp()
+            sftp.get_channel().settimeout(max(deadline.remaining(), 0.001))
             self._makedirs(sftp, directory)
+            sftp.mkdir(private, mode=0o700)  # fails if it exists: never a directory someone else made
+            made = True
             with sftp.open(temp, "wb") as stream:
                 stream.chmod(mode)
                 stream.write(data)
             sftp.posix_rename(temp, path)
+            sftp.rmdir(private)
+            made = False
+        except TimeoutError:
+            self.close()
+            raise self._expired(deadline) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError(
                 f"cannot write {path} on {self.host.ssh}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
+        finally:
+            if made:
+                self._remove_quietly(connection, temp, private)
+
+    @staticmethod
+    def _remove_quietly(connection: fabric.Connection, temp: str, private: str) -> None:
+        """Best effort: a push that failed half-way leaves nothing behind."""
+        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+            sftp = connection.sftp()
+            for remove, what in ((sftp.remove, temp), (sftp.rmdir, private)):
+                with contextlib.suppress(OSError):
+                    remove(what)
 
     @staticmethod
     def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
@@ -318,6 +507,7 @@ class HostLink:
         connection = self.connection()
         try:
             sftp = connection.sftp()
+            sftp.get_channel().settimeout(None)
             self._makedirs(sftp, remote.rpartition("/")[0])
             sftp.put(str(local), remote)
         except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -2,11 +2,14 @@
 loopback address (127.0.0.2, .3, .4, ...), each with its own Unix user and fleet home.
 
 Everything is generated per test run: the sshd host keys, the controller's client key, the
-``known_hosts`` file and the roster's ``hosts:``. Users are reusable (``fleeth1``...,
-created with useradd when missing, password field ``*`` so sshd does not see a locked
-account); their fleet homes are wiped at the start. :meth:`SshHosts.close` kills every
-sshd this module started and every process of the test users (by pid, from /proc).
-Needs root and Debian's openssh-server (``/usr/sbin/sshd``).
+``known_hosts`` file and the roster's ``hosts:``. Each host's SFTP server is OpenSSH's own
+``sftp-server`` logging every request (open with its mode, mkdir, chmod, rename) to
+:attr:`SshHost.sftp_log`: what a push did on the host, as the host saw it. The users are
+the run's own (``fleett<pid>h1``..., made with useradd, password field ``*`` so sshd does
+not see a locked account), so two test runs on one machine never touch each other's hosts.
+:meth:`SshHosts.close` kills every sshd this module started and every process of the test
+users (by pid, from /proc), then removes the users; users left by a run that was killed are
+removed by the next. Needs root and Debian's openssh-server (``/usr/sbin/sshd``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -25,14 +29,15 @@ from pathlib import Path
 from typing import Final
 
 SSHD: Final = Path("/usr/sbin/sshd")
-USERS: Final = ("fleeth1", "fleeth2", "fleeth3")
+SFTP_SERVER: Final = Path("/usr/lib/openssh/sftp-server")
+RUN_USER: Final = re.compile(r"fleett(?P<pid>[0-9]+)h[0-9]+")  # fleett<pid of the test run>h<host>
 
 
 def unavailable() -> str | None:
     """Why real sshd hosts cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root (creates users, starts sshd)"
-    for tool in (str(SSHD), "ssh-keygen", "useradd"):
+    for tool in (str(SSHD), str(SFTP_SERVER), "ssh-keygen", "useradd"):
         if not shutil.which(tool):
             return f"{tool} not found (scripts/setup --tests installs openssh-server)"
     return None
@@ -45,28 +50,65 @@ def free_port(address: str) -> int:
         return port
 
 
-def ensure_user(name: str) -> pwd.struct_passwd:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-        entry = pwd.getpwnam(name)
+def run_user(index: int) -> str:
+    """The name of this test run's user for host ``index`` (1, 2, ...)."""
+    return f"fleett{os.getpid()}h{index}"
+
+
+def create_user(name: str) -> pwd.struct_passwd:
     # '!' (useradd's default) is a locked account to sshd even for key logins; '*' is not.
-    subprocess.run(["usermod", "-p", "*", name], check=True)
-    return entry
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name], check=True)
+    return pwd.getpwnam(name)
+
+
+def remove_user(name: str) -> None:
+    """End every process of user ``name`` and remove the user with its home."""
+    with contextlib.suppress(KeyError):
+        kill_user_processes(pwd.getpwnam(name).pw_uid)
+    subprocess.run(["userdel", "--remove", "--force", name], check=False, capture_output=True)
+
+
+def remove_stale_users() -> None:
+    """Remove the users of earlier runs whose test process is gone (killed before it could
+    clean up); a live run's users are left alone."""
+    for entry in pwd.getpwall():
+        found = RUN_USER.fullmatch(entry.pw_name)
+        if found is None:
+            continue
+        try:
+            os.kill(int(found["pid"]), 0)
+        except ProcessLookupError:
+            remove_user(entry.pw_name)
+        except PermissionError:
+            pass  # alive
+
+
+def user_processes(uid: int) -> dict[int, list[str]]:
+    """pid -> argv of every live process owned by ``uid``."""
+    found: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                    found[int(entry)] = [arg.decode(errors="replace") for arg in argv if arg]
+            except OSError:
+                continue
+    return found
+
+
+def process_name(pid: int) -> str:
+    """The kernel's name for ``pid`` (``comm``: what ``ps -o comm`` shows), "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def kill_user_processes(uid: int) -> None:
     """SIGKILL every process owned by ``uid`` (the test users run nothing else)."""
     for _ in range(3):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        pids.append(int(entry))
-                except OSError:
-                    continue
+        pids = list(user_processes(uid))
         if not pids:
             return
         for pid in pids:
@@ -88,6 +130,10 @@ class SshHost:
     config: Path
     host_key: Path
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sftp_log(self) -> Path:
+        return self.config.parent / "sftp.log"
 
     @property
     def target(self) -> str:
@@ -176,7 +222,7 @@ class SshHosts:
         for host in self.hosts:
             host.stop()
         for host in self.hosts:
-            kill_user_processes(host.uid)
+            remove_user(host.user)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -199,7 +245,7 @@ AllowUsers {user}
 MaxSessions 64
 MaxStartups 64:30:128
 LogLevel ERROR
-Subsystem sftp internal-sftp
+Subsystem sftp {sftp}
 """
 
 
@@ -211,14 +257,16 @@ def start_hosts(count: int = 3) -> SshHosts:
     directory = Path(tempfile.mkdtemp(prefix="fleet-sshd-"))
     os.chmod(directory, 0o755)  # noqa: S103  # sshd (as the test users) reads the keys below it
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    remove_stale_users()
     hosts = SshHosts(directory)
     keygen(hosts.client_key)
     client_public = hosts.client_key.with_suffix(".pub").read_text()
     known: list[str] = []
     try:
         for index in range(count):
-            user = USERS[index]
-            entry = ensure_user(user)
+            user = run_user(index + 1)
+            remove_user(user)  # a leftover of a run that had this pid
+            entry = create_user(user)
             address = f"127.0.0.{index + 2}"
             port = free_port(address)
             host_dir = directory / f"h{index + 1}"
@@ -227,9 +275,19 @@ def start_hosts(count: int = 3) -> SshHosts:
             keygen(host_key)
             authorized = host_dir / "authorized_keys"
             authorized.write_text(client_public)
+            # OpenSSH's sftp-server as the host runs it, logging each request (as the user, so
+            # into a file that user owns).
+            sftp_log = host_dir / "sftp.log"
+            sftp_log.touch()
+            os.chown(sftp_log, entry.pw_uid, entry.pw_gid)
+            sftp = host_dir / "sftp-logged"
+            sftp.write_text(f"#!/bin/sh\nexec {SFTP_SERVER} -e -l INFO 2>>{sftp_log}\n")
+            sftp.chmod(0o755)
             config = host_dir / "sshd_config"
             config.write_text(
-                SSHD_CONFIG.format(address=address, port=port, host_key=host_key, authorized=authorized, user=user)
+                SSHD_CONFIG.format(
+                    address=address, port=port, host_key=host_key, authorized=authorized, user=user, sftp=sftp
+                )
             )
             host = SshHost(
                 name=f"h{index + 1}",
@@ -242,8 +300,6 @@ def start_hosts(count: int = 3) -> SshHosts:
                 host_key=host_key,
             )
             hosts.hosts.append(host)
-            kill_user_processes(host.uid)
-            shutil.rmtree(host.fleet_home, ignore_errors=True)
             host.start()
             key_type, key = host_key.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{address}]:{port} {key_type} {key}\n")

@@ -5,6 +5,8 @@ and the command line's bad input (one line, exit 2, no traceback)."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import threading
 import time
@@ -15,7 +17,7 @@ import pytest
 from fleetlib.controller import HostResult, fan_out, in_batches
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.hosts import SshTarget, parse_target
-from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, HostError, version_guarded
+from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, Deadline, HostError, version_guarded
 from fleetlib.roster import parse_roster
 
 HOSTS = """\
@@ -157,6 +159,38 @@ def test_version_guard_runs_fleet_only_at_the_same_version(
     assert (done.returncode, done.stdout, done.stderr) == (code, stdout, stderr)
 
 
+def _watched(tmp_path: Path, fleet_script: str) -> subprocess.Popen[str]:
+    """The version guard's `until_stdin_closes` command under sh, with a fake fleet."""
+    _venv_with(tmp_path, "1.2.3")
+    fleet = tmp_path / ".local/share/fleet/venv/bin/fleet"
+    fleet.write_text(f"#!/bin/sh\n{fleet_script}\n")
+    return subprocess.Popen(
+        ["sh", "-c", version_guarded("1.2.3", ["logs", "--follow"], until_stdin_closes=True)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]},
+        text=True,
+    )
+
+
+def test_a_watched_command_ends_when_its_input_closes(tmp_path: Path) -> None:
+    """What keeps a remote follow from outliving its controller: closing the channel's
+    input (stdin here) ends the command. The wait is a liveness bound."""
+    with _watched(tmp_path, 'echo "following $*"; exec sleep 1000') as watched:
+        assert watched.stdin is not None
+        assert watched.stdout is not None
+        assert watched.stdout.readline() == "following logs --follow\n"
+        watched.stdin.close()
+        assert watched.wait(timeout=30) == 128 + 15  # SIGTERM
+
+
+def test_a_watched_command_that_ends_by_itself_answers_with_its_status(tmp_path: Path) -> None:
+    with _watched(tmp_path, "exit 7") as watched:
+        assert watched.wait(timeout=30) == 7  # its input still open: the watchdog does not hold it up
+        assert watched.stdout is not None
+        assert watched.stdout.read() == ""
+
+
 # --------------------------------------------------------------------------- fan-out
 
 
@@ -184,6 +218,17 @@ def test_fan_out_runs_hosts_at_once_and_a_stuck_host_fails_alone() -> None:
     assert "no answer within 0.5s" in (by_host["stuck"].error or "")
     assert by_host["refusing"].error == "connection refused"
     assert sorted(running) == ["a", "b", "refusing", "stuck"]
+
+
+def test_a_deadline_is_one_budget_for_every_step() -> None:
+    now = [100.0]
+    deadline = Deadline(3.0, clock=lambda: now[0])
+    assert deadline.remaining() == 3.0
+    now[0] += 2.5  # connecting took 2.5 s: the command gets what is left
+    assert deadline.remaining() == 0.5
+    now[0] += 1.0
+    assert deadline.remaining() <= 0
+    assert deadline.seconds == 3.0  # what messages name
 
 
 def test_batches_stop_at_the_first_failing_batch() -> None:
@@ -229,6 +274,15 @@ def _fleet(tmp_path: Path, *args: str, roster_text: str = HOSTS) -> subprocess.C
         (("hosts.bootstrap", "--host", "gpu9"), "error: unknown host 'gpu9'; did you mean 'gpu"),
         (("hosts.trust", "--host", "gpu"), "error: unknown host 'gpu'"),
         (("send", "--agent", "b1", "--all", "--message", "x"), "error: give exactly one of --agent NAME or --all"),
+        # Durations have a maximum (a week): 1e10 s used to pass and crash the fan-out (OverflowError).
+        (("restart", "--timeout", "1e10"), "error: --timeout: must be at most 604800 seconds (a week), not '1e10'"),
+        (("start", "--lock-timeout", "604801"), "error: --lock-timeout: must be at most 604800 seconds (a week)"),
+        (("status", "--host-timeout", "1e10"), "error: --host-timeout: must be at most 604800 seconds (a week)"),
+        (("wait", "--all", "--for", "running", "--timeout", "1e10"), "error: --timeout: must be at most 604800"),
+        (("send", "--agent", "b1", "--message", "x", "--timeout", "1e10"), "error: --timeout: must be at most"),
+        # With hosts, a bad --backend used to fail the local part only, after the hosts had acted.
+        (("restart", "--backend", "bogus"), "error: unknown backend 'bogus'"),
+        (("status", "--backend", "bogus"), "error: unknown backend 'bogus'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
@@ -238,6 +292,34 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], exp
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(expected), done.stderr
     assert "Traceback" not in done.stderr
+
+
+LOCAL_ONLY = "version: 1\nagents:\n  - name: a1\n    runtime: shell\n"
+
+
+@pytest.mark.parametrize("task", ["start", "restart", "stop", "status"])
+@pytest.mark.parametrize("value", ["abc", "0", "1e10"])
+def test_host_timeout_is_checked_without_hosts_before_anything(tmp_path: Path, task: str, value: str) -> None:
+    """Defect: without hosts, `--host-timeout abc` was never looked at (and `restart` went
+    ahead and started the agent). Every flag is checked first, hosts or not."""
+    socket = tmp_path / "fleet" / "run" / "tmux.sock"
+    try:
+        done = _fleet(tmp_path, task, "--backend", "tmux", "--host-timeout", value, roster_text=LOCAL_ONLY)
+        assert done.returncode == 2, done
+        assert done.stdout == ""
+        assert done.stderr.startswith("error: --host-timeout: "), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert not socket.exists()  # nothing started: no tmux server for this home
+    finally:
+        if socket.exists():
+            subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=False, capture_output=True)
+
+
+def test_fan_out_takes_the_longest_deadline_without_overflow() -> None:
+    """A deadline beyond what a thread join accepts (`threading.TIMEOUT_MAX`) is waited as
+    "forever", never an OverflowError."""
+    results = fan_out(["a", "b"], lambda host: {"ok": True}, deadline=1e300)
+    assert [(r.host, r.ok) for r in results] == [("a", True), ("b", True)]
 
 
 def test_unknown_host_in_the_roster_is_one_line_before_anything(tmp_path: Path) -> None:
@@ -278,6 +360,48 @@ def test_watch_runs_openssh_with_a_tty_strict_keys_and_no_prompts(tmp_path: Path
     ]
     with_key = ssh_argv(HostLink(roster.hosts["gpu2"], settings), "REMOTE")
     assert with_key[-4:] == ["-i", os.path.expanduser("~/.ssh/fleet_ed25519"), "build-box", "REMOTE"]
+
+
+def _expand(command: str, host: str, port: int) -> list[str]:
+    """What OpenSSH runs for a ProxyCommand: its tokens expanded once, then split by the shell."""
+    tokens = {"h": host, "p": str(port), "%": "%"}
+    return shlex.split(re.sub(r"%(.)", lambda m: tokens[m.group(1)], command))
+
+
+def test_watch_through_jump_hosts_checks_every_hop_like_the_host(tmp_path: Path) -> None:
+    """OpenSSH's ProxyJump would give the hops none of the -o options (default known_hosts, a
+    possible prompt): each hop is an `ssh -W` of its own with the same strict options, even
+    with a '%' in a path (each nesting level expands tokens once)."""
+    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.remote import HostLink, RemoteSettings
+
+    known = tmp_path / "k%h nown"
+    strict = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
+    link = HostLink(parse_roster(HOSTS, "r.yaml").hosts["gpu1"], RemoteSettings(known, 5, "1.2.3"))
+    argv = ssh_argv(link, "REMOTE", [SshTarget("bastion", "bob", 22), SshTarget("inner", None, 2200)])
+    assert argv[:8] == ["ssh", "-t", *strict]
+    assert argv[8] == "-o"
+    assert argv[-4:] == ["-p", "2222", "alice@10.0.0.5", "REMOTE"]
+    # the host is reached through `inner`, `inner` through `bastion`
+    outer = _expand(argv[9].removeprefix("ProxyCommand="), "10.0.0.5", 2222)
+    assert outer[: len(strict) + 2] == ["ssh", *strict, "-o"]
+    assert outer[len(strict) + 3 :] == ["-p", "2200", "-W", "[10.0.0.5]:2222", "--", "inner"]
+    inner = _expand(outer[len(strict) + 2].removeprefix("ProxyCommand="), "inner", 2200)
+    assert inner == [
+        "ssh",
+        *strict,
+        "-o",
+        "ProxyJump=none",
+        "-l",
+        "bob",
+        "-p",
+        "22",
+        "-W",
+        "[inner]:2200",
+        "--",
+        "bastion",
+    ]
+    assert ssh_argv(link, "REMOTE") == ssh_argv(link, "REMOTE", [])  # no hops: no ProxyCommand
 
 
 def test_watch_without_a_terminal_is_one_line(tmp_path: Path) -> None:

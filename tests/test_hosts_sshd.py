@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.sshd_hosts import SshHosts, start_hosts, unavailable
+from tests.conftest import eventually
+from tests.sshd_hosts import SshHost, SshHosts, process_name, start_hosts, unavailable, user_processes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,16 +45,21 @@ class Cluster:
     def roster(self) -> Path:
         return self.home / "roster.yaml"
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "INVOKE_FLEET_KNOWN_HOSTS": str(self.hosts.known_hosts)}
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "INVOKE_FLEET_KNOWN_HOSTS": str(self.hosts.known_hosts), **extra}
 
     def write_roster(self, agents: str) -> None:
         self.roster.write_text("version: 1\n" + self.hosts.hosts_yaml() + "agents:\n" + agents)
 
-    def fleet(self, *args: str, home: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def argv(self, *args: str, home: Path | None = None) -> list[str]:
+        return ["fleet", *args, "--home", str(home or self.home), "--roster", str(self.roster)]
+
+    def fleet(
+        self, *args: str, home: Path | None = None, timeout: float = 240, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["fleet", *args, "--home", str(home or self.home), "--roster", str(self.roster)],
-            env=self.env(),
+            self.argv(*args, home=home),
+            env=env or self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -92,8 +100,6 @@ def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         home = directory / "controller"
         home.mkdir()
         cluster = Cluster(hosts, home)
-        for host in hosts.hosts:  # a venv left by an earlier run must not count
-            shutil.rmtree(host.home / ".local/share/fleet", ignore_errors=True)
         cluster.write_roster(shell_agents())
         done = cluster.fleet("hosts.bootstrap", timeout=900)
         assert done.returncode == 0, done
@@ -224,7 +230,7 @@ def test_a_stopped_sshd_fails_alone_and_is_named(cluster: Cluster) -> None:
 
     text = cluster.fleet("restart")
     assert text.returncode == 1
-    assert "h2: cannot connect to fleeth2@127.0.0.3" in text.stderr
+    assert f"h2: cannot connect to {cluster.hosts.by_name('h2').user}@127.0.0.3" in text.stderr
     assert "Traceback" not in text.stderr
 
     batched = cluster.fleet("restart", "--batch", "1", "--json")
@@ -240,7 +246,8 @@ def test_a_frozen_sshd_is_bounded_by_the_host_timeout(cluster: Cluster) -> None:
     cluster.up(shell_agents())
     cluster.hosts.by_name("h3").freeze()
     try:
-        done = cluster.fleet("status", "--host-timeout", "2", timeout=60)
+        # The answering hosts' whole status (connecting included) must fit in the host timeout.
+        done = cluster.fleet("status", "--host-timeout", "8", timeout=60)
     finally:
         cluster.hosts.by_name("h3").thaw()
     assert done.returncode == 1, done
@@ -248,8 +255,33 @@ def test_a_frozen_sshd_is_bounded_by_the_host_timeout(cluster: Cluster) -> None:
     assert sorted(rows) == ["h1", "h2"]
     errors = done.stderr.splitlines()
     h3 = cluster.hosts.by_name("h3")
-    assert errors[0] == f"error: h3: no SSH answer from {h3.target} within 2s", errors
+    assert errors[0] == f"error: h3: no SSH answer from {h3.target} within 8s", errors
     assert errors[-1] == "error: status failed on 1 host(s): h3"
+
+
+def test_a_hung_host_holds_status_for_one_host_timeout_not_three(cluster: Cluster) -> None:
+    """Defect: a host that took the connection but whose `fleet status` hung (its tmux server
+    frozen) held `status` for about three host timeouts (connect, then 3x for the call). One
+    deadline covers connecting, running and reading: the host fails at the host timeout.
+    The elapsed-time check is a liveness bound below the old 3x figure, not a timing target."""
+    cluster.up(shell_agents())
+    h3 = cluster.hosts.by_name("h3")
+    servers = [pid for pid in user_processes(h3.uid) if process_name(pid) == "tmux: server"]
+    assert servers, user_processes(h3.uid)
+    for pid in servers:
+        os.kill(pid, signal.SIGSTOP)  # the host's tmux calls now wait (10 s each, their own bound)
+    try:
+        started = time.monotonic()
+        done = cluster.fleet("status", "--agent", "h3a0", "--host-timeout", "3", timeout=120)
+        took = time.monotonic() - started
+    finally:
+        for pid in servers:
+            os.kill(pid, signal.SIGCONT)
+    assert done.returncode == 1, done
+    first, last = done.stderr.splitlines()
+    assert re.fullmatch(f"error: h3: no (SSH )?answer from {re.escape(h3.target)} within 3s", first), done.stderr
+    assert last == "error: status failed on 1 host(s): h3"
+    assert took < 3 * 3, f"a hung host held status for {took:.1f} s at --host-timeout 3"
 
 
 def test_two_controllers_restarting_at_once_are_serialised_by_each_hosts_lock(cluster: Cluster) -> None:
@@ -416,37 +448,229 @@ def test_send_all_reaches_every_host(cluster: Cluster) -> None:
         assert (host.home / "all.txt").read_text() == "to-all\n"
 
 
-def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> None:
-    """Through script(1) for a terminal: the watcher sees the agent's pane on h2, then detaches
-    with the tmux prefix and d (a read-only client ignores everything else)."""
-    cluster.up(shell_agents())
-    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo watch-marker-$((6*7))").returncode == 0
-    command = shlex.join(
-        ["fleet", "watch", "--agent", "h2a0", "--home", str(cluster.home), "--roster", str(cluster.roster)]
-    )
+def watch_session(
+    cluster: Cluster, agent: str, marker: bytes, env: dict[str, str], as_user: SshHost | None = None
+) -> tuple[bytes, int]:
+    """`fleet watch` through script(1) for a terminal: its output until ``marker`` shows (or
+    it ends, or 30 s pass), then detached with the tmux prefix and d (a read-only client
+    ignores everything else); returns the output and the exit status. ``as_user``: run by
+    that host's user, with the fleet it was bootstrapped with, from a copy of the roster in
+    its home (OpenSSH reads the ~/.ssh of the user running it, whatever $HOME says)."""
+    argv = cluster.argv("watch", "--agent", agent)
+    if as_user is not None:
+        home = as_user.home / "fleet-controller"
+        home.mkdir(exist_ok=True)
+        shutil.copy(cluster.roster, home / "roster.yaml")
+        uid = str(as_user.uid)
+        fleet = f"{as_user.home}/{VENV}/bin/fleet"
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--init-groups", fleet, "watch", "--agent", agent]
+        argv += ["--home", str(home), "--roster", str(home / "roster.yaml")]
+    command = shlex.join(argv)
     with subprocess.Popen(
         ["script", "-qec", command, "/dev/null"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**cluster.env(), "TERM": "xterm"},
+        env={**env, "TERM": "xterm"},
     ) as watcher:
         assert watcher.stdin is not None
         assert watcher.stdout is not None
         seen = b""
         deadline = time.monotonic() + 30
         os.set_blocking(watcher.stdout.fileno(), False)
-        while b"watch-marker-42" not in seen and time.monotonic() < deadline:
-            chunk = watcher.stdout.read() or b""
-            seen += chunk
+        while marker not in seen and watcher.poll() is None and time.monotonic() < deadline:
+            seen += watcher.stdout.read() or b""
             time.sleep(0.2)
-        watcher.stdin.write(b"\x02d")
-        watcher.stdin.flush()
+        seen += watcher.stdout.read() or b""
+        if watcher.poll() is None:
+            watcher.stdin.write(b"\x02d")
+            watcher.stdin.flush()
         try:
             watcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass  # stuck (at a prompt, say): killed below, the caller's checks say what went wrong
         finally:
             watcher.kill()
+    return seen, watcher.returncode
+
+
+def test_watch_opens_the_agents_view_on_its_host_over_ssh(cluster: Cluster) -> None:
+    """The watcher sees the agent's pane on h2 through a terminal, then detaches."""
+    cluster.up(shell_agents())
+    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo watch-marker-$((6*7))").returncode == 0
+    seen, _ = watch_session(cluster, "h2a0", b"watch-marker-42", cluster.env())
     assert b"watch-marker-42" in seen
+
+
+# --------------------------------------------------------------------------- adversary (issue 19)
+
+SFTP_OPEN = re.compile(r'open "(?P<path>[^"]+)" flags (?P<flags>\S+) mode 0(?P<mode>[0-7]+)')
+SFTP_MKDIR = re.compile(r'mkdir name "(?P<path>[^"]+)" mode 0(?P<mode>[0-7]+)')
+
+
+def exposed_creations(sftp_log: str) -> list[str]:
+    """The files an SFTP session created where another user could have opened them at
+    once: created with group or other permission bits, and under no directory the
+    session had itself created private (no group or other bits)."""
+    private: set[PurePosixPath] = set()
+    exposed = []
+    for line in sftp_log.splitlines():
+        if (made := SFTP_MKDIR.fullmatch(line)) and not int(made["mode"], 8) & 0o077:
+            private.add(PurePosixPath(made["path"]))
+        elif (opened := SFTP_OPEN.fullmatch(line)) and "CREATE" in opened["flags"]:
+            shielded = private.intersection(PurePosixPath(opened["path"]).parents)
+            if int(opened["mode"], 8) & 0o077 and not shielded:
+                exposed.append(line)
+    return exposed
+
+
+def test_exposed_creations_reads_the_sftp_servers_log() -> None:
+    log = (
+        'open "a/.r.tmp" flags WRITE,CREATE,TRUNCATE mode 0666\n'
+        'mkdir name "a/.p" mode 0700\n'
+        'open "a/.p/r" flags WRITE,CREATE,TRUNCATE mode 0666\n'
+        'open "a/s" flags WRITE,CREATE,TRUNCATE mode 0600\n'
+        'open "a/t" flags READ mode 0666\n'
+    )
+    assert exposed_creations(log) == ['open "a/.r.tmp" flags WRITE,CREATE,TRUNCATE mode 0666']
+
+
+def test_the_pushed_roster_part_is_private_from_its_first_byte(cluster: Cluster) -> None:
+    """Defect: SFTP created the part with the server's default mode (0644) and only then
+    chmod'ed it 0600; in a fleet directory others can enter (here 0755), an inotify reader
+    read the `env` secret in between. Checked from the host's SFTP server log: every file
+    the push created was private when it was created."""
+    h1 = cluster.hosts.by_name("h1")
+    h1.as_user("mkdir", "-p", "-m", "755", ".config/mosaic/fleet")
+    h1.as_user("chmod", "755", ".config", ".config/mosaic")
+    seen = h1.sftp_log.stat().st_size
+    cluster.write_roster(shell_agents(extra="    env: {SECRET_TOKEN: hunter2-value}\n"))
+    done = cluster.fleet("install")
+    assert done.returncode == 0, done
+    log = h1.sftp_log.read_bytes()[seen:].decode()
+    assert "roster.yaml" in log, log
+    assert exposed_creations(log) == [], log
+    part = h1.fleet_home / "fleet" / "roster.yaml"
+    assert part.stat().st_mode & 0o777 == 0o600
+    assert "hunter2-value" in part.read_text()
+    leftovers = [p.name for p in part.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # nothing left beside the part: no temp file, no private directory
+
+
+def remote_followers(uid: int) -> list[int]:
+    """The `fleet logs --follow` processes a host's user runs."""
+    return [pid for pid, argv in user_processes(uid).items() if "logs" in argv and "--follow" in argv]
+
+
+@pytest.mark.parametrize("ending", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "controller-killed"])
+def test_ending_a_remote_follow_ends_the_follower_on_the_host(cluster: Cluster, ending: signal.Signals) -> None:
+    """Defect: Ctrl-C did not end a remote `logs --follow` (the controller ran on, waiting for
+    a remote command that never ends), and the follower on the host outlived its controller.
+    Now Ctrl-C returns at once and, either way, the host's follower ends with the channel.
+    The waits are liveness bounds (they fail on a hang), not timing targets."""
+    cluster.up(shell_agents())
+    h2 = cluster.hosts.by_name("h2")
+    assert cluster.fleet("send", "--agent", "h2a0", "--message", "echo follow-marker-$((6*7))").returncode == 0
+    output = bytearray()
+    with subprocess.Popen(
+        cluster.argv("logs", "--agent", "h2a0", "--follow"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cluster.env(),
+    ) as controller:
+        assert controller.stdout is not None
+        stream = controller.stdout
+
+        def read() -> None:
+            while chunk := stream.read1(4096):
+                output.extend(chunk)
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            eventually(lambda: b"follow-marker-42" in output, "the follow printed the agent's output", limit=60)
+            assert remote_followers(h2.uid), user_processes(h2.uid)
+            controller.send_signal(ending)
+            controller.wait(timeout=30)
+        finally:
+            controller.kill()
+            controller.wait()
+        stderr = controller.stderr.read().decode() if controller.stderr else ""
+    if ending == signal.SIGINT:
+        assert controller.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    eventually(lambda: not remote_followers(h2.uid), "the follower on h2 ended with its controller", limit=30)
+
+
+def behind_a_jump_host(
+    cluster: Cluster, user_home: Path, owner: SshHost | None = None
+) -> tuple[dict[str, str], Path, dict[str, str]]:
+    """A roster whose only host, h2, is an ssh_config alias reached through h1 (ProxyJump),
+    for a controller whose home (``HOME``) is ``user_home``: its ~/.ssh holds that config
+    and a copy of the client key (``owner`` owns them). Returns the environment to run
+    fleet in, the known_hosts file it uses (empty) and each host's known_hosts line."""
+    h1, h2 = cluster.hosts.by_name("h1"), cluster.hosts.by_name("h2")
+    ssh = user_home / ".ssh"
+    ssh.mkdir(parents=True, mode=0o700, exist_ok=True)
+    key = ssh / "fleet-test-key"
+    shutil.copy(cluster.hosts.client_key, key)
+    (ssh / "config").write_text(
+        f"Host h2-behind-h1\n    HostName {h2.address}\n    Port {h2.port}\n    User {h2.user}\n"
+        f"    ProxyJump {h1.user}@{h1.address}:{h1.port}\n"
+        f"Host {h1.address}\n    IdentityFile {key}\n"
+    )
+    cluster.roster.write_text(
+        "version: 1\nhosts:\n  h2:\n    ssh: h2-behind-h1\n"
+        f"    identity_file: {key}\n    backend: tmux\n"
+        "agents:\n  - name: h2a0\n    runtime: shell\n    host: h2\n"
+    )
+    lines = cluster.hosts.known_hosts.read_text().splitlines(keepends=True)
+    by_host = {h.name: next(line for line in lines if line.startswith(f"[{h.address}]")) for h in cluster.hosts.hosts}
+    known = ssh / "fleet_known_hosts"
+    known.write_text("")
+    if owner is not None:
+        for path in (ssh, key, ssh / "config", known):
+            os.chown(path, owner.uid, owner.uid)
+    return cluster.env(HOME=str(user_home), INVOKE_FLEET_KNOWN_HOSTS=str(known)), known, by_host
+
+
+def test_a_proxyjump_hop_is_verified_like_the_host(cluster: Cluster, tmp_path: Path) -> None:
+    """Defect: Fabric builds a ProxyJump hop's connection with its own auto-add policy and no
+    known_hosts, so the hop's key was accepted silently. Here h2 is reached through h1 (an
+    ssh_config alias with ProxyJump): an unknown or changed hop key is refused with one line
+    before anything reaches h2; `hosts.trust` records the hop's key."""
+    h1, h2 = cluster.hosts.by_name("h1"), cluster.hosts.by_name("h2")
+    env, known, lines = behind_a_jump_host(cluster, tmp_path / "user")
+    h2_line = lines["h2"]
+    h3_key = lines["h3"].split(" ", 1)[1]
+    hop = f"{h1.user}@{h1.address}:{h1.port}"
+    part = h2.fleet_home / "fleet" / "roster.yaml"
+
+    known.write_text(h2_line)  # the host's key is known, the hop's is not
+    unknown = cluster.fleet("install", env=env)
+    assert unknown.returncode == 1, unknown
+    assert unknown.stderr.splitlines() == [
+        f"error: h2: host key of jump host {hop} is not in {known}; check it and run `fleet hosts.trust --host h2`",
+        "error: install failed on 1 host(s): h2",
+    ]
+    assert not part.exists()
+
+    known.write_text(h2_line + f"[{h1.address}]:{h1.port} {h3_key}")  # the hop shows another key
+    changed = cluster.fleet("install", env=env)
+    assert changed.returncode == 1, changed
+    assert changed.stderr.splitlines()[0].startswith(
+        f"error: h2: host key of jump host {hop} does not match {known} (possible man-in-the-middle)"
+    ), changed.stderr
+    assert not part.exists()
+
+    known.write_text(h2_line)
+    trusted = cluster.fleet("hosts.trust", "--host", "h2", env=env)
+    assert trusted.returncode == 0, trusted
+    assert trusted.stdout.startswith("h2: recorded ssh-ed25519 SHA256:"), trusted.stdout
+    assert f"for [{h1.address}]:{h1.port} in {known}" in trusted.stdout
+    assert f"[{h1.address}]:{h1.port} ssh-ed25519 " in known.read_text()
+    installed = cluster.fleet("install", env=env)
+    assert installed.returncode == 0, installed
+    assert part.exists()
 
 
 def test_install_dry_run_never_replaces_a_hosts_roster_and_uninstall_reaches_every_host(cluster: Cluster) -> None:
@@ -461,3 +685,33 @@ def test_install_dry_run_never_replaces_a_hosts_roster_and_uninstall_reaches_eve
     removed = cluster.fleet_json("uninstall")
     assert isinstance(removed, dict)
     assert [(h["host"], h["ok"]) for h in removed["hosts"]] == [("h1", True), ("h2", True), ("h3", True)]
+
+
+def test_watch_through_a_proxyjump_hop_checks_the_hop_like_the_host(cluster: Cluster) -> None:
+    """`watch` runs OpenSSH, whose ProxyJump passes none of fleet's -o options to the hop:
+    the hop was checked against the user's own known_hosts, and could prompt. Each hop now
+    gets fleet's known_hosts, strictly: with the hop's key there (and nowhere else) the
+    watch works; without it the watch is refused, without a prompt. The controller runs as
+    h3's user (OpenSSH reads ~/.ssh of the user running it, whatever $HOME says)."""
+    h3 = cluster.hosts.by_name("h3")
+    ssh = h3.home / ".ssh"
+    try:
+        env, known, lines = behind_a_jump_host(cluster, h3.home, owner=h3)
+        known.write_text(lines["h1"] + lines["h2"])
+        for step in ("install", "start"):
+            done = cluster.fleet(step, env=env)
+            assert done.returncode == 0, done
+        sent = cluster.fleet("send", "--agent", "h2a0", "--message", "echo jumped-marker-$((6*7))", env=env)
+        assert sent.returncode == 0, sent
+        seen, _ = watch_session(cluster, "h2a0", b"jumped-marker-42", env, as_user=h3)
+        assert b"jumped-marker-42" in seen, seen[-2000:]
+
+        known.write_text(lines["h2"])  # the hop's key unknown to fleet
+        refused, code = watch_session(cluster, "h2a0", b"jumped-marker-42", env, as_user=h3)
+        assert code != 0
+        assert b"jumped-marker-42" not in refused
+        assert b"continue connecting" not in refused  # never a prompt
+        assert b"Host key verification failed" in refused, refused[-2000:]
+    finally:
+        shutil.rmtree(ssh, ignore_errors=True)
+        shutil.rmtree(h3.home / "fleet-controller", ignore_errors=True)
