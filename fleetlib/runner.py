@@ -18,6 +18,8 @@ from typing import Final, Protocol
 
 TIMED_OUT: Final = 124  # the exit status a timed-out command reports (as timeout(1) does)
 
+Popen = Callable[..., "subprocess.Popen[str]"]
+
 
 def timeout_message(argv: Sequence[str], seconds: float | None) -> str:
     return f"{argv[0]} did not answer within {seconds:g}s (is its server frozen or overloaded?)"
@@ -71,14 +73,22 @@ class SubprocessRunner:
     """Run commands for real, capturing output as text.
 
     A missing executable is reported as exit status 127 with a message on stderr (like a
-    shell would), so callers handle one kind of failure.
+    shell would), so callers handle one kind of failure. ``popen`` (``subprocess.Popen``)
+    is injectable: every command starts through it.
     """
 
     dry_run = False
 
-    def __init__(self, env: Mapping[str, str] | None = None, timeout: float | None = 300.0) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 300.0,
+        *,
+        popen: Popen = subprocess.Popen,
+    ) -> None:
         self.env = dict(env) if env is not None else None
         self.timeout = timeout
+        self.popen = popen
 
     def run(
         self,
@@ -92,23 +102,8 @@ class SubprocessRunner:
         """Run ``argv`` to completion; ``timeout`` (default: the runner's) bounds the wait,
         ``env`` replaces the runner's environment for this command only."""
         limit = timeout if timeout is not None else self.timeout
-        try:
-            done = subprocess.run(
-                list(argv),
-                cwd=cwd,
-                input=input,
-                capture_output=True,
-                text=True,
-                env=dict(env) if env is not None else self.env,
-                timeout=limit,
-                check=False,
-                stdin=subprocess.DEVNULL if input is None else None,
-            )
-        except FileNotFoundError:
-            return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
-        except subprocess.TimeoutExpired:
-            return Result(tuple(argv), TIMED_OUT, "", timeout_message(argv, limit))
-        return Result(tuple(argv), done.returncode, done.stdout, done.stderr)
+        proc = self._start(argv, piped_input=input is not None, cwd=cwd, env=dict(env) if env is not None else None)
+        return self._collect(argv, proc, limit, input)
 
     def interactive(self, argv: Sequence[str]) -> int:
         """Run a command on the user's terminal (no capture); returns its exit status."""
@@ -120,39 +115,49 @@ class SubprocessRunner:
     def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
         """Start every command, then collect them: wall time is the slowest, not the sum."""
         limit = timeout if timeout is not None else self.timeout
-        started: list[tuple[Sequence[str], subprocess.Popen[str] | None]] = []
-        for argv in argvs:
-            try:
-                proc = subprocess.Popen(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=self.env,
-                )
-            except FileNotFoundError:
-                proc = None
-            started.append((argv, proc))
-        results: list[Result] = []
-        for argv, proc in started:
-            if proc is None:
-                results.append(Result(tuple(argv), 127, "", f"{argv[0]}: command not found"))
-                continue
-            try:
-                out, err = proc.communicate(timeout=limit)
-            except subprocess.TimeoutExpired:
-                # Do not read to EOF after the kill: a tmux client hands its stdout to the
-                # server, so a frozen server would keep the pipe open for ever.
-                proc.kill()
-                proc.wait()
-                for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
-                results.append(Result(tuple(argv), TIMED_OUT, "", timeout_message(argv, limit)))
-                continue
-            results.append(Result(tuple(argv), proc.returncode, out, err))
-        return results
+        started = [(argv, self._start(argv)) for argv in argvs]
+        return [self._collect(argv, proc, limit) for argv, proc in started]
+
+    def _start(
+        self,
+        argv: Sequence[str],
+        *,
+        piped_input: bool = False,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str] | None:
+        """Start one command (None when its executable does not exist)."""
+        try:
+            return self.popen(
+                list(argv),
+                cwd=cwd,
+                stdin=subprocess.PIPE if piped_input else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env if env is not None else self.env,
+            )
+        except FileNotFoundError:
+            return None
+
+    def _collect(
+        self, argv: Sequence[str], proc: subprocess.Popen[str] | None, limit: float | None, input: str | None = None
+    ) -> Result:
+        """Wait for a started command (bounded by ``limit``) and build its result."""
+        if proc is None:
+            return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        try:
+            out, err = proc.communicate(input, timeout=limit)
+        except subprocess.TimeoutExpired:
+            # Do not read to EOF after the kill: a tmux client hands its stdout to the
+            # server, so a frozen server would keep the pipe open for ever.
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            return Result(tuple(argv), TIMED_OUT, "", timeout_message(argv, limit))
+        return Result(tuple(argv), proc.returncode, out, err)
 
 
 class DryRunRunner:
