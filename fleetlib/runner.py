@@ -54,6 +54,7 @@ TIMED_OUT: Final = 124  # the exit status a timed-out command reports (as timeou
 SHELL: Final = "/bin/sh"
 FENCE_NAME: Final = "fleet-fence"
 FENCE_REFUSED: Final = 75  # EX_TEMPFAIL: the guard refused; the command did not run
+FENCE_REFUSAL: Final = "the fleet restart lock is no longer proven ours; not running"
 FENCE_TRIES: Final = 3
 _FD_DIR: Final = "/proc/self/fd" if sys.platform == "linux" else "/dev/fd"
 # $1: the proof's fd as a path; $2: the lock's path; $3: the expiry in hundredths of a
@@ -61,7 +62,7 @@ _FD_DIR: Final = "/proc/self/fd" if sys.platform == "linux" else "/dev/fd"
 FENCE_GUARD: Final = (
     'if [ "$1" -ef "$2" ] && { [ -z "$3" ] || { read -r up _ 2>/dev/null </proc/uptime '
     '&& [ "${up%.*}${up#*.}" -lt "$3" ]; }; }; then shift 3; else '
-    'printf \'%s: the fleet restart lock is no longer proven ours; not running %s\\n\' "$0" "$4" >&2; '
+    f'printf \'%s: {FENCE_REFUSAL} %s\\n\' "$0" "$4" >&2; '
     f"exit {FENCE_REFUSED}; fi; "
     'command -v -- "$1" >/dev/null || { printf \'%s: command not found\\n\' "$1" >&2; exit 127; }; '
     'exec "$@"'
@@ -89,7 +90,7 @@ def signal_argv(pids: Sequence[int], signum: int) -> list[str]:
 
 def refused(result: Result) -> bool:
     """Whether a fenced command's guard refused to run it."""
-    return result.returncode == FENCE_REFUSED and f"{FENCE_NAME}: " in result.stderr
+    return result.returncode == FENCE_REFUSED and result.stderr.startswith(f"{FENCE_NAME}: {FENCE_REFUSAL} ")
 
 
 @dataclass(frozen=True)
