@@ -26,9 +26,10 @@ refuses; paused after the fork, the child is not paused. A check passed means th
 was ours and refreshed less than ``FENCE_MARGIN_S`` before, so no waiter may break it for
 ``max_wait - FENCE_MARGIN_S`` more (29 s by default): the command's time to take effect.
 Outside the guarantee: a command stopped itself between its check and its effect (a stop
-of the whole process group), and what the engine does in-process without the runner
-(rewriting the watcher's configuration and the pane script with the content they already
-have). Cost: one ``/bin/sh`` exec per command (about a millisecond), and a refresh only
+of the whole process group), and what the engine does in-process without the runner:
+writing the watcher's configuration and the pane script (only when they differ from what
+the roster gives, the same for every owner) and SIGCONT to stopped transcript writers
+(nothing to one that runs). Cost: one ``/bin/sh`` exec per command (about a millisecond), and a refresh only
 when the last one is half a margin old. :meth:`~SubprocessRunner.interactive` is never
 fenced (nothing runs it under a lease).
 """
