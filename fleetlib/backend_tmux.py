@@ -106,8 +106,7 @@ class TmuxPrimitives(FleetContext):
     def signal_marked(self, names: list[str], signum: int) -> None:
         """Send ``signum`` to every live process carrying one of the agents' markers."""
         markers = [procs.marker(name, str(self.paths.tmux_socket)) for name in names]
-        for pids in procs.marked(markers).values():
-            procs.signal_all(pids, signum)
+        self.runner.signal([pid for pids in procs.marked(markers).values() for pid in pids], signum)
 
     def pane_spec(self, name: str) -> PaneSpec:
         agent = self.roster.get(name)
@@ -198,7 +197,7 @@ class TmuxBackend(TmuxPrimitives):
         else:
             self._tmux(["kill-server"])
             if not self.runner.dry_run and not _server_answers(self):
-                self.paths.tmux_socket.unlink(missing_ok=True)
+                self.runner.run(["rm", "-f", "--", str(self.paths.tmux_socket)])  # a command: fenced
         if not self.runner.dry_run:
             transcript.wake_writers(self.paths)  # a stopped writer would outlive its window
 

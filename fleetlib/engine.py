@@ -12,8 +12,10 @@ Guarantees (each a test in tests/test_engine_*.py):
 * **Fenced lease.** Before every step that changes the fleet, and on every poll while it
   waits, the engine checks (and refreshes) that it still owns the lock. A lost lock
   aborts at once with :class:`~fleetlib.lock.LeaseLost` (exit 1, naming the new owner)
-  and nothing after that changes the fleet. The engine never blocks in a call that may
-  take long (``systemctl --no-block``, bounded tmux calls), so it refreshes the lease
+  and nothing after that changes the fleet, wherever the engine was paused: every command
+  and signal under the lease checks it again in its own process, after the fork
+  (:mod:`fleetlib.runner`). The engine never blocks in a call that may take long
+  (``systemctl --no-block``, bounded tmux calls), so it refreshes the lease
   exactly as long as its own deadline runs (the operation's timeout plus the agents'
   stop timeouts): a live restart is never broken, a stuck one still is.
 * **Stop means gone.** Stop (and the stop half of a restart) returns only when no process
@@ -190,7 +192,8 @@ class Lifecycle(FleetContext):
             return
         guard = acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
         try:
-            yield _fence_of(guard)
+            with self.runner.fenced(guard):  # each command checks the lease again after its fork
+                yield _fence_of(guard)
         finally:
             guard.release()
 
@@ -342,10 +345,10 @@ class Lifecycle(FleetContext):
             self._report("stopping", len(names) - len(pending), len(names), began)
             if not pending:
                 return
-            for name in pending:
-                if name not in killed and now >= self.roster.get(name).stop_timeout:
-                    killed.add(name)
-                    procs.signal_all(alive[markers[name]], signal.SIGKILL)
+            overdue = [n for n in pending if n not in killed and now >= self.roster.get(n).stop_timeout]
+            if overdue:
+                killed.update(overdue)
+                self.runner.signal([pid for name in overdue for pid in alive[markers[name]]], signal.SIGKILL)
             if now >= give_up:
                 for name in pending:
                     row = rows[name]

@@ -72,6 +72,17 @@ Lease rules:
   the owner dies (pidfd).
 * ``acquire(timeout=...)`` bounds the wait and raises :class:`LockTimeout` naming the
   owner; ``timeout=None`` waits as long as the rules above say.
+
+Proof of the lease, for a check made in another process: every refresh installs a new
+file (a new inode) at the lock's path, so "the lock's path is still the very file my last
+refresh installed" is true exactly while nobody broke, took over or released the lock
+since. :meth:`RestartGuard.proof` hands out a :class:`LeaseProof`: a file descriptor open
+on that file and an expiry :data:`FENCE_MARGIN_S` after the refresh began, on the boot
+clock (``CLOCK_BOOTTIME``, which ``/proc/uptime`` shows). A waiter breaks a live owner's
+lock no sooner than ``max_wait`` after its last refresh, so a check that finds the file
+in place before the expiry leaves ``max_wait - FENCE_MARGIN_S`` (29 s by default) for the
+change it admits to take effect. :mod:`fleetlib.runner` makes that check in each command's
+own process, after the fork (see there).
 * Everything read from disk is untrusted: reads are capped at 4 KiB, files are opened
   with ``O_NOFOLLOW | O_NONBLOCK`` and must be regular files (a symlink, FIFO, socket,
   device or directory is a one-line :class:`RestartLockError`), and every ``OSError`` is a
@@ -108,12 +119,14 @@ from fleetlib.rundir import (
 )
 
 __all__ = [
+    "FENCE_MARGIN_S",
     "MAX_WAIT_S",
     "POLL_INTERVAL_S",
     "READ_CAP",
     "STALE_S",
     "Identity",
     "LeaseLost",
+    "LeaseProof",
     "LockRecord",
     "LockTimeout",
     "RestartGuard",
@@ -122,6 +135,7 @@ __all__ = [
     "RunDirError",
     "WaitProgress",
     "acquire_restart_lock",
+    "boot_clock",
     "ensure_private_dir",
     "pid_max",
     "process_alive",
@@ -134,6 +148,9 @@ POLL_INTERVAL_S: Final = 0.25
 MAX_WAIT_S: Final = 30.0
 STALE_S: Final = 60.0
 MUTEX_RETRY_S: Final = 0.020
+# How long a proof of the lease counts after the refresh that made it; well below any
+# max_wait a waiter uses (30 s by default, 2 s in the fault tests).
+FENCE_MARGIN_S: Final = 1.0
 # The mutex is held for microseconds; start retrying fast and back off to the reference's 20 ms.
 _MUTEX_FIRST_RETRY_S: Final = 0.0005
 READ_CAP: Final = 4096
@@ -910,17 +927,38 @@ class RestartLock:
 
         Compare-and-swap even without the mutex (see :meth:`release`).
         """
+        held = self.renew(token)
+        if held is None:
+            return False
+        os.close(held)
+        return True
+
+    def renew(self, token: str) -> int | None:
+        """:meth:`refresh`, returning a file descriptor (close-on-exec) open on the very
+        file now at the lock's path; None when ``token`` does not own the lock."""
         with self._mutex():
             seen = _read(self.path, "restart lock")
             if seen is None or seen.record.token != token:
-                return False
+                return None
             note = seen.record.note or ""
             replacement = _write_temp(self.path, self._record(token, note))
             try:
-                _checkpoint("refresh:checked")
-                return _swap(self.path, "restart lock", lambda now: now.record.token == token, replacement)
+                try:
+                    held = os.open(replacement, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise _lock_error("open", replacement, exc) from exc
+                try:
+                    _checkpoint("refresh:checked")
+                    installed = _swap(self.path, "restart lock", lambda now: now.record.token == token, replacement)
+                except BaseException:
+                    os.close(held)
+                    raise
             finally:
                 _unlink(replacement)
+        if installed:
+            return held
+        os.close(held)
+        return None
 
     def owner(self) -> LockRecord | None:
         """The current lock record (read without the mutex; for display only)."""
@@ -1032,18 +1070,41 @@ class RestartLock:
                 channel.close()
 
 
+def boot_clock() -> float | None:
+    """Seconds since boot, counting suspend (``CLOCK_BOOTTIME``, what ``/proc/uptime``
+    shows); None where the system has no such clock (then proofs do not expire)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return None if boottime is None else time.clock_gettime(boottime)
+
+
+@dataclass(frozen=True)
+class LeaseProof:
+    """What a process checks to know the lease still holds (see the module docstring).
+
+    ``fd`` is open on the file the last refresh installed at ``path``; the proof holds
+    while ``path`` is that very file and :func:`boot_clock` is below ``expires`` (None:
+    no expiry). The fd belongs to the :class:`RestartGuard`: never close it.
+    """
+
+    path: Path
+    fd: int
+    expires: float | None
+
+
 @dataclass
 class RestartGuard:
     """Ownership of the restart lock: a lease. Use as a context manager or call :meth:`release`.
 
     Call :meth:`refresh` before every step that changes the fleet and on every poll while
     waiting: it proves the lease is still ours (and keeps it fresh), or raises
-    :class:`LeaseLost`, after which the caller must change nothing more.
+    :class:`LeaseLost`, after which the caller must change nothing more. :meth:`proof`
+    lets a child process make the same check after its fork (:mod:`fleetlib.runner`).
     """
 
     lock: RestartLock
     token: str
     released: bool = False
+    _proof: LeaseProof | None = field(default=None, repr=False)
 
     def refresh(self) -> None:
         """Record progress (a fresh timestamp) iff the lock is still ours.
@@ -1053,10 +1114,30 @@ class RestartGuard:
         :class:`RestartLockError` (one line); the lease may then still be ours, but the
         caller should stop all the same: it can no longer prove it.
         """
+        self._renew()
+
+    def proof(self) -> LeaseProof:
+        """A proof of the lease with at least half of :data:`FENCE_MARGIN_S` left (time
+        for a child to start and check it), refreshing first when the last one has less.
+
+        Raises what :meth:`refresh` raises."""
+        proof, now = self._proof, boot_clock()
+        if proof is None or (
+            proof.expires is not None and now is not None and proof.expires - now < FENCE_MARGIN_S / 2
+        ):
+            return self._renew()
+        return proof
+
+    def _renew(self) -> LeaseProof:
         if self.released:
             raise LeaseLost(self.lock.lost_message(released=True))
-        if not self.lock.refresh(self.token):
+        began = boot_clock()  # taken before the refresh: the proof never outlasts the lock's stamp
+        held = self.lock.renew(self.token)
+        self._forget_proof()
+        if held is None:
             raise LeaseLost(self.lock.lost_message())
+        self._proof = LeaseProof(self.lock.path, held, None if began is None else began + FENCE_MARGIN_S)
+        return self._proof
 
     def owner_line(self) -> str:
         """Who holds the lock now, for messages: ``pid 123 on host (running, ...)``."""
@@ -1066,7 +1147,13 @@ class RestartGuard:
         """Drop the lock if still ours; a no-op if it was taken over or already released."""
         if not self.released:
             self.released = True
+            self._forget_proof()
             self.lock.release(self.token)
+
+    def _forget_proof(self) -> None:
+        if self._proof is not None:
+            os.close(self._proof.fd)
+            self._proof = None
 
     def __enter__(self) -> RestartGuard:
         return self

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -144,6 +145,13 @@ class FakeRunner:
 
     def interactive(self, argv: Sequence[str]) -> int:
         return self.run(argv).returncode
+
+    def signal(self, pids: Sequence[int], signum: int) -> None:
+        if pids:
+            self.events.append(f"signal:{signum} {' '.join(map(str, pids))}")
+
+    def fenced(self, lease: object) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def _query(self, args: list[str]) -> Result:
         if "list-windows" in args:

@@ -15,12 +15,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fleetlib.backend_systemd import SystemdBackend
+from fleetlib.backend_tmux import TmuxBackend
+from fleetlib.engine import Backend, Lifecycle
+from fleetlib.lock import LeaseLost
+from fleetlib.paths import FleetPaths, default_unit_dir
+from fleetlib.roster import load_roster
+from fleetlib.runner import SubprocessRunner
 from tests.conftest import REPO, booted_manager, eventually, run_inv
 from tests.usermanager import UserManager
 
@@ -64,10 +72,45 @@ class Fault:
         for tool in WRAPPED:
             real = next(str(Path(d) / tool) for d in os.environ["PATH"].split(os.pathsep) if (Path(d) / tool).is_file())
             script = bindir / tool
+            # A word written to `stop-at` stops the caller of the first call that has it as
+            # an argument, before the call runs (see Fault.stop_caller_at).
             script.write_text(
-                f'#!/bin/sh\nprintf "%s %s %s\\n" "$PPID" "$(date +%s.%N)" "$*" >> {self.witness}\nexec {real} "$@"\n'
+                f'#!/bin/sh\nprintf "%s %s %s\\n" "$PPID" "$(date +%s.%N)" "$*" >> {self.witness}\n'
+                f"if [ -e {self.stop_at} ]; then\n"
+                f'  word=$(cat {self.stop_at}); for arg in "$@"; do\n'
+                f'    if [ "$arg" = "$word" ] && mv {self.stop_at} {self.stop_at}.taken 2>/dev/null; then kill -STOP $PPID; fi\n'
+                f"  done\n"
+                f"fi\n"
+                f'exec {real} "$@"\n'
             )
             script.chmod(0o755)
+
+    @property
+    def stop_at(self) -> Path:
+        return self.root / "stop-at"
+
+    def stop_caller_at(self, word: str) -> None:
+        """SIGSTOP the caller of the next tmux/systemctl call with ``word`` as an argument,
+        just before that call runs (the call itself then runs while its caller is stopped)."""
+        self.stop_at.write_text(word)
+
+    def lifecycle(self, popen: Callable[..., subprocess.Popen[str]]) -> Lifecycle:
+        """This fleet's engine in this very process (as open_fleet builds it for the driver),
+        every command started through ``popen``."""
+        env = self.env
+        paths = FleetPaths.resolve(self.home)
+        roster = load_roster(paths.roster)
+        runner = SubprocessRunner(env=env, popen=popen)
+        tmux_bin = str(self.root / "bin" / "tmux")  # the witness, as the driver finds it on PATH
+        primitives: Backend
+        if self.backend == "tmux":
+            primitives = TmuxBackend(paths=paths, roster=roster, runner=runner, environ=env, tmux_bin=tmux_bin)
+        else:
+            units_at = default_unit_dir(env)
+            primitives = SystemdBackend(
+                paths=paths, roster=roster, runner=runner, environ=env, tmux_bin=tmux_bin, units_at=units_at
+            )
+        return Lifecycle(paths=paths, roster=roster, runner=runner, primitives=primitives, tmux_bin=tmux_bin)
 
     def roster(self, agents: str) -> None:
         path = self.home / "fleet" / "roster.yaml"
@@ -210,6 +253,91 @@ def test_1_a_paused_restart_that_lost_the_lock_changes_nothing_when_it_resumes(f
     assert not [argv for argv in late if any(word in argv for word in (*MUTATING_TMUX, "--no-block"))], late
     assert c.wait(timeout=60) == 0, c.stderr.read() if c.stderr else ""
     assert paused_at < resumed_at
+
+
+@pytest.mark.systemd
+def test_1_a_restart_stopped_inside_its_fast_path_issues_nothing_more_once_it_lost_the_lock(
+    own_manager: UserManager, tmp_path: Path
+) -> None:
+    # The fast path of a whole-fleet restart is three commands: reset-failed, `restart` of the
+    # holder, `start` of the agents. Stopped right at its `restart`, after its lease check,
+    # the restart must not issue the `start` once resumed (the failure test 1 had under load).
+    fault = Fault(tmp_path, "systemd", own_manager)
+    fault.setup()
+    try:
+        fault.roster(agent("p1", "exec sleep 100000", start_grace=4))
+        fault.ok("start")
+        fault.stop_caller_at("restart")
+        a = fault.spawn("restart", "--max-wait", "2")
+        eventually(lambda: Path(f"{fault.stop_at}.taken").exists() and _state(a.pid) == "T", "A stopped")
+        assert fault.drive("restart", "--max-wait", "2").returncode == 0  # breaks A's lock
+        c = fault.spawn("restart", "--max-wait", "30")  # owns the lock while A resumes
+        eventually(lambda: bool(fault.calls(c.pid)), "C began")
+        resumed_at = time.time()
+        os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=60)
+        assert a.returncode == 1, (out, err)
+        assert "lost the fleet restart lock" in err
+        assert [argv for stamp, argv in fault.calls(a.pid) if stamp >= resumed_at] == []
+        assert c.wait(timeout=60) == 0, c.stderr.read() if c.stderr else ""
+    finally:
+        fault.cleanup()
+
+
+CHANGES = [
+    ("systemd", "reset-failed"),  # the first command after the engine's lease check
+    ("systemd", "start"),  # the last command of the fast path
+    ("tmux", "fleet-signal"),  # TERM to the agents' processes
+    ("tmux", "kill-server"),
+    ("tmux", "new-session"),  # after a list-windows within the same primitive
+]
+
+
+@pytest.mark.parametrize(
+    ("backend", "word"),
+    [pytest.param(b, w, marks=[pytest.mark.systemd] if b == "systemd" else []) for b, w in CHANGES],
+    ids=[f"{b}-{w}" for b, w in CHANGES],
+)
+def test_1_a_restart_paused_after_every_check_and_before_a_change_is_spawned_changes_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, word: str
+) -> None:
+    # The pause is the injected Popen itself: it runs after every check the restart makes in
+    # its own process and before the fork of the command with ``word``. While it lasts, a
+    # second restart breaks the lock (no progress for 2 s) and a third one takes it.
+    manager = request.getfixturevalue("own_manager") if backend == "systemd" else None
+    fault = Fault(tmp_path, backend, manager)
+    fault.setup()
+    try:
+        fault.roster(agent("p1", "exec sleep 100000", start_grace=2))
+        fault.ok("start")
+        resumed: list[float] = []
+        later: list[subprocess.Popen[str]] = []
+
+        def paused_popen(argv: Sequence[str], **options: Any) -> subprocess.Popen[str]:
+            if word in argv and not resumed:
+                b = fault.drive("restart", "--max-wait", "2")
+                assert b.returncode == 0, b.stderr
+                later.append(fault.spawn("restart", "--max-wait", "30"))
+                eventually(lambda: bool(fault.calls(later[0].pid)), "C began")
+                resumed.append(time.time())
+            return subprocess.Popen(argv, **options)
+
+        with pytest.raises(LeaseLost, match="lost the fleet restart lock"):
+            fault.lifecycle(paused_popen).restart()
+        assert resumed, f"no command with {word!r} was started"
+        assert [argv for stamp, argv in fault.calls(os.getpid()) if stamp >= resumed[0]] == []
+        assert later[0].wait(timeout=60) == 0, later[0].stderr.read() if later[0].stderr else ""
+        assert fault.status()["p1"]["process_state"] == "running"
+    finally:
+        fault.cleanup()
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return ""
+    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
 
 # --------------------------------------------------------------------------- 2. a live restart is not broken

@@ -8,6 +8,7 @@ of processes that outlive their window.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterable
@@ -74,6 +75,12 @@ class _NoRunner:
         raise AssertionError("the engine ran a command itself")
 
     run_all = interactive = run
+
+    def signal(self, pids: Iterable[int], signum: int) -> None:
+        procs.signal_all(pids, signum)  # the model's, when a test replaced it
+
+    def fenced(self, lease: object) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class Processes:
