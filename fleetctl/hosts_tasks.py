@@ -304,6 +304,7 @@ def install(
             disabled=data["disabled"],
             reloaded=data["reloaded"],
             notes=data["notes"],
+            stopped=data.get("stopped", []),  # a host older than this key stops none
         )
         return install_lines(result)
 

@@ -148,7 +148,8 @@ def failure_message(result: OperationResult) -> str:
 
 def install_lines(result: InstallResult) -> list[str]:
     would = result.dry_run
-    lines = [f"{'would write' if would else 'wrote'} {path}" for path in result.written]
+    lines = [f"stopped {names_phrase(result.stopped)}: no longer in the roster"] if result.stopped else []
+    lines += [f"{'would write' if would else 'wrote'} {path}" for path in result.written]
     lines += [f"{'would remove' if would else 'removed'} {path}" for path in result.removed]
     if result.disabled:
         lines.append(
@@ -198,7 +199,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     rows = [
         [
             a.name,
-            a.shown_state,
+            a.shown_state if a.in_roster else f"{a.shown_state} (not in roster)",
             _ago(a.state_since, now),
             _ago(a.to_json()["last_output_at"], now),
             _or_dash(a.pid),
@@ -207,7 +208,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
             str(a.failures),
             _or_dash(a.exit_status),
         ]
-        for a in status.agents
+        for a in [*status.agents, *status.strays]
     ]
     return [
         f"backend: {status.backend}",

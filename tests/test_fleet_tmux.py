@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FleetEnv, InvUser, run_inv_concurrently
+from tests.conftest import FleetEnv, InvUser, eventually, run_inv_concurrently
 
 pytestmark = pytest.mark.tmux
 
@@ -243,3 +243,42 @@ def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(t
     now = _marked_pids(socket)["s1"]
     assert not now & old, f"old generation still alive: {now & old}"
     assert tenv.status()[1]["s1"]["process_state"] == "running"
+
+
+@pytest.mark.parametrize("ending", ["stop", "restart", "install", "stop-without-window"])
+def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(tenv: TmuxEnv, ending: str) -> None:
+    # Defect: `roster.remove --name gone; fleet install; fleet stop` left gone's supervisor
+    # and its `sleep` running with ppid 1, seen by no `status`; install said nothing to do.
+    sleeper = "    runtime: custom\n    command: [sleep, '100000']\n"
+    tenv.roster([], extra=f"  - name: a1\n{sleeper}  - name: gone\n{sleeper}")
+    tenv.inv_ok("fleet.start")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    assert set(_marked_pids(socket)) == {"a1", "gone"}
+    tenv.inv_ok("roster.remove", "--name", "gone")
+
+    code, rows = tenv.status()
+    assert code == 0  # every roster agent is up; the stray is shown, not counted
+    assert (rows["gone"]["in_roster"], rows["gone"]["process_state"]) == (False, "running")
+    assert rows["a1"]["in_roster"] is True
+    assert "not in roster" in tenv.inv("fleet.status").stdout
+    a1 = rows["a1"]["pid"]
+
+    if ending == "stop-without-window":  # only its processes are left to find
+        # (Its window, not the server: another test's clean-up ends every agent process
+        # whose server is gone, anywhere on the machine.)
+        subprocess.run(["tmux", "-S", str(socket), "kill-window", "-t", "=fleet:=gone"], check=True)
+        assert "gone" in _marked_pids(socket), "the test needs the stray's processes to outlive its window"
+        assert "gone" not in tenv.status()[1]
+    said = tenv.inv_ok("fleet." + ending.split("-", maxsplit=1)[0])
+    assert "gone" in said, said
+
+    assert "gone" not in _marked_pids(socket), "a process of the removed agent survived"
+    code, rows = tenv.status()
+    assert "gone" not in rows
+    if ending == "install":  # ends the stray, leaves the roster's agents alone
+        assert (code, rows["a1"]["pid"]) == (0, a1)
+    elif ending == "restart":
+        assert code == 0
+        assert rows["a1"]["pid"] != a1
+    else:
+        assert "a1" not in _marked_pids(socket)
