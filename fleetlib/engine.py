@@ -291,6 +291,8 @@ class Lifecycle(FleetContext):
                         holder = None
                 else:
                     holder = "unchanged" if whole else None
+                if whole and holder != "failed":
+                    self._end_notifications()
             else:
                 if strays:
                     self._stop_agents(
@@ -351,6 +353,13 @@ class Lifecycle(FleetContext):
         found = {row.name for row in seen.strays}
         found |= set(procs.fleet_agents(self._fleet_id())) - set(self.roster.names())
         return sorted(found)
+
+    def _end_notifications(self) -> None:
+        """Once the fleet is stopped: kill what is left of its notification commands. The
+        watcher ends them when it ends; this catches those of a watcher killed outright
+        (or still ending), so nothing of a stopped fleet runs on, ``setsid`` or not."""
+        left = watcher.notification_processes(self.paths.run_dir)
+        procs.signal_all((pid for pids in left.values() for pid in pids), signal.SIGKILL)
 
     def _stop_timeout(self, name: str) -> float:
         """The agent's ``stop_timeout``; the default for one the roster no longer lists."""

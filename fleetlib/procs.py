@@ -126,8 +126,9 @@ def marked(markers: Iterable[str]) -> dict[str, list[int]]:
 
 
 def carrying(variable: str, suffix: str) -> dict[str, list[int]]:
-    """Live processes whose environment sets ``variable`` to a value ending in ``suffix``,
-    per value (one pass over ``/proc``; what it cannot see is as for :func:`marked`).
+    """Live processes whose environment sets ``variable`` to a value ending in ``suffix``
+    with no ``@`` before it (``suffix`` starts with ``@``: the part before is a name or
+    token), per value (one pass over ``/proc``; what it cannot see is as for :func:`marked`).
 
     With :data:`MARKER_ENV` and ``@<fleet id>`` it finds every agent process of one fleet,
     whatever the agent's name: also those of agents the roster no longer lists."""
@@ -136,7 +137,7 @@ def carrying(variable: str, suffix: str) -> dict[str, list[int]]:
     for pid, environ in _environments():
         for item in environ.split(b"\0"):
             if item.startswith(prefix):
-                if item.endswith(tail) and _live(pid):
+                if item.endswith(tail) and b"@" not in item[len(prefix) : -len(tail)] and _live(pid):
                     found.setdefault(item[len(prefix) :].decode(errors="replace"), []).append(pid)
                 break
     return found

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FleetEnv, InvUser, eventually, run_inv_concurrently
+from tests.conftest import FleetEnv, InvUser, run_inv_concurrently
 
 pytestmark = pytest.mark.tmux
 
