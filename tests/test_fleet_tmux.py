@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FleetEnv, InvUser, run_inv_concurrently
+from tests.conftest import FleetEnv, InvUser, eventually, run_inv_concurrently
 
 pytestmark = pytest.mark.tmux
 
@@ -282,3 +282,37 @@ def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(tenv: Tmu
         assert rows["a1"]["pid"] != a1
     else:
         assert "a1" not in _marked_pids(socket)
+
+
+def test_doctor_where_tmux_is_chosen_automatically_passes_and_names_a_crash_looping_agent(tenv: TmuxEnv) -> None:
+    # Defects: with `auto` and no user manager (the README: systemd is optional, tmux is
+    # chosen) doctor failed `user manager`; and it passed every check while an agent was
+    # `failed` after crash-looping.
+    tenv.roster(["ok"])
+    tenv.inv_ok("fleet.start")
+
+    def doctor() -> tuple[int, dict[str, dict[str, object]]]:
+        result = tenv.inv("fleet.doctor", "--json")
+        assert "Traceback" not in result.stderr
+        return result.returncode, {check["name"]: check for check in json.loads(result.stdout)}
+
+    def watcher_up() -> bool:
+        return doctor()[1]["watcher"]["ok"] is True
+
+    eventually(watcher_up, "the watcher found")
+    code, checks = doctor()
+    assert code == 0, checks
+    assert (checks["user manager"]["ok"], checks["user manager"]["skipped"]) == (True, True)
+    assert "tmux" in str(checks["user manager"]["detail"])
+    assert checks["agents"]["ok"] is True
+
+    looper = "  - name: looper\n    runtime: custom\n    command: [sh, -c, 'echo boom; exit 3']\n    max_failures: 2\n"
+    tenv.roster(["ok"], extra=looper)
+    assert tenv.inv("fleet.start").returncode == 1
+    eventually(lambda: tenv.status()[1]["looper"]["state"] == "failed", "the supervisor gave up on looper")
+    code, checks = doctor()
+    assert code == 1
+    assert [name for name, check in checks.items() if not check["ok"]] == ["agents"]
+    assert "looper" in str(checks["agents"]["detail"])
+    assert "logs --agent looper`" in str(checks["agents"]["fix"])  # `inv fleet.logs` under inv
+    tenv.inv_ok("fleet.stop")
