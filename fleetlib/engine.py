@@ -23,6 +23,10 @@ Guarantees (each a test in tests/test_engine_*.py):
   ``start_grace``; one that exits before fails the operation naming it, its command, its
   exit status and its last output lines, as soon as it exits.
 * A restart starts the new generation only after the old one is gone.
+* **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
+  a unit or processes carrying the fleet's marker under their name) are ended like any
+  agent by a whole-fleet ``stop`` or ``restart`` (never started again) and by ``install``;
+  a whole-fleet ``stop`` also ends what is left of the watcher's notification commands.
 """
 
 from __future__ import annotations
@@ -195,7 +199,7 @@ class Lifecycle(FleetContext):
         stuck = [f"{outcome.name}: {outcome.error}" for outcome in outcomes if not outcome.ok]
         if stuck:
             raise FleetOperationError(
-                f"install changed nothing: agent(s) no longer in the roster did not stop: {'; '.join(stuck)}"
+                f"install wrote nothing: agent(s) no longer in the roster did not stop: {'; '.join(stuck)}"
             )
         return [outcome.name for outcome in outcomes]
 

@@ -487,10 +487,7 @@ class Watcher:
         if not self.running and self.took_over:
             return
         live = notification_processes(self.run_dir)
-        if not self.took_over:
-            self.took_over = True
-            ours = {notification.marker for notification in self.running}
-            self.running += [_Notification(time.monotonic(), marker) for marker in live if marker not in ours]
+        self._take_over(live)
         kept = []
         for notification in self.running:
             if not notification.alive(live):
@@ -501,6 +498,14 @@ class Watcher:
             kept.append(notification)
         self.running = kept
 
+    def _take_over(self, live: Mapping[str, list[int]]) -> None:
+        """Once: count the notifications of the fleet that no command of ours started as
+        ours (a watcher before this one, killed outright, left them), from now on."""
+        if not self.took_over:
+            self.took_over = True
+            ours = {notification.marker for notification in self.running}
+            self.running += [_Notification(time.monotonic(), marker) for marker in live if marker not in ours]
+
     def end_notifications(self, grace: float = END_GRACE_S) -> None:
         """End every notification command still running, with everything it started: TERM,
         then KILL what is left after ``grace`` seconds. Once the watcher ends, nobody would
@@ -508,6 +513,7 @@ class Watcher:
         deadline = time.monotonic() + grace
         for signum in (signal.SIGTERM, signal.SIGKILL):
             live = notification_processes(self.run_dir)
+            self._take_over(live)
             self.running = [notification for notification in self.running if notification.alive(live)]
             for notification in self.running:
                 notification.kill(signum, live)
