@@ -38,7 +38,7 @@ from fleetctl.options import (
     stderr_line,
     user_errors,
 )
-from fleetctl.render import operation_summary, print_checks, print_json, table
+from fleetctl.render import operation_summary, print_checks, print_json, state_cell, table
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.paths import FleetPaths
@@ -369,7 +369,7 @@ def status(
             [
                 row["host"],
                 row["name"],
-                str(row.get("state", "?")),
+                state_cell(str(row.get("state", "?")), in_roster=row.get("in_roster") is not False),
                 "-" if row.get("pid") is None else str(row["pid"]),
                 "-" if row.get("restarts") is None else str(row["restarts"]),
                 str(row.get("failures", 0)),

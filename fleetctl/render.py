@@ -176,6 +176,11 @@ def status_rows_json(status: FleetStatus) -> list[dict[str, Any]]:
     return status.to_json()
 
 
+def state_cell(state: str, *, in_roster: bool) -> str:
+    """A status row's STATE: the state, marked for an agent the roster no longer lists."""
+    return state if in_roster else f"{state} (not in roster)"
+
+
 def _ago(iso: str | None, now: float) -> str:
     """``12s``, ``5m``, ``3h``, ``2d``: how long ago an ISO 8601 time was; ``-`` if unknown."""
     if not iso:
@@ -199,7 +204,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     rows = [
         [
             a.name,
-            a.shown_state if a.in_roster else f"{a.shown_state} (not in roster)",
+            state_cell(a.shown_state, in_roster=a.in_roster),
             _ago(a.state_since, now),
             _ago(a.to_json()["last_output_at"], now),
             _or_dash(a.pid),

@@ -24,6 +24,7 @@ from fleetctl.render import (
     operation_summary,
     progress_hook,
     progress_text,
+    state_cell,
 )
 from fleetlib import doctor
 from fleetlib.doctor import Check
@@ -201,6 +202,11 @@ def test_step_ticker_counts_the_current_step() -> None:
 
 def test_progress_text() -> None:
     assert progress_text(Progress("starting", "starting", 3, 10, 1.25)) == "starting: 3/10 up, 1.2 s"
+
+
+def test_an_agent_the_roster_lost_is_marked_in_the_state_column() -> None:
+    assert state_cell("running", in_roster=False) == "running (not in roster)"
+    assert state_cell("idle", in_roster=True) == "idle"
 
 
 # --------------------------------------------------------------------------- doctor
