@@ -349,7 +349,8 @@ def fleet_doctor(
     """Check what the fleet needs and say how to fix each failure (exit 0: all passed).
 
     Checks: the roster, tmux, the user manager, lingering, installed units against the
-    roster (drift), agent commands and directories, the run dir, a stale restart lock."""
+    roster (drift), agent commands and directories, the run dir, a stale restart lock, the
+    watcher and the agents of a running fleet (none failed)."""
     directory = unit_dir_option(c, unit_dir)
 
     def local_checks() -> list[Check]:

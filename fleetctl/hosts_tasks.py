@@ -42,7 +42,7 @@ from fleetctl.options import (
     stderr_line,
     user_errors,
 )
-from fleetctl.render import operation_summary, print_checks, print_json, table
+from fleetctl.render import operation_summary, print_checks, print_json, state_cell, table
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL, SshTarget
 from fleetlib.paths import FleetPaths
@@ -321,6 +321,7 @@ def install(
             disabled=data["disabled"],
             reloaded=data["reloaded"],
             notes=data["notes"],
+            stopped=data.get("stopped", []),  # a host older than this key stops none
         )
         return install_lines(result)
 
@@ -383,7 +384,7 @@ def status(
             [
                 row["host"],
                 row["name"],
-                str(row.get("state", "?")),
+                state_cell(str(row.get("state", "?")), in_roster=row.get("in_roster") is not False),
                 "-" if row.get("pid") is None else str(row["pid"]),
                 "-" if row.get("restarts") is None else str(row["restarts"]),
                 str(row.get("failures", 0)),

@@ -148,7 +148,8 @@ def failure_message(result: OperationResult) -> str:
 
 def install_lines(result: InstallResult) -> list[str]:
     would = result.dry_run
-    lines = [f"{'would write' if would else 'wrote'} {path}" for path in result.written]
+    lines = [f"stopped {names_phrase(result.stopped)}: no longer in the roster"] if result.stopped else []
+    lines += [f"{'would write' if would else 'wrote'} {path}" for path in result.written]
     lines += [f"{'would remove' if would else 'removed'} {path}" for path in result.removed]
     if result.disabled:
         lines.append(
@@ -175,6 +176,11 @@ def status_rows_json(status: FleetStatus) -> list[dict[str, Any]]:
     return status.to_json()
 
 
+def state_cell(state: str, *, in_roster: bool) -> str:
+    """A status row's STATE: the state, marked for an agent the roster no longer lists."""
+    return state if in_roster else f"{state} (not in roster)"
+
+
 def _ago(iso: str | None, now: float) -> str:
     """``12s``, ``5m``, ``3h``, ``2d``: how long ago an ISO 8601 time was; ``-`` if unknown."""
     if not iso:
@@ -198,7 +204,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     rows = [
         [
             a.name,
-            a.shown_state,
+            state_cell(a.shown_state, in_roster=a.in_roster),
             _ago(a.state_since, now),
             _ago(a.to_json()["last_output_at"], now),
             _or_dash(a.pid),
@@ -207,7 +213,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
             str(a.failures),
             _or_dash(a.exit_status),
         ]
-        for a in status.agents
+        for a in [*status.agents, *status.strays]
     ]
     return [
         f"backend: {status.backend}",

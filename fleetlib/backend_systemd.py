@@ -144,7 +144,9 @@ class SystemdBackend(TmuxPrimitives):
             AgentStatus.build(name, systemd.agent_unit(name), windows.get(name), state_of(systemd.agent_unit(name)))
             for name in names
         ]
-        return FleetStatus(self.name, state_of(systemd.HOLDER_UNIT), agents)
+        units = {name: state for unit, state in states.items() if (name := systemd.agent_name(unit))}
+        strays = self.stray_rows(windows, units)
+        return FleetStatus(self.name, state_of(systemd.HOLDER_UNIT), agents, strays)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """(Re)start the agents' units, and the holder for the whole fleet; a unit whose

@@ -16,15 +16,16 @@ import os
 import secrets
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import procs, tmux, transcript, watcher
+from fleetlib import procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
 from fleetlib.results import InstallResult
+from fleetlib.roster import NAME_PATTERN
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
@@ -34,6 +35,7 @@ from fleetlib.transcript import ensure_log_dir
 TMUX_TIMEOUT_S: Final = 10.0
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 HOLDER: Final = "tmux:fleet"
+_AT_REST: Final = ("inactive", "failed")  # a unit in these states runs nothing
 
 
 @dataclass(kw_only=True)
@@ -92,6 +94,25 @@ class TmuxPrimitives(FleetContext):
                     found[name] = screen
         return found
 
+    def stray_rows(
+        self, windows: Mapping[str, tmux.Window], units: Mapping[str, UnitState] | None = None
+    ) -> list[AgentStatus]:
+        """Rows for the agents of this fleet the roster does not list (removed since they
+        started): each with a window (alive or dead) on the fleet's server or, under
+        systemd (``units``: agent name -> its unit's state), a unit that runs something."""
+        names = {name for name in windows if NAME_PATTERN.fullmatch(name)}
+        names |= {name for name, unit in (units or {}).items() if unit.active_state not in _AT_REST}
+        rows = []
+        for name in sorted(names - set(self.roster.names())):
+            if units is None:
+                row = AgentStatus.build(name, tmux.window_target(name), windows.get(name), None)
+            else:
+                unit = units.get(name) or UnitState(systemd.agent_unit(name), load_state="not-loaded")
+                row = AgentStatus.build(name, unit.unit, windows.get(name), unit)
+            # No activity: the watcher no longer looks at it, so what it recorded is stale.
+            rows.append(replace(row, in_roster=False, activity=None, activity_since=None))
+        return rows
+
     def remove_windows(self, names: list[str]) -> None:
         """Close the given windows (gone ones are fine) in one client."""
         commands: list[str] = []
@@ -144,7 +165,7 @@ class TmuxBackend(TmuxPrimitives):
         running = windows is not None
         agents = [AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None) for name in names]
         holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
-        return FleetStatus(self.name, holder, agents)
+        return FleetStatus(self.name, holder, agents, self.stray_rows(windows or {}))
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the

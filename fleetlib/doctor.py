@@ -9,9 +9,10 @@ manager answers; lingering is enabled (without it the user manager, and the flee
 at logout); the installed units are exactly what the roster would generate (no drift);
 every agent's command resolves on the PATH its units (or this shell) carry and every
 ``cwd`` exists; the run dir is owned by this user and not writable by others; every
-transcript (and rotated transcript) is a regular file; no stale restart lock is left
-behind; a running fleet has its watcher. On the tmux backend chosen on purpose the
-systemd checks are reported as skipped (they pass).
+transcript (and rotated transcript) is a regular file; no stale restart lock is left behind; a running fleet has its watcher, and none of its agents is
+``failed`` or ``exited`` (or runs without being in the roster). On the tmux backend (chosen
+on purpose, or by ``auto`` for want of a user manager) the systemd checks are reported as
+skipped (they pass); so is lingering where logind cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shlex
 import shutil
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +39,13 @@ from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
+from fleetlib.status import FleetStatus
 from fleetlib.systemd import WATCHER_UNIT
 from fleetlib.tmux import SESSION
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
+_LOGIND_ANSWERED: Final = "Failed to get user"  # loginctl: logind answered, it knows no such lingering user
+_BROKEN_STATES: Final = ("failed", "exited")  # nothing will start these again on its own
 _PATH_IN_UNIT: Final = re.compile(r"""(?:^|[\s"'=])PATH=([^\s"']+)""", re.MULTILINE)
 
 
@@ -108,11 +113,21 @@ def manager_state(runner: Runner) -> tuple[bool, str]:
     return False, answer or result.error_line()
 
 
-def check_manager(reachable: bool, state: str) -> Check:
+def check_manager(reachable: bool, state: str, requested: str = "systemd") -> Check:
+    """The user manager answers; without one, a failure only when ``requested`` is
+    ``systemd``: with ``auto`` the fleet runs on tmux, which the README calls a supported
+    choice, so that is said (skipped), not failed."""
     name = "user manager"
     if reachable:
         extra = "; some unit failed: see `systemctl --user --failed`" if state == "degraded" else ""
         return passed(name, f"systemd --user answers ({state}){extra}")
+    if requested == "auto":
+        return skipped(
+            name,
+            f"no systemd user manager reachable ({state}): the fleet runs on the tmux backend, without a "
+            "supervisor (nothing comes back after a reboot); for one, log in through a session that starts "
+            "`systemd --user`",
+        )
     return failed(
         name,
         f"no systemd user manager reachable ({state}): the fleet can only run on tmux, without a supervisor",
@@ -122,12 +137,19 @@ def check_manager(reachable: bool, state: str) -> Check:
 
 
 def check_linger(runner: Runner, user: str) -> Check:
+    """Lingering is enabled for ``user``. Where logind cannot be reached (no system bus, no
+    systemd as init, no ``loginctl``) lingering does not apply and nothing ``loginctl``
+    could do would work: that is said (skipped), with no fix."""
     name = "lingering"
     fix = f"`loginctl enable-linger {user}` (as root for another user), so the fleet outlives your logout"
     result = runner.run(["loginctl", "show-user", user, "-p", "Linger"])
-    if not result.ok:
-        return failed(name, f"cannot ask logind whether {user} lingers ({result.error_line()})", fix)
-    value = result.stdout.strip().partition("=")[2]
+    if not result.ok and _LOGIND_ANSWERED not in result.stderr:
+        return skipped(
+            name,
+            f"logind cannot be reached ({result.error_line()}): there is no login session to end here; "
+            "the user manager runs as long as whatever started it",
+        )
+    value = "" if not result.ok else result.stdout.strip().partition("=")[2]
     if value == "yes":
         return passed(name, f"enabled for {user}: the user manager keeps running after logout")
     return failed(name, f"not enabled for {user}: the user manager, and every agent, stop at logout", fix)
@@ -268,6 +290,32 @@ def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) ->
     return passed(name, f"running (pid {', '.join(map(str, watchers))})")
 
 
+def check_agents(status: FleetStatus, command: Callable[[str], str]) -> Check:
+    """In a running fleet no agent is ``failed`` (its supervisor gave up on a crash loop) or
+    ``exited`` (nothing starts it again), and no agent the roster no longer lists runs. An
+    agent stopped on purpose (``fleet stop --agent``) is fine."""
+    name = "agents"
+    broken = [row for row in status.agents if row.state in _BROKEN_STATES]
+    strays = [row for row in status.strays if not row.down]
+    if not broken and not strays:
+        counts = Counter(row.state for row in status.agents)
+        return passed(name, ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no agents")
+    problems = [
+        f"{row.name} {row.state} after {row.failures} exit(s)"
+        + (f", exit status {row.exit_status}" if row.exit_status is not None else "")
+        for row in broken
+    ]
+    problems += [f"{row.name} not in the roster but {row.state}" for row in strays]
+    fixes = [
+        f"see why with `{command('fleet.logs')} --agent {row.name}`, fix its command or roster entry, "
+        f"then `{command('fleet.restart')} --agent {row.name}`"
+        for row in broken
+    ]
+    if strays:
+        fixes.append(f"`{command('fleet.install')}` ends the agents the roster no longer lists")
+    return failed(name, "; ".join(problems), "; ".join(fixes))
+
+
 def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
     """A lock whose owner is gone, or that made no progress for ``STALE_S``, is stale."""
     name = "restart lock"
@@ -329,7 +377,7 @@ def diagnose(
         why = "the tmux backend was chosen"
         checks += [skipped("user manager", why), skipped("lingering", why), skipped("units", why)]
     else:
-        checks.append(check_manager(reachable, state))
+        checks.append(check_manager(reachable, state, backend))
     if systemd_wanted and not on_systemd:
         checks += [skipped("lingering", "no user manager"), skipped("units", "no user manager")]
     elif on_systemd:
@@ -351,12 +399,29 @@ def diagnose(
     checks.append(check_transcripts(transcript.log_dir(paths)))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
     if tmux_bin is None:
-        checks.append(skipped("watcher", "tmux is not installed"))
+        checks += [skipped("watcher", "tmux is not installed"), skipped("agents", "tmux is not installed")]
     else:
         has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
         fleet_running = run.run(has_session, timeout=10.0).ok
         checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
+        if roster is None:
+            checks.append(skipped("agents", "the roster does not load"))
+        elif not fleet_running:
+            checks.append(skipped("agents", "the fleet is not running"))
+        else:
+            checks.append(_agents(paths, roster, "systemd" if on_systemd else "tmux", unit_dir, command))
     return checks
+
+
+def _agents(
+    paths: FleetPaths, roster: Roster, backend: str, unit_dir: Path | None, command: Callable[[str], str]
+) -> Check:
+    """The agents check on the fleet's own status (it only reads)."""
+    try:
+        status = open_fleet(paths, roster, backend=backend, unit_dir=unit_dir).status()
+    except FleetError as exc:
+        return failed("agents", f"cannot read the agents' states: {exc}", f"see `{command('fleet.status')}`")
+    return check_agents(status, command)
 
 
 def _units_and_path(

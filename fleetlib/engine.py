@@ -25,6 +25,10 @@ Guarantees (each a test in tests/test_engine_*.py):
   ``start_grace``; one that exits before fails the operation naming it, its command, its
   exit status and its last output lines, as soon as it exits.
 * A restart starts the new generation only after the old one is gone.
+* **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
+  a unit or processes carrying the fleet's marker under their name) are ended like any
+  agent by a whole-fleet ``stop`` or ``restart`` (never started again) and by ``install``;
+  a whole-fleet ``stop`` also ends what is left of the watcher's notification commands.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 
@@ -137,6 +142,8 @@ class Lifecycle(FleetContext):
         looked at yet (or a fleet without a watcher) is read from its screen here, without
         debounce and without a ``since`` (see :mod:`fleetlib.activity`)."""
         status = self.primitives.observe(self.names(agent))
+        if agent is not None:
+            status = replace(status, strays=[])
         now = self.wall_clock()
         # A record is trusted only while the watcher that would correct it is alive: a
         # stopped, frozen or killed watcher leaves every record as it was, however wrong.
@@ -169,9 +176,34 @@ class Lifecycle(FleetContext):
         return self.primitives.desired_unit_files()
 
     def install(self, *, enable: bool = True) -> InstallResult:
+        """Install the roster's agents (see the backend); agents of this fleet the roster no
+        longer lists are stopped first (``stopped``), and FleetOperationError names any of
+        them that would not stop, before anything is written."""
+        stopped = self._retire_strays()
         result = self.primitives.install(enable=enable)
         self._configure_watcher()
-        return result
+        return replace(result, stopped=stopped) if stopped else result
+
+    def _retire_strays(self) -> list[str]:
+        """Stop every agent of this fleet the roster no longer lists (under the lock; the
+        lock is taken only when there is one); returns their names."""
+        if self.runner.dry_run or not self._strays(self.primitives.observe([])):
+            return []
+        with self._lease() as fence:
+            began = self.clock()
+            strays = self._strays(self.primitives.observe([]))
+            rows = self.primitives.observe(strays).by_name()
+            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in strays}
+            self._stop_agents(
+                self._running(strays, rows), strays, rows, trackers, holder=False, fence=fence, began=began
+            )
+        outcomes = [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
+        stuck = [f"{outcome.name}: {outcome.error}" for outcome in outcomes if not outcome.ok]
+        if stuck:
+            raise FleetOperationError(
+                f"install wrote nothing: agent(s) no longer in the roster did not stop: {'; '.join(stuck)}"
+            )
+        return [outcome.name for outcome in outcomes]
 
     def _configure_watcher(self) -> None:
         """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
@@ -225,8 +257,11 @@ class Lifecycle(FleetContext):
             if operation != "stop":
                 self._configure_watcher()
             before = self.primitives.observe(names)
-            rows = before.by_name()
-            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names}
+            # Agents the roster no longer lists are ended by a whole-fleet stop or restart
+            # (never started again): a supervisor nobody sees would otherwise run for ever.
+            strays = self._strays(before) if whole and operation != "start" else []
+            rows = before.by_name() | (self.primitives.observe(strays).by_name() if strays else {})
+            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names + strays}
             holder = None
             if operation == "start":
                 todo = [n for n in names if rows[n].state != "running"]
@@ -248,20 +283,13 @@ class Lifecycle(FleetContext):
                 else:
                     holder = "unchanged" if whole else None
             elif operation == "stop":
-                alive = procs.marked(self._marker(n) for n in names)
-                running = [n for n in names if not rows[n].down or alive[self._marker(n)]]
+                running = self._running(names + strays, rows)
                 for name in set(names) - set(running):
                     trackers[name].outcome = AgentOutcome(name, "unchanged", None, None)
                 if running or (whole and before.holder_up):
-                    fence()
-                    refused = self.primitives.terminate(running, holder=whole)
-                    for name, why in refused.items():
-                        if name in trackers:
-                            trackers[name].outcome = AgentOutcome(name, "failed", rows[name].pid, error=why)
-                    asked = [n for n in running if n not in refused]
-                    self._wait_gone(trackers, asked, "stopped", began, fence)
-                    fence()
-                    self.primitives.cleanup([n for n in names if n not in refused], holder=whole)
+                    refused = self._stop_agents(
+                        running, names + strays, rows, trackers, holder=whole, fence=fence, began=began
+                    )
                     if HOLDER_KEY in refused:
                         holder = "failed"
                     elif whole:
@@ -270,7 +298,13 @@ class Lifecycle(FleetContext):
                         holder = None
                 else:
                     holder = "unchanged" if whole else None
+                if whole and holder != "failed":
+                    self._end_notifications()
             else:
+                if strays:
+                    self._stop_agents(
+                        self._running(strays, rows), strays, rows, trackers, holder=False, fence=fence, began=began
+                    )
                 fence()
                 if whole and self.primitives.fast_restart:
                     self.primitives.restart_all(names)
@@ -287,7 +321,56 @@ class Lifecycle(FleetContext):
                 self._wait_up(trackers, names, "restarted", began, fence)
                 holder = "restarted" if whole else None
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
+        outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
         return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
+
+    def _running(self, names: list[str], rows: dict[str, AgentStatus]) -> list[str]:
+        """Those of ``names`` with anything alive: a running window or unit, or a process
+        carrying the agent's marker (an old generation whose tmux server died under it)."""
+        alive = procs.marked(self._marker(n) for n in names)
+        return [n for n in names if not rows[n].down or alive[self._marker(n)]]
+
+    def _stop_agents(
+        self,
+        running: list[str],
+        names: list[str],
+        rows: dict[str, AgentStatus],
+        trackers: dict[str, _Tracker],
+        *,
+        holder: bool,
+        fence: Fence,
+        began: float,
+    ) -> dict[str, str]:
+        """Stop the ``running`` agents (and the holder): TERM, KILL after each one's stop
+        timeout, until nothing of them is left; then remove the windows of ``names``. Each
+        gets a ``stopped`` or ``failed`` outcome; returns who refused (see ``terminate``)."""
+        fence()
+        refused = self.primitives.terminate(running, holder=holder)
+        for name, why in refused.items():
+            if name in trackers:
+                trackers[name].outcome = AgentOutcome(name, "failed", rows[name].pid, error=why)
+        self._wait_gone(trackers, [n for n in running if n not in refused], "stopped", began, fence)
+        fence()
+        self.primitives.cleanup([n for n in names if n not in refused], holder=holder)
+        return refused
+
+    def _strays(self, seen: FleetStatus) -> list[str]:
+        """Agents of this fleet the roster no longer lists that left something behind: a
+        window or unit the backend sees, or processes carrying the fleet's marker."""
+        found = {row.name for row in seen.strays}
+        found |= set(procs.fleet_agents(self._fleet_id())) - set(self.roster.names())
+        return sorted(found)
+
+    def _end_notifications(self) -> None:
+        """Once the fleet is stopped: kill what is left of its notification commands. The
+        watcher ends them when it ends; this catches those of a watcher killed outright
+        (or still ending), so nothing of a stopped fleet runs on, ``setsid`` or not."""
+        left = watcher.notification_processes(self.paths.run_dir)
+        self.runner.signal([pid for pids in left.values() for pid in pids], signal.SIGKILL)
+
+    def _stop_timeout(self, name: str) -> float:
+        """The agent's ``stop_timeout``; the default for one the roster no longer lists."""
+        return self.roster.get(name).stop_timeout if name in self.roster.names() else DEFAULT_STOP_TIMEOUT
 
     def _dry_run(self, operation: str, names: list[str], whole: bool, began: float) -> OperationResult:
         if operation == "start":
@@ -330,7 +413,7 @@ class Lifecycle(FleetContext):
         by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
         markers = {n: self._marker(n) for n in names}
         killed: set[str] = set()
-        give_up = max((self.roster.get(n).stop_timeout for n in names), default=0.0) + KILL_GRACE_S
+        give_up = max((self._stop_timeout(n) for n in names), default=0.0) + KILL_GRACE_S
         pending = list(names)
         while True:
             fence()
@@ -345,7 +428,7 @@ class Lifecycle(FleetContext):
             self._report("stopping", len(names) - len(pending), len(names), began)
             if not pending:
                 return
-            overdue = [n for n in pending if n not in killed and now >= self.roster.get(n).stop_timeout]
+            overdue = [n for n in pending if n not in killed and now >= self._stop_timeout(n)]
             if overdue:
                 killed.update(overdue)
                 self.runner.signal([pid for name in overdue for pid in alive[markers[name]]], signal.SIGKILL)
@@ -448,7 +531,10 @@ class Lifecycle(FleetContext):
         return None
 
     def _marker(self, name: str) -> str:
-        return procs.marker(name, str(self.paths.tmux_socket))
+        return procs.marker(name, self._fleet_id())
+
+    def _fleet_id(self) -> str:
+        return str(self.paths.tmux_socket)
 
 
 def _fence_of(guard: RestartGuard) -> Fence:

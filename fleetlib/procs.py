@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
@@ -82,6 +82,27 @@ def marker(name: str, fleet_id: str) -> str:
     return f"{name}@{fleet_id}"
 
 
+def _environments() -> Iterator[tuple[int, bytes]]:
+    """(pid, raw environment) of every process this user may read, but this one's."""
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                yield int(entry), handle.read(_ENVIRON_CAP)
+        except OSError:
+            continue
+
+
+def _live(pid: int) -> bool:
+    return state(pid) not in ("Z", "X", "")
+
+
 def marked(markers: Iterable[str]) -> dict[str, list[int]]:
     """Live processes whose environment carries ``FLEET_AGENT=<marker>``, per marker.
 
@@ -94,26 +115,39 @@ def marked(markers: Iterable[str]) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {value: [] for value in wanted.values()}
     if not wanted:
         return found
-    me = os.getpid()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read(_ENVIRON_CAP)
-        except OSError:
-            continue
+    for pid, environ in _environments():
         for variable in environ.split(b"\0"):
             owner = wanted.get(variable)
             if owner is not None:
-                if state(int(entry)) not in ("Z", "X", ""):
-                    found[owner].append(int(entry))
+                if _live(pid):
+                    found[owner].append(pid)
                 break
     return found
+
+
+def carrying(variable: str, suffix: str) -> dict[str, list[int]]:
+    """Live processes whose environment sets ``variable`` to a value ending in ``suffix``
+    with no ``@`` before it (``suffix`` starts with ``@``: the part before is a name or
+    token), per value (one pass over ``/proc``; what it cannot see is as for :func:`marked`).
+
+    With :data:`MARKER_ENV` and ``@<fleet id>`` it finds every agent process of one fleet,
+    whatever the agent's name: also those of agents the roster no longer lists."""
+    prefix, tail = f"{variable}=".encode(), suffix.encode()
+    found: dict[str, list[int]] = {}
+    for pid, environ in _environments():
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                if item.endswith(tail) and b"@" not in item[len(prefix) : -len(tail)] and _live(pid):
+                    found.setdefault(item[len(prefix) :].decode(errors="replace"), []).append(pid)
+                break
+    return found
+
+
+def fleet_agents(fleet_id: str) -> dict[str, list[int]]:
+    """Every live agent process of the fleet ``fleet_id`` (see :func:`marker`), per agent
+    name, listed in the roster or not."""
+    suffix = f"@{fleet_id}"
+    return {value[: -len(suffix)]: pids for value, pids in carrying(MARKER_ENV, suffix).items()}
 
 
 def signal_all(pids: Iterable[int], signum: int) -> None:

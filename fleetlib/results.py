@@ -120,10 +120,11 @@ class InstallResult:
     disabled: list[str] = field(default_factory=list)
     reloaded: bool = False
     notes: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # agents no longer in the roster, ended by install
 
     @property
     def changed(self) -> bool:
-        return bool(self.written or self.removed or self.enabled or self.disabled or self.reloaded)
+        return bool(self.written or self.removed or self.enabled or self.disabled or self.reloaded or self.stopped)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +138,7 @@ class InstallResult:
             "disabled": list(self.disabled),
             "reloaded": self.reloaded,
             "notes": list(self.notes),
+            "stopped": list(self.stopped),
         }
 
 

@@ -22,7 +22,7 @@ the process state alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -78,6 +78,7 @@ class AgentStatus:
     activity_since: float | None = None  # epoch seconds
     last_output: float | None = None  # epoch seconds of the window's last output
     watcher_tick: float | None = None  # when the watcher that recorded ``activity`` last looked
+    in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
 
     @classmethod
     def build(cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None) -> AgentStatus:
@@ -157,6 +158,7 @@ class AgentStatus:
             "failures": self.failures,
             "window": self.window,
             "exit_status": self.exit_status,
+            "in_roster": self.in_roster,
         }
 
 
@@ -169,11 +171,14 @@ def _iso(epoch: float) -> str | None:
 
 @dataclass(frozen=True)
 class FleetStatus:
-    """The whole fleet: which backend runs it, the holder, one row per agent."""
+    """The whole fleet: which backend runs it, the holder, one row per agent; ``strays``
+    are rows for agents the roster no longer lists that the backend still sees (a window,
+    a unit that is not inactive): shown, never counted in :attr:`all_up`."""
 
     backend: str
     holder: UnitState
     agents: list[AgentStatus]
+    strays: list[AgentStatus] = field(default_factory=list)
 
     @property
     def holder_up(self) -> bool:
@@ -187,5 +192,6 @@ class FleetStatus:
         return {agent.name: agent for agent in self.agents}
 
     def to_json(self) -> list[dict[str, Any]]:
-        """One object per agent (every key always present), each with the backend."""
-        return [{**agent.to_json(), "backend": self.backend} for agent in self.agents]
+        """One object per agent (every key always present), each with the backend; the
+        strays last."""
+        return [{**agent.to_json(), "backend": self.backend} for agent in [*self.agents, *self.strays]]

@@ -18,8 +18,9 @@ polls from the user's terminal. Each tick (:data:`TICK_S`) it:
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
    ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN`` and ``FLEET_HOME`` in its
    environment); it never waits for the command, kills one still running after
-   :data:`NOTIFY_TIMEOUT_S` (with its process group), and runs at most
-   :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on stderr, not told);
+   :data:`NOTIFY_TIMEOUT_S` (with everything it started, found by :data:`NOTIFY_ENV`), and
+   runs at most :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on
+   stderr, not told);
 5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, tmux
+from fleetlib import activity, procs, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -66,7 +67,9 @@ ROTATE_EVERY_S: Final = 5.0
 TMUX_TIMEOUT_S: Final = 10.0
 STALE_AFTER_S: Final = 5.0  # a watcher that has not ticked for this long no longer vouches for its records
 NOTIFY_TIMEOUT_S: Final = 60.0
-MAX_NOTIFICATIONS: Final = 32  # notification commands running at once, at most (with their groups)
+MAX_NOTIFICATIONS: Final = 32  # notification commands running at once, at most (with what they started)
+NOTIFY_ENV: Final = "FLEET_NOTIFY"  # <token>@<run dir>: marks a notification and all it starts
+END_GRACE_S: Final = 2.0  # a watcher that ends: TERM to its notifications, KILL after this
 SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
@@ -228,6 +231,14 @@ def running(run_dir: Path) -> list[int]:
     return found
 
 
+def notification_processes(run_dir: Path) -> dict[str, list[int]]:
+    """Live processes of the notification commands of the fleet whose run dir is
+    ``run_dir``, per notification (its :data:`NOTIFY_ENV` value): everything a command
+    started, in its process group or not (``setsid``, double forks), since all of it
+    inherits the variable. Only a process that clears its environment escapes."""
+    return procs.carrying(NOTIFY_ENV, f"@{run_dir}")
+
+
 def watcher_environment() -> dict[str, str]:
     """What the watcher needs beyond the base environment: this package on the import path,
     wherever it was imported from (an installed copy or a clone)."""
@@ -262,18 +273,24 @@ class Notice:
 
 @dataclass
 class _Notification:
-    """A notification command the watcher started, and whether it leads a process group
-    of its own (then the whole group is its: a pid is never reused while its group lives)."""
+    """A notification command: its :data:`NOTIFY_ENV` value (every process it started
+    carries it), the command itself when this watcher started it (None: taken over from
+    a watcher before this one), and whether it leads a process group of its own (then the
+    whole group is its: a pid is never reused while its group lives)."""
 
     started: float
-    proc: subprocess.Popen[bytes]
-    group: bool
+    marker: str
+    proc: subprocess.Popen[bytes] | None = None
+    group: bool = False
 
-    def alive(self) -> bool:
-        """Whether the command, or anything it left in its group, still runs."""
-        if self.proc.poll() is None:
+    def alive(self, live: Mapping[str, list[int]]) -> bool:
+        """Whether the command, or anything it started (``live``: see
+        :func:`notification_processes`), still runs."""
+        if self.proc is not None and self.proc.poll() is None:
             return True
-        if not self.group:
+        if live.get(self.marker):
+            return True
+        if self.proc is None or not self.group:
             return False
         try:
             os.killpg(self.proc.pid, 0)
@@ -281,14 +298,17 @@ class _Notification:
             return False
         return True
 
-    def kill(self, signum: int) -> None:
-        if self.group:
+    def kill(self, signum: int, live: Mapping[str, list[int]]) -> None:
+        """``signum`` to the command, its group and every process carrying its marker."""
+        if self.proc is not None and self.group:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signum)
-        elif self.proc.poll() is None:
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signum)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=1.0)
+        procs.signal_all(live.get(self.marker, ()), signum)
+        if self.proc is not None and signum == signal.SIGKILL:  # reaped, not left a zombie
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=1.0)
 
 
 def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
@@ -329,6 +349,7 @@ class Watcher:
     rotate_errors: dict[str, str] = field(default_factory=dict)  # what was said per agent
     rotate_notes: dict[str, str] = field(default_factory=dict)  # what its last rotation said about odd files
     config_stamp: tuple[int, int] | None = None
+    took_over: bool = False  # the notifications a watcher before this one left are ours
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
 
@@ -441,7 +462,9 @@ class Watcher:
             return
         lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
         env = {key: value for key, value in self.environ.items() if key != MARKER_ENV}
+        marker = f"{secrets.token_hex(8)}@{self.run_dir}"
         env |= {
+            NOTIFY_ENV: marker,
             "FLEET_AGENT_NAME": notice.name,
             "FLEET_OLD_STATE": notice.old or "",
             "FLEET_NEW_STATE": notice.new,
@@ -450,31 +473,55 @@ class Watcher:
         }
         proc = self.spawn(agent.on_state_change, env)
         if proc is not None:
-            self.running.append(_Notification(time.monotonic(), proc, _leads_group(proc)))
+            self.running.append(_Notification(time.monotonic(), marker, proc, _leads_group(proc)))
 
     def _reap(self) -> None:
         """Collect finished notification commands; kill those past their time.
 
-        A command runs in a process group of its own (:func:`spawn_detached`), and the
-        whole group is what is watched and killed: a ``sh -c`` whose child still runs
-        after the timeout, or a command that left a background process behind when it
-        exited, would otherwise pile up one process per notification."""
+        What is watched and killed is everything a command started: its process group
+        (:func:`spawn_detached`) and every process carrying its :data:`NOTIFY_ENV` value,
+        so a ``sh -c`` whose child still runs after the timeout, or a command that left a
+        background or ``setsid`` process behind when it exited, counts against the cap
+        until it is gone and never outlives the timeout. The first call also takes over
+        what a watcher before this one left (killed outright, it could end nothing): those
+        get a full timeout from now."""
+        if not self.running and self.took_over:
+            return
+        live = notification_processes(self.run_dir)
+        self._take_over(live)
         kept = []
         for notification in self.running:
-            if not notification.alive():
+            if not notification.alive(live):
                 continue
             if time.monotonic() - notification.started > self.notify_timeout:
-                notification.kill(signal.SIGKILL)
+                notification.kill(signal.SIGKILL, live)
                 continue
             kept.append(notification)
         self.running = kept
 
-    def end_notifications(self) -> None:
-        """TERM every notification command still running (with its group): once the
-        watcher ends, nobody would ever enforce their time limit."""
-        for notification in self.running:
-            if notification.alive():
-                notification.kill(signal.SIGTERM)
+    def _take_over(self, live: Mapping[str, list[int]]) -> None:
+        """Once: count the notifications of the fleet that no command of ours started as
+        ours (a watcher before this one, killed outright, left them), from now on."""
+        if not self.took_over:
+            self.took_over = True
+            ours = {notification.marker for notification in self.running}
+            self.running += [_Notification(time.monotonic(), marker) for marker in live if marker not in ours]
+
+    def end_notifications(self, grace: float = END_GRACE_S) -> None:
+        """End every notification command still running, with everything it started: TERM,
+        then KILL what is left after ``grace`` seconds. Once the watcher ends, nobody would
+        ever enforce their time limit."""
+        deadline = time.monotonic() + grace
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            live = notification_processes(self.run_dir)
+            self._take_over(live)
+            self.running = [notification for notification in self.running if notification.alive(live)]
+            for notification in self.running:
+                notification.kill(signum, live)
+            while self.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+                live = notification_processes(self.run_dir)
+                self.running = [notification for notification in self.running if notification.alive(live)]
         self.running = []
 
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:

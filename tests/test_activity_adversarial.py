@@ -371,8 +371,9 @@ def _hanging_watcher(tmp_path: Path, command: list[str], marker: str, timeout: f
     [
         ["sh", "-c", "sleep 300; :"],  # the shell waits for its child: killing the shell alone leaves it
         ["sh", "-c", "sleep 300 & exit 0"],  # exits at once, leaves a background process behind
+        ["sh", "-c", "setsid sleep 300 & exit 0"],  # ... in a session (and process group) of its own
     ],
-    ids=["child", "background"],
+    ids=["child", "background", "setsid"],
 )
 def test_a_notification_command_is_ended_with_everything_it_started(tmp_path: Path, command: list[str]) -> None:
     # Defect: only the command's own pid was killed after the timeout, and a command that
@@ -388,31 +389,68 @@ def test_a_notification_command_is_ended_with_everything_it_started(tmp_path: Pa
     assert seen.running == []
 
 
-def test_a_watcher_that_ends_ends_its_notification_commands(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["sh", "-c", "sleep 300; :"], ["sh", "-c", "setsid sh -c 'trap \"\" TERM; sleep 300; :' & sleep 300; :"]],
+    ids=["child", "setsid-ignoring-term"],
+)
+def test_a_watcher_that_ends_ends_its_notification_commands(tmp_path: Path, command: list[str]) -> None:
     marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
-    seen = _hanging_watcher(tmp_path, ["sh", "-c", "sleep 300; :"], marker.decode().split("=", 1)[1], timeout=600)
+    seen = _hanging_watcher(tmp_path, command, marker.decode().split("=", 1)[1], timeout=600)
     assert seen.config is not None
     seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", "screen"))
-    eventually(lambda: len(with_env(marker)) == 2, "sh and its sleep", 10)
+    eventually(
+        lambda: sum(_argv(pid)[:1] == ["sleep"] for pid in with_env(marker)) == command[2].count("sleep"),
+        "every sleep",
+        10,
+    )
     seen._reap()
     assert len(seen.running) == 1  # within its time: left alone
     seen.end_notifications()
     eventually(lambda: not with_env(marker), "every process of the notification gone", 10)
 
 
-def test_hanging_notification_commands_never_pile_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_new_watcher_takes_over_the_notifications_a_killed_one_left(tmp_path: Path) -> None:
+    # A watcher killed outright (SIGKILL, a crash) runs no clean-up: the one that replaces
+    # it finds what the old one started, counts it against the cap and ends it in time.
+    marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
+    old = _hanging_watcher(tmp_path, ["sh", "-c", "setsid sleep 300 & exit 0"], marker.decode().split("=", 1)[1], 600)
+    assert old.config is not None
+    old._notify(old.config, watcher.Notice("a", "idle", "waiting", "screen"))
+    eventually(lambda: any(_argv(pid)[:1] == ["sleep"] for pid in with_env(marker)), "the escaped sleep", 10)
+    new = _hanging_watcher(tmp_path, ["true"], marker.decode().split("=", 1)[1], timeout=1.0)
+    new.max_notifications = 1
+    new._reap()
+    assert new.config is not None
+    new._notify(new.config, watcher.Notice("a", "idle", "waiting", "screen"))
+    assert len(new.running) == 1  # the old one's notification counts: the cap (1) holds
+    time.sleep(1.2)
+    new._reap()
+    eventually(lambda: not with_env(marker), "the old watcher's notification ended", 10)
+    for notification in old.running:  # reaped as init would reap a killed watcher's children
+        assert notification.proc is not None
+        notification.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "command", [["sleep", "300"], ["sh", "-c", "setsid sleep 300 & exit 0"]], ids=["hanging", "setsid"]
+)
+def test_hanging_notification_commands_never_pile_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
     # Defect: every transition started one more command, however many still hung (a
     # notifier stuck on a dead bus, an agent asking every few seconds): processes without bound.
+    # Then: a command that left a `setsid` process behind no longer counted.
     marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
-    seen = _hanging_watcher(tmp_path, ["sleep", "300"], marker.decode().split("=", 1)[1], timeout=600)
+    seen = _hanging_watcher(tmp_path, command, marker.decode().split("=", 1)[1], timeout=600)
     seen.max_notifications = 3
     assert seen.config is not None
     try:
         for index in range(10):
             seen._reap()
             seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+            eventually(lambda: all(_argv(pid)[:1] == ["sleep"] for pid in with_env(marker)), "only sleeps left", 10)
         eventually(lambda: len(with_env(marker)) == 3, "three commands running", 10)
-        time.sleep(0.5)
         assert len(with_env(marker)) == 3  # and no more
         said = capsys.readouterr().err.strip().splitlines()
         assert len(said) == 7
@@ -422,15 +460,16 @@ def test_hanging_notification_commands_never_pile_up(tmp_path: Path, capsys: pyt
     eventually(lambda: not with_env(marker), "every command ended", 10)
 
 
-def test_fleet_stop_leaves_no_watcher_writer_or_hung_notification_behind(fleet: Fleet) -> None:
+@pytest.mark.parametrize("escape", ["", "setsid "], ids=["child", "setsid"])
+def test_fleet_stop_leaves_no_watcher_writer_or_hung_notification_behind(fleet: Fleet, escape: str) -> None:
     marker = uuid.uuid4().hex
-    hook = json.dumps(["sh", "-c", f": {marker}; sleep 300; :"])
+    hook = json.dumps(["sh", "-c", f": {marker}; {escape}sleep 7777; :"])
     fleet.agents(fleet.claude("cl", f"    on_state_change: {hook}\n"))
     fleet.inv_ok("fleet.start")
     fleet.inv_ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
     fleet.inv_ok("fleet.send", "--agent", "cl", "--message", "ask")
     notified = f"FLEET_HOME={fleet.home}".encode()
-    eventually(lambda: len(with_env(notified)) == 2, "the hung notification (sh and its sleep)")
+    eventually(lambda: any(_argv(pid) == ["sleep", "7777"] for pid in with_env(notified)), "the hung notification")
     logs = fleet.home / "fleet" / "logs"
     assert watcher_pids(fleet.home)
     assert writers_into(logs)

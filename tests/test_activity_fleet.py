@@ -40,8 +40,8 @@ class Fleet:
         self.notes = tmp / "notes.jsonl"
         (tmp / "notify.py").write_text(NOTIFY)
 
-    def roster(self, agents: dict[str, str], *, notify: bool = True) -> None:
-        hook = json.dumps([sys.executable, str(self.tmp / "notify.py"), str(self.notes)])
+    def roster(self, agents: dict[str, str], *, notify: bool = True, hook_argv: list[str] | None = None) -> None:
+        hook = json.dumps(hook_argv or [sys.executable, str(self.tmp / "notify.py"), str(self.notes)])
         body = "".join(
             f"  - name: {name}\n    runtime: {runtime}\n"
             f"    command: [{json.dumps(sys.executable)}, {json.dumps(str(AGENTS / script))}]\n"
@@ -167,6 +167,33 @@ def test_an_exit_is_told_once_and_the_watcher_comes_back_when_killed(fleet: Flee
 
     fleet.ok("fleet.stop")
     eventually(lambda: _watcher_pid(fleet) is None, "the watcher gone with the fleet")
+
+
+def _escaped_sleeps(home: Path) -> list[int]:
+    """Live `sleep 7777` processes started by this fleet's notifications (our own /proc scan)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:-1]
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv == [b"sleep", b"7777"] and f"FLEET_HOME={home}".encode() in environ:
+            found.append(int(entry))
+    return found
+
+
+def test_fleet_stop_ends_a_notification_that_left_its_session(fleet: Fleet) -> None:
+    # Defect: a notification command that `setsid`s left its process group, the only thing
+    # the watcher watched: one `sleep 7777` per transition outlived the 60 s kill, the cap
+    # of 32 and `fleet stop`.
+    fleet.roster({"cl": "claude:claude_like.py"}, hook_argv=["sh", "-c", "setsid sleep 7777 & exit 0"])
+    fleet.ok("fleet.start")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+    fleet.ok("fleet.send", "--agent", "cl", "--message", "ask")
+    eventually(lambda: bool(_escaped_sleeps(fleet.home)), "the notification's setsid sleep")
+    fleet.ok("fleet.stop")
+    eventually(lambda: not _escaped_sleeps(fleet.home), "no notification process left by the stop", 10)
 
 
 def _watcher_pid(fleet: Fleet) -> int | None:

@@ -33,6 +33,7 @@ STATUS_KEYS = {
     "failures",
     "window",
     "exit_status",
+    "in_roster",
     "backend",
 }
 OPERATION_KEYS = {"operation", "backend", "ok", "dry_run", "seconds", "holder", "agents", "commands"}

@@ -24,6 +24,7 @@ from fleetctl.render import (
     operation_summary,
     progress_hook,
     progress_text,
+    state_cell,
 )
 from fleetlib import doctor
 from fleetlib.doctor import Check
@@ -32,6 +33,8 @@ from fleetlib.lock import Identity, RestartLock
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress
 from fleetlib.roster import parse_roster
 from fleetlib.runner import Result
+from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.systemd import UnitState
 
 
 def outcome(name: str, action: str, **kw: object) -> AgentOutcome:
@@ -201,6 +204,11 @@ def test_progress_text() -> None:
     assert progress_text(Progress("starting", "starting", 3, 10, 1.25)) == "starting: 3/10 up, 1.2 s"
 
 
+def test_an_agent_the_roster_lost_is_marked_in_the_state_column() -> None:
+    assert state_cell("running", in_roster=False) == "running (not in roster)"
+    assert state_cell("idle", in_roster=True) == "idle"
+
+
 # --------------------------------------------------------------------------- doctor
 
 
@@ -252,13 +260,72 @@ def test_check_tmux(answer: Result, ok: bool) -> None:
     [
         (Result(("loginctl",), 0, "Linger=yes\n"), True),
         (Result(("loginctl",), 0, "Linger=no\n"), False),
-        (Result(("loginctl",), 1, "", "Failed to connect to bus"), False),
+        (Result(("loginctl",), 1, "", "Failed to get user: User ID 1000 is not logged in or lingering"), False),
     ],
 )
 def test_check_linger(answer: Result, ok: bool) -> None:
     check = doctor.check_linger(FakeRunner({"loginctl": answer}), "alice")  # type: ignore[arg-type]
     assert check.ok is ok
+    assert not check.skipped
     assert ok or "loginctl enable-linger alice" in (check.fix or "")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Result(("loginctl",), 1, "", "Failed to connect to bus: No such file or directory"),
+        Result(("loginctl",), 1, "", "System has not been booted with systemd as init system (PID 1). Can't operate."),
+        Result(("loginctl",), 127, "", "loginctl: command not found"),
+    ],
+    ids=["no-bus", "no-systemd", "no-loginctl"],
+)
+def test_check_linger_without_logind_says_so_and_suggests_nothing_that_cannot_work(answer: Result) -> None:
+    # Defect: `loginctl enable-linger root` was the fix where logind cannot be reached at all.
+    check = doctor.check_linger(FakeRunner({"loginctl": answer}), "alice")  # type: ignore[arg-type]
+    assert (check.ok, check.skipped, check.fix) == (True, True, None)
+    assert "logind cannot be reached" in check.detail
+    assert "enable-linger" not in check.detail
+
+
+def test_no_user_manager_is_a_failure_only_when_systemd_was_asked_for() -> None:
+    # Defect: with `auto` (the README: systemd is optional, tmux is chosen) doctor failed.
+    chosen = doctor.check_manager(False, "offline", requested="auto")
+    assert (chosen.ok, chosen.skipped, chosen.fix) == (True, True, None)
+    assert "tmux backend" in chosen.detail
+    asked = doctor.check_manager(False, "offline", requested="systemd")
+    assert not asked.ok
+    assert "--backend tmux" in (asked.fix or "")
+    assert doctor.check_manager(True, "running", requested="auto").ok
+
+
+def _row(
+    name: str, state: str, *, in_roster: bool = True, failures: int = 0, exit_status: int | None = None
+) -> AgentStatus:
+    up = state == "running"
+    return AgentStatus(
+        name, state, f"=fleet:={name}", "loaded", "active" if up else "inactive", "running" if up else "dead",
+        pid=1 if up else None, restarts=0, window=up, exit_status=exit_status, failures=failures,
+        in_roster=in_roster,
+    )  # fmt: skip
+
+
+def test_check_agents_fails_on_a_crash_loop_and_on_agents_the_roster_lost() -> None:
+    holder = UnitState("tmux:fleet", "loaded", "active", "running")
+    healthy = FleetStatus("tmux", holder, [_row("a1", "running"), _row("a2", "stopped")])
+    check = doctor.check_agents(healthy, doctor.fleet_command)
+    assert check.ok
+    assert "1 running" in check.detail
+    looping = FleetStatus("tmux", holder, [_row("a1", "running"), _row("lo", "failed", failures=5, exit_status=3)])
+    check = doctor.check_agents(looping, doctor.fleet_command)
+    assert not check.ok
+    assert "lo" in check.detail
+    assert "exit status 3" in check.detail
+    assert "fleet logs --agent lo" in (check.fix or "")
+    strays = FleetStatus("tmux", holder, [_row("a1", "running")], [_row("gone", "running", in_roster=False)])
+    check = doctor.check_agents(strays, doctor.fleet_command)
+    assert not check.ok
+    assert "gone" in check.detail
+    assert "fleet install" in (check.fix or "")
 
 
 def test_check_units_finds_drift_missing_and_stale_files(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ INSTALL_KEYS = {
     "disabled",
     "reloaded",
     "notes",
+    "stopped",
 }
 
 

@@ -286,3 +286,51 @@ def test_user_errors_are_one_line_exit_2(fleet_env: FleetEnv, tmp_path: Path) ->
     for result in (missing, not_installed, unknown, no_manager):
         assert len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
+
+
+def agent_pids(fe: FleetEnv) -> dict[str, set[int]]:
+    """Every live process carrying this fleet's agent marker, per agent, read from /proc
+    by the test itself."""
+    suffix = f"@{fe.home / 'fleet' / 'run' / 'tmux.sock'}".encode()
+    found: dict[str, set[int]] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(b"FLEET_AGENT=") and variable.endswith(suffix) and state != b"Z":
+                found.setdefault(variable[len(b"FLEET_AGENT=") : -len(suffix)].decode(), set()).add(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("ending", ["restart", "stop", "install-after-dropin-removed"])
+def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(fleet_env: FleetEnv, ending: str) -> None:
+    # Defect: an agent no longer in the roster was seen by no `status`; a restart started
+    # it again (its unit still `Requires=` the holder), and once its drop-in was gone
+    # `install` said "nothing to do" while its unit and processes kept running.
+    fe = fleet_env
+    started_fleet(fe, ["a1", "gone"])
+    assert set(agent_pids(fe)) == {"a1", "gone"}
+    fe.write_roster(roster(["a1"]))
+    if ending.startswith("install"):
+        dropin = fe.manager.unit_dir / "mosaic-agent@gone.service.d"
+        for path in dropin.iterdir():
+            path.unlink()
+        dropin.rmdir()
+        fe.manager.systemctl("daemon-reload")
+        assert fe.manager.systemctl("is-active", "mosaic-agent@gone.service").stdout.strip() == "active"
+
+    code, rows = status(fe)
+    assert code == 0
+    assert (rows["gone"]["in_roster"], rows["gone"]["process_state"]) == (False, "running")
+    assert rows["gone"]["unit"] == "mosaic-agent@gone.service"
+
+    said = fe.inv_ok("fleet." + ending.split("-", maxsplit=1)[0])
+    assert "gone" in said, said
+    assert "gone" not in agent_pids(fe), "a process of the removed agent survived"
+    assert fe.manager.systemctl("is-active", "mosaic-agent@gone.service").stdout.strip() != "active"
+    code, rows = status(fe)
+    assert "gone" not in rows
+    assert code == (3 if ending == "stop" else 0)

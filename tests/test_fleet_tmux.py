@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FleetEnv, InvUser, run_inv_concurrently
+from tests.conftest import FleetEnv, InvUser, eventually, run_inv_concurrently
 
 pytestmark = pytest.mark.tmux
 
@@ -239,3 +239,76 @@ def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(t
     now = _marked_pids(socket)["s1"]
     assert not now & old, f"old generation still alive: {now & old}"
     assert tenv.status()[1]["s1"]["process_state"] == "running"
+
+
+@pytest.mark.parametrize("ending", ["stop", "restart", "install", "stop-without-window"])
+def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(tenv: TmuxEnv, ending: str) -> None:
+    # Defect: `roster.remove --name gone; fleet install; fleet stop` left gone's supervisor
+    # and its `sleep` running with ppid 1, seen by no `status`; install said nothing to do.
+    sleeper = "    runtime: custom\n    command: [sleep, '100000']\n"
+    tenv.roster([], extra=f"  - name: a1\n{sleeper}  - name: gone\n{sleeper}")
+    tenv.inv_ok("fleet.start")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    assert set(_marked_pids(socket)) == {"a1", "gone"}
+    tenv.inv_ok("roster.remove", "--name", "gone")
+
+    code, rows = tenv.status()
+    assert code == 0  # every roster agent is up; the stray is shown, not counted
+    assert (rows["gone"]["in_roster"], rows["gone"]["process_state"]) == (False, "running")
+    assert rows["a1"]["in_roster"] is True
+    assert "not in roster" in tenv.inv("fleet.status").stdout
+    a1 = rows["a1"]["pid"]
+
+    if ending == "stop-without-window":  # only its processes are left to find
+        # (Its window, not the server: another test's clean-up ends every agent process
+        # whose server is gone, anywhere on the machine.)
+        subprocess.run(["tmux", "-S", str(socket), "kill-window", "-t", "=fleet:=gone"], check=True)
+        assert "gone" in _marked_pids(socket), "the test needs the stray's processes to outlive its window"
+        assert "gone" not in tenv.status()[1]
+    said = tenv.inv_ok("fleet." + ending.split("-", maxsplit=1)[0])
+    assert "gone" in said, said
+
+    assert "gone" not in _marked_pids(socket), "a process of the removed agent survived"
+    code, rows = tenv.status()
+    assert "gone" not in rows
+    if ending == "install":  # ends the stray, leaves the roster's agents alone
+        assert (code, rows["a1"]["pid"]) == (0, a1)
+    elif ending == "restart":
+        assert code == 0
+        assert rows["a1"]["pid"] != a1
+    else:
+        assert "a1" not in _marked_pids(socket)
+
+
+def test_doctor_where_tmux_is_chosen_automatically_passes_and_names_a_crash_looping_agent(tenv: TmuxEnv) -> None:
+    # Defects: with `auto` and no user manager (the README: systemd is optional, tmux is
+    # chosen) doctor failed `user manager`; and it passed every check while an agent was
+    # `failed` after crash-looping.
+    tenv.roster(["ok"])
+    tenv.inv_ok("fleet.start")
+
+    def doctor() -> tuple[int, dict[str, dict[str, object]]]:
+        result = tenv.inv("fleet.doctor", "--json")
+        assert "Traceback" not in result.stderr
+        return result.returncode, {check["name"]: check for check in json.loads(result.stdout)}
+
+    def watcher_up() -> bool:
+        return doctor()[1]["watcher"]["ok"] is True
+
+    eventually(watcher_up, "the watcher found")
+    code, checks = doctor()
+    assert code == 0, checks
+    assert (checks["user manager"]["ok"], checks["user manager"]["skipped"]) == (True, True)
+    assert "tmux" in str(checks["user manager"]["detail"])
+    assert checks["agents"]["ok"] is True
+
+    looper = "  - name: looper\n    runtime: custom\n    command: [sh, -c, 'echo boom; exit 3']\n    max_failures: 2\n"
+    tenv.roster(["ok"], extra=looper)
+    assert tenv.inv("fleet.start").returncode == 1
+    eventually(lambda: tenv.status()[1]["looper"]["state"] == "failed", "the supervisor gave up on looper")
+    code, checks = doctor()
+    assert code == 1
+    assert [name for name, check in checks.items() if not check["ok"]] == ["agents"]
+    assert "looper" in str(checks["agents"]["detail"])
+    assert "logs --agent looper`" in str(checks["agents"]["fix"])  # `inv fleet.logs` under inv
+    tenv.inv_ok("fleet.stop")
