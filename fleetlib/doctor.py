@@ -9,8 +9,9 @@ manager answers; lingering is enabled (without it the user manager, and the flee
 at logout); the installed units are exactly what the roster would generate (no drift);
 every agent's command resolves on the PATH its units (or this shell) carry and every
 ``cwd`` exists; the run dir is owned by this user and not writable by others; every
-transcript (and rotated transcript) is a regular file; no stale restart lock is left behind; a running fleet has its watcher, and none of its agents is
-``failed`` or ``exited`` (or runs without being in the roster). On the tmux backend (chosen
+transcript (and rotated transcript) is a regular file; no stale restart lock is left
+behind; a running fleet has its watcher, and none of its agents is ``failed`` or
+``exited`` (or runs without being in the roster). On the tmux backend (chosen
 on purpose, or by ``auto`` for want of a user manager) the systemd checks are reported as
 skipped (they pass); so is lingering where logind cannot be reached at all.
 """
