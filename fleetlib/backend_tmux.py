@@ -23,7 +23,7 @@ from typing import Final
 from fleetlib import procs, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
-from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
+from fleetlib.pane import PaneSpec, agent_environment, base_environment, exec_record, install_script
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
@@ -109,6 +109,20 @@ class TmuxPrimitives(FleetContext):
         for pids in procs.marked(markers).values():
             procs.signal_all(pids, signum)
 
+    def agent_pids(self, names: list[str], windows: Mapping[str, tmux.Window]) -> dict[str, int]:
+        """The live agent process of each named window's current run, for the windows whose
+        supervisor has exec'd it (its record names this window's pane; see
+        :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
+        found: dict[str, int] = {}
+        for name in names:
+            window = windows.get(name)
+            if window is None or window.dead or window.pane_pid is None:
+                continue
+            record = exec_record(self.paths.run_dir, name)
+            if record is not None and record[0] == window.pane_pid and procs.exists(record[1]):
+                found[name] = record[1]
+        return found
+
     def pane_spec(self, name: str) -> PaneSpec:
         agent = self.roster.get(name)
         home = Path(self.environ.get("HOME") or Path.home())
@@ -143,7 +157,11 @@ class TmuxBackend(TmuxPrimitives):
     def observe(self, names: list[str]) -> FleetStatus:
         windows = self.windows()
         running = windows is not None
-        agents = [AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None) for name in names]
+        execs = self.agent_pids(names, windows or {})
+        agents = [
+            AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None, execs.get(name))
+            for name in names
+        ]
         holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
         return FleetStatus(self.name, holder, agents)
 

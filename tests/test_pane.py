@@ -243,6 +243,36 @@ def test_agent_argv_reaches_the_agent_word_for_word(sup: Supervised) -> None:
     assert out.read_text().split("\0")[:-1] == words
 
 
+def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agent(sup: Supervised) -> None:
+    # The agent reads the record as its first act: it is there already, and names the
+    # agent's parent (the supervisor) and the agent itself, as the header does.
+    record = pane.exec_record_path(sup.run_dir, "a1")
+    seen = sup.root / "seen"
+    script = 'printf "%s %s|%s\\n" "$PPID" "$$" "$(cat "$1")" > "$0"'
+    done = sup.run(sup.spec(max_failures=1), ["sh", "-c", script, str(seen), str(record)])
+    assert done.returncode == 0, done.stderr
+    ids, _, recorded = seen.read_text().strip().partition("|")
+    assert recorded == ids
+    supervisor, agent = (int(word) for word in ids.split())
+    assert pane.exec_record(sup.run_dir, "a1") == (supervisor, agent)
+    assert f"pid {agent}:" in done.stdout  # the header's pid is the recorded agent's
+
+
+@pytest.mark.parametrize("text", ["", "12", "1 2 3", "x 2", "-1 2", "0 5", "5 99999999999", "1\n2\n" + "9" * 100])
+def test_an_exec_record_that_is_not_what_the_supervisor_writes_is_no_record(tmp_path: Path, text: str) -> None:
+    pane.exec_record_path(tmp_path, "a1").write_text(text)
+    assert pane.exec_record(tmp_path, "a1") is None
+
+
+def test_an_exec_record_is_never_read_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("10 20\n")
+    pane.exec_record_path(tmp_path, "a1").symlink_to(tmp_path / "elsewhere")
+    assert pane.exec_record(tmp_path, "a1") is None
+    pane.exec_record_path(tmp_path, "a2").mkdir()
+    assert pane.exec_record(tmp_path, "a2") is None
+    assert pane.exec_record(tmp_path, "missing") is None
+
+
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_a_stop_signal_during_a_run_ends_the_supervisor_without_a_restart(
     sup: Supervised, spawned: list[subprocess.Popen[bytes]], signum: int, status: int
