@@ -92,6 +92,11 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
 
 
+def server_answers_argv(tmux: str, socket: Path) -> list[str]:
+    """Succeeds exactly while the fleet's server runs its session (never starts a server)."""
+    return [*tmux_base(tmux, socket), "has-session", "-t", f"={SESSION}"]
+
+
 def literal(word: str) -> str:
     """Protect a word from tmux's argv parser, which takes a trailing ``;`` as a command
     separator (so ``";"`` or ``"a;"`` would be eaten); ``\\;`` is tmux's literal ``;``."""
