@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +33,7 @@ from fleetlib.systemd import UnitState
 from fleetlib.transcript import ensure_log_dir
 
 TMUX_TIMEOUT_S: Final = 10.0
+SERVER_DIED: Final = "the fleet's tmux server died"
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 HOLDER: Final = "tmux:fleet"
 
@@ -155,15 +157,29 @@ class TmuxBackend(TmuxPrimitives):
         """Nothing to install for tmux: every command works on the roster directly."""
 
     def observe(self, names: list[str]) -> FleetStatus:
+        """The windows; with no server, whether it died: its socket is left (a stop removes
+        it), and the holder is then ``failed (died)`` with a note saying what to do."""
         windows = self.windows()
-        running = windows is not None
-        execs = self.agent_pids(names, windows or {})
+        if windows is not None:
+            execs = self.agent_pids(names, windows)
+            agents = [
+                AgentStatus.build(name, tmux.window_target(name), windows.get(name), None, execs.get(name))
+                for name in names
+            ]
+            return FleetStatus(self.name, UnitState(HOLDER, "loaded", "active", "running"), agents)
+        died = server_died(self.paths.tmux_socket)
+        reason = SERVER_DIED if died else None
         agents = [
-            AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None, execs.get(name))
-            for name in names
+            replace(AgentStatus.build(name, tmux.window_target(name), None, None), reason=reason) for name in names
         ]
-        holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
-        return FleetStatus(self.name, holder, agents)
+        if not died:
+            return FleetStatus(self.name, UnitState(HOLDER, "loaded", "inactive", "dead"), agents)
+        note = (
+            f"{SERVER_DIED} without `fleet stop` (killed, or out of memory; its socket {self.paths.tmux_socket} "
+            "is left): nothing supervises its agents now; `fleet start` starts the fleet again (first ending "
+            "whatever of the old one still runs), `fleet stop` leaves it stopped"
+        )
+        return FleetStatus(self.name, UnitState(HOLDER, "loaded", "failed", "died"), agents, note=note)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the
@@ -253,6 +269,15 @@ def _batches(first: list[str], groups: list[list[str]]) -> list[list[str]]:
     if current:
         batches.append(current[:-1])
     return batches
+
+
+def server_died(socket: Path) -> bool:
+    """(tmux backend, its server not answering) Whether it died rather than stopped: a
+    server leaves its socket when it dies or is killed; ``fleet stop`` removes it."""
+    try:
+        return stat.S_ISSOCK(os.lstat(socket).st_mode)
+    except OSError:
+        return False
 
 
 def _server_answers(primitives: TmuxPrimitives) -> bool:

@@ -9,7 +9,8 @@ manager answers; lingering is enabled (without it the user manager, and the flee
 at logout); the installed units are exactly what the roster would generate (no drift);
 every agent's command resolves on the PATH its units (or this shell) carry and every
 ``cwd`` exists; the run dir is owned by this user and not writable by others; no stale
-restart lock is left behind; a running fleet has its watcher. On the tmux backend chosen
+restart lock is left behind; (tmux backend) the fleet's tmux server did not die without a
+stop, leaving agents unsupervised; a running fleet has its watcher. On the tmux backend chosen
 on purpose the systemd checks are reported as skipped (they pass).
 """
 
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import watcher
+from fleetlib import procs, watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
+from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
@@ -248,6 +250,27 @@ def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) ->
     return passed(name, f"running (pid {', '.join(map(str, watchers))})")
 
 
+def check_server(socket: Path, running: bool, died: bool, left: Sequence[int], start: str, stop: str) -> Check:
+    """(tmux backend) Whether the fleet's tmux server died without a stop (``died``: its
+    socket is left), and what of its agents still runs unwatched (``left``)."""
+    name = "tmux server"
+    if running:
+        return passed(name, f"running on {socket}")
+    if not died:
+        return passed(name, "not running (stopped, or never started)")
+    still = (
+        f"{len(left)} process(es) of its agents still run unwatched (pid {' '.join(map(str, left))})"
+        if left
+        else "none of its agents' processes runs any more"
+    )
+    return failed(
+        name,
+        f"{SERVER_DIED} without `{stop}` (killed, or out of memory; its socket {socket} is left): {still}",
+        f"`{start}` starts the fleet again (first ending whatever of the old one still runs); `{stop}` leaves it "
+        "stopped",
+    )
+
+
 def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
     """A lock whose owner is gone, or that made no progress for ``STALE_S``, is stale."""
     name = "restart lock"
@@ -334,6 +357,16 @@ def diagnose(
     else:
         has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
         fleet_running = run.run(has_session, timeout=10.0).ok
+        if on_systemd:
+            checks.append(skipped("tmux server", "its holder unit starts it again when it dies, with the agents"))
+        else:
+            died = not fleet_running and server_died(paths.tmux_socket)
+            left = sorted(procs.fleet_processes(str(paths.tmux_socket))) if died else []
+            checks.append(
+                check_server(
+                    paths.tmux_socket, fleet_running, died, left, command("fleet.start"), command("fleet.stop")
+                )
+            )
         checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
     return checks
 

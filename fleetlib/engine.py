@@ -268,6 +268,9 @@ class Lifecycle(FleetContext):
                         holder = None
                 else:
                     holder = "unchanged" if whole else None
+                    if whole:  # a server that died leaves its remains (tmux: the socket); a stop clears them
+                        fence()
+                        self.primitives.cleanup([], holder=True)
             else:
                 fence()
                 if whole and self.primitives.fast_restart:

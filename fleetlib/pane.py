@@ -33,8 +33,12 @@ itself, and it does, in order:
    (Under systemd the holder's ``pane-died`` hook tells the unit when the pane is gone, so
    the unit is active exactly while the supervisor runs.)
 
-A TERM, HUP or INT (a stop) is never answered with a restart: the script exits when its
-agent does.
+A TERM or INT (a stop) is never answered with a restart: the script exits when its agent
+does. A hang-up (HUP: its window closed, or the whole tmux server gone, killed or out of
+memory) ends it at once, with no trap to wait for its agent: the pane's session then ends,
+and the kernel hangs up the agent's process group, so an agent that does not ignore it
+never outlives its window (what ignores it is ended by the fleet's marker sweeps: the
+engine's stop and start, and on the tmux backend the watcher, see :mod:`fleetlib.orphans`).
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\;
   >/dev/null 2>&1; }}
 giveup() {{ opts "$1" failed; exit "$1"; }}
 deaths=0 record=${{0%/*}}/$name{EXEC_SUFFIX}
-trap 'stop=1' HUP TERM INT
+trap 'stop=1' TERM INT
 if [ -n "$unit" ]; then
   cg=
   {{ while IFS= read -r l; do case $l in 0::*) cg=${{l#0::}};; esac; done </proc/self/cgroup; }} 2>/dev/null

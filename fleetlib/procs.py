@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
@@ -92,13 +92,33 @@ def marked(markers: Iterable[str]) -> dict[str, list[int]]:
     """
     wanted = {f"{MARKER_ENV}={value}".encode(): value for value in markers}
     found: dict[str, list[int]] = {value: [] for value in wanted.values()}
-    if not wanted:
-        return found
+    if wanted:
+        for pid, variable in _marker_variables():
+            owner = wanted.get(variable)
+            if owner is not None:
+                found[owner].append(pid)
+    return found
+
+
+def fleet_processes(fleet_id: str) -> dict[int, str]:
+    """pid -> agent name of every live process marked as one of fleet ``fleet_id``'s agents
+    (any name: agents since removed from the roster too); the same pass as :func:`marked`."""
+    prefix, suffix = f"{MARKER_ENV}=".encode(), f"@{fleet_id}".encode()
+    return {
+        pid: variable[len(prefix) : -len(suffix)].decode(errors="replace")
+        for pid, variable in _marker_variables()
+        if variable.endswith(suffix) and len(variable) > len(prefix) + len(suffix)
+    }
+
+
+def _marker_variables() -> Iterator[tuple[int, bytes]]:
+    """(pid, its ``FLEET_AGENT=...`` variable) of every live process that carries one."""
     me = os.getpid()
+    prefix = f"{MARKER_ENV}=".encode()
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return found
+        return
     for entry in entries:
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -108,12 +128,10 @@ def marked(markers: Iterable[str]) -> dict[str, list[int]]:
         except OSError:
             continue
         for variable in environ.split(b"\0"):
-            owner = wanted.get(variable)
-            if owner is not None:
+            if variable.startswith(prefix):
                 if state(int(entry)) not in ("Z", "X", ""):
-                    found[owner].append(int(entry))
+                    yield int(entry), variable
                 break
-    return found
 
 
 def signal_all(pids: Iterable[int], signum: int) -> None:

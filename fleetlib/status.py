@@ -81,6 +81,7 @@ class AgentStatus:
     last_output: float | None = None  # epoch seconds of the window's last output
     watcher_tick: float | None = None  # when the watcher that recorded ``activity`` last looked
     agent_pid: int | None = None
+    reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
 
     @classmethod
     def build(
@@ -165,6 +166,7 @@ class AgentStatus:
             "failures": self.failures,
             "window": self.window,
             "exit_status": self.exit_status,
+            "reason": self.reason,
         }
 
 
@@ -177,11 +179,13 @@ def _iso(epoch: float) -> str | None:
 
 @dataclass(frozen=True)
 class FleetStatus:
-    """The whole fleet: which backend runs it, the holder, one row per agent."""
+    """The whole fleet: which backend runs it, the holder, one row per agent, and a
+    ``note`` on what happened to the fleet as a whole, when something did."""
 
     backend: str
     holder: UnitState
     agents: list[AgentStatus]
+    note: str | None = None
 
     @property
     def holder_up(self) -> bool:

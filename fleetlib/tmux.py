@@ -149,8 +149,11 @@ def pipe_pane_commands(name: str, log: Path) -> list[str]:
 
 def watcher_window_commands(name: str, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:
     """A window of the holder session that runs ``argv`` (the fleet's watcher) and starts
-    it again a second after it ends, for as long as the server lives (tmux backend)."""
-    loop = 'while :; do "$@"; sleep 1; done'
+    it again a second after it fails (tmux backend). The loop ignores hang-ups, and so does
+    the watcher until it sets its own handlers: when the server dies, the watcher outlives
+    it to end what the server's agents left behind (:mod:`fleetlib.orphans`), then exits 0,
+    which ends the loop (as it does when the watcher's window is closed)."""
+    loop = 'trap "" HUP; until "$@"; do sleep 1; done'
     commands = ["new-window", "-d", "-t", session_target(), "-n", name]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]
