@@ -275,7 +275,9 @@ class PaneHome:
         return cls(parts[0], pid, procs.start_ticks(pid), pane)
 
     def server_alive(self) -> bool:
-        return bool(self.server_ticks) and procs.start_ticks(self.server_pid) == self.server_ticks
+        """A zombie is dead: its reaper (pid 1) may take a second or more."""
+        ticks = self.server_ticks
+        return bool(ticks) and procs.start_ticks(self.server_pid) == ticks and procs.exists(self.server_pid)
 
 
 @dataclass
@@ -629,20 +631,17 @@ class Watcher:
     # ----------------------------------------------------------------- the loop
 
     def run(self, should_stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep) -> str | None:
-        """Tick until ``should_stop`` or its home is gone (see :meth:`gone`, whose answer it
-        returns); an unexpected error in one tick is reported on stderr and the next tick
-        tries again (a watcher that dies would tell nobody anything)."""
-        while not should_stop():
-            why = self.gone()
-            if why is not None:
-                return why
+        """Tick until ``should_stop`` or its home is gone; returns :meth:`gone`'s answer
+        then. An unexpected error in one tick is reported on stderr and the next tick tries
+        again (a watcher that dies would tell nobody anything)."""
+        while not should_stop() and self.gone() is None:
             began = time.monotonic()
             try:
                 self.tick()
             except Exception as exc:  # keep watching: a watcher that dies tells nobody anything
                 print(f"fleet watcher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             sleep(max(0.05, TICK_S - (time.monotonic() - began)))
-        return None
+        return self.gone()
 
 
 # What a tmux client says when no server listens on the socket (it is gone, not frozen).
@@ -665,18 +664,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda number, _frame: stop.append(number))
-    watcher = Watcher(Path(args[0]), home=PaneHome.from_environ(os.environ))
+    home = PaneHome.from_environ(os.environ)
+    watcher = Watcher(Path(args[0]), home=home)
+
+    def ended() -> bool:  # checked every 0.1 s: a dead server's agents are ended within moments
+        return bool(stop) or (home is not None and not home.server_alive())
+
     try:
-        if watcher.run(lambda: bool(stop), sleep=lambda seconds: _sleep_unless(stop, seconds)) == "server":
+        if watcher.run(ended, sleep=lambda seconds: _sleep_unless(ended, seconds)) == "server":
             watcher.end_orphans()
     finally:
         watcher.end_notifications()
     return 0
 
 
-def _sleep_unless(stop: list[int], seconds: float) -> None:
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while not stop and time.monotonic() < deadline:
+    while not stop() and time.monotonic() < deadline:
         time.sleep(min(0.1, deadline - time.monotonic()))
 
 

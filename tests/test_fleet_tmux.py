@@ -262,21 +262,34 @@ def _watcher_pids(home: Path) -> list[int]:
 
 # An agent that ignores hang-ups and TERM, with a child that left its session and does too.
 STUBBORN = "setsid sh -c 'trap \"\" HUP TERM; exec sleep 100000' & trap '' HUP TERM; while :; do sleep 1; done"
+# One that ignores them too, logging each TERM and HUP with its sender's pid (0: the kernel):
+# the witness of who ended it, whatever else on the machine kills stray processes.
+TELLTALE = (
+    "import os, signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})\n"
+    "while True:\n"
+    "    info = signal.sigwaitinfo({signal.SIGTERM, signal.SIGHUP})\n"
+    "    with open(sys.argv[1], 'a') as log: log.write(f'{info.si_signo} {info.si_pid}\\n')\n"
+)
 
 
 @pytest.mark.parametrize("how", ["kill-server", "SIGKILL"])
 def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so(tenv: TmuxEnv, how: str) -> None:
     # Defect: after `tmux kill-server` the pane supervisors and their agents ran on for ever
     # with ppid 1, unsupervised and seen by no `status`.
+    told = tenv.home / "told.log"
     tenv.roster(
         [],
         extra="  - name: s1\n    runtime: custom\n    command: [sleep, '100000']\n"
-        f"  - name: h1\n    runtime: custom\n    command: [sh, -c, {json.dumps(STUBBORN)}]\n    stop_timeout: 2\n",
+        f"  - name: h1\n    runtime: custom\n    command: [sh, -c, {json.dumps(STUBBORN)}]\n    stop_timeout: 2\n"
+        f"  - name: w1\n    runtime: custom\n    command: [{json.dumps(sys.executable)}, -c, {json.dumps(TELLTALE)},"
+        f" {json.dumps(str(told))}]\n    stop_timeout: 2\n",
     )
     tenv.inv_ok("fleet.start")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
     eventually(lambda: len(_marked_pids(socket).get("h1", set())) >= 3, "h1, its loop and its setsid child")
     eventually(lambda: bool(_watcher_pids(tenv.home)), "the fleet's watcher runs")
+    (watcher,) = _watcher_pids(tenv.home)
     old = set().union(*_marked_pids(socket).values())
     if how == "kill-server":
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=True)
@@ -285,6 +298,8 @@ def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so
 
     eventually(lambda: not old & set().union(set(), *_marked_pids(socket).values()), "no agent process left")
     eventually(lambda: not _watcher_pids(tenv.home), "the watcher ended too")
+    senders = [line.split() for line in told.read_text().splitlines()] if told.exists() else []
+    assert [str(int(signal.SIGTERM)), str(watcher)] in senders, f"the watcher never told w1 to end: {senders}"
     code, rows = tenv.status()
     assert code == 3
     assert {row["process_state"] for row in rows.values()} == {"stopped"}
@@ -297,7 +312,7 @@ def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so
     (check,) = [c for c in json.loads(doctor.stdout) if c["name"] == "tmux server"]
     assert not check["ok"]
     assert "died" in check["detail"]
-    assert "fleet start" in check["fix"]
+    assert "fleet.start" in check["fix"]  # as `inv` spells it
 
     tenv.inv_ok("fleet.start")  # and back, with the notice gone
     code, rows = tenv.status()
