@@ -268,7 +268,9 @@ class Lifecycle(FleetContext):
                         holder = None
                 else:
                     holder = "unchanged" if whole else None
-                    if whole:  # a server that died leaves its remains (tmux: the socket); a stop clears them
+                    if whole and before.holder.active_state == "failed":
+                        # A holder that died leaves its remains (tmux: the server's socket,
+                        # which says it died); stopping the fleet clears them.
                         fence()
                         self.primitives.cleanup([], holder=True)
             else:
