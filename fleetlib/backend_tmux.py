@@ -121,7 +121,7 @@ class TmuxPrimitives(FleetContext):
             if window is None or window.dead or window.pane_pid is None:
                 continue
             record = exec_record(self.paths.run_dir, name)
-            if record is not None and record[0] == window.pane_pid and procs.exists(record[1]):
+            if record is not None and record[0] == window.pane_pid and _signalable(record[1]):
                 found[name] = record[1]
         return found
 
@@ -269,6 +269,18 @@ def _batches(first: list[str], groups: list[list[str]]) -> list[list[str]]:
     if current:
         batches.append(current[:-1])
     return batches
+
+
+def _signalable(pid: int) -> bool:
+    """Whether ``pid`` exists (a zombie too: an agent's supervisor reaps it at once and
+    records the exit, which is what the engine then sees); cheaper than /proc."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def server_died(socket: Path) -> bool:

@@ -395,7 +395,7 @@ class Lifecycle(FleetContext):
         while pending:
             fence()
             now = self.clock() - began
-            rows = self.primitives.observe(names).by_name()
+            rows = self.primitives.observe(pending).by_name()
             for name in list(pending):
                 outcome = self._judge(trackers[name], rows[name], now, action)
                 if outcome is not None:

@@ -44,6 +44,8 @@ engine's stop and start, and on the tmux backend the watcher, see :mod:`fleetlib
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ from typing import Final
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
-from fleetlib.rundir import RunFileError, read_capped
+from fleetlib.rundir import SAFE_OPEN_FLAGS
 from fleetlib.transcript import HEADER_PRINTF
 
 MAX_BACKOFF_S: Final = 30
@@ -147,11 +149,19 @@ def exec_record(run_dir: Path, name: str) -> tuple[int, int] | None:
     supervisor writes. The file is untrusted input: read capped, never through a symlink,
     pids range-checked. Callers match the supervisor pid against the window's pane pid, so
     a record left by an earlier window never counts for a new one."""
+    # Read on every poll of a start's wait, for every agent: one open, no lstat first (the
+    # flags refuse a symlink and never block; fstat refuses anything but a regular file).
     try:
-        raw = read_capped(exec_record_path(run_dir, name), _EXEC_RECORD_CAP, what="agent exec record")
-    except RunFileError:
+        fd = os.open(exec_record_path(run_dir, name), os.O_RDONLY | SAFE_OPEN_FLAGS)
+    except OSError:
         return None
-    words = raw.split() if raw is not None else []
+    try:
+        raw = os.read(fd, _EXEC_RECORD_CAP) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    words = raw.split()
     if len(words) != 2 or not all(word.isdigit() and 0 < int(word) <= _PID_LIMIT for word in words):
         return None
     return int(words[0]), int(words[1])

@@ -3,7 +3,7 @@
 One long-lived process runs next to every fleet: under systemd the unit
 ``mosaic-fleet-watcher.service`` (bound to the holder, restarted by the manager if it
 dies), on the tmux backend the window ``_watcher`` of the holder session (restarted by a
-shell loop if it fails). It is started and stopped with the fleet; nothing polls from the
+shell loop). It is started and stopped with the fleet; nothing polls from the
 user's terminal. On the tmux backend it also outlives its server, for one last job: when
 the server dies without ``fleet stop`` (killed, out of memory), it ends every agent
 process the server left behind (:mod:`fleetlib.orphans`) and exits; when its own window
@@ -31,7 +31,7 @@ What it watches comes from ``<run dir>/watcher.json``, written by the fleet when
 installs or starts agents (:func:`write_config`); the watcher rereads it when it changes.
 Every tmux call is bounded (:data:`TMUX_TIMEOUT_S`); a server that is frozen (or, under
 systemd, gone) only makes the watcher wait and try again. TERM, INT or HUP end it (exit
-status 0).
+status 0); a gone home (tmux backend) with :data:`fleetlib.tmux.WATCHER_DONE`.
 """
 
 from __future__ import annotations
@@ -671,11 +671,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bool(stop) or (home is not None and not home.server_alive())
 
     try:
-        if watcher.run(ended, sleep=lambda seconds: _sleep_unless(ended, seconds)) == "server":
+        why = watcher.run(ended, sleep=lambda seconds: _sleep_unless(ended, seconds))
+        if why == "server":
             watcher.end_orphans()
     finally:
         watcher.end_notifications()
-    return 0
+    return 0 if why is None else tmux.WATCHER_DONE
 
 
 def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
