@@ -218,6 +218,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     return [
         f"backend: {status.backend}",
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
+        *([f"note: {status.note}"] if status.note else []),
         *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
     ]
 

@@ -140,8 +140,11 @@ class SystemdBackend(TmuxPrimitives):
         def state_of(unit: str) -> systemd.UnitState:
             return states.get(unit) or systemd.UnitState(unit, load_state="not-loaded")
 
+        execs = self.agent_pids(names, windows)
         agents = [
-            AgentStatus.build(name, systemd.agent_unit(name), windows.get(name), state_of(systemd.agent_unit(name)))
+            AgentStatus.build(
+                name, systemd.agent_unit(name), windows.get(name), state_of(systemd.agent_unit(name)), execs.get(name)
+            )
             for name in names
         ]
         units = {name: state for unit, state in states.items() if (name := systemd.agent_name(unit))}
@@ -155,13 +158,20 @@ class SystemdBackend(TmuxPrimitives):
         everything = [systemd.HOLDER_UNIT, *units] if holder else units
         if not everything:
             return
-        if not self.runner.dry_run:
-            ensure_log_dir(self.paths)  # before any window: its pipe appends there
+        self._prepare_windows()
         self._systemctl("reset-failed", everything)  # the start limit also counts manual starts
         if holder:
             self._check(self._systemctl("start", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user start")
         if units:
             self._check(self._systemctl("restart", units, "--no-block"), "systemctl --user restart")
+
+    def _prepare_windows(self) -> None:
+        """What a new window needs before it opens: the log dir (its pipe appends there) and
+        this version's supervisor script (a unit runs whatever script the run dir holds)."""
+        if not self.runner.dry_run:
+            ensure_log_dir(self.paths)
+            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            install_script(self.paths.run_dir)
 
     def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
         """Stop jobs for the agents (and the holder): systemd sends TERM (and HUP) to each
@@ -182,8 +192,7 @@ class SystemdBackend(TmuxPrimitives):
 
     def restart_all(self, names: list[str]) -> None:
         units = self._units(names)
-        if not self.runner.dry_run:
-            ensure_log_dir(self.paths)  # before any window: its pipe appends there
+        self._prepare_windows()
         self._systemctl("reset-failed", [systemd.HOLDER_UNIT, *units])
         self._check(self._systemctl("restart", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user restart")
         if units:

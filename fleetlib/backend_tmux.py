@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Final
 from fleetlib import procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
-from fleetlib.pane import PaneSpec, agent_environment, base_environment, install_script
+from fleetlib.pane import PaneSpec, agent_environment, base_environment, exec_record, install_script
 from fleetlib.results import InstallResult
 from fleetlib.roster import NAME_PATTERN
 from fleetlib.rundir import ensure_private_dir
@@ -33,6 +34,7 @@ from fleetlib.systemd import UnitState
 from fleetlib.transcript import ensure_log_dir
 
 TMUX_TIMEOUT_S: Final = 10.0
+SERVER_DIED: Final = "the fleet's tmux server died"
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 HOLDER: Final = "tmux:fleet"
 _AT_REST: Final = ("inactive", "failed")  # a unit in these states runs nothing
@@ -129,6 +131,20 @@ class TmuxPrimitives(FleetContext):
         markers = [procs.marker(name, str(self.paths.tmux_socket)) for name in names]
         self.runner.signal([pid for pids in procs.marked(markers).values() for pid in pids], signum)
 
+    def agent_pids(self, names: list[str], windows: Mapping[str, tmux.Window]) -> dict[str, int]:
+        """The live agent process of each named window's current run, for the windows whose
+        supervisor has exec'd it (its record names this window's pane; see
+        :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
+        found: dict[str, int] = {}
+        for name in names:
+            window = windows.get(name)
+            if window is None or window.dead or window.pane_pid is None:
+                continue
+            record = exec_record(self.paths.run_dir, name)
+            if record is not None and record[0] == window.pane_pid and _signalable(record[1]):
+                found[name] = record[1]
+        return found
+
     def pane_spec(self, name: str) -> PaneSpec:
         agent = self.roster.get(name)
         home = Path(self.environ.get("HOME") or Path.home())
@@ -161,11 +177,31 @@ class TmuxBackend(TmuxPrimitives):
         """Nothing to install for tmux: every command works on the roster directly."""
 
     def observe(self, names: list[str]) -> FleetStatus:
+        """The windows; with no server, whether it died: its socket is left (a stop removes
+        it), and the holder is then ``failed (died)`` with a note saying what to do."""
         windows = self.windows()
-        running = windows is not None
-        agents = [AgentStatus.build(name, tmux.window_target(name), (windows or {}).get(name), None) for name in names]
-        holder = UnitState(HOLDER, "loaded", "active" if running else "inactive", "running" if running else "dead")
-        return FleetStatus(self.name, holder, agents, self.stray_rows(windows or {}))
+        if windows is not None:
+            execs = self.agent_pids(names, windows)
+            agents = [
+                AgentStatus.build(name, tmux.window_target(name), windows.get(name), None, execs.get(name))
+                for name in names
+            ]
+            return FleetStatus(
+                self.name, UnitState(HOLDER, "loaded", "active", "running"), agents, self.stray_rows(windows)
+            )
+        died = server_died(self.paths.tmux_socket)
+        reason = SERVER_DIED if died else None
+        agents = [
+            replace(AgentStatus.build(name, tmux.window_target(name), None, None), reason=reason) for name in names
+        ]
+        if not died:
+            return FleetStatus(self.name, UnitState(HOLDER, "loaded", "inactive", "dead"), agents)
+        note = (
+            f"{SERVER_DIED} without `fleet stop` (killed, or out of memory; its socket {self.paths.tmux_socket} "
+            "is left): nothing supervises its agents now; `fleet start` starts the fleet again (first ending "
+            "whatever of the old one still runs), `fleet stop` leaves it stopped"
+        )
+        return FleetStatus(self.name, UnitState(HOLDER, "loaded", "failed", "died"), agents, note=note)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the
@@ -255,6 +291,27 @@ def _batches(first: list[str], groups: list[list[str]]) -> list[list[str]]:
     if current:
         batches.append(current[:-1])
     return batches
+
+
+def _signalable(pid: int) -> bool:
+    """Whether ``pid`` exists (a zombie too: an agent's supervisor reaps it at once and
+    records the exit, which is what the engine then sees); cheaper than /proc."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def server_died(socket: Path) -> bool:
+    """(tmux backend, its server not answering) Whether it died rather than stopped: a
+    server leaves its socket when it dies or is killed; ``fleet stop`` removes it."""
+    try:
+        return stat.S_ISSOCK(os.lstat(socket).st_mode)
+    except OSError:
+        return False
 
 
 def _server_answers(primitives: TmuxPrimitives) -> bool:

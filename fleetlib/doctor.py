@@ -10,10 +10,11 @@ at logout); the installed units are exactly what the roster would generate (no d
 every agent's command resolves on the PATH its units (or this shell) carry and every
 ``cwd`` exists; the run dir is owned by this user and not writable by others; every
 transcript (and rotated transcript) is a regular file; no stale restart lock is left
-behind; a running fleet has its watcher, and none of its agents is ``failed`` or
-``exited`` (or runs without being in the roster). On the tmux backend (chosen
-on purpose, or by ``auto`` for want of a user manager) the systemd checks are reported as
-skipped (they pass); so is lingering where logind cannot be reached at all.
+behind; (tmux backend) the fleet's tmux server did not die without a stop, leaving agents
+unsupervised; a running fleet has its watcher, and none of its agents is ``failed`` or
+``exited`` (or runs without being in the roster). On the tmux backend (chosen on purpose,
+or by ``auto`` for want of a user manager) the systemd checks are reported as skipped
+(they pass); so is lingering where logind cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import transcript, watcher
+from fleetlib import procs, transcript, watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
+from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
@@ -317,6 +319,27 @@ def check_agents(status: FleetStatus, command: Callable[[str], str]) -> Check:
     return failed(name, "; ".join(problems), "; ".join(fixes))
 
 
+def check_server(socket: Path, running: bool, died: bool, left: Sequence[int], start: str, stop: str) -> Check:
+    """(tmux backend) Whether the fleet's tmux server died without a stop (``died``: its
+    socket is left), and what of its agents still runs unwatched (``left``)."""
+    name = "tmux server"
+    if running:
+        return passed(name, f"running on {socket}")
+    if not died:
+        return passed(name, "not running (stopped, or never started)")
+    still = (
+        f"{len(left)} process(es) of its agents still run unwatched (pid {' '.join(map(str, left))})"
+        if left
+        else "none of its agents' processes runs any more"
+    )
+    return failed(
+        name,
+        f"{SERVER_DIED} without `{stop}` (killed, or out of memory; its socket {socket} is left): {still}",
+        f"`{start}` starts the fleet again (first ending whatever of the old one still runs); `{stop}` leaves it "
+        "stopped",
+    )
+
+
 def check_restart_lock(lock: RestartLock, now: float, here: Identity) -> Check:
     """A lock whose owner is gone, or that made no progress for ``STALE_S``, is stale."""
     name = "restart lock"
@@ -404,6 +427,16 @@ def diagnose(
     else:
         has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
         fleet_running = run.run(has_session, timeout=10.0).ok
+        if on_systemd:
+            checks.append(skipped("tmux server", "its holder unit starts it again when it dies, with the agents"))
+        else:
+            died = not fleet_running and server_died(paths.tmux_socket)
+            left = sorted(procs.fleet_processes(str(paths.tmux_socket))) if died else []
+            checks.append(
+                check_server(
+                    paths.tmux_socket, fleet_running, died, left, command("fleet.start"), command("fleet.stop")
+                )
+            )
         checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
         if roster is None:
             checks.append(skipped("agents", "the roster does not load"))

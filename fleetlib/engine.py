@@ -22,8 +22,9 @@ Guarantees (each a test in tests/test_engine_*.py):
   carrying the agent's marker is left (background, ``setsid`` and signal-ignoring
   children included): TERM first, KILL after the agent's ``stop_timeout``.
 * **Start means up.** An agent counts as started once it has stayed alive for its
-  ``start_grace``; one that exits before fails the operation naming it, its command, its
-  exit status and its last output lines, as soon as it exits.
+  ``start_grace``, counted from the moment its supervisor exec'd it (not from the
+  supervisor's own start); one that exits before fails the operation naming it, its
+  command, its exit status and its last output lines, as soon as it exits.
 * A restart starts the new generation only after the old one is gone.
 * **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
   a unit or processes carrying the fleet's marker under their name) are ended like any
@@ -298,6 +299,11 @@ class Lifecycle(FleetContext):
                         holder = None
                 else:
                     holder = "unchanged" if whole else None
+                    if whole and before.holder.active_state == "failed":
+                        # A holder that died leaves its remains (tmux: the server's socket,
+                        # which says it died); stopping the fleet clears them.
+                        fence()
+                        self.primitives.cleanup([], holder=True)
                 if whole and holder != "failed":
                     self._end_notifications()
             else:
@@ -468,13 +474,14 @@ class Lifecycle(FleetContext):
     def _wait_up(
         self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
     ) -> None:
-        """Wait until each named agent has run for its grace period (new pid), or failed."""
+        """Wait until each named agent has run for its grace period (in a new window, counted
+        from its supervisor's exec of it), or failed."""
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
         while pending:
             fence()
             now = self.clock() - began
-            rows = self.primitives.observe(names).by_name()
+            rows = self.primitives.observe(pending).by_name()
             for name in list(pending):
                 outcome = self._judge(trackers[name], rows[name], now, action)
                 if outcome is not None:
@@ -486,13 +493,16 @@ class Lifecycle(FleetContext):
             if now >= deadline:
                 for name in pending:
                     row = rows[name]
+                    unexeced = row.up and row.agent_pid is None
+                    waiting = "; its supervisor has not started the agent yet" if unexeced else ""
                     trackers[name].outcome = AgentOutcome(
                         name,
                         "failed",
                         trackers[name].old_pid,
                         row.pid,
                         now,
-                        error=f"not up after {deadline:g}s (state {row.state}, {row.active_state}/{row.sub_state})",
+                        error=f"not up after {deadline:g}s (state {row.state}, {row.active_state}/{row.sub_state})"
+                        + waiting,
                     )
                 return
             self.sleep(POLL_S)
@@ -521,11 +531,15 @@ class Lifecycle(FleetContext):
                 exit_status=row.exit_status,
                 output=output or None,
             )
-        if row.state != "running" or row.pid is None or row.pid == tracker.old_pid:
+        # The grace counts from the agent's own exec, never from its supervisor's start: the
+        # supervisor's work before it (joining a cgroup, the header's `date`) may take
+        # longer than the grace on a loaded machine, and an agent that then dies at once
+        # would be reported up.
+        if row.state != "running" or row.pid is None or row.pid == tracker.old_pid or row.agent_pid is None:
             tracker.seen_pid = None
             return None
-        if tracker.seen_pid != row.pid:
-            tracker.seen_pid, tracker.seen_at = row.pid, now
+        if tracker.seen_pid != row.agent_pid:
+            tracker.seen_pid, tracker.seen_at = row.agent_pid, now
         if now - tracker.seen_at >= agent.start_grace:
             return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
         return None

@@ -20,7 +20,11 @@ itself, and it does, in order:
    ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with
    one header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time,
    the agent's own pid, the command), printed by a ``sh`` that then becomes the agent (``exec``,
-   so the pid is the agent's); the time costs one ``date`` per run;
+   so the pid is the agent's); the time costs one ``date`` per run. Right before that
+   ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
+   ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
+   counts from the moment the agent itself runs (see :func:`exec_record`), however long
+   the supervisor took to get there;
 4. paces restarts: an agent that exits is started again after 1 s, then 2, 4, ... up to
    30 s; after ``max_failures`` exits within ``failure_window`` seconds (or at once for
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
@@ -29,13 +33,19 @@ itself, and it does, in order:
    (Under systemd the holder's ``pane-died`` hook tells the unit when the pane is gone, so
    the unit is active exactly while the supervisor runs.)
 
-A TERM, HUP or INT (a stop) is never answered with a restart: the script exits when its
-agent does.
+A TERM or INT (a stop) is never answered with a restart: the script exits when its agent
+does. A hang-up (HUP: its window closed, or the whole tmux server gone, killed or out of
+memory) ends it at once, with no trap to wait for its agent: the pane's session then ends,
+and the kernel hangs up the agent's process group, so an agent that does not ignore it
+never outlives its window (what ignores it is ended by the fleet's marker sweeps: the
+engine's stop and start, and on the tmux backend the watcher, see :mod:`fleetlib.orphans`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +53,7 @@ from typing import Final
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
+from fleetlib.rundir import SAFE_OPEN_FLAGS
 from fleetlib.transcript import HEADER_PRINTF
 
 MAX_BACKOFF_S: Final = 30
@@ -69,6 +80,9 @@ class PaneSpec:
 
 
 SCRIPT_NAME: Final = "supervise.sh"
+EXEC_SUFFIX: Final = ".exec"  # <run dir>/<agent>.exec: "<supervisor pid> <agent pid>" of its current run
+_EXEC_RECORD_CAP: Final = 64
+_PID_LIMIT: Final = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
 
 # $1 name, $2 window target, $3 tmux, $4 socket, $5 cwd, $6 max failures, $7 window (s),
 # $8 unit ("" outside systemd), $9 cgroup mounts separated by ":", then "--" and the argv.
@@ -81,8 +95,8 @@ opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\;
   set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\
   >/dev/null 2>&1; }}
 giveup() {{ opts "$1" failed; exit "$1"; }}
-deaths=0
-trap 'stop=1' HUP TERM INT
+deaths=0 record=${{0%/*}}/$name{EXEC_SUFFIX}
+trap 'stop=1' TERM INT
 if [ -n "$unit" ]; then
   cg=
   {{ while IFS= read -r l; do case $l in 0::*) cg=${{l#0::}};; esac; done </proc/self/cgroup; }} 2>/dev/null
@@ -97,7 +111,8 @@ fi
 fails=; delay=1
 while [ -z "$stop" ]; do
   if command -v "$1" >/dev/null 2>&1; then
-    /bin/sh -c 'printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; exec "$@"' sh "$@"; status=$?
+    /bin/sh -c 'r=$1; shift; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"
+      {{ echo "$PPID $$" >"$r"; }} 2>/dev/null; exec "$@"' sh "$record" "$@"; status=$?
   else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
   deaths=$((deaths + 1)); now=0
@@ -122,6 +137,34 @@ done
 
 def script_path(run_dir: Path) -> Path:
     return run_dir / SCRIPT_NAME
+
+
+def exec_record_path(run_dir: Path, name: str) -> Path:
+    return run_dir / f"{name}{EXEC_SUFFIX}"
+
+
+def exec_record(run_dir: Path, name: str) -> tuple[int, int] | None:
+    """``(supervisor pid, agent pid)`` the supervisor of agent ``name`` wrote right before it
+    exec'd the agent's latest run; None when there is no such record or it is not what the
+    supervisor writes. The file is untrusted input: read capped, never through a symlink,
+    pids range-checked. Callers match the supervisor pid against the window's pane pid, so
+    a record left by an earlier window never counts for a new one."""
+    # Read on every poll of a start's wait, for every agent: one open, no lstat first (the
+    # flags refuse a symlink and never block; fstat refuses anything but a regular file).
+    try:
+        fd = os.open(exec_record_path(run_dir, name), os.O_RDONLY | SAFE_OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        raw = os.read(fd, _EXEC_RECORD_CAP) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    words = raw.split()
+    if len(words) != 2 or not all(word.isdigit() and 0 < int(word) <= _PID_LIMIT for word in words):
+        return None
+    return int(words[0]), int(words[1])
 
 
 def install_script(run_dir: Path) -> bool:

@@ -150,6 +150,12 @@ def fleet_agents(fleet_id: str) -> dict[str, list[int]]:
     return {value[: -len(suffix)]: pids for value, pids in carrying(MARKER_ENV, suffix).items()}
 
 
+def fleet_processes(fleet_id: str) -> dict[int, str]:
+    """pid -> agent name of every live agent process of the fleet ``fleet_id`` (the same
+    pass as :func:`fleet_agents`, keyed by process)."""
+    return {pid: name for name, pids in fleet_agents(fleet_id).items() for pid in pids}
+
+
 def signal_all(pids: Iterable[int], signum: int) -> None:
     """Send ``signum`` to every pid; processes that are already gone are skipped."""
     for pid in pids:

@@ -58,9 +58,11 @@ def derive_state(window: Window | None, unit: UnitState | None) -> str:
 class AgentStatus:
     """One agent: its state, its process, and the backend's own view beside it.
 
-    ``pid`` is the agent's pane process (its supervisor) while it runs; ``restarts`` how
-    often its window was created again since the server started; ``failures`` how often
-    the agent exited in its current window; ``exit_status`` its last exit status."""
+    ``pid`` is the agent's pane process (its supervisor) while it runs; ``agent_pid`` the
+    agent process itself, once its supervisor has exec'd it in the current run (None
+    before that, and once it exited); ``restarts`` how often its window was created again
+    since the server started; ``failures`` how often the agent exited in its current
+    window; ``exit_status`` its last exit status."""
 
     name: str
     state: str
@@ -79,11 +81,17 @@ class AgentStatus:
     last_output: float | None = None  # epoch seconds of the window's last output
     watcher_tick: float | None = None  # when the watcher that recorded ``activity`` last looked
     in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
+    agent_pid: int | None = None
+    reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
 
     @classmethod
-    def build(cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None) -> AgentStatus:
+    def build(
+        cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None, agent_pid: int | None = None
+    ) -> AgentStatus:
         """The row for one agent from its window and (systemd) its unit; without a unit the
-        backend details are the tmux backend's (loaded / active|failed|inactive / ...)."""
+        backend details are the tmux backend's (loaded / active|failed|inactive / ...).
+        ``agent_pid``: the exec'd agent of the window's current run, if any (see
+        :func:`fleetlib.pane.exec_record`)."""
         if unit is not None:
             details = (unit.load_state, unit.active_state, unit.sub_state)
         elif window is None:
@@ -109,6 +117,7 @@ class AgentStatus:
             activity_since=window.activity_since if window is not None and window.activity else None,
             last_output=window.last_output if window is not None else None,
             watcher_tick=window.watcher_tick if window is not None else None,
+            agent_pid=agent_pid if window is not None and not window.dead else None,
         )
 
     def with_activity(self, activity: str, since: float | None) -> AgentStatus:
@@ -159,6 +168,7 @@ class AgentStatus:
             "window": self.window,
             "exit_status": self.exit_status,
             "in_roster": self.in_roster,
+            "reason": self.reason,
         }
 
 
@@ -173,12 +183,14 @@ def _iso(epoch: float) -> str | None:
 class FleetStatus:
     """The whole fleet: which backend runs it, the holder, one row per agent; ``strays``
     are rows for agents the roster no longer lists that the backend still sees (a window,
-    a unit that is not inactive): shown, never counted in :attr:`all_up`."""
+    a unit that is not inactive): shown, never counted in :attr:`all_up`; and a ``note``
+    on what happened to the fleet as a whole, when something did."""
 
     backend: str
     holder: UnitState
     agents: list[AgentStatus]
     strays: list[AgentStatus] = field(default_factory=list)
+    note: str | None = None
 
     @property
     def holder_up(self) -> bool:

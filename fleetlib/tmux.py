@@ -92,6 +92,11 @@ def kill_server_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), "kill-server"]
 
 
+def server_answers_argv(tmux: str, socket: Path) -> list[str]:
+    """Succeeds exactly while the fleet's server runs its session (never starts a server)."""
+    return [*tmux_base(tmux, socket), "has-session", "-t", f"={SESSION}"]
+
+
 def literal(word: str) -> str:
     """Protect a word from tmux's argv parser, which takes a trailing ``;`` as a command
     separator (so ``";"`` or ``"a;"`` would be eaten); ``\\;`` is tmux's literal ``;``."""
@@ -142,10 +147,18 @@ def pipe_pane_commands(name: str, log: Path) -> list[str]:
     return ["pipe-pane", "-O", "-t", window_target(name), literal(transcript.pipe_shell_command(log))]
 
 
+# The watcher's exit status once its home is gone (its server died, or its window closed):
+# the window's loop then ends instead of starting it again.
+WATCHER_DONE: Final = 3
+
+
 def watcher_window_commands(name: str, argv: Sequence[str], *, env: Mapping[str, str]) -> list[str]:
     """A window of the holder session that runs ``argv`` (the fleet's watcher) and starts
-    it again a second after it ends, for as long as the server lives (tmux backend)."""
-    loop = 'while :; do "$@"; sleep 1; done'
+    it again a second after it ends (tmux backend), unless it ended with
+    :data:`WATCHER_DONE`. The loop ignores hang-ups, and so does the watcher until it sets
+    its own handlers: when the server dies, the watcher outlives it to end what the
+    server's agents left behind (:mod:`fleetlib.orphans`), then exits for good."""
+    loop = f'trap "" HUP; while :; do "$@"; [ $? -eq {WATCHER_DONE} ] && exit; sleep 1; done'
     commands = ["new-window", "-d", "-t", session_target(), "-n", name]
     for key, value in env.items():
         commands += ["-e", literal(f"{key}={value}")]

@@ -15,9 +15,15 @@ args, cwd, env, stop timeout). What the template encodes, and why:
   the pane is gone (the supervisor gave up on a crash-looping agent, or was killed). So
   the unit is active exactly while the supervisor runs, and one start costs one tmux
   client plus the agent's ``sh``.
-* ``Restart=on-failure``: the client fails only when the tmux server went away (the
-  holder crashed); restart pacing of the agent itself is the supervisor's, the same on
-  both backends.
+* ``Restart=on-failure``: only for a lost tmux server; restart pacing of the agent itself
+  is the supervisor's, the same on both backends. A server that is killed outright makes
+  the client fail, but one that shuts down cleanly (``kill-server``, a SIGTERM from
+  anyone) tells its clients "exited", status 0. So each agent's ``ExecStopPost=`` asks
+  the server whether it still answers (one tmux client per agent stop, none per start):
+  when it does not, the unit fails and is restarted once the holder is back (systemd
+  restarts the holder itself, ``Restart=always``). Stops never restart a unit, and a
+  pane that ended with the server alive (an agent given up on, a killed supervisor)
+  leaves the unit inactive, as before. Only the agents that were running come back.
 * The holder's server starts with a clean environment (``env -i`` with the base
   variables captured at install), so agents get the same variables on both backends.
 * The watcher (:mod:`fleetlib.watcher`) is a unit of its own, pulled in by the holder
@@ -185,9 +191,12 @@ def agent_dropin_text(
     )
     env = agent_environment(marker(agent.name, str(socket)), agent.env)
     argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
+    # After the client ends: a server that no longer answers fails the unit, so it is
+    # restarted (see the module docstring); one that answers leaves the result as it is.
+    after = exec_line("ExecStopPost", tmux.server_answers_argv(tmux_bin, socket))
     return (
         _HEADER.format(source=source)
-        + f"[Service]\n{exec_line('ExecStart', argv)}\nTimeoutStopSec={agent.stop_timeout:g}\n"
+        + f"[Service]\n{exec_line('ExecStart', argv)}\n{after}\nTimeoutStopSec={agent.stop_timeout:g}\n"
     )
 
 

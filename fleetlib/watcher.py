@@ -3,8 +3,11 @@
 One long-lived process runs next to every fleet: under systemd the unit
 ``mosaic-fleet-watcher.service`` (bound to the holder, restarted by the manager if it
 dies), on the tmux backend the window ``_watcher`` of the holder session (restarted by a
-shell loop, gone with the server). It is started and stopped with the fleet; nothing
-polls from the user's terminal. Each tick (:data:`TICK_S`) it:
+shell loop). It is started and stopped with the fleet; nothing polls from the
+user's terminal. On the tmux backend it also outlives its server, for one last job: when
+the server dies without ``fleet stop`` (killed, out of memory), it ends every agent
+process the server left behind (:mod:`fleetlib.orphans`) and exits; when its own window
+is closed, it exits. Each tick (:data:`TICK_S`) it:
 
 1. lists every window with the listing ``fleet status`` uses (one tmux client);
 2. reads the screens of the agents that wrote something since it last looked, and only
@@ -27,8 +30,9 @@ polls from the user's terminal. Each tick (:data:`TICK_S`) it:
 
 What it watches comes from ``<run dir>/watcher.json``, written by the fleet whenever it
 installs or starts agents (:func:`write_config`); the watcher rereads it when it changes.
-Every tmux call is bounded (:data:`TMUX_TIMEOUT_S`); a server that is gone or frozen
-only makes the watcher wait and try again. TERM, INT or HUP end it (exit status 0).
+Every tmux call is bounded (:data:`TMUX_TIMEOUT_S`); a server that is frozen (or, under
+systemd, gone) only makes the watcher wait and try again. TERM, INT or HUP end it (exit
+status 0); a gone home (tmux backend) with :data:`fleetlib.tmux.WATCHER_DONE`.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, procs, tmux
+from fleetlib import activity, orphans, procs, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -74,6 +78,7 @@ SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
 WINDOW: Final = "_watcher"  # tmux backend: cannot collide, agent names start with [a-z0-9]
+FALLBACK_STOP_TIMEOUT_S: Final = 10.0  # the roster's default stop_timeout (its module imports YAML)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -89,6 +94,7 @@ class WatchedAgent:
     log: str = ""
     log_max_bytes: int = 0
     log_keep: int = 0
+    stop_timeout: float = FALLBACK_STOP_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ def config_for(paths: FleetPaths, roster: Roster, tmux_bin: str) -> WatcherConfi
             log=str(transcript.log_path(paths, agent.name)),
             log_max_bytes=agent.log_max_bytes,
             log_keep=agent.log_keep,
+            stop_timeout=agent.stop_timeout,
         )
         for agent in roster.agents
     }
@@ -195,12 +202,20 @@ def _watched_agent(item: object) -> WatchedAgent | None:
         return None
     if not (isinstance(command, list) and all(isinstance(word, str) and "\0" not in word for word in command)):
         return None
+    stop_timeout = item.get("stop_timeout", FALLBACK_STOP_TIMEOUT_S)  # absent from a file of an older fleet
+    if not _seconds(stop_timeout):
+        return None
     if not log:
-        return WatchedAgent(name, runtime, tuple(command))
+        return WatchedAgent(name, runtime, tuple(command), stop_timeout=float(stop_timeout))
     max_bytes, keep = _whole(item.get("log_max_bytes"), MIN_LOG_MAX_BYTES), _whole(item.get("log_keep"), 1)
     if max_bytes is None or keep is None:
         return None
-    return WatchedAgent(name, runtime, tuple(command), log, max_bytes, keep)
+    return WatchedAgent(name, runtime, tuple(command), log, max_bytes, keep, float(stop_timeout))
+
+
+def _seconds(value: object) -> bool:
+    """Whether ``value`` is a positive, finite number of seconds (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _whole(value: object, least: int) -> int | None:
@@ -246,6 +261,34 @@ def watcher_environment() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- the watcher
+
+
+@dataclass(frozen=True)
+class PaneHome:
+    """Where a watcher on the tmux backend lives: a window (``pane``) of the fleet's own
+    server; ``server_ticks`` is the server's start time (a reused pid is not the server).
+    Under systemd a watcher has none."""
+
+    socket: str
+    server_pid: int
+    server_ticks: str
+    pane: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> PaneHome | None:
+        """From the ``TMUX`` (``<socket>,<server pid>,<session>``) and ``TMUX_PANE`` tmux
+        gives every pane; None outside a tmux pane. A server already gone has no ticks."""
+        parts = environ.get("TMUX", "").rsplit(",", 2)
+        pane = environ.get("TMUX_PANE", "")
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not pane:
+            return None
+        pid = int(parts[1])
+        return cls(parts[0], pid, procs.start_ticks(pid), pane)
+
+    def server_alive(self) -> bool:
+        """A zombie is dead: its reaper (pid 1) may take a second or more."""
+        ticks = self.server_ticks
+        return bool(ticks) and procs.start_ticks(self.server_pid) == ticks and procs.exists(self.server_pid)
 
 
 @dataclass
@@ -352,6 +395,8 @@ class Watcher:
     took_over: bool = False  # the notifications a watcher before this one left are ours
     rotated_at: float = -math.inf
     token: str = field(default_factory=lambda: f"fleet-screen-{secrets.token_hex(8)}")
+    home: PaneHome | None = None  # tmux backend: the window and server it lives in
+    listed_panes: frozenset[str] | None = None  # every pane of the session, as last listed
 
     # ----------------------------------------------------------------- one tick
 
@@ -369,6 +414,7 @@ class Watcher:
         if listing is None or not listing.ok:
             return []
         windows = tmux.parse_windows(listing.stdout)
+        self.listed_panes = frozenset(window.pane_id for window in windows.values())
         now = self.clock()
         notices: list[Notice] = []
         for name in list(self.seen):
@@ -587,18 +633,72 @@ class Watcher:
                 flush=True,
             )
 
+    # ----------------------------------------------------------------- its home
+
+    def gone(self) -> str | None:
+        """(tmux backend) ``server`` once the server it lives in has died, ``window`` once
+        its own window was closed (the server lives on); None while both are there, and
+        always under systemd."""
+        home = self.home
+        if home is None:
+            return None
+        if not home.server_alive():
+            return "server"
+        if self.listed_panes is not None and home.pane not in self.listed_panes:
+            return "window"
+        return None
+
+    def end_orphans(self) -> list[int]:
+        """(tmux backend, after its server died) End every agent process the dead server
+        left, as a stop would (see :mod:`fleetlib.orphans`); only processes of this
+        watcher's own fleet (its home's socket is the fleet's). Returns what survived."""
+        self._reload()  # a watcher (re)started after its server died has not read it yet
+        config, home = self.config, self.home
+        if config is None or home is None or home.socket != config.socket:
+            return []
+        socket = Path(config.socket)
+
+        def bound() -> int | None:
+            # The old generation started before whichever server answers now (a `fleet
+            # start` may have begun a new one), or before now when none does.
+            result = self.runner.run([*tmux.tmux_base(config.tmux, socket), "display-message", "-p", "#{pid}"])
+            answer = result.stdout.strip()
+            if result.ok and answer.isdigit():
+                ticks = procs.start_ticks(int(answer))
+                return int(ticks) if ticks.isdigit() else None
+            if result.timed_out or not any(hint in result.stderr for hint in _NO_SERVER):
+                return None  # a frozen or odd server: end nothing this round
+            return orphans.now_ticks()
+
+        stops = {name: agent.stop_timeout for name, agent in config.agents.items()}
+        left = orphans.end_generation(config.socket, stops, bound, default_timeout=FALLBACK_STOP_TIMEOUT_S)
+        if left:
+            print(
+                f"fleet watcher: the tmux server died; agent process(es) {' '.join(map(str, left))} "
+                "survived SIGKILL; `fleet start` or `fleet stop` tries again",
+                file=sys.stderr,
+                flush=True,
+            )
+        return left
+
     # ----------------------------------------------------------------- the loop
 
-    def run(self, should_stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep) -> None:
-        """Tick until ``should_stop``; an unexpected error in one tick is reported on stderr
-        and the next tick tries again (a watcher that dies would tell nobody anything)."""
-        while not should_stop():
+    def run(self, should_stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep) -> str | None:
+        """Tick until ``should_stop`` or its home is gone; returns :meth:`gone`'s answer
+        then. An unexpected error in one tick is reported on stderr and the next tick tries
+        again (a watcher that dies would tell nobody anything)."""
+        while not should_stop() and self.gone() is None:
             began = time.monotonic()
             try:
                 self.tick()
             except Exception as exc:  # keep watching: a watcher that dies tells nobody anything
                 print(f"fleet watcher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             sleep(max(0.05, TICK_S - (time.monotonic() - began)))
+        return self.gone()
+
+
+# What a tmux client says when no server listens on the socket (it is gone, not frozen).
+_NO_SERVER: Final = ("no server running", "error connecting", "No such file or directory", "Connection refused")
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
@@ -617,17 +717,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda number, _frame: stop.append(number))
-    watcher = Watcher(Path(args[0]))
+    home = PaneHome.from_environ(os.environ)
+    watcher = Watcher(Path(args[0]), home=home)
+
+    def ended() -> bool:  # checked every 0.1 s: a dead server's agents are ended within moments
+        return bool(stop) or (home is not None and not home.server_alive())
+
     try:
-        watcher.run(lambda: bool(stop), sleep=lambda seconds: _sleep_unless(stop, seconds))
+        why = watcher.run(ended, sleep=lambda seconds: _sleep_unless(ended, seconds))
+        if why == "server":
+            watcher.end_orphans()
     finally:
         watcher.end_notifications()
-    return 0
+    return 0 if why is None else tmux.WATCHER_DONE
 
 
-def _sleep_unless(stop: list[int], seconds: float) -> None:
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while not stop and time.monotonic() < deadline:
+    while not stop() and time.monotonic() < deadline:
         time.sleep(min(0.1, deadline - time.monotonic()))
 
 

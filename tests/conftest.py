@@ -236,9 +236,10 @@ def installed_fleet(tmp_path_factory: pytest.TempPathFactory) -> InstalledFleet:
     return InstalledFleet(venv)
 
 
-def _orphaned_agents() -> dict[int, str]:
+def _orphaned_agents(under: Path) -> dict[int, str]:
     """pid -> socket of every live process marked as a fleet agent's whose fleet's tmux
-    server is gone (a test killed the server: the agent's `sleep` never sees a hang-up)."""
+    server is gone and whose socket is under ``under`` (this session's temp dir: another
+    session's orphans, which its own test may be waiting for, are none of ours)."""
     marked: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -249,7 +250,9 @@ def _orphaned_agents() -> dict[int, str]:
             continue
         for variable in environ.split(b"\0"):
             if variable.startswith(b"FLEET_AGENT=") and b"@" in variable:
-                marked[int(entry)] = variable.split(b"@", 1)[1].decode(errors="replace")
+                socket = variable.split(b"@", 1)[1].decode(errors="replace")
+                if Path(socket).is_relative_to(under):
+                    marked[int(entry)] = socket
                 break
     served = {
         socket: subprocess.run(["tmux", "-S", socket, "has-session"], capture_output=True, check=False).returncode == 0
@@ -259,11 +262,11 @@ def _orphaned_agents() -> dict[int, str]:
 
 
 @pytest.fixture(autouse=True)
-def _no_orphaned_agents() -> Iterator[None]:
-    """After every test, end the agent processes whose fleet's tmux server the test killed,
-    so thousands of stray processes never pile up over a whole run."""
+def _no_orphaned_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every test, end the agent processes whose fleet's tmux server the test killed
+    (and that outlived it: the fleet ends them itself), so stray processes never pile up."""
     yield
-    for pid in _orphaned_agents():
+    for pid in _orphaned_agents(tmp_path_factory.getbasetemp()):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, 9)
 

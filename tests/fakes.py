@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleetlib import tmux
+from fleetlib.pane import exec_record_path
 from fleetlib.results import InstallResult
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
@@ -78,6 +80,9 @@ class FakeRunner:
         self.panes: dict[str, int] = {}  # agent -> its live window's pane pid
         self.starts: dict[str, int] = {}  # agent -> how often its window was created
         self.fail = fail
+        # Where each new window's supervisor "execs" its agent at once: the record it writes
+        # names the window's pane and a live process (this one) as the agent.
+        self.run_dir: Path | None = None
 
     # queries used by tests
     def systemctl_calls(self) -> list[list[str]]:
@@ -139,6 +144,9 @@ class FakeRunner:
     def _new_generation(self, name: str) -> None:
         self.panes[name] = next(_PIDS)
         self.starts[name] = self.starts.get(name, 0) + 1
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            exec_record_path(self.run_dir, name).write_text(f"{self.panes[name]} {os.getpid()}\n")
 
     def run_all(self, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
         return [self.run(argv) for argv in argvs]
@@ -181,6 +189,8 @@ class FakeAgent:
     # behaviour
     on_launch: str = "runs"  # "runs", "dies" (exits at once), "never" (stays starting)
     dies_after: float | None = None  # with "runs": exits this many fake seconds after launch
+    exec_after: float = 0.0  # with "runs": its supervisor execs it this many fake seconds after launch
+    execed: bool = False
     exit_code: int = 1
     stops: bool = True  # False: its window stays up after terminate
 
@@ -200,6 +210,7 @@ class FakeAgent:
             exit_status=self.exit_status,
             failures=self.failures,
             pane_pid=self.pane_pid,
+            agent_pid=self.pid if self.state == "running" and self.execed else None,
         )
 
 
@@ -253,8 +264,16 @@ class FakeBackend:
             agent.state, agent.pid = "starting", None
         else:
             agent.state, agent.pid, agent.sub_state = "running", agent.pane_pid, "running"
+            pane = agent.pane_pid
+            agent.execed = agent.exec_after <= 0
+
+            def execed() -> None:
+                if agent.pane_pid == pane:
+                    agent.execed = True
+
+            if not agent.execed:
+                self.clock.after(agent.exec_after, execed)
             if agent.dies_after is not None:
-                pane = agent.pane_pid
 
                 def die() -> None:
                     if agent.pane_pid == pane and agent.state == "running":

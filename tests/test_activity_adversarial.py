@@ -303,6 +303,10 @@ def _agent(**changes: object) -> dict[str, object]:
         json.dumps({**GOOD, "version": 2}),
         "\xff\xfe garbage",
         "",
+        json.dumps(_agent(stop_timeout=0)),
+        json.dumps(_agent(stop_timeout=True)),
+        json.dumps(_agent(stop_timeout="10")),
+        json.dumps(_agent(stop_timeout=10**30)).replace(str(10**30), "1e400"),
     ],
     ids=[
         "inf",
@@ -321,6 +325,10 @@ def _agent(**changes: object) -> dict[str, object]:
         "version-2",
         "not-json",
         "empty",
+        "zero-stop-timeout",
+        "bool-stop-timeout",
+        "string-stop-timeout",
+        "inf-stop-timeout",
     ],
 )
 def test_a_damaged_watcher_json_is_refused_whole_and_never_raises(tmp_path: Path, text: str) -> None:
@@ -334,6 +342,11 @@ def test_what_the_fleet_writes_is_read_back(tmp_path: Path) -> None:
     assert config is not None
     agent = config.agents["a"]
     assert (agent.on_state_change, agent.log_max_bytes, agent.log_keep) == (("notify-send", "fleet"), 4096, 1)
+    assert agent.stop_timeout == 10.0  # a file written before stop timeouts were in it: the roster's default
+    (tmp_path / "watcher.json").write_text(json.dumps(_agent(stop_timeout=2.5)))
+    config = read_config(tmp_path)
+    assert config is not None
+    assert config.agents["a"].stop_timeout == 2.5
 
 
 def test_a_damaged_watcher_json_keeps_the_last_good_one_and_is_said_once(

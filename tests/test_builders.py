@@ -244,6 +244,14 @@ def test_dropin_exec_start_is_one_tmux_client_that_creates_the_window_then_waits
     assert text.endswith("TimeoutStopSec=12.5\n")
 
 
+def test_dropin_fails_a_unit_whose_server_no_longer_answers_after_its_client_ended() -> None:
+    # A server that shut down cleanly ends the client with status 0: without this check
+    # the unit would end "successfully" and never come back with the holder.
+    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", cgroup_mounts=(), source="r")
+    assert exec_argv(text, "ExecStopPost") == ["/usr/bin/tmux", "-S", str(SOCK), "has-session", "-t", "=fleet"]
+    assert "ExecStopPost=-" not in text  # its failure must count
+
+
 def test_dropin_runs_the_pane_supervisor_from_the_run_dir_with_the_agent_argv_literally() -> None:
     text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
     argv = exec_argv(text)

@@ -25,6 +25,7 @@ from fleetctl.render import (
     progress_hook,
     progress_text,
     state_cell,
+    status_lines,
 )
 from fleetlib import doctor
 from fleetlib.doctor import Check
@@ -403,6 +404,31 @@ def test_check_restart_lock(tmp_path: Path) -> None:
     assert "corrupt" in corrupt.detail
     lock.path.write_text(f"{os.getpid()}\n{now_ms}\ntoken\n{here.host}\n{here.start}\n")
     assert doctor.check_restart_lock(lock, time.time(), here).ok  # a live owner: an operation in progress
+
+
+def test_check_server() -> None:
+    socket = Path("/h/fleet/run/tmux.sock")
+    assert doctor.check_server(socket, True, False, [], "fleet start", "fleet stop").ok
+    assert doctor.check_server(socket, False, False, [], "fleet start", "fleet stop").ok  # stopped
+    died = doctor.check_server(socket, False, True, [], "fleet start", "fleet stop")
+    assert not died.ok
+    assert died.detail == (
+        "the fleet's tmux server died without `fleet stop` (killed, or out of memory; its socket "
+        "/h/fleet/run/tmux.sock is left): none of its agents' processes runs any more"
+    )
+    assert (died.fix or "").startswith("`fleet start` starts the fleet again")
+    left = doctor.check_server(socket, False, True, [41, 42], "fleet start", "fleet stop")
+    assert "2 process(es) of its agents still run unwatched (pid 41 42)" in left.detail
+
+
+def test_status_lines_carry_the_fleets_note() -> None:
+    holder = UnitState("tmux:fleet", "loaded", "failed", "died")
+    status = FleetStatus("tmux", holder, [], note="the fleet's tmux server died ...")
+    assert status_lines(status, now=0)[1:3] == [
+        "holder tmux:fleet: failed (died)",
+        "note: the fleet's tmux server died ...",
+    ]
+    assert not any(line.startswith("note:") for line in status_lines(FleetStatus("tmux", holder, []), now=0))
 
 
 def test_library_hints_are_spelled_for_the_command_in_use(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from tests.conftest import REPO, booted_manager, eventually, run_inv
 from tests.usermanager import UserManager
 
 WRAPPED = ("tmux", "systemctl")
+DATE = shutil.which("date") or "/bin/date"  # the witness's own clock, never a test's slow `date`
 MUTATING_TMUX = ("new-session", "new-window", "kill-server", "kill-window")
 
 
@@ -75,7 +77,7 @@ class Fault:
             # A word written to `stop-at` stops the caller of the first call that has it as
             # an argument, before the call runs (see Fault.stop_caller_at).
             script.write_text(
-                f'#!/bin/sh\nprintf "%s %s %s\\n" "$PPID" "$(date +%s.%N)" "$*" >> {self.witness}\n'
+                f'#!/bin/sh\nprintf "%s %s %s\\n" "$PPID" "$({DATE} +%s.%N)" "$*" >> {self.witness}\n'
                 f"if [ -e {self.stop_at} ]; then\n"
                 f'  word=$(cat {self.stop_at}); for arg in "$@"; do\n'
                 f'    if [ "$arg" = "$word" ] && mv {self.stop_at} {self.stop_at}.taken 2>/dev/null; then kill -STOP $PPID; fi\n'
@@ -435,6 +437,24 @@ def test_5_an_agent_that_dies_at_start_fails_start_and_restart_every_time(
         assert "Traceback" not in result.stderr
         assert took < 30, f"{operation} took {took:.1f}s: it must fail as the agent dies, not at the timeout"
         assert fault.status()["ok1"]["process_state"] == "running"
+
+
+def test_5_the_grace_counts_from_the_agents_exec_not_from_its_slow_supervisor(fault: Fault) -> None:
+    # The supervisor's header runs `date` before it execs the agent. A slow one (a loaded
+    # machine) kept the supervisor alive past the 1 s grace before the agent even ran:
+    # start said "all up" and an agent that then died at once was never caught.
+    slow = fault.root / "bin" / "date"  # first on the PATH the agents get, on both backends
+    slow.write_text(f'#!/bin/sh\nsleep 2\nexec {DATE} "$@"\n')
+    slow.chmod(0o755)
+    if fault.manager is not None:  # tmux gives a window the PATH of the client that opens it: the unit's
+        fault.manager.systemctl("set-environment", f"PATH={fault.env['PATH']}")
+    fault.roster(agent("dies", "echo dying-now; exit 3"))
+    for operation in ("start", "restart"):
+        result = fault.inv(f"fleet.{operation}", timeout=120)
+        assert result.returncode == 1, (operation, result.stdout, result.stderr)
+        assert "dies (exit status 3): exited right after starting (exit status 3)" in result.stderr, result.stderr
+        assert "dying-now" in result.stderr
+        assert "all up" not in result.stdout
 
 
 # --------------------------------------------------------------------------- 6. concurrent starts

@@ -168,6 +168,35 @@ def test_an_agent_that_dies_during_its_grace_period_is_not_counted_started(fleet
     assert "last output: boom" in (outcome.error or "")
 
 
+def test_the_grace_counts_from_the_agents_exec_not_from_its_supervisors_start(
+    fleet: Fleet, processes: Processes
+) -> None:
+    agent = fleet.agent("a1")
+    agent.exec_after = 2.5  # a slow supervisor: its window runs, its agent not yet
+    (outcome,) = fleet.lifecycle.start("a1").agents
+    assert outcome.action == "started"
+    assert 2.5 + GRACE <= outcome.seconds < 2.5 + GRACE + 2 * POLL_S
+
+
+def test_an_agent_that_dies_right_after_a_slow_exec_fails_start(fleet: Fleet, processes: Processes) -> None:
+    agent = fleet.agent("a1")
+    agent.exec_after, agent.dies_after, agent.output = 2.5, 2.6, "boom"
+    (outcome,) = fleet.lifecycle.start("a1").agents
+    assert outcome.action == "failed"
+    assert "exited right after starting" in (outcome.error or "")
+
+
+def test_an_agent_never_execed_is_not_up_and_the_timeout_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = Fleet(tmp_path, ["a1"], timeout=2.0)
+    monkeypatch.setattr(procs, "marked", Processes(fleet.clock).marked)
+    fleet.agent("a1").exec_after = 1e9
+    (outcome,) = fleet.lifecycle.start().agents
+    assert outcome.action == "failed"
+    assert "its supervisor has not started the agent yet" in (outcome.error or "")
+
+
 def test_start_of_running_agents_changes_nothing(fleet: Fleet, processes: Processes) -> None:
     assert fleet.lifecycle.start().ok
     fleet.backend.calls.clear()

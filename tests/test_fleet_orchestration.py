@@ -45,6 +45,8 @@ def make_fleet(home: Path, runner: Runner, text: str = ROSTER, **lock_options: o
     for relative, content in backend.desired_unit_files().items():
         (home / "units" / relative).parent.mkdir(parents=True, exist_ok=True)
         (home / "units" / relative).write_text(content)
+    if isinstance(runner, FakeRunner):
+        runner.run_dir = paths.run_dir
     options: dict[str, object] = {"log": lambda _: None, **lock_options}
     return Lifecycle(
         paths=paths,

@@ -150,6 +150,65 @@ def test_killed_tmux_server_brings_the_fleet_back_on_its_own(fleet_env: FleetEnv
     assert sorted(windows(fe)) == ["_holder", "k1", "k2"]
 
 
+def _fleet_processes(fe: FleetEnv) -> set[int]:
+    """Every live process carrying this fleet's agent marker, read from /proc by the test."""
+    suffix = f"@{fe.home / 'fleet' / 'run' / 'tmux.sock'}".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != b"Z" and any(
+                v.startswith(b"FLEET_AGENT=") and v.endswith(suffix) for v in environ.split(b"\0")
+            ):
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("how", ["kill-server", "SIGTERM"])
+def test_a_server_that_exits_cleanly_brings_back_the_agents_that_were_running(fleet_env: FleetEnv, how: str) -> None:
+    # Defect: tmux tells waiting clients "exited" (status 0) when its server shuts down
+    # (kill-server, or SIGTERM from anyone), so the agents' units ended "successfully" and
+    # nothing restarted them; the holder came back alone with every agent stopped.
+    fe = fleet_env
+    started_fleet(fe, ["g1", "g2", "g3"])
+    fe.inv_ok("fleet.stop", "--agent", "g3")  # stopped on purpose: it stays stopped
+    before = pids(fe)
+    old = _fleet_processes(fe)
+    assert old, "the test needs running agents"
+    if how == "kill-server":
+        fe.tmux("kill-server")
+    else:
+        os.kill(int(fe.tmux("display-message", "-p", "#{pid}").stdout), signal.SIGTERM)
+
+    def back() -> bool:
+        rows = status(fe)[1]
+        return all(
+            rows[n]["process_state"] == "running" and rows[n]["pid"] not in (None, before[n]) for n in ("g1", "g2")
+        )
+
+    eventually(back, f"the running agents came back after the server's {how}")
+    assert status(fe)[1]["g3"]["process_state"] == "stopped"
+    assert not old & _fleet_processes(fe), "an agent process of the old server still runs"
+
+
+def test_two_holder_restarts_in_a_row_bring_every_agent_back(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["t1", "t2"])
+    before = pids(fe)
+    for _ in range(2):
+        assert fe.manager.systemctl("restart", "mosaic-tmux-holder.service").returncode == 0
+
+    def back() -> bool:
+        code, rows = status(fe)
+        return code == 0 and all(rows[n]["pid"] not in (None, before[n]) for n in before)
+
+    eventually(back, "every agent back after two holder restarts")
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (read from /proc)."""
     found = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,11 +28,20 @@ class TmuxEnv(InvUser):
         self.home.mkdir()
         self.runtime.mkdir(mode=0o700)
         self.log = root / "events.log"
+        self.bin = root / "bin"
 
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
         return {**env, "MOSAIC_HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime)}
+
+    def slow_date(self, seconds: float) -> None:
+        """A `date` first on the agents' PATH that takes ``seconds`` (the supervisor's header runs one)."""
+        real = shutil.which("date") or "/bin/date"
+        self.bin.mkdir(exist_ok=True)
+        (self.bin / "date").write_text(f'#!/bin/sh\nsleep {seconds}\nexec {real} "$@"\n')
+        (self.bin / "date").chmod(0o755)
 
     def roster(self, names: list[str], extra: str = "") -> None:
         # Each agent logs its start and its stop (on the SIGHUP a torn-down pane gets).
@@ -183,7 +194,15 @@ def test_roster_cwd_env_and_args_reach_the_agent_on_tmux(tenv: TmuxEnv, tmp_path
     assert json.loads(out.read_text()) == [str(workdir), "v $V", ["a b", "$(x)", ";", "x;", "a;b"]]
 
 
-def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv) -> None:
+# Each block holds every name: a restart counts an agent up only once the agent itself ran
+# for its grace (it logged "start" by then), never when its supervisor merely lived that
+# long (under load a generation was torn down before its agents ran: a block lost names).
+@pytest.mark.parametrize("date_delay", [0.0, 1.2], ids=["plain", "slow-supervisor"])
+def test_three_concurrent_restarts_never_interleave(tenv: TmuxEnv, date_delay: float) -> None:
+    # slow-supervisor: the supervisor's header `date` takes 1.2 s before each exec, as a
+    # loaded machine can make it; before the fix whole generations were lost this way.
+    if date_delay:
+        tenv.slow_date(date_delay)
     names = ["c1", "c2", "c3", "c4"]
     tenv.roster(names)
     tenv.inv_ok("fleet.start")
@@ -221,18 +240,113 @@ def _marked_pids(socket: Path) -> dict[str, set[int]]:
     return found
 
 
-def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(tenv: TmuxEnv) -> None:
-    # `sleep` neither reads its terminal nor gets the hang-up (only the supervisor, the
-    # session leader, does), so it outlives a killed server: an old generation nobody sees.
-    tenv.roster([], extra="  - name: s1\n    runtime: custom\n    command: [sleep, '100000']\n")
+def _server_pid(socket: Path) -> int:
+    return int(subprocess.run(["tmux", "-S", str(socket), "display", "-p", "#{pid}"], capture_output=True,
+                              text=True, check=True).stdout)  # fmt: skip
+
+
+def _watcher_pids(home: Path) -> list[int]:
+    """The fleet's live watcher processes (`python -m fleetlib.watcher RUN_DIR`), from /proc."""
+    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            if len(argv) == 4 and argv[1:] == wanted:
+                found.append(int(entry))
+    return found
+
+
+# An agent that ignores hang-ups and TERM, with a child that left its session and does too.
+STUBBORN = "setsid sh -c 'trap \"\" HUP TERM; exec sleep 100000' & trap '' HUP TERM; while :; do sleep 1; done"
+# One that ignores them too, logging each TERM and HUP with its sender's pid (0: the kernel):
+# the witness of who ended it, whatever else on the machine kills stray processes.
+TELLTALE = (
+    "import os, signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})\n"
+    "while True:\n"
+    "    info = signal.sigwaitinfo({signal.SIGTERM, signal.SIGHUP})\n"
+    "    with open(sys.argv[1], 'a') as log: log.write(f'{info.si_signo} {info.si_pid}\\n')\n"
+)
+
+
+@pytest.mark.parametrize("how", ["kill-server", "SIGKILL"])
+def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so(tenv: TmuxEnv, how: str) -> None:
+    # Defect: after `tmux kill-server` the pane supervisors and their agents ran on for ever
+    # with ppid 1, unsupervised and seen by no `status`.
+    told = tenv.home / "told.log"
+    tenv.roster(
+        [],
+        extra="  - name: s1\n    runtime: custom\n    command: [sleep, '100000']\n"
+        f"  - name: h1\n    runtime: custom\n    command: [sh, -c, {json.dumps(STUBBORN)}]\n    stop_timeout: 2\n"
+        f"  - name: w1\n    runtime: custom\n    command: [{json.dumps(sys.executable)}, -c, {json.dumps(TELLTALE)},"
+        f" {json.dumps(str(told))}]\n    stop_timeout: 2\n",
+    )
     tenv.inv_ok("fleet.start")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    eventually(lambda: len(_marked_pids(socket).get("h1", set())) >= 3, "h1, its loop and its setsid child")
+    eventually(lambda: bool(_watcher_pids(tenv.home)), "the fleet's watcher runs")
+    (watcher,) = _watcher_pids(tenv.home)
+    old = set().union(*_marked_pids(socket).values())
+    if how == "kill-server":
+        subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=True)
+    else:
+        os.kill(_server_pid(socket), signal.SIGKILL)
+
+    eventually(lambda: not old & set().union(set(), *_marked_pids(socket).values()), "no agent process left")
+    eventually(lambda: not _watcher_pids(tenv.home), "the watcher ended too")
+    senders = [line.split() for line in told.read_text().splitlines()] if told.exists() else []
+    assert [str(int(signal.SIGTERM)), str(watcher)] in senders, f"the watcher never told w1 to end: {senders}"
+    code, rows = tenv.status()
+    assert code == 3
+    assert {row["process_state"] for row in rows.values()} == {"stopped"}
+    assert {row["reason"] for row in rows.values()} == {"the fleet's tmux server died"}
+    text = tenv.inv("fleet.status").stdout
+    assert "holder tmux:fleet: failed (died)" in text
+    assert "fleet start" in text
+    doctor = tenv.inv("fleet.doctor", "--json")
+    assert doctor.returncode == 1
+    (check,) = [c for c in json.loads(doctor.stdout) if c["name"] == "tmux server"]
+    assert not check["ok"]
+    assert "died" in check["detail"]
+    assert "fleet.start" in check["fix"]  # as `inv` spells it
+
+    tenv.inv_ok("fleet.start")  # and back, with the notice gone
+    code, rows = tenv.status()
+    assert code == 0
+    assert {row["reason"] for row in rows.values()} == {None}
+
+
+def test_stop_after_the_tmux_server_died_clears_the_notice(tenv: TmuxEnv) -> None:
+    tenv.roster(["q1"])
+    tenv.inv_ok("fleet.start")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    os.kill(_server_pid(socket), signal.SIGKILL)
+    eventually(lambda: not _marked_pids(socket), "no agent process left")
+    assert tenv.status()[1]["q1"]["reason"] == "the fleet's tmux server died"
+    tenv.inv_ok("fleet.stop")
+    assert tenv.status()[1]["q1"]["reason"] is None
+    assert "died" not in tenv.inv("fleet.status").stdout
+
+
+def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(tenv: TmuxEnv) -> None:
+    # Without its watcher (killed first), nothing ends an agent that ignores the hang-up:
+    # the next start must end that old generation before it starts a new one.
+    tenv.roster(
+        [], extra="  - name: s1\n    runtime: custom\n    command: [sh, -c, \"trap '' HUP; exec sleep 100000\"]\n"
+    )
+    tenv.inv_ok("fleet.start")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+    eventually(lambda: bool(_watcher_pids(tenv.home)), "the fleet's watcher runs")
+    subprocess.run(["tmux", "-S", str(socket), "kill-window", "-t", "=fleet:=_watcher"], check=True)
+    eventually(lambda: not _watcher_pids(tenv.home), "the watcher ended with its window")
     old = _marked_pids(socket)["s1"]
-    server = int(subprocess.run(["tmux", "-S", str(socket), "display", "-p", "#{pid}"], capture_output=True,
-                                text=True, check=True).stdout)  # fmt: skip
-    os.kill(server, 9)
-    time.sleep(0.5)
-    assert _marked_pids(socket).get("s1", set()) & old, "the test needs orphans to exist"
+    os.kill(_server_pid(socket), signal.SIGKILL)
+    eventually(lambda: len(_marked_pids(socket).get("s1", set())) == 1, "only the agent left (the supervisor died)")
+    assert _marked_pids(socket)["s1"] <= old, "the test needs orphans to exist"
     assert tenv.status()[1]["s1"]["process_state"] == "stopped"
 
     tenv.inv_ok("fleet.start")

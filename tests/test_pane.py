@@ -6,8 +6,10 @@ call, so each test sees exactly which window options the supervisor would have s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import pty
 import shlex
 import signal
 import string
@@ -243,7 +245,41 @@ def test_agent_argv_reaches_the_agent_word_for_word(sup: Supervised) -> None:
     assert out.read_text().split("\0")[:-1] == words
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agent(sup: Supervised) -> None:
+    # The agent reads the record as its first act: it is there already, and names the
+    # agent's parent (the supervisor) and the agent itself, as the header does.
+    record = pane.exec_record_path(sup.run_dir, "a1")
+    seen = sup.root / "seen"
+    script = 'printf "%s %s|%s\\n" "$PPID" "$$" "$(cat "$1")" > "$0"'
+    done = sup.run(sup.spec(max_failures=1), ["sh", "-c", script, str(seen), str(record)])
+    assert done.returncode == 0, done.stderr
+    ids, _, recorded = seen.read_text().strip().partition("|")
+    assert recorded == ids
+    supervisor, agent = (int(word) for word in ids.split())
+    assert pane.exec_record(sup.run_dir, "a1") == (supervisor, agent)
+    assert f"pid {agent}:" in done.stdout  # the header's pid is the recorded agent's
+
+
+@pytest.mark.parametrize("text", ["", "12", "1 2 3", "x 2", "-1 2", "0 5", "5 99999999999", "1\n2\n" + "9" * 100])
+def test_an_exec_record_that_is_not_what_the_supervisor_writes_is_no_record(tmp_path: Path, text: str) -> None:
+    pane.exec_record_path(tmp_path, "a1").write_text(text)
+    assert pane.exec_record(tmp_path, "a1") is None
+
+
+def test_an_exec_record_is_never_read_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("10 20\n")
+    pane.exec_record_path(tmp_path, "a1").symlink_to(tmp_path / "elsewhere")
+    assert pane.exec_record(tmp_path, "a1") is None
+    pane.exec_record_path(tmp_path, "a2").mkdir()
+    assert pane.exec_record(tmp_path, "a2") is None
+    assert pane.exec_record(tmp_path, "missing") is None
+
+
+# A hang-up kills the supervisor itself at once (no trap): its agent gets the hang-up of
+# its session from the kernel (a window), here from the test's killpg.
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, -signal.SIGHUP), (signal.SIGINT, 130)]
+)
 def test_a_stop_signal_during_a_run_ends_the_supervisor_without_a_restart(
     sup: Supervised, spawned: list[subprocess.Popen[bytes]], signum: int, status: int
 ) -> None:
@@ -263,6 +299,42 @@ def test_a_stop_signal_during_a_run_ends_the_supervisor_without_a_restart(
     time.sleep(1.5)  # longer than the first restart delay: nothing may start again
     assert len(runs.read_text().split()) == 1
     assert sup.tmux.calls() == []  # a stop is not an exit to record
+
+
+def test_a_hang_up_of_its_terminal_ends_the_supervisor_and_its_agent_at_once(sup: Supervised) -> None:
+    # As a window does when its tmux server dies (kill-server, SIGKILL, OOM): the pty's
+    # master closes. Defect: the supervisor trapped the hang-up and waited for its agent,
+    # which (a `sleep`: no terminal reads) never heard of it; both ran on for ever.
+    runs = sup.root / "runs"
+    argv = sup.argv(sup.spec(), ["sh", "-c", 'echo "$$" >> "$0"; exec sleep 300', str(runs)])
+    pid, master = pty.fork()  # the child leads a session whose controlling terminal is the pty
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, _env())  # noqa: S606 - the pane's argv, as tmux runs it
+        finally:
+            os._exit(127)
+    try:
+        _wait_for(lambda: runs.exists() and runs.read_text().strip() != "")
+        agent = int(runs.read_text())
+        os.close(master)
+        ended: list[int] = []
+        _wait_for(lambda: bool(ended.append(os.waitpid(pid, os.WNOHANG)[1]) or ended[-1]))
+        assert os.WIFSIGNALED(ended[-1])
+        assert os.WTERMSIG(ended[-1]) == signal.SIGHUP
+        _wait_for(lambda: not _alive(agent))
+        assert sup.tmux.calls() == []  # nothing recorded, nothing restarted
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 def test_a_stop_signal_during_the_restart_delay_ends_it_without_another_run(

@@ -1,0 +1,113 @@
+"""Ending a dead tmux server's generation (fleetlib.orphans) against real processes.
+
+The processes carry a fleet marker for a socket under the test's own directory. A live
+tmux server on that socket (started between the two generations) is the bound: what
+started before it is the old generation, what started after is a new one that must be
+left alone. The witness is /proc, read by the test itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetlib import orphans, procs
+from tests.conftest import eventually
+
+STUBBORN = "trap '' HUP TERM; while :; do sleep 1; done"
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    state = procs.state(pid)
+    return state not in ("", "Z", "X")
+
+
+def _spawn(spawned: list[subprocess.Popen[bytes]], marker: str, script: str) -> int:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), procs.MARKER_ENV: marker}
+    proc = subprocess.Popen(["sh", "-c", script], env=env, start_new_session=True)
+    spawned.append(proc)
+    return proc.pid
+
+
+def _next_tick() -> None:
+    """Wait until the clock-tick counter moved on, so the next process starts in a later tick."""
+    first = orphans.now_ticks()
+    assert first is not None
+    eventually(lambda: (orphans.now_ticks() or 0) > first + 1, "the next clock tick", poll=0.005)
+
+
+def test_ends_the_old_generation_even_signal_ignorers_and_spares_the_new_one(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    socket = tmp_path / "tmux.sock"
+    fleet = str(socket)
+    stubborn = _spawn(spawned, f"a1@{fleet}", STUBBORN)
+    removed = _spawn(spawned, f"gone@{fleet}", "exec sleep 300")  # an agent no longer in the roster
+    other = str(tmp_path / "other.sock")  # another fleet, whose server lives (so nothing else ends it)
+    other_fleet = _spawn(spawned, f"a1@{other}", "exec sleep 300")
+    _next_tick()
+    for path in (fleet, other):
+        subprocess.run(["tmux", "-S", path, "-f", "/dev/null", "new-session", "-d", "sleep 300"], check=True)
+    try:
+        server = int(subprocess.run(["tmux", "-S", fleet, "display", "-p", "#{pid}"], capture_output=True,
+                                    text=True, check=True).stdout)  # fmt: skip
+        _next_tick()
+        new = _spawn(spawned, f"a1@{fleet}", "exec sleep 300")
+        bound = int(procs.start_ticks(server))
+        began = time.monotonic()
+        left = orphans.end_generation(fleet, {"a1": 1.0}, lambda: bound, default_timeout=1.0)
+        assert left == []
+        assert not _alive(stubborn)
+        assert not _alive(removed)
+        assert _alive(new), "the new generation was ended"
+        assert _alive(other_fleet), "another fleet's process was ended"
+        assert time.monotonic() - began < 1.0 + orphans.KILL_GRACE_S
+    finally:
+        for path in (fleet, other):
+            subprocess.run(["tmux", "-S", path, "kill-server"], check=False)
+
+
+def test_a_round_without_a_bound_ends_nothing(tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    fleet = str(tmp_path / "tmux.sock")
+    pid = _spawn(spawned, f"a1@{fleet}", "exec sleep 300")
+    assert orphans.end_generation(fleet, {}, lambda: None, default_timeout=1.0) == []
+    assert _alive(pid)
+
+
+def test_gives_up_on_what_outlives_sigkill_and_returns_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process stuck in the kernel (state D) outlives SIGKILL: modelled by a scan that
+    # keeps finding it, on a fake clock.
+    clock = [0.0]
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(orphans, "old_generation", lambda fleet_id, bound: {4242: "a1"})
+    monkeypatch.setattr(procs, "signal_all", lambda pids, signum: sent.extend((pid, signum) for pid in pids))
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    fleet = str(tmp_path / "tmux.sock")
+    left = orphans.end_generation(
+        fleet, {"a1": 2.0}, lambda: 1, default_timeout=9.0, clock=lambda: clock[0], sleep=sleep
+    )
+    assert left == [4242]
+    assert sent[:2] == [(4242, signal.SIGTERM), (4242, signal.SIGHUP)]  # once, at first sight
+    assert signal.SIGTERM not in [signum for _, signum in sent[2:]]
+    first_kill = next(i for i, (_, signum) in enumerate(sent) if signum == signal.SIGKILL)
+    assert first_kill == 2
+    assert 2.0 + orphans.KILL_GRACE_S <= clock[0] < 2.0 + orphans.KILL_GRACE_S + 2 * orphans.POLL_S
