@@ -360,7 +360,10 @@ def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(tenv: Tmu
     # Defect: `roster.remove --name gone; fleet install; fleet stop` left gone's supervisor
     # and its `sleep` running with ppid 1, seen by no `status`; install said nothing to do.
     sleeper = "    runtime: custom\n    command: [sleep, '100000']\n"
-    tenv.roster([], extra=f"  - name: a1\n{sleeper}  - name: gone\n{sleeper}")
+    # Killing a window hangs up its agent: only one that ignores the hang-up outlives it.
+    stubborn = "    runtime: custom\n    command: [sh, -c, \"trap '' HUP; sleep 100000\"]\n    stop_timeout: 2\n"
+    gone = stubborn if ending == "stop-without-window" else sleeper
+    tenv.roster([], extra=f"  - name: a1\n{sleeper}  - name: gone\n{gone}")
     tenv.inv_ok("fleet.start")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
     assert set(_marked_pids(socket)) == {"a1", "gone"}
