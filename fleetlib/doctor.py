@@ -35,7 +35,7 @@ from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import Runner, SubprocessRunner
-from fleetlib.systemd import WATCHER_UNIT
+from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
@@ -233,8 +233,9 @@ def check_run_dir(run_dir: Path, uid: int) -> Check:
     return passed(name, f"{run_dir} is yours, mode {mode:04o}")
 
 
-def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) -> Check:
-    """A running fleet has its watcher (agent states, notifications, transcript rotation)."""
+def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str, unit: str) -> Check:
+    """A running fleet has its watcher (agent states, notifications, transcript rotation);
+    ``unit`` is the home's watcher unit (for the fix under systemd)."""
     name = "watcher"
     if not fleet_running:
         return skipped(name, "the fleet is not running")
@@ -243,7 +244,7 @@ def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) ->
             name,
             "the fleet runs without its watcher: no notifications are sent, transcripts are not rotated, "
             "and `status` reads every screen itself",
-            f"`{restart}` starts it with the fleet (under systemd also: `systemctl --user restart {WATCHER_UNIT}`)",
+            f"`{restart}` starts it with the fleet (under systemd also: `systemctl --user restart {unit}`)",
         )
     return passed(name, f"running (pid {', '.join(map(str, watchers))})")
 
@@ -334,7 +335,9 @@ def diagnose(
     else:
         has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
         fleet_running = run.run(has_session, timeout=10.0).ok
-        checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
+        watchers = watcher.running(paths.run_dir)
+        unit = UnitNames.for_home(paths.home).watcher
+        checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
     return checks
 
 
@@ -347,8 +350,9 @@ def _units_and_path(
     if installed_in is None:
         return skipped("units", "no unit directory"), None
     desired = lifecycle.desired_unit_files()
-    dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob("mosaic-agent@*.service.d/*.conf")]
-    holder = next((relative for relative in desired if "holder" in relative), None)
+    units = UnitNames.for_home(paths.home)  # this home's only: other homes' units share the directory
+    dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob(f"{units.agent_pattern}.d/*.conf")]
+    holder = units.holder if units.holder in desired else None
     carried = None
     if holder is not None:
         try:
