@@ -196,9 +196,14 @@ class SystemdBackend(TmuxPrimitives):
             self._check(self._systemctl("start", units, "--no-block"), "systemctl --user start")
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:
-        """Remove the windows of stopped agents (the holder's stop already removed the server)."""
+        """Remove the windows of stopped agents (the holder's stop already removed the
+        server) and clear their units' ``failed`` state: a stop that needed the final
+        SIGKILL (an agent ignoring TERM) ends its unit ``failed`` (Result=timeout), but the
+        agent was stopped as asked, and ``status`` says so."""
         if not holder:
             self.remove_windows(names)
+        if names:
+            self._systemctl("reset-failed", self._units(names))
 
     def journal(self, name: str, lines: int) -> str | None:
         result = self.runner.run(

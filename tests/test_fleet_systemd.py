@@ -294,6 +294,77 @@ def test_user_errors_are_one_line_exit_2(fleet_env: FleetEnv, tmp_path: Path) ->
         assert "Traceback" not in result.stderr
 
 
+# --------------------------------------------------------------------------- an agent that has to be killed
+
+STUBBORN = """["sh", "-c", "trap '' HUP TERM; while :; do sleep 1; done"]"""
+
+
+def stubborn_and_calm(fe: FleetEnv, stubborn_fields: str = "") -> None:
+    fe.write_roster(
+        "version: 1\nagents:\n"
+        f"  - name: stubborn\n    runtime: custom\n    command: {STUBBORN}\n{stubborn_fields}"
+        f"  - name: calm\n    runtime: custom\n    command: {SLEEPER}\n"
+    )
+    fe.inv_ok("fleet.install")
+
+
+def test_a_restart_queued_behind_a_slow_one_brings_the_stubborn_agent_up(fleet_env: FleetEnv) -> None:
+    """Issue 19, defect 14, as reported: the first restart has to KILL `stubborn` (it
+    ignores TERM and HUP; default stop timeout); a second restart, started while the first
+    still runs, must not report the fresh generation as dead right after starting."""
+    fe = fleet_env
+    stubborn_and_calm(fe)
+    fe.inv_ok("fleet.start")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "fleet.restart"],
+        cwd=REPO, env=fe.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        eventually(lambda: status(fe)[1]["stubborn"]["state"] == "stopping", "the first restart is stopping stubborn")
+        second = fe.inv("fleet.restart")  # waits for the first one's lock, then restarts again
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, f"{out}\n{err}"
+    assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
+    assert "restarted 2 agent(s) (stubborn, calm) and the holder" in second.stdout
+    code, rows = status(fe)
+    assert code == 0
+    assert {rows[n]["process_state"] for n in ("stubborn", "calm")} == {"running"}
+
+
+def test_the_kill_that_ends_an_old_generation_is_not_read_as_the_new_one_dying(fleet_env: FleetEnv) -> None:
+    """Why defect 14 happens, made deterministic: systemd SIGKILLs `stubborn` at its stop
+    timeout, which leaves its unit `failed` (Result=timeout) with no window until its start
+    job runs behind the new holder (here a holder that takes 2 s to start). Neither a
+    restart nor a stop takes that for the agent failing."""
+    fe = fleet_env
+    stubborn_and_calm(fe)
+    # systemd, not the engine, is the one that kills (the engine's own SIGKILL comes at the
+    # roster's stop_timeout, 10 s); and the new holder is slow to come up.
+    kill_sooner = fe.manager.unit_dir / f"{fe.units.agent('stubborn')}.d" / "90-test-kill-sooner.conf"
+    kill_sooner.write_text("[Service]\nTimeoutStopSec=1\n")
+    slow_holder = fe.manager.unit_dir / f"{fe.units.holder}.d" / "90-test-slow-start.conf"
+    slow_holder.parent.mkdir()
+    slow_holder.write_text("[Service]\nExecStartPre=/bin/sleep 2\n")
+    fe.manager.systemctl("daemon-reload")
+    try:
+        fe.inv_ok("fleet.start")
+        before = pids(fe)
+        restarted = fe.inv("fleet.restart")
+        assert restarted.returncode == 0, f"{restarted.stdout}\n{restarted.stderr}"
+        result = fe.manager.systemctl("show", "-p", "NRestarts", "--value", fe.units.agent("stubborn"))
+        assert result.stdout.strip() == "0"  # systemd never restarted it on its own
+        assert pids(fe)["stubborn"] not in (None, before["stubborn"])
+        assert fe.inv_ok("fleet.stop", "--agent", "stubborn").startswith("stopped 1 agent(s) (stubborn)")
+        rows = status(fe)[1]
+        assert rows["stubborn"]["process_state"] == "stopped"  # stopped as asked, though it took a SIGKILL
+        assert rows["calm"]["process_state"] == "running"
+    finally:
+        kill_sooner.unlink()
+        slow_holder.unlink()
+        slow_holder.parent.rmdir()
+
+
 # --------------------------------------------------------------------------- two homes, one manager
 
 TWINS = ["twin1", "twin2"]
