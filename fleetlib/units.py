@@ -13,10 +13,11 @@ What the template encodes, and why:
   waits on the agent's channel; the window runs the agent under the pane supervisor
   (:mod:`fleetlib.pane`), which first moves itself into this unit's cgroup, so
   ``systemctl stop`` reaches every process the agent started (TERM, then KILL after the
-  agent's ``stop_timeout``). The holder's ``pane-died`` hook signals the channel when
-  the pane is gone (the supervisor gave up on a crash-looping agent, or was killed). So
-  the unit is active exactly while the supervisor runs, and one start costs one tmux
-  client plus the agent's ``sh``.
+  agent's ``stop_timeout``). The supervisor signals the channel as it exits (it gave up
+  on a crash-looping agent, or was stopped), and the holder's ``pane-died`` hook when the
+  pane is gone otherwise (the supervisor was killed; tmux 3.3a may fire that hook only
+  at its next SIGCHLD, so it is not relied on alone). So the unit is active exactly while
+  the supervisor runs, and one start costs one tmux client plus the agent's ``sh``.
 * ``Restart=on-failure``: the client fails only when the tmux server went away (the
   holder crashed); restart pacing of the agent itself is the supervisor's, the same on
   both backends.
