@@ -43,7 +43,7 @@ from fleetlib.engine import Lifecycle
 from fleetlib.paths import FleetPaths
 from fleetlib.results import Progress
 from fleetlib.roster import load_roster
-from fleetlib.systemd import HOLDER_UNIT, agent_unit
+from fleetlib.systemd import UnitNames
 from tests.usermanager import UserManager, boot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +123,8 @@ def _wait_all_up(fleet: Lifecycle, old: dict[str, int | None]) -> list[str]:
 
 def _reference_restart(fleet: Lifecycle) -> None:
     run = fleet.runner.run
-    for unit in [HOLDER_UNIT, *(agent_unit(n) for n in fleet.roster.names())]:
+    units = UnitNames.for_home(fleet.paths.home)
+    for unit in [units.holder, *(units.agent(n) for n in fleet.roster.names())]:
         result = run(["systemctl", "--user", "restart", unit], timeout=120)
         if not result.ok:
             raise RuntimeError(result.stderr)
@@ -296,8 +297,9 @@ def _status_bench(fleet: Lifecycle) -> None:
     serial = []
     for _ in range(3):
         started = time.monotonic()
+        units = UnitNames.for_home(fleet.paths.home)
         for name in fleet.roster.names():
-            fleet.runner.run(["systemctl", "--user", "is-active", agent_unit(name)])
+            fleet.runner.run(["systemctl", "--user", "is-active", units.agent(name)])
         serial.append(time.monotonic() - started)
     print(f"  {count} x systemctl is-active (serial)                 {statistics.median(serial) * 1000:>6.0f} ms")
 

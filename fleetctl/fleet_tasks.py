@@ -54,7 +54,7 @@ from fleetlib.paths import FleetPaths
 from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_progress
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
-from fleetlib.systemd import agent_unit
+from fleetlib.systemd import UnitNames
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WAITABLE, check_state, wait_for
 
@@ -552,7 +552,7 @@ def fleet_logs(
     print(messenger.logs(agent, count_lines))
     journal = lifecycle.journal(agent, count_lines)
     if journal:
-        print(f"--- journal of {agent_unit(agent)} ---")
+        print(f"--- journal of {UnitNames.for_home(fleet_paths(c, home, roster).home).agent(agent)} ---")
         print(journal.rstrip())
 
 

@@ -15,6 +15,7 @@ since each agent's processes live in its unit's cgroup) plus one ``start`` of ev
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to us
 
 @dataclass(kw_only=True)
 class SystemdBackend(TmuxPrimitives):
-    """Units in ``unit_dir`` on the user manager; agents in tmux windows of the holder."""
+    """Units in ``unit_dir`` on the user manager, named for the fleet's home (see
+    :class:`~fleetlib.systemd.UnitNames`: nothing here names another home's units);
+    agents in tmux windows of the holder."""
 
     units_at: Path
     name: str = "systemd"
@@ -51,10 +54,14 @@ class SystemdBackend(TmuxPrimitives):
     def unit_dir(self) -> Path | None:
         return self.units_at
 
+    @functools.cached_property
+    def units(self) -> systemd.UnitNames:
+        return systemd.UnitNames.for_home(self.paths.home)
+
     # ----------------------------------------------------------------- helpers
 
     def _units(self, names: Iterable[str]) -> list[str]:
-        return [systemd.agent_unit(name) for name in names]
+        return [self.units.agent(name) for name in names]
 
     def _systemctl(self, action: str, units: Sequence[str] = (), *options: str) -> Result:
         result = self.runner.run(systemd.systemctl_argv(action, units, *options), timeout=SYSTEMCTL_TIMEOUT_S)
@@ -81,12 +88,12 @@ class SystemdBackend(TmuxPrimitives):
 
     def _dropin(self, name: str) -> Path:
         """The per-agent drop-in install writes (its existence means "installed")."""
-        return self.units_at / f"{systemd.agent_unit(name)}.d" / DROPIN_NAME
+        return self.units_at / f"{self.units.agent(name)}.d" / DROPIN_NAME
 
     def _installed_agent_names(self) -> list[str]:
         names = []
-        for dropin in sorted(self.units_at.glob(f"mosaic-agent@*.service.d/{DROPIN_NAME}")):
-            name = systemd.agent_name(dropin.parent.name[: -len(".d")])
+        for dropin in sorted(self.units_at.glob(f"{self.units.agent_pattern}.d/{DROPIN_NAME}")):
+            name = self.units.agent_name(dropin.parent.name[: -len(".d")])
             if name:
                 names.append(name)
         return names
@@ -99,6 +106,7 @@ class SystemdBackend(TmuxPrimitives):
         home = Path(self.environ.get("HOME") or Path.home())
         return unit_files(
             self.roster,
+            units=self.units,
             tmux_bin=self.tmux_bin,
             socket=self.paths.tmux_socket,
             environment=base_environment(self.environ, str(home)),
@@ -113,7 +121,7 @@ class SystemdBackend(TmuxPrimitives):
 
     def preflight(self, names: list[str]) -> None:
         """FleetError (exit 2) naming what is missing when the units are not installed."""
-        missing = [p for p in (systemd.HOLDER_UNIT, systemd.AGENT_TEMPLATE) if not (self.units_at / p).is_file()]
+        missing = [p for p in (self.units.holder, self.units.template) if not (self.units_at / p).is_file()]
         if missing:
             raise FleetError(f"fleet units are not installed in {self.units_at}; run `fleet install`")
         stale = [n for n in names if not self._dropin(n).is_file()]
@@ -127,7 +135,7 @@ class SystemdBackend(TmuxPrimitives):
         what their supervisors recorded) and one ``systemctl list-units`` (states; units
         the manager has not loaded count as inactive)."""
         windows_result, units_result = self.runner.run_all(
-            [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), systemd.list_units_argv()],
+            [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), self.units.list_units_argv()],
             timeout=TMUX_TIMEOUT_S,
         )
         _raise_if_frozen(windows_result, self.paths.tmux_socket)
@@ -143,25 +151,25 @@ class SystemdBackend(TmuxPrimitives):
         execs = self.agent_pids(names, windows)
         agents = [
             AgentStatus.build(
-                name, systemd.agent_unit(name), windows.get(name), state_of(systemd.agent_unit(name)), execs.get(name)
+                name, self.units.agent(name), windows.get(name), state_of(self.units.agent(name)), execs.get(name)
             )
             for name in names
         ]
-        units = {name: state for unit, state in states.items() if (name := systemd.agent_name(unit))}
+        units = {name: state for unit, state in states.items() if (name := self.units.agent_name(unit))}
         strays = self.stray_rows(windows, units)
-        return FleetStatus(self.name, state_of(systemd.HOLDER_UNIT), agents, strays)
+        return FleetStatus(self.name, state_of(self.units.holder), agents, strays)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """(Re)start the agents' units, and the holder for the whole fleet; a unit whose
         supervisor is waiting to restart a crashed agent is restarted at once."""
         units = self._units(names)
-        everything = [systemd.HOLDER_UNIT, *units] if holder else units
+        everything = [self.units.holder, *units] if holder else units
         if not everything:
             return
         self._prepare_windows()
         self._systemctl("reset-failed", everything)  # the start limit also counts manual starts
         if holder:
-            self._check(self._systemctl("start", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user start")
+            self._check(self._systemctl("start", [self.units.holder], "--no-block"), "systemctl --user start")
         if units:
             self._check(self._systemctl("restart", units, "--no-block"), "systemctl --user restart")
 
@@ -178,9 +186,9 @@ class SystemdBackend(TmuxPrimitives):
         unit's cgroup and KILL after its ``TimeoutStopSec`` (the agent's ``stop_timeout``).
         When the manager refuses the batch, every unit is asked on its own, so one refusal
         names that unit and stops nothing less."""
-        keys = {systemd.agent_unit(name): name for name in names}
+        keys = {self.units.agent(name): name for name in names}
         if holder:
-            keys[systemd.HOLDER_UNIT] = HOLDER_KEY
+            keys[self.units.holder] = HOLDER_KEY
         if not keys or self._systemctl("stop", list(keys), "--no-block").ok:
             return {}
         refused = {}
@@ -193,19 +201,24 @@ class SystemdBackend(TmuxPrimitives):
     def restart_all(self, names: list[str]) -> None:
         units = self._units(names)
         self._prepare_windows()
-        self._systemctl("reset-failed", [systemd.HOLDER_UNIT, *units])
-        self._check(self._systemctl("restart", [systemd.HOLDER_UNIT], "--no-block"), "systemctl --user restart")
+        self._systemctl("reset-failed", [self.units.holder, *units])
+        self._check(self._systemctl("restart", [self.units.holder], "--no-block"), "systemctl --user restart")
         if units:
             self._check(self._systemctl("start", units, "--no-block"), "systemctl --user start")
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:
-        """Remove the windows of stopped agents (the holder's stop already removed the server)."""
+        """Remove the windows of stopped agents (the holder's stop already removed the
+        server) and clear their units' ``failed`` state: a stop that needed the final
+        SIGKILL (an agent ignoring TERM) ends its unit ``failed`` (Result=timeout), but the
+        agent was stopped as asked, and ``status`` says so."""
         if not holder:
             self.remove_windows(names)
+        if names:
+            self._systemctl("reset-failed", self._units(names))
 
     def journal(self, name: str, lines: int) -> str | None:
         result = self.runner.run(
-            ["journalctl", "--user", "-u", systemd.agent_unit(name), "-n", str(lines), "--no-pager", "-q"],
+            ["journalctl", "--user", "-u", self.units.agent(name), "-n", str(lines), "--no-pager", "-q"],
             timeout=SYSTEMCTL_TIMEOUT_S,
         )
         return result.stdout.rstrip() if result.ok and result.stdout.strip() else None
@@ -250,7 +263,7 @@ class SystemdBackend(TmuxPrimitives):
         enabled: list[str] = []
         if enable:
             wants = self.units_at / "default.target.wants"
-            candidates = [systemd.HOLDER_UNIT, *self._units(self.roster.names())]
+            candidates = [self.units.holder, *self._units(self.roster.names())]
             enabled = [unit for unit in candidates if not (wants / unit).exists()]
             if enabled:
                 self._check(self._systemctl("enable", enabled), "systemctl --user enable")
@@ -271,11 +284,11 @@ class SystemdBackend(TmuxPrimitives):
         can always be removed."""
         dry = self.runner.dry_run
         names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
-        paths = [self.units_at / unit for unit in (systemd.HOLDER_UNIT, systemd.AGENT_TEMPLATE, systemd.WATCHER_UNIT)]
+        paths = [self.units_at / unit for unit in (self.units.holder, self.units.template, self.units.watcher)]
         paths += [self._dropin(n) for n in names]
         present = [path for path in paths if path.exists()]
         wants = self.units_at / "default.target.wants"
-        units = [*self._units(names), systemd.HOLDER_UNIT]
+        units = [*self._units(names), self.units.holder]
         enabled = [unit for unit in units if (wants / unit).is_symlink() or (wants / unit).exists()]
         notes: list[str] = []
         manager = True

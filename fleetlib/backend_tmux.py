@@ -109,7 +109,9 @@ class TmuxPrimitives(FleetContext):
             if units is None:
                 row = AgentStatus.build(name, tmux.window_target(name), windows.get(name), None)
             else:
-                unit = units.get(name) or UnitState(systemd.agent_unit(name), load_state="not-loaded")
+                unit = units.get(name) or UnitState(
+                    systemd.UnitNames.for_home(self.paths.home).agent(name), load_state="not-loaded"
+                )
                 row = AgentStatus.build(name, unit.unit, windows.get(name), unit)
             # No activity: the watcher no longer looks at it, so what it recorded is stale.
             rows.append(replace(row, in_roster=False, activity=None, activity_since=None))

@@ -43,7 +43,7 @@ from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
 from fleetlib.status import FleetStatus
-from fleetlib.systemd import WATCHER_UNIT
+from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
@@ -278,8 +278,9 @@ def check_transcripts(directory: Path) -> Check:
     return passed(name, f"{directory}: every transcript is a regular file")
 
 
-def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) -> Check:
-    """A running fleet has its watcher (agent states, notifications, transcript rotation)."""
+def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str, unit: str) -> Check:
+    """A running fleet has its watcher (agent states, notifications, transcript rotation);
+    ``unit`` is the home's watcher unit (for the fix under systemd)."""
     name = "watcher"
     if not fleet_running:
         return skipped(name, "the fleet is not running")
@@ -288,7 +289,7 @@ def check_watcher(fleet_running: bool, watchers: Sequence[int], restart: str) ->
             name,
             "the fleet runs without its watcher: no notifications are sent, transcripts are not rotated, "
             "and `status` reads every screen itself",
-            f"`{restart}` starts it with the fleet (under systemd also: `systemctl --user restart {WATCHER_UNIT}`)",
+            f"`{restart}` starts it with the fleet (under systemd also: `systemctl --user restart {unit}`)",
         )
     return passed(name, f"running (pid {', '.join(map(str, watchers))})")
 
@@ -437,7 +438,9 @@ def diagnose(
                     paths.tmux_socket, fleet_running, died, left, command("fleet.start"), command("fleet.stop")
                 )
             )
-        checks.append(check_watcher(fleet_running, watcher.running(paths.run_dir), command("fleet.restart")))
+        watchers = watcher.running(paths.run_dir)
+        unit = UnitNames.for_home(paths.home).watcher
+        checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
         if roster is None:
             checks.append(skipped("agents", "the roster does not load"))
         elif not fleet_running:
@@ -467,8 +470,9 @@ def _units_and_path(
     if installed_in is None:
         return skipped("units", "no unit directory"), None
     desired = lifecycle.desired_unit_files()
-    dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob("mosaic-agent@*.service.d/*.conf")]
-    holder = next((relative for relative in desired if "holder" in relative), None)
+    units = UnitNames.for_home(paths.home)  # this home's only: other homes' units share the directory
+    dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob(f"{units.agent_pattern}.d/*.conf")]
+    holder = units.holder if units.holder in desired else None
     carried = None
     if holder is not None:
         try:

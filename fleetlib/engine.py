@@ -113,6 +113,7 @@ class _Tracker:
     seen_at: float = 0.0
     auto_restarts: int = 0
     last_sub: str = ""
+    fresh: bool = False  # the new generation has shown itself: a new window, or its unit starting
 
 
 @dataclass(kw_only=True)
@@ -515,6 +516,14 @@ class Lifecycle(FleetContext):
         if row.sub_state == "auto-restart" and tracker.last_sub != "auto-restart":
             tracker.auto_restarts += 1
         tracker.last_sub = row.sub_state
+        # Between generations (the old window gone, no new one yet) a row still tells how the
+        # OLD generation ended: under systemd a unit whose stop needed the final SIGKILL is
+        # `failed` (Result=timeout) until its next start job runs, which a whole-fleet
+        # restart queues behind the new holder. That is not the new generation dying, so
+        # nothing is judged until the new generation shows itself.
+        tracker.fresh = tracker.fresh or row.pane_pid is not None or row.active_state in ("activating", "active")
+        if not tracker.fresh:
+            return None
         died = row.failures > 0 or row.state in ("failed", "exited", "restarting")
         if died or tracker.auto_restarts >= CRASH_LOOP_RESTARTS:
             output = self.primitives.last_output(tracker.name, OUTPUT_LINES).rstrip()

@@ -30,8 +30,9 @@ itself, and it does, in order:
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
 5. records every exit in window options (``@fleet-exit`` status, ``@fleet-deaths`` count,
    ``@fleet-state`` ``restarting``/``running``/``failed``), one tmux client per exit only.
-   (Under systemd the holder's ``pane-died`` hook tells the unit when the pane is gone, so
-   the unit is active exactly while the supervisor runs.)
+   (Under systemd the supervisor ends its unit's wait as it exits, and the holder's
+   ``pane-died`` hook when it was killed outright, so the unit is active exactly while the
+   supervisor runs.)
 
 A TERM or INT (a stop) is never answered with a restart: the script exits when its agent
 does. A hang-up (HUP: its window closed, or the whole tmux server gone, killed or out of
@@ -62,6 +63,10 @@ STATE_OPTION: Final = "@fleet-state"
 DEATHS_OPTION: Final = "@fleet-deaths"
 CWD_FAILED: Final = 126
 NOT_FOUND: Final = 127
+# The ``wait-for`` channel of an agent's window (systemd backend), as a format expanded in
+# the window's context: window ids are never reused by a server, so a late signal from a
+# previous generation's pane can never end the current generation's wait.
+CHANNEL_FORMAT: Final = "fleet-agent-#{window_id}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,14 @@ opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\;
 giveup() {{ opts "$1" failed; exit "$1"; }}
 deaths=0 record=${{0%/*}}/$name{EXEC_SUFFIX}
 trap 'stop=1' TERM INT
+# Under systemd the unit waits on its window's channel. tmux 3.3a can leave an exited pane
+# process an unreaped zombie and fire pane-died (which signals the channel) only at its next
+# SIGCHLD, so the supervisor signals it itself as it exits, on the server that made its pane
+# only ($TMUX: socket,pid,session); the hook remains for a supervisor killed outright.
+spid=${{TMUX%,*}}; spid=${{spid##*,}}
+ended() {{ "$tmux" -S "$socket" if-shell -F -t "$TMUX_PANE" "#{{==:#{{pid}},$spid}}" \\
+  "run-shell -C -t $TMUX_PANE 'wait-for -S {CHANNEL_FORMAT}'" >/dev/null 2>&1; }}
+if [ -n "$unit" ] && [ -n "$TMUX_PANE" ] && [ -n "$spid" ]; then trap ended EXIT; fi
 if [ -n "$unit" ]; then
   cg=
   {{ while IFS= read -r l; do case $l in 0::*) cg=${{l#0::}};; esac; done </proc/self/cgroup; }} 2>/dev/null

@@ -1,32 +1,89 @@
-"""systemctl argv builders and output parsers (``systemctl --user`` only).
+"""systemctl argv builders and output parsers (``systemctl --user`` only), and the
+names of a fleet's units.
 
-Unit names are the reference tool's: ``mosaic-tmux-holder.service`` and one instance of
-``mosaic-agent@.service`` per roster agent.
+The default home (``~/.config/mosaic``) keeps the reference tool's unit names:
+``mosaic-tmux-holder.service``, one instance of ``mosaic-agent@.service`` per roster
+agent and ``mosaic-fleet-watcher.service``. Every other home puts the first 8 hex digits
+of the SHA-256 of its resolved path into the prefix (``mosaic-1a2b3c4d-tmux-holder.service``,
+``mosaic-1a2b3c4d-agent@a1.service``, ...), so several homes run side by side under one
+user manager without ever naming (installing over, stopping, restarting) each other's units.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-HOLDER_UNIT: Final = "mosaic-tmux-holder.service"
-AGENT_TEMPLATE: Final = "mosaic-agent@.service"
-AGENT_PATTERN: Final = "mosaic-agent@*.service"
-WATCHER_UNIT: Final = "mosaic-fleet-watcher.service"
+from fleetlib.paths import resolve_home
+
+DEFAULT_PREFIX: Final = "mosaic-"
+HOME_HASH_DIGITS: Final = 8
 
 
-def agent_unit(name: str) -> str:
-    return f"mosaic-agent@{name}.service"
+@dataclass(frozen=True)
+class UnitNames:
+    """The unit names of one fleet home (see the module docstring); ``home`` is the
+    resolved home they belong to, None for the default home (its units carry no path)."""
+
+    prefix: str = DEFAULT_PREFIX
+    home: str | None = None
+
+    @classmethod
+    def for_home(cls, home: str | os.PathLike[str]) -> UnitNames:
+        """The names for ``home``: the default home's are exactly the reference tool's; any
+        other home's depend only on its resolved path (symlinks followed), so every
+        spelling of one home names the same units and two homes never the same."""
+        resolved = os.path.realpath(home)
+        if resolved == os.path.realpath(resolve_home(None, {})):
+            return cls()
+        digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:HOME_HASH_DIGITS]
+        return cls(f"{DEFAULT_PREFIX}{digest}-", resolved)
+
+    @property
+    def holder(self) -> str:
+        return f"{self.prefix}tmux-holder.service"
+
+    @property
+    def template(self) -> str:
+        return f"{self.prefix}agent@.service"
+
+    @property
+    def agent_pattern(self) -> str:
+        """A ``systemctl``/glob pattern matching this home's agent units and no other's."""
+        return f"{self.prefix}agent@*.service"
+
+    @property
+    def watcher(self) -> str:
+        return f"{self.prefix}fleet-watcher.service"
+
+    def agent(self, name: str) -> str:
+        return f"{self.prefix}agent@{name}.service"
+
+    def agent_name(self, unit: str) -> str | None:
+        """Inverse of :meth:`agent`; None for other units (another home's included)."""
+        prefix, suffix = f"{self.prefix}agent@", ".service"
+        if unit.startswith(prefix) and unit.endswith(suffix) and len(unit) > len(prefix) + len(suffix):
+            return unit[len(prefix) : -len(suffix)]
+        return None
+
+    def describe(self, what: str) -> str:
+        """A unit's ``Description=``: ``what``, and for a home other than the default the
+        home's path (printable, ``%`` escaped: systemd expands specifiers there)."""
+        if self.home is None:
+            return what
+        shown = "".join(char if char.isprintable() else "?" for char in self.home).replace("%", "%%")
+        return f"{what} ({shown})"
+
+    def list_units_argv(self) -> list[str]:
+        """``list-units`` of this home's holder and agents."""
+        return list_units_argv([self.holder, self.agent_pattern])
 
 
-def agent_name(unit: str) -> str | None:
-    """Inverse of :func:`agent_unit`; None for other units."""
-    prefix, suffix = "mosaic-agent@", ".service"
-    if unit.startswith(prefix) and unit.endswith(suffix) and len(unit) > len(prefix) + len(suffix):
-        return unit[len(prefix) : -len(suffix)]
-    return None
+DEFAULT_UNITS: Final = UnitNames()
 
 
 def systemctl_argv(action: str, units: Iterable[str] = (), *options: str) -> list[str]:
@@ -34,8 +91,7 @@ def systemctl_argv(action: str, units: Iterable[str] = (), *options: str) -> lis
     return ["systemctl", "--user", *options, action, *units]
 
 
-def list_units_argv(pattern: str | Sequence[str] = (HOLDER_UNIT, AGENT_PATTERN)) -> list[str]:
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+def list_units_argv(patterns: Sequence[str]) -> list[str]:
     return systemctl_argv("list-units", patterns, "--all", "--output=json", "--no-pager")
 
 

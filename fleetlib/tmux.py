@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import transcript
-from fleetlib.pane import DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
+from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
 
 # What the fleet's watcher (fleetlib.watcher) records on each agent window: the agent's
 # activity state (working, waiting, idle) and since when (epoch seconds).
@@ -55,12 +55,6 @@ def session_target() -> str:
 def window_target(name: str) -> str:
     """Exact target of an agent's window: no prefix or pattern matching."""
     return f"={SESSION}:={name}"
-
-
-# The ``wait-for`` channel signalled when a window's pane dies (systemd backend), as a
-# format expanded in the window's context: window ids are never reused by a server, so a
-# late signal from a previous generation's pane can never end the current generation's wait.
-CHANNEL_FORMAT: Final = "fleet-agent-#{window_id}"
 
 
 def new_session_argv(tmux: str, socket: Path) -> list[str]:

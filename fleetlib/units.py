@@ -2,7 +2,9 @@
 
 The holder unit runs the fleet's tmux server; each agent is an instance of the agent
 template, with a per-instance drop-in carrying what the roster says about it (command,
-args, cwd, env, stop timeout). What the template encodes, and why:
+args, cwd, env, stop timeout). Every name comes from the home's
+:class:`~fleetlib.systemd.UnitNames`, so units of two homes never refer to each other.
+What the template encodes, and why:
 
 * ``Requires=`` **and** ``After=`` the holder: restarting the holder restarts every agent
   once the new tmux server is up. Without ``After=`` agents start against the old, dying
@@ -11,10 +13,11 @@ args, cwd, env, stop timeout). What the template encodes, and why:
   waits on the agent's channel; the window runs the agent under the pane supervisor
   (:mod:`fleetlib.pane`), which first moves itself into this unit's cgroup, so
   ``systemctl stop`` reaches every process the agent started (TERM, then KILL after the
-  agent's ``stop_timeout``). The holder's ``pane-died`` hook signals the channel when
-  the pane is gone (the supervisor gave up on a crash-looping agent, or was killed). So
-  the unit is active exactly while the supervisor runs, and one start costs one tmux
-  client plus the agent's ``sh``.
+  agent's ``stop_timeout``). The supervisor signals the channel as it exits (it gave up
+  on a crash-looping agent, or was stopped), and the holder's ``pane-died`` hook when the
+  pane is gone otherwise (the supervisor was killed; tmux 3.3a may fire that hook only
+  at its next SIGCHLD, so it is not relied on alone). So the unit is active exactly while
+  the supervisor runs, and one start costs one tmux client plus the agent's ``sh``.
 * ``Restart=on-failure``: only for a lost tmux server; restart pacing of the agent itself
   is the supervisor's, the same on both backends. A server that is killed outright makes
   the client fail, but one that shuts down cleanly (``kill-server``, a SIGTERM from
@@ -45,7 +48,7 @@ from fleetlib import tmux
 from fleetlib.pane import PaneSpec, agent_environment
 from fleetlib.procs import marker
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, Roster
-from fleetlib.systemd import AGENT_TEMPLATE, HOLDER_UNIT, WATCHER_UNIT, agent_unit
+from fleetlib.systemd import DEFAULT_UNITS, UnitNames
 
 DROPIN_NAME: Final = "50-fleet-roster.conf"
 SLICE: Final = "app.slice"
@@ -88,7 +91,13 @@ def clean_env_argv(env_bin: str, environment: Mapping[str, str]) -> list[str]:
 
 
 def holder_unit_text(
-    tmux_bin: str, socket: Path, environment: Mapping[str, str], source: str, env_bin: str, stop_timeout: float
+    tmux_bin: str,
+    socket: Path,
+    environment: Mapping[str, str],
+    source: str,
+    env_bin: str,
+    stop_timeout: float,
+    units: UnitNames = DEFAULT_UNITS,
 ) -> str:
     """The holder: a forking tmux server with the fleet session; restarts if it dies.
 
@@ -98,8 +107,8 @@ def holder_unit_text(
     return (
         _HEADER.format(source=source)
         + f"""[Unit]
-Description=Mosaic fleet tmux holder
-Wants={WATCHER_UNIT}
+Description={units.describe("Mosaic fleet tmux holder")}
+Wants={units.watcher}
 {START_LIMIT}
 
 [Service]
@@ -119,16 +128,18 @@ WantedBy=default.target
     )
 
 
-def watcher_unit_text(argv: Sequence[str], environment: Mapping[str, str], source: str, env_bin: str) -> str:
+def watcher_unit_text(
+    argv: Sequence[str], environment: Mapping[str, str], source: str, env_bin: str, units: UnitNames = DEFAULT_UNITS
+) -> str:
     """The watcher: started with the holder, stopped with it, restarted when it dies; the
     same clean environment as the holder's server (its notification commands inherit it)."""
     clean = clean_env_argv(env_bin, environment)
     return (
         _HEADER.format(source=source)
         + f"""[Unit]
-Description=Mosaic fleet watcher (agent activity, notifications, transcript rotation)
-BindsTo={HOLDER_UNIT}
-After={HOLDER_UNIT}
+Description={units.describe("Mosaic fleet watcher (agent activity, notifications, transcript rotation)")}
+BindsTo={units.holder}
+After={units.holder}
 {START_LIMIT}
 
 [Service]
@@ -142,14 +153,14 @@ RestartSec=1
     )
 
 
-def agent_template_text(source: str) -> str:
+def agent_template_text(source: str, units: UnitNames = DEFAULT_UNITS) -> str:
     """The agent template; the per-agent ``ExecStart`` comes from its drop-in."""
     return (
         _HEADER.format(source=source)
         + f"""[Unit]
-Description=Mosaic fleet agent %i
-Requires={HOLDER_UNIT}
-After={HOLDER_UNIT}
+Description={units.describe("Mosaic fleet agent %i")}
+Requires={units.holder}
+After={units.holder}
 {START_LIMIT}
 
 [Service]
@@ -174,7 +185,14 @@ WantedBy=default.target
 
 
 def agent_dropin_text(
-    agent: Agent, tmux_bin: str, socket: Path, *, cwd: str, cgroup_mounts: Sequence[str], source: str
+    agent: Agent,
+    tmux_bin: str,
+    socket: Path,
+    *,
+    cwd: str,
+    cgroup_mounts: Sequence[str],
+    source: str,
+    units: UnitNames = DEFAULT_UNITS,
 ) -> str:
     # The supervisor script sits in the run dir beside the socket (install writes it).
     """Per-agent drop-in: the ``ExecStart`` that opens the agent's window and waits on it."""
@@ -187,7 +205,7 @@ def agent_dropin_text(
         max_failures=agent.max_failures,
         failure_window=agent.failure_window,
         cgroup_mounts=tuple(cgroup_mounts),
-        unit=agent_unit(agent.name),
+        unit=units.agent(agent.name),
     )
     env = agent_environment(marker(agent.name, str(socket)), agent.env)
     argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
@@ -203,6 +221,7 @@ def agent_dropin_text(
 def unit_files(
     roster: Roster,
     *,
+    units: UnitNames,
     tmux_bin: str,
     socket: Path,
     environment: Mapping[str, str],
@@ -212,25 +231,28 @@ def unit_files(
     watcher: Sequence[str] = (),
     watcher_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every file the fleet needs in the unit directory: relative path -> content
-    (``watcher``: the watcher's argv, see :func:`fleetlib.watcher.watcher_argv`)."""
+    """Every file the fleet needs in the unit directory, named by ``units`` (the home's):
+    relative path -> content (``watcher``: the watcher's argv, see
+    :func:`fleetlib.watcher.watcher_argv`)."""
     files = {
-        HOLDER_UNIT: holder_unit_text(
+        units.holder: holder_unit_text(
             tmux_bin,
             socket,
             environment,
             roster.source,
             env_bin,
             max((agent.stop_timeout for agent in roster.agents), default=DEFAULT_STOP_TIMEOUT) + HOLDER_STOP_MARGIN_S,
+            units,
         ),
-        AGENT_TEMPLATE: agent_template_text(roster.source),
+        units.template: agent_template_text(roster.source, units),
     }
     if watcher:
-        files[WATCHER_UNIT] = watcher_unit_text(watcher, {**environment, **(watcher_env or {})}, roster.source, env_bin)
+        watcher_environment = {**environment, **(watcher_env or {})}
+        files[units.watcher] = watcher_unit_text(watcher, watcher_environment, roster.source, env_bin, units)
     for agent in roster.agents:
         cwd = roster.cwd_of(agent, user_home) or str(user_home)
-        files[f"{agent_unit(agent.name)}.d/{DROPIN_NAME}"] = agent_dropin_text(
-            agent, tmux_bin, socket, cwd=cwd, cgroup_mounts=cgroup_mounts, source=roster.source
+        files[f"{units.agent(agent.name)}.d/{DROPIN_NAME}"] = agent_dropin_text(
+            agent, tmux_bin, socket, cwd=cwd, cgroup_mounts=cgroup_mounts, source=roster.source, units=units
         )
     return files
 

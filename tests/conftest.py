@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetlib.systemd import UnitNames
 from tests.real_clis import PrivateTmux, unavailable
 from tests.usermanager import UserManager, boot
 
@@ -133,6 +134,11 @@ class FleetEnv(InvUser):
     @property
     def env(self) -> dict[str, str]:
         return {**self.manager.env, "MOSAIC_HOME": str(self.home)}
+
+    @property
+    def units(self) -> UnitNames:
+        """The names of this home's units."""
+        return UnitNames.for_home(self.home)
 
     def write_roster(self, text: str) -> None:
         roster = self.home / "fleet" / "roster.yaml"

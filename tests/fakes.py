@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,21 @@ from fleetlib.pane import exec_record_path
 from fleetlib.results import InstallResult
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
-from fleetlib.systemd import HOLDER_UNIT, UnitState, agent_name
+from fleetlib.systemd import UnitState
 
 _PIDS = itertools.count(10_000)
+# A fake manager holds the units of any home (default names, or a home's hashed prefix).
+_HOLDER = re.compile(r"mosaic-(?:[0-9a-f]{8}-)?tmux-holder\.service")
+_AGENT = re.compile(r"mosaic-(?:[0-9a-f]{8}-)?agent@(.+)\.service")
+
+
+def _is_holder(unit: str) -> bool:
+    return _HOLDER.fullmatch(unit) is not None
+
+
+def agent_name(unit: str) -> str | None:
+    match = _AGENT.fullmatch(unit)
+    return match.group(1) if match else None
 
 
 class FakeClock:
@@ -125,21 +138,25 @@ class FakeRunner:
     def _apply(self, action: str, unit: str) -> None:
         name = agent_name(unit)
         if action in ("start", "restart"):
-            if unit == HOLDER_UNIT:
+            if _is_holder(unit):
                 if action == "restart":  # Requires= propagates the restart to every active agent
                     for agent in [agent_name(u) for u in self.active if agent_name(u)]:
                         self._new_generation(agent or "")
                 self.active.add(unit)
             elif action == "restart" or unit not in self.active:
-                self.active.update({unit, HOLDER_UNIT})  # Requires= pulls the holder in
+                self.active.update({unit, *self._holders_of(unit)})  # Requires= pulls the holder in
                 self._new_generation(name or "")
         elif action == "stop":
             self.active.discard(unit)
             if name:
                 self.panes.pop(name, None)
-            if unit == HOLDER_UNIT:  # Requires= stops agents with it
+            if _is_holder(unit):  # Requires= stops agents with it
                 self.active = {u for u in self.active if agent_name(u) is None}
                 self.panes.clear()
+
+    @staticmethod
+    def _holders_of(agent_unit: str) -> list[str]:
+        return [agent_unit.split("agent@", 1)[0] + "tmux-holder.service"]
 
     def _new_generation(self, name: str) -> None:
         self.panes[name] = next(_PIDS)
@@ -165,7 +182,7 @@ class FakeRunner:
         if "list-windows" in args:
             rows = "".join(_window_row(name, pid) for name, pid in sorted(self.panes.items()))
             counters = "".join(f"@fleet-starts-{name} {count}\n" for name, count in sorted(self.starts.items()))
-            up = HOLDER_UNIT in self.active
+            up = any(_is_holder(unit) for unit in self.active)
             return Result(tuple(args), 0 if up else 1, rows + counters if up else "", "" if up else "no server")
         rows_json = [{"unit": u, "load": "loaded", "active": "active", "sub": "running"} for u in sorted(self.active)]
         return Result(tuple(args), 0, json.dumps(rows_json))

@@ -11,6 +11,7 @@ from fleetlib import pane, systemd, tmux
 from fleetlib.pane import PaneSpec
 from fleetlib.procs import MARKER_ENV, marker
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, parse_roster
+from fleetlib.systemd import DEFAULT_UNITS, UnitNames
 from fleetlib.units import (
     DROPIN_NAME,
     SLICE,
@@ -197,6 +198,7 @@ def test_holder_stop_timeout_is_the_longest_agent_stop_timeout_plus_a_margin(tmp
         socket=SOCK,
         environment=BASE_ENV,
         user_home=Path("/home/u"),
+        units=DEFAULT_UNITS,
     )
     assert "TimeoutStopSec=47\n" in files["mosaic-tmux-holder.service"]
 
@@ -214,7 +216,7 @@ def _spec(agent: Agent, cwd: str, mounts: tuple[str, ...] = ()) -> PaneSpec:
         max_failures=agent.max_failures,
         failure_window=agent.failure_window,
         cgroup_mounts=mounts,
-        unit=systemd.agent_unit(agent.name),
+        unit=DEFAULT_UNITS.agent(agent.name),
     )
 
 
@@ -317,6 +319,7 @@ def test_unit_files_one_dropin_per_agent_home_as_default_cwd_and_resolved_tilde(
         environment=BASE_ENV,
         user_home=Path("/home/u"),
         cgroup_mounts=("/sys/fs/cgroup",),
+        units=DEFAULT_UNITS,
     )
     assert sorted(files) == [
         "mosaic-agent@.service",
@@ -486,10 +489,10 @@ def test_screens_of_many_panes_come_from_one_client_and_split_by_an_unguessable_
 def test_systemctl_builders_and_list_units_parsing() -> None:
     assert systemd.systemctl_argv("restart", ["x.service"]) == ["systemctl", "--user", "restart", "x.service"]
     assert systemd.systemctl_argv("disable", ["x"], "--now") == ["systemctl", "--user", "--now", "disable", "x"]
-    assert systemd.agent_unit("a1") == "mosaic-agent@a1.service"
-    assert systemd.agent_name("mosaic-agent@a1.service") == "a1"
-    assert systemd.agent_name("mosaic-tmux-holder.service") is None
-    assert systemd.agent_name("mosaic-agent@.service") is None
+    assert DEFAULT_UNITS.agent("a1") == "mosaic-agent@a1.service"
+    assert DEFAULT_UNITS.agent_name("mosaic-agent@a1.service") == "a1"
+    assert DEFAULT_UNITS.agent_name("mosaic-tmux-holder.service") is None
+    assert DEFAULT_UNITS.agent_name("mosaic-agent@.service") is None
     rows = [
         {"unit": "mosaic-agent@a1.service", "load": "loaded", "active": "active", "sub": "running", "description": ""}
     ]
@@ -497,3 +500,75 @@ def test_systemctl_builders_and_list_units_parsing() -> None:
     assert states["mosaic-agent@a1.service"].active_state == "active"
     assert systemd.parse_list_units("not json") == {}
     assert systemd.parse_list_units('[1, {"x": 2}]') == {}
+
+
+# --------------------------------------------------------------------------- unit names per home
+
+
+def test_the_default_home_keeps_the_reference_unit_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    default = tmp_path / ".config" / "mosaic"
+    default.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(default)
+    for spelling in (default, tmp_path / "link", tmp_path / ".config" / "." / "mosaic"):
+        assert UnitNames.for_home(spelling) == DEFAULT_UNITS
+    assert (DEFAULT_UNITS.holder, DEFAULT_UNITS.template, DEFAULT_UNITS.watcher) == (
+        "mosaic-tmux-holder.service",
+        "mosaic-agent@.service",
+        "mosaic-fleet-watcher.service",
+    )
+    assert DEFAULT_UNITS.agent_pattern == "mosaic-agent@*.service"
+    assert DEFAULT_UNITS.describe("Mosaic fleet agent %i") == "Mosaic fleet agent %i"
+    assert DEFAULT_UNITS.list_units_argv()[-3:] == [
+        "list-units",
+        "mosaic-tmux-holder.service",
+        "mosaic-agent@*.service",
+    ]
+
+
+def test_another_home_names_its_units_by_a_hash_of_its_resolved_path(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    (tmp_path / "alias").symlink_to(one)
+    names = UnitNames.for_home(one)
+    assert names == UnitNames.for_home(tmp_path / "alias") == UnitNames.for_home(tmp_path / "one" / ".." / "one")
+    digest = names.prefix.removeprefix("mosaic-").removesuffix("-")
+    assert len(digest) == 8
+    assert int(digest, 16) >= 0  # hex
+    assert names.holder == f"mosaic-{digest}-tmux-holder.service"
+    assert names.template == f"mosaic-{digest}-agent@.service"
+    assert names.watcher == f"mosaic-{digest}-fleet-watcher.service"
+    assert names.agent("a1") == f"mosaic-{digest}-agent@a1.service"
+    assert names.agent_name(names.agent("a1")) == "a1"
+    # neither home's names parse as the other's, and the default's pattern is not theirs
+    other = UnitNames.for_home(two)
+    assert other.prefix != names.prefix
+    assert other.agent_name(names.agent("a1")) is None
+    assert DEFAULT_UNITS.agent_name(names.agent("a1")) is None
+    assert names.agent_name(DEFAULT_UNITS.agent("a1")) is None
+
+
+def test_a_homes_units_refer_only_to_that_homes_units(tmp_path: Path) -> None:
+    home = tmp_path / "50% odd\nhome"
+    names = UnitNames.for_home(home)
+    roster = parse_roster("version: 1\nagents:\n  - {name: a1, runtime: codex}\n", str(tmp_path / "r.yaml"))
+    files = unit_files(
+        roster, units=names, tmux_bin="/usr/bin/tmux", socket=SOCK, environment=BASE_ENV,
+        user_home=Path("/home/u"), watcher=["/usr/bin/python3", "-m", "fleetlib.watcher"],
+    )  # fmt: skip
+    assert sorted(files) == sorted(
+        [names.holder, names.template, names.watcher, f"{names.agent('a1')}.d/{DROPIN_NAME}"]
+    )
+    assert f"Wants={names.watcher}\n" in files[names.holder]
+    assert f"BindsTo={names.holder}\nAfter={names.holder}\n" in files[names.watcher]
+    assert f"Requires={names.holder}\nAfter={names.holder}\n" in files[names.template]
+    # the supervisor joins this home's agent unit's cgroup
+    argv = exec_argv(files[f"{names.agent('a1')}.d/{DROPIN_NAME}"])
+    assert argv[argv.index(str(SOCK.parent / pane.SCRIPT_NAME)) + 8] == names.agent("a1")
+    for text in files.values():
+        for default in ("mosaic-tmux-holder.service", "mosaic-agent@", "mosaic-fleet-watcher.service"):
+            assert default not in text
+    # `systemctl list-units` shows which home a unit belongs to; `%` is not a specifier there
+    shown = str(home.resolve()).replace("%", "%%").replace("\n", "?")  # one line, whatever the path
+    assert f"Description=Mosaic fleet agent %i ({shown})\n" in files[names.template]
+    assert f"Description=Mosaic fleet tmux holder ({shown})\n" in files[names.holder]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetlib.systemd import UnitNames
 from tests.conftest import REPO, run_inv
 
 Entry = Callable[..., subprocess.CompletedProcess[str]]
@@ -135,12 +136,9 @@ def test_install_on_systemd_without_a_manager_writes_nothing_and_uninstall_still
     assert len(refused.stderr.strip().splitlines()) == 1
     assert not units.exists()
     # Files an install left behind (say, before the manager went away) can always be removed.
-    (units / "mosaic-agent@a1.service.d").mkdir(parents=True)
-    for relative in (
-        "mosaic-tmux-holder.service",
-        "mosaic-agent@.service",
-        "mosaic-agent@a1.service.d/50-fleet-roster.conf",
-    ):
+    names = UnitNames.for_home(env["MOSAIC_HOME"])
+    (units / f"{names.agent('a1')}.d").mkdir(parents=True)
+    for relative in (names.holder, names.template, f"{names.agent('a1')}.d/50-fleet-roster.conf"):
         (units / relative).write_text("# written by fleet install\n")
     removed = runner([name("uninstall"), "--backend", "systemd", "--unit-dir", str(units), "--json"], env)
     assert removed.returncode == 0, removed.stderr

@@ -44,11 +44,11 @@ def test_install_and_uninstall_report_what_changed_and_repeats_do_nothing(fleet_
     assert set(dry) == INSTALL_KEYS
     assert dry["dry_run"] is True
     assert dry["written"]
-    assert not fleet_env.manager.unit_dir.joinpath("mosaic-tmux-holder.service").exists()
+    assert not fleet_env.manager.unit_dir.joinpath(fleet_env.units.holder).exists()
 
     first = json.loads(fleet_env.inv_ok("fleet.install", "--json"))
     assert (first["operation"], first["backend"], first["changed"]) == ("install", "systemd", True)
-    assert any(path.endswith("mosaic-tmux-holder.service") for path in first["written"])
+    assert any(path.endswith(fleet_env.units.holder) for path in first["written"])
     assert fleet_env.inv_ok("fleet.install").startswith("nothing to do: ")
     assert json.loads(fleet_env.inv_ok("fleet.install", "--json"))["changed"] is False
 
@@ -85,7 +85,7 @@ def test_doctor_finds_drifted_units_and_install_repairs_them(fleet_env: FleetEnv
     assert found["commands"]["ok"] is True, found["commands"]
     assert "the PATH the installed units carry" in str(found["commands"]["detail"])
 
-    dropin = next(fleet_env.manager.unit_dir.glob("mosaic-agent@d1.service.d/*.conf"))
+    dropin = next(fleet_env.manager.unit_dir.glob(f"{fleet_env.units.agent('d1')}.d/*.conf"))
     dropin.write_text(dropin.read_text() + "# hand edit\n")
     drifted = checks(fleet_env)["units"]
     assert drifted["ok"] is False

@@ -30,6 +30,7 @@ from fleetlib.lock import LeaseLost
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import load_roster
 from fleetlib.runner import SubprocessRunner
+from fleetlib.systemd import UnitNames
 from tests.conftest import REPO, booted_manager, eventually, run_inv
 from tests.usermanager import UserManager
 
@@ -515,17 +516,18 @@ def test_8_a_missing_command_under_systemd_fails_fast_and_leaves_the_unit_inacti
         result = fault.drive("start", "--timeout", "60")
         assert result.returncode == 1
         assert "command not found" in result.stdout
+        unit = UnitNames.for_home(fault.home).agent("m1")
         eventually(
-            lambda: user_manager.systemctl("is-active", "mosaic-agent@m1.service").stdout.strip() == "inactive",
+            lambda: user_manager.systemctl("is-active", unit).stdout.strip() == "inactive",
             "the unit of a dead agent is inactive",
             limit=30,
         )
         time.sleep(3)
-        restarts = user_manager.systemctl("show", "-p", "NRestarts", "--value", "mosaic-agent@m1.service").stdout
+        restarts = user_manager.systemctl("show", "-p", "NRestarts", "--value", unit).stdout
         assert int(restarts.strip() or 0) == 0
-        assert user_manager.systemctl("is-active", "mosaic-agent@m1.service").stdout.strip() == "inactive"
+        assert user_manager.systemctl("is-active", unit).stdout.strip() == "inactive"
         row = fault.status()["m1"]
-        holder = user_manager.systemctl("status", "mosaic-tmux-holder.service").stdout
+        holder = user_manager.systemctl("status", UnitNames.for_home(fault.home).holder).stdout
         assert row["state"] == "failed", (row, holder)
     finally:
         fault.cleanup()

@@ -409,3 +409,28 @@ def test_whole_fleet_restart_takes_the_backends_fast_path_once(tmp_path: Path, m
     assert result.ok
     assert result.holder == "restarted"
     assert fleet.backend.changes() == [("restart_all", ("a1", "a2"))]
+
+
+def test_a_unit_failed_by_the_old_generations_stop_is_not_the_new_generation_dying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, defect 14: under systemd the old generation of an agent that ignores TERM
+    is killed at its stop timeout, which leaves its unit `failed` (Result=timeout), with no
+    window, until the new start job runs behind the new holder. The restart waits for the
+    new generation instead of reporting that state as the new one dying."""
+    fleet = Fleet(tmp_path, ["a1", "a2"], fast_restart=True)
+    monkeypatch.setattr(procs, "marked", Processes(fleet.clock).marked)
+    assert fleet.lifecycle.start().ok
+    backend, stubborn = fleet.backend, fleet.agent("a1")
+
+    def restart_all(names: list[str]) -> None:
+        backend.calls.append((fleet.clock.now, "restart_all", tuple(names)))
+        stubborn.state, stubborn.pid, stubborn.pane_pid = "failed", None, None  # killed; its window gone
+        backend._start(fleet.agent("a2"))
+        fleet.clock.after(1.0, lambda: backend._start(stubborn))  # the new holder is up a second later
+
+    monkeypatch.setattr(backend, "restart_all", restart_all)
+    result = fleet.lifecycle.restart()
+    assert result.ok, result.failures
+    assert {a.name: a.action for a in result.agents} == {"a1": "restarted", "a2": "restarted"}
+    assert result.agents[0].new_pid == stubborn.pid

@@ -19,12 +19,17 @@ from fleetlib.lock import STALE_S, restart_lock_path
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import parse_roster
 from fleetlib.runner import DryRunRunner, Runner
+from fleetlib.systemd import UnitNames
 from tests.fakes import FakeClock, FakeRunner
 
 ROSTER = "version: 1\nagents:\n  - name: coder0\n    runtime: codex\n"
 TWO = ROSTER + "  - name: coder1\n    runtime: claude\n  - name: coder2\n    runtime: gemini\n"
-HOLDER = "mosaic-tmux-holder.service"
-AGENTS = ["mosaic-agent@coder0.service", "mosaic-agent@coder1.service", "mosaic-agent@coder2.service"]
+
+
+def units_of(home: Path) -> tuple[str, list[str]]:
+    """The holder and the three coders' units of the fleet at ``home`` (named for the home)."""
+    names = UnitNames.for_home(home)
+    return names.holder, [names.agent(f"coder{index}") for index in range(3)]
 
 
 def make_fleet(home: Path, runner: Runner, text: str = ROSTER, **lock_options: object) -> Lifecycle:
@@ -69,6 +74,7 @@ def hold_fresh_lock(home: Path, content: str | None = None) -> Path:
 
 
 def test_reentry_guard_waits_for_in_flight_restart_before_any_systemctl_call(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     runner = FakeRunner()
     lock = hold_fresh_lock(tmp_path)
 
@@ -79,12 +85,13 @@ def test_reentry_guard_waits_for_in_flight_restart_before_any_systemctl_call(tmp
     result = make_fleet(tmp_path, runner, sleep=sleep).restart()
     assert result.ok
     assert runner.events[0] == "sleep"
-    assert runner.events.index("sleep") < runner.events.index(f"run:restart {HOLDER}")
-    assert "run:start mosaic-agent@coder0.service" in runner.events
+    assert runner.events.index("sleep") < runner.events.index(f"run:restart {holder}")
+    assert f"run:start {agents[0]}" in runner.events
     assert not lock.exists()
 
 
 def test_breaks_a_stale_restart_lock_and_restarts_without_waiting(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     runner = FakeRunner()
     lock = hold_fresh_lock(tmp_path, f"4242\n{int((time.time() - STALE_S - 1) * 1000)}\n")
     sleeps: list[float] = []
@@ -94,13 +101,14 @@ def test_breaks_a_stale_restart_lock_and_restarts_without_waiting(tmp_path: Path
     assert sleeps == []
     assert any("stale" in line for line in logged)
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "restart", HOLDER],
-        ["systemctl", "--user", "start", "mosaic-agent@coder0.service"],
+        ["systemctl", "--user", "restart", holder],
+        ["systemctl", "--user", "start", agents[0]],
     ]
     assert not lock.exists()
 
 
 def test_sequential_restarts_both_run_fully_without_waiting(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     runner = FakeRunner()
     sleeps: list[float] = []
     fleet = make_fleet(tmp_path, runner, sleep=sleeps.append)
@@ -109,12 +117,13 @@ def test_sequential_restarts_both_run_fully_without_waiting(tmp_path: Path) -> N
     assert second.ok
     assert sleeps == []
     assert runner.systemctl_calls() == 2 * [
-        ["systemctl", "--user", "restart", HOLDER],
-        ["systemctl", "--user", "start", "mosaic-agent@coder0.service"],
+        ["systemctl", "--user", "restart", holder],
+        ["systemctl", "--user", "start", agents[0]],
     ]
 
 
 def test_single_agent_restart_is_guarded_by_the_restart_lock(tmp_path: Path) -> None:
+    agents = units_of(tmp_path)[1]
     runner = FakeRunner()
     fleet = make_fleet(tmp_path, runner)
     assert fleet.start().ok
@@ -134,12 +143,13 @@ def test_single_agent_restart_is_guarded_by_the_restart_lock(tmp_path: Path) -> 
     assert runner.events[0] == "sleep"
     # stop, wait until gone, then a fresh start: the holder is never touched
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "stop", "mosaic-agent@coder0.service"],
-        ["systemctl", "--user", "restart", "mosaic-agent@coder0.service"],
+        ["systemctl", "--user", "stop", agents[0]],
+        ["systemctl", "--user", "restart", agents[0]],
     ]
 
 
 def test_whole_fleet_restart_restarts_each_agent_once_via_the_holder(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     runner = FakeRunner()
     fleet = make_fleet(tmp_path, runner, TWO)
     assert fleet.start().ok
@@ -150,12 +160,12 @@ def test_whole_fleet_restart_restarts_each_agent_once_via_the_holder(tmp_path: P
     assert result.holder == "restarted"
     assert [a.action for a in result.agents] == ["restarted"] * 3
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "restart", HOLDER],
-        ["systemctl", "--user", "start", *AGENTS],  # merged into the restart jobs (starts those that were down)
+        ["systemctl", "--user", "restart", holder],
+        ["systemctl", "--user", "start", *agents],  # merged into the restart jobs (starts those that were down)
     ]
     assert {name: runner.starts[name] - before[name] for name in before} == {"coder0": 1, "coder1": 1, "coder2": 1}
     resets = [c for c in runner.calls if "reset-failed" in c]
-    assert resets == [["systemctl", "--user", "reset-failed", HOLDER, *AGENTS]]
+    assert resets == [["systemctl", "--user", "reset-failed", holder, *agents]]
 
 
 def test_whole_fleet_restart_starts_agents_that_were_down_once(tmp_path: Path) -> None:
@@ -166,6 +176,7 @@ def test_whole_fleet_restart_starts_agents_that_were_down_once(tmp_path: Path) -
 
 
 def test_start_starts_only_what_is_down_and_waits_until_each_is_up(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     runner = FakeRunner()
     fleet = make_fleet(tmp_path, runner, TWO)
     assert fleet.start("coder1").ok
@@ -178,14 +189,15 @@ def test_start_starts_only_what_is_down_and_waits_until_each_is_up(tmp_path: Pat
         "coder2": "started",
     }
     assert runner.systemctl_calls() == [
-        ["systemctl", "--user", "start", HOLDER],
-        ["systemctl", "--user", "restart", AGENTS[0], AGENTS[2]],
+        ["systemctl", "--user", "start", holder],
+        ["systemctl", "--user", "restart", agents[0], agents[2]],
     ]
     assert all(a.seconds >= 1.0 for a in result.agents if a.action == "started")  # the start grace
 
 
 def test_fleet_stop_attempts_every_agent_and_the_holder_even_when_an_agent_stop_fails(tmp_path: Path) -> None:
-    runner = FakeRunner(fail=lambda argv: "stop" in argv and "mosaic-agent@coder1.service" in argv)
+    holder, agents = units_of(tmp_path)
+    runner = FakeRunner(fail=lambda argv: "stop" in argv and agents[1] in argv)
     fleet = make_fleet(tmp_path, runner, TWO)
     assert fleet.start().ok
     result = fleet.stop()
@@ -197,17 +209,18 @@ def test_fleet_stop_attempts_every_agent_and_the_holder_even_when_an_agent_stop_
     assert result.holder == "stopped"
     stops = [c[3:] for c in runner.systemctl_calls() if c[2] == "stop"]
     attempted = {unit for units in stops for unit in units}
-    assert attempted == {*AGENTS, HOLDER}
-    assert [HOLDER] in stops  # asked on its own after the batch was refused
+    assert attempted == {*agents, holder}
+    assert [holder] in stops  # asked on its own after the batch was refused
 
 
 def test_unknown_agent_and_missing_units_are_user_errors(tmp_path: Path) -> None:
+    holder = units_of(tmp_path)[0]
     runner = FakeRunner()
     fleet = make_fleet(tmp_path, runner)
     with pytest.raises(FleetError, match="unknown agent 'ghost'") as unknown:
         fleet.restart("ghost")
     assert unknown.value.exit_code == 2
-    (tmp_path / "units" / HOLDER).unlink()
+    (tmp_path / "units" / holder).unlink()
     with pytest.raises(FleetError, match=r"run `fleet install`") as caught:
         fleet.start()
     assert caught.value.exit_code == 2
@@ -216,22 +229,24 @@ def test_unknown_agent_and_missing_units_are_user_errors(tmp_path: Path) -> None
 
 
 def test_an_agent_added_to_the_roster_without_install_is_a_user_error(tmp_path: Path) -> None:
+    agents = units_of(tmp_path)[1]
     fleet = make_fleet(tmp_path, FakeRunner())
-    (tmp_path / "units" / "mosaic-agent@coder0.service.d" / "50-fleet-roster.conf").unlink()
+    (tmp_path / "units" / f"{agents[0]}.d" / "50-fleet-roster.conf").unlink()
     with pytest.raises(FleetError, match=r"agent\(s\) coder0 are not installed") as caught:
         fleet.restart()
     assert caught.value.exit_code == 2
 
 
 def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> None:
+    holder, agents = units_of(tmp_path)
     printed: list[str] = []
     fleet = make_fleet(tmp_path, DryRunRunner(echo=printed.append), TWO)
     restart = fleet.restart()
     assert restart.dry_run
     assert [a.action for a in restart.agents] == ["would restart"] * 3
     assert restart.holder == "would restart"
-    assert printed[0] == f"would run: systemctl --user reset-failed {HOLDER} {' '.join(AGENTS)}"
-    assert f"would run: systemctl --user --no-block restart {HOLDER}" in printed
+    assert printed[0] == f"would run: systemctl --user reset-failed {holder} {' '.join(agents)}"
+    assert f"would run: systemctl --user --no-block restart {holder}" in printed
     assert restart.commands == [line.removeprefix("would run: ").split() for line in printed]
     stop = fleet.stop("coder1")
     assert [a.action for a in stop.agents] == ["would stop"]

@@ -11,6 +11,7 @@ import itertools
 import os
 import pty
 import shlex
+import shutil
 import signal
 import string
 import subprocess
@@ -375,6 +376,68 @@ def test_a_cgroup_it_cannot_join_does_not_stop_the_agent(sup: Supervised) -> Non
     assert done.returncode == 0
     assert out.exists()
     assert done.stderr.startswith("fleet: agent a1 exited with status 0")  # nothing about the cgroup
+
+
+@pytest.mark.parametrize("socket", ["/run/fleet/tmux.sock", "/odd,dir/tmux.sock"])
+def test_under_systemd_the_supervisor_ends_its_units_wait_as_it_exits(sup: Supervised, socket: str) -> None:
+    """tmux 3.3a can report a pane's exit (and fire pane-died) only at its next SIGCHLD, so
+    the supervisor signals its window's channel itself, on the server that made its pane."""
+    spec = sup.spec(unit="mosaic-agent@a1.service", cgroup_mounts=(str(sup.root / "nowhere"),))
+    env = {**_env(), "TMUX": f"{socket},4242,0", "TMUX_PANE": "%7"}
+    argv = sup.argv(spec, ["no-such-agent-binary"])
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert done.returncode == NOT_FOUND  # the exit status is the supervisor's, not the signal's
+    recorded, ended = sup.tmux.calls()
+    assert sup.tmux.options(recorded)["@fleet-state"] == "failed"  # recorded before the unit ends
+    assert ended == [
+        "-S", str(sup.root / "tmux.sock"), "if-shell", "-F", "-t", "%7", "#{==:#{pid},4242}",
+        f"run-shell -C -t %7 'wait-for -S {pane.CHANNEL_FORMAT}'",
+    ]  # fmt: skip
+
+
+def test_outside_systemd_or_tmux_the_supervisor_signals_nothing(sup: Supervised) -> None:
+    tmux_env = {"TMUX": "/run/fleet/tmux.sock,4242,0", "TMUX_PANE": "%7"}
+    unit = {"unit": "mosaic-agent@a1.service", "cgroup_mounts": (str(sup.root / "nowhere"),)}
+    for overrides, extra in (({}, tmux_env), (unit, {})):
+        sup.tmux.log.unlink(missing_ok=True)
+        argv = sup.argv(sup.spec(**overrides), ["no-such-agent-binary"])
+        subprocess.run(argv, capture_output=True, env={**_env(), **extra}, timeout=30, check=False)
+        assert len(sup.tmux.calls()) == 1  # the exit record only
+
+
+def test_a_units_wait_ends_with_its_supervisor_even_without_the_pane_died_hook(tmp_path: Path) -> None:
+    """On a real tmux server that never fires pane-died, the client waiting on the window's
+    channel (as an agent unit's main process does) returns once the supervisor gives up."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed")
+    socket = tmp_path / "tmux.sock"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    pane.install_script(run_dir)
+    base = [tmux, "-S", str(socket), "-f", "/dev/null"]
+    subprocess.run(
+        [*base, "new-session", "-d", "-s", "fleet", "-n", "_holder", "sleep", "600", ";",
+         "set-option", "-wg", "remain-on-exit", "on"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    try:
+        spec = PaneSpec(
+            name="a1", target=window_target("a1"), tmux=tmux, socket=str(socket), cwd=str(tmp_path),
+            max_failures=1, failure_window=60, cgroup_mounts=(str(tmp_path / "nowhere"),),
+            unit="mosaic-agent@a1.service",
+        )  # fmt: skip
+        argv = pane.pane_argv(spec, ["no-such-agent-binary"], run_dir)
+        waited = subprocess.run(
+            [*base, "new-window", "-d", "-t", "=fleet:", "-n", "a1", "--", *argv, ";",
+             "run-shell", "-C", "-t", window_target("a1"), f"wait-for {pane.CHANNEL_FORMAT}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert waited.returncode == 0, waited.stderr
+        shown = [*base, "display-message", "-p", "-t", window_target("a1"), "#{@fleet-state}"]
+        assert subprocess.run(shown, capture_output=True, text=True, timeout=30, check=True).stdout.strip() == "failed"
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True, timeout=30, check=False)
 
 
 def _own_cgroup() -> str:
