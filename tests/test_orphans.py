@@ -1,7 +1,7 @@
 """Ending a dead tmux server's generation (fleetlib.orphans) against real processes.
 
-The processes carry a fleet marker for a socket under the test's own directory. A live
-tmux server on that socket (started between the two generations) is the bound: what
+The processes carry a fleet marker for a socket under the test's own directory; a moment
+between two generations is the bound (a new server's start time, in the watcher): what
 started before it is the old generation, what started after is a new one that must be
 left alone. The witness is /proc, read by the test itself.
 """
@@ -55,21 +55,21 @@ def _next_tick() -> None:
 def test_ends_the_old_generation_even_signal_ignorers_and_spares_the_new_one(
     tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
 ) -> None:
-    socket = tmp_path / "tmux.sock"
-    fleet = str(socket)
-    stubborn = _spawn(spawned, f"a1@{fleet}", STUBBORN)
-    removed = _spawn(spawned, f"gone@{fleet}", "exec sleep 300")  # an agent no longer in the roster
-    other = str(tmp_path / "other.sock")  # another fleet, whose server lives (so nothing else ends it)
-    other_fleet = _spawn(spawned, f"a1@{other}", "exec sleep 300")
-    _next_tick()
+    # Both fleets' sockets have a live server throughout, so no sweep of stray processes
+    # (another test session's) takes these for orphans; the bound is a moment between the
+    # two generations, as a new server's start time would be.
+    fleet, other = str(tmp_path / "tmux.sock"), str(tmp_path / "other.sock")
     for path in (fleet, other):
         subprocess.run(["tmux", "-S", path, "-f", "/dev/null", "new-session", "-d", "sleep 300"], check=True)
     try:
-        server = int(subprocess.run(["tmux", "-S", fleet, "display", "-p", "#{pid}"], capture_output=True,
-                                    text=True, check=True).stdout)  # fmt: skip
+        stubborn = _spawn(spawned, f"a1@{fleet}", STUBBORN)
+        removed = _spawn(spawned, f"gone@{fleet}", "exec sleep 300")  # an agent no longer in the roster
+        other_fleet = _spawn(spawned, f"a1@{other}", "exec sleep 300")  # another fleet's: never ours to end
+        _next_tick()
+        bound = orphans.now_ticks()
+        assert bound is not None
         _next_tick()
         new = _spawn(spawned, f"a1@{fleet}", "exec sleep 300")
-        bound = int(procs.start_ticks(server))
         began = time.monotonic()
         left = orphans.end_generation(fleet, {"a1": 1.0}, lambda: bound, default_timeout=1.0)
         assert left == []
