@@ -34,6 +34,7 @@ STATUS_KEYS = {
     "window",
     "exit_status",
     "in_roster",
+    "reason",
     "backend",
 }
 OPERATION_KEYS = {"operation", "backend", "ok", "dry_run", "seconds", "holder", "agents", "commands"}

@@ -206,7 +206,7 @@ def test_two_holder_restarts_in_a_row_bring_every_agent_back(fleet_env: FleetEnv
     started_fleet(fe, ["t1", "t2"])
     before = pids(fe)
     for _ in range(2):
-        assert fe.manager.systemctl("restart", "mosaic-tmux-holder.service").returncode == 0
+        assert fe.manager.systemctl("restart", fe.units.holder).returncode == 0
 
     def back() -> bool:
         code, rows = status(fe)
@@ -401,22 +401,22 @@ def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(fleet_env
     assert set(agent_pids(fe)) == {"a1", "gone"}
     fe.write_roster(roster(["a1"]))
     if ending.startswith("install"):
-        dropin = fe.manager.unit_dir / "mosaic-agent@gone.service.d"
+        dropin = fe.manager.unit_dir / f"{fe.units.agent('gone')}.d"
         for path in dropin.iterdir():
             path.unlink()
         dropin.rmdir()
         fe.manager.systemctl("daemon-reload")
-        assert fe.manager.systemctl("is-active", "mosaic-agent@gone.service").stdout.strip() == "active"
+        assert fe.manager.systemctl("is-active", fe.units.agent("gone")).stdout.strip() == "active"
 
     code, rows = status(fe)
     assert code == 0
     assert (rows["gone"]["in_roster"], rows["gone"]["process_state"]) == (False, "running")
-    assert rows["gone"]["unit"] == "mosaic-agent@gone.service"
+    assert rows["gone"]["unit"] == fe.units.agent("gone")
 
     said = fe.inv_ok("fleet." + ending.split("-", maxsplit=1)[0])
     assert "gone" in said, said
     assert "gone" not in agent_pids(fe), "a process of the removed agent survived"
-    assert fe.manager.systemctl("is-active", "mosaic-agent@gone.service").stdout.strip() != "active"
+    assert fe.manager.systemctl("is-active", fe.units.agent("gone")).stdout.strip() != "active"
     code, rows = status(fe)
     assert "gone" not in rows
     assert code == (3 if ending == "stop" else 0)
