@@ -71,6 +71,8 @@ DEFAULT_KNOWN_HOSTS: Final = "~/.ssh/known_hosts"
 DEFAULT_HOST_TIMEOUT_S: Final = 10.0
 
 
+NO_EXIT_STATUS: Final = -1  # paramiko's exit status for a channel closed without one
+TIMER_SLACK_S: Final = 0.05  # how early a timer thread may wake against our own clock
 FOLLOW_POLL_S: Final = 0.2  # how often a follow looks for Ctrl-C between chunks
 FOLLOW_STDERR_CAP: Final = 64 * 1024  # what a follow keeps of the remote's stderr (its error line)
 
@@ -93,6 +95,27 @@ class Deadline:
     def remaining(self) -> float:
         """Seconds left (0 or less once it has passed)."""
         return self._end - self._clock()
+
+
+class _TimedRemote(fabric.runners.Remote):  # type: ignore[misc]  # fabric is untyped
+    """Fabric's runner with a timeout that is always reported as one.
+
+    Invoke's timer thread closes the channel, and invoke reads ``timed_out`` as "the timer
+    thread has finished": while that thread is still returning from the close, a timed-out
+    command came back as an ordinary result with exit status -1. Here the timeout counts
+    from the moment the timer fires, and a close that fails (the link already gone) stays in
+    the timer thread instead of printing a traceback."""
+
+    _fired = False
+
+    def kill(self) -> None:
+        self._fired = True
+        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+            super().kill()
+
+    @property
+    def timed_out(self) -> bool:
+        return self._fired or bool(super().timed_out)
 
 
 @dataclass(frozen=True)
@@ -207,7 +230,11 @@ class HostLink:
             connect_kwargs["key_filename"] = os.path.expanduser(self.host.identity_file)
         target = self.host.ssh
         connection = fabric.Connection(
-            target.address, user=target.user, port=target.port, connect_kwargs=connect_kwargs
+            target.address,
+            user=target.user,
+            port=target.port,
+            connect_kwargs=connect_kwargs,
+            config=fabric.Config(overrides={"runners": {"remote": _TimedRemote}}),
         )
         hops = _jump_hosts(connection)
         known = self.settings.known_hosts
@@ -380,6 +407,14 @@ class HostLink:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise HostError(self._describe(exc, str(self.host.ssh), deadline.seconds)) from None
+        if result.exited == NO_EXIT_STATUS:
+            # The channel closed without an exit status: invoke's timer closed it (its
+            # ``timed_out`` reads False while the timer thread is still returning, so the
+            # timeout can surface here instead of as CommandTimedOut), or the link broke.
+            self.close()
+            if deadline.remaining() <= TIMER_SLACK_S:
+                raise self._expired(deadline)
+            raise HostError(f"the connection to {self.host.ssh} closed before the command ended")
         return RemoteRun(exit_code=result.exited, stdout=result.stdout, stderr=result.stderr)
 
     def _refuse_skew(self, result: RemoteRun) -> None:

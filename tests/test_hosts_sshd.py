@@ -278,7 +278,9 @@ def test_a_hung_host_holds_status_for_one_host_timeout_not_three(cluster: Cluste
         for pid in servers:
             os.kill(pid, signal.SIGCONT)
     assert done.returncode == 1, done
-    first, last = done.stderr.splitlines()
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2, done.stderr
+    first, last = lines
     assert re.fullmatch(f"error: h3: no (SSH )?answer from {re.escape(h3.target)} within 3s", first), done.stderr
     assert last == "error: status failed on 1 host(s): h3"
     assert took < 3 * 3, f"a hung host held status for {took:.1f} s at --host-timeout 3"
