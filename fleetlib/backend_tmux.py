@@ -128,10 +128,11 @@ class TmuxPrimitives(FleetContext):
         if commands:
             self._tmux(commands[:-1])
 
-    def signal_marked(self, names: list[str], signum: int) -> None:
-        """Send ``signum`` to every live process carrying one of the agents' markers."""
+    def signal_marked(self, names: list[str], *signums: int) -> None:
+        """Send each of ``signums`` in turn to every live process carrying one of the
+        agents' markers (one look at the processes, so each signal reaches the same ones)."""
         markers = [procs.marker(name, str(self.paths.tmux_socket)) for name in names]
-        self.runner.signal([pid for pids in procs.marked(markers).values() for pid in pids], signum)
+        self.runner.signal([pid for pids in procs.marked(markers).values() for pid in pids], *signums)
 
     def agent_pids(self, names: list[str], windows: Mapping[str, tmux.Window]) -> dict[str, int]:
         """The live agent process of each named window's current run, for the windows whose
@@ -242,8 +243,7 @@ class TmuxBackend(TmuxPrimitives):
         """TERM, then HUP (as systemd's ``SendSIGHUP=yes`` does: interactive programs such
         as shells ignore TERM but end on a hang-up), to every process of the agents."""
         if not self.runner.dry_run:
-            self.signal_marked(names, signal.SIGTERM)
-            self.signal_marked(names, signal.SIGHUP)
+            self.signal_marked(names, signal.SIGTERM, signal.SIGHUP)
         return {}
 
     def restart_all(self, names: list[str]) -> None:

@@ -69,7 +69,8 @@ FENCE_GUARD: Final = (
     'exec "$@"'
 )
 SIGNAL_NAME: Final = "fleet-signal"
-_SIGNAL_SCRIPT: Final = 'sig=$1; shift; kill -s "$sig" "$@" 2>/dev/null; exit 0'  # gone pids are fine
+# $1: signal names, comma-separated, sent in turn; then the pids (gone ones are fine).
+_SIGNAL_SCRIPT: Final = 'sigs=$1; shift; IFS=,; for sig in $sigs; do kill -s "$sig" "$@" 2>/dev/null; done; exit 0'
 
 Popen = Callable[..., "subprocess.Popen[str]"]
 
@@ -84,9 +85,11 @@ def fenced_argv(proof: LeaseProof, argv: Sequence[str]) -> list[str]:
     return [SHELL, "-c", FENCE_GUARD, FENCE_NAME, f"{_FD_DIR}/{proof.fd}", str(proof.path), expires, *argv]
 
 
-def signal_argv(pids: Sequence[int], signum: int) -> list[str]:
-    """A command sending ``signum`` to ``pids`` (the shell's ``kill``; gone pids are skipped)."""
-    return [SHELL, "-c", _SIGNAL_SCRIPT, SIGNAL_NAME, signal.Signals(signum).name.removeprefix("SIG"), *map(str, pids)]
+def signal_argv(pids: Sequence[int], *signums: int) -> list[str]:
+    """A command sending each of ``signums`` in turn to ``pids`` (the shell's ``kill``; gone
+    pids are skipped)."""
+    names = ",".join(signal.Signals(signum).name.removeprefix("SIG") for signum in signums)
+    return [SHELL, "-c", _SIGNAL_SCRIPT, SIGNAL_NAME, names, *map(str, pids)]
 
 
 def refused(result: Result) -> bool:
@@ -137,8 +140,8 @@ class Runner(Protocol):
 
     def interactive(self, argv: Sequence[str]) -> int: ...
 
-    def signal(self, pids: Sequence[int], signum: int) -> None:
-        """Send ``signum`` to ``pids``; those already gone are skipped."""
+    def signal(self, pids: Sequence[int], *signums: int) -> None:
+        """Send each of ``signums`` in turn to ``pids``; those already gone are skipped."""
 
     def fenced(self, lease: Lease) -> AbstractContextManager[None]:
         """Within the block, every command and signal checks ``lease`` in its own process."""
@@ -184,15 +187,16 @@ class SubprocessRunner:
         finally:
             self.lease = previous
 
-    def signal(self, pids: Sequence[int], signum: int) -> None:
-        """Send ``signum`` to ``pids`` (those already gone are skipped): directly, or under
-        a lease from a fenced child process like any command."""
-        if not pids:
+    def signal(self, pids: Sequence[int], *signums: int) -> None:
+        """Send each of ``signums`` in turn to ``pids`` (those already gone are skipped):
+        directly, or under a lease from one fenced child process like any command."""
+        if not pids or not signums:
             return
         if self.lease is None:
-            procs.signal_all(pids, signum)
+            for signum in signums:
+                procs.signal_all(pids, signum)
         else:
-            self.run(signal_argv(pids, signum))
+            self.run(signal_argv(pids, *signums))
 
     def run(
         self,
@@ -324,9 +328,10 @@ class DryRunRunner:
     def interactive(self, argv: Sequence[str]) -> int:
         return self.run(argv).returncode
 
-    def signal(self, pids: Sequence[int], signum: int) -> None:
-        if pids:
-            self.echo(f"would send {signal.Signals(signum).name} to pid(s) {' '.join(map(str, pids))}")
+    def signal(self, pids: Sequence[int], *signums: int) -> None:
+        if pids and signums:
+            names = " then ".join(signal.Signals(signum).name for signum in signums)
+            self.echo(f"would send {names} to pid(s) {' '.join(map(str, pids))}")
 
     def fenced(self, lease: Lease) -> AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -171,9 +171,9 @@ class FakeRunner:
     def interactive(self, argv: Sequence[str]) -> int:
         return self.run(argv).returncode
 
-    def signal(self, pids: Sequence[int], signum: int) -> None:
+    def signal(self, pids: Sequence[int], *signums: int) -> None:
         if pids:
-            self.events.append(f"signal:{signum} {' '.join(map(str, pids))}")
+            self.events.append(f"signal:{','.join(map(str, signums))} {' '.join(map(str, pids))}")
 
     def fenced(self, lease: object) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -76,8 +76,9 @@ class _NoRunner:
 
     run_all = interactive = run
 
-    def signal(self, pids: Iterable[int], signum: int) -> None:
-        procs.signal_all(pids, signum)  # the model's, when a test replaced it
+    def signal(self, pids: list[int], *signums: int) -> None:
+        for signum in signums:
+            procs.signal_all(pids, signum)  # the model's, when a test replaced it
 
     def fenced(self, lease: object) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -30,6 +30,7 @@ from fleetlib.runner import (
     refused,
     signal_argv,
 )
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -77,8 +78,8 @@ def test_a_fenced_command_is_the_guard_then_the_command_unchanged(tmp_path: Path
     assert fenced_argv(LeaseProof(tmp_path, 3, None), ["x"])[6] == ""  # no boot clock: no expiry
 
 
-def test_a_signal_is_a_command_of_the_shells_kill() -> None:
-    assert signal_argv([12, 34], signal.SIGTERM)[3:] == ["fleet-signal", "TERM", "12", "34"]
+def test_signals_are_one_command_of_the_shells_kill() -> None:
+    assert signal_argv([12, 34], signal.SIGTERM, signal.SIGHUP)[3:] == ["fleet-signal", "TERM,HUP", "12", "34"]
 
 
 # --------------------------------------------------------------------------- the lease holds
@@ -102,12 +103,21 @@ def test_a_fenced_command_runs_as_it_would_unfenced(guard: RestartGuard, tmp_pat
     assert [r.stdout for r in both] == ["one\n", "two\n"]
 
 
-def test_a_fenced_signal_reaches_its_process(guard: RestartGuard) -> None:
-    sleeper = subprocess.Popen(["sleep", "1000"])
+def test_fenced_signals_reach_their_processes(guard: RestartGuard, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    script = (
+        f"trap 'echo TERM >> {log}' TERM; trap 'echo HUP >> {log}' HUP; echo up > {log}; while :; do sleep 0.05; done"
+    )
+    trapper = subprocess.Popen(["sh", "-c", script])
     runner = SubprocessRunner()
-    with runner.fenced(guard):
-        runner.signal([sleeper.pid, 4_000_000], signal.SIGTERM)  # a gone pid is skipped
-    assert sleeper.wait(timeout=30) == -signal.SIGTERM
+    try:
+        eventually(log.exists, "the trapping shell is up")
+        with runner.fenced(guard):
+            runner.signal([trapper.pid, 4_000_000], signal.SIGTERM, signal.SIGHUP)  # a gone pid is skipped
+        eventually(lambda: sorted(log.read_text().split()) == ["HUP", "TERM", "up"], "both signals arrived")
+    finally:
+        trapper.kill()
+        trapper.wait()
 
 
 def test_each_refresh_installs_a_new_file_that_the_proof_holds_open(guard: RestartGuard) -> None:
