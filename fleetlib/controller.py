@@ -97,15 +97,21 @@ class HostsResult:
         }
 
 
+def _one_line(text: str) -> str:
+    """A host's failure is one line on stderr: the first non-blank line of ``text`` (some
+    library exceptions, invoke's among them, spread their message over several)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip() or "failed")
+
+
 def _run_one(host: str, job: HostJob, slot: list[HostResult]) -> None:
     started = time.monotonic()
     try:
         data = job(host)
     except (HostError, FleetError) as exc:
-        slot.append(HostResult(host=host, ok=False, seconds=time.monotonic() - started, error=str(exc)))
+        slot.append(HostResult(host=host, ok=False, seconds=time.monotonic() - started, error=_one_line(str(exc))))
         return
     except Exception as exc:  # a bug on one host's path must not hide the others' results
-        problem = f"internal error: {type(exc).__name__}: {exc}"
+        problem = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
         slot.append(HostResult(host=host, ok=False, seconds=time.monotonic() - started, error=problem))
         return
     ok = bool(data.get("ok", True)) if isinstance(data, dict) else True

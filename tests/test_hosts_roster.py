@@ -408,3 +408,17 @@ def test_watch_without_a_terminal_is_one_line(tmp_path: Path) -> None:
     done = _fleet(tmp_path, "watch", "--agent", "b1")
     assert done.returncode == 2
     assert done.stderr == "error: watch needs a terminal (stdin and stdout)\n"
+
+
+def test_a_host_failure_is_one_line_whatever_the_exception_says() -> None:
+    """Defect (CI): a library exception whose message spans lines (invoke's CommandTimedOut,
+    ThreadException) became several stderr lines for one host."""
+
+    def job(host: str) -> object:
+        if host == "bug":
+            raise RuntimeError("\nCommand did not complete within 3 seconds!\n\nCommand: 'fleet status'\n")
+        raise HostError("no answer from h\nwithin 3s")
+
+    results = {r.host: r for r in fan_out(["bug", "host"], job, deadline=5)}
+    assert results["bug"].error == "internal error: RuntimeError: Command did not complete within 3 seconds!"
+    assert results["host"].error == "no answer from h"
