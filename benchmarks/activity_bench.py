@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from benchmarks import record
 from benchmarks.cli_bench import _fleet_argv, tmux_fleet_env
 from fleetlib.watcher import running
 
@@ -93,6 +94,8 @@ def measure(runtime: str, what: str, *, quick: bool = False) -> tuple[float, flo
             subprocess.run([*fleet, "stop"], env=env, capture_output=True, check=False)
     watcher_pct = 100 * (w1 - w0) / (t1 - t0)
     server_pct = 100 * ((s1 - s0) / (t1 - t0) - (s3 - s2) / (t3 - t2))
+    record.figure(f"watcher CPU, {AGENTS} agents, {what}", "%", [watcher_pct])
+    record.figure(f"watcher peak memory, {AGENTS} agents, {what}", "MB", [peak])
     print(f"watcher cost, {AGENTS} agents ({AGENTS // 2} printing a line a second), {what}, over {seconds:.0f} s:")
     verdict = "within" if watcher_pct < CPU_TARGET_PERCENT else "OVER"
     target = f"{verdict} {CPU_TARGET_PERCENT:g} %"

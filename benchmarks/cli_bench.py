@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+from benchmarks import record
+
 AGENTS: Final = 200
 # Agents started per `fleet start`: the tmux backend sends one command sequence per start,
 # and tmux refuses a sequence over its message size ("command too long") at 200 agents.
@@ -29,6 +31,7 @@ START_BATCH: Final = 5
 RUNS: Final = 20
 TARGET_MS: Final = 50.0
 STATES_TARGET_MS: Final = 100.0  # status with every agent's state
+IMPORT_TARGET_MS: Final = 30.0  # `fleet --version` / `--list` over `python -c "import invoke"` (issue 22)
 
 
 def _fleet_argv() -> list[str]:
@@ -84,16 +87,21 @@ def _forget_states(socket: Path, env: dict[str, str]) -> None:
     subprocess.run([*tmux, *commands[:-1]], env=env, capture_output=True, check=True)
 
 
-def _pairs(fleet: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
-    """``--list`` and ``status`` timings, interleaved, alternating which goes first so drift
-    hits both alike."""
-    bare: list[float] = []
-    status: list[float] = []
+def _interleaved(argvs: list[list[str]], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """Timings of two commands, interleaved, alternating which goes first so drift hits
+    both alike."""
+    first: list[float] = []
+    second: list[float] = []
     for index in range(runs):
-        pair = [("list", [*fleet, "--list"]), ("status", [*fleet, "status"])]
-        for name, argv in pair if index % 2 == 0 else pair[::-1]:
-            (bare if name == "list" else status).append(_seconds(argv, env))
-    return bare, status
+        pair = [(first, argvs[0]), (second, argvs[1])]
+        for samples, argv in pair if index % 2 == 0 else pair[::-1]:
+            samples.append(_seconds(argv, env))
+    return first, second
+
+
+def _pairs(fleet: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """``--list`` and ``status`` timings, interleaved."""
+    return _interleaved([[*fleet, "--list"], [*fleet, "status"]], env, runs)
 
 
 def run(quick: bool = False) -> float:
@@ -108,6 +116,9 @@ def run(quick: bool = False) -> float:
             time.sleep(3)  # the watcher's first ticks record every agent's state
             bare, status = _pairs(fleet, env, runs)
             baseline = [_seconds([sys.executable, "-c", "pass"], env) for _ in range(runs)]
+            invoke_only, version = _interleaved(
+                [[sys.executable, "-c", "import invoke"], [*fleet, "--version"]], env, runs
+            )
             _forget_states(root / "home" / "fleet" / "run" / "tmux.sock", env)
             bare_unread, status_unread = _pairs(fleet, env, runs)
         finally:
@@ -116,7 +127,21 @@ def run(quick: bool = False) -> float:
     status_ms = statistics.median(status) * 1000
     difference = statistics.median(s - b for s, b in zip(status, bare, strict=True)) * 1000
     print(f"fleet command start-up (median of {runs} interleaved runs, {AGENTS} agents running on tmux):")
+    invoke_ms = statistics.median(invoke_only) * 1000
     print(f"  python -c pass                               {statistics.median(baseline) * 1000:>6.0f} ms")
+    print(f"  python -c 'import invoke'                    {invoke_ms:>6.0f} ms")
+    for name, samples in (("fleet --version", version), ("fleet --list", bare)):
+        over = statistics.median(samples) * 1000 - invoke_ms
+        verdict = f"{'within' if over <= IMPORT_TARGET_MS else 'OVER'} the {IMPORT_TARGET_MS:.0f} ms target"
+        print(f"  {name:<16} over `import invoke`          {over:>6.0f} ms  ({verdict})")
+    record.figure("start-up: python -c pass", "ms", (s * 1000 for s in baseline))
+    record.figure("start-up: python -c 'import invoke'", "ms", (s * 1000 for s in invoke_only))
+    record.figure("start-up: fleet --version", "ms", (s * 1000 for s in version))
+    record.figure("start-up: fleet --list", "ms", (s * 1000 for s in bare))
+    record.figure(f"start-up: fleet status ({AGENTS} agents)", "ms", (s * 1000 for s in status))
+    record.figure(
+        f"start-up: fleet status ({AGENTS} agents, no watcher records)", "ms", (s * 1000 for s in status_unread)
+    )
     print(f"  fleet --list                                 {list_ms:>6.0f} ms")
     print(f"  fleet status ({AGENTS} agents)                   {status_ms:>6.0f} ms")
     verdict = f"{'within' if difference <= TARGET_MS else 'OVER'} the {TARGET_MS:.0f} ms target"

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from benchmarks import record
 from fleetlib.backend import open_fleet
 from fleetlib.engine import Lifecycle
 from fleetlib.paths import FleetPaths
@@ -196,11 +197,33 @@ def _tmux_floor(count: int, runs: int) -> tuple[float, float]:
             started = time.monotonic()
             subprocess.run([*tmux, *kills[:-1]], check=True)
             kill.append(time.monotonic() - started)
-            subprocess.run([*tmux, "kill-server"], check=False)
+            _kill_server(tmux)
     finally:
         subprocess.run(["tmux", "-S", socket, "kill-server"], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
     return statistics.median(create), statistics.median(kill)
+
+
+def _kill_server(tmux: list[str]) -> None:
+    """Kill the server and return once its process is gone: ``kill-server`` returns before
+    the server exits, and a client started meanwhile on the same socket reaches the dying
+    server ("server exited unexpectedly": the run that crashed before measuring tmux)."""
+    pid = subprocess.run([*tmux, "display-message", "-p", "#{pid}"], capture_output=True, text=True, check=False)
+    subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+    if not pid.stdout.strip().isdigit():
+        return
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while _running(int(pid.stdout)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has: its socket is closed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _use_manager(manager: UserManager) -> None:
@@ -234,6 +257,8 @@ def run(quick: bool = False) -> None:
                 ours = [_timed(_fleet_restart, fleet, log_dir, phases) for _ in range(runs)]
                 ref_s = _median(ref, lambda s: s.seconds) or 0.0
                 our_s = _median(ours, lambda s: s.seconds) or 0.0
+                record.figure(f"systemd restart N={count}: reference", "ms", (s.seconds * 1000 for s in ref))
+                record.figure(f"systemd restart N={count}: fleet", "ms", (s.seconds * 1000 for s in ours))
                 print(
                     f"{count:>4} {ref_s * 1000:>13.0f} {ref[-1].starts_per_agent:>13.2f} {our_s * 1000:>9.0f} "
                     f"{ours[-1].starts_per_agent:>13.2f} {ref_s / our_s:>8.1f}x "
@@ -268,6 +293,8 @@ def _tmux_bench(count: int, runs: int) -> None:
         fleet, log_dir, phases = _fleet(home, count, "tmux", None)
         ours = [_timed(_fleet_restart, fleet, log_dir, phases) for _ in range(runs)]
         our_s = _median(ours, lambda s: s.seconds) or 0.0
+        record.figure(f"tmux restart N={count}: floor (create windows)", "ms", [create * 1000])
+        record.figure(f"tmux restart N={count}: fleet", "ms", (s.seconds * 1000 for s in ours))
         print(f"  floor: one tmux client creating {count} windows         {create * 1000:>6.0f} ms")
         print(f"  floor: one tmux client killing them                     {kill * 1000:>6.0f} ms")
         print(
@@ -293,6 +320,7 @@ def _status_bench(fleet: Lifecycle) -> None:
         started = time.monotonic()
         fleet.status()
         samples.append(time.monotonic() - started)
+    record.figure(f"systemd status N={count}", "ms", (s * 1000 for s in samples))
     print(f"  Lifecycle.status() (one tmux call + one list-units)  {statistics.median(samples) * 1000:>6.0f} ms")
     serial = []
     for _ in range(3):

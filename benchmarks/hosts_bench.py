@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from benchmarks import record
 from benchmarks.cli_bench import _fleet_argv
 from tests.sshd_hosts import SshHosts, start_hosts, unavailable
 
@@ -88,6 +89,7 @@ def run(quick: bool = False) -> float:
             print(f"  start, all hosts (not a target)          {fleet_on(whole, 'start', '--timeout', '300'):>7.2f} s")
             status = [fleet_on(whole, "status", "--json") for _ in range(status_runs)]
             status_s = statistics.median(status)
+            record.figure(f"hosts: status, {len(HOSTS) * AGENTS_PER_HOST} agents", "s", status)
             verdict = "within" if status_s <= STATUS_TARGET_S else "OVER"
             print(
                 f"  status, {len(HOSTS) * AGENTS_PER_HOST} agents (median of {status_runs})"
@@ -105,6 +107,7 @@ def run(quick: bool = False) -> float:
                     f" = {together / slowest:.2f}x the slowest"
                 )
             ratio = statistics.median(ratios)
+            record.figure("hosts: restart all hosts / slowest host alone", "x", ratios)
             verdict = "within" if ratio <= RESTART_TARGET else "OVER"
             print(
                 f"  restart, all hosts / slowest host alone (median of {rounds})"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from benchmarks import record
 from fleetlib.lock import acquire_restart_lock
 
 KINDS = ("fleet", "reference", "filelock")
@@ -189,6 +190,8 @@ def run(quick: bool = False) -> None:
         rate = uncontended_rate(kind)
         refreshes = refresh_rate(kind)
         cpu = waiter_cpu(kind)
+        record.figure(f"lock {kind}: handoff", "ms", (gap * 1000 for gap in gaps))
+        record.figure(f"lock {kind}: crash recovery", "ms", (each * 1000 for each in crash))
         crash_p50 = f"{statistics.median(crash) * 1000:.1f}" if crash else "skipped"
         refresh_cell = "-" if refreshes is None else f"{refreshes:.0f}"
         cells = (_ms(gaps, 0.5), _ms(gaps, 0.95), crash_p50, f"{rate:.0f}", refresh_cell, f"{cpu * 100:.2f}%")
