@@ -5,9 +5,9 @@ Each benchmark prints its own table and also hands its headline figures to :func
 ``<results dir>/<UTC time>.json`` holding the machine (cores, memory, kernel), the versions
 that matter (Python, tmux, systemd, fleet's commit) and, per figure, its samples with median,
 min and max; then it prints each figure beside the same figure of the previous run of the same kind
-(``--quick`` or not) in that directory, so a slower run shows itself without anyone keeping notes. The results directory is
-``.benchmarks/`` in the repository (not committed: the figures belong to a machine) unless
-``--results DIR`` says otherwise.
+(``--quick`` or not) in that directory, so a slower run shows itself without anyone keeping
+notes. The results directory is ``.benchmarks/`` in the repository (not committed: the
+figures belong to a machine) unless ``--results DIR`` says otherwise.
 """
 
 from __future__ import annotations
