@@ -1,0 +1,84 @@
+"""Real Claude Code and Codex in a real fleet, doing real turns against the local model server.
+
+One fleet per backend (module-scoped: the CLIs take seconds to start on a busy machine) runs
+``cl`` (Claude Code) and ``cx`` (Codex), installed under an npm prefix that is not on the
+default PATH (the roster names the binary and puts its directory on the agent's PATH). Each
+test uses its own markers in the prompts, so the tests share the agents without reading each
+other's turns. What the agents show is read with tmux directly (the witness is the pane, not
+the fleet's own reading of it); deadlines are polling limits, not timing targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.model_server import DONE, REPLY, ModelServer
+from tests.real_agents import (
+    PERMISSION_QUESTION,
+    PERMISSION_YES,
+    RealFleet,
+    kill_leftovers,
+    model_server,  # noqa: F401 - the fixture, used by name
+    real_roster,
+)
+from tests.test_fleet_tmux import TmuxEnv
+
+pytestmark = pytest.mark.tmux
+
+UP_LIMIT_S = 120.0  # both CLIs start at once on 2 shared cores
+AGENTS = {"cl": "claude", "cx": "codex"}
+
+
+@pytest.fixture(scope="module")
+def fleet(model_server: ModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealFleet]:  # noqa: F811
+    root = tmp_path_factory.mktemp("real-agents")
+    user = TmuxEnv(root)
+    roster = user.home / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    roster.write_text(real_roster(model_server, root, AGENTS))
+    started = RealFleet(user, user.home, root, model_server)
+    try:
+        user.inv_ok("fleet.start")
+        for name in AGENTS:
+            started.wait_for(name, "idle", UP_LIMIT_S)
+        yield started
+    finally:
+        user.inv("fleet.stop")
+        kill_leftovers(root)
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_real_agent_comes_up_at_its_prompt(fleet: RealFleet, name: str) -> None:
+    assert fleet.state(name) == "idle"
+    assert "Unable to connect" not in fleet.screen(name)
+    assert "Sign in" not in fleet.screen(name)
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_sent_message_gets_a_real_turn(fleet: RealFleet, name: str) -> None:
+    message = f"hello MARK-{name}"
+    sent = fleet.user.inv("fleet.send", "--agent", name, "--message", message)
+    assert sent.returncode == 0, (sent.stderr, fleet.screen(name))
+    fleet.shows(name, REPLY + message)
+    assert message in fleet.server.prompts()
+    shown = fleet.user.inv_ok("fleet.logs", "--agent", name, "--screen")
+    assert REPLY + message in shown
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_command_turn_asks_permission_then_runs_it(fleet: RealFleet, name: str) -> None:
+    runtime = AGENTS[name]
+    made = fleet.cwd(name) / f"ran-{name}.txt"
+    command = f"touch {made.name} && echo ran-{name}"
+    fleet.submit(name, f"RUN: {command}")  # typed directly: this test is about the prompt, not about send
+    fleet.shows(name, PERMISSION_QUESTION[runtime])
+    fleet.wait_for(name, "waiting")
+    assert not made.exists()  # asked first
+
+    # The answer is a key, as a person presses it (what `fleet send --answer` should do too).
+    fleet.keys(name, PERMISSION_YES[runtime])
+    fleet.shows(name, f"{DONE}ran-{name}")
+    assert made.exists()
+    fleet.wait_for(name, "idle")
