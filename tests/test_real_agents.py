@@ -1,6 +1,6 @@
 """Real Claude Code and Codex in a real fleet, doing real turns against the local model server.
 
-One fleet per backend (module-scoped: the CLIs take seconds to start on a busy machine) runs
+One fleet per backend, tmux and systemd (module-scoped: the CLIs take seconds to start on a busy machine), runs
 ``cl`` (Claude Code) and ``cx`` (Codex), installed under an npm prefix that is not on the
 default PATH (the roster names the binary and puts its directory on the agent's PATH). Each
 test uses its own markers in the prompts, so the tests share the agents without reading each
@@ -10,10 +10,12 @@ the fleet's own reading of it); deadlines are polling limits, not timing targets
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import FleetEnv, InvUser
 from tests.model_server import DONE, REPLY, ModelServer
 from tests.real_agents import (
     PERMISSION_QUESTION,
@@ -31,21 +33,49 @@ UP_LIMIT_S = 120.0  # both CLIs start at once on 2 shared cores
 AGENTS = {"cl": "claude", "cx": "codex"}
 
 
-@pytest.fixture(scope="module")
-def fleet(model_server: ModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealFleet]:  # noqa: F811
-    root = tmp_path_factory.mktemp("real-agents")
+def tmux_user(root: Path, request: pytest.FixtureRequest) -> tuple[InvUser, Path]:
+    """A fleet home (and who runs ``inv`` there) no user manager can reach: ``auto`` picks tmux."""
     user = TmuxEnv(root)
-    roster = user.home / "fleet" / "roster.yaml"
+    return user, user.home
+
+
+def systemd_user(root: Path, request: pytest.FixtureRequest) -> tuple[InvUser, Path]:
+    """A fleet home (and who runs ``inv`` there) on the session's private systemd --user manager."""
+    home = root / "home"
+    home.mkdir()
+    return FleetEnv(home, request.getfixturevalue("user_manager")), home
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(tmux_user, id="tmux"), pytest.param(systemd_user, id="systemd", marks=pytest.mark.systemd)],
+)
+def fleet(
+    model_server: ModelServer,  # noqa: F811 - the imported fixture
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[RealFleet]:
+    """``cl`` and ``cx`` started on one backend and at their prompts; everything stopped and removed after."""
+    root = tmp_path_factory.mktemp("real-agents")
+    make: Callable[[Path, pytest.FixtureRequest], tuple[InvUser, Path]] = request.param
+    user, home = make(root, request)
+    roster = home / "fleet" / "roster.yaml"
     roster.parent.mkdir(parents=True)
     roster.write_text(real_roster(model_server, root, AGENTS))
-    started = RealFleet(user, user.home, root, model_server)
+    started = RealFleet(user, home, root, model_server)
+    systemd = isinstance(user, FleetEnv)
     try:
+        if systemd:
+            user.inv_ok("fleet.install")
         user.inv_ok("fleet.start")
         for name in AGENTS:
             started.wait_for(name, "idle", UP_LIMIT_S)
         yield started
     finally:
-        user.inv("fleet.stop")
+        user.inv("fleet.uninstall" if systemd else "fleet.stop")
+        if isinstance(user, FleetEnv):
+            user.manager.systemctl("reset-failed")
+        started.tmux("kill-server")
         kill_leftovers(root)
 
 
