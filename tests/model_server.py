@@ -12,8 +12,8 @@ The reply is chosen by the last user message (the *prompt*):
 - a prompt holding ``RUN: <command>`` asks to run ``<command>`` with the CLI's own shell tool
   (Claude Code's ``Bash``, Codex's shell tool), so the CLI shows its permission prompt; once the
   tool's result comes back the reply is ``DONE: `` followed by the result's first line;
-- a prompt holding ``HOLD`` is answered only once the test calls ``release()`` (a turn that
-  stays ``working`` as long as the test wants, without sleeping);
+- a prompt holding ``HOLD`` is answered only once the test calls ``release()`` (one held reply
+  goes per call: a turn that stays ``working`` as long as the test wants, without sleeping);
 - any other prompt gets ``REPLY: <prompt>``, so a test picks a marker and looks for it on screen.
 
 Every request is recorded (``requests``, thread-safe) with its parsed body, so a test can check
@@ -365,7 +365,7 @@ class ModelServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
-        self._released = threading.Event()
+        self._permits = threading.Semaphore(0)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="model-server", daemon=True)
@@ -394,19 +394,17 @@ class ModelServer:
         with self._lock:
             self._requests.append(request)
 
-    def release(self) -> None:
-        """Let every held reply (a ``HOLD`` prompt) go, now and from now on until ``hold()``."""
-        self._released.set()
-
-    def hold(self) -> None:
-        """Hold ``HOLD`` replies again until the next ``release()``."""
-        self._released.clear()
+    def release(self, count: int = 1) -> None:
+        """Let ``count`` held replies (to ``HOLD`` prompts) go: the ones waiting first, then the
+        next ones to arrive."""
+        self._permits.release(count)
 
     def wait_released(self) -> None:
-        self._released.wait(HOLD_LIMIT_S)
+        """Block (a request's thread) until a ``release()``; at most ``HOLD_LIMIT_S``."""
+        self._permits.acquire(timeout=HOLD_LIMIT_S)
 
     def close(self) -> None:
-        self._released.set()
+        self._permits.release(1000)  # no held request keeps a thread after the test
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)

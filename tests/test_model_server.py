@@ -146,7 +146,6 @@ def test_a_held_reply_waits_for_release(server: ModelServer) -> None:
     finally:
         server.release()
         worker.join(timeout=30)
-        server.hold()
     assert REPLY + "HOLD h1" in answers[0]
 
 

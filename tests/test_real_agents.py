@@ -79,6 +79,11 @@ def fleet(
         kill_leftovers(root)
 
 
+def mark(fleet: RealFleet, name: str) -> str:
+    """A marker for prompts unique to this agent of this fleet (both fleets share the server)."""
+    return f"{name}-{fleet.root.name}"
+
+
 @pytest.mark.parametrize("name", list(AGENTS))
 def test_a_real_agent_comes_up_at_its_prompt(fleet: RealFleet, name: str) -> None:
     assert fleet.state(name) == "idle"
@@ -88,7 +93,7 @@ def test_a_real_agent_comes_up_at_its_prompt(fleet: RealFleet, name: str) -> Non
 
 @pytest.mark.parametrize("name", list(AGENTS))
 def test_a_sent_message_gets_a_real_turn(fleet: RealFleet, name: str) -> None:
-    message = f"hello MARK-{name}"
+    message = f"hello {mark(fleet, name)}"
     sent = fleet.user.inv("fleet.send", "--agent", name, "--message", message)
     assert sent.returncode == 0, (sent.stderr, fleet.screen(name))
     fleet.shows(name, REPLY + message)
@@ -101,7 +106,7 @@ def test_a_sent_message_gets_a_real_turn(fleet: RealFleet, name: str) -> None:
 def test_a_command_turn_asks_permission_then_runs_it(fleet: RealFleet, name: str) -> None:
     runtime = AGENTS[name]
     made = fleet.cwd(name) / f"ran-{name}.txt"
-    command = f"touch {made.name} && echo ran-{name}"
+    command = f"touch {made.name} && echo ran-{mark(fleet, name)}"
     fleet.submit(name, f"RUN: {command}")  # typed directly: this test is about the prompt, not about send
     fleet.shows(name, PERMISSION_QUESTION[runtime])
     fleet.wait_for(name, "waiting")
@@ -109,6 +114,30 @@ def test_a_command_turn_asks_permission_then_runs_it(fleet: RealFleet, name: str
 
     # The answer is a key, as a person presses it (what `fleet send --answer` should do too).
     fleet.keys(name, PERMISSION_YES[runtime])
-    fleet.shows(name, f"{DONE}ran-{name}")
+    fleet.shows(name, f"{DONE}ran-{mark(fleet, name)}")
     assert made.exists()
     fleet.wait_for(name, "idle")
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_held_turn_is_working_until_the_model_answers(fleet: RealFleet, name: str) -> None:
+    prompt = f"HOLD {mark(fleet, name)}"
+    fleet.submit(name, prompt)
+    try:
+        fleet.wait_for(name, "working")
+    finally:
+        fleet.server.release()
+    fleet.shows(name, REPLY + prompt)
+    fleet.wait_for(name, "idle")
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_later_turn_carries_the_earlier_ones(fleet: RealFleet, name: str) -> None:
+    first, second = f"first {mark(fleet, name)}", f"second {mark(fleet, name)}"
+    fleet.submit(name, first)
+    fleet.shows(name, REPLY + first)
+    fleet.submit(name, second)
+    (request,) = [turn for turn in fleet.server.turns() if turn.prompt == second]
+    history = request.texts()
+    assert first in history
+    assert REPLY + first in history  # the model's own earlier answer, as a resumed session must carry it
