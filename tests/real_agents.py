@@ -146,7 +146,7 @@ def model_server() -> Iterator[ModelServer]:
 def kill_leftovers(root: Path) -> None:
     """Kill every process still running under ``root`` (the agents' HOMEs and work dirs live
     there): a CLI's helpers can outlive the window the fleet stopped."""
-    for pid in _pids_with(str(root)):
+    for pid in _pids_with(f"{root}/"):  # "/": never a sibling whose name merely starts the same
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
