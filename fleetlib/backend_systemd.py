@@ -148,7 +148,7 @@ class SystemdBackend(TmuxPrimitives):
         def state_of(unit: str) -> systemd.UnitState:
             return states.get(unit) or systemd.UnitState(unit, load_state="not-loaded")
 
-        execs = self.agent_pids(names, windows)
+        execs = self.agent_execs(names, windows)
         agents = [
             AgentStatus.build(
                 name, self.units.agent(name), windows.get(name), state_of(self.units.agent(name)), execs.get(name)

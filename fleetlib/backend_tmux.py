@@ -24,7 +24,7 @@ from typing import Final
 from fleetlib import procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
-from fleetlib.pane import PaneSpec, agent_environment, base_environment, exec_record, install_script
+from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record, install_script
 from fleetlib.results import InstallResult
 from fleetlib.roster import NAME_PATTERN
 from fleetlib.rundir import ensure_private_dir
@@ -134,18 +134,18 @@ class TmuxPrimitives(FleetContext):
         markers = [procs.marker(name, str(self.paths.tmux_socket)) for name in names]
         self.runner.signal([pid for pids in procs.marked(markers).values() for pid in pids], *signums)
 
-    def agent_pids(self, names: list[str], windows: Mapping[str, tmux.Window]) -> dict[str, int]:
-        """The live agent process of each named window's current run, for the windows whose
-        supervisor has exec'd it (its record names this window's pane; see
+    def agent_execs(self, names: list[str], windows: Mapping[str, tmux.Window]) -> dict[str, ExecRecord]:
+        """The exec record of the live agent process of each named window's current run, for
+        the windows whose supervisor has exec'd it (its record names this window's pane; see
         :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
-        found: dict[str, int] = {}
+        found: dict[str, ExecRecord] = {}
         for name in names:
             window = windows.get(name)
             if window is None or window.dead or window.pane_pid is None:
                 continue
             record = exec_record(self.paths.run_dir, name)
-            if record is not None and record[0] == window.pane_pid and _signalable(record[1]):
-                found[name] = record[1]
+            if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
+                found[name] = record
         return found
 
     def pane_spec(self, name: str) -> PaneSpec:
@@ -184,7 +184,7 @@ class TmuxBackend(TmuxPrimitives):
         it), and the holder is then ``failed (died)`` with a note saying what to do."""
         windows = self.windows()
         if windows is not None:
-            execs = self.agent_pids(names, windows)
+            execs = self.agent_execs(names, windows)
             agents = [
                 AgentStatus.build(name, tmux.window_target(name), windows.get(name), None, execs.get(name))
                 for name in names

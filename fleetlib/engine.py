@@ -481,10 +481,10 @@ class Lifecycle(FleetContext):
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
         while pending:
             fence()
-            now = self.clock() - began
+            now, wall = self.clock() - began, self.wall_clock()
             rows = self.primitives.observe(pending).by_name()
             for name in list(pending):
-                outcome = self._judge(trackers[name], rows[name], now, action)
+                outcome = self._judge(trackers[name], rows[name], now, wall, action)
                 if outcome is not None:
                     trackers[name].outcome = outcome
                     pending.remove(name)
@@ -506,10 +506,19 @@ class Lifecycle(FleetContext):
                         + waiting,
                     )
                 return
-            self.sleep(POLL_S)
+            self.sleep(self._next_poll(now, self.clock() - began))
 
-    def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, action: str) -> AgentOutcome | None:
-        """One poll's verdict on one starting agent: started, failed, or None (wait)."""
+    @staticmethod
+    def _next_poll(began: float, ended: float) -> float:
+        """How long to sleep before the next look, for a poll that began and ended at these
+        times: never less than the poll itself took, so looking costs at most half the time
+        (under systemd each look asks the manager, busy starting the very units we wait
+        for), and a failure is still seen within a poll or two of happening."""
+        return max(POLL_S, ended - began)
+
+    def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
+        """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
+        and ``wall`` are the engine's and the wall clock's time when the poll began."""
         agent = self.roster.get(tracker.name)
         if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
             return None  # still the old generation's window: the new one is not there yet
@@ -548,7 +557,12 @@ class Lifecycle(FleetContext):
             tracker.seen_pid = None
             return None
         if tracker.seen_pid != row.agent_pid:
-            tracker.seen_pid, tracker.seen_at = row.agent_pid, now
+            # The exec record's time says how long the agent had run when this poll began (the
+            # poll that first sees it may come well after its exec on a busy machine); never
+            # longer than this operation has run, so a wall clock stepped forward cannot
+            # shorten the grace.
+            ran = 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
+            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - ran
         if now - tracker.seen_at >= agent.start_grace:
             return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
         return None

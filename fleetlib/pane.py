@@ -50,7 +50,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
@@ -156,10 +156,19 @@ def exec_record_path(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}{EXEC_SUFFIX}"
 
 
-def exec_record(run_dir: Path, name: str) -> tuple[int, int] | None:
-    """``(supervisor pid, agent pid)`` the supervisor of agent ``name`` wrote right before it
-    exec'd the agent's latest run; None when there is no such record or it is not what the
-    supervisor writes. The file is untrusted input: read capped, never through a symlink,
+class ExecRecord(NamedTuple):
+    """What a supervisor wrote right before it exec'd its agent, and when (the file's
+    modification time, epoch seconds: the moment of the ``echo``, just before the exec)."""
+
+    supervisor: int
+    agent: int
+    written_at: float
+
+
+def exec_record(run_dir: Path, name: str) -> ExecRecord | None:
+    """``(supervisor pid, agent pid, written at)`` the supervisor of agent ``name`` wrote
+    right before it exec'd the agent's latest run; None when there is no such record or it
+    is not what the supervisor writes. The file is untrusted input: read capped, never through a symlink,
     pids range-checked. Callers match the supervisor pid against the window's pane pid, so
     a record left by an earlier window never counts for a new one."""
     # Read on every poll of a start's wait, for every agent: one open, no lstat first (the
@@ -169,7 +178,8 @@ def exec_record(run_dir: Path, name: str) -> tuple[int, int] | None:
     except OSError:
         return None
     try:
-        raw = os.read(fd, _EXEC_RECORD_CAP) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        info = os.fstat(fd)
+        raw = os.read(fd, _EXEC_RECORD_CAP) if stat.S_ISREG(info.st_mode) else b""
     except OSError:
         return None
     finally:
@@ -177,7 +187,7 @@ def exec_record(run_dir: Path, name: str) -> tuple[int, int] | None:
     words = raw.split()
     if len(words) != 2 or not all(word.isdigit() and 0 < int(word) <= _PID_LIMIT for word in words):
         return None
-    return int(words[0]), int(words[1])
+    return ExecRecord(int(words[0]), int(words[1]), info.st_mtime_ns / 1e9)
 
 
 def install_script(run_dir: Path) -> bool:

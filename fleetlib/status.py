@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fleetlib import procs
 from fleetlib.systemd import UnitState
 from fleetlib.tmux import Window
+
+if TYPE_CHECKING:
+    from fleetlib.pane import ExecRecord
 
 STATES: Final = ("running", "starting", "restarting", "stopping", "exited", "failed", "stopped")
 
@@ -82,16 +85,23 @@ class AgentStatus:
     watcher_tick: float | None = None  # when the watcher that recorded ``activity`` last looked
     in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
     agent_pid: int | None = None
+    agent_since: float | None = None  # epoch seconds: when its supervisor exec'd ``agent_pid``
     reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
 
     @classmethod
     def build(
-        cls, name: str, unit_name: str, window: Window | None, unit: UnitState | None, agent_pid: int | None = None
+        cls,
+        name: str,
+        unit_name: str,
+        window: Window | None,
+        unit: UnitState | None,
+        agent_exec: ExecRecord | None = None,
     ) -> AgentStatus:
         """The row for one agent from its window and (systemd) its unit; without a unit the
         backend details are the tmux backend's (loaded / active|failed|inactive / ...).
-        ``agent_pid``: the exec'd agent of the window's current run, if any (see
+        ``agent_exec``: the exec record of the window's current run, if any (see
         :func:`fleetlib.pane.exec_record`)."""
+        live = window is not None and not window.dead
         if unit is not None:
             details = (unit.load_state, unit.active_state, unit.sub_state)
         elif window is None:
@@ -117,7 +127,8 @@ class AgentStatus:
             activity_since=window.activity_since if window is not None and window.activity else None,
             last_output=window.last_output if window is not None else None,
             watcher_tick=window.watcher_tick if window is not None else None,
-            agent_pid=agent_pid if window is not None and not window.dead else None,
+            agent_pid=agent_exec.agent if live and agent_exec is not None else None,
+            agent_since=agent_exec.written_at if live and agent_exec is not None else None,
         )
 
     def with_activity(self, activity: str, since: float | None) -> AgentStatus:

@@ -59,6 +59,10 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Time passing while the engine works (not sleeping): a slow call."""
         self.now += seconds
         due = [action for when, action in self._due if when <= self.now]
         self._due = [(when, action) for when, action in self._due if when > self.now]
@@ -208,6 +212,7 @@ class FakeAgent:
     dies_after: float | None = None  # with "runs": exits this many fake seconds after launch
     exec_after: float = 0.0  # with "runs": its supervisor execs it this many fake seconds after launch
     execed: bool = False
+    execed_at: float | None = None  # fake time of the exec (the exec record's time)
     exit_code: int = 1
     stops: bool = True  # False: its window stays up after terminate
 
@@ -228,6 +233,7 @@ class FakeAgent:
             failures=self.failures,
             pane_pid=self.pane_pid,
             agent_pid=self.pid if self.state == "running" and self.execed else None,
+            agent_since=self.execed_at if self.state == "running" and self.execed else None,
         )
 
 
@@ -242,6 +248,7 @@ class FakeBackend:
     holder_up: bool = False
     refuse: dict[str, str] = field(default_factory=dict)  # terminate() refusals
     calls: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+    observe_cost: float = 0.0  # fake seconds each observe takes; what it sees is its end's state
 
     @property
     def unit_dir(self) -> Path | None:
@@ -262,6 +269,7 @@ class FakeBackend:
 
     def observe(self, names: list[str]) -> FleetStatus:
         self._record("observe", names)
+        self.clock.advance(self.observe_cost)
         holder = UnitState("fake-holder", "loaded", "active" if self.holder_up else "inactive")
         return FleetStatus(self.name, holder, [self.agents[name].row() for name in names])
 
@@ -283,10 +291,13 @@ class FakeBackend:
             agent.state, agent.pid, agent.sub_state = "running", agent.pane_pid, "running"
             pane = agent.pane_pid
             agent.execed = agent.exec_after <= 0
+            agent.execed_at = self.clock.now if agent.execed else None
+
+            due = self.clock.now + agent.exec_after
 
             def execed() -> None:
                 if agent.pane_pid == pane:
-                    agent.execed = True
+                    agent.execed, agent.execed_at = True, due
 
             if not agent.execed:
                 self.clock.after(agent.exec_after, execed)

@@ -56,6 +56,7 @@ class Fleet:
             primitives=self.backend,
             sleep=self.clock.sleep,
             clock=self.clock,
+            wall_clock=self.clock,  # the exec records' times are fake times too
             timeout=timeout,
         )
 
@@ -177,6 +178,31 @@ def test_the_grace_counts_from_the_agents_exec_not_from_its_supervisors_start(
     (outcome,) = fleet.lifecycle.start("a1").agents
     assert outcome.action == "started"
     assert 2.5 + GRACE <= outcome.seconds < 2.5 + GRACE + 2 * POLL_S
+
+
+def test_the_grace_counts_from_the_exec_record_not_from_the_poll_that_first_saw_it(
+    fleet: Fleet, processes: Processes
+) -> None:
+    """Each look takes 0.4 s (a manager busy starting 200 units): the agent exec'd at 0.5 s
+    is first seen by the look that began at 0.8 s. Counted from that look it was up at the
+    look of 2.4 s; counted from its exec record, at the look of 1.6 s."""
+    fleet.backend.observe_cost = 0.4
+    fleet.agent("a1").exec_after = 0.5
+    began = fleet.clock.now
+    (outcome,) = fleet.lifecycle.start("a1").agents
+    assert outcome.action == "started"
+    (launched,) = [when for when, call, _ in fleet.backend.calls if call == "launch"]
+    up_after_exec = began + outcome.seconds - (launched + 0.5)
+    assert GRACE <= up_after_exec <= GRACE + 2 * 0.4 + 1e-9, fleet.backend.calls
+
+
+def test_looking_takes_at_most_half_the_wait(fleet: Fleet, processes: Processes) -> None:
+    """A slow look is followed by a sleep as long as it took, not a 50 ms one: each look asks
+    the manager, which is busy starting the very agents being waited for."""
+    fleet.backend.observe_cost = 0.4
+    fleet.lifecycle.start("a1")
+    assert fleet.clock.sleeps
+    assert all(sleep >= 0.4 - 1e-9 for sleep in fleet.clock.sleeps), fleet.clock.sleeps
 
 
 def test_an_agent_that_dies_right_after_a_slow_exec_fails_start(fleet: Fleet, processes: Processes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -44,8 +45,10 @@ class TmuxEnv(InvUser):
         (self.bin / "date").chmod(0o755)
 
     def roster(self, names: list[str], extra: str = "") -> None:
-        # Each agent logs its start and its stop (on the SIGHUP a torn-down pane gets).
-        script = f'echo "start $0" >> {self.log}; trap \'echo "stop $0" >> {self.log}; exit 0\' HUP TERM; while :; do sleep 1; done'
+        # Each agent logs its start and its stop (on the TERM, then HUP, a stop sends), once: both
+        # signals can be pending when its `sleep` returns, and sh then runs the trap for each.
+        stop = f'[ -n "$stopped" ] || echo "stop $0" >> {self.log}; stopped=1; exit 0'
+        script = f'echo "start $0" >> {self.log}; trap {shlex.quote(stop)} HUP TERM; while :; do sleep 1; done'
         body = "".join(
             f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n" for n in names
         )

@@ -257,7 +257,11 @@ def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agen
     ids, _, recorded = seen.read_text().strip().partition("|")
     assert recorded == ids
     supervisor, agent = (int(word) for word in ids.split())
-    assert pane.exec_record(sup.run_dir, "a1") == (supervisor, agent)
+    read = pane.exec_record(sup.run_dir, "a1")
+    assert read is not None
+    assert (read.supervisor, read.agent) == (supervisor, agent)
+    # When it was written: just before the exec, so no later than the agent's first act.
+    assert read.written_at == record.stat().st_mtime_ns / 1e9 <= seen.stat().st_mtime_ns / 1e9
     assert f"pid {agent}:" in done.stdout  # the header's pid is the recorded agent's
 
 
