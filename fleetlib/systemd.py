@@ -57,6 +57,17 @@ class UnitNames:
         return f"{self.prefix}agent@*.service"
 
     @property
+    def slice(self) -> str:
+        """The slice holding the holder, the watcher and every agent of this home: the
+        fleet-wide ceiling (``fleet_resources``) is its limits. A child of ``app.slice``
+        (``-`` nests slices, so the prefix's dashes become ``_``)."""
+        return f"app-{self.prefix.rstrip('-').replace('-', '_')}.slice"
+
+    def scope(self, name: str) -> str:
+        """The transient scope an agent with limits runs in on the tmux backend."""
+        return f"{self.prefix}agent-{name}.scope"
+
+    @property
     def watcher(self) -> str:
         return f"{self.prefix}fleet-watcher.service"
 
