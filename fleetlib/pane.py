@@ -87,6 +87,9 @@ class PaneSpec:
     failure_window: float
     cgroup_mounts: tuple[str, ...] = ()  # systemd backend: where to join the unit's cgroup
     unit: str | None = None  # systemd backend: the agent's unit name
+    # tmux backend with limits: the words that run the supervisor in a transient scope
+    # (``systemd-run --user --scope ... --``); the pane process is still the supervisor.
+    launcher: tuple[str, ...] = ()
 
 
 SCRIPT_NAME: Final = "supervise.sh"
@@ -224,7 +227,7 @@ def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path) -> list[str]:
     """What the window runs: the supervisor script with its parameters, then the argv."""
     window = max(1, math.ceil(spec.failure_window))
     return [
-        "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
+        *spec.launcher, "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
         str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts), "--", *argv,
     ]  # fmt: skip
 

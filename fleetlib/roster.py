@@ -508,7 +508,7 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
     defaults = _resources(top["resources"], source, "resources") if "resources" in top else NO_LIMITS
     ceiling = _resources(top["fleet_resources"], source, "fleet_resources") if "fleet_resources" in top else NO_LIMITS
     agents: list[Agent] = []
-    lines: dict[str, int] = {}
+    lines: dict[str, int] = {key: _line(top[key]) for key in ("resources", "fleet_resources") if key in top}
     agents_node = top.get("agents")
     if agents_node is not None and not (
         isinstance(agents_node, yaml.ScalarNode) and _scalar(agents_node, source, "agents") is None

@@ -63,9 +63,17 @@ class UnitNames:
         (``-`` nests slices, so the prefix's dashes become ``_``)."""
         return f"app-{self.prefix.rstrip('-').replace('-', '_')}.slice"
 
-    def scope(self, name: str) -> str:
-        """The transient scope an agent with limits runs in on the tmux backend."""
-        return f"{self.prefix}agent-{name}.scope"
+    def scope(self, name: str, token: str) -> str:
+        """A transient scope agent ``name`` runs in on the tmux backend when it has limits;
+        ``token`` (hex) tells its windows apart (a new window may start before the old
+        window's scope is gone)."""
+        return f"{self.prefix}agent-{name}-{token}.scope"
+
+    def is_scope_of(self, unit: str, name: str) -> bool:
+        """Whether ``unit`` is one of :meth:`scope` for agent ``name`` (and no other agent)."""
+        head, tail = f"{self.prefix}agent-{name}-", ".scope"
+        token = unit[len(head) : -len(tail)] if unit.startswith(head) and unit.endswith(tail) else ""
+        return bool(token) and all(char in "0123456789abcdef" for char in token)
 
     @property
     def watcher(self) -> str:

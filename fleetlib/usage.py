@@ -35,11 +35,14 @@ class Usage:
     source: str
 
 
-def own_cgroup(pid: int, names: Iterable[str]) -> bool:
-    """Whether ``pid`` runs in a cgroup named one of ``names`` (its unit or scope), so that
-    cgroup's figures are the agent's alone."""
-    wanted = set(names)
-    return any(path.rpartition("/")[2] in wanted for path in cgroup_dirs(pid).values())
+def own_cgroup(pid: int, units: UnitNames, name: str) -> bool:
+    """Whether ``pid`` runs in agent ``name``'s own cgroup (its unit, or a scope of it), so
+    that cgroup's figures are the agent's alone."""
+    for path in cgroup_dirs(pid).values():
+        unit = path.rpartition("/")[2]
+        if unit == units.agent(name) or units.is_scope_of(unit, name):
+            return True
+    return False
 
 
 def _tree_figures(pids: Iterable[int]) -> Figures:
@@ -93,7 +96,7 @@ class Sampler:
         trees: list[AgentStatus] = []
         for agent in running:
             assert agent.pid is not None
-            if own_cgroup(agent.pid, (self.units.agent(agent.name), self.units.scope(agent.name))):
+            if own_cgroup(agent.pid, self.units, agent.name):
                 figures = read_figures(agent.pid)
                 if figures is not None:
                     usage[agent.name] = Usage(figures, self._cpu(agent, figures, now), "cgroup")
