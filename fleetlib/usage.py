@@ -71,7 +71,7 @@ def _uptime_s() -> float | None:
         return None
 
 
-def _age_s(pid: int) -> float | None:
+def age_s(pid: int) -> float | None:
     """Seconds since ``pid`` started; None where unknown."""
     ticks, now = procs.start_ticks(pid), _uptime_s()
     if not ticks.isdigit() or now is None:
@@ -117,7 +117,7 @@ class Sampler:
         self._last[agent.name] = (now, agent.pid, figures.cpu_usec)
         if last is not None and last[1] == agent.pid and now > last[0] and figures.cpu_usec >= last[2]:
             return round((figures.cpu_usec - last[2]) / 1e6 / (now - last[0]) * 100, 1)
-        age = _age_s(agent.pid)
+        age = age_s(agent.pid)
         return round(figures.cpu_usec / 1e6 / age * 100, 1) if age else None
 
 

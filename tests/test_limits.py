@@ -26,7 +26,15 @@ HOG = json.dumps(
     ]
 )
 BURNER = '[sh, -c, "while :; do :; done"]'
-FORKER = '[sh, -c, "i=0; while [ $i -lt 200 ]; do sleep 100000 & i=$((i + 1)); done; wait"]'
+# Forks sleepers until refused; says so and keeps trying (a fork loop that never stops on its own).
+FORKER = json.dumps(
+    [
+        sys.executable,
+        "-c",
+        "import os, time\nwhile True:\n try:\n  if os.fork() == 0:\n   time.sleep(100000)\n   os._exit(0)\n"
+        " except OSError as error:\n  print('fork refused:', error.strerror, flush=True)\n  time.sleep(0.5)",
+    ]
+)
 
 
 def agent(name: str, command: str, resources: str = "") -> str:
@@ -111,7 +119,9 @@ def test_cpu_quota_tasks_max_and_top_agree_with_the_cgroup(fleet_env: FleetEnv) 
     tasks = cgroup_file(fe, "forks", "pids", "pids.current", "pids.current")
     eventually(lambda: int(tasks.read_text()) >= 19, "the fork loop to reach its limit")
     assert int(tasks.read_text()) <= 20
-    assert "Resource temporarily unavailable" in (fe.home / "fleet" / "logs" / "forks.log").read_text(errors="replace")
+    assert "fork refused: Resource temporarily unavailable" in (fe.home / "fleet" / "logs" / "forks.log").read_text(
+        errors="replace"
+    )
     assert rows(fe)["calm"]["pid"] == calm
     # `fleet top --once --json` reads the same files.
     result = fe.inv("fleet.top", "--once", "--json")
@@ -120,7 +130,8 @@ def test_cpu_quota_tasks_max_and_top_agree_with_the_cgroup(fleet_env: FleetEnv) 
     assert top["forks"]["tasks_max"] == 20
     assert top["forks"]["tasks"] == int(tasks.read_text())
     assert top["calm"]["memory_max"] == memory_limit(fe, "calm") == 256 << 20
-    assert top["burn"]["cpu_percent"] is not None and top["burn"]["cpu_percent"] < 75
+    assert top["burn"]["cpu_percent"] is not None
+    assert top["burn"]["cpu_percent"] < 75
     memory = cgroup_file(fe, "calm", "memory", "memory.current", "memory.usage_in_bytes")
     assert abs(top["calm"]["memory_bytes"] - int(memory.read_text())) < 4 << 20
     assert top["calm"]["source"] == "cgroup"
