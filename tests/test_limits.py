@@ -79,7 +79,10 @@ def test_memory_hog_is_killed_said_out_of_memory_restarted_with_pacing_neighbour
     fleet_env: FleetEnv,
 ) -> None:
     fe = fleet_env
-    fe.write_roster(roster(agent("hog", HOG, "{memory_max: 64M}"), agent("calm", SLEEPER)))
+    told = fe.home / "told.log"
+    notify = json.dumps(["sh", "-c", f'echo "$FLEET_NEW_STATE: $FLEET_REASON" >> {told}'])
+    hog = agent("hog", HOG, "{memory_max: 64M}") + f"    on_state_change: {notify}\n"
+    fe.write_roster(roster(hog, agent("calm", SLEEPER)))
     fe.inv_ok("fleet.install")
     fe.inv_ok("fleet.start")
     calm = rows(fe)["calm"]["pid"]
@@ -93,6 +96,8 @@ def test_memory_hog_is_killed_said_out_of_memory_restarted_with_pacing_neighbour
     assert "fleet: agent hog exited with status 137: out of memory (memory_max 64M); restarting in 1s" in footer
     said = ("hog: restarting: out of memory (memory_max 64M)", "hog: failed: out of memory (memory_max 64M)")
     eventually(lambda: any(line in said for line in fe.inv("fleet.status").stdout.splitlines()), "status to say so")
+    eventually(told.exists, "the notification")
+    assert told.read_text().splitlines()[0] == "exited: out of memory (memory_max 64M)"
     assert rows(fe)["calm"]["pid"] == calm
     assert rows(fe)["calm"]["process_state"] == "running"
 
