@@ -46,8 +46,8 @@ def roster(*agents: str, top: str = "") -> str:
     return f"version: 1\ntransport: tmux\n{top}agents:\n" + "".join(agents)
 
 
-def rows(fe: FleetEnv) -> dict[str, dict[str, object]]:
-    result = fe.inv("fleet.status", "--json")
+def rows(fe: FleetEnv, backend: str = "auto") -> dict[str, dict[str, object]]:
+    result = fe.inv("fleet.status", "--json", "--backend", backend)
     assert result.returncode in (0, 3), result.stderr
     return {row["name"]: row for row in json.loads(result.stdout)}
 
@@ -171,3 +171,24 @@ def test_tmux_backend_refuses_limits_without_a_user_manager(tmp_path: Path) -> N
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {path}:7: agents[0].resources: the tmux backend enforces limits")
     assert not (home / "fleet" / "run" / "tmux.sock").exists()  # nothing started
+
+
+def test_tmux_backend_runs_limited_agents_in_scopes_of_the_user_manager(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    fe.write_roster(roster(agent("hog", HOG, "{memory_max: 64M}"), agent("calm", SLEEPER, "{memory_max: 256M}")))
+    fe.inv_ok("fleet.start", "--backend", "tmux")
+    pid = rows(fe, "tmux")["calm"]["pid"]
+    assert isinstance(pid, int)
+    group = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::"))
+    scope = group.rpartition("/")[2]
+    assert fe.units.is_scope_of(scope, "calm"), group
+    assert f"/{fe.units.slice}/" in group
+    shown = fe.manager.systemctl("show", scope, "-p", "MemoryMax", "--value").stdout.strip()
+    assert shown == str(256 << 20)
+    seen: list[dict[str, object]] = []
+    eventually(lambda: bool(seen.append(rows(fe, "tmux")["hog"]) or seen[-1]["reason"]), "the hog's kill", limit=40)
+    assert seen[-1]["reason"] == "out of memory (memory_max 64M)"
+    assert rows(fe, "tmux")["calm"]["pid"] == pid
+    top = json.loads(fe.inv_ok("fleet.top", "--once", "--json", "--backend", "tmux"))
+    assert {row["name"]: row["source"] for row in top}["calm"] == "cgroup"
+    fe.inv_ok("fleet.stop", "--backend", "tmux")
