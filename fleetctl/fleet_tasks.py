@@ -55,7 +55,7 @@ from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_pr
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.systemd import UnitNames
-from fleetlib.usage import Sampler, with_usage
+from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WAITABLE, check_state, wait_for
 
@@ -99,11 +99,6 @@ def open_lifecycle(
         progress=progress,
         echo=stderr_line if quiet else print,
     )
-
-
-def lifecycle_sampler(lifecycle: Lifecycle) -> Sampler:
-    """Measures the agents of ``lifecycle``'s fleet (see :mod:`fleetlib.usage`)."""
-    return Sampler(UnitNames.for_home(lifecycle.paths.home), str(lifecycle.paths.tmux_socket))
 
 
 def finish_operation(result: OperationResult, as_json: bool) -> None:
@@ -337,7 +332,7 @@ def fleet_status(
     status = lifecycle.status(agent or None)
     if json:
         # Measured only for --json (a few /proc reads per agent); text shows no figures.
-        status = with_usage(status, lifecycle_sampler(lifecycle).sample(status.agents))
+        status = with_usage(status, fleet_sampler(lifecycle.paths).sample(status.agents))
         print_json(status_rows_json(status))
     else:
         for line in status_lines(status):

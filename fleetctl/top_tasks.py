@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from invoke.context import Context
 from invoke.tasks import task
 
-from fleetctl.fleet_tasks import lifecycle_sampler, open_lifecycle
+from fleetctl.fleet_tasks import open_lifecycle
 from fleetctl.options import FLEET_HELP, JSON_HELP, fleet_paths, seconds, user_errors
 from fleetctl.render import print_json
 from fleetlib.backend import Lifecycle
@@ -31,7 +31,7 @@ from fleetlib.hosts import LOCAL
 from fleetlib.resources import human_size
 from fleetlib.roster import load_roster
 from fleetlib.status import AgentStatus
-from fleetlib.usage import Sampler, Usage, age_s, usage_json
+from fleetlib.usage import Sampler, Usage, age_s, fleet_sampler, usage_json
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -235,7 +235,7 @@ def fleet_top(
     if loaded.hosts:
         loaded, note = loaded.for_host(LOCAL), "this machine's agents only: fleet top does not reach other hosts yet"
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    top = Top(lifecycle, lifecycle_sampler(lifecycle))
+    top = Top(lifecycle, fleet_sampler(lifecycle.paths))
     if not once:
         live(top, sort, every, note)
         return

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from fleetlib import procs
+from fleetlib.paths import FleetPaths
 from fleetlib.resources import Figures, cgroup_dirs, read_figures
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitNames
@@ -119,6 +120,11 @@ class Sampler:
             return round((figures.cpu_usec - last[2]) / 1e6 / (now - last[0]) * 100, 1)
         age = age_s(agent.pid)
         return round(figures.cpu_usec / 1e6 / age * 100, 1) if age else None
+
+
+def fleet_sampler(paths: FleetPaths) -> Sampler:
+    """A sampler of the fleet whose home and tmux socket ``paths`` name."""
+    return Sampler(UnitNames.for_home(paths.home), str(paths.tmux_socket))
 
 
 def with_usage(status: FleetStatus, usage: Mapping[str, Usage]) -> FleetStatus:
