@@ -295,7 +295,8 @@ class SystemdBackend(TmuxPrimitives):
         can always be removed."""
         dry = self.runner.dry_run
         names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
-        paths = [self.units_at / unit for unit in (self.units.holder, self.units.template, self.units.watcher)]
+        fleet_units = (self.units.holder, self.units.template, self.units.watcher, self.units.slice)
+        paths = [self.units_at / unit for unit in fleet_units]
         paths += [self._dropin(n) for n in names]
         present = [path for path in paths if path.exists()]
         wants = self.units_at / "default.target.wants"
