@@ -17,6 +17,7 @@ BENCHMARKS = {
     "activity": "benchmarks.activity_bench",
     "hosts": "benchmarks.hosts_bench",
     "transcript": "benchmarks.transcript_bench",
+    "top": "benchmarks.top_bench",
 }
 
 

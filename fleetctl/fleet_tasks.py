@@ -55,6 +55,7 @@ from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_pr
 from fleetlib.roster import Roster, load_roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.systemd import UnitNames
+from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WAITABLE, check_state, wait_for
 
@@ -330,6 +331,8 @@ def fleet_status(
     lifecycle.ensure_installed(names)
     status = lifecycle.status(agent or None)
     if json:
+        # Measured only for --json (a few /proc reads per agent); text shows no figures.
+        status = with_usage(status, fleet_sampler(lifecycle.paths).sample(status.agents))
         print_json(status_rows_json(status))
     else:
         for line in status_lines(status):

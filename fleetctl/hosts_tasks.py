@@ -353,6 +353,7 @@ def status(
     from fleetctl.render import status_rows_json  # noqa: PLC0415
     from fleetlib.backend import open_fleet  # noqa: PLC0415
     from fleetlib.controller import HostsResult  # noqa: PLC0415
+    from fleetlib.usage import fleet_sampler, with_usage  # noqa: PLC0415
 
     hosts = open_hosts(c, roster, host_timeout)
     names = [hosts.host_of(agent)] if agent else roster.host_names()
@@ -369,6 +370,8 @@ def status(
         chosen = [agent] if agent else part.names()
         lifecycle.ensure_installed(chosen)
         fleet_status = lifecycle.status(agent or None)
+        if as_json:  # this machine's figures, as each remote host's `fleet status --json` gives its own
+            fleet_status = with_usage(fleet_status, fleet_sampler(paths).sample(fleet_status.agents))
         return {"ok": True, "all_up": fleet_status.all_up, "agents": status_rows_json(fleet_status)}
 
     try:

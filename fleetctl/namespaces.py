@@ -13,6 +13,7 @@ from fleetctl.build_tasks import build_ns
 from fleetctl.fleet_tasks import fleet_ns, fleet_tasks
 from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
+from fleetctl.top_tasks import fleet_top
 
 CONFIG: Final[dict[str, Any]] = {
     "fleet": {
@@ -47,6 +48,8 @@ PLACEHOLDERS: Final = {
     "batch": "K",
     "host-timeout": "SECONDS",
     "for": "STATE",
+    "sort": "KEY",
+    "interval": "SECONDS",
 }
 
 
@@ -70,6 +73,10 @@ class FleetCollection(Collection):
         ]
 
 
+# `top` lives in its own module (Rich and psutil load only when it runs).
+all_fleet_tasks: Final = {**fleet_tasks, "top": fleet_top}
+fleet_ns.add_task(fleet_top, name="top")
+
 ns = FleetCollection()
 ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
@@ -78,7 +85,7 @@ ns.add_collection(hosts_ns)
 ns.configure(CONFIG)
 
 program_ns = FleetCollection()
-for _name, _task in fleet_tasks.items():
+for _name, _task in all_fleet_tasks.items():
     program_ns.add_task(_task, name=_name)
 program_ns.add_collection(roster_ns)
 program_ns.add_collection(build_ns)

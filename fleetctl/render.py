@@ -220,6 +220,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
         *([f"note: {status.note}"] if status.note else []),
         *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
+        *(f"{a.name}: {a.state}: {a.reason}" for a in [*status.agents, *status.strays] if a.reason),
     ]
 
 

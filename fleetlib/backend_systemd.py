@@ -269,8 +269,19 @@ class SystemdBackend(TmuxPrimitives):
                 self._check(self._systemctl("enable", enabled), "systemctl --user enable")
         return InstallResult(
             "install", self.name, dry, written=written, removed=removed, enabled=enabled, disabled=disabled,
-            reloaded=reloaded,
+            reloaded=reloaded, notes=self._slice_notes(),
         )  # fmt: skip
+
+    def _slice_notes(self) -> list[str]:
+        """A note when the running holder is outside the home's slice (installed by a version
+        before limits): a unit's slice changes only when it starts, and until then agents
+        cannot join their units' cgroups, so their limits do not hold."""
+        if self.runner.dry_run:
+            return []
+        shown = self._systemctl("show", [self.units.holder], "-p", "ControlGroup", "--value").stdout.strip()
+        if not shown or f"/{self.units.slice}/" in shown:
+            return []
+        return [f"the running fleet is outside {self.units.slice}: run `fleet restart` once so its limits apply"]
 
     def _remove_dropin(self, name: str) -> None:
         dropin = self._dropin(name)
@@ -284,7 +295,8 @@ class SystemdBackend(TmuxPrimitives):
         can always be removed."""
         dry = self.runner.dry_run
         names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
-        paths = [self.units_at / unit for unit in (self.units.holder, self.units.template, self.units.watcher)]
+        fleet_units = (self.units.holder, self.units.template, self.units.watcher, self.units.slice)
+        paths = [self.units_at / unit for unit in fleet_units]
         paths += [self._dropin(n) for n in names]
         present = [path for path in paths if path.exists()]
         wants = self.units_at / "default.target.wants"

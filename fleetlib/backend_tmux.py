@@ -23,7 +23,7 @@ from typing import Final
 
 from fleetlib import procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
-from fleetlib.errors import FleetOperationError
+from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record, install_script
 from fleetlib.results import InstallResult
 from fleetlib.roster import NAME_PATTERN
@@ -32,9 +32,11 @@ from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.transcript import ensure_log_dir
+from fleetlib.units import cgroup_mounts
 
 TMUX_TIMEOUT_S: Final = 10.0
 SERVER_DIED: Final = "the fleet's tmux server died"
+MANAGER_UP: Final = ("running", "degraded")
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 HOLDER: Final = "tmux:fleet"
 _AT_REST: Final = ("inactive", "failed")  # a unit in these states runs nothing
@@ -148,10 +150,12 @@ class TmuxPrimitives(FleetContext):
                 found[name] = record
         return found
 
-    def pane_spec(self, name: str) -> PaneSpec:
+    def pane_spec(self, name: str, *, scoped: bool = False) -> PaneSpec:
+        """The supervisor's parameters; ``scoped``: run it in a transient scope of the user
+        manager carrying the agent's limits, inside the fleet's slice (see :meth:`launcher`)."""
         agent = self.roster.get(name)
         home = Path(self.environ.get("HOME") or Path.home())
-        return PaneSpec(
+        spec = PaneSpec(
             name=name,
             target=tmux.window_target(name),
             tmux=self.tmux_bin,
@@ -160,6 +164,22 @@ class TmuxPrimitives(FleetContext):
             max_failures=agent.max_failures,
             failure_window=agent.failure_window,
         )
+        if not scoped:
+            return spec
+        # The mounts let the supervisor read its scope's out-of-memory count (it joins nothing).
+        return replace(spec, launcher=self.launcher(name), cgroup_mounts=cgroup_mounts(_mountinfo()))
+
+    def launcher(self, name: str) -> tuple[str, ...]:
+        """``systemd-run --user --scope`` with the agent's limits, in the fleet's slice."""
+        units = systemd.UnitNames.for_home(self.paths.home)
+        properties = [
+            "MemoryAccounting=yes", "TasksAccounting=yes", "CPUAccounting=yes", "OOMPolicy=continue",
+            *self.roster.get(name).resources.properties(),
+        ]  # fmt: skip
+        return (
+            "systemd-run", "--user", "--scope", "--quiet", f"--unit={units.scope(name, secrets.token_hex(4))}",
+            f"--slice={units.slice}", *(word for prop in properties for word in ("-p", prop)), "--",
+        )  # fmt: skip
 
     def window_env(self, name: str) -> dict[str, str]:
         agent = self.roster.get(name)
@@ -222,9 +242,10 @@ class TmuxBackend(TmuxPrimitives):
             # The watcher lives in the holder session: gone with the server, back with it.
             argv = watcher.watcher_argv(self.paths.run_dir)
             first += [*tmux.watcher_window_commands(watcher.WINDOW, argv, env=watcher.watcher_environment()), ";"]
+        scoped = self._limits(names)
         windows_commands = [
             tmux.agent_window_commands(
-                self.pane_spec(name),
+                self.pane_spec(name, scoped=scoped),
                 self.roster.get(name).argv(),
                 env=self.window_env(name),
                 run_dir=self.paths.run_dir,
@@ -238,6 +259,36 @@ class TmuxBackend(TmuxPrimitives):
                 raise FleetOperationError(
                     f"tmux could not start {', '.join(names) or 'the fleet'}: {result.error_line()}"
                 )
+
+    def _limits(self, names: list[str]) -> bool:
+        """Whether the agents run in scopes with limits: when the roster sets any, which
+        needs a user manager; without one, FleetError (exit 2) before anything starts. The
+        fleet-wide ceiling is set on the slice first (runtime only: the roster is its truth)."""
+        limited = [name for name in names if self.roster.get(name).resources]
+        if not limited and not self.roster.fleet_resources:
+            return False
+        if self.runner.dry_run:
+            return True
+        answer = self.runner.run(systemd.systemctl_argv("is-system-running"), timeout=TMUX_TIMEOUT_S)
+        if answer.stdout.strip() not in MANAGER_UP:
+            own = f"agents[{self.roster.names().index(limited[0])}].resources" if limited else ""
+            where = next((key for key in (own, "resources") if key in self.roster.lines), own or "fleet_resources")
+            line = self.roster.lines.get(where)
+            said = answer.stdout.strip() or answer.error_line()
+            raise FleetError(
+                f"{self.roster.source}{f':{line}' if line else ''}: {where}: the tmux backend enforces limits "
+                f"through a systemd user manager, and none answers here (`systemctl --user is-system-running`: "
+                f"{said!r}); remove the limits from the roster or run where `systemctl --user` works"
+            )
+        units = systemd.UnitNames.for_home(self.paths.home)
+        ceiling = self.roster.fleet_resources.properties()
+        if ceiling:
+            result = self.runner.run(
+                systemd.systemctl_argv("set-property", [units.slice, *ceiling], "--runtime"), timeout=TMUX_TIMEOUT_S
+            )
+            if not result.ok:
+                raise FleetOperationError(f"cannot set fleet_resources on {units.slice}: {result.error_line()}")
+        return True
 
     def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
         """TERM, then HUP (as systemd's ``SendSIGHUP=yes`` does: interactive programs such
@@ -275,6 +326,13 @@ class TmuxBackend(TmuxPrimitives):
         return InstallResult(
             "uninstall", self.name, self.runner.dry_run, notes=["the tmux backend installs nothing; nothing to do"]
         )
+
+
+def _mountinfo() -> str:
+    try:
+        return Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _batches(first: list[str], groups: list[list[str]]) -> list[list[str]]:

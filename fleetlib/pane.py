@@ -29,7 +29,10 @@ itself, and it does, in order:
    30 s; after ``max_failures`` exits within ``failure_window`` seconds (or at once for
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
 5. records every exit in window options (``@fleet-exit`` status, ``@fleet-deaths`` count,
-   ``@fleet-state`` ``restarting``/``running``/``failed``), one tmux client per exit only.
+   ``@fleet-state`` ``restarting``/``running``/``failed``, ``@fleet-reason``: ``out of
+   memory (memory_max 4G)`` when the kernel's count of out-of-memory kills in its memory
+   cgroup grew during the run), one tmux client per exit only; the same reason ends the
+   run's footer line (``fleet: agent a exited with status 137: out of memory ...``).
    (Under systemd the supervisor ends its unit's wait as it exits, and the holder's
    ``pane-died`` hook when it was killed outright, so the unit is active exactly while the
    supervisor runs.)
@@ -61,6 +64,8 @@ MAX_BACKOFF_S: Final = 30
 EXIT_OPTION: Final = "@fleet-exit"
 STATE_OPTION: Final = "@fleet-state"
 DEATHS_OPTION: Final = "@fleet-deaths"
+REASON_OPTION: Final = "@fleet-reason"  # why the last run ended, where the fleet knows ("" otherwise)
+OOM: Final = "out of memory"
 CWD_FAILED: Final = 126
 NOT_FOUND: Final = 127
 # The ``wait-for`` channel of an agent's window (systemd backend), as a format expanded in
@@ -82,6 +87,9 @@ class PaneSpec:
     failure_window: float
     cgroup_mounts: tuple[str, ...] = ()  # systemd backend: where to join the unit's cgroup
     unit: str | None = None  # systemd backend: the agent's unit name
+    # tmux backend with limits: the words that run the supervisor in a transient scope
+    # (``systemd-run --user --scope ... --``); the pane process is still the supervisor.
+    launcher: tuple[str, ...] = ()
 
 
 SCRIPT_NAME: Final = "supervise.sh"
@@ -97,10 +105,10 @@ SCRIPT: Final = f"""\
 name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
 shift 9; [ "$1" = -- ] && shift
 opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\; \\
-  set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\
-  >/dev/null 2>&1; }}
+  set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\; \\
+  set-option -w -t "$target" {REASON_OPTION} "$why" >/dev/null 2>&1; }}
 giveup() {{ opts "$1" failed; exit "$1"; }}
-deaths=0 record=${{0%/*}}/$name{EXEC_SUFFIX}
+deaths=0 why= record=${{0%/*}}/$name{EXEC_SUFFIX}
 trap 'stop=1' TERM INT
 # Under systemd the unit waits on its window's channel. tmux 3.3a can leave an exited pane
 # process an unreaped zombie and fire pane-died (which signals the channel) only at its next
@@ -117,28 +125,49 @@ if [ -n "$unit" ]; then
     IFS=:; for m in $mounts; do echo $$ >"$m${{cg%/*}}/$unit/cgroup.procs"; done 2>/dev/null; unset IFS
   fi
 fi
+# Out-of-memory kills: the kernel counts them per memory cgroup (memory.events on cgroup2,
+# memory.oom_control on v1); a run that ends with more of them than it started with was
+# killed for memory, and the limit in force is named. Builtins only.
+ev= lim= g= v=
+{{ while IFS=: read -r _ c p; do case ,$c, in ,,) g=$p;; *,memory,*) v=$p;; esac; done
+}} </proc/self/cgroup 2>/dev/null
+IFS=:; for m in $mounts; do
+  if [ -n "$g" ] && [ -r "$m$g/memory.events" ]; then ev=$m$g/memory.events lim=$m$g/memory.max; fi
+  if [ -n "$v" ] && [ -r "$m$v/memory.oom_control" ]; then ev=$m$v/memory.oom_control lim=$m$v/memory.limit_in_bytes; fi
+done; unset IFS
+ooms() {{ o=0; [ -n "$ev" ] && {{ while read -r k x; do [ "$k" = oom_kill ] && o=$x; done <"$ev"; }} 2>/dev/null; }}
+limit() {{ b=; s=; {{ read -r b <"$lim"; }} 2>/dev/null
+  case $b in ''|*[!0-9]*) return;; esac; [ ${{#b}} -gt 18 ] && return  # v1 says "unlimited" near 2^63
+  for u in T:1099511627776 G:1073741824 M:1048576 K:1024; do
+    if [ "$b" -ge "${{u#*:}}" ] && [ $((b % ${{u#*:}})) -eq 0 ]; then s=$((b / ${{u#*:}}))${{u%%:*}}; return; fi
+  done; s=$b; }}
 if ! cd -- "$dir" 2>/dev/null; then
   printf 'fleet: agent %s: cannot enter working directory %s (missing or not a directory)\\n' "$name" "$dir" >&2
   deaths=1; giveup {CWD_FAILED}
 fi
 fails=; delay=1
 while [ -z "$stop" ]; do
+  ooms; before=$o
   if command -v "$1" >/dev/null 2>&1; then
     /bin/sh -c 'r=$1; shift; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"
       {{ echo "$PPID $$" >"$r"; }} 2>/dev/null; exec "$@"' sh "$record" "$@"; status=$?
   else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
+  ooms; why= said="exited with status $status"
+  if [ "$o" -gt "$before" ] 2>/dev/null; then
+    limit; why="{OOM}${{s:+ (memory_max $s)}}" said="$said: $why"
+  fi
   deaths=$((deaths + 1)); now=0
   {{ read -r now _ </proc/uptime; }} 2>/dev/null; now=${{now%.*}}
   kept=; n=1
   for f in $fails; do if [ $((now - f)) -lt "$window" ]; then kept="$kept $f"; n=$((n + 1)); fi; done
   fails="$kept $now"
   if [ "$status" -eq {CWD_FAILED} ] || [ "$status" -eq {NOT_FOUND} ] || [ "$n" -ge "$max" ]; then
-    printf 'fleet: agent %s exited with status %s; %s exit(s) in %ss: giving up\\n' "$name" "$status" "$n" "$window" >&2
+    printf 'fleet: agent %s %s; %s exit(s) in %ss: giving up\\n' "$name" "$said" "$n" "$window" >&2
     giveup "$status"
   fi
-  printf 'fleet: agent %s exited with status %s; restarting in %ss (exit %s of %s allowed in %ss)\\n' \\
-    "$name" "$status" "$delay" "$n" "$max" "$window" >&2
+  printf 'fleet: agent %s %s; restarting in %ss (exit %s of %s allowed in %ss)\\n' \\
+    "$name" "$said" "$delay" "$n" "$max" "$window" >&2
   opts "$status" restarting
   sleep "$delay"
   delay=$((delay * 2)); [ "$delay" -gt {MAX_BACKOFF_S} ] && delay={MAX_BACKOFF_S}
@@ -208,7 +237,7 @@ def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path) -> list[str]:
     """What the window runs: the supervisor script with its parameters, then the argv."""
     window = max(1, math.ceil(spec.failure_window))
     return [
-        "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
+        *spec.launcher, "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
         str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts), "--", *argv,
     ]  # fmt: skip
 

@@ -30,6 +30,7 @@ import yaml
 from fleetlib.atomic import atomic_write_text, edit_lock
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.hosts import HOST_BACKENDS, HOST_KEYS, HOST_NAME_PATTERN, LOCAL, Host, parse_target
+from fleetlib.resources import NO_LIMITS, RESOURCE_KEYS, Resources, check_value
 from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 
@@ -38,7 +39,8 @@ TRANSPORTS: Final = ("tmux",)
 # Names become systemd instance names and tmux window targets: nothing else may pass.
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ENV_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-TOP_LEVEL_KEYS: Final = ("version", "transport", "hosts", "agents")
+# ``resources``: every agent's default limits; ``fleet_resources``: all agents together.
+TOP_LEVEL_KEYS: Final = ("version", "transport", "hosts", "resources", "fleet_resources", "agents")
 AGENT_KEYS: Final = (
     "name",
     "runtime",
@@ -55,6 +57,7 @@ AGENT_KEYS: Final = (
     "log_max_bytes",
     "log_keep",
     "host",
+    "resources",
 )
 # Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
 DEFAULT_STOP_TIMEOUT: Final = 10.0
@@ -111,6 +114,8 @@ class Agent:
     log_keep: int = DEFAULT_LOG_KEEP
     # Which machine runs the agent: ``local`` or a name under the roster's ``hosts:``.
     host: str = LOCAL
+    # cgroup limits (the roster's top-level ``resources`` already merged in).
+    resources: Resources = NO_LIMITS
 
     def argv(self) -> list[str]:
         """The full argv the agent's window runs: command (or the runtime's) plus args."""
@@ -146,6 +151,8 @@ class Agent:
             data["log_keep"] = self.log_keep
         if self.host != LOCAL:
             data["host"] = self.host
+        if self.resources:
+            data["resources"] = self.resources.to_dict()
         return data
 
 
@@ -161,6 +168,8 @@ class Roster:
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     # host name -> Host, for the machines other than this one (empty: a one-machine fleet)
     hosts: Mapping[str, Host] = field(default_factory=dict)
+    # the ceiling on all agents together (the slice holding every agent)
+    fleet_resources: Resources = NO_LIMITS
 
     def names(self) -> list[str]:
         return [agent.name for agent in self.agents]
@@ -199,7 +208,10 @@ class Roster:
     def host_text(self, host: str) -> str:
         """``for_host(host)`` as roster YAML: what ``fleet install`` pushes to that host."""
         part = self.for_host(host)
-        data = {"version": self.version, "transport": self.transport, "agents": [a.to_dict() for a in part.agents]}
+        data: dict[str, Any] = {"version": self.version, "transport": self.transport}
+        if self.fleet_resources:
+            data["fleet_resources"] = self.fleet_resources.to_dict()
+        data["agents"] = [a.to_dict() for a in part.agents]
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -341,6 +353,20 @@ def _command_list(node: yaml.Node, source: str, where: str) -> tuple[str, ...]:
     return argv
 
 
+def _resources(node: yaml.Node, source: str, where: str) -> Resources:
+    """``{memory_high, memory_max, cpu_quota, tasks_max}``: sizes (``4G``), a percentage of
+    one core (``150%``), a whole number of tasks; each optional."""
+    values: dict[str, str] = {}
+    for key, value_node in _mapping(node, source, where, RESOURCE_KEYS).items():
+        value = _scalar(value_node, source, f"{where}.{key}")
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        problem = check_value(key, text) if isinstance(text, str) else "must be given"
+        if problem:
+            raise RosterError(source, f"{problem}, got {value!r}", line=_line(value_node), field=f"{where}.{key}")
+        values[key] = text
+    return Resources(**values)
+
+
 def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | None) -> dict[str, yaml.Node]:
     """Return key -> value node, rejecting non-string, duplicate and unknown keys."""
     if not isinstance(node, yaml.MappingNode):
@@ -367,7 +393,9 @@ def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | 
     return result
 
 
-def _parse_agent(node: yaml.Node, index: int, source: str, lines: dict[str, int]) -> Agent:
+def _parse_agent(
+    node: yaml.Node, index: int, source: str, lines: dict[str, int], defaults: Resources = NO_LIMITS
+) -> Agent:
     where = f"agents[{index}]"
     fields = _mapping(node, source, where, AGENT_KEYS)
     lines[where] = _line(node)
@@ -442,6 +470,9 @@ def _parse_agent(node: yaml.Node, index: int, source: str, lines: dict[str, int]
         else DEFAULT_LOG_MAX_BYTES,
         log_keep=_count(fields["log_keep"], source, f"{where}.log_keep") if "log_keep" in fields else DEFAULT_LOG_KEEP,
         host=_string(fields["host"], source, f"{where}.host") if "host" in fields else LOCAL,
+        resources=(
+            _resources(fields["resources"], source, f"{where}.resources") if "resources" in fields else NO_LIMITS
+        ).over(defaults),
     )
 
 
@@ -474,8 +505,10 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                 field="transport",
             )
     hosts = _parse_hosts(top["hosts"], source) if "hosts" in top else {}
+    defaults = _resources(top["resources"], source, "resources") if "resources" in top else NO_LIMITS
+    ceiling = _resources(top["fleet_resources"], source, "fleet_resources") if "fleet_resources" in top else NO_LIMITS
     agents: list[Agent] = []
-    lines: dict[str, int] = {}
+    lines: dict[str, int] = {key: _line(top[key]) for key in ("resources", "fleet_resources") if key in top}
     agents_node = top.get("agents")
     if agents_node is not None and not (
         isinstance(agents_node, yaml.ScalarNode) and _scalar(agents_node, source, "agents") is None
@@ -484,7 +517,7 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
             raise RosterError(source, "must be a list of agents", line=_line(agents_node), field="agents")
         seen: dict[str, int] = {}
         for index, item in enumerate(agents_node.value):
-            agent = _parse_agent(item, index, source, lines)
+            agent = _parse_agent(item, index, source, lines, defaults)
             if agent.name in seen:
                 raise RosterError(
                     source,
@@ -503,7 +536,15 @@ def parse_roster(text: str, source: str = "<roster>") -> Roster:
                     field=f"agents[{index}].host",
                 )
             agents.append(agent)
-    return Roster(version=version, transport=transport, agents=tuple(agents), source=source, lines=lines, hosts=hosts)
+    return Roster(
+        version=version,
+        transport=transport,
+        agents=tuple(agents),
+        source=source,
+        lines=lines,
+        hosts=hosts,
+        fleet_resources=ceiling,
+    )
 
 
 def _parse_hosts(node: yaml.Node, source: str) -> dict[str, Host]:

@@ -86,7 +86,9 @@ class AgentStatus:
     in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
     agent_pid: int | None = None
     agent_since: float | None = None  # epoch seconds: when its supervisor exec'd ``agent_pid``
-    reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
+    reason: str | None = None  # why a down agent is down, where the fleet knows (its server died, out of memory)
+    memory_bytes: int | None = None  # what it uses now (see fleetlib.usage), where measured
+    cpu_percent: float | None = None  # of one core
 
     @classmethod
     def build(
@@ -129,6 +131,7 @@ class AgentStatus:
             watcher_tick=window.watcher_tick if window is not None else None,
             agent_pid=agent_exec.agent if live and agent_exec is not None else None,
             agent_since=agent_exec.written_at if live and agent_exec is not None else None,
+            reason=_reason(window),
         )
 
     def with_activity(self, activity: str, since: float | None) -> AgentStatus:
@@ -180,7 +183,19 @@ class AgentStatus:
             "exit_status": self.exit_status,
             "in_roster": self.in_roster,
             "reason": self.reason,
+            "memory_bytes": self.memory_bytes,
+            "cpu_percent": self.cpu_percent,
         }
+
+
+def _reason(window: Window | None) -> str | None:
+    """Why the window's last run ended, where its supervisor knew (out of memory), while
+    that run is the news: the agent is restarting, failed or exited, not running again."""
+    if window is None or not window.reason:
+        return None
+    if window.dead or window.state in ("restarting", "failed"):
+        return window.reason
+    return None
 
 
 def _iso(epoch: float) -> str | None:

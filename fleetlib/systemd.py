@@ -57,6 +57,25 @@ class UnitNames:
         return f"{self.prefix}agent@*.service"
 
     @property
+    def slice(self) -> str:
+        """The slice holding the holder, the watcher and every agent of this home: the
+        fleet-wide ceiling (``fleet_resources``) is its limits. A child of ``app.slice``
+        (``-`` nests slices, so the prefix's dashes become ``_``)."""
+        return f"app-{self.prefix.rstrip('-').replace('-', '_')}.slice"
+
+    def scope(self, name: str, token: str) -> str:
+        """A transient scope agent ``name`` runs in on the tmux backend when it has limits;
+        ``token`` (hex) tells its windows apart (a new window may start before the old
+        window's scope is gone)."""
+        return f"{self.prefix}agent-{name}-{token}.scope"
+
+    def is_scope_of(self, unit: str, name: str) -> bool:
+        """Whether ``unit`` is one of :meth:`scope` for agent ``name`` (and no other agent)."""
+        head, tail = f"{self.prefix}agent-{name}-", ".scope"
+        token = unit[len(head) : -len(tail)] if unit.startswith(head) and unit.endswith(tail) else ""
+        return bool(token) and all(char in "0123456789abcdef" for char in token)
+
+    @property
     def watcher(self) -> str:
         return f"{self.prefix}fleet-watcher.service"
 

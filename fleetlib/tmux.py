@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import transcript
-from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, STATE_OPTION, PaneSpec, pane_argv
+from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, REASON_OPTION, STATE_OPTION, PaneSpec, pane_argv
 
 # What the fleet's watcher (fleetlib.watcher) records on each agent window: the agent's
 # activity state (working, waiting, idle) and since when (epoch seconds).
@@ -40,6 +40,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
     transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
+    f"#{{{REASON_OPTION}}}",
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -219,6 +220,7 @@ class Window:
     pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
     piped: bool = False  # its output goes to the transcript's writer
     watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
+    reason: str = ""  # the supervisor's @fleet-reason: why the last run ended ("" unknown)
 
     @property
     def live_pid(self) -> int | None:
@@ -248,13 +250,13 @@ def parse_windows(output: str) -> dict[str, Window]:
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped = parts
+            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped, reason = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1",
+                piped=piped == "1", reason=reason,
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")

@@ -19,7 +19,8 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
    ``fleet status`` and ``fleet wait`` read;
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
-   ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN`` and ``FLEET_HOME`` in its
+   ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN``, ``FLEET_HOME`` and
+   ``FLEET_REASON``, e.g. ``out of memory (memory_max 4G)``, empty when unknown, in its
    environment); it never waits for the command, kills one still running after
    :data:`NOTIFY_TIMEOUT_S` (with everything it started, found by :data:`NOTIFY_ENV`), and
    runs at most :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on
@@ -312,6 +313,7 @@ class Notice:
     old: str | None
     new: str
     screen: str
+    reason: str = ""  # why the agent exited, where its supervisor knew (``out of memory (memory_max 4G)``)
 
 
 @dataclass
@@ -421,7 +423,7 @@ class Watcher:
             if name not in windows or name not in config.agents:
                 del self.seen[name]  # stopped (or removed from the roster): nothing to tell
         to_capture: list[tuple[str, tmux.Window]] = []
-        exits: list[tuple[str, str | None, str]] = []
+        exits: list[tuple[str, str | None, str, str]] = []
         for name, window in windows.items():
             agent = config.agents.get(name)
             if agent is None or not window.pane_id:
@@ -434,7 +436,7 @@ class Watcher:
                 )
             exit_event = self._exit_event(agent, seen, window)
             if exit_event is not None:
-                exits.append((name, *exit_event))
+                exits.append((name, *exit_event, window.reason))
             # A screen is read only when it can tell something: the runtime has patterns and
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
@@ -442,7 +444,7 @@ class Watcher:
             if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
-        notices += [Notice(name, old, new, self.seen[name].screen) for name, old, new in exits]
+        notices += [Notice(name, old, new, self.seen[name].screen, reason) for name, old, new, reason in exits]
         writes: list[str] = []
         for name, window in windows.items():
             seen = self.seen.get(name)
@@ -516,6 +518,7 @@ class Watcher:
             "FLEET_NEW_STATE": notice.new,
             "FLEET_SCREEN": "\n".join(lines[-SCREEN_LINES:]),
             "FLEET_HOME": config.home,
+            "FLEET_REASON": notice.reason,
         }
         proc = self.spawn(agent.on_state_change, env)
         if proc is not None:

@@ -14,7 +14,6 @@ from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, parse_roster
 from fleetlib.systemd import DEFAULT_UNITS, UnitNames
 from fleetlib.units import (
     DROPIN_NAME,
-    SLICE,
     agent_dropin_text,
     agent_template_text,
     cgroup_mounts,
@@ -138,7 +137,7 @@ def test_agent_template_kills_its_whole_cgroup_with_a_hangup_and_sits_beside_the
     assert "KillMode=control-group\n" in text
     assert "SendSIGHUP=yes\n" in text
     assert f"TimeoutStopSec={DEFAULT_STOP_TIMEOUT:g}\n" in text
-    assert f"Slice={SLICE}\n" in text
+    assert f"Slice={DEFAULT_UNITS.slice}\n" in text
     assert "ExecStopPost" not in text  # one process per start: no extra tmux client
     assert "ExecStartPre" not in text
 
@@ -183,7 +182,7 @@ def test_holder_unit_forks_restarts_and_stops_after_the_longest_agent() -> None:
     assert "Restart=always\n" in text
     assert "SendSIGHUP=yes\n" in text
     assert "TimeoutStopSec=37.5\n" in text
-    assert f"Slice={SLICE}\n" in text
+    assert f"Slice={DEFAULT_UNITS.slice}\n" in text
     assert "StartLimitBurst=100\n" in text
     assert "WorkingDirectory=~\n" in text
     assert exec_argv(text, "ExecStop") == ["/usr/bin/tmux", "-S", str(SOCK), "kill-server"]
@@ -322,6 +321,7 @@ def test_unit_files_one_dropin_per_agent_home_as_default_cwd_and_resolved_tilde(
         units=DEFAULT_UNITS,
     )
     assert sorted(files) == [
+        "app-mosaic.slice",
         "mosaic-agent@.service",
         f"mosaic-agent@a.service.d/{DROPIN_NAME}",
         f"mosaic-agent@b.service.d/{DROPIN_NAME}",
@@ -359,7 +359,10 @@ MOUNTINFO_HYBRID = """\
     ("mountinfo", "expected"),
     [
         (MOUNTINFO_UNIFIED, ("/sys/fs/cgroup",)),
-        (MOUNTINFO_HYBRID, ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/mnt/with\\040space")),
+        (
+            MOUNTINFO_HYBRID,
+            ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/cpu,cpuacct", "/mnt/with\\040space"),
+        ),
         ("", ()),
         ("garbage\nmore garbage - x\n1 2 3 - cgroup2\n", ()),
     ],
@@ -557,8 +560,10 @@ def test_a_homes_units_refer_only_to_that_homes_units(tmp_path: Path) -> None:
         user_home=Path("/home/u"), watcher=["/usr/bin/python3", "-m", "fleetlib.watcher"],
     )  # fmt: skip
     assert sorted(files) == sorted(
-        [names.holder, names.template, names.watcher, f"{names.agent('a1')}.d/{DROPIN_NAME}"]
+        [names.holder, names.template, names.watcher, names.slice, f"{names.agent('a1')}.d/{DROPIN_NAME}"]
     )
+    for unit in (names.holder, names.template, names.watcher):
+        assert f"Slice={names.slice}\n" in files[unit]
     assert f"Wants={names.watcher}\n" in files[names.holder]
     assert f"BindsTo={names.holder}\nAfter={names.holder}\n" in files[names.watcher]
     assert f"Requires={names.holder}\nAfter={names.holder}\n" in files[names.template]

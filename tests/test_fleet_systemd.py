@@ -586,6 +586,7 @@ def test_the_default_home_keeps_the_reference_unit_names_beside_another_home(fle
             Path(path).relative_to(unit_dir).as_posix() for path in installed["written"] if unit_dir.as_posix() in path
         )
         assert written == [
+            "app-mosaic.slice",
             "mosaic-agent@.service",
             "mosaic-agent@twin1.service.d/50-fleet-roster.conf",
             "mosaic-agent@twin2.service.d/50-fleet-roster.conf",
@@ -601,6 +602,7 @@ def test_the_default_home_keeps_the_reference_unit_names_beside_another_home(fle
         assert default.inv("fleet.status").stdout.splitlines()[1].startswith("holder mosaic-tmux-holder.service: ")
         default.inv_ok("fleet.uninstall")
         assert not list(default.manager.unit_dir.glob("mosaic-agent@*"))
+        assert not (default.manager.unit_dir / "app-mosaic.slice").exists()
         assert sorted(path.name for path in fleet_env.manager.unit_dir.glob(f"{fleet_env.units.prefix}*")) == theirs
     finally:
         default.inv("fleet.uninstall")

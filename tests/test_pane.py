@@ -165,9 +165,14 @@ def test_missing_command_prints_command_not_found_exits_127_and_is_failed_at_onc
     calls = sup.tmux.calls()
     assert len(calls) == 1  # recorded once, never retried
     assert calls[0][:2] == ["-S", str(sup.root / "tmux.sock")]
-    assert sup.tmux.options(calls[0]) == {"@fleet-exit": "127", "@fleet-state": "failed", "@fleet-deaths": "1"}
+    assert sup.tmux.options(calls[0]) == {
+        "@fleet-exit": "127",
+        "@fleet-state": "failed",
+        "@fleet-deaths": "1",
+        "@fleet-reason": "",
+    }
     targets = [calls[0][i + 1] for i, word in enumerate(calls[0]) if word == "-t"]
-    assert targets == ["=fleet:=a1"] * 3
+    assert targets == ["=fleet:=a1"] * 4
 
 
 def test_crash_loop_restarts_with_growing_delays_then_gives_up_failed(sup: Supervised) -> None:
@@ -188,7 +193,7 @@ def test_crash_loop_restarts_with_growing_delays_then_gives_up_failed(sup: Super
     assert "exited with status 3; 3 exit(s) in 600s: giving up" in done.stderr
     assert sup.tmux.states() == ["restarting", "running", "restarting", "running", "failed"]
     last = sup.tmux.options(sup.tmux.calls()[-1])
-    assert last == {"@fleet-exit": "3", "@fleet-state": "failed", "@fleet-deaths": "3"}
+    assert last == {"@fleet-exit": "3", "@fleet-state": "failed", "@fleet-deaths": "3", "@fleet-reason": ""}
     deaths = [sup.tmux.options(call).get("@fleet-deaths") for call in sup.tmux.calls()]
     assert deaths == ["1", None, "2", None, "3"]
 
@@ -214,7 +219,12 @@ def test_missing_cwd_fails_with_126_naming_the_path_and_never_runs_the_agent(sup
     assert not ran.exists()
     calls = sup.tmux.calls()
     assert len(calls) == 1
-    assert sup.tmux.options(calls[0]) == {"@fleet-exit": "126", "@fleet-state": "failed", "@fleet-deaths": "1"}
+    assert sup.tmux.options(calls[0]) == {
+        "@fleet-exit": "126",
+        "@fleet-state": "failed",
+        "@fleet-deaths": "1",
+        "@fleet-reason": "",
+    }
 
 
 def test_a_file_as_cwd_is_refused_like_a_missing_one(sup: Supervised) -> None:
@@ -507,7 +517,7 @@ def test_generated_names_paths_and_argv_pass_through_literally(
     assert f"fleet: agent {name} exited with status 0" in stderr
     (call,) = recorder.calls()
     assert call[:2] == ["-S", str(root / socket_name)]
-    assert [call[i + 1] for i, word in enumerate(call) if word == "-t"] == [window_target(name)] * 3
+    assert [call[i + 1] for i, word in enumerate(call) if word == "-t"] == [window_target(name)] * 4
 
 
 @settings(max_examples=25, deadline=None)
