@@ -431,11 +431,11 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\n"
-        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\n"
-        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
@@ -458,7 +458,8 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
         "a1\t11\t0\t\t\t\t",  # seven (the format before activity)
         "a1\t11\t0\t\t\t\t\t\t\t",  # ten (before pane ids)
         "a1\t11\t0\t\t\t\t\t\t\t\t",  # eleven (before transcripts)
-        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # thirteen
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t",  # twelve (before reasons)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t",  # fourteen
         "a1",
         "",
     ],
@@ -468,7 +469,7 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3
