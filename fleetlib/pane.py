@@ -23,7 +23,8 @@ itself, and it does, in order:
    looks the command up on the given ``PATH``, and the ``sh`` that becomes the agent
    clears the base variables (and the ``OLDPWD`` its ``cd`` left) and exports the given
    ones right before its ``exec`` (so a roster's ``IFS`` never reaches the supervisor's
-   own code). A command that cannot be found fails at once with status 127 and ``fleet: <cmd>: command not found`` on the pane.
+   own code). A command that cannot be found fails at once with status 127 and
+   ``fleet: <cmd>: command not found`` on the pane.
    Each run (generation) starts with one header line on the pane,
    :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the agent's own pid, the command),
    printed by a ``sh`` that then becomes the agent (``exec``, so the pid is the agent's);
@@ -237,14 +238,14 @@ def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path, env: Mapping[s
 def pane_environment(words: Sequence[str]) -> dict[str, str] | None:
     """The agent's environment from the words of a window's command that
     :func:`pane_argv` built (e.g. an installed unit's, unescaped); None when they hold no
-    supervisor command."""
+    supervisor command or it passes no environment (the agent then keeps the window's)."""
     for index in range(len(words) - 1):
         if words[index] == "/bin/sh" and words[index + 1].endswith(f"/{SCRIPT_NAME}"):
             first = index + 11  # /bin/sh, the script and its nine parameters
             if "--" not in words[first:]:
                 return None
             entries = [entry.partition("=") for entry in words[first : words.index("--", first)]]
-            return {key: value for key, _, value in entries}
+            return {key: value for key, _, value in entries} or None
     return None
 
 
