@@ -28,7 +28,10 @@ What the template encodes, and why:
   pane that ended with the server alive (an agent given up on, a killed supervisor)
   leaves the unit inactive, as before. Only the agents that were running come back.
 * The holder's server starts with a clean environment (``env -i`` with the base
-  variables captured at install), so agents get the same variables on both backends.
+  variables captured at install). An agent's own environment (that base plus the roster's
+  ``env``) is in its drop-in, as parameters of its supervisor, which sets it: the tmux
+  client runs in the manager's environment, and tmux gives a new window that client's
+  ``PATH`` whatever the server's or ``new-window -e`` say.
 * The watcher (:mod:`fleetlib.watcher`) is a unit of its own, pulled in by the holder
   (``Wants=``) and bound to it (``BindsTo=``, ``After=``): it starts and stops with the
   fleet, and the manager restarts it if it dies.

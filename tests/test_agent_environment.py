@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetlib import pane
 from tests.conftest import FleetEnv, InvUser, eventually, run_inv
 from tests.real_clis import installed_clis
 from tests.test_fleet_tmux import TmuxEnv
@@ -30,9 +31,12 @@ ODD_VALUE = 'va lue $HOME %n "q";'
 CODEX_MENU = "Sign in with ChatGPT"
 
 
+def environ_of_file(path: Path) -> dict[str, str]:
+    return dict(item.decode().split("=", 1) for item in path.read_bytes().split(b"\0") if b"=" in item)
+
+
 def environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return environ_of_file(Path(f"/proc/{pid}/environ"))
 
 
 def agent_process(socket: Path, name: str, program: str) -> int | None:
@@ -103,6 +107,31 @@ class Fleet:
             text=True,
             check=False,
         ).stdout
+
+
+def test_the_supervisor_gives_its_agent_exactly_its_parameters_whatever_the_window_has(tmp_path: Path) -> None:
+    """No tmux: the window's environment is what this test gives the supervisor, as a tmux
+    client's PATH, a default-shell's SHELL or a stale server variable would be."""
+    run_dir, bin_dir, out = tmp_path / "run", tmp_path / "bin", tmp_path / "environ"
+    run_dir.mkdir(mode=0o700)
+    pane.install_script(run_dir)
+    bin_dir.mkdir()
+    (bin_dir / "dump-env").write_text('#!/bin/sh\ncat /proc/$$/environ > "$1"\n')  # $$: the agent itself
+    (bin_dir / "dump-env").chmod(0o755)
+    spec = pane.PaneSpec("a1", "=fleet:=a1", "/bin/true", str(tmp_path / "s"), str(tmp_path), 1, 60.0)
+    given = {"PATH": f"{bin_dir}:/usr/bin:/bin", "IFS": ":", "ODD": ODD_VALUE + "\nline", "FLEET_AGENT": "a1@s"}
+    window = {"PATH": "/nonexistent", "SHELL": "/bin/wrong", "LC_ALL": "stale", "HOME": "/", "FLEET_AGENT": "a1@s"}
+    done = subprocess.run(
+        pane.pane_argv(spec, ["dump-env", str(out)], run_dir, given),
+        env=window,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"dump-env {out}" in done.stdout  # the header's command line, spaced as ever
+    assert environ_of_file(out) == {**given, "PWD": str(tmp_path)}
 
 
 @pytest.fixture(
