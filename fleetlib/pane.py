@@ -20,16 +20,16 @@ itself, and it does, in order:
    as ``KEY=VALUE`` parameters, not in the window's: tmux gives a new window the ``PATH``
    of the client that created it (over ``new-window -e``; under systemd that client runs
    in the manager's environment) and ``SHELL`` from its ``default-shell``. The supervisor
-   looks the command up on the given ``PATH``, and the ``sh`` that becomes the agent
+   looks the command up on the given ``PATH`` (its own helpers, ``date`` and ``sleep``,
+   keep the window's, which always finds them), and the ``sh`` that becomes the agent
    clears the base variables (and the ``OLDPWD`` its ``cd`` left) and exports the given
    ones right before its ``exec`` (so a roster's ``IFS`` never reaches the supervisor's
    own code). A command that cannot be found fails at once with status 127 and
-   ``fleet: <cmd>: command not found`` on the pane.
-   Each run (generation) starts with one header line on the pane,
-   :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the agent's own pid, the command),
-   printed by a ``sh`` that then becomes the agent (``exec``, so the pid is the agent's);
-   the time costs one ``date`` per run. Right before that
-   ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
+   ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with one
+   header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the
+   agent's own pid, the command), printed by a ``sh`` that then becomes the agent
+   (``exec``, so the pid is the agent's); the time costs one ``date`` per run. Right
+   before that ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
    the supervisor took to get there;
@@ -100,7 +100,7 @@ _PID_LIMIT: Final = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
 # The variables an agent gets from the fleet, on both backends, before the roster's `env`
 # (which wins): taken from the environment of `fleet install` (systemd) or of the `fleet`
 # command that starts the agent (tmux backend). tmux adds TERM, TERM_PROGRAM(_VERSION),
-# TMUX and TMUX_PANE, the shell PWD.
+# TMUX and TMUX_PANE, and the shell PWD.
 BASE_VARIABLES: Final = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "PATH", "XDG_RUNTIME_DIR")
 DEFAULT_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
 
@@ -113,13 +113,14 @@ SCRIPT: Final = f"""\
 name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
 shift 9
 # "$@" stays KEY=VALUE... -- ARGV for the sh that becomes the agent; here: the agent's PATH
-# (its command is looked up there), its command and its command line (for the header).
-cmd= line= past=
+# (its command is looked up there; the supervisor's own date and sleep keep the window's),
+# its command and its command line (for the header).
+cmd= line= past= path=$PATH
 for a do
   case $past in
     2) line="$line $a";;
     1) cmd=$a line=$a past=2;;
-    *) case $a in --) past=1;; PATH=*) PATH=${{a#PATH=}};; esac;;
+    *) case $a in --) past=1;; PATH=*) path=${{a#PATH=}};; esac;;
   esac
 done
 opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\; \\
@@ -149,7 +150,7 @@ if ! cd -- "$dir" 2>/dev/null; then
 fi
 fails=; delay=1
 while [ -z "$stop" ]; do
-  if command -v "$cmd" >/dev/null 2>&1; then
+  if PATH=$path command -v "$cmd" >/dev/null 2>&1; then
     /bin/sh -c 'r=$1 l=$2; shift 2; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$l"
       {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
       if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib import pane
+from fleetlib.transcript import HEADER_RE
 from tests.conftest import FleetEnv, InvUser, eventually, run_inv
 from tests.real_clis import installed_clis
 from tests.test_fleet_tmux import TmuxEnv
@@ -116,11 +117,12 @@ def test_the_supervisor_gives_its_agent_exactly_its_parameters_whatever_the_wind
     run_dir.mkdir(mode=0o700)
     pane.install_script(run_dir)
     bin_dir.mkdir()
-    (bin_dir / "dump-env").write_text('#!/bin/sh\ncat /proc/$$/environ > "$1"\n')  # $$: the agent itself
+    (bin_dir / "dump-env").write_text('#!/bin/sh\n/bin/cat /proc/$$/environ > "$1"\n')  # $$: the agent itself
     (bin_dir / "dump-env").chmod(0o755)
     spec = pane.PaneSpec("a1", "=fleet:=a1", "/bin/true", str(tmp_path / "s"), str(tmp_path), 1, 60.0)
-    given = {"PATH": f"{bin_dir}:/usr/bin:/bin", "IFS": ":", "ODD": ODD_VALUE + "\nline", "FLEET_AGENT": "a1@s"}
-    window = {"PATH": "/nonexistent", "SHELL": "/bin/wrong", "LC_ALL": "stale", "HOME": "/", "FLEET_AGENT": "a1@s"}
+    # The agent's PATH finds its command only; the window's finds the supervisor's own date.
+    given = {"PATH": str(bin_dir), "IFS": ":", "ODD": ODD_VALUE + "\nline", "FLEET_AGENT": "a1@s"}
+    window = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/wrong", "LC_ALL": "stale", "HOME": "/", "FLEET_AGENT": "a1@s"}
     done = subprocess.run(
         pane.pane_argv(spec, ["dump-env", str(out)], run_dir, given),
         env=window,
@@ -130,7 +132,10 @@ def test_the_supervisor_gives_its_agent_exactly_its_parameters_whatever_the_wind
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert f"dump-env {out}" in done.stdout  # the header's command line, spaced as ever
+    header = HEADER_RE.search(done.stdout)
+    assert header is not None, done.stdout
+    assert header["time"].startswith("20"), done.stdout  # the supervisor's own date ran
+    assert header["command"] == f"dump-env {out}"  # spaced as ever, whatever the agent's IFS
     assert environ_of_file(out) == {**given, "PWD": str(tmp_path)}
 
 
