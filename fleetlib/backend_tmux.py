@@ -182,8 +182,11 @@ class TmuxPrimitives(FleetContext):
         )  # fmt: skip
 
     def window_env(self, name: str) -> dict[str, str]:
+        """The agent's whole environment when this command starts it (tmux backend: the
+        base is this command's, see :func:`fleetlib.pane.base_environment`)."""
         agent = self.roster.get(name)
-        return agent_environment(procs.marker(name, str(self.paths.tmux_socket)), agent.env)
+        base = base_environment(self.environ, self.environ.get("HOME") or str(Path.home()))
+        return agent_environment(base, procs.marker(name, str(self.paths.tmux_socket)), agent.env)
 
     def journal(self, name: str, lines: int) -> str | None:
         return None

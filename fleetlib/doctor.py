@@ -7,8 +7,9 @@ creates, fixes or starts anything.
 Checks, in order: the roster loads; tmux is installed and new enough; a systemd user
 manager answers; lingering is enabled (without it the user manager, and the fleet, stop
 at logout); the installed units are exactly what the roster would generate (no drift);
-every agent's command resolves on the PATH its units (or this shell) carry and every
-``cwd`` exists; the run dir is owned by this user and not writable by others; every
+every agent's command resolves on the PATH that agent really gets (read from its running
+process, else from its installed unit, else as a start from this shell would give it) and
+every ``cwd`` exists; the run dir is owned by this user and not writable by others; every
 transcript (and rotated transcript) is a regular file; no stale restart lock is left
 behind; (tmux backend) the fleet's tmux server did not die without a stop, leaving agents
 unsupervised; a running fleet has its watcher, and none of its agents is ``failed`` or
@@ -19,6 +20,7 @@ or by ``auto`` for want of a user manager) the systemd checks are reported as sk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -38,6 +40,7 @@ from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
+from fleetlib.pane import agent_environment, base_environment
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
@@ -45,11 +48,13 @@ from fleetlib.runner import Runner, SubprocessRunner
 from fleetlib.status import FleetStatus
 from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
+from fleetlib.units import DROPIN_NAME, dropin_environment
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
 _LOGIND_ANSWERED: Final = "Failed to get user"  # loginctl: logind answered, it knows no such lingering user
 _BROKEN_STATES: Final = ("failed", "exited")  # nothing will start these again on its own
-_PATH_IN_UNIT: Final = re.compile(r"""(?:^|[\s"'=])PATH=([^\s"']+)""", re.MULTILINE)
+RUNNING_PATH: Final = "the PATH of the running agent process"
+UNIT_PATH: Final = "the PATH its installed unit gives it"
 
 
 @dataclass(frozen=True)
@@ -189,35 +194,77 @@ def check_units(unit_dir: Path, desired: Mapping[str, str], installed_dropins: S
     return passed(name, f"{len(desired)} unit file(s) in {unit_dir} match the roster")
 
 
-def unit_path_env(holder_text: str | None) -> str | None:
-    """The ``PATH`` a holder unit passes to the fleet's tmux server (None if it sets none)."""
-    if holder_text is None:
-        return None
-    match = _PATH_IN_UNIT.search(holder_text)
-    return match.group(1) if match else None
+@dataclass(frozen=True)
+class AgentPath:
+    """The ``PATH`` an agent's command is looked up on, and where it was read (a phrase)."""
+
+    path: str
+    source: str
 
 
-def check_commands(roster: Roster, path_env: str, where: str, which: Callable[..., str | None] = shutil.which) -> Check:
-    """Every agent's executable resolves: a path must be executable, a bare name on ``path_env``."""
+def agent_paths(
+    roster: Roster,
+    *,
+    pids: Mapping[str, int],
+    dropins: Mapping[str, str],
+    base: Mapping[str, str],
+    fleet_id: str,
+    computed_source: str,
+) -> dict[str, AgentPath]:
+    """Each agent's ``PATH``, checked rather than assumed: the environment of its running
+    process (``pids``: agent name -> the agent process), else the one its installed unit
+    gives it (``dropins``: agent name -> its installed drop-in's text), else the one a
+    start would give it now (``base``, see :func:`fleetlib.pane.base_environment`,
+    with the roster's ``env``; described by ``computed_source``)."""
+    found: dict[str, AgentPath] = {}
+    for agent in roster.agents:
+        pid = pids.get(agent.name)
+        running = procs.environment(pid) if pid is not None else None
+        if running is not None:
+            found[agent.name] = AgentPath(running.get("PATH", ""), RUNNING_PATH)
+            continue
+        text = dropins.get(agent.name)
+        installed = dropin_environment(text) if text is not None else None
+        if installed is not None:
+            found[agent.name] = AgentPath(installed.get("PATH", ""), UNIT_PATH)
+            continue
+        computed = agent_environment(base, procs.marker(agent.name, fleet_id), agent.env)
+        found[agent.name] = AgentPath(computed.get("PATH", ""), computed_source)
+    return found
+
+
+def check_commands(
+    roster: Roster, paths: Mapping[str, AgentPath], which: Callable[..., str | None] = shutil.which
+) -> Check:
+    """Every agent's executable resolves: a path must be executable, a bare name on the
+    ``PATH`` that agent gets (``paths``, see :func:`agent_paths`); a failure names the
+    agent, the command, the ``PATH`` searched and where that ``PATH`` was read."""
     name = "commands"
     missing: list[str] = []
+    sources: dict[str, list[str]] = {}
     for agent in roster.agents:
         argv = agent.argv()
         executable = argv[0] if argv else ""
+        where = paths[agent.name]
         if "/" in executable:
             found = os.path.isfile(executable) and os.access(executable, os.X_OK)
         else:
-            found = bool(executable) and which(executable, path=path_env) is not None
-        if not found:
-            missing.append(f"{agent.name}: {shlex.quote(executable)}")
+            found = bool(executable) and which(executable, path=where.path) is not None
+        if found:
+            sources.setdefault(where.source, []).append(agent.name)
+        else:
+            missing.append(f"{agent.name}: {shlex.quote(executable)} not found on PATH={where.path} ({where.source})")
     if missing:
         return failed(
             name,
-            f"not found on {where}: {'; '.join(missing)}",
-            "install the missing command(s) or fix `command` in the roster; "
-            "on systemd, re-run the install from a shell whose PATH finds them",
+            "; ".join(missing),
+            "install the missing command(s) where that PATH finds them, or fix `command` (or `env: PATH`) in the "
+            "roster; on systemd, re-run the install from a shell whose PATH finds them",
         )
-    return passed(name, f"{len(roster.agents)} agent command(s) found on {where}")
+    read = "; ".join(f"{', '.join(names)}: on {source}" for source, names in sources.items())
+    return passed(
+        name, f"{len(roster.agents)} agent command(s) found on the PATH each agent gets" + (f": {read}" if read else "")
+    )
 
 
 def check_cwds(roster: Roster, user_home: Path) -> Check:
@@ -396,8 +443,7 @@ def diagnose(
     systemd_wanted = backend != "tmux"
     reachable, state = manager_state(run) if systemd_wanted else (False, "")
     on_systemd = backend == "systemd" or (backend == "auto" and reachable)
-    path_env = env.get("PATH", "")
-    where = "this shell's PATH"
+    dropins: dict[str, str] = {}
     if not systemd_wanted:
         why = "the tmux backend was chosen"
         checks += [skipped("user manager", why), skipped("lingering", why), skipped("units", why)]
@@ -410,24 +456,42 @@ def diagnose(
         if roster is None:
             checks.append(skipped("units", "the roster does not load"))
         else:
-            units_check, carried = _units_and_path(paths, roster, unit_dir, command)
+            units_check, dropins = _units_and_dropins(paths, roster, unit_dir, command)
             checks.append(units_check)
-            if carried is not None:
-                path_env, where = carried, "the PATH the installed units carry"
 
+    fleet_running = (
+        tmux_bin is not None
+        and run.run([tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"], timeout=10.0).ok
+    )
+    status: FleetStatus | FleetError | None = None  # read once: for the commands and the agents checks
+    if fleet_running and roster is not None:
+        status = _status(paths, roster, "systemd" if on_systemd else "tmux", unit_dir)
     if roster is None:
         checks += [skipped("commands", "the roster does not load"), skipped("directories", "the roster does not load")]
     else:
-        checks.append(check_commands(roster, path_env, where))
-        checks.append(check_cwds(roster, Path(env.get("HOME") or Path.home())))
+        home = Path(env.get("HOME") or Path.home())
+        pids = (
+            {row.name: row.agent_pid for row in status.agents if row.agent_pid is not None}
+            if isinstance(status, FleetStatus)
+            else {}
+        )
+        task = command("fleet.install" if on_systemd else "fleet.start")
+        found = agent_paths(
+            roster,
+            pids=pids,
+            dropins=dropins,
+            base=base_environment(env, str(home)),
+            fleet_id=str(paths.tmux_socket),
+            computed_source=f"the PATH `{task}` from this shell would give it",
+        )
+        checks.append(check_commands(roster, found))
+        checks.append(check_cwds(roster, home))
     checks.append(check_run_dir(paths.run_dir, os.geteuid()))
     checks.append(check_transcripts(transcript.log_dir(paths)))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
     if tmux_bin is None:
         checks += [skipped("watcher", "tmux is not installed"), skipped("agents", "tmux is not installed")]
     else:
-        has_session = [tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"]
-        fleet_running = run.run(has_session, timeout=10.0).ok
         if on_systemd:
             checks.append(skipped("tmux server", "its holder unit starts it again when it dies, with the agents"))
         else:
@@ -443,40 +507,40 @@ def diagnose(
         checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
         if roster is None:
             checks.append(skipped("agents", "the roster does not load"))
-        elif not fleet_running:
+        elif status is None:
             checks.append(skipped("agents", "the fleet is not running"))
+        elif isinstance(status, FleetError):
+            checks.append(
+                failed("agents", f"cannot read the agents' states: {status}", f"see `{command('fleet.status')}`")
+            )
         else:
-            checks.append(_agents(paths, roster, "systemd" if on_systemd else "tmux", unit_dir, command))
+            checks.append(check_agents(status, command))
     return checks
 
 
-def _agents(
-    paths: FleetPaths, roster: Roster, backend: str, unit_dir: Path | None, command: Callable[[str], str]
-) -> Check:
-    """The agents check on the fleet's own status (it only reads)."""
+def _status(paths: FleetPaths, roster: Roster, backend: str, unit_dir: Path | None) -> FleetStatus | FleetError:
+    """The fleet's own status (it only reads), or why it cannot be read."""
     try:
-        status = open_fleet(paths, roster, backend=backend, unit_dir=unit_dir).status()
+        return open_fleet(paths, roster, backend=backend, unit_dir=unit_dir).status()
     except FleetError as exc:
-        return failed("agents", f"cannot read the agents' states: {exc}", f"see `{command('fleet.status')}`")
-    return check_agents(status, command)
+        return exc
 
 
-def _units_and_path(
+def _units_and_dropins(
     paths: FleetPaths, roster: Roster, unit_dir: Path | None, command: Callable[[str], str]
-) -> tuple[Check, str | None]:
-    """The units check, and the PATH the installed holder unit gives the agents (if any)."""
+) -> tuple[Check, dict[str, str]]:
+    """The units check, and the text of each agent's installed drop-in (agent name -> text)."""
     lifecycle = open_fleet(paths, roster, backend="systemd", unit_dir=unit_dir, dry_run=True, echo=lambda _: None)
     installed_in = lifecycle.unit_dir
     if installed_in is None:
-        return skipped("units", "no unit directory"), None
+        return skipped("units", "no unit directory"), {}
     desired = lifecycle.desired_unit_files()
     units = UnitNames.for_home(paths.home)  # this home's only: other homes' units share the directory
     dropins = [str(path.relative_to(installed_in)) for path in installed_in.glob(f"{units.agent_pattern}.d/*.conf")]
-    holder = units.holder if units.holder in desired else None
-    carried = None
-    if holder is not None:
-        try:
-            carried = unit_path_env((installed_in / holder).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
-            carried = None
-    return check_units(installed_in, desired, dropins, command("fleet.install")), carried
+    texts: dict[str, str] = {}
+    for agent in roster.agents:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            texts[agent.name] = (installed_in / f"{units.agent(agent.name)}.d" / DROPIN_NAME).read_text(
+                encoding="utf-8"
+            )
+    return check_units(installed_in, desired, dropins, command("fleet.install")), texts

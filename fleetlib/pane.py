@@ -16,12 +16,20 @@ itself, and it does, in order:
    the holder's cgroup and the engine's marker sweep is what stops it;
 2. enters the agent's working directory, literally (no tmux format expansion, no fall
    back to another directory: a missing directory fails the agent with status 126);
-3. runs the agent; a command that cannot be found fails at once with status 127 and
-   ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with
-   one header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time,
-   the agent's own pid, the command), printed by a ``sh`` that then becomes the agent (``exec``,
-   so the pid is the agent's); the time costs one ``date`` per run. Right before that
-   ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
+3. runs the agent in the environment the fleet decided (:func:`agent_environment`), passed
+   as ``KEY=VALUE`` parameters, not in the window's: tmux gives a new window the ``PATH``
+   of the client that created it (over ``new-window -e``; under systemd that client runs
+   in the manager's environment) and ``SHELL`` from its ``default-shell``. The supervisor
+   looks the command up on the given ``PATH`` (its own helpers, ``date`` and ``sleep``,
+   keep the window's, which always finds them), and the ``sh`` that becomes the agent
+   clears the base variables (and the ``OLDPWD`` its ``cd`` left) and exports the given
+   ones right before its ``exec`` (so a roster's ``IFS`` never reaches the supervisor's
+   own code). A command that cannot be found fails at once with status 127 and
+   ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with one
+   header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the
+   agent's own pid, the command), printed by a ``sh`` that then becomes the agent
+   (``exec``, so the pid is the agent's); the time costs one ``date`` per run. Right
+   before that ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
    the supervisor took to get there;
@@ -97,13 +105,32 @@ EXEC_SUFFIX: Final = ".exec"  # <run dir>/<agent>.exec: "<supervisor pid> <agent
 _EXEC_RECORD_CAP: Final = 64
 _PID_LIMIT: Final = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit
 
+# The variables an agent gets from the fleet, on both backends, before the roster's `env`
+# (which wins): taken from the environment of `fleet install` (systemd) or of the `fleet`
+# command that starts the agent (tmux backend). tmux adds TERM, TERM_PROGRAM(_VERSION),
+# TMUX and TMUX_PANE, and the shell PWD.
+BASE_VARIABLES: Final = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "PATH", "XDG_RUNTIME_DIR")
+DEFAULT_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
+
 # $1 name, $2 window target, $3 tmux, $4 socket, $5 cwd, $6 max failures, $7 window (s),
-# $8 unit ("" outside systemd), $9 cgroup mounts separated by ":", then "--" and the argv.
+# $8 unit ("" outside systemd), $9 cgroup mounts separated by ":", then the agent's
+# environment as KEY=VALUE words (none: the agent keeps the window's), "--" and the argv.
 SCRIPT: Final = f"""\
 # fleet agent supervisor (generated; see fleetlib/pane.py). Usage:
-#   sh supervise.sh NAME TARGET TMUX SOCKET CWD MAX_FAILURES WINDOW UNIT MOUNTS -- ARGV...
+#   sh supervise.sh NAME TARGET TMUX SOCKET CWD MAX_FAILURES WINDOW UNIT MOUNTS [KEY=VALUE...] -- ARGV...
 name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
-shift 9; [ "$1" = -- ] && shift
+shift 9
+# "$@" stays KEY=VALUE... -- ARGV for the sh that becomes the agent; here: the agent's PATH
+# (its command is looked up there; the supervisor's own date and sleep keep the window's),
+# its command and its command line (for the header).
+cmd= line= past= path=$PATH
+for a do
+  case $past in
+    2) line="$line $a";;
+    1) cmd=$a line=$a past=2;;
+    *) case $a in --) past=1;; PATH=*) path=${{a#PATH=}};; esac;;
+  esac
+done
 opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\; \\
   set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\; \\
   set-option -w -t "$target" {REASON_OPTION} "$why" >/dev/null 2>&1; }}
@@ -148,10 +175,13 @@ fi
 fails=; delay=1
 while [ -z "$stop" ]; do
   ooms; before=$o
-  if command -v "$1" >/dev/null 2>&1; then
-    /bin/sh -c 'r=$1; shift; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"
-      {{ echo "$PPID $$" >"$r"; }} 2>/dev/null; exec "$@"' sh "$record" "$@"; status=$?
-  else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
+  if PATH=$path command -v "$cmd" >/dev/null 2>&1; then
+    /bin/sh -c 'r=$1 l=$2; shift 2; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$l"
+      {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
+      if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
+        while [ "$1" != -- ]; do export "$1"; shift; done; fi
+      shift; exec "$@"' sh "$record" "$line" "$@"; status=$?
+  else echo "fleet: $cmd: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
   ooms; why= said="exited with status $status"
   if [ "$o" -gt "$before" ] 2>/dev/null; then
@@ -233,20 +263,30 @@ def install_script(run_dir: Path) -> bool:
     return True
 
 
-def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path) -> list[str]:
-    """What the window runs: the supervisor script with its parameters, then the argv."""
+def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """What the window runs: the supervisor script with its parameters, the agent's
+    environment ``env`` (see :func:`agent_environment`; the agent gets exactly that, plus
+    what tmux and the shell add; None: the window's own), then the argv."""
     window = max(1, math.ceil(spec.failure_window))
     return [
         *spec.launcher, "/bin/sh", str(script_path(run_dir)), spec.name, spec.target, spec.tmux, spec.socket, spec.cwd,
-        str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts), "--", *argv,
+        str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts),
+        *(f"{key}={value}" for key, value in (env or {}).items()), "--", *argv,
     ]  # fmt: skip
 
 
-# The variables an agent gets from the fleet, on both backends, before the roster's `env`
-# (which wins): taken from the environment of `fleet install` (systemd) or of the command
-# that starts the tmux server (tmux backend). tmux adds TERM, TMUX and TMUX_PANE.
-BASE_VARIABLES: Final = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "PATH", "XDG_RUNTIME_DIR")
-DEFAULT_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
+def pane_environment(words: Sequence[str]) -> dict[str, str] | None:
+    """The agent's environment from the words of a window's command that
+    :func:`pane_argv` built (e.g. an installed unit's, unescaped); None when they hold no
+    supervisor command or it passes no environment (the agent then keeps the window's)."""
+    for index in range(len(words) - 1):
+        if words[index] == "/bin/sh" and words[index + 1].endswith(f"/{SCRIPT_NAME}"):
+            first = index + 11  # /bin/sh, the script and its nine parameters
+            if "--" not in words[first:]:
+                return None
+            entries = [entry.partition("=") for entry in words[first : words.index("--", first)]]
+            return {key: value for key, _, value in entries} or None
+    return None
 
 
 def base_environment(environ: Mapping[str, str], home: str) -> dict[str, str]:
@@ -257,7 +297,8 @@ def base_environment(environ: Mapping[str, str], home: str) -> dict[str, str]:
     return base
 
 
-def agent_environment(marker: str, env: Mapping[str, str]) -> dict[str, str]:
-    """What a window adds to the base: the roster's ``env`` and the process marker (last,
+def agent_environment(base: Mapping[str, str], marker: str, env: Mapping[str, str]) -> dict[str, str]:
+    """An agent's whole environment, the same on both backends: the ``base``
+    (:func:`base_environment`), the roster's ``env`` over it, and the process marker (last,
     so a roster cannot hide an agent's processes from the stop sweep)."""
-    return {**env, MARKER_ENV: marker}
+    return {**base, **env, MARKER_ENV: marker}

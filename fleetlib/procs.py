@@ -99,6 +99,18 @@ def _environments() -> Iterator[tuple[int, bytes]]:
             continue
 
 
+def environment(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with (``/proc/<pid>/environ``, read capped,
+    undecodable bytes replaced), or None when it cannot be read (gone, another user's)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read(_ENVIRON_CAP)
+    except OSError:
+        return None
+    pairs = [item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if b"=" in item]
+    return {key: value for key, _, value in pairs}
+
+
 def _live(pid: int) -> bool:
     return state(pid) not in ("Z", "X", "")
 

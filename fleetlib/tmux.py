@@ -16,6 +16,7 @@ from typing import Final
 
 from fleetlib import transcript
 from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, REASON_OPTION, STATE_OPTION, PaneSpec, pane_argv
+from fleetlib.procs import MARKER_ENV
 
 # What the fleet's watcher (fleetlib.watcher) records on each agent window: the agent's
 # activity state (working, waiting, idle) and since when (epoch seconds).
@@ -98,6 +99,11 @@ def literal(word: str) -> str:
     return word[:-1] + "\\;" if word.endswith(";") else word
 
 
+def unliteral(word: str) -> str:
+    """The word :func:`literal` was given (as tmux's parser reads it back)."""
+    return word[:-2] + ";" if word.endswith("\\;") else word
+
+
 def starts_option(name: str) -> str:
     """The server option counting how often the agent's window was created."""
     return f"@fleet-starts-{name}"
@@ -114,9 +120,12 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     A leftover window of the same name is killed first, so an agent never has two windows;
     a server option counts the starts (status reports restarts from it, at no extra
     process). The window runs the agent under its supervisor script
-    (:func:`fleetlib.pane.pane_argv`); ``env`` (the marker and the roster's variables) is
-    passed literally with ``-e`` (tmux does not expand formats there). No ``-c``: tmux
-    expands formats in it, so the supervisor enters the working directory itself.
+    (:func:`fleetlib.pane.pane_argv`), which gives the agent ``env``, its whole environment
+    (:func:`fleetlib.pane.agent_environment`): a window's own variables depend on the client
+    that creates it. The process marker in ``env`` also goes to the window with ``-e``
+    (literally: tmux does not expand formats there), so the supervisor itself carries it
+    for the stop sweeps. No ``-c``: tmux expands formats in it, so the supervisor enters
+    the working directory itself.
 
     Right after ``new-window``, in the same sequence, ``pipe-pane`` appends everything
     the pane prints to the agent's transcript (:mod:`fleetlib.transcript`, in
@@ -129,9 +138,9 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     commands = ["if-shell", "-F", "-t", session_target(), window_exists_format(name), f"kill-window -t {target}", ";"]
     commands += ["set-option", "-g", "-F", counter, f"#{{e|+:#{{{counter}}},1}}", ";"]
     commands += ["new-window", "-d", "-t", session_target(), "-n", name]
-    for key, value in env.items():
-        commands += ["-e", literal(f"{key}={value}")]
-    commands += ["--", *(literal(word) for word in pane_argv(spec, argv, run_dir)), ";"]
+    if MARKER_ENV in env:
+        commands += ["-e", literal(f"{MARKER_ENV}={env[MARKER_ENV]}")]
+    commands += ["--", *(literal(word) for word in pane_argv(spec, argv, run_dir, env)), ";"]
     log = transcript.logs_in(run_dir.parent) / f"{name}{transcript.SUFFIX}"
     return [*commands, *pipe_pane_commands(name, log)]
 

@@ -28,7 +28,10 @@ What the template encodes, and why:
   pane that ended with the server alive (an agent given up on, a killed supervisor)
   leaves the unit inactive, as before. Only the agents that were running come back.
 * The holder's server starts with a clean environment (``env -i`` with the base
-  variables captured at install), so agents get the same variables on both backends.
+  variables captured at install). An agent's own environment (that base plus the roster's
+  ``env``) is in its drop-in, as parameters of its supervisor, which sets it: the tmux
+  client runs in the manager's environment, and tmux gives a new window that client's
+  ``PATH`` whatever the server's or ``new-window -e`` say.
 * The watcher (:mod:`fleetlib.watcher`) is a unit of its own, pulled in by the holder
   (``Wants=``) and bound to it (``BindsTo=``, ``After=``): it starts and stops with the
   fleet, and the manager restarts it if it dies.
@@ -51,7 +54,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import tmux
-from fleetlib.pane import PaneSpec, agent_environment
+from fleetlib.pane import PaneSpec, agent_environment, pane_environment
 from fleetlib.procs import marker
 from fleetlib.resources import Resources
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, Roster
@@ -90,6 +93,54 @@ def quote_word(word: str) -> str:
 def exec_line(key: str, argv: Sequence[str], *, ignore_failure: bool = False) -> str:
     """``Key=[-]word word ...``; the ``-`` prefix makes systemd ignore a failure."""
     return f"{key}={'-' if ignore_failure else ''}{' '.join(quote_word(word) for word in argv)}"
+
+
+_UNESCAPES: Final = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", ";": ";"}
+
+
+def exec_words(value: str) -> list[str] | None:
+    """The words of an ``Exec*=`` value as :func:`exec_line` writes them (its inverse;
+    ``%%`` and ``$$`` unescaped); None for text it does not write (an unknown escape, an
+    open quote)."""
+    words: list[str] = []
+    index = 0
+    while index < len(value):
+        if value[index] == " ":
+            index += 1
+            continue
+        word: list[str] = []
+        quoted = value[index] == '"'
+        index += quoted
+        while index < len(value) and (quoted or value[index] != " "):
+            char = value[index]
+            if char == "\\":
+                escaped = _UNESCAPES.get(value[index + 1 : index + 2])
+                if escaped is None:
+                    return None
+                word.append(escaped)
+                index += 2
+            elif quoted and char == '"':
+                quoted = False
+                index += 1
+                break
+            else:
+                word.append(char)
+                index += 1
+        if quoted:
+            return None
+        words.append("".join(word).replace("%%", "%").replace("$$", "$"))
+    return words
+
+
+def dropin_environment(text: str) -> dict[str, str] | None:
+    """The environment an installed agent drop-in (:func:`agent_dropin_text`) gives its
+    agent, read back from its ``ExecStart``; None when the text holds none."""
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            words = exec_words(line.removeprefix("ExecStart="))
+            if words is not None:
+                return pane_environment([tmux.unliteral(word) for word in words])
+    return None
 
 
 def clean_env_argv(env_bin: str, environment: Mapping[str, str]) -> list[str]:
@@ -212,13 +263,17 @@ def agent_dropin_text(
     tmux_bin: str,
     socket: Path,
     *,
+    environment: Mapping[str, str],
     cwd: str,
     cgroup_mounts: Sequence[str],
     source: str,
     units: UnitNames = DEFAULT_UNITS,
 ) -> str:
     # The supervisor script sits in the run dir beside the socket (install writes it).
-    """Per-agent drop-in: the ``ExecStart`` that opens the agent's window and waits on it."""
+    """Per-agent drop-in: the ``ExecStart`` that opens the agent's window and waits on it.
+    The agent's environment is ``environment`` (the base captured at install) with the
+    roster's ``env``, carried in the command itself: the client runs in the manager's
+    environment, and tmux would give the window that ``PATH``."""
     spec = PaneSpec(
         name=agent.name,
         target=tmux.window_target(agent.name),
@@ -230,7 +285,7 @@ def agent_dropin_text(
         cgroup_mounts=tuple(cgroup_mounts),
         unit=units.agent(agent.name),
     )
-    env = agent_environment(marker(agent.name, str(socket)), agent.env)
+    env = agent_environment(environment, marker(agent.name, str(socket)), agent.env)
     argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
     # After the client ends: a server that no longer answers fails the unit, so it is
     # restarted (see the module docstring); one that answers leaves the result as it is.
@@ -277,7 +332,14 @@ def unit_files(
     for agent in roster.agents:
         cwd = roster.cwd_of(agent, user_home) or str(user_home)
         files[f"{units.agent(agent.name)}.d/{DROPIN_NAME}"] = agent_dropin_text(
-            agent, tmux_bin, socket, cwd=cwd, cgroup_mounts=cgroup_mounts, source=roster.source, units=units
+            agent,
+            tmux_bin,
+            socket,
+            environment=environment,
+            cwd=cwd,
+            cgroup_mounts=cgroup_mounts,
+            source=roster.source,
+            units=units,
         )
     return files
 

@@ -17,7 +17,9 @@ from fleetlib.units import (
     agent_dropin_text,
     agent_template_text,
     cgroup_mounts,
+    dropin_environment,
     exec_line,
+    exec_words,
     holder_unit_text,
     quote_word,
     unit_files,
@@ -146,7 +148,7 @@ def test_template_and_dropin_name_their_source() -> None:
     assert "from /r/roster.yaml;" in agent_template_text("/r/roster.yaml")
     agent = Agent(name="a1", runtime="codex")
     assert "from /r/roster.yaml;" in agent_dropin_text(
-        agent, "tmux", SOCK, cwd="/", cgroup_mounts=(), source="/r/roster.yaml"
+        agent, "tmux", SOCK, cwd="/", environment=BASE_ENV, cgroup_mounts=(), source="/r/roster.yaml"
     )
 
 
@@ -233,7 +235,9 @@ ODD_CWD = "/work dir/50% $HOME;#{pane_id}"
 
 
 def test_dropin_exec_start_is_one_tmux_client_that_creates_the_window_then_waits_for_its_channel() -> None:
-    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
+    text = agent_dropin_text(
+        ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, environment=BASE_ENV, cgroup_mounts=("/sys/fs/cgroup",), source="r"
+    )
     argv = exec_argv(text)
     assert argv[:3] == ["/usr/bin/tmux", "-S", str(SOCK)]
     assert argv.count("new-window") == 1
@@ -248,39 +252,67 @@ def test_dropin_exec_start_is_one_tmux_client_that_creates_the_window_then_waits
 def test_dropin_fails_a_unit_whose_server_no_longer_answers_after_its_client_ended() -> None:
     # A server that shut down cleanly ends the client with status 0: without this check
     # the unit would end "successfully" and never come back with the holder.
-    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", cgroup_mounts=(), source="r")
+    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", environment=BASE_ENV, cgroup_mounts=(), source="r")
     assert exec_argv(text, "ExecStopPost") == ["/usr/bin/tmux", "-S", str(SOCK), "has-session", "-t", "=fleet"]
     assert "ExecStopPost=-" not in text  # its failure must count
 
 
 def test_dropin_runs_the_pane_supervisor_from_the_run_dir_with_the_agent_argv_literally() -> None:
-    text = agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=("/sys/fs/cgroup",), source="r")
+    text = agent_dropin_text(
+        ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, environment=BASE_ENV, cgroup_mounts=("/sys/fs/cgroup",), source="r"
+    )
     argv = exec_argv(text)
     spec = _spec(ODD, ODD_CWD, ("/sys/fs/cgroup",))
     window = argv[argv.index("new-window") : argv.index("pipe-pane") - 1]  # then the transcript's pipe
     dash = window.index("--")
-    expected = [tmux.literal(word) for word in pane.pane_argv(spec, ODD.argv(), SOCK.parent)]
+    env = pane.agent_environment(BASE_ENV, marker("a1", str(SOCK)), ODD.env)
+    expected = [tmux.literal(word) for word in pane.pane_argv(spec, ODD.argv(), SOCK.parent, env)]
     assert window[dash + 1 :] == expected
     assert window[dash + 1 : dash + 3] == ["/bin/sh", str(SOCK.parent / pane.SCRIPT_NAME)]
     params = window[dash + 3 : dash + 12]
     assert params == [
         "a1", "=fleet:=a1", "/usr/bin/tmux", str(SOCK), ODD_CWD, "4", "90", "mosaic-agent@a1.service", "/sys/fs/cgroup",
     ]  # fmt: skip
-    assert window[dash + 12 :] == ["--", "my cli", "$(rm -rf /)", "--x", "50%", "a\\;", "\\;", "$HOME"]
+    # the agent's whole environment (the captured base, the roster's env, the marker last), then its argv
+    entries = [f"{key}={value}" for key, value in BASE_ENV.items()]
+    entries += ["K=v v", "P=100% $y\\;", f"{MARKER_ENV}={marker('a1', str(SOCK))}"]
+    assert window[dash + 12 : dash + 12 + len(entries)] == entries
+    rest = window[dash + 12 + len(entries) :]
+    assert rest == ["--", "my cli", "$(rm -rf /)", "--x", "50%", "a\\;", "\\;", "$HOME"]
 
 
-def test_dropin_passes_env_and_marker_literally_with_no_tmux_cwd() -> None:
-    argv = exec_argv(agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, cgroup_mounts=(), source="r"))
+def test_dropin_environment_reads_back_what_the_dropin_gives_the_agent() -> None:
+    text = agent_dropin_text(
+        ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, environment=BASE_ENV, cgroup_mounts=(), source="r"
+    )
+    assert dropin_environment(text) == {**BASE_ENV, **ODD.env, MARKER_ENV: marker("a1", str(SOCK))}
+    assert dropin_environment("[Service]\nExecStart=/usr/bin/tmux -S /s list-windows\n") is None
+    assert dropin_environment('[Service]\nExecStart=/bin/sh "open\n') is None
+
+
+@pytest.mark.parametrize("words", [["a", "b c", 'q"\\', "50%", "$x", ";", "x;", "\\;", "l\nt\t"], [], [""]])
+def test_exec_words_reads_back_what_exec_line_writes(words: list[str]) -> None:
+    assert exec_words(exec_line("ExecStart", words).removeprefix("ExecStart=")) == words
+
+
+def test_dropin_passes_only_the_marker_to_the_window_and_no_tmux_cwd() -> None:
+    argv = exec_argv(
+        agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd=ODD_CWD, environment=BASE_ENV, cgroup_mounts=(), source="r")
+    )
     window = argv[argv.index("new-window") : argv.index("--")]
     envs = [window[i + 1] for i, word in enumerate(window) if word == "-e"]
-    assert envs == ["K=v v", "P=100% $y\\;", f"{MARKER_ENV}={marker('a1', str(SOCK))}"]
+    # tmux would give the window the client's PATH over any -e; the supervisor gets the
+    # environment as parameters, the window only the marker (so the supervisor carries it)
+    assert envs == [f"{MARKER_ENV}={marker('a1', str(SOCK))}"]
     assert "-c" not in window  # tmux expands formats in -c; the supervisor enters the cwd itself
     assert window[window.index("-n") + 1] == "a1"
     assert window[window.index("-t") + 1] == "=fleet:"
 
 
 def test_dropin_kills_a_leftover_window_and_counts_the_start() -> None:
-    argv = exec_argv(agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", cgroup_mounts=(), source="r"))
+    argv = exec_argv(
+        agent_dropin_text(ODD, "/usr/bin/tmux", SOCK, cwd="/", environment=BASE_ENV, cgroup_mounts=(), source="r")
+    )
     kill = argv.index("if-shell")
     assert argv[kill : kill + 7] == [
         "if-shell", "-F", "-t", "=fleet:", tmux.window_exists_format("a1"), "kill-window -t =fleet:=a1", ";",
@@ -298,10 +330,14 @@ def test_dropin_kills_a_leftover_window_and_counts_the_start() -> None:
 
 def test_dropin_supervisor_joins_the_units_cgroup_on_each_mount() -> None:
     mounts = ("/sys/fs/cgroup", "/x y/systemd")
-    argv = exec_argv(agent_dropin_text(ODD, "tmux", SOCK, cwd="/", cgroup_mounts=mounts, source="r"))
+    argv = exec_argv(
+        agent_dropin_text(ODD, "tmux", SOCK, cwd="/", environment=BASE_ENV, cgroup_mounts=mounts, source="r")
+    )
     script_at = argv.index(str(SOCK.parent / pane.SCRIPT_NAME))
     assert argv[script_at + 8 : script_at + 10] == ["mosaic-agent@a1.service", "/sys/fs/cgroup:/x y/systemd"]
-    without = exec_argv(agent_dropin_text(ODD, "tmux", SOCK, cwd="/", cgroup_mounts=(), source="r"))
+    without = exec_argv(
+        agent_dropin_text(ODD, "tmux", SOCK, cwd="/", environment=BASE_ENV, cgroup_mounts=(), source="r")
+    )
     assert without[script_at + 9] == ""
 
 
@@ -384,12 +420,16 @@ def test_tmux_targets_are_exact() -> None:
 def test_agent_window_commands_run_the_supervisor_and_escape_trailing_semicolons() -> None:
     agent = Agent(name="a1", runtime="custom", command=("codex", "a;"))
     spec = _spec(agent, "/w")
-    commands = tmux.agent_window_commands(spec, agent.argv(), env={"K": "x;"}, run_dir=Path("/r"))
+    env = {"K": "x;", MARKER_ENV: "a1@/s"}
+    commands = tmux.agent_window_commands(spec, agent.argv(), env=env, run_dir=Path("/r"))
     pipe = commands.index("pipe-pane")
     assert commands[pipe - 4 : pipe] == ["--", "codex", "a\\;", ";"]  # trailing ';' escaped for tmux's parser
-    assert commands[commands.index("-e") + 1] == "K=x\\;"
+    assert commands[commands.index("-e") + 1] == f"{MARKER_ENV}=a1@/s"
     dash = commands.index("--")
-    assert commands[dash + 1 : pipe - 1] == [tmux.literal(w) for w in pane.pane_argv(spec, agent.argv(), Path("/r"))]
+    assert commands[dash + 1 : pipe - 1] == [
+        tmux.literal(w) for w in pane.pane_argv(spec, agent.argv(), Path("/r"), env)
+    ]
+    assert "K=x\\;" in commands[dash + 1 : pipe - 1]
     # the transcript's pipe, in the same sequence as new-window (see tests/test_transcript_tmux.py)
     assert commands[pipe:] == ["pipe-pane", "-O", "-t", "=fleet:=a1", "exec cat >> /logs/a1.log"]
     assert commands[0] == "if-shell"  # no client prefix: composable into one longer client

@@ -36,6 +36,7 @@ from fleetlib.roster import parse_roster
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
+from fleetlib.units import agent_dropin_text
 
 
 def outcome(name: str, action: str, **kw: object) -> AgentOutcome:
@@ -346,16 +347,7 @@ def test_check_units_finds_drift_missing_and_stale_files(tmp_path: Path) -> None
     assert check.fix == "run `x` (it rewrites the units from the roster and removes stale ones)"
 
 
-def test_unit_path_env() -> None:
-    assert doctor.unit_path_env('ExecStart=/usr/bin/env -i "PATH=/opt/bin:/usr/bin" HOME=/root tmux\n') == (
-        "/opt/bin:/usr/bin"
-    )
-    assert doctor.unit_path_env("Environment=PATH=/a:/b\n") == "/a:/b"
-    assert doctor.unit_path_env("[Unit]\n") is None
-    assert doctor.unit_path_env(None) is None
-
-
-def test_check_commands_uses_the_given_path(tmp_path: Path) -> None:
+def test_check_commands_resolves_each_agent_on_its_own_path_and_says_where_it_was_read(tmp_path: Path) -> None:
     tool = tmp_path / "my-agent"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
@@ -363,10 +355,47 @@ def test_check_commands_uses_the_given_path(tmp_path: Path) -> None:
         "version: 1\nagents:\n  - name: a\n    runtime: custom\n    command: [my-agent]\n"
         f"  - name: b\n    runtime: custom\n    command: [{tool}]\n"
     )
-    assert doctor.check_commands(roster, str(tmp_path), "PATH").ok
-    missing = doctor.check_commands(roster, "/nonexistent", "the units' PATH")
+    on = {"a": doctor.AgentPath(str(tmp_path), doctor.RUNNING_PATH), "b": doctor.AgentPath("", doctor.UNIT_PATH)}
+    found = doctor.check_commands(roster, on)
+    assert found.ok
+    assert found.detail == (
+        "2 agent command(s) found on the PATH each agent gets: a: on the PATH of the running agent process; "
+        "b: on the PATH its installed unit gives it"
+    )
+    missing = doctor.check_commands(roster, {**on, "a": doctor.AgentPath("/nonexistent:/x", doctor.UNIT_PATH)})
     assert not missing.ok
-    assert missing.detail == "not found on the units' PATH: a: my-agent"
+    assert missing.detail == "a: my-agent not found on PATH=/nonexistent:/x (the PATH its installed unit gives it)"
+
+
+def test_agent_paths_read_the_running_process_then_the_installed_unit_then_compute(tmp_path: Path) -> None:
+    roster = parse_roster(
+        "version: 1\nagents:\n"
+        "  - name: run\n    runtime: custom\n    command: [x]\n"
+        "  - name: unit\n    runtime: custom\n    command: [x]\n"
+        "  - name: new\n    runtime: custom\n    command: [x]\n    env: {PATH: /roster}\n"
+    )
+    dropin = agent_dropin_text(
+        roster.get("unit"), "tmux", tmp_path / "s", environment={"PATH": "/installed"}, cwd="/", cgroup_mounts=(),
+        source="r",
+    )  # fmt: skip
+    running = subprocess.Popen(["/bin/sleep", "60"], env={"PATH": "/running:/bin"})
+    try:
+        found = doctor.agent_paths(
+            roster,
+            pids={"run": running.pid},
+            dropins={"unit": dropin, "new": "[Service]\n"},
+            base={"PATH": "/base"},
+            fleet_id="f",
+            computed_source="computed",
+        )
+    finally:
+        running.kill()
+        running.wait()
+    assert found == {
+        "run": doctor.AgentPath("/running:/bin", doctor.RUNNING_PATH),
+        "unit": doctor.AgentPath("/installed", doctor.UNIT_PATH),
+        "new": doctor.AgentPath("/roster", "computed"),
+    }
 
 
 def test_check_run_dir(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_doctor_finds_drifted_units_and_install_repairs_them(fleet_env: FleetEnv
     assert found["user manager"]["ok"] is True
     assert found["units"]["ok"] is True, found["units"]
     assert found["commands"]["ok"] is True, found["commands"]
-    assert "the PATH the installed units carry" in str(found["commands"]["detail"])
+    assert "d1: on the PATH its installed unit gives it" in str(found["commands"]["detail"])
 
     dropin = next(fleet_env.manager.unit_dir.glob(f"{fleet_env.units.agent('d1')}.d/*.conf"))
     dropin.write_text(dropin.read_text() + "# hand edit\n")
