@@ -23,8 +23,7 @@ import pytest
 from fleetlib import notify, watcher
 from fleetlib.roster import parse_roster
 from tests.conftest import InvRunner, eventually
-from tests.test_activity_fleet import Fleet
-from tests.test_fleet_tmux import TmuxEnv
+from tests.test_activity_fleet import Fleet, fleet  # noqa: F401 - its fixture: both backends
 
 PASSWORD = "hunter2-s3cret"  # noqa: S105 - what must never be shown
 
@@ -198,40 +197,40 @@ def _argvs_of(seen: watcher.Watcher) -> list[str]:
 
 
 @pytest.mark.tmux
-def test_a_phone_hears_done_and_needs_input_and_never_sees_the_password(tmp_path: Path, target: Target) -> None:
-    tenv = TmuxEnv(tmp_path)
-    fleet = Fleet(tenv, tenv.home, "tmux", tmp_path)
-    try:
-        fleet.roster({"cl": "claude:claude_like.py"}, notify=False)
-        roster = fleet.home / "fleet" / "roster.yaml"
-        roster.write_text(roster.read_text() + f"    notify: ['{target.url()}', '{target.url('fail')}']\n")
-        fleet.ok("fleet.start")
-        fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
+def test_a_phone_hears_done_and_needs_input_and_never_sees_the_password(fleet: Fleet, target: Target) -> None:  # noqa: F811
+    fleet.roster({"cl": "claude:claude_like.py"}, notify=False)
+    roster = fleet.home / "fleet" / "roster.yaml"
+    roster.write_text(roster.read_text() + f"    notify: ['{target.url()}', '{target.url('fail')}']\n")
+    if fleet.backend == "systemd":
+        fleet.ok("fleet.install")
+    fleet.ok("fleet.start")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "idle", "--timeout", "60")
 
-        fleet.ok("fleet.send", "--agent", "cl", "--message", "work 2")
-        eventually(lambda: "cl done" in target.titles(), "'cl done' at the target")
-        assert "cl needs input" not in target.titles()
-        fleet.ok("fleet.send", "--agent", "cl", "--message", "ask")
-        eventually(lambda: "cl needs input" in target.titles(), "'cl needs input' at the target")
+    fleet.ok("fleet.send", "--agent", "cl", "--message", "work 3")
+    fleet.ok("fleet.wait", "--agent", "cl", "--for", "working", "--timeout", "30")
+    eventually(lambda: "cl done" in target.titles(), f"'cl done' at the target (got {target.received})")
+    assert "cl needs input" not in target.titles()
+    fleet.ok("fleet.send", "--agent", "cl", "--message", "ask")
+    eventually(lambda: "cl needs input" in target.titles(), "'cl needs input' at the target")
 
-        asked = next(item for item in target.received if item["title"] == "cl needs input")
-        assert asked["body"].startswith("cl on ")
-        assert " -> waiting\n" in asked["body"]
-        assert "Do you want to proceed?" in asked["body"]  # the screen's last lines, no message known
-        assert asked["auth"] == f"fleet:{PASSWORD}"  # the URL arrived whole at the sender
-
+    asked = next(item for item in target.received if item["title"] == "cl needs input")
+    assert asked["body"].startswith("cl on ")
+    assert " -> waiting\n" in asked["body"]
+    assert "Do you want to proceed?" in asked["body"]  # the screen's last lines, no message known
+    assert asked["auth"] == f"fleet:{PASSWORD}"  # the URL arrived whole at the sender
+    status = fleet.inv("fleet.status", "--json")
+    for text in (status.stdout, status.stderr, fleet.inv("fleet.status").stdout):
+        assert PASSWORD not in text
+    assert all(PASSWORD not in _cmdline(pid) for pid in _pids())  # no process carries it on argv
+    if fleet.backend == "tmux":  # (under systemd the watcher's output is the journal)
         # The refusing service is said in the watcher's output, its URL masked.
         def said() -> str:
             return fleet.tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "=fleet:=_watcher").stdout
 
         eventually(lambda: "not delivered" in said(), "the failed delivery in the watcher's output")
         assert "json://fleet:****@127.0.0.1" in said()
-        status = fleet.inv("fleet.status", "--json")
-        for text in (said(), status.stdout, status.stderr, fleet.inv("fleet.status").stdout):
-            assert PASSWORD not in text
-        assert all(PASSWORD not in _cmdline(pid) for pid in _pids())  # no process carries it on argv
-    finally:
-        fleet.tmux("kill-server")
+        assert PASSWORD not in said()
+    fleet.ok("fleet.stop")
 
 
 def _pids() -> list[int]:
