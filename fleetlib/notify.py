@@ -143,11 +143,8 @@ def send(environ: Mapping[str, str]) -> list[str]:
     """Send one transition (``FLEET_*`` in ``environ``, as the watcher sets them) to every
     URL of :data:`URLS_ENV`; returns one line per URL it did not reach, URLs masked."""
     apprise = _apprise()
-    name, new, old = (
-        environ.get("FLEET_AGENT_NAME", "?"),
-        environ.get("FLEET_NEW_STATE", ""),
-        environ.get("FLEET_OLD_STATE"),
-    )
+    name, new = environ.get("FLEET_AGENT_NAME", "?"), environ.get("FLEET_NEW_STATE", "")
+    old = environ.get("FLEET_OLD_STATE")
     event = event_of(old or None, new) or new
     title = title_of(name, event)
     body = body_of(
@@ -177,7 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if list(sys.argv[1:] if argv is None else argv):
         print(f"usage: {URLS_ENV}=... python -m {MODULE}", file=sys.stderr)
         return 2
-    failed = send(os.environ)
+    environ = dict(os.environ)
+    os.environ.pop(URLS_ENV, None)  # what a service's helper process inherits has no URLs
+    try:
+        failed = send(environ)
+    except ImportError:  # installed without its dependencies (the roster check needs it too)
+        print(f"fleet notify: apprise is not installed for {sys.executable}; pip install apprise", file=sys.stderr)
+        return 1
     for line in failed:
         print(line, file=sys.stderr, flush=True)
     return 1 if failed else 0
