@@ -20,12 +20,13 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
    ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN``, ``FLEET_MESSAGE`` and
-   ``FLEET_HOME`` in its environment), and for an agent with ``notify`` URLs, once per
-   transition :func:`fleetlib.notify.event_of` names, the sender ``python -m
-   fleetlib.notify`` (Apprise is never imported here); it never waits for either, kills one still running after
-   :data:`NOTIFY_TIMEOUT_S` (with everything it started, found by :data:`NOTIFY_ENV`), and
-   runs at most :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on
-   stderr, not told);
+   ``FLEET_HOME`` in its environment), and, for an agent with ``notify`` URLs, the
+   sender ``python -m fleetlib.notify`` once per transition
+   :func:`fleetlib.notify.event_of` names (Apprise is never imported here); it never
+   waits for either, kills one still running after :data:`NOTIFY_TIMEOUT_S` (with
+   everything it started, found by :data:`NOTIFY_ENV`), and runs at most
+   :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on stderr, not
+   told);
 5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
@@ -385,7 +386,7 @@ def last_message(run_dir: Path, name: str) -> str | None:
     The seam for the hooks: the hook recorder (``fleetlib.hooks.last_message(run_dir,
     name)``, on its own branch) is wired in here; until then no message is known and
     notifications carry the screen's last lines instead. Called once per told transition,
-    never per tick."""
+    never per tick; it must not raise (a missing or odd record is None)."""
     del run_dir, name
     return None
 
