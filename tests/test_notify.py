@@ -242,3 +242,23 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize(
+    ("urls", "read"),
+    [
+        (["ntfy://a", "json://u:p@h/"], ("ntfy://a", "json://u:p@h/")),
+        (None, ()),  # a file written before notify existed
+        ("ntfy://a", None),  # a string, not a list
+        (["ntfy://a\njson://evil/"], None),  # would smuggle a second URL into the sender's list
+        ([""], None),
+    ],
+)
+def test_watcher_json_notify_is_read_back_or_refused_whole(tmp_path: Path, urls: object, read: object) -> None:
+    agent: dict[str, object] = {"name": "a", "runtime": "claude"}
+    if urls is not None:
+        agent["notify"] = urls
+    config = {"version": watcher.CONFIG_VERSION, "tmux": "tmux", "socket": "/s", "home": "/h", "agents": [agent]}
+    (tmp_path / "watcher.json").write_text(json.dumps(config))
+    loaded = watcher.read_config(tmp_path)
+    assert (loaded.agents["a"].notify if loaded is not None else None) == read
