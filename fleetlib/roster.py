@@ -30,6 +30,7 @@ import yaml
 from fleetlib.atomic import atomic_write_text, edit_lock
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.hosts import HOST_BACKENDS, HOST_KEYS, HOST_NAME_PATTERN, LOCAL, Host, parse_target
+from fleetlib.notify import url_problem
 from fleetlib.resources import NO_LIMITS, RESOURCE_KEYS, Resources, check_value
 from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
@@ -54,6 +55,7 @@ AGENT_KEYS: Final = (
     "max_failures",
     "failure_window",
     "on_state_change",
+    "notify",
     "log_max_bytes",
     "log_keep",
     "host",
@@ -110,6 +112,9 @@ class Agent:
     # Activity: a command (argv) the fleet's watcher runs when the agent enters waiting,
     # exited or failed; transcripts: rotation size and how many rotated files stay.
     on_state_change: tuple[str, ...] = ()
+    # Apprise URLs the watcher tells "needs input", "done", "exited", "failed" (fleetlib.notify);
+    # they may hold secrets: shown only masked.
+    notify: tuple[str, ...] = ()
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_keep: int = DEFAULT_LOG_KEEP
     # Which machine runs the agent: ``local`` or a name under the roster's ``hosts:``.
@@ -145,6 +150,8 @@ class Agent:
             data["failure_window"] = self.failure_window
         if self.on_state_change:
             data["on_state_change"] = list(self.on_state_change)
+        if self.notify:
+            data["notify"] = list(self.notify)
         if self.log_max_bytes != DEFAULT_LOG_MAX_BYTES:
             data["log_max_bytes"] = self.log_max_bytes
         if self.log_keep != DEFAULT_LOG_KEEP:
@@ -367,6 +374,22 @@ def _resources(node: yaml.Node, source: str, where: str) -> Resources:
     return Resources(**values)
 
 
+def _notify_urls(node: yaml.Node, source: str, where: str, name: str) -> tuple[str, ...]:
+    """``notify``: one Apprise URL or a list of them, each checked by Apprise's own parser
+    (a typo is found at load, not when the first question goes unheard). The error names
+    the agent and shows the URL masked (it may hold a password or a token)."""
+    if isinstance(node, yaml.SequenceNode):
+        urls, wheres = _string_list(node, source, where), [f"{where}[{i}]" for i in range(len(node.value))]
+        lines = [_line(item) for item in node.value]
+    else:
+        urls, wheres, lines = (_string(node, source, where),), [where], [_line(node)]
+    for url, at, line in zip(urls, wheres, lines, strict=True):
+        problem = url_problem(url)
+        if problem is not None:
+            raise RosterError(source, f"agent {name!r}: notify URL {problem}", line=line, field=at)
+    return urls
+
+
 def _mapping(node: yaml.Node, source: str, where: str, allowed: Sequence[str] | None) -> dict[str, yaml.Node]:
     """Return key -> value node, rejecting non-string, duplicate and unknown keys."""
     if not isinstance(node, yaml.MappingNode):
@@ -465,6 +488,7 @@ def _parse_agent(
         on_state_change=_command_list(fields["on_state_change"], source, f"{where}.on_state_change")
         if "on_state_change" in fields
         else (),
+        notify=_notify_urls(fields["notify"], source, f"{where}.notify", name) if "notify" in fields else (),
         log_max_bytes=_count(fields["log_max_bytes"], source, f"{where}.log_max_bytes", minimum=MIN_LOG_MAX_BYTES)
         if "log_max_bytes" in fields
         else DEFAULT_LOG_MAX_BYTES,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetlib.notify import mask
 from fleetlib.roster import Agent
 
 
@@ -26,6 +27,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "max_failures": agent.max_failures,
         "failure_window": agent.failure_window,
         "on_state_change": list(agent.on_state_change) or None,
+        "notify": [mask(url) for url in agent.notify],  # they may hold secrets
         "log_max_bytes": agent.log_max_bytes,
         "log_keep": agent.log_keep,
     }

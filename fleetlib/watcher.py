@@ -19,12 +19,15 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
    ``fleet status`` and ``fleet wait`` read;
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
-   ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN``, ``FLEET_HOME`` and
-   ``FLEET_REASON``, e.g. ``out of memory (memory_max 4G)``, empty when unknown, in its
-   environment); it never waits for the command, kills one still running after
-   :data:`NOTIFY_TIMEOUT_S` (with everything it started, found by :data:`NOTIFY_ENV`), and
-   runs at most :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on
-   stderr, not told);
+   ``FLEET_OLD_STATE``, ``FLEET_NEW_STATE``, ``FLEET_SCREEN``, ``FLEET_MESSAGE``,
+   ``FLEET_HOME`` and ``FLEET_REASON`` (e.g. ``out of memory (memory_max 4G)``, empty when
+   unknown) in its environment), and, for an agent with ``notify`` URLs, the
+   sender ``python -m fleetlib.notify`` once per transition
+   :func:`fleetlib.notify.event_of` names (Apprise is never imported here); it never
+   waits for either, kills one still running after :data:`NOTIFY_TIMEOUT_S` (with
+   everything it started, found by :data:`NOTIFY_ENV`), and runs at most
+   :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on stderr, not
+   told);
 5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
@@ -53,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, orphans, procs, tmux
+from fleetlib import activity, notify, orphans, procs, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -96,6 +99,7 @@ class WatchedAgent:
     log_max_bytes: int = 0
     log_keep: int = 0
     stop_timeout: float = FALLBACK_STOP_TIMEOUT_S
+    notify: tuple[str, ...] = ()  # Apprise URLs (secrets: this file is 0600, and never printed)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ def config_for(paths: FleetPaths, roster: Roster, tmux_bin: str) -> WatcherConfi
             log_max_bytes=agent.log_max_bytes,
             log_keep=agent.log_keep,
             stop_timeout=agent.stop_timeout,
+            notify=agent.notify,
         )
         for agent in roster.agents
     }
@@ -147,7 +152,8 @@ def write_config(paths: FleetPaths, roster: Roster, tmux_bin: str) -> bool:
             "socket": config.socket,
             "home": config.home,
             "agents": [
-                vars(agent) | {"on_state_change": list(agent.on_state_change)} for agent in config.agents.values()
+                vars(agent) | {"on_state_change": list(agent.on_state_change), "notify": list(agent.notify)}
+                for agent in config.agents.values()
             ],
         },
         indent=1,
@@ -203,15 +209,23 @@ def _watched_agent(item: object) -> WatchedAgent | None:
         return None
     if not (isinstance(command, list) and all(isinstance(word, str) and "\0" not in word for word in command)):
         return None
+    urls = item.get("notify") or []  # absent from a file of an older fleet
+    if not (isinstance(urls, list) and all(isinstance(url, str) and url and _one_line(url) for url in urls)):
+        return None
     stop_timeout = item.get("stop_timeout", FALLBACK_STOP_TIMEOUT_S)  # absent from a file of an older fleet
     if not _seconds(stop_timeout):
         return None
     if not log:
-        return WatchedAgent(name, runtime, tuple(command), stop_timeout=float(stop_timeout))
+        return WatchedAgent(name, runtime, tuple(command), stop_timeout=float(stop_timeout), notify=tuple(urls))
     max_bytes, keep = _whole(item.get("log_max_bytes"), MIN_LOG_MAX_BYTES), _whole(item.get("log_keep"), 1)
     if max_bytes is None or keep is None:
         return None
-    return WatchedAgent(name, runtime, tuple(command), log, max_bytes, keep, float(stop_timeout))
+    return WatchedAgent(name, runtime, tuple(command), log, max_bytes, keep, float(stop_timeout), tuple(urls))
+
+
+def _one_line(text: str) -> bool:
+    """Whether ``text`` can be one line of :data:`fleetlib.notify.URLS_ENV`."""
+    return not any(char in text for char in "\0\n\r")
 
 
 def _seconds(value: object) -> bool:
@@ -364,6 +378,25 @@ def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
 
 
 Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes] | None"]
+MessageOf = Callable[[Path, str], "str | None"]
+
+
+def last_message(run_dir: Path, name: str) -> str | None:
+    """The agent's last message as its runtime's hook reported it (``FLEET_MESSAGE``, the
+    body of a notification), or None when no hook gave one.
+
+    The seam for the hooks: the hook recorder (``fleetlib.hooks.last_message(run_dir,
+    name)``, on its own branch) is wired in here; until then no message is known and
+    notifications carry the screen's last lines instead. Called once per told transition,
+    never per tick; it must not raise (a missing or odd record is None)."""
+    del run_dir, name
+    return None
+
+
+def _tells(agent: WatchedAgent, old: str | None, new: str) -> bool:
+    """Whether a transition is told at all: ``on_state_change`` hears every one into
+    :data:`NOTIFY_STATES`; the ``notify`` URLs also hear a turn end (working to idle)."""
+    return new in NOTIFY_STATES or (bool(agent.notify) and notify.event_of(old, new) is not None)
 
 
 def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
@@ -385,6 +418,7 @@ class Watcher:
     runner: Runner = field(default_factory=lambda: SubprocessRunner(timeout=TMUX_TIMEOUT_S))
     clock: Callable[[], float] = time.time
     spawn: Spawn = spawn_detached
+    message_of: MessageOf = last_message
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     config: WatcherConfig | None = None
     seen: dict[str, _Seen] = field(default_factory=dict)
@@ -454,7 +488,7 @@ class Watcher:
             rules = activity.rules_for(agent.runtime)
             age = None if window.last_output is None else max(0.0, now - window.last_output)
             change = seen.debouncer.observe(activity.classify(seen.screen, rules, output_age=age), now)
-            if change is not None and change.new in NOTIFY_STATES:
+            if change is not None and _tells(agent, change.old, change.new):
                 notices.append(Notice(name, change.old, change.new, seen.screen))
             state, since = seen.debouncer.state, seen.debouncer.since
             if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since):
@@ -495,34 +529,46 @@ class Watcher:
                 self.seen[name].captured_at = now
 
     def _notify(self, config: WatcherConfig, notice: Notice) -> None:
+        """Tell ``notice`` to whoever the agent's roster entry names: its ``on_state_change``
+        command and its ``notify`` URLs (through the sender, a child like the command, with
+        the URLs in its environment only), each counted against :data:`MAX_NOTIFICATIONS`."""
         agent = config.agents.get(notice.name)
-        if agent is None or not agent.on_state_change:
+        if agent is None:
             return
-        if len(self.running) >= self.max_notifications:
-            # A command that hangs (a notifier waiting on a dead bus), run for every
-            # question of every agent, would otherwise pile up a process per transition.
-            print(
-                f"fleet watcher: {len(self.running)} notification commands still running; not telling that "
-                f"{notice.name} is {notice.new} (check {agent.on_state_change[0]!r}: it should end within seconds)",
-                file=sys.stderr,
-                flush=True,
-            )
+        told: list[tuple[Sequence[str], dict[str, str], str]] = []
+        if agent.on_state_change and notice.new in NOTIFY_STATES:
+            told.append((agent.on_state_change, {}, repr(agent.on_state_change[0])))
+        if agent.notify and notify.event_of(notice.old, notice.new) is not None:
+            sender = [sys.executable, "-m", notify.MODULE]
+            told.append((sender, {notify.URLS_ENV: "\n".join(agent.notify)}, "the notify URLs"))
+        if not told:
             return
         lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
-        env = {key: value for key, value in self.environ.items() if key != MARKER_ENV}
-        marker = f"{secrets.token_hex(8)}@{self.run_dir}"
-        env |= {
-            NOTIFY_ENV: marker,
+        base = {key: value for key, value in self.environ.items() if key not in (MARKER_ENV, notify.URLS_ENV)}
+        base |= {
             "FLEET_AGENT_NAME": notice.name,
             "FLEET_OLD_STATE": notice.old or "",
             "FLEET_NEW_STATE": notice.new,
             "FLEET_SCREEN": "\n".join(lines[-SCREEN_LINES:]),
+            "FLEET_MESSAGE": notify.truncate_message(self.message_of(self.run_dir, notice.name)),
             "FLEET_HOME": config.home,
             "FLEET_REASON": notice.reason,
         }
-        proc = self.spawn(agent.on_state_change, env)
-        if proc is not None:
-            self.running.append(_Notification(time.monotonic(), marker, proc, _leads_group(proc)))
+        for argv, extra, what in told:
+            if len(self.running) >= self.max_notifications:
+                # A command that hangs (a notifier waiting on a dead bus), run for every
+                # question of every agent, would otherwise pile up a process per transition.
+                print(
+                    f"fleet watcher: {len(self.running)} notification commands still running; not telling that "
+                    f"{notice.name} is {notice.new} (check {what}: it should end within seconds)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            marker = f"{secrets.token_hex(8)}@{self.run_dir}"
+            proc = self.spawn(argv, base | extra | {NOTIFY_ENV: marker})
+            if proc is not None:
+                self.running.append(_Notification(time.monotonic(), marker, proc, _leads_group(proc)))
 
     def _reap(self) -> None:
         """Collect finished notification commands; kill those past their time.

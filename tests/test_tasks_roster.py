@@ -38,7 +38,7 @@ def test_roster_tasks_on_the_example_roster(inv: InvRunner, home: Path) -> None:
     assert [a["name"] for a in listed] == ["coder0", "reviewer", "scratch"]
     assert set(listed[0]) == {
         "name", "runtime", "command", "argv", "cwd", "args", "env", "description",
-        "stop_timeout", "start_grace", "max_failures", "failure_window", "on_state_change", "log_max_bytes",
+        "stop_timeout", "start_grace", "max_failures", "failure_window", "on_state_change", "notify", "log_max_bytes",
         "log_keep",
     }  # fmt: skip
     shown = json.loads(inv("roster.show", "--name", "reviewer", "--json").stdout)
