@@ -56,7 +56,9 @@ def test_template_lets_the_supervisor_report_an_out_of_memory_kill() -> None:
 
 def test_no_limits_no_lines() -> None:
     roster = parse_roster("version: 1\nagents:\n  - {name: a, runtime: shell}\n", "r")
-    text = agent_dropin_text(roster.agents[0], "tmux", Path("/s"), cwd="/", cgroup_mounts=(), source="r")
+    text = agent_dropin_text(
+        roster.agents[0], "tmux", Path("/s"), environment={}, cwd="/", cgroup_mounts=(), source="r"
+    )
     assert "Memory" not in text
     assert "Tasks" not in text
 
