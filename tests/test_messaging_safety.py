@@ -54,7 +54,9 @@ def test_control_characters_are_removed_and_line_ends_become_newlines(message: s
 CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0))} - {"\n", "\t"}
 
 
-@given(st.text(alphabet=st.characters(exclude_characters="\x00")))
+# Lone surrogates (category Cs) are no text a message can hold: refused as not UTF-8, tested
+# on their own. Hypothesis draws them rarely, so leaving them in failed a run now and then.
+@given(st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",))))
 def test_no_control_survives_and_everything_else_is_kept_in_order(message: str) -> None:
     cleaned = clean_message(message)
     assert not set(cleaned) & CONTROLS
