@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fleetlib.systemd import UnitNames
 from tests.real_clis import PrivateTmux, unavailable
 from tests.usermanager import UserManager, boot
+
+# In CI the property tests draw the same examples every run (no database, derandomized): a
+# CI run passes or fails on the code, never on which examples came up. Locally they explore.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = REPO / "roster.example.yaml"
