@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import procs, systemd, tmux, transcript, watcher
+from fleetlib import hooks, procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetOperationError
 from fleetlib.pane import PaneSpec, agent_environment, base_environment, exec_record, install_script
@@ -163,7 +163,13 @@ class TmuxPrimitives(FleetContext):
 
     def window_env(self, name: str) -> dict[str, str]:
         agent = self.roster.get(name)
-        return agent_environment(procs.marker(name, str(self.paths.tmux_socket)), agent.env)
+        env = hooks.wired_env(self.paths.run_dir, name, agent.runtime, agent.env)
+        return agent_environment(procs.marker(name, str(self.paths.tmux_socket)), env)
+
+    def agent_argv(self, name: str) -> list[str]:
+        """What the agent's window runs: its roster argv with the fleet's hooks wired in."""
+        agent = self.roster.get(name)
+        return hooks.wired_argv(self.paths.run_dir, name, agent.runtime, agent.argv(), agent.args)
 
     def journal(self, name: str, lines: int) -> str | None:
         return None
@@ -225,7 +231,7 @@ class TmuxBackend(TmuxPrimitives):
         windows_commands = [
             tmux.agent_window_commands(
                 self.pane_spec(name),
-                self.roster.get(name).argv(),
+                self.agent_argv(name),
                 env=self.window_env(name),
                 run_dir=self.paths.run_dir,
             )

@@ -83,6 +83,8 @@ class AgentStatus:
     in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
     agent_pid: int | None = None
     reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
+    activity_source: str | None = None  # what ``activity`` was read from: hook, screen or output
+    hook_stamp: str = ""  # the last hook event the watcher's record took in (see fleetlib.hooks)
 
     @classmethod
     def build(
@@ -118,11 +120,21 @@ class AgentStatus:
             last_output=window.last_output if window is not None else None,
             watcher_tick=window.watcher_tick if window is not None else None,
             agent_pid=agent_pid if window is not None and not window.dead else None,
+            activity_source=(window.activity_source or None) if window is not None and window.activity else None,
+            hook_stamp=window.hook_stamp if window is not None else "",
         )
 
-    def with_activity(self, activity: str, since: float | None) -> AgentStatus:
-        """This row with the activity read from its screen (status without a watcher record)."""
-        return replace(self, activity=activity, activity_since=since)
+    def with_activity(self, activity: str, since: float | None, source: str | None = None) -> AgentStatus:
+        """This row with the activity ``status`` read itself (from the agent's hooks or its
+        screen, without a fresh watcher record) and what it read it from."""
+        return replace(self, activity=activity, activity_since=since, activity_source=source)
+
+    @property
+    def state_source(self) -> str | None:
+        """What :attr:`shown_state` was read from while the agent runs: ``hook`` (its own
+        hooks), ``screen`` (a screen pattern) or ``output`` (its output age); None for a
+        process state."""
+        return self.activity_source if self.state == "running" and self.activity else None
 
     @property
     def shown_state(self) -> str:
@@ -156,6 +168,7 @@ class AgentStatus:
             "state": self.shown_state,
             "process_state": self.state,
             "state_since": self.state_since,
+            "state_source": self.state_source,
             "last_output_at": _iso(self.last_output) if self.last_output is not None else None,
             "unit": self.unit,
             "load_state": self.load_state,

@@ -21,6 +21,9 @@ from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, STATE_OPTI
 # activity state (working, waiting, idle) and since when (epoch seconds).
 ACTIVITY_OPTION: Final = "@fleet-activity"
 ACTIVITY_SINCE_OPTION: Final = "@fleet-activity-since"
+# What the activity was read from (hook, screen, output) and the time of the last hook event
+# the watcher took into account ("hook 1733300000.123"): `status` decides itself on a newer one.
+ACTIVITY_SOURCE_OPTION: Final = "@fleet-activity-source"
 # A server option the watcher sets on every tick (epoch seconds), in the client that lists
 # the windows: a record is only as fresh as the watcher that would correct it.
 WATCHER_TICK_OPTION: Final = "@fleet-watcher-tick"
@@ -40,6 +43,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
     transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
+    f"#{{{ACTIVITY_SOURCE_OPTION}}}",
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -219,6 +223,8 @@ class Window:
     pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
     piped: bool = False  # its output goes to the transcript's writer
     watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
+    activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
+    hook_stamp: str = ""  # the last hook event the watcher's record took in ("<event> <uptime>")
 
     @property
     def live_pid(self) -> int | None:
@@ -248,13 +254,14 @@ def parse_windows(output: str) -> dict[str, Window]:
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped = parts
+            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped, source = parts
+            source, _, stamp = source.partition(" ")
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1",
+                piped=piped == "1", activity_source=source, hook_stamp=stamp,
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")

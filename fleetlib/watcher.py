@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, orphans, procs, tmux
+from fleetlib import activity, hooks, orphans, procs, sessions, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -139,6 +139,8 @@ def write_config(paths: FleetPaths, roster: Roster, tmux_bin: str) -> bool:
     """Write ``watcher.json`` into the (private, existing) run dir unless it already says
     the same; atomic, so the watcher reads the old or the new file. Returns whether it wrote."""
     config = config_for(paths, roster, tmux_bin)
+    with os_errors("write", hooks.script_path(paths.run_dir)):
+        hooks.install(paths.run_dir, [(agent.name, agent.runtime) for agent in roster.agents])
     text = json.dumps(
         {
             "version": CONFIG_VERSION,
@@ -301,7 +303,10 @@ class _Seen:
     dead: bool = False
     screen: str = ""
     captured_at: float = 0.0  # wall clock of the last capture (0: never)
-    recorded: tuple[str, float] | None = None  # what the window's options say
+    recorded: tuple[str, float, str] | None = None  # what the window's options say (state, since, source)
+    source: str = ""  # what the reported state was read from (hook, screen, output)
+    hook_stamp: str = ""  # the last hook event taken in ("<event> <uptime>")
+    session_id: str | None = None  # the session id last recorded for it
 
 
 @dataclass(frozen=True)
@@ -420,6 +425,7 @@ class Watcher:
         for name in list(self.seen):
             if name not in windows or name not in config.agents:
                 del self.seen[name]  # stopped (or removed from the roster): nothing to tell
+        offset = hooks.boot_offset()
         to_capture: list[tuple[str, tmux.Window]] = []
         exits: list[tuple[str, str | None, str]] = []
         for name, window in windows.items():
@@ -451,14 +457,24 @@ class Watcher:
                 continue
             rules = activity.rules_for(agent.runtime)
             age = None if window.last_output is None else max(0.0, now - window.last_output)
-            change = seen.debouncer.observe(activity.classify(seen.screen, rules, output_age=age), now)
+            reading = hooks.Reading(*activity.read(seen.screen, rules, output_age=age))
+            event = self._hook_event(name, agent, seen, offset)
+            screen_at = seen.captured_at if rules.reads_screen else now
+            decided = hooks.decide(agent.runtime, event, reading, screen_at) or reading
+            exact = decided.source == "hook" and event is not None
+            change = seen.debouncer.observe(decided.state, event.at if exact and event else now, exact=exact)
             if change is not None and change.new in NOTIFY_STATES:
                 notices.append(Notice(name, change.old, change.new, seen.screen))
             state, since = seen.debouncer.state, seen.debouncer.since
-            if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since):
+            if state == decided.state:
+                seen.source = decided.source
+            source = f"{seen.source} {seen.hook_stamp}".rstrip()
+            if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since, source):
                 if (window.activity, window.activity_since) != (state, since):
                     writes += _record_commands(window.pane_id, state, since)
-                seen.recorded = (state, since)
+                if _source_option(window) != source:
+                    writes += ["set-option", "-w", "-t", window.pane_id, tmux.ACTIVITY_SOURCE_OPTION, source, ";"]
+                seen.recorded = (state, since, source)
         if writes:
             self._tmux(config, writes[:-1])
         for notice in notices:
@@ -467,6 +483,25 @@ class Watcher:
             self.rotated_at = now
             self._rotate(config, windows)
         return notices
+
+    def _hook_event(self, name: str, agent: WatchedAgent, seen: _Seen, offset: float) -> hooks.HookEvent | None:
+        """The last hook event of the agent's current run; a new one also has its session
+        id recorded (``<run dir>/<name>.session``) when it carries another."""
+        if not hooks.hooked(agent.runtime):
+            return None
+        event = hooks.current(self.run_dir, name, offset=offset)
+        stamp = event.stamp if event is not None else ""
+        if event is not None and stamp != seen.hook_stamp:
+            whole = hooks.latest(self.run_dir, name, offset=offset, whole=True)
+            session = whole.session_id if whole is not None and whole.stamp == stamp else None
+            if session is not None and session != seen.session_id:
+                try:
+                    sessions.record_session(self.run_dir, name, session)
+                    seen.session_id = session
+                except OSError as exc:
+                    print(f"fleet watcher: cannot record {name}'s session: {exc}", file=sys.stderr, flush=True)
+        seen.hook_stamp = stamp
+        return event
 
     def _exit_event(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> tuple[str | None, str] | None:
         """(old state, ``exited`` or ``failed``) when the agent exited since the last tick (its
@@ -477,6 +512,7 @@ class Watcher:
             seen.debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)  # a fresh start
             seen.recorded = None
             seen.screen = ""
+            seen.source = ""
         seen.deaths, seen.dead = window.deaths, window.dead
         return event
 
@@ -578,6 +614,8 @@ class Watcher:
 
         commands: list[str] = []
         for name, agent in config.agents.items():
+            if hooks.hooked(agent.runtime):
+                hooks.rotate(self.run_dir, name)
             window = windows.get(name)
             if not agent.log or window is None or not window.pane_id or window.dead:
                 continue
@@ -699,6 +737,13 @@ class Watcher:
 
 # What a tmux client says when no server listens on the socket (it is gone, not frozen).
 _NO_SERVER: Final = ("no server running", "error connecting", "No such file or directory", "Connection refused")
+
+
+def _source_option(window: tmux.Window) -> str:
+    """The window's source option as the watcher writes it."""
+    if not window.activity_source:
+        return ""
+    return f"{window.activity_source} {window.hook_stamp}".rstrip()
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
