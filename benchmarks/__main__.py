@@ -14,6 +14,7 @@ BENCHMARKS = {
     "activity": "benchmarks.activity_bench",
     "hosts": "benchmarks.hosts_bench",
     "transcript": "benchmarks.transcript_bench",
+    "hooks": "benchmarks.hooks_bench",
 }
 
 
