@@ -13,9 +13,12 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
 2. reads the screens of the agents that wrote something since it last looked, and only
    those (one tmux client for all of them, whatever their number), and classifies each
    with its runtime's rules (:mod:`fleetlib.activity`), debounced so a redraw does not
-   flicker the state;
+   flicker the state; for claude, codex and gemini it reads the last event their hooks
+   recorded and lets :func:`fleetlib.hooks.decide` combine the two (a hook's state is
+   not debounced), recording a new session id an event carries (``<name>.session``);
 3. records each agent's activity on its window (``@fleet-activity``, since when in
-   ``@fleet-activity-since``; one tmux client for every change), which is what
+   ``@fleet-activity-since``, what it was read from and the last hook event taken in in
+   ``@fleet-activity-source``; one tmux client for every change), which is what
    ``fleet status`` and ``fleet wait`` read;
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
@@ -24,7 +27,8 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
    :data:`NOTIFY_TIMEOUT_S` (with everything it started, found by :data:`NOTIFY_ENV`), and
    runs at most :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on
    stderr, not told);
-5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
+5. every :data:`ROTATE_EVERY_S`, moves hook records past their size aside, rotates
+   transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
 
