@@ -453,14 +453,16 @@ def decide(
     * An event whose end the runtime's hooks do not announce (a permission prompt, Codex's
       turn end) gives way to a screen read after it that shows another state by a pattern
       (the prompt was answered; a new turn runs).
-    * Otherwise the hook decides.
+    * Otherwise (and whenever the screen agrees) the hook decides.
     """
     state = hook.state if hook is not None else None
     if hook is None or state is None or state == ENDED:
         return screen
     newer = screen is not None and screen_at is not None and screen_at >= hook.at
-    overruled = screen is not None and (
-        screen.state == "waiting" or (state not in EXACT.get(runtime, frozenset()) and screen.state != state)
+    overruled = (
+        screen is not None
+        and screen.state != state
+        and (screen.state == "waiting" or state not in EXACT.get(runtime, frozenset()))
     )
     if newer and screen is not None and screen.source == "screen" and overruled:
         return screen

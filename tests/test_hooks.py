@@ -64,6 +64,8 @@ SCREEN = hooks.Reading
         ("codex", "codex.notify", SCREEN("waiting", "screen"), 101.0, ("waiting", "screen")),
         # ... but not one read before it.
         ("claude", "claude.Stop", SCREEN("waiting", "screen"), 99.0, ("idle", "hook")),
+        # A screen that agrees leaves the word to the hook.
+        ("claude", "claude.Notification:permission_prompt", SCREEN("waiting", "screen"), 101.0, ("waiting", "hook")),
         # A permission prompt answered, a new Codex turn: the hooks do not say so, the screen does.
         ("claude", "claude.Notification:permission_prompt", SCREEN("working", "screen"), 101.0, ("working", "screen")),
         ("codex", "codex.notify", SCREEN("working", "screen"), 101.0, ("working", "screen")),
