@@ -20,8 +20,7 @@ Every hook runs :data:`SCRIPT` (``/bin/sh <run dir>/hook.sh NAME EVENT [PAYLOAD]
 uses builtins only: it appends one line, ``<payload>\\t<event>\\t<uptime>``, to
 ``<run dir>/<agent>.hooks`` (``O_APPEND``; the payload is the JSON from stdin or from its
 third argument, its line breaks removed; the time is ``/proc/uptime``, the boot-time clock,
-read without a process). Event and time come last, so the state needs only the file's last
-few hundred bytes, whatever the size of the payload.
+read without a process). Event and time come last, where a reader finds them first.
 
 What the hooks say is combined with the screen by :func:`decide`: a hook that has spoken
 in the agent's current run decides ``working``/``idle``/``waiting``; the screen covers what
@@ -49,7 +48,7 @@ SCRIPT_NAME: Final = "hook.sh"
 RECORD_SUFFIX: Final = ".hooks"
 ROTATED_SUFFIX: Final = ".hooks.1"
 ROTATE_BYTES: Final = 256 * 1024  # the watcher moves a record past this aside (one old file kept)
-TAIL_BYTES: Final = 512  # enough for the last line's event and time
+TAIL_BYTES: Final = 4096  # enough for a usual last line, whole
 MESSAGE_CAP: Final = 1024 * 1024  # how far back last_message looks
 HOOKED_RUNTIMES: Final = ("claude", "codex", "gemini")
 SILENT_AFTER_S: Final = 30.0  # a hooked agent up this long without an event runs without hooks
@@ -105,6 +104,8 @@ EXACT: Final[Mapping[str, frozenset[str]]] = {
 _CLAUDE_EVENTS: Final = ("SessionStart", "UserPromptSubmit", "Stop", "SessionEnd")
 _CLAUDE_NOTIFICATIONS: Final = ("permission_prompt", "idle_prompt", "elicitation_dialog")
 _GEMINI_EVENTS: Final = ("SessionStart", "BeforeAgent", "AfterAgent", "Notification", "SessionEnd")
+# How Codex 0.171's thread-title job starts its prompt (its notify payload is compact JSON).
+_CODEX_TITLE_JOB: Final = '"input-messages":["Generate a concise, single-line task title'
 # Where each runtime's payload carries the session id and the last assistant message.
 _SESSION_KEYS: Final = ("session_id", "thread-id")
 _MESSAGE_KEYS: Final = ("last_assistant_message", "last-assistant-message", "prompt_response")
@@ -266,6 +267,13 @@ class HookEvent:
         return value if isinstance(value, dict) else {}
 
     @property
+    def side_job(self) -> bool:
+        """An event of the runtime's own side work, not of the agent's conversation: Codex
+        names each new thread in an ephemeral thread of its own, whose turn end it also
+        sends to ``notify`` (with another thread id)."""
+        return self.event == "codex.notify" and _CODEX_TITLE_JOB in self.payload
+
+    @property
     def session_id(self) -> str | None:
         return _text(self.data(), _SESSION_KEYS)
 
@@ -340,26 +348,27 @@ def _tails(run_dir: Path, name: str, size: int) -> list[tuple[bytes, bool]]:
     return []
 
 
-def latest(
-    run_dir: Path, name: str, *, offset: float | None = None, after: float | None = None, whole: bool = False
-) -> HookEvent | None:
-    """The last event recorded for agent ``name``; None without one, or when it is older
-    than ``after`` (epoch seconds: the start of the agent's current run, so an earlier
-    run's events never count). Its payload may be cut at its start unless ``whole`` (then
-    read back to the line's start, up to :data:`MESSAGE_CAP` bytes). Costs one capped read
-    (``whole``: one more per doubling of a long line)."""
+def latest(run_dir: Path, name: str, *, offset: float | None = None, after: float | None = None) -> HookEvent | None:
+    """The last event recorded for agent ``name``, whole, side jobs skipped (see
+    :attr:`HookEvent.side_job`); None without one, or when it is older than ``after``
+    (epoch seconds: the start of the agent's current run, so an earlier run's events never
+    count). One capped read of :data:`TAIL_BYTES` for a usual line; a longer one is read
+    back to its start, up to :data:`MESSAGE_CAP` bytes."""
+    offset = boot_offset() if offset is None else offset
     size = TAIL_BYTES
     while True:
         tails = _tails(run_dir, name, size)
         if not tails:
             return None
         tail, complete = tails[0]
-        lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
-        if whole and len(lines) == 1 and not complete and size < MESSAGE_CAP:
-            size *= 8  # the line started before what was read
-            continue
-        event = parse_line(lines[-1], boot_offset() if offset is None else offset)
-        return event if event is not None and (after is None or event.at >= after) else None
+        lines = tail.rstrip(b"\n").split(b"\n")
+        for line in reversed(lines if complete else lines[1:]):  # a first line may be cut
+            event = parse_line(line, offset)
+            if event is not None and not event.side_job:
+                return event if after is None or event.at >= after else None
+        if complete or size >= MESSAGE_CAP:
+            return None
+        size *= 8
 
 
 def last_event_with(run_dir: Path, name: str, key: str) -> HookEvent | None:
@@ -372,7 +381,7 @@ def last_event_with(run_dir: Path, name: str, key: str) -> HookEvent | None:
             lines = lines[1:]  # cut at its start
         for line in reversed(lines):
             event = parse_line(line, offset)
-            if event is not None and getattr(event, key):
+            if event is not None and not event.side_job and getattr(event, key):
                 return event
     return None
 

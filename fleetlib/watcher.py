@@ -496,8 +496,7 @@ class Watcher:
         event = hooks.current(self.run_dir, name, offset=offset)
         stamp = event.stamp if event is not None else ""
         if event is not None and stamp != seen.hook_stamp:
-            whole = hooks.latest(self.run_dir, name, offset=offset, whole=True)
-            session = whole.session_id if whole is not None and whole.stamp == stamp else None
+            session = event.session_id
             if session is not None and session != seen.session_id:
                 try:
                     sessions.record_session(self.run_dir, name, session)

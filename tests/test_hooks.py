@@ -184,6 +184,26 @@ def test_the_recorder_appends_one_line_per_event_from_stdin_or_its_argument(tmp_
     assert second.message == "done"
 
 
+def test_codexs_thread_title_job_is_not_the_agents_turn(tmp_path: Path) -> None:
+    # Seen with the real Codex 0.171: after the first turn it names the thread in an
+    # ephemeral thread of its own and sends that turn's end to notify too, with another id.
+    hooks.install(tmp_path, [])
+    turn = {
+        "type": "agent-turn-complete",
+        "thread-id": "main",
+        "input-messages": ["hi"],
+        "last-assistant-message": "hello",
+    }
+    title = {**turn, "thread-id": "side", "input-messages": ["Generate a concise, single-line task title of ..."]}
+    title["last-assistant-message"] = '{"title": "Mock title"}'
+    for payload in (turn, title):
+        _run_hook(tmp_path, "cx", "codex.notify", json.dumps(payload, separators=(",", ":")))
+    event = hooks.latest(tmp_path, "cx")
+    assert event is not None
+    assert event.session_id == "main"
+    assert hooks.last_message(tmp_path, "cx") == "hello"
+
+
 def test_an_earlier_runs_events_and_a_rotated_record(tmp_path: Path) -> None:
     hooks.install(tmp_path, [])
     _run_hook(tmp_path, "a", "claude.UserPromptSubmit", stdin=b'{"session_id": "s"}')
@@ -201,7 +221,7 @@ def test_an_earlier_runs_events_and_a_rotated_record(tmp_path: Path) -> None:
     assert event is not None
     assert event.event == "claude.Stop"
     assert hooks.last_message(tmp_path, "a") == "x" * 5000
-    whole = hooks.latest(tmp_path, "a", whole=True)
+    whole = hooks.latest(tmp_path, "a")
     assert whole is not None
     assert whole.session_id == "s"
 
