@@ -50,7 +50,7 @@ def _roster() -> str:
     for index in range(AGENTS):
         name = f"agent{index}"
         lines += [f"  - name: {name}", "    runtime: claude", f"    command: [sh, -c, {json.dumps(LOOP)}, {name}]"]
-    lines += ["  - name: probe", "    runtime: claude", "    command: [sleep, '100000']"]
+    lines += ["  - name: probe", "    runtime: claude", "    command: [sh, -c, 'exec sleep 100000']"]
     return "\n".join(lines) + "\n"
 
 

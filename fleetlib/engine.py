@@ -167,7 +167,7 @@ class Lifecycle(FleetContext):
             and (
                 row.activity is None
                 or not watcher.fresh(row.watcher_tick, now)
-                or (row.name in events and events[row.name].stamp != row.hook_stamp)
+                or (row.name in events and _unread(events[row.name], row.hooks_read))
             )
         ]
         if not unread:
@@ -578,6 +578,13 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
+    """Whether the watcher's record may not have taken ``event`` in yet: it came after the
+    watcher last began reading the hook records (the stamps are a hundredth of a second
+    coarse and compared across processes, hence the slack)."""
+    return hooks_read is None or event.at > hooks_read - hooks.CLOCK_SLACK_S
 
 
 def _fence_of(guard: RestartGuard) -> Fence:

@@ -84,7 +84,7 @@ class AgentStatus:
     agent_pid: int | None = None
     reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
     activity_source: str | None = None  # what ``activity`` was read from: hook, screen or output
-    hook_stamp: str = ""  # the last hook event the watcher's record took in (see fleetlib.hooks)
+    hooks_read: float | None = None  # when the watcher last read the hook records (epoch seconds)
 
     @classmethod
     def build(
@@ -121,7 +121,7 @@ class AgentStatus:
             watcher_tick=window.watcher_tick if window is not None else None,
             agent_pid=agent_pid if window is not None and not window.dead else None,
             activity_source=(window.activity_source or None) if window is not None and window.activity else None,
-            hook_stamp=window.hook_stamp if window is not None else "",
+            hooks_read=window.hooks_read if window is not None else None,
         )
 
     def with_activity(self, activity: str, since: float | None, source: str | None = None) -> AgentStatus:

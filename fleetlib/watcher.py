@@ -311,6 +311,9 @@ class _Seen:
     source: str = ""  # what the reported state was read from (hook, screen, output)
     hook_stamp: str = ""  # the last hook event taken in ("<event> <uptime>")
     session_id: str | None = None  # the session id last recorded for it
+    hook_paths: tuple[str, str] | None = None  # its hook record and its run record
+    hook_key: tuple[tuple[int, int, int] | None, tuple[int, int, int] | None] | None = None  # as last read
+    hook_event: hooks.HookEvent | None = None  # what was read then
 
 
 @dataclass(frozen=True)
@@ -472,13 +475,16 @@ class Watcher:
             state, since = seen.debouncer.state, seen.debouncer.since
             if state == decided.state:
                 seen.source = decided.source
-            source = f"{seen.source} {seen.hook_stamp}".rstrip()
+            source = seen.source
             if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since, source):
                 if (window.activity, window.activity_since) != (state, since):
                     writes += _record_commands(window.pane_id, state, since)
-                if _source_option(window) != source:
+                if window.activity_source != source:
                     writes += ["set-option", "-w", "-t", window.pane_id, tmux.ACTIVITY_SOURCE_OPTION, source, ";"]
                 seen.recorded = (state, since, source)
+        if any(hooks.hooked(agent.runtime) for agent in config.agents.values()):
+            # After this tick's records: `status` decides itself from any hook event after `now`.
+            writes += ["set-option", "-g", tmux.HOOKS_READ_OPTION, f"{now:.3f}", ";"]
         if writes:
             self._tmux(config, writes[:-1])
         for notice in notices:
@@ -493,7 +499,14 @@ class Watcher:
         id recorded (``<run dir>/<name>.session``) when it carries another."""
         if not hooks.hooked(agent.runtime):
             return None
+        # Read again only when the record or the run changed (one stat each otherwise).
+        record = seen.hook_paths or (str(hooks.record_path(self.run_dir, name)), str(self.run_dir / f"{name}.exec"))
+        seen.hook_paths = record
+        key = (_file_key(record[0]), _file_key(record[1]))
+        if key[0] is not None and key == seen.hook_key:
+            return seen.hook_event
         event = hooks.current(self.run_dir, name, offset=offset)
+        seen.hook_key, seen.hook_event = key, event
         stamp = event.stamp if event is not None else ""
         if event is not None and stamp != seen.hook_stamp:
             session = event.session_id
@@ -742,11 +755,13 @@ class Watcher:
 _NO_SERVER: Final = ("no server running", "error connecting", "No such file or directory", "Connection refused")
 
 
-def _source_option(window: tmux.Window) -> str:
-    """The window's source option as the watcher writes it."""
-    if not window.activity_source:
-        return ""
-    return f"{window.activity_source} {window.hook_stamp}".rstrip()
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    """What tells a changed file from the same one: inode, size, modification time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:

@@ -429,7 +429,7 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
         "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\thook claude.Stop 12.34\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\thook\n"
         "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\n"
         "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\tscreen\n"
         "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\n"
@@ -439,7 +439,6 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
     assert windows["a1"] == tmux.Window(
         "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
         activity_since=1795931130.5, pane_id="%1", piped=True, activity_source="hook",
-        hook_stamp="claude.Stop 12.34",
     )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)

@@ -311,7 +311,7 @@ def test_status_sees_a_hook_event_the_watcher_has_not_taken_in(fleet: Fleet) -> 
     _roster(fleet, {"cl": "claude"})
     fleet.ok("fleet.start")
     eventually(lambda: _reads(fleet, "cl", "idle", "hook"), "cl idle from its hook")
-    eventually(lambda: "hook claude.SessionStart" in fleet.tmux("show-options", "-w", "-t", "=fleet:=cl").stdout, "rec")
+    eventually(lambda: tmux.HOOKS_READ_OPTION in fleet.tmux("show-options", "-g").stdout, "the watcher read the hooks")
     watcher = _watcher_pid(fleet)
     assert watcher is not None
     os.kill(watcher, signal.SIGSTOP)  # frozen: its record stays as it was ...
