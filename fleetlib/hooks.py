@@ -319,7 +319,7 @@ def parse_line(line: bytes, offset: float) -> HookEvent | None:
     return HookEvent(event.decode(), uptime + offset, payload.decode(errors="replace"), stamp.decode())
 
 
-def _read_tail(path: Path, size: int) -> tuple[bytes, bool] | None:
+def _read_tail(path: str, size: int) -> tuple[bytes, bool] | None:
     """The last ``size`` bytes of the regular file ``path`` and whether that is all of it;
     None when it is missing, empty or not a regular file (never through a symlink)."""
     try:
@@ -341,7 +341,8 @@ def _read_tail(path: Path, size: int) -> tuple[bytes, bool] | None:
 def _tails(run_dir: Path, name: str, size: int) -> list[tuple[bytes, bool]]:
     """The tail of the record, or of the rotated one when the record is empty or missing
     (the watcher just moved it aside)."""
-    for path in (record_path(run_dir, name), run_dir / f"{name}{ROTATED_SUFFIX}"):
+    # Plain strings: read for every agent on every watcher tick, and pathlib costs more than the read.
+    for path in (f"{run_dir}/{name}{RECORD_SUFFIX}", f"{run_dir}/{name}{ROTATED_SUFFIX}"):
         tail = _read_tail(path, size)
         if tail is not None and tail[0].strip():
             return [tail]
@@ -401,12 +402,12 @@ def run_started(run_dir: Path, name: str) -> float | None:
     return None
 
 
-def current(run_dir: Path, name: str, *, offset: float | None = None) -> HookEvent | None:
+def current(run_dir: Path, name: str, *, offset: float | None = None, started: float | None = None) -> HookEvent | None:
     """The last event of the agent's current run (see :func:`latest`). The stamps count in
     hundredths of a second and the two clocks are compared across processes: an event up to
     :data:`CLOCK_SLACK_S` before the run's record counts (a restart is at least a second
-    after the run before it exited)."""
-    started = run_started(run_dir, name)
+    after the run before it exited). ``started``: the run's start when the caller knows it."""
+    started = run_started(run_dir, name) if started is None else started
     return latest(run_dir, name, offset=offset, after=None if started is None else started - CLOCK_SLACK_S)
 
 

@@ -78,6 +78,7 @@ NOTIFY_TIMEOUT_S: Final = 60.0
 MAX_NOTIFICATIONS: Final = 32  # notification commands running at once, at most (with what they started)
 NOTIFY_ENV: Final = "FLEET_NOTIFY"  # <token>@<run dir>: marks a notification and all it starts
 END_GRACE_S: Final = 2.0  # a watcher that ends: TERM to its notifications, KILL after this
+HOOKED_SCREEN_EVERY_S: Final = 5.0  # how often a screen is read while a hook decides (see tick)
 SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
@@ -452,6 +453,10 @@ class Watcher:
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
             running = derive_state(window, None) == "running"
+            # While a hook decides a state it also announces the end of, the screen can only
+            # add a menu the hooks do not report: read every few seconds, not every tick.
+            if seen.source == "hook" and seen.debouncer.state in hooks.EXACT.get(agent.runtime, ()):
+                wrote = wrote and now - seen.captured_at >= HOOKED_SCREEN_EVERY_S
             if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
@@ -505,7 +510,8 @@ class Watcher:
         key = (_file_key(record[0]), _file_key(record[1]))
         if key[0] is not None and key == seen.hook_key:
             return seen.hook_event
-        event = hooks.current(self.run_dir, name, offset=offset)
+        started = key[1][2] / 1e9 if key[1] is not None else None
+        event = hooks.current(self.run_dir, name, offset=offset, started=started)
         seen.hook_key, seen.hook_event = key, event
         stamp = event.stamp if event is not None else ""
         if event is not None and stamp != seen.hook_stamp:
@@ -758,7 +764,7 @@ _NO_SERVER: Final = ("no server running", "error connecting", "No such file or d
 def _file_key(path: str) -> tuple[int, int, int] | None:
     """What tells a changed file from the same one: inode, size, modification time."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
