@@ -30,10 +30,11 @@ from fleetlib.roster import load_roster
 from fleetlib.status import AgentStatus
 from fleetlib.units import agent_dropin_text
 from tests.conftest import REPO, eventually
-from tests.test_activity_fleet import Fleet, _watcher_pid
+from tests.test_activity_fleet import Fleet, _watcher_pid, fleet
 from tests.test_fleet_tmux import TmuxEnv
 
 HOOKED = REPO / "tests" / "fake_agents" / "hooked.py"
+__all__ = ["fleet"]  # both backends' fixture, imported for this module
 
 # --------------------------------------------------------------------------- the decision
 
@@ -254,7 +255,7 @@ pytestmark = pytest.mark.tmux
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+def tmux_fleet(tmp_path: Path) -> Iterator[Fleet]:
     tenv = TmuxEnv(tmp_path)
     made = Fleet(tenv, tenv.home, "tmux", tmp_path)
     yield made
@@ -270,6 +271,8 @@ def _roster(fleet: Fleet, agents: dict[str, str], env: str = "") -> None:
     path = fleet.home / "fleet" / "roster.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("version: 1\nagents:\n" + body)
+    if fleet.backend == "systemd":
+        fleet.ok("fleet.install")
 
 
 def _type(fleet: Fleet, name: str, line: str) -> None:
@@ -307,7 +310,8 @@ def test_states_come_from_the_agents_hooks_first_and_the_screen_covers_the_rest(
     eventually(lambda: "hook" in fleet.tmux("show-options", "-w", "-t", "=fleet:=cx").stdout, "recorded source")
 
 
-def test_status_sees_a_hook_event_the_watcher_has_not_taken_in(fleet: Fleet) -> None:
+def test_status_sees_a_hook_event_the_watcher_has_not_taken_in(tmux_fleet: Fleet) -> None:
+    fleet = tmux_fleet
     _roster(fleet, {"cl": "claude"})
     fleet.ok("fleet.start")
     eventually(lambda: _reads(fleet, "cl", "idle", "hook"), "cl idle from its hook")
@@ -327,7 +331,8 @@ def test_status_sees_a_hook_event_the_watcher_has_not_taken_in(fleet: Fleet) -> 
         os.kill(watcher, signal.SIGCONT)
 
 
-def test_an_agent_whose_hooks_never_fire_is_read_from_its_screen(fleet: Fleet) -> None:
+def test_an_agent_whose_hooks_never_fire_is_read_from_its_screen(tmux_fleet: Fleet) -> None:
+    fleet = tmux_fleet
     _roster(fleet, {"cl": "claude"}, env="    env: {FAKE_HOOKS: 'off'}\n")
     fleet.ok("fleet.start")
     _type(fleet, "cl", "busy")
