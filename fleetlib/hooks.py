@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -133,14 +134,9 @@ def hook_command(run_dir: Path, name: str, event: str) -> list[str]:
     return ["/bin/sh", str(script_path(run_dir)), name, event]
 
 
-def _shell(argv: list[str]) -> str:
-    import shlex  # noqa: PLC0415 - only when settings are written
-
-    return shlex.join(argv)
-
-
 def _command_hook(run_dir: Path, name: str, event: str) -> dict[str, Any]:
-    return {"type": "command", "command": _shell(hook_command(run_dir, name, event))}
+    """One command hook: Claude Code and Gemini CLI run it through a shell, hence quoted."""
+    return {"type": "command", "command": shlex.join(hook_command(run_dir, name, event))}
 
 
 def claude_settings(run_dir: Path, name: str) -> dict[str, Any]:
@@ -426,17 +422,7 @@ def rotate(run_dir: Path, name: str, limit: int = ROTATE_BYTES) -> bool:
     return True
 
 
-def forget(run_dir: Path, name: str) -> None:
-    """Remove an agent's records (it left the roster)."""
-    for suffix in (RECORD_SUFFIX, ROTATED_SUFFIX):
-        with contextlib.suppress(OSError):
-            os.unlink(run_dir / f"{name}{suffix}")
-
-
 # --------------------------------------------------------------------------- deciding
-
-
-SOURCES: Final = ("hook", "screen", "output")
 
 
 @dataclass(frozen=True)

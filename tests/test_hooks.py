@@ -233,7 +233,7 @@ def test_doctor_names_the_agents_that_run_without_hooks(tmp_path: Path) -> None:
     started = time.time()
     hooks.install(tmp_path, [])
     _run_hook(tmp_path, "b", "claude.SessionStart", stdin=b"{}")
-    rows = [_running("a"), _running("b"), _running("c", runtime_less=True)]
+    rows = [_running("a"), _running("b"), _running("c")]
     runtimes = {"a": "claude", "b": "claude", "c": "shell"}
     assert doctor.check_hooks(rows, runtimes, tmp_path, started + 1).ok  # still starting up
     check = doctor.check_hooks(rows, runtimes, tmp_path, started + hooks.SILENT_AFTER_S + 1)
@@ -244,8 +244,7 @@ def test_doctor_names_the_agents_that_run_without_hooks(tmp_path: Path) -> None:
     assert "screen" in check.detail
 
 
-def _running(name: str, *, runtime_less: bool = False) -> AgentStatus:
-    del runtime_less
+def _running(name: str) -> AgentStatus:
     return AgentStatus(name, "running", "", "loaded", "active", "running", 1, 0, window=True)
 
 
