@@ -101,6 +101,12 @@ def read(screen: str, rules: ScreenRules, *, output_age: float | None) -> tuple[
     ):
         if any(pattern.search(text) for pattern in patterns):
             return state, "screen"
+    return by_age(rules, output_age)
+
+
+def by_age(rules: ScreenRules, output_age: float | None) -> tuple[str, str]:
+    """The reading when no pattern matched: ``working`` below ``rules.idle_after`` seconds
+    since the last output, else (or unknown) ``idle``; source ``output``."""
     if output_age is not None and output_age < rules.idle_after:
         return "working", "output"
     return "idle", "output"

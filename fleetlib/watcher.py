@@ -62,6 +62,7 @@ from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunFileError, not_regular, os_errors, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.runtimes import ScreenRules
 from fleetlib.status import derive_state
 
 if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
@@ -315,6 +316,7 @@ class _Seen:
     hook_paths: tuple[str, str] | None = None  # its hook record and its run record
     hook_key: tuple[tuple[int, int, int] | None, tuple[int, int, int] | None] | None = None  # as last read
     hook_event: hooks.HookEvent | None = None  # what was read then
+    pattern_reading: tuple[float, str, hooks.Reading] | None = None  # (captured at, screen, its reading)
 
 
 @dataclass(frozen=True)
@@ -469,7 +471,7 @@ class Watcher:
                 continue
             rules = activity.rules_for(agent.runtime)
             age = None if window.last_output is None else max(0.0, now - window.last_output)
-            reading = hooks.Reading(*activity.read(seen.screen, rules, output_age=age))
+            reading = self._reading(seen, rules, age)
             event = self._hook_event(name, agent, seen, offset)
             screen_at = seen.captured_at if rules.reads_screen else now
             decided = hooks.decide(agent.runtime, event, reading, screen_at) or reading
@@ -514,7 +516,12 @@ class Watcher:
         event = hooks.current(self.run_dir, name, offset=offset, started=started)
         seen.hook_key, seen.hook_event = key, event
         stamp = event.stamp if event is not None else ""
-        if event is not None and stamp != seen.hook_stamp:
+        # The id is parsed out of the payload only when the payload does not hold the known one.
+        if (
+            event is not None
+            and stamp != seen.hook_stamp
+            and not (seen.session_id and seen.session_id in event.payload)
+        ):
             session = event.session_id
             if session is not None and session != seen.session_id:
                 try:
@@ -524,6 +531,18 @@ class Watcher:
                     print(f"fleet watcher: cannot record {name}'s session: {exc}", file=sys.stderr, flush=True)
         seen.hook_stamp = stamp
         return event
+
+    @staticmethod
+    def _reading(seen: _Seen, rules: ScreenRules, age: float | None) -> hooks.Reading:
+        """The screen's reading; a screen's patterns are searched once per capture (a screen
+        read every 5 s is classified every tick), the output age every time none matched."""
+        cached = seen.pattern_reading
+        if cached is None or cached[0] != seen.captured_at or cached[1] is not seen.screen:
+            cached = (seen.captured_at, seen.screen, hooks.Reading(*activity.read(seen.screen, rules, output_age=None)))
+            seen.pattern_reading = cached
+        if cached[2].source == "screen":
+            return cached[2]
+        return hooks.Reading(*activity.by_age(rules, age))
 
     def _exit_event(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> tuple[str | None, str] | None:
         """(old state, ``exited`` or ``failed``) when the agent exited since the last tick (its
