@@ -75,8 +75,9 @@ def test_real_claude_code_reports_working_idle_and_waiting_through_its_hooks(hel
         message = hooks.last_message(real.run_dir, "ag")
         assert message is not None
         assert REPLY in message
-        session = (real.run_dir / "ag.session").read_text().strip()
-        assert session in (real.run_dir / "ag.hooks").read_text()
+        recorded = real.run_dir / "ag.session"
+        eventually(recorded.exists, "the session id recorded by the watcher")
+        assert recorded.read_text().strip() in (real.run_dir / "ag.hooks").read_text()
         real.type(f"RUN: touch hooked-{tmp_path.name}")  # a Bash command that writes: a permission prompt
         eventually(lambda: real.reads("waiting", "hook"), "waiting from its permission_prompt", limit=120)
     finally:
@@ -93,6 +94,8 @@ def test_real_codex_reports_a_finished_turn_through_its_notify(model_server: Mod
         real.type(marker)
         eventually(lambda: real.reads("idle", "hook"), "idle from agent-turn-complete", limit=120)
         assert hooks.last_message(real.run_dir, "ag") == REPLY + marker
-        assert (real.run_dir / "ag.session").read_text().strip()
+        recorded = real.run_dir / "ag.session"
+        eventually(recorded.exists, "the thread id recorded by the watcher")
+        assert recorded.read_text().strip() in (real.run_dir / "ag.hooks").read_text()
     finally:
         real.fleet.inv("fleet.stop")
