@@ -42,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (restart lock, fleet control, start-up, activity, hosts, transcripts); print figures."""
+    """Run the benchmarks (lock, fleet control, start-up, activity, hosts, transcripts, hooks); print figures."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "hosts": "benchmarks.hosts_bench",
     "transcript": "benchmarks.transcript_bench",
     "top": "benchmarks.top_bench",
+    "hooks": "benchmarks.hooks_bench",
 }
 
 

@@ -86,6 +86,12 @@ def classify(screen: str, rules: ScreenRules, *, output_age: float | None) -> st
     since the pane last wrote) decides: below ``rules.idle_after`` is ``working``,
     otherwise ``idle``; ``None`` (unknown) is ``idle``. Pure; never raises.
     """
+    return read(screen, rules, output_age=output_age)[0]
+
+
+def read(screen: str, rules: ScreenRules, *, output_age: float | None) -> tuple[str, str]:
+    """:func:`classify` with what decided: ``(state, "screen")`` when a pattern matched,
+    ``(state, "output")`` when the output age did. Pure; never raises."""
     text = "\n" + bottom(screen, rules.lines)
     compiled = _compiled(rules)
     for state, patterns in (
@@ -94,10 +100,16 @@ def classify(screen: str, rules: ScreenRules, *, output_age: float | None) -> st
         ("idle", compiled.idle),
     ):
         if any(pattern.search(text) for pattern in patterns):
-            return state
+            return state, "screen"
+    return by_age(rules, output_age)
+
+
+def by_age(rules: ScreenRules, output_age: float | None) -> tuple[str, str]:
+    """The reading when no pattern matched: ``working`` below ``rules.idle_after`` seconds
+    since the last output, else (or unknown) ``idle``; source ``output``."""
     if output_age is not None and output_age < rules.idle_after:
-        return "working"
-    return "idle"
+        return "working", "output"
+    return "idle", "output"
 
 
 def _blank(line: str) -> bool:
@@ -175,12 +187,17 @@ class Debouncer:
     _pending: str | None = None
     _pending_since: float = 0.0
 
-    def observe(self, raw: str, now: float) -> Transition | None:
-        """Feed the raw state seen at ``now``; the ``Transition`` when the reported state changes, else None."""
+    def observe(self, raw: str, now: float, *, exact: bool = False) -> Transition | None:
+        """Feed the raw state seen at ``now``; the ``Transition`` when the reported state changes, else None.
+
+        ``exact``: the state comes from the runtime's own hook, not from a screen that may be
+        mid-redraw; it is reported at once, since ``now`` (pass the event's time)."""
         if raw == self.state:
             self._pending = None
             return None
-        immediate = self.state is None or raw not in ACTIVITY_STATES or self.state not in ACTIVITY_STATES
+        immediate = exact or self.state is None or raw not in ACTIVITY_STATES or self.state not in ACTIVITY_STATES
+        if exact:
+            self._pending, self._pending_since = raw, now
         if raw != self._pending or now < self._pending_since:
             # A wall clock stepped back (NTP, a VM resumed) restarts the debounce: measured
             # from the old time, the new state would be held back until the clock caught up.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import procs, systemd, tmux, transcript, watcher
+from fleetlib import hooks, procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record, install_script
@@ -186,7 +186,13 @@ class TmuxPrimitives(FleetContext):
         base is this command's, see :func:`fleetlib.pane.base_environment`)."""
         agent = self.roster.get(name)
         base = base_environment(self.environ, self.environ.get("HOME") or str(Path.home()))
-        return agent_environment(base, procs.marker(name, str(self.paths.tmux_socket)), agent.env)
+        env = hooks.wired_env(self.paths.run_dir, name, agent.runtime, agent.env)
+        return agent_environment(base, procs.marker(name, str(self.paths.tmux_socket)), env)
+
+    def agent_argv(self, name: str) -> list[str]:
+        """What the agent's window runs: its roster argv with the fleet's hooks wired in."""
+        agent = self.roster.get(name)
+        return hooks.wired_argv(self.paths.run_dir, name, agent.runtime, agent.argv(), agent.args)
 
     def journal(self, name: str, lines: int) -> str | None:
         return None
@@ -249,7 +255,7 @@ class TmuxBackend(TmuxPrimitives):
         windows_commands = [
             tmux.agent_window_commands(
                 self.pane_spec(name, scoped=scoped),
-                self.roster.get(name).argv(),
+                self.agent_argv(name),
                 env=self.window_env(name),
                 run_dir=self.paths.run_dir,
             )

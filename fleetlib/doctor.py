@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import procs, transcript, watcher
+from fleetlib import hooks, procs, transcript, watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.errors import FleetError
@@ -45,7 +45,7 @@ from fleetlib.paths import FleetPaths
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
-from fleetlib.status import FleetStatus
+from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
 from fleetlib.units import DROPIN_NAME, dropin_environment
@@ -367,6 +367,35 @@ def check_agents(status: FleetStatus, command: Callable[[str], str]) -> Check:
     return failed(name, "; ".join(problems), "; ".join(fixes))
 
 
+def check_hooks(rows: Sequence[AgentStatus], runtimes: Mapping[str, str], run_dir: Path, now: float) -> Check:
+    """Every running agent of a hooked runtime (see :mod:`fleetlib.hooks`) that has been up
+    :data:`~fleetlib.hooks.SILENT_AFTER_S` seconds has reported through its hooks in its
+    current run. Codex reports only finished turns, so it counts once it has had one: an
+    agent whose hooks never fire (an old CLI, hooks not trusted) is read from its screen."""
+    name = "hooks"
+    silent = []
+    watched = 0
+    for row in rows:
+        runtime = runtimes.get(row.name, "")
+        started = hooks.run_started(run_dir, row.name)
+        if row.state != "running" or not hooks.hooked(runtime) or started is None:
+            continue
+        watched += 1
+        quiet_for = now - started
+        if quiet_for >= hooks.SILENT_AFTER_S and runtime != "codex" and hooks.current(run_dir, row.name) is None:
+            silent.append(f"{row.name} ({runtime})")
+    if not watched:
+        return skipped(name, "no running agent of a runtime with hooks (claude, codex, gemini)")
+    if not silent:
+        return passed(name, f"{watched} agent(s) report their state through their hooks (or have not been asked yet)")
+    return failed(
+        name,
+        f"running without hooks (their state is read from the screen): {', '.join(silent)}",
+        "update the CLI to a version with hooks and check that it trusts the agent's working directory "
+        "(a CLI asks before running hooks of an untrusted folder); then restart the agent",
+    )
+
+
 def check_server(socket: Path, running: bool, died: bool, left: Sequence[int], start: str, stop: str) -> Check:
     """(tmux backend) Whether the fleet's tmux server died without a stop (``died``: its
     socket is left), and what of its agents still runs unwatched (``left``)."""
@@ -490,7 +519,11 @@ def diagnose(
     checks.append(check_transcripts(transcript.log_dir(paths)))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
     if tmux_bin is None:
-        checks += [skipped("watcher", "tmux is not installed"), skipped("agents", "tmux is not installed")]
+        checks += [
+            skipped("watcher", "tmux is not installed"),
+            skipped("agents", "tmux is not installed"),
+            skipped("hooks", "tmux is not installed"),
+        ]
     else:
         if on_systemd:
             checks.append(skipped("tmux server", "its holder unit starts it again when it dies, with the agents"))
@@ -506,15 +539,15 @@ def diagnose(
         unit = UnitNames.for_home(paths.home).watcher
         checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
         if roster is None:
-            checks.append(skipped("agents", "the roster does not load"))
+            checks += [skipped("agents", "the roster does not load"), skipped("hooks", "the roster does not load")]
         elif status is None:
-            checks.append(skipped("agents", "the fleet is not running"))
+            checks += [skipped("agents", "the fleet is not running"), skipped("hooks", "the fleet is not running")]
         elif isinstance(status, FleetError):
-            checks.append(
-                failed("agents", f"cannot read the agents' states: {status}", f"see `{command('fleet.status')}`")
-            )
+            why = f"cannot read the agents' states: {status}"
+            checks += [failed("agents", why, f"see `{command('fleet.status')}`"), skipped("hooks", why)]
         else:
-            checks.append(check_agents(status, command))
+            runtimes = {agent.name: agent.runtime for agent in roster.agents}
+            checks += [check_agents(status, command), check_hooks(status.agents, runtimes, paths.run_dir, time.time())]
     return checks
 
 

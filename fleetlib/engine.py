@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fleetlib import activity, procs, watcher
+from fleetlib import activity, hooks, procs, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
@@ -142,17 +142,33 @@ class Lifecycle(FleetContext):
 
         The activity is the watcher's record on the window; an agent the watcher has not
         looked at yet (or a fleet without a watcher) is read from its screen here, without
-        debounce and without a ``since`` (see :mod:`fleetlib.activity`)."""
+        debounce and without a ``since`` (see :mod:`fleetlib.activity`). An agent whose
+        hooks reported an event the watcher's record has not taken in yet is decided here
+        from that event (and its screen, see :func:`fleetlib.hooks.decide`): a hook is seen
+        at once, not at the watcher's next tick."""
         status = self.primitives.observe(self.names(agent))
         if agent is not None:
             status = replace(status, strays=[])
         now = self.wall_clock()
+        offset = hooks.boot_offset()
+        events = {
+            row.name: event
+            for row in status.agents
+            if row.state == "running"
+            and hooks.hooked(self.roster.get(row.name).runtime)
+            and (event := hooks.current(self.paths.run_dir, row.name, offset=offset)) is not None
+        }
         # A record is trusted only while the watcher that would correct it is alive: a
         # stopped, frozen or killed watcher leaves every record as it was, however wrong.
         unread = [
             row.name
             for row in status.agents
-            if row.state == "running" and (row.activity is None or not watcher.fresh(row.watcher_tick, now))
+            if row.state == "running"
+            and (
+                row.activity is None
+                or not watcher.fresh(row.watcher_tick, now)
+                or (row.name in events and _unread(events[row.name], row.hooks_read))
+            )
         ]
         if not unread:
             return status
@@ -164,7 +180,11 @@ class Lifecycle(FleetContext):
             if rule is None or (rule.reads_screen and row.name not in screens):
                 return row  # recorded already, or its window went meanwhile
             age = None if row.last_output is None else max(0.0, now - row.last_output)
-            return row.with_activity(activity.classify(screens.get(row.name, ""), rule, output_age=age), None)
+            reading = hooks.Reading(*activity.read(screens.get(row.name, ""), rule, output_age=age))
+            event = events.get(row.name)
+            decided = hooks.decide(self.roster.get(row.name).runtime, event, reading, now) or reading
+            since = event.at if event is not None and decided.source == "hook" else None
+            return row.with_activity(decided.state, since, decided.source)
 
         return replace(status, agents=[read(row) for row in status.agents])
 
@@ -572,6 +592,13 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
+    """Whether the watcher's record may not have taken ``event`` in yet: it came after the
+    watcher last began reading the hook records (the stamps are a hundredth of a second
+    coarse and compared across processes, hence the slack)."""
+    return hooks_read is None or event.at > hooks_read - hooks.CLOCK_SLACK_S
 
 
 def _fence_of(guard: RestartGuard) -> Fence:

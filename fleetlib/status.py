@@ -89,6 +89,8 @@ class AgentStatus:
     reason: str | None = None  # why a down agent is down, where the fleet knows (its server died, out of memory)
     memory_bytes: int | None = None  # what it uses now (see fleetlib.usage), where measured
     cpu_percent: float | None = None  # of one core
+    activity_source: str | None = None  # what ``activity`` was read from: hook, screen or output
+    hooks_read: float | None = None  # when the watcher last read the hook records (epoch seconds)
 
     @classmethod
     def build(
@@ -132,11 +134,21 @@ class AgentStatus:
             agent_pid=agent_exec.agent if live and agent_exec is not None else None,
             agent_since=agent_exec.written_at if live and agent_exec is not None else None,
             reason=_reason(window),
+            activity_source=(window.activity_source or None) if window is not None and window.activity else None,
+            hooks_read=window.hooks_read if window is not None else None,
         )
 
-    def with_activity(self, activity: str, since: float | None) -> AgentStatus:
-        """This row with the activity read from its screen (status without a watcher record)."""
-        return replace(self, activity=activity, activity_since=since)
+    def with_activity(self, activity: str, since: float | None, source: str | None = None) -> AgentStatus:
+        """This row with the activity ``status`` read itself (from the agent's hooks or its
+        screen, without a fresh watcher record) and what it read it from."""
+        return replace(self, activity=activity, activity_since=since, activity_source=source)
+
+    @property
+    def state_source(self) -> str | None:
+        """What :attr:`shown_state` was read from while the agent runs: ``hook`` (its own
+        hooks), ``screen`` (a screen pattern) or ``output`` (its output age); None for a
+        process state."""
+        return self.activity_source if self.state == "running" and self.activity else None
 
     @property
     def shown_state(self) -> str:
@@ -170,6 +182,7 @@ class AgentStatus:
             "state": self.shown_state,
             "process_state": self.state,
             "state_since": self.state_since,
+            "state_source": self.state_source,
             "last_output_at": _iso(self.last_output) if self.last_output is not None else None,
             "unit": self.unit,
             "load_state": self.load_state,

@@ -22,6 +22,11 @@ from fleetlib.procs import MARKER_ENV
 # activity state (working, waiting, idle) and since when (epoch seconds).
 ACTIVITY_OPTION: Final = "@fleet-activity"
 ACTIVITY_SINCE_OPTION: Final = "@fleet-activity-since"
+# What the activity was read from: hook, screen or output.
+ACTIVITY_SOURCE_OPTION: Final = "@fleet-activity-source"
+# A server option the watcher sets at the end of every tick that read hook records: when (epoch
+# seconds) it began reading them. `status` decides itself from any hook event after that.
+HOOKS_READ_OPTION: Final = "@fleet-watcher-hooks"
 # A server option the watcher sets on every tick (epoch seconds), in the client that lists
 # the windows: a record is only as fresh as the watcher that would correct it.
 WATCHER_TICK_OPTION: Final = "@fleet-watcher-tick"
@@ -42,6 +47,7 @@ WINDOW_FIELDS: Final = (
     "#{pane_id}",
     transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
     f"#{{{REASON_OPTION}}}",
+    f"#{{{ACTIVITY_SOURCE_OPTION}}}",
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -230,6 +236,8 @@ class Window:
     piped: bool = False  # its output goes to the transcript's writer
     watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
     reason: str = ""  # the supervisor's @fleet-reason: why the last run ended ("" unknown)
+    activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
+    hooks_read: float | None = None  # when the watcher last read the hook records (a server option)
 
     @property
     def live_pid(self) -> int | None:
@@ -255,17 +263,33 @@ def parse_windows(output: str) -> dict[str, Window]:
     windows: dict[str, Window] = {}
     starts: dict[str, int] = {}
     tick: float | None = None
+    hooks_read: float | None = None
     prefix = starts_option("")
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped, reason = parts
+            (
+                name,
+                pid,
+                dead,
+                status,
+                recorded,
+                state,
+                deaths,
+                output_at,
+                activity,
+                since,
+                pane,
+                piped,
+                reason,
+                source,
+            ) = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1", reason=reason,
+                piped=piped == "1", reason=reason, activity_source=source,
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")
@@ -273,7 +297,12 @@ def parse_windows(output: str) -> dict[str, Window]:
                 starts[option[len(prefix) :]] = int(value)
         elif line.startswith(WATCHER_TICK_OPTION + " "):
             tick = _float(line.partition(" ")[2].strip('"'))
-    return {name: replace(w, starts=starts.get(name), watcher_tick=tick) for name, w in windows.items()}
+        elif line.startswith(HOOKS_READ_OPTION + " "):
+            hooks_read = _float(line.partition(" ")[2].strip('"'))
+    return {
+        name: replace(w, starts=starts.get(name), watcher_tick=tick, hooks_read=hooks_read)
+        for name, w in windows.items()
+    }
 
 
 def capture_screens_commands(targets: Sequence[str], token: str) -> list[str]:

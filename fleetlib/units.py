@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from fleetlib import tmux
+from fleetlib import hooks, tmux
 from fleetlib.pane import PaneSpec, agent_environment, pane_environment
 from fleetlib.procs import marker
 from fleetlib.resources import Resources
@@ -285,8 +285,11 @@ def agent_dropin_text(
         cgroup_mounts=tuple(cgroup_mounts),
         unit=units.agent(agent.name),
     )
-    env = agent_environment(environment, marker(agent.name, str(socket)), agent.env)
-    argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
+    run_dir = socket.parent
+    wired = hooks.wired_env(run_dir, agent.name, agent.runtime, agent.env)
+    env = agent_environment(environment, marker(agent.name, str(socket)), wired)
+    argv = hooks.wired_argv(run_dir, agent.name, agent.runtime, agent.argv(), agent.args)
+    argv = tmux.new_window_argv(tmux_bin, socket, spec, argv, env=env, run_dir=run_dir)
     # After the client ends: a server that no longer answers fails the unit, so it is
     # restarted (see the module docstring); one that answers leaves the result as it is.
     after = exec_line("ExecStopPost", tmux.server_answers_argv(tmux_bin, socket))

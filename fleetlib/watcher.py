@@ -13,9 +13,12 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
 2. reads the screens of the agents that wrote something since it last looked, and only
    those (one tmux client for all of them, whatever their number), and classifies each
    with its runtime's rules (:mod:`fleetlib.activity`), debounced so a redraw does not
-   flicker the state;
+   flicker the state; for claude, codex and gemini it reads the last event their hooks
+   recorded and lets :func:`fleetlib.hooks.decide` combine the two (a hook's state is
+   not debounced), recording a new session id an event carries (``<name>.session``);
 3. records each agent's activity on its window (``@fleet-activity``, since when in
-   ``@fleet-activity-since``; one tmux client for every change), which is what
+   ``@fleet-activity-since``, what it was read from and the last hook event taken in in
+   ``@fleet-activity-source``; one tmux client for every change), which is what
    ``fleet status`` and ``fleet wait`` read;
 4. runs an agent's ``on_state_change`` command once per transition into ``waiting``,
    ``exited`` or ``failed`` (without a shell; with ``FLEET_AGENT_NAME``,
@@ -28,7 +31,8 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
    everything it started, found by :data:`NOTIFY_ENV`), and runs at most
    :data:`MAX_NOTIFICATIONS` at once (a transition beyond that is said on stderr, not
    told);
-5. every :data:`ROTATE_EVERY_S`, rotates transcripts grown past their agent's
+5. every :data:`ROTATE_EVERY_S`, moves hook records past their size aside, rotates
+   transcripts grown past their agent's
    ``log_max_bytes`` (:mod:`fleetlib.transcript`), and gives a running pane whose
    transcript writer died (a full disk) a new one.
 
@@ -56,12 +60,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, notify, orphans, procs, tmux
+from fleetlib import activity, hooks, notify, orphans, procs, sessions, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunFileError, not_regular, os_errors, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.runtimes import ScreenRules
 from fleetlib.status import derive_state
 
 if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
@@ -78,6 +83,7 @@ NOTIFY_TIMEOUT_S: Final = 60.0
 MAX_NOTIFICATIONS: Final = 32  # notification commands running at once, at most (with what they started)
 NOTIFY_ENV: Final = "FLEET_NOTIFY"  # <token>@<run dir>: marks a notification and all it starts
 END_GRACE_S: Final = 2.0  # a watcher that ends: TERM to its notifications, KILL after this
+HOOKED_SCREEN_EVERY_S: Final = 5.0  # how often a screen is read while a hook decides (see tick)
 SCREEN_LINES: Final = 20  # the last lines of the screen a notification carries
 NOTIFY_STATES: Final = ("waiting", "exited", "failed")
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
@@ -145,6 +151,8 @@ def write_config(paths: FleetPaths, roster: Roster, tmux_bin: str) -> bool:
     """Write ``watcher.json`` into the (private, existing) run dir unless it already says
     the same; atomic, so the watcher reads the old or the new file. Returns whether it wrote."""
     config = config_for(paths, roster, tmux_bin)
+    with os_errors("write", hooks.script_path(paths.run_dir)):
+        hooks.install(paths.run_dir, [(agent.name, agent.runtime) for agent in roster.agents])
     text = json.dumps(
         {
             "version": CONFIG_VERSION,
@@ -316,7 +324,14 @@ class _Seen:
     dead: bool = False
     screen: str = ""
     captured_at: float = 0.0  # wall clock of the last capture (0: never)
-    recorded: tuple[str, float] | None = None  # what the window's options say
+    recorded: tuple[str, float, str] | None = None  # what the window's options say (state, since, source)
+    source: str = ""  # what the reported state was read from (hook, screen, output)
+    hook_stamp: str = ""  # the last hook event taken in ("<event> <uptime>")
+    session_id: str | None = None  # the session id last recorded for it
+    hook_paths: tuple[str, str] | None = None  # its hook record and its run record
+    hook_key: tuple[tuple[int, int, int] | None, tuple[int, int, int] | None] | None = None  # as last read
+    hook_event: hooks.HookEvent | None = None  # what was read then
+    pattern_reading: tuple[float, str, hooks.Reading] | None = None  # (captured at, screen, its reading)
 
 
 @dataclass(frozen=True)
@@ -456,6 +471,7 @@ class Watcher:
         for name in list(self.seen):
             if name not in windows or name not in config.agents:
                 del self.seen[name]  # stopped (or removed from the roster): nothing to tell
+        offset = hooks.boot_offset()
         to_capture: list[tuple[str, tmux.Window]] = []
         exits: list[tuple[str, str | None, str, str]] = []
         for name, window in windows.items():
@@ -475,6 +491,10 @@ class Watcher:
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
             running = derive_state(window, None) == "running"
+            # While a hook decides a state it also announces the end of, the screen can only
+            # add a menu the hooks do not report: read every few seconds, not every tick.
+            if seen.source == "hook" and seen.debouncer.state in hooks.EXACT.get(agent.runtime, ()):
+                wrote = wrote and now - seen.captured_at >= HOOKED_SCREEN_EVERY_S
             if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
@@ -487,14 +507,27 @@ class Watcher:
                 continue
             rules = activity.rules_for(agent.runtime)
             age = None if window.last_output is None else max(0.0, now - window.last_output)
-            change = seen.debouncer.observe(activity.classify(seen.screen, rules, output_age=age), now)
+            reading = self._reading(seen, rules, age)
+            event = self._hook_event(name, agent, seen, offset)
+            screen_at = seen.captured_at if rules.reads_screen else now
+            decided = hooks.decide(agent.runtime, event, reading, screen_at) or reading
+            exact = decided.source == "hook" and event is not None
+            change = seen.debouncer.observe(decided.state, event.at if exact and event else now, exact=exact)
             if change is not None and _tells(agent, change.old, change.new):
                 notices.append(Notice(name, change.old, change.new, seen.screen))
             state, since = seen.debouncer.state, seen.debouncer.since
-            if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since):
+            if state == decided.state:
+                seen.source = decided.source
+            source = seen.source
+            if state in activity.ACTIVITY_STATES and since is not None and seen.recorded != (state, since, source):
                 if (window.activity, window.activity_since) != (state, since):
                     writes += _record_commands(window.pane_id, state, since)
-                seen.recorded = (state, since)
+                if window.activity_source != source:
+                    writes += ["set-option", "-w", "-t", window.pane_id, tmux.ACTIVITY_SOURCE_OPTION, source, ";"]
+                seen.recorded = (state, since, source)
+        if any(hooks.hooked(agent.runtime) for agent in config.agents.values()):
+            # After this tick's records: `status` decides itself from any hook event after `now`.
+            writes += ["set-option", "-g", tmux.HOOKS_READ_OPTION, f"{now:.3f}", ";"]
         if writes:
             self._tmux(config, writes[:-1])
         for notice in notices:
@@ -503,6 +536,49 @@ class Watcher:
             self.rotated_at = now
             self._rotate(config, windows)
         return notices
+
+    def _hook_event(self, name: str, agent: WatchedAgent, seen: _Seen, offset: float) -> hooks.HookEvent | None:
+        """The last hook event of the agent's current run; a new one also has its session
+        id recorded (``<run dir>/<name>.session``) when it carries another."""
+        if not hooks.hooked(agent.runtime):
+            return None
+        # Read again only when the record or the run changed (one stat each otherwise).
+        record = seen.hook_paths or (str(hooks.record_path(self.run_dir, name)), str(self.run_dir / f"{name}.exec"))
+        seen.hook_paths = record
+        key = (_file_key(record[0]), _file_key(record[1]))
+        if key[0] is not None and key == seen.hook_key:
+            return seen.hook_event
+        started = key[1][2] / 1e9 if key[1] is not None else None
+        event = hooks.current(self.run_dir, name, offset=offset, started=started)
+        seen.hook_key, seen.hook_event = key, event
+        stamp = event.stamp if event is not None else ""
+        # The id is parsed out of the payload only when the payload does not hold the known one.
+        if (
+            event is not None
+            and stamp != seen.hook_stamp
+            and not (seen.session_id and seen.session_id in event.payload)
+        ):
+            session = event.session_id
+            if session is not None and session != seen.session_id:
+                try:
+                    sessions.record_session(self.run_dir, name, session)
+                    seen.session_id = session
+                except OSError as exc:
+                    print(f"fleet watcher: cannot record {name}'s session: {exc}", file=sys.stderr, flush=True)
+        seen.hook_stamp = stamp
+        return event
+
+    @staticmethod
+    def _reading(seen: _Seen, rules: ScreenRules, age: float | None) -> hooks.Reading:
+        """The screen's reading; a screen's patterns are searched once per capture (a screen
+        read every 5 s is classified every tick), the output age every time none matched."""
+        cached = seen.pattern_reading
+        if cached is None or cached[0] != seen.captured_at or cached[1] is not seen.screen:
+            cached = (seen.captured_at, seen.screen, hooks.Reading(*activity.read(seen.screen, rules, output_age=None)))
+            seen.pattern_reading = cached
+        if cached[2].source == "screen":
+            return cached[2]
+        return hooks.Reading(*activity.by_age(rules, age))
 
     def _exit_event(self, agent: WatchedAgent, seen: _Seen, window: tmux.Window) -> tuple[str | None, str] | None:
         """(old state, ``exited`` or ``failed``) when the agent exited since the last tick (its
@@ -513,6 +589,7 @@ class Watcher:
             seen.debouncer = activity.Debouncer(activity.rules_for(agent.runtime).debounce)  # a fresh start
             seen.recorded = None
             seen.screen = ""
+            seen.source = ""
         seen.deaths, seen.dead = window.deaths, window.dead
         return event
 
@@ -627,6 +704,8 @@ class Watcher:
 
         commands: list[str] = []
         for name, agent in config.agents.items():
+            if hooks.hooked(agent.runtime):
+                hooks.rotate(self.run_dir, name)
             window = windows.get(name)
             if not agent.log or window is None or not window.pane_id or window.dead:
                 continue
@@ -748,6 +827,15 @@ class Watcher:
 
 # What a tmux client says when no server listens on the socket (it is gone, not frozen).
 _NO_SERVER: Final = ("no server running", "error connecting", "No such file or directory", "Connection refused")
+
+
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    """What tells a changed file from the same one: inode, size, modification time."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:

@@ -471,22 +471,24 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\n"
-        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\n"
-        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\t\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\thook\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\t\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\tscreen\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
     assert windows["a1"] == tmux.Window(
         "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
-        activity_since=1795931130.5, pane_id="%1", piped=True,
+        activity_since=1795931130.5, pane_id="%1", piped=True, activity_source="hook",
     )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
     assert windows["a10"].live_pid is None
-    assert windows["a2"] == tmux.Window("a2", 13, False, None, None, "restarting", 2, 3, activity="working")
+    assert windows["a2"] == tmux.Window(
+        "a2", 13, False, None, None, "restarting", 2, 3, activity="working", activity_source="screen"
+    )
     assert windows["a3"].dead_status == 126  # no pane status: the supervisor's recorded one
     assert windows["_holder"].starts is None
 
@@ -499,7 +501,8 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
         "a1\t11\t0\t\t\t\t\t\t\t",  # ten (before pane ids)
         "a1\t11\t0\t\t\t\t\t\t\t\t",  # eleven (before transcripts)
         "a1\t11\t0\t\t\t\t\t\t\t\t\t",  # twelve (before reasons)
-        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t",  # fourteen
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # thirteen (before activity sources)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t",  # fifteen
         "a1",
         "",
     ],
@@ -509,7 +512,7 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\t\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3
