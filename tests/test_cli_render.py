@@ -37,6 +37,7 @@ from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.units import agent_dropin_text
+from tests.conftest import eventually
 
 
 def outcome(name: str, action: str, **kw: object) -> AgentOutcome:
@@ -380,6 +381,8 @@ def test_agent_paths_read_the_running_process_then_the_installed_unit_then_compu
     )  # fmt: skip
     running = subprocess.Popen(["/bin/sleep", "60"], env={"PATH": "/running:/bin"})
     try:
+        # Read once it runs sleep: until its exec, /proc shows the forking parent's environment.
+        eventually(lambda: os.readlink(f"/proc/{running.pid}/exe") == os.path.realpath("/bin/sleep"), "sleep runs")
         found = doctor.agent_paths(
             roster,
             pids={"run": running.pid},

@@ -146,7 +146,9 @@ def test_the_systemd_unit_starts_the_agent_with_its_hooks(tmp_path: Path) -> Non
     roster = tmp_path / "roster.yaml"
     roster.write_text("version: 1\nagents:\n  - name: cl\n    runtime: claude\n")
     agent = load_roster(roster).agents[0]
-    text = agent_dropin_text(agent, "tmux", tmp_path / "run" / "tmux.sock", cwd="/", cgroup_mounts=(), source="r")
+    text = agent_dropin_text(
+        agent, "tmux", tmp_path / "run" / "tmux.sock", environment={}, cwd="/", cgroup_mounts=(), source="r"
+    )
     assert f"--settings {tmp_path}/run/cl.claude.json" in text
 
 
