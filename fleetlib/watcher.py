@@ -396,18 +396,6 @@ Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes] | 
 MessageOf = Callable[[Path, str], "str | None"]
 
 
-def last_message(run_dir: Path, name: str) -> str | None:
-    """The agent's last message as its runtime's hook reported it (``FLEET_MESSAGE``, the
-    body of a notification), or None when no hook gave one.
-
-    The seam for the hooks: the hook recorder (``fleetlib.hooks.last_message(run_dir,
-    name)``, on its own branch) is wired in here; until then no message is known and
-    notifications carry the screen's last lines instead. Called once per told transition,
-    never per tick; it must not raise (a missing or odd record is None)."""
-    del run_dir, name
-    return None
-
-
 def _tells(agent: WatchedAgent, old: str | None, new: str) -> bool:
     """Whether a transition is told at all: ``on_state_change`` hears every one into
     :data:`NOTIFY_STATES`; the ``notify`` URLs also hear a turn end (working to idle)."""
@@ -433,7 +421,7 @@ class Watcher:
     runner: Runner = field(default_factory=lambda: SubprocessRunner(timeout=TMUX_TIMEOUT_S))
     clock: Callable[[], float] = time.time
     spawn: Spawn = spawn_detached
-    message_of: MessageOf = last_message
+    message_of: MessageOf = hooks.last_message  # FLEET_MESSAGE: what the agent's hooks last said
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     config: WatcherConfig | None = None
     seen: dict[str, _Seen] = field(default_factory=dict)

@@ -156,8 +156,9 @@ def test_roster_show_masks_the_urls(inv: InvRunner, home: Path) -> None:
 def test_the_sender_gets_the_message_the_hooks_seam_gives_and_on_state_change_too(
     tmp_path: Path, target: Target
 ) -> None:
-    # The seam (watcher.last_message) returns None until the hooks recorder is wired in;
-    # here it is injected, so what it returns is what FLEET_MESSAGE and the body carry.
+    # The watcher's message_of is fleetlib.hooks.last_message (tested with real hook records in
+    # test_hooks.py); here it is injected, so what it returns is what FLEET_MESSAGE and the
+    # body carry.
     witness = tmp_path / "env.json"
     record = f"import json, os; open({str(witness)!r}, 'w').write(json.dumps(dict(os.environ)))"
     config = {
