@@ -24,6 +24,10 @@ ACTIVITY_SINCE_OPTION: Final = "@fleet-activity-since"
 # A server option the watcher sets on every tick (epoch seconds), in the client that lists
 # the windows: a record is only as fresh as the watcher that would correct it.
 WATCHER_TICK_OPTION: Final = "@fleet-watcher-tick"
+# When `fleet send` last delivered a message to the window's agent (epoch seconds, set in the
+# client that pastes it): the agent counts as working until it is seen idle or waiting
+# after that (see fleetlib.status.after_send).
+SENT_AT_OPTION: Final = "@fleet-sent-at"
 
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
@@ -40,6 +44,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
     transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
+    f"#{{{SENT_AT_OPTION}}}",
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -219,6 +224,7 @@ class Window:
     pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
     piped: bool = False  # its output goes to the transcript's writer
     watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
+    sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
 
     @property
     def live_pid(self) -> int | None:
@@ -248,13 +254,13 @@ def parse_windows(output: str) -> dict[str, Window]:
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped = parts
+            name, pid, dead, status, recorded, state, deaths, output_at, activity, since, pane, piped, sent = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1",
+                piped=piped == "1", sent_at=_float(sent),
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")

@@ -13,7 +13,9 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
 2. reads the screens of the agents that wrote something since it last looked, and only
    those (one tmux client for all of them, whatever their number), and classifies each
    with its runtime's rules (:mod:`fleetlib.activity`), debounced so a redraw does not
-   flicker the state;
+   flicker the state; an agent ``fleet send`` delivered a message to since it last looked
+   (:data:`fleetlib.tmux.SENT_AT_OPTION`) is working from that moment, and its screen is
+   read again: only what is seen after the send can make it idle or waiting;
 3. records each agent's activity on its window (``@fleet-activity``, since when in
    ``@fleet-activity-since``; one tmux client for every change), which is what
    ``fleet status`` and ``fleet wait`` read;
@@ -302,6 +304,7 @@ class _Seen:
     screen: str = ""
     captured_at: float = 0.0  # wall clock of the last capture (0: never)
     recorded: tuple[str, float] | None = None  # what the window's options say
+    sent_at: float | None = None  # the last delivery of `fleet send` taken into account
 
 
 @dataclass(frozen=True)
@@ -435,11 +438,13 @@ class Watcher:
             exit_event = self._exit_event(agent, seen, window)
             if exit_event is not None:
                 exits.append((name, *exit_event))
+            sent = _new_send(seen, window)
             # A screen is read only when it can tell something: the runtime has patterns and
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
             running = derive_state(window, None) == "running"
-            if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
+            stale = sent is not None and seen.captured_at <= sent  # read before the message arrived
+            if exit_event is not None or (running and rules.reads_screen and (wrote or stale or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
         notices += [Notice(name, old, new, self.seen[name].screen) for name, old, new in exits]
@@ -699,6 +704,20 @@ class Watcher:
 
 # What a tmux client says when no server listens on the socket (it is gone, not frozen).
 _NO_SERVER: Final = ("no server running", "error connecting", "No such file or directory", "Connection refused")
+
+
+def _new_send(seen: _Seen, window: tmux.Window) -> float | None:
+    """When ``fleet send`` delivered to the agent, if it did since the watcher last took a
+    send into account; the agent is then working since that moment (its debouncer says so),
+    unless something seen after the send is already its state. None: nothing new."""
+    sent = window.sent_at
+    if sent is None or (seen.sent_at is not None and sent <= seen.sent_at):
+        return None
+    seen.sent_at = sent
+    newer = [t for t in (seen.debouncer.since, window.activity_since if window.activity else None) if t is not None]
+    if not newer or max(newer) <= sent:
+        seen.debouncer.assume("working", sent)
+    return sent
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:
