@@ -267,7 +267,8 @@ class Messenger(FleetContext):
                 f"wait until it is up with `fleet wait --agent {name} --for idle`, then send"
             )
         raise FleetError(
-            f"agent {name!r} is {state}, so nothing was sent; start it with `inv fleet.start --agent {name}`"
+            f"agent {name!r} is not running ({state}), so nothing was sent; "
+            f"start it with `inv fleet.start --agent {name}`"
         )
 
     def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
