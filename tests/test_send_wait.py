@@ -78,23 +78,30 @@ def senv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SendEnv]:
     subprocess.run(["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], check=False)
 
 
+def _proc_stat(pid: int | str) -> tuple[str, str, int] | None:
+    """(command name, state letter, parent pid) of a process, from /proc; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.index("(") + 1 : stat.rindex(")")], fields[0], int(fields[1])
+
+
 def _backoff_sleep(supervisor: int) -> int | None:
-    """The supervisor's own `sleep` child (its back-off between two runs), if it has one."""
+    """The supervisor's own live `sleep` child (its back-off between two runs), if it has one."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-            if comm == "sleep" and int(fields[1]) == supervisor:
+            found = _proc_stat(entry)
+            if found is not None and found[0] == "sleep" and found[2] == supervisor and found[1] != "Z":
                 return int(entry)
     return None
 
 
 @contextlib.contextmanager
 def restarting(env: SendEnv) -> Iterator[None]:
-    """``loop`` held in its back-off (``restarting``) until the block ends."""
+    """``loop`` held in its back-off (``restarting``) until the block ends: its supervisor
+    set the state before it started the sleep, and cannot go on before the sleep ends."""
     found: list[int] = []
 
     def paused() -> bool:
@@ -102,9 +109,11 @@ def restarting(env: SendEnv) -> Iterator[None]:
         sleeper = _backoff_sleep(pid) if isinstance(pid, int) else None
         if sleeper is None:
             return False
-        os.kill(sleeper, signal.SIGSTOP)
-        found.append(sleeper)
-        return _backoff_sleep(pid) == sleeper  # still the back-off: the state is restarting until it ends
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, signal.SIGSTOP)
+            found.append(sleeper)
+        stat = _proc_stat(sleeper)
+        return stat is not None and stat[1] == "T"  # stopped, not ended: it cannot end now
 
     eventually(paused, "loop's back-off sleep paused")
     try:
