@@ -69,7 +69,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -89,6 +89,7 @@ POLL_S: Final = 0.1
 QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
 TAIL_LINES: Final = 8
 MENU_ROUNDS: Final = 4  # rounds of arrow keys before a cursor that does not go there fails
+MENU_SETTLE_S: Final = 1.0  # a menu cursor that has not moved for this long has taken every key sent
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
 # tmux's record of whether the pane's program turned bracketed paste on; tmux before 3.7
 # has no such format and expands it to "".
@@ -362,6 +363,21 @@ class Messenger(FleetContext):
                 f"answer with one of them (--answer --message N)"
             )
 
+    def _settled(self, name: str, entry: int, expired: Callable[[], bool]) -> menu.Menu | None:
+        """The agent's menu once its cursor is on ``entry``, or has not moved for
+        :data:`MENU_SETTLE_S` (keys still on their way would move it on: pressing more
+        then would overshoot), or the menu is gone (None), or ``expired``."""
+        last: tuple[int, float, float] | None = None  # cursor, and since when on both clocks
+        while True:
+            current = menu.parse_menu(self.capture(name, 0))
+            if current is None or current.cursor == entry or expired():
+                return current
+            if last is None or last[0] != current.cursor:
+                last = (current.cursor, self.clock(), time.monotonic())
+            elif self.clock() - last[1] >= MENU_SETTLE_S or time.monotonic() - last[2] >= MENU_SETTLE_S:
+                return current
+            self.sleep(POLL_S)
+
     def _choose(self, name: str, shown: menu.Menu, entry: int, timeout: float, *, verify: bool) -> str:
         """Take entry ``entry`` of the menu ``shown`` on the agent's screen, as a person does:
         arrow keys until the screen shows the cursor on it, then Enter; with ``verify``,
@@ -385,17 +401,10 @@ class Messenger(FleetContext):
                     f"agent {name!r}'s menu changed while its cursor was moved to entry {entry} ({label}); "
                     "nothing was chosen; its screen now:\n" + tail(self.capture(name, 0))
                 )
-            if current.cursor == entry:
+            if current.cursor == entry or expired():
                 break
-            moved_from = current.cursor
             self._keys(name, current.keys_to(entry))
-            while True:  # until the screen shows the cursor elsewhere (or the menu gone)
-                current = menu.parse_menu(self.capture(name, 0))
-                if current is None or current.cursor != moved_from or expired():
-                    break
-                self.sleep(POLL_S)
-        else:
-            current = None
+            current = self._settled(name, entry, expired)
         if current is None or current.cursor != entry:
             raise FleetOperationError(
                 f"the cursor of agent {name!r}'s menu did not move to entry {entry} ({label}); nothing was chosen; "
