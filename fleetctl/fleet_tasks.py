@@ -57,12 +57,14 @@ from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.systemd import UnitNames
 from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
-from fleetlib.waiting import WAITABLE, check_state, wait_for
+from fleetlib.waiting import WAITABLE, WaitResult, check_state, wait_for
 
 LOG_LINES: Final = 200
 DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
 OPERATION_FAILED: Final = 1
 NOT_ALL_UP: Final = 3
+USER_ERROR: Final = 2
+SEND_WAITS: Final = ("idle", "waiting")  # what `send --wait` waits for: the end of the turn it started
 TIMEOUT_HELP: Final = f"How long to wait for the fleet to reach the state before failing (default {WAIT_TIMEOUT_S:g})."
 LOCK_TIMEOUT_HELP: Final = (
     "How long to wait for another operation's lock before failing (default: wait, breaking stale locks)."
@@ -386,7 +388,9 @@ def make_messenger(paths: FleetPaths, roster: Roster, dry_run: bool = False, *, 
 def send_lines(result: SendResult) -> list[str]:
     lines = []
     for outcome in result.agents:
-        if outcome.ok:
+        if outcome.ok and outcome.detail:
+            lines.append(outcome.detail)
+        elif outcome.ok:
             how = ": accepted" if outcome.verified else "" if result.dry_run else " (not verified)"
             lines.append(f"{outcome.action} {result.characters} characters to {outcome.name}{how}")
     return lines
@@ -401,7 +405,9 @@ def send_lines(result: SendResult) -> list[str]:
         "message": "What to send (required), delivered literally; '-' reads it from stdin.",
         "timeout": f"How long to wait for each agent to accept the message (default {VERIFY_TIMEOUT_S:g}).",
         "verify": "Wait until the agent is ready and shows it took the message (--no-verify to just deliver).",
-        "answer": "The message answers the question the agent is asking (without it, a waiting agent is not sent to).",
+        "answer": "The message answers the question the agent is asking (without it, a waiting agent is not sent to); "
+        "a number on a menu chooses that entry with the arrow keys and Enter.",
+        "wait": "Then wait until the agent (each one) finished the turn: idle or waiting (exit 1 on --timeout).",
         "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     },
@@ -415,6 +421,7 @@ def fleet_send(
     timeout: str = "",
     verify: bool = True,
     answer: bool = False,
+    wait: str = "",
     home: str = "",
     roster: str = "",
     dry_run: bool = False,
@@ -423,11 +430,19 @@ def fleet_send(
     """Send a message to an agent (or --all), literally, and verify it was accepted.
 
     An agent that is asking a question is not sent to unless --answer says this is the
-    answer; a busy agent is given --timeout to become idle before anything is typed."""
+    answer; a busy agent is given --timeout to become idle before anything is typed; one
+    that is not running (restarting, failed, exited, stopped) is refused (exit 2).
+    With --wait idle|waiting it then waits, like `fleet wait`, for the turn to end."""
     required("--message", message)
-    wait = seconds("--timeout", timeout)
+    limit = seconds("--timeout", timeout)
     if bool(agent) == all:
         raise FleetError("give exactly one of --agent NAME or --all")
+    if wait and wait not in SEND_WAITS:
+        raise FleetError(f"--wait {wait!r}: send waits for the end of the turn, one of {', '.join(SEND_WAITS)}")
+    if wait and (dry_run or not verify):
+        raise FleetError(
+            "--wait waits for the turn of an accepted message; it cannot be combined with --dry-run or --no-verify"
+        )
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
     messenger = make_messenger(paths, loaded, dry_run, quiet=json)
@@ -438,34 +453,45 @@ def fleet_send(
     if loaded.hosts:
         if dry_run:
             raise FleetError("with hosts, send has no --dry-run yet")
+        if wait:
+            raise FleetError("with hosts, send has no --wait yet; run `fleet wait` after it")
         if all:
-            limit = VERIFY_TIMEOUT_S if wait is None else wait
+            each = VERIFY_TIMEOUT_S if limit is None else limit
 
             def local_send(part: Roster) -> dict[str, Any]:
                 sent = send_to(
-                    make_messenger(paths, part), part.names(), text, verify=verify, timeout=limit, answer=answer
+                    make_messenger(paths, part), part.names(), text, verify=verify, timeout=each, answer=answer
                 )
                 return sent.to_json()
 
             hosts_tasks.send_all(
-                c, loaded, local_send, text=text, verify=verify, timeout=wait, as_json=json, answer=answer
+                c, loaded, local_send, text=text, verify=verify, timeout=limit, as_json=json, answer=answer
             )
             return
         if hosts_tasks.send(
-            c, loaded, agent=agent, text=text, verify=verify, timeout=wait, as_json=json, answer=answer
+            c, loaded, agent=agent, text=text, verify=verify, timeout=limit, as_json=json, answer=answer
         ):
             return
     result = send_to(
-        messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if wait is None else wait, answer=answer
+        messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if limit is None else limit, answer=answer
     )
     single = result.agents[0] if not all and result.agents else None
     if single is not None and not single.ok and single.exit_code != OPERATION_FAILED:
         raise FleetError(single.error or "send failed")  # e.g. the agent is not running: a user error
+    waited = None
+    if wait and result.ok:
+        lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir="", backend="", loaded=loaded)
+        name = names[0] if not all else None
+        waited = wait_for(lambda: lifecycle.status(name), wait, DEFAULT_WAIT_S if limit is None else limit)
     if json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), "wait": waited.to_json() if waited else None})
     else:
         for line in send_lines(result):
             print(line)
+        if waited is not None and waited.ok:
+            print(wait_line(waited, names[0] if not all else None))
+    if waited is not None and not waited.ok:
+        raise Exit(spell_commands(waited.error()), code=OPERATION_FAILED)
     if not result.ok:
         if not json:
             for outcome in result.failures:
@@ -473,8 +499,17 @@ def fleet_send(
                 for line in (outcome.output or "").splitlines():
                     stderr_line(f"    {line}")
         named = "; ".join(f"{o.name}: {o.error}" for o in result.failures)
-        message = f"error: send failed for {len(result.failures)} agent(s): {named}"
-        raise Exit(spell_commands(message), code=OPERATION_FAILED)
+        # Refusals only (agents not running, bad input): a user error, exit 2, like one agent's.
+        refused = not any(o.exit_code != USER_ERROR for o in result.failures)  # `all` is the flag here
+        what = "refused" if refused else "failed"
+        message = f"error: send {what} for {len(result.failures)} agent(s): {named}"
+        raise Exit(spell_commands(message), code=USER_ERROR if refused else OPERATION_FAILED)
+
+
+def wait_line(result: WaitResult, name: str | None) -> str:
+    """What a wait that reached its state says."""
+    who = name or f"all {len(result.agents)} agent(s)"
+    return f"{who}: {result.wanted} after {result.seconds:.1f} s"
 
 
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
@@ -601,6 +636,9 @@ def fleet_wait(
 ) -> None:
     """Wait until an agent (or --all) is idle, waiting or working; exit 1 on timeout.
 
+    An agent that is down (exited, failed, stopped) in another state than the one asked
+    for ends the wait at once, exit 1, naming its state.
+
     Scripts use it to send the next message only when the agent is ready:
     `fleet wait --agent a1 --for idle && fleet send --agent a1 --message ...`."""
     wanted = check_state(for_)
@@ -619,13 +657,9 @@ def fleet_wait(
     if json:
         print_json(result.to_json())
     elif result.ok:
-        who = name or f"all {len(result.agents)} agent(s)"
-        print(f"{who}: {wanted} after {result.seconds:.1f} s")
+        print(wait_line(result, name))
     if not result.ok:
-        still = ", ".join(f"{row.name} is {row.shown_state}" for row in result.pending)
-        raise Exit(
-            f"error: timed out after {result.seconds:.1f} s waiting for {wanted}: {still}", code=OPERATION_FAILED
-        )
+        raise Exit(spell_commands(result.error()), code=OPERATION_FAILED)
 
 
 fleet_tasks: Final = {

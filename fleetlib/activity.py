@@ -187,6 +187,12 @@ class Debouncer:
     _pending: str | None = None
     _pending_since: float = 0.0
 
+    def assume(self, state: str, since: float) -> None:
+        """Report ``state`` since ``since`` from now on, without a transition (a message was
+        delivered: the agent works on it); a state seen afterwards replaces it only after
+        the debounce, like any other."""
+        self.state, self.since, self._pending = state, since, None
+
     def observe(self, raw: str, now: float, *, exact: bool = False) -> Transition | None:
         """Feed the raw state seen at ``now``; the ``Transition`` when the reported state changes, else None.
 

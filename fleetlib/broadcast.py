@@ -34,6 +34,7 @@ class SendOutcome:
     error: str | None = None
     output: str | None = None  # the pane's last lines when the agent did not accept it
     exit_code: int = 0
+    detail: str | None = None  # what an answer did, in the messenger's words (the menu entry it chose)
 
     @property
     def ok(self) -> bool:
@@ -97,11 +98,12 @@ def send_to(
     for name in names:
         began = clock()
         try:
-            messenger.send(name, message, verify=verify, timeout=timeout, answer=answer)
+            said = messenger.send(name, message, verify=verify, timeout=timeout, answer=answer)
         except FleetError as exc:
             error, _, output = str(exc).partition("\n")
             outcomes.append(SendOutcome(name, FAILED, False, clock() - began, error, output or None, exc.exit_code))
             continue
         action = WOULD_SEND if dry else SENT
-        outcomes.append(SendOutcome(name, action, verify and not dry, clock() - began))
+        detail = said if answer else None  # a menu answer says which entry it chose
+        outcomes.append(SendOutcome(name, action, verify and not dry, clock() - began, detail=detail))
     return SendResult(len(message), verify, dry, clock() - started, outcomes)

@@ -25,6 +25,12 @@ the text and tmux never reads it as key names, so quotes, ``$(...)``, ``;``, ``C
 ``Enter``, unicode and multi-line text arrive as written. Sends to one agent are
 serialised with a lock in the run dir, so two concurrent sends never interleave.
 
+A send goes only to an agent that runs: one that is ``restarting`` (its supervisor waits
+out the back-off between two generations), ``failed``, ``exited`` or ``stopped`` is refused
+(one line naming the state, exit 2, nothing typed), or the text would surface in whatever
+generation comes next. A dry run reads the agent's window and screen like a send (reading
+changes nothing) and prints the commands it would run.
+
 A send never answers a question by accident. Before delivering, the agent's screen is
 read with its runtime's rules (:mod:`fleetlib.activity`): an agent that is ``waiting`` (a
 permission prompt, a yes/no question, a menu such as a sign-in menu) is not sent to: the
@@ -33,6 +39,18 @@ answer. An agent that is ``working`` (its runtime's busy indicator, or output wi
 last seconds for a runtime without one) is given until the timeout to become idle; the
 message is delivered only then, so it is never typed into a busy agent (``verify=False``
 delivers at once).
+
+An answer to a menu (``answer`` and a number, on a screen with a cursor on a numbered
+entry, see :mod:`fleetlib.menu`) is given with keys, the way a person gives it: the arrow
+keys until the screen shows the cursor on that entry, then Enter; it is accepted once the
+screen changed after the Enter. A number the menu does not offer is refused (exit 2,
+nothing typed); a cursor that will not go there, or a menu that stays as it was, fails
+(exit 1). Any other answer (text, ``y``) is delivered like a message.
+
+Every delivery is recorded on the agent's window (:data:`fleetlib.tmux.SENT_AT_OPTION`,
+in the client that types it): from then on the agent counts as working until it is seen
+idle or waiting after that moment (:func:`fleetlib.status.after_send`), so ``fleet wait
+--for idle`` right after a send waits for the turn the message started.
 
 Verification uses the state too. A message counts as accepted when the agent shows its
 runtime's busy indicator, or shows something after the message's echoed last line (a
@@ -51,17 +69,18 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, tmux
+from fleetlib import activity, menu, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
-from fleetlib.runner import Result
+from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
+from fleetlib.status import derive_state
 
 VERIFY_TIMEOUT_S: Final = 15.0
 SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
@@ -69,6 +88,8 @@ CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux ke
 POLL_S: Final = 0.1
 QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
 TAIL_LINES: Final = 8
+MENU_ROUNDS: Final = 4  # rounds of arrow keys before a cursor that does not go there fails
+MENU_SETTLE_S: Final = 1.0  # a menu cursor that has not moved for this long has taken every key sent
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
 # tmux's record of whether the pane's program turned bracketed paste on; tmux before 3.7
 # has no such format and expands it to "".
@@ -200,16 +221,22 @@ def tail(text: str, count: int = TAIL_LINES) -> str:
 
 @dataclass(kw_only=True)
 class Messenger(FleetContext):
-    """Send to, read from and attach to the agents of one fleet."""
+    """Send to, read from and attach to the agents of one fleet. ``reader`` runs what only
+    reads (the window listing, screens) when ``runner`` is a dry run; default: a real one."""
+
+    reader: Runner | None = None
 
     def _base(self) -> list[str]:
         return tmux.tmux_base(self.tmux_bin, self.paths.tmux_socket)
 
-    def _tmux(self, argv: list[str], *, input: str | None = None) -> Result:
+    def _tmux(self, argv: list[str], *, input: str | None = None, read: bool = False) -> Result:
         """Run one tmux client, bounded: a stopped or frozen server is one line (exit 1)
         after :data:`SERVER_TIMEOUT_S`, never a send that hangs for minutes and then calls
-        the agent "not running"."""
-        result = self.runner.run(argv, input=input, timeout=SERVER_TIMEOUT_S)
+        the agent "not running". A ``read`` (it changes nothing) runs in a dry run too."""
+        runner = self.runner
+        if read and runner.dry_run:
+            runner = self.reader or SubprocessRunner(timeout=SERVER_TIMEOUT_S)
+        result = runner.run(argv, input=input, timeout=SERVER_TIMEOUT_S)
         if result.timed_out:
             raise FleetOperationError(
                 f"the fleet's tmux server ({self.paths.tmux_socket}) did not answer within {SERVER_TIMEOUT_S:g}s; "
@@ -220,16 +247,37 @@ class Messenger(FleetContext):
     def require_running(self, name: str) -> None:
         """FleetError (exit 2) unless ``name`` is in the roster and its pane is alive."""
         self.roster.get(name)
-        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket))
+        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), read=True)
         window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
         if window is None or window.dead:
             state = "has exited" if window else "is not running"
             raise FleetError(f"agent {name!r} {state}; start it with `inv fleet.start --agent {name}`")
 
+    def require_sendable(self, name: str) -> None:
+        """FleetError (exit 2, one line naming the state) unless ``name``'s agent runs now:
+        not between two generations (``restarting``), nor ``failed``, ``exited``, ``stopped``."""
+        self.roster.get(name)
+        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), read=True)
+        window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
+        state = derive_state(window, None)
+        if state == "running":
+            return
+        if state == "restarting":
+            raise FleetError(
+                f"agent {name!r} is restarting (its supervisor waits to start it again), so nothing was sent; "
+                f"wait until it is up with `fleet wait --agent {name} --for idle`, then send"
+            )
+        raise FleetError(
+            f"agent {name!r} is not running ({state}), so nothing was sent; "
+            f"start it with `inv fleet.start --agent {name}`"
+        )
+
     def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
         """The pane's last ``lines`` lines of scroll-back and its screen; 0: the screen only."""
         start = ["-S", f"-{lines}"] if lines else []
-        result = self._tmux([*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)])
+        result = self._tmux(
+            [*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)], read=True
+        )
         if not result.ok:
             raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
         return result.stdout
@@ -254,18 +302,24 @@ class Messenger(FleetContext):
         text = clean_message(message)
         if not text:
             raise FleetError("the message has only control characters; nothing to send")
-        self.require_running(name)
+        self.require_sendable(name)
         if "\n" in text:
             self._check_newlines(name, text)
         target = tmux.window_target(name)
+        entry = menu.choice(text) if answer else None
         buffer = f"fleet-send-{uuid.uuid4().hex}"
         load = [*self._base(), "load-buffer", "-b", buffer, "-"]
         paste = [
             *self._base(),
             "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target, ";",
-            "send-keys", "-t", target, "Enter",
+            "send-keys", "-t", target, "Enter", ";", *self._sent_now(target),
         ]  # fmt: skip
-        if self.runner.dry_run:  # prints the commands; takes no lock, writes nothing
+        if self.runner.dry_run:  # reads the screen, prints the commands; takes no lock, types nothing
+            shown = menu.parse_menu(self.capture(name, 0)) if entry is not None else None
+            if shown is not None and entry is not None:
+                self._offered(name, shown, entry)
+                self.runner.run([*self._base(), "send-keys", "-t", target, *shown.keys_to(entry), "Enter"])
+                return f"would choose entry {entry} ({shown.entries[entry]}) of {name}'s menu"
             self.runner.run(load, input=text)
             self.runner.run(paste)
             return f"would send {len(text)} characters to {name}"
@@ -273,6 +327,9 @@ class Messenger(FleetContext):
         with edit_lock(self.paths.run_dir / f"send-{name}"):
             rules = activity.rules_for(self.roster.get(name).runtime)
             before, state = self._ready(name, rules, timeout, wait=verify, answer=answer)
+            shown = menu.parse_menu(self.capture(name, 0), rules.lines) if entry is not None else None
+            if shown is not None and entry is not None and state == "waiting":
+                return self._choose(name, shown, entry, timeout, verify=verify)
             loaded = self._tmux(load, input=text)
             if not loaded.ok:
                 raise FleetOperationError(f"could not send to agent {name!r}: {loaded.error_line()}")
@@ -285,6 +342,89 @@ class Messenger(FleetContext):
             self._verify(name, before, text, timeout, rules, answering=state == "waiting")
         return f"sent {len(text)} characters to {name}: accepted"
 
+    def _sent_now(self, target: str) -> list[str]:
+        """The tmux command that records a delivery to ``target`` now (see the module docstring);
+        it runs in the client that types, right after the keys."""
+        return ["set-option", "-w", "-t", target, tmux.SENT_AT_OPTION, f"{self.wall_clock():.3f}"]
+
+    def _keys(self, name: str, keys: list[str], *, record: bool = False) -> None:
+        """Press ``keys`` (tmux key names) in the agent's pane; ``record``: as a delivery."""
+        target = tmux.window_target(name)
+        recorded = [";", *self._sent_now(target)] if record else []
+        pressed = self._tmux([*self._base(), "send-keys", "-t", target, *keys, *recorded])
+        if not pressed.ok:
+            raise FleetOperationError(f"could not send to agent {name!r}: {pressed.error_line()}")
+
+    @staticmethod
+    def _offered(name: str, shown: menu.Menu, entry: int) -> None:
+        if entry not in shown.entries:
+            raise FleetError(
+                f"agent {name!r}'s menu offers entries {shown.span()}, not {entry}, so nothing was typed; "
+                f"answer with one of them (--answer --message N)"
+            )
+
+    def _settled(self, name: str, entry: int, expired: Callable[[], bool]) -> menu.Menu | None:
+        """The agent's menu once its cursor is on ``entry``, or has not moved for
+        :data:`MENU_SETTLE_S` (keys still on their way would move it on: pressing more
+        then would overshoot), or the menu is gone (None), or ``expired``."""
+        last: tuple[int, float, float] | None = None  # cursor, and since when on both clocks
+        while True:
+            current = menu.parse_menu(self.capture(name, 0))
+            if current is None or current.cursor == entry or expired():
+                return current
+            if last is None or last[0] != current.cursor:
+                last = (current.cursor, self.clock(), time.monotonic())
+            elif self.clock() - last[1] >= MENU_SETTLE_S or time.monotonic() - last[2] >= MENU_SETTLE_S:
+                return current
+            self.sleep(POLL_S)
+
+    def _choose(self, name: str, shown: menu.Menu, entry: int, timeout: float, *, verify: bool) -> str:
+        """Take entry ``entry`` of the menu ``shown`` on the agent's screen, as a person does:
+        arrow keys until the screen shows the cursor on it, then Enter; with ``verify``,
+        accepted once the screen changed after the Enter.
+
+        A number the menu does not offer is a FleetError (exit 2, nothing typed); a cursor
+        that does not get there within :data:`MENU_ROUNDS` rounds (or the timeout), a menu
+        that changes meanwhile, or a screen that stays as it was after Enter is a
+        FleetOperationError (exit 1) naming what happened, with the screen's last lines."""
+        self._offered(name, shown, entry)
+        label = shown.entries[entry]
+        deadline, hard_deadline = self.clock() + timeout, time.monotonic() + timeout
+
+        def expired() -> bool:
+            return self.clock() >= deadline or time.monotonic() >= hard_deadline
+
+        current: menu.Menu | None = shown
+        for _ in range(MENU_ROUNDS):
+            if current is None or current.entries != shown.entries:
+                raise FleetOperationError(
+                    f"agent {name!r}'s menu changed while its cursor was moved to entry {entry} ({label}); "
+                    "nothing was chosen; its screen now:\n" + tail(self.capture(name, 0))
+                )
+            if current.cursor == entry or expired():
+                break
+            self._keys(name, current.keys_to(entry))
+            current = self._settled(name, entry, expired)
+        if current is None or current.cursor != entry:
+            raise FleetOperationError(
+                f"the cursor of agent {name!r}'s menu did not move to entry {entry} ({label}); nothing was chosen; "
+                "its screen now:\n" + tail(self.capture(name, 0))
+            )
+        before = self.capture(name, 0)
+        self._keys(name, ["Enter"], record=True)
+        if not verify:
+            return f"chose entry {entry} ({label}) of {name}'s menu (not verified)"
+        while True:
+            after = self.capture(name, 0)
+            if after != before:
+                return f"chose entry {entry} ({label}) of {name}'s menu: accepted"
+            if expired():
+                raise FleetOperationError(
+                    f"agent {name!r} showed nothing new within {timeout:g}s after Enter on entry {entry} ({label}) "
+                    "of its menu; the choice may not have been taken; its screen:\n" + tail(after)
+                )
+            self.sleep(POLL_S)
+
     def _check_newlines(self, name: str, text: str) -> None:
         """A one-line FleetError (exit 2, nothing typed) unless the newlines of ``text`` stay
         text in the agent's pane (:func:`newlines_stay_text`): without bracketed paste each
@@ -292,12 +432,10 @@ class Messenger(FleetContext):
         no portable way to type a newline that does not submit (``\\`` joins the lines of a
         shell command, Ctrl-V Ctrl-J is readline's and zle's only), so the message is refused."""
         runtime = self.roster.get(name).runtime
-        flag = ""
-        if not self.runner.dry_run:
-            shown = self._tmux(
-                [*self._base(), "display-message", "-p", "-t", tmux.window_target(name), PASTE_FLAG_FORMAT]
-            )
-            flag = shown.stdout.strip() if shown.ok else ""
+        shown = self._tmux(
+            [*self._base(), "display-message", "-p", "-t", tmux.window_target(name), PASTE_FLAG_FORMAT], read=True
+        )
+        flag = shown.stdout.strip() if shown.ok else ""
         if not newlines_stay_text(runtime, flag):
             breaks = text.count("\n")
             raise FleetError(

@@ -18,6 +18,11 @@ recorded it on the window (or as ``fleet status`` reads the screen itself when n
 has looked yet). The state users see (:attr:`AgentStatus.shown_state`, JSON ``state``) is
 the activity while the agent runs and the process state otherwise; ``process_state`` keeps
 the process state alone.
+
+A message ``fleet send`` delivered makes the agent ``working`` from that moment (the time
+it recorded on the window, :data:`fleetlib.tmux.SENT_AT_OPTION`) until an observation made
+after it says otherwise (:func:`after_send`): a record older than the send, however
+settled, describes the agent before it got the message.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ if TYPE_CHECKING:
     from fleetlib.pane import ExecRecord
 
 STATES: Final = ("running", "starting", "restarting", "stopping", "exited", "failed", "stopped")
+DOWN_STATES: Final = ("exited", "failed", "stopped")  # nothing runs; none of them ends by itself
+
+
+def after_send(activity: str, since: float | None, sent_at: float | None) -> tuple[str, float | None]:
+    """The activity to show given the last message's delivery time (pure).
+
+    ``(activity, since)`` is an observation (``since`` None: made just now); one made
+    before ``sent_at`` (or at it) is superseded: the agent is ``working`` since ``sent_at``.
+    This is the one place where "sent" meets "seen"; whatever reports the agent's state
+    (the screen now, hooks later) only has to record when it saw it."""
+    if sent_at is not None and activity in ("idle", "waiting") and since is not None and since <= sent_at:
+        return "working", sent_at
+    return activity, since
 
 
 def derive_state(window: Window | None, unit: UnitState | None) -> str:
@@ -91,6 +109,7 @@ class AgentStatus:
     cpu_percent: float | None = None  # of one core
     activity_source: str | None = None  # what ``activity`` was read from: hook, screen or output
     hooks_read: float | None = None  # when the watcher last read the hook records (epoch seconds)
+    sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
 
     @classmethod
     def build(
@@ -114,6 +133,8 @@ class AgentStatus:
             details = ("loaded", "failed", "exited")
         else:
             details = ("loaded", "active", "running")
+        recorded = (window.activity, window.activity_since) if window is not None and window.activity else ("", None)
+        shown, since = after_send(*recorded, window.sent_at if window is not None else None)
         return cls(
             name=name,
             state=derive_state(window, unit),
@@ -127,8 +148,8 @@ class AgentStatus:
             exit_status=(window.dead_status if window.dead else window.last_exit) if window is not None else None,
             failures=window.deaths if window is not None else 0,
             pane_pid=window.pane_pid if window is not None else None,
-            activity=(window.activity or None) if window is not None else None,
-            activity_since=window.activity_since if window is not None and window.activity else None,
+            activity=shown or None,
+            activity_since=since,
             last_output=window.last_output if window is not None else None,
             watcher_tick=window.watcher_tick if window is not None else None,
             agent_pid=agent_exec.agent if live and agent_exec is not None else None,
@@ -136,6 +157,7 @@ class AgentStatus:
             reason=_reason(window),
             activity_source=(window.activity_source or None) if window is not None and window.activity else None,
             hooks_read=window.hooks_read if window is not None else None,
+            sent_at=window.sent_at if window is not None else None,
         )
 
     def with_activity(self, activity: str, since: float | None, source: str | None = None) -> AgentStatus:

@@ -30,6 +30,10 @@ HOOKS_READ_OPTION: Final = "@fleet-watcher-hooks"
 # A server option the watcher sets on every tick (epoch seconds), in the client that lists
 # the windows: a record is only as fresh as the watcher that would correct it.
 WATCHER_TICK_OPTION: Final = "@fleet-watcher-tick"
+# When `fleet send` last delivered a message to the window's agent (epoch seconds, set in the
+# client that pastes it): the agent counts as working until it is seen idle or waiting
+# after that (see fleetlib.status.after_send).
+SENT_AT_OPTION: Final = "@fleet-sent-at"
 
 SESSION: Final = "fleet"
 HOLDER_WINDOW: Final = "_holder"  # cannot collide: agent names start with [a-z0-9]
@@ -48,6 +52,7 @@ WINDOW_FIELDS: Final = (
     transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
     f"#{{{REASON_OPTION}}}",
     f"#{{{ACTIVITY_SOURCE_OPTION}}}",
+    f"#{{{SENT_AT_OPTION}}}",
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -238,6 +243,7 @@ class Window:
     reason: str = ""  # the supervisor's @fleet-reason: why the last run ended ("" unknown)
     activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
     hooks_read: float | None = None  # when the watcher last read the hook records (a server option)
+    sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
 
     @property
     def live_pid(self) -> int | None:
@@ -283,13 +289,14 @@ def parse_windows(output: str) -> dict[str, Window]:
                 piped,
                 reason,
                 source,
+                sent,
             ) = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
             windows[name] = Window(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1", reason=reason, activity_source=source,
+                piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),
             )  # fmt: skip
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")

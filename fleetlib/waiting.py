@@ -6,9 +6,11 @@ the activities ``working``, ``waiting`` and ``idle`` (as the fleet's watcher rec
 debounced; read from the screen when no record exists yet), the process states
 ``exited``, ``failed``, ``stopped``, ``restarting``, and ``running`` for "up, whatever it
 is doing". :func:`wait_for` polls the status until every agent asked about is in the
-state at the same time, or the timeout passes; it never changes anything and takes no
-lock. The clock and the sleep are injected; the real monotonic clock bounds the wait too,
-so it ends even when an injected clock stands still.
+state at the same time, or the timeout passes, or one of them is down (``exited``,
+``failed``, ``stopped``: none of these ends by itself) and that is not the state asked
+for: then it ends at once, not ok; it never changes anything and takes no lock. The clock
+and the sleep are injected; the real monotonic clock bounds the wait too, so it ends even
+when an injected clock stands still.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Final
 
 from fleetlib.activity import ACTIVITY_STATES
 from fleetlib.errors import FleetError
-from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.status import DOWN_STATES, AgentStatus, FleetStatus
 
 WAITABLE: Final = (*ACTIVITY_STATES, "running", "restarting", "exited", "failed", "stopped")
 DEFAULT_TIMEOUT_S: Final = 300.0
@@ -55,6 +57,23 @@ class WaitResult:
     def pending(self) -> list[AgentStatus]:
         return [row for row in self.agents if not reached(row, self.wanted)]
 
+    @property
+    def down(self) -> list[AgentStatus]:
+        """The agents that are down in another state than the one waited for: the wait
+        ended because of them, not on the timeout."""
+        return [row for row in self.pending if row.state in DOWN_STATES]
+
+    def error(self) -> str:
+        """The one line that says why a wait that is not ok ended."""
+        if self.down:
+            named = ", ".join(f"{row.name} is {row.state}" for row in self.down)
+            return (
+                f"error: {named}, so it will not become {self.wanted} by itself; "
+                "start it with `inv fleet.start` (--agent NAME)"
+            )
+        still = ", ".join(f"{row.name} is {row.shown_state}" for row in self.pending)
+        return f"error: timed out after {self.seconds:.1f} s waiting for {self.wanted}: {still}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "operation": "wait",
@@ -76,8 +95,9 @@ def wait_for(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WaitResult:
-    """Poll ``observe`` until every agent is in ``wanted`` (ok) or ``timeout`` seconds
-    pass (not ok); ``timeout`` must be finite and > 0."""
+    """Poll ``observe`` until every agent is in ``wanted`` (ok), or ``timeout`` seconds
+    pass, or an agent is down in another state (not ok, at once: see :attr:`WaitResult.down`);
+    ``timeout`` must be finite and > 0."""
     check_state(wanted)
     if not (math.isfinite(timeout) and timeout > 0):
         raise FleetError(f"--timeout must be a finite number of seconds > 0, got {timeout!r}")
@@ -88,6 +108,8 @@ def wait_for(
         now = clock()
         if all(reached(row, wanted) for row in rows):
             return WaitResult(wanted, True, now - began, rows)
+        if any(row.state in DOWN_STATES and not reached(row, wanted) for row in rows):
+            return WaitResult(wanted, False, now - began, rows)
         if now - began >= timeout or time.monotonic() >= hard_deadline:
             return WaitResult(wanted, False, now - began, rows)
         sleep(POLL_S)

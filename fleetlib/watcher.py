@@ -16,6 +16,10 @@ is closed, it exits. Each tick (:data:`TICK_S`) it:
    flicker the state; for claude, codex and gemini it reads the last event their hooks
    recorded and lets :func:`fleetlib.hooks.decide` combine the two (a hook's state is
    not debounced), recording a new session id an event carries (``<name>.session``);
+   an agent ``fleet send`` delivered a message to since it last looked
+   (:data:`fleetlib.tmux.SENT_AT_OPTION`) is working from that moment, and its screen is
+   read again: only what is seen (or a hook tells) after the send can make it idle or
+   waiting;
 3. records each agent's activity on its window (``@fleet-activity``, since when in
    ``@fleet-activity-since``, what it was read from and the last hook event taken in in
    ``@fleet-activity-source``; one tmux client for every change), which is what
@@ -332,6 +336,7 @@ class _Seen:
     hook_key: tuple[tuple[int, int, int] | None, tuple[int, int, int] | None] | None = None  # as last read
     hook_event: hooks.HookEvent | None = None  # what was read then
     pattern_reading: tuple[float, str, hooks.Reading] | None = None  # (captured at, screen, its reading)
+    sent_at: float | None = None  # the last delivery of `fleet send` taken into account
 
 
 @dataclass(frozen=True)
@@ -475,6 +480,7 @@ class Watcher:
             exit_event = self._exit_event(agent, seen, window)
             if exit_event is not None:
                 exits.append((name, *exit_event, window.reason))
+            sent = _new_send(seen, window)
             # A screen is read only when it can tell something: the runtime has patterns and
             # the pane wrote since it was last read, or an exit is told with its last lines.
             wrote = window.last_output is None or window.last_output >= math.floor(seen.captured_at)
@@ -483,7 +489,8 @@ class Watcher:
             # add a menu the hooks do not report: read every few seconds, not every tick.
             if seen.source == "hook" and seen.debouncer.state in hooks.EXACT.get(agent.runtime, ()):
                 wrote = wrote and now - seen.captured_at >= HOOKED_SCREEN_EVERY_S
-            if exit_event is not None or (running and rules.reads_screen and (wrote or not seen.screen)):
+            stale = sent is not None and seen.captured_at <= sent  # read before the message arrived
+            if exit_event is not None or (running and rules.reads_screen and (wrote or stale or not seen.screen)):
                 to_capture.append((name, window))
         self._capture(config, to_capture, now)
         notices += [Notice(name, old, new, self.seen[name].screen, reason) for name, old, new, reason in exits]
@@ -497,6 +504,8 @@ class Watcher:
             age = None if window.last_output is None else max(0.0, now - window.last_output)
             reading = self._reading(seen, rules, age)
             event = self._hook_event(name, agent, seen, offset)
+            if event is not None and seen.sent_at is not None and event.at <= seen.sent_at:
+                event = None  # it tells of the turn before the message `fleet send` delivered
             screen_at = seen.captured_at if rules.reads_screen else now
             decided = hooks.decide(agent.runtime, event, reading, screen_at) or reading
             exact = decided.source == "hook" and event is not None
@@ -824,6 +833,20 @@ def _file_key(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _new_send(seen: _Seen, window: tmux.Window) -> float | None:
+    """When ``fleet send`` delivered to the agent, if it did since the watcher last took a
+    send into account; the agent is then working since that moment (its debouncer says so),
+    unless something seen after the send is already its state. None: nothing new."""
+    sent = window.sent_at
+    if sent is None or (seen.sent_at is not None and sent <= seen.sent_at):
+        return None
+    seen.sent_at = sent
+    newer = [t for t in (seen.debouncer.since, window.activity_since if window.activity else None) if t is not None]
+    if not newer or max(newer) <= sent:
+        seen.debouncer.assume("working", sent)
+    return sent
 
 
 def _record_commands(pane_id: str, state: str, since: float) -> list[str]:

@@ -471,17 +471,17 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\t\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\thook\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\t\n"
-        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\tscreen\n"
-        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\t\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\t\t\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\thook\t1795931131.25\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\t\t\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\tscreen\tjunk\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
     assert windows["a1"] == tmux.Window(
         "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
-        activity_since=1795931130.5, pane_id="%1", piped=True, activity_source="hook",
+        activity_since=1795931130.5, pane_id="%1", piped=True, activity_source="hook", sent_at=1795931131.25,
     )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
@@ -502,7 +502,8 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
         "a1\t11\t0\t\t\t\t\t\t\t\t",  # eleven (before transcripts)
         "a1\t11\t0\t\t\t\t\t\t\t\t\t",  # twelve (before reasons)
         "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # thirteen (before activity sources)
-        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t",  # fifteen
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t",  # fourteen (before the send record)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t\t",  # sixteen
         "a1",
         "",
     ],
@@ -512,13 +513,14 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\t\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\t\tnan\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3
     assert windows["a1"].deaths == 0
     assert windows["a1"].last_output is None
     assert windows["a1"].activity_since is None
+    assert windows["a1"].sent_at is None
 
 
 def test_screens_of_many_panes_come_from_one_client_and_split_by_an_unguessable_token() -> None:

@@ -6,12 +6,13 @@ module owns the behaviour every flavour guarantees:
 * idle: the flavour's prompt, the typed characters echoed in it as they arrive;
 * ``work N``: a busy line redrawn every 0.1 s for N seconds (keys typed meanwhile are kept), then
   a reply and idle again;
-* ``ask``: a permission prompt that waits for ``1``/``y`` (or Enter, the highlighted entry: yes)
-  or ``2``/``n``/Esc (no), then idle;
+* ``ask``: a permission menu, its cursor on entry 1 (yes); Up/Down move the cursor, Enter takes
+  the highlighted entry, a digit typed as a key takes its entry at once, ``y``/``n``/Esc answer
+  yes/no; a bracketed paste is ignored there (as the real Codex sign-in menu ignores one); then idle;
 * ``quit``: exit 0; any other line: an echoed reply, idle.
 
 Every frame clears the screen and draws it whole, so an answered question does not linger in
-the scroll-back the classifier reads. Stdlib only; runs with stdin a terminal (cbreak mode, no
+the scroll-back the classifier reads. Bracketed paste is turned on, as the real TUIs do. Stdlib only; runs with stdin a terminal (cbreak mode, no
 echo) or a pipe.
 """
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 TICK_S = 0.1
 ESC = "\x1b"
+PASTE_START, PASTE_END = ESC + "[200~", ESC + "[201~"
+ARROWS = {ESC + "[A": "up", ESC + "OA": "up", ESC + "[B": "down", ESC + "OB": "down"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,39 @@ class Flavour:
     reply_line: Callable[[str], str]
     prompt: Callable[[str, int], tuple[str, ...]]  # (typed text, width) -> the input area
     busy: Callable[[int, float], str]  # (frame number, seconds working) -> the busy line
-    question: tuple[str, ...]
+    question: tuple[str, ...]  # the menu's entries are the lines "N. ..."; entry 1 drawn with the cursor
+    cursor: str  # the cursor's mark, drawn in the two columns before the entry's number
+
+
+def keys(data: str) -> list[str]:
+    """``data`` read from the terminal as keys: an arrow's or a paste marker's escape
+    sequence is one key, any other character another."""
+    found: list[str] = []
+    i = 0
+    while i < len(data):
+        for sequence in (PASTE_START, PASTE_END, *ARROWS):
+            if data.startswith(sequence, i):
+                found.append(sequence)
+                i += len(sequence)
+                break
+        else:
+            found.append(data[i])
+            i += 1
+    return found
+
+
+def menu_lines(flavour: Flavour, cursor: int) -> list[str]:
+    """The question with the cursor's mark on entry ``cursor`` (1-based) only."""
+    lines = []
+    for line in flavour.question:
+        body = line.replace(flavour.cursor + " ", "  ", 1) if flavour.cursor + " " in line else line
+        stripped = body.lstrip()
+        number = stripped.split(".", 1)[0]
+        if number.isdigit() and stripped[len(number) :].startswith(". "):
+            at = len(body) - len(stripped)
+            body = body[: at - 2] + (flavour.cursor + " " if int(number) == cursor else "  ") + body[at:]
+        lines.append(body)
+    return lines
 
 
 def run(flavour: Flavour) -> int:
@@ -48,9 +83,12 @@ def run(flavour: Flavour) -> int:
     saved = termios.tcgetattr(fd) if os.isatty(fd) else None
     if saved is not None:
         tty.setcbreak(fd)
+    sys.stdout.write(ESC + "[?2004h")
     try:
         return _loop(flavour, fd)
     finally:
+        sys.stdout.write(ESC + "[?2004l")
+        sys.stdout.flush()
         if saved is not None:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
@@ -66,6 +104,8 @@ def _loop(flavour: Flavour, fd: int) -> int:
     typed = ""
     work_until = work_started = 0.0
     asking = False
+    cursor = 1
+    pasting = False
     frame = 0
     while True:
         now = time.monotonic()
@@ -76,7 +116,7 @@ def _loop(flavour: Flavour, fd: int) -> int:
         width = os.get_terminal_size(sys.stdout.fileno()).columns if os.isatty(sys.stdout.fileno()) else 80
         body = [*flavour.header, "", *transcript, ""]
         if asking:
-            body += list(flavour.question)
+            body += menu_lines(flavour, cursor)
         else:
             if working:
                 body.append(flavour.busy(frame, now - work_started))
@@ -89,10 +129,22 @@ def _loop(flavour: Flavour, fd: int) -> int:
         data = os.read(fd, 1024).decode(errors="replace")
         if not data:
             return 0
-        for key in data:
+        for key in keys(data):
+            if key in (PASTE_START, PASTE_END):
+                pasting = key == PASTE_START
+                continue
             if asking:
-                answer = {"1": "yes", "y": "yes", "\n": "yes", "\r": "yes", "2": "no", "n": "no", ESC: "no"}.get(key)
+                if pasting:
+                    continue  # a menu takes keys, not pasted text
+                if key in ARROWS:
+                    cursor = max(1, min(2, cursor + (1 if ARROWS[key] == "down" else -1)))
+                    continue
+                entered = "yes" if cursor == 1 else "no"
+                answer = {"1": "yes", "y": "yes", "\n": entered, "\r": entered, "2": "no", "n": "no", ESC: "no"}.get(
+                    key
+                )
                 if answer:
+                    cursor = 1
                     asking = False
                     transcript.append(
                         flavour.reply_line("approved: ran it" if answer == "yes" else "denied: did not run it")

@@ -28,6 +28,7 @@ CLAUDE_LIKE = Flavour(
     reply_line=lambda text: f"⏺ {text}",
     prompt=_prompt,
     busy=lambda frame, seconds: f"{SPINNER[frame % len(SPINNER)]} Baking… ({seconds:.0f}s · esc to interrupt)",
+    cursor="❯",
     question=(
         "─" * 60,
         " Bash command",

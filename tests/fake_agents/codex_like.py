@@ -30,6 +30,7 @@ CODEX_LIKE = Flavour(
     reply_line=lambda text: f"• {text}",
     prompt=_prompt,
     busy=lambda frame, seconds: f"{'•◦'[frame % 2]} Working ({seconds:.0f}s • esc to interrupt)",
+    cursor="›",
     question=(
         "  Would you like to run the following command?",
         "",
