@@ -20,7 +20,8 @@ declaration; custom runtimes and ``shell`` do not).
 Delivery is literal. The cleaned text is loaded into a private tmux paste buffer through a
 pipe (``load-buffer -b NAME -``, the text on stdin: never argv, whose size is limited), is
 pasted into the pane (``paste-buffer -p -r``: bracketed paste when the agent asked for it,
-newlines kept as newlines) and then submitted with one ``Enter`` key. No shell ever sees
+newlines kept as newlines) and then, once the pane shows it (or after
+:data:`PASTE_SETTLE_S`), submitted with one ``Enter`` key of its own. No shell ever sees
 the text and tmux never reads it as key names, so quotes, ``$(...)``, ``;``, ``C-c``,
 ``Enter``, unicode and multi-line text arrive as written. Sends to one agent are
 serialised with a lock in the run dir, so two concurrent sends never interleave.
@@ -83,6 +84,7 @@ from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
 from fleetlib.status import derive_state
 
 VERIFY_TIMEOUT_S: Final = 15.0
+PASTE_SETTLE_S: Final = 1.0  # at most this long for a paste to show before its Enter
 SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
@@ -309,11 +311,7 @@ class Messenger(FleetContext):
         entry = menu.choice(text) if answer else None
         buffer = f"fleet-send-{uuid.uuid4().hex}"
         load = [*self._base(), "load-buffer", "-b", buffer, "-"]
-        paste = [
-            *self._base(),
-            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target, ";",
-            "send-keys", "-t", target, "Enter", ";", *self._sent_now(target),
-        ]  # fmt: skip
+        paste = [*self._base(), "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target]
         if self.runner.dry_run:  # reads the screen, prints the commands; takes no lock, types nothing
             shown = menu.parse_menu(self.capture(name, 0)) if entry is not None else None
             if shown is not None and entry is not None:
@@ -322,6 +320,7 @@ class Messenger(FleetContext):
                 return f"would choose entry {entry} ({shown.entries[entry]}) of {name}'s menu"
             self.runner.run(load, input=text)
             self.runner.run(paste)
+            self.runner.run([*self._base(), "send-keys", "-t", target, "Enter", ";", *self._sent_now(target)])
             return f"would send {len(text)} characters to {name}"
         ensure_private_dir(self.paths.run_dir, "fleet run directory")
         with edit_lock(self.paths.run_dir / f"send-{name}"):
@@ -333,14 +332,30 @@ class Messenger(FleetContext):
             loaded = self._tmux(load, input=text)
             if not loaded.ok:
                 raise FleetOperationError(f"could not send to agent {name!r}: {loaded.error_line()}")
+            pasted_over = self.capture(name, 0)
             result = self._tmux(paste)
             if not result.ok:
                 self._tmux([*self._base(), "delete-buffer", "-b", buffer])
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
+            self._shown(name, pasted_over)
+            self._keys(name, ["Enter"], record=True)
             if not verify:
                 return f"sent {len(text)} characters to {name} (not verified)"
             self._verify(name, before, text, timeout, rules, answering=state == "waiting")
         return f"sent {len(text)} characters to {name}: accepted"
+
+    def _shown(self, name: str, before: str) -> None:
+        """Wait until the pane's screen differs from ``before`` (the paste arrived and was
+        drawn), at most :data:`PASTE_SETTLE_S`: an Enter that follows a paste in the same
+        burst is taken as part of the paste by some TUIs (Claude Code dropped it about half
+        the time, leaving the text in its input box), so Enter goes on its own once the
+        text shows. A program that draws nothing for a paste only costs the wait."""
+        deadline = self.clock() + PASTE_SETTLE_S
+        hard_deadline = time.monotonic() + PASTE_SETTLE_S
+        while self.capture(name, 0) == before:
+            if self.clock() >= deadline or time.monotonic() >= hard_deadline:
+                return
+            self.sleep(POLL_S)
 
     def _sent_now(self, target: str) -> list[str]:
         """The tmux command that records a delivery to ``target`` now (see the module docstring);
