@@ -220,6 +220,8 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
         *([f"note: {status.note}"] if status.note else []),
         *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
+        # A failed resume (the agent started a new conversation) is news: one line each.
+        *(f"{a.name}: {a.session_note}" for a in status.agents if a.session_note),
     ]
 
 

@@ -225,7 +225,7 @@ class TmuxBackend(TmuxPrimitives):
         windows_commands = [
             tmux.agent_window_commands(
                 self.pane_spec(name),
-                self.roster.get(name).argv(),
+                self.roster.get(name).launch_argv(),
                 env=self.window_env(name),
                 run_dir=self.paths.run_dir,
             )

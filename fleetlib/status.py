@@ -83,6 +83,8 @@ class AgentStatus:
     in_roster: bool = True  # False: an agent of this fleet the roster no longer lists
     agent_pid: int | None = None
     reason: str | None = None  # why a down agent is down, where the fleet knows (its server died)
+    session_id: str | None = None  # the conversation its starts resume (fleetlib.sessions)
+    session_note: str | None = None  # why its last resume failed and it started a new conversation
 
     @classmethod
     def build(
@@ -169,6 +171,8 @@ class AgentStatus:
             "exit_status": self.exit_status,
             "in_roster": self.in_roster,
             "reason": self.reason,
+            "session_id": self.session_id,
+            "session_note": self.session_note,
         }
 
 

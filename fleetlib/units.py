@@ -208,7 +208,7 @@ def agent_dropin_text(
         unit=units.agent(agent.name),
     )
     env = agent_environment(marker(agent.name, str(socket)), agent.env)
-    argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.argv(), env=env, run_dir=socket.parent)
+    argv = tmux.new_window_argv(tmux_bin, socket, spec, agent.launch_argv(), env=env, run_dir=socket.parent)
     # After the client ends: a server that no longer answers fails the unit, so it is
     # restarted (see the module docstring); one that answers leaves the result as it is.
     after = exec_line("ExecStopPost", tmux.server_answers_argv(tmux_bin, socket))

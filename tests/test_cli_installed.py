@@ -35,6 +35,8 @@ STATUS_KEYS = {
     "exit_status",
     "in_roster",
     "reason",
+    "session_id",
+    "session_note",
     "backend",
 }
 OPERATION_KEYS = {"operation", "backend", "ok", "dry_run", "seconds", "holder", "agents", "commands"}
