@@ -76,14 +76,17 @@ def test_a_restart_resumes_the_conversation_and_fresh_does_not(
     try:
         talk.fleet.inv_ok("fleet.start")
         talk.turn(first)
-        session = talk.session_id()
-        assert isinstance(session, str)
+        # Claude's id is pinned at the first start; Codex's is learned (its hook, or the
+        # rollout it holds open when the restart stops it).
+        pinned = talk.session_id()
 
         talk.fleet.inv_ok("fleet.restart", "--agent", "ag")
         texts = talk.turn(second)
         assert any(first in text for text in texts), texts  # the earlier turn came along
         assert any(REPLY + first in text for text in texts), texts
-        assert talk.session_id() == session
+        session = talk.session_id()
+        assert isinstance(session, str)
+        assert pinned in (session, None if runtime == "codex" else session)
 
         talk.fleet.inv_ok("fleet.restart", "--agent", "ag", "--fresh")
         texts = talk.turn(third)
