@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from fleetlib import sessions
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.roster import parse_roster
-from tests.conftest import eventually
+from tests.conftest import FleetEnv, eventually
 from tests.test_fleet_tmux import TmuxEnv
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -130,34 +131,43 @@ exec sleep 100000
 """
 
 
+def fake_roster(root: Path) -> str:
+    """Roster text of two fake agents, ``cl`` (claude) and ``cx`` (codex), logging their runs
+    to ``<root>/<name>.runs``."""
+    (root / "claude.sh").write_text(FAKE_CLAUDE)
+    (root / "codex.sh").write_text(FAKE_CODEX)
+    agents = ""
+    for name, runtime in (("cl", "claude"), ("cx", "codex")):
+        env = {
+            "FAKE_LOG": str(root / f"{name}.runs"),
+            "FAKE_FAIL": str(root / "fail-resume"),
+            "CLAUDE_CONFIG_DIR": str(root / "claude"),
+            "CODEX_HOME": str(root / "codex"),
+            "FAKE_THREAD": CODEX_ID,
+        }
+        agents += (
+            f"  - name: {name}\n    runtime: {runtime}\n    command: [sh, {root / f'{runtime}.sh'}]\n"
+            f"    start_grace: 0.5\n    env: {json.dumps(env)}\n"
+        )
+    return "version: 1\nagents:\n" + agents
+
+
+def runs_of(root: Path, name: str) -> list[str]:
+    path = root / f"{name}.runs"
+    return path.read_text().splitlines() if path.exists() else []
+
+
 class FakeEnv(TmuxEnv):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.root = root
         self.fail = root / "fail-resume"
-        (root / "claude.sh").write_text(FAKE_CLAUDE)
-        (root / "codex.sh").write_text(FAKE_CODEX)
-        agents = ""
-        for name in ("cl", "cx"):
-            env = {
-                "FAKE_LOG": str(root / f"{name}.runs"),
-                "FAKE_FAIL": str(self.fail),
-                "CLAUDE_CONFIG_DIR": str(root / "claude"),
-                "CODEX_HOME": str(root / "codex"),
-                "FAKE_THREAD": CODEX_ID,
-            }
-            runtime = "claude" if name == "cl" else "codex"
-            agents += (
-                f"  - name: {name}\n    runtime: {runtime}\n    command: [sh, {root / f'{runtime}.sh'}]\n"
-                f"    start_grace: 0.5\n    env: {json.dumps(env)}\n"
-            )
         path = self.home / "fleet" / "roster.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("version: 1\ntransport: tmux\nagents:\n" + agents)
+        path.write_text(fake_roster(root))
 
     def runs(self, name: str) -> list[str]:
-        path = self.root / f"{name}.runs"
-        return path.read_text().splitlines() if path.exists() else []
+        return runs_of(self.root, name)
 
     def row(self, name: str) -> dict[str, object]:
         return self.status()[1][name]
@@ -222,6 +232,16 @@ def test_a_resume_that_fails_starts_fresh_once_with_one_line_in_transcript_and_s
 
 
 @pytest.mark.tmux
+def test_a_crash_restart_by_the_supervisor_resumes(fenv: FakeEnv) -> None:
+    fenv.inv_ok("fleet.start", "--agent", "cl")
+    pinned = fenv.row("cl")["session_id"]
+    record = (fenv.home / "fleet" / "run" / "cl.exec").read_text().split()
+    os.kill(int(record[1]), signal.SIGKILL)  # the agent itself dies; its supervisor restarts it
+    eventually(lambda: len(fenv.runs("cl")) == 2, "the supervisor's restart")
+    assert fenv.runs("cl")[1] == f"run --resume {pinned}"
+
+
+@pytest.mark.tmux
 def test_codex_resumes_the_thread_a_hook_reported_or_it_had_open(fenv: FakeEnv) -> None:
     fenv.inv_ok("fleet.start", "--agent", "cx")
     assert fenv.runs("cx") == ["run "]  # Codex picks its own id: nothing to pin
@@ -251,3 +271,21 @@ def test_fresh_is_refused_for_stop_and_resume_true_for_a_shell(tmp_path: Path) -
     assert "agents[0].resume" in result.stderr
     assert "cannot resume a conversation" in result.stderr
     assert not (env.home / "fleet" / "run").exists()
+
+
+@pytest.mark.systemd
+def test_under_systemd_a_unit_restart_resumes_and_a_fresh_fleet_restart_does_not(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    fleet_env.write_roster(fake_roster(tmp_path))
+    fleet_env.inv_ok("fleet.install")
+    fleet_env.inv_ok("fleet.start")
+    [first] = runs_of(tmp_path, "cl")
+    pinned = first.removeprefix("run --session-id ")
+    assert fleet_env.manager.systemctl("restart", fleet_env.units.agent("cl")).returncode == 0
+    eventually(lambda: len(runs_of(tmp_path, "cl")) == 2, "the unit's new start")
+    assert runs_of(tmp_path, "cl")[1] == f"run --resume {pinned}"
+    fleet_env.inv_ok("fleet.restart", "--fresh")
+    assert runs_of(tmp_path, "cl")[2].startswith("run --session-id ")
+    assert pinned not in runs_of(tmp_path, "cl")[2]
+    assert runs_of(tmp_path, "cx") == ["run ", "run "]  # what it had open is not resumed either
