@@ -28,4 +28,5 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "on_state_change": list(agent.on_state_change) or None,
         "log_max_bytes": agent.log_max_bytes,
         "log_keep": agent.log_keep,
+        "resume": agent.resumes,
     }
