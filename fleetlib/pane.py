@@ -177,7 +177,7 @@ while [ -z "$stop" ]; do
     if [ $((now - began)) -lt {RESUME_QUICK_S} ]; then
       # The session is gone (or will not load): a new conversation, once, at once.
       line="resuming session $sid failed (exit $status); started a new conversation"
-      printf 'fleet: agent %s: %s\n' "$name" "$line" >&2
+      printf 'fleet: agent %s: %s\\n' "$name" "$line" >&2
       {{ echo "$line" >"$note"; : >"$session"; }} 2>/dev/null
       fresh=1; continue
     fi
