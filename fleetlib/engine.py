@@ -188,9 +188,8 @@ class Lifecycle(FleetContext):
     def _learn_sessions(self, names: list[str]) -> None:
         """Before Codex agents among ``names`` are stopped: record the thread each one has
         open, so its next start resumes it even without hooks."""
-        codex = [
-            n for n in names if n in self.roster.names() and (a := self.roster.get(n)).resumes and a.runtime == "codex"
-        ]
+        listed = {agent.name: agent for agent in self.roster.agents}
+        codex = [n for n in names if (a := listed.get(n)) is not None and a.resumes and a.runtime == "codex"]
         if codex:
             alive = procs.marked(self._marker(n) for n in codex)
             sessions.learn_codex_sessions(self.paths.run_dir, {n: alive[self._marker(n)] for n in codex})
