@@ -40,7 +40,7 @@ from typing import Final
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.errors import FleetError
-from fleetlib.rundir import RunFileError, read_capped
+from fleetlib.rundir import read_capped
 
 SESSION_SUFFIX: Final = ".session"
 NOTE_SUFFIX: Final = ".session-note"
@@ -75,22 +75,18 @@ def valid_session_id(session_id: str) -> bool:
     return SESSION_ID_PATTERN.fullmatch(session_id) is not None
 
 
-def record_session(run_dir: Path, name: str, session_id: str) -> None:
+def record_session(run_dir: Path, name: str, session_id: str) -> bool:
     """Keep ``session_id`` as agent ``name``'s conversation; its next start resumes it.
 
     Atomic (a reader sees the old id or the new one) and private (0600). An id that is not
-    :func:`valid_session_id` raises :class:`FleetError` and changes nothing."""
+    :func:`valid_session_id` (it comes from a hook's payload: untrusted) is not recorded
+    and changes nothing: returns False. A failed write raises ``OSError``, the old file
+    left as it was."""
     if not valid_session_id(session_id):
-        raise FleetError(
-            f"agent {name}: refusing session id {session_id[:80]!r}: not a plain id (letters, digits, ._-)"
-        )
-    path = session_path(run_dir, name)
-    if read_session(run_dir, name) == session_id:
-        return  # hooks report the same id every turn: no write, no fsync
-    try:
-        atomic_write_text(path, session_id + "\n", mode=0o600)
-    except OSError as exc:
-        raise RunFileError(f"cannot write {path}: {exc.strerror}") from None
+        return False
+    if read_session(run_dir, name) != session_id:  # hooks report the same id every turn
+        atomic_write_text(session_path(run_dir, name), session_id + "\n", mode=0o600)
+    return True
 
 
 def read_session(run_dir: Path, name: str) -> str | None:
@@ -147,7 +143,7 @@ def learn_codex_sessions(run_dir: Path, pids_by_name: dict[str, list[int]]) -> N
     for name, pids in pids_by_name.items():
         found = codex_session_of(pids)
         if found is not None:
-            with contextlib.suppress(FleetError):  # a full disk must not stop a restart
+            with contextlib.suppress(OSError):  # a full disk must not stop a restart
                 record_session(run_dir, name, found)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib import sessions
-from fleetlib.errors import FleetError, RosterError
+from fleetlib.errors import RosterError
 from fleetlib.roster import parse_roster
 from tests.conftest import FleetEnv, eventually
 from tests.test_fleet_tmux import TmuxEnv
@@ -81,8 +81,7 @@ def test_session_files_are_atomic_private_and_untrusted(tmp_path: Path) -> None:
     assert sessions.read_session(tmp_path, "a") == CODEX_ID
     assert (tmp_path / "a.session").stat().st_mode & 0o777 == 0o600
     for bad in ("-rf", "a b", "x;y", "", "é", "a" * 129):
-        with pytest.raises(FleetError):
-            sessions.record_session(tmp_path, "a", bad)
+        assert not sessions.record_session(tmp_path, "a", bad)
     assert sessions.read_session(tmp_path, "a") == CODEX_ID  # unchanged
     for planted in (b"$(reboot)\n", b"--resume\n", b"\n", b"a" * 300):
         (tmp_path / "a.session").write_bytes(planted)
