@@ -215,6 +215,7 @@ CONTROL_HELP: Final = {
     "json": JSON_HELP,
     "batch": hosts_tasks.BATCH_HELP,
     "host_timeout": hosts_tasks.HOST_TIMEOUT_HELP,
+    "fresh": "start and restart: begin new conversations instead of resuming the agents' own (roster `resume`).",
 }
 
 
@@ -234,8 +235,11 @@ def control_task(action: str, doc: str) -> Task[Any]:
         json: bool = False,
         batch: str = "",
         host_timeout: str = "",
+        fresh: bool = False,
     ) -> None:
         # Every flag is checked before anything happens, whether the roster has hosts or not.
+        if fresh and action == "stop":
+            raise FleetError("--fresh is for start and restart (a stop keeps the conversation for the next start)")
         wait = seconds("--timeout", timeout)
         lock_wait = seconds("--lock-timeout", lock_timeout)
         batch_size = hosts_tasks.batch_size(batch)
@@ -258,6 +262,7 @@ def control_task(action: str, doc: str) -> Task[Any]:
                 as_json=json,
                 batch=batch_size,
                 host_timeout=per_host,
+                fresh=fresh,
             )
             return
         line = LiveLine.on_stderr(quiet=json)
@@ -275,7 +280,8 @@ def control_task(action: str, doc: str) -> Task[Any]:
             loaded=loaded,
         )
         try:
-            result: OperationResult = getattr(lifecycle, action)(agent or None)
+            kwargs = {"fresh": True} if fresh else {}
+            result: OperationResult = getattr(lifecycle, action)(agent or None, **kwargs)
         finally:
             line.clear()
         finish_operation(result, json)

@@ -223,8 +223,10 @@ def control(
     as_json: bool,
     batch: int,
     host_timeout: float,
+    fresh: bool = False,
 ) -> None:
-    """``start``/``stop``/``restart`` across hosts (or on ``agent``'s host)."""
+    """``start``/``stop``/``restart`` across hosts (or on ``agent``'s host); ``fresh``
+    (start, restart): new conversations."""
     import time  # noqa: PLC0415
 
     from fleetlib.backend import open_fleet  # noqa: PLC0415
@@ -240,6 +242,7 @@ def control(
         argv += ["--timeout", f"{timeout:g}"] if timeout is not None else []
         argv += ["--lock-timeout", f"{lock_timeout:g}"] if lock_timeout is not None else []
         argv += ["--dry-run"] if dry_run else []
+        argv += ["--fresh"] if fresh else []
         return remote_answer(link, argv, dict, deadline=deadline)
 
     def local(part: Roster) -> Any:
@@ -253,7 +256,8 @@ def control(
             lock_timeout=lock_timeout,
             echo=stderr_line,
         )
-        return getattr(lifecycle, action)(agent or None).to_json()
+        kwargs = {"fresh": True} if fresh else {}
+        return getattr(lifecycle, action)(agent or None, **kwargs).to_json()
 
     started = time.monotonic()
     try:

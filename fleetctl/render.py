@@ -221,6 +221,8 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
         *([f"note: {status.note}"] if status.note else []),
         *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
         *(f"{a.name}: {a.state}: {a.reason}" for a in [*status.agents, *status.strays] if a.reason),
+        # A failed resume (the agent started a new conversation) is news: one line each.
+        *(f"{a.name}: {a.session_note}" for a in status.agents if a.session_note),
     ]
 
 

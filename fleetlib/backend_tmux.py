@@ -192,7 +192,7 @@ class TmuxPrimitives(FleetContext):
     def agent_argv(self, name: str) -> list[str]:
         """What the agent's window runs: its roster argv with the fleet's hooks wired in."""
         agent = self.roster.get(name)
-        return hooks.wired_argv(self.paths.run_dir, name, agent.runtime, agent.argv(), agent.args)
+        return hooks.wired_argv(self.paths.run_dir, name, agent.runtime, agent.launch_argv(), agent.args)
 
     def journal(self, name: str, lines: int) -> str | None:
         return None

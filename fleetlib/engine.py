@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fleetlib import activity, hooks, procs, watcher
+from fleetlib import activity, hooks, procs, sessions, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
@@ -146,7 +146,7 @@ class Lifecycle(FleetContext):
         hooks reported an event the watcher's record has not taken in yet is decided here
         from that event (and its screen, see :func:`fleetlib.hooks.decide`): a hook is seen
         at once, not at the watcher's next tick."""
-        status = self.primitives.observe(self.names(agent))
+        status = self._with_sessions(self.primitives.observe(self.names(agent)))
         if agent is not None:
             status = replace(status, strays=[])
         now = self.wall_clock()
@@ -187,6 +187,37 @@ class Lifecycle(FleetContext):
             return row.with_activity(decided.state, since, decided.source)
 
         return replace(status, agents=[read(row) for row in status.agents])
+
+    def _with_sessions(self, status: FleetStatus) -> FleetStatus:
+        """Each resuming agent's row with its recorded session id and the note of its last
+        failed resume (see :mod:`fleetlib.sessions`)."""
+        run_dir = self.paths.run_dir
+        resuming = {agent.name for agent in self.roster.agents if agent.resumes}
+
+        def add(row: AgentStatus) -> AgentStatus:
+            if row.name not in resuming:
+                return row
+            return replace(
+                row,
+                session_id=sessions.read_session(run_dir, row.name),
+                session_note=sessions.read_note(run_dir, row.name),
+            )
+
+        return replace(status, agents=[add(row) for row in status.agents])
+
+    def _learn_sessions(self, names: list[str]) -> None:
+        """Before Codex agents among ``names`` are stopped: record the thread each one has
+        open, so its next start resumes it even without hooks."""
+        listed = {agent.name: agent for agent in self.roster.agents}
+        codex = [n for n in names if (a := listed.get(n)) is not None and a.resumes and a.runtime == "codex"]
+        if codex:
+            alive = procs.marked(self._marker(n) for n in codex)
+            sessions.learn_codex_sessions(self.paths.run_dir, {n: alive[self._marker(n)] for n in codex})
+
+    def _forget_sessions(self, names: list[str]) -> None:
+        """``--fresh``: the named agents start new conversations."""
+        for name in names:
+            sessions.forget_session(self.paths.run_dir, name)
 
     def ensure_installed(self, names: list[str]) -> None:
         self.primitives.preflight(names)
@@ -253,21 +284,23 @@ class Lifecycle(FleetContext):
 
     # ----------------------------------------------------------------- operations
 
-    def start(self, agent: str | None = None) -> OperationResult:
+    def start(self, agent: str | None = None, *, fresh: bool = False) -> OperationResult:
         """Start what is not running (the holder too for the whole fleet) and wait until
-        every started agent has stayed up for its grace period."""
-        return self._operate("start", agent)
+        every started agent has stayed up for its grace period. ``fresh``: the agents it
+        starts begin new conversations instead of resuming theirs."""
+        return self._operate("start", agent, fresh=fresh)
 
     def stop(self, agent: str | None = None) -> OperationResult:
         """Stop one agent, or every agent then the holder; returns when nothing of them runs."""
         return self._operate("stop", agent)
 
-    def restart(self, agent: str | None = None) -> OperationResult:
+    def restart(self, agent: str | None = None, *, fresh: bool = False) -> OperationResult:
         """Stop then start (the whole fleet through the backend's fast path when it has
-        one); the new generation starts only after the old one is gone."""
-        return self._operate("restart", agent)
+        one); the new generation starts only after the old one is gone, resuming each
+        agent's conversation, or (``fresh``) with a new one."""
+        return self._operate("restart", agent, fresh=fresh)
 
-    def _operate(self, operation: str, agent: str | None) -> OperationResult:
+    def _operate(self, operation: str, agent: str | None, *, fresh: bool = False) -> OperationResult:
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
@@ -299,6 +332,8 @@ class Lifecycle(FleetContext):
                         self.primitives.terminate(orphans, holder=False)
                         self._wait_gone(trackers, orphans, None, began, fence)
                     fence()
+                    if fresh:
+                        self._forget_sessions(todo)
                     self.primitives.launch(todo, holder=whole)
                     holder = None if not whole else "unchanged" if before.holder_up else "started"
                     self._wait_up(trackers, todo, "started", began, fence)
@@ -309,6 +344,7 @@ class Lifecycle(FleetContext):
                 for name in set(names) - set(running):
                     trackers[name].outcome = AgentOutcome(name, "unchanged", None, None)
                 if running or (whole and before.holder_up):
+                    self._learn_sessions(running)
                     refused = self._stop_agents(
                         running, names + strays, rows, trackers, holder=whole, fence=fence, began=began
                     )
@@ -333,7 +369,11 @@ class Lifecycle(FleetContext):
                         self._running(strays, rows), strays, rows, trackers, holder=False, fence=fence, began=began
                     )
                 fence()
-                if whole and self.primitives.fast_restart:
+                if not fresh:
+                    self._learn_sessions(names)
+                # A fresh start forgets the sessions once the old generation is gone (its
+                # hooks may still report one as it ends), so never the one-call fast path.
+                if whole and self.primitives.fast_restart and not fresh:
                     self.primitives.restart_all(names)
                 else:
                     refused = self.primitives.terminate(names, holder=whole)
@@ -344,6 +384,8 @@ class Lifecycle(FleetContext):
                     fence()
                     self.primitives.cleanup(names, holder=whole)
                     fence()
+                    if fresh:
+                        self._forget_sessions(names)
                     self.primitives.launch(names, holder=whole)
                 self._wait_up(trackers, names, "restarted", began, fence)
                 holder = "restarted" if whole else None

@@ -33,6 +33,11 @@ itself, and it does, in order:
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
    the supervisor took to get there;
+   An agent that resumes its conversation (roster ``resume``) has a marker word in its
+   argv that each run replaces by that run's resume words, from the session id kept in
+   the run dir (see :mod:`fleetlib.sessions`; a Claude agent's first run pins a new id,
+   one ``mv`` to record it); a resumed run that fails at once is run again at once,
+   once, as a new conversation;
 4. paces restarts: an agent that exits is started again after 1 s, then 2, 4, ... up to
    30 s; after ``max_failures`` exits within ``failure_window`` seconds (or at once for
    status 126/127) it gives up and stays ``failed`` until someone starts it again;
@@ -66,6 +71,7 @@ from typing import Final, NamedTuple
 from fleetlib.atomic import atomic_write_text
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import SAFE_OPEN_FLAGS
+from fleetlib.sessions import NOTE_SUFFIX, RESUME_MARKER, RESUME_QUICK_S, SESSION_SUFFIX
 from fleetlib.transcript import HEADER_PRINTF
 
 MAX_BACKOFF_S: Final = 30
@@ -172,17 +178,68 @@ if ! cd -- "$dir" 2>/dev/null; then
   printf 'fleet: agent %s: cannot enter working directory %s (missing or not a directory)\\n' "$name" "$dir" >&2
   deaths=1; giveup {CWD_FAILED}
 fi
-fails=; delay=1
+# Resuming (fleetlib/sessions.py): the marker word in the argv names the runtime; each start
+# replaces it by that start's resume words, from the id kept in $session.
+mode=; for a do case $a in {RESUME_MARKER}*) mode=${{a#{RESUME_MARKER}}};; esac; done
+session=${{0%/*}}/$name{SESSION_SUFFIX} note=${{0%/*}}/$name{NOTE_SUFFIX}
+if [ -e "$note" ]; then rm -f -- "$note"; fi
+launch() {{
+  for a do
+    shift
+    case $a in
+      {RESUME_MARKER}claude) if [ -n "$resumed" ]; then set -- "$@" --resume "$sid"
+        else set -- "$@" --session-id "$sid"; fi;;
+      {RESUME_MARKER}codex) if [ -n "$resumed" ]; then set -- "$@" resume "$sid"; fi;;
+      {RESUME_MARKER}gemini) if [ -n "$resumed" ]; then set -- "$@" --resume "$sid"; fi;;
+      {RESUME_MARKER}*) ;;
+      *) set -- "$@" "$a";;
+    esac
+  done
+  # The header names the command line this start runs (after the environment words).
+  line= past=
+  for a do case $past in 1) line="$line $a";; *) [ "$a" = -- ] && past=1;; esac; done
+  /bin/sh -c 'r=$1 l=$2; shift 2; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$l"
+    {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
+    if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
+      while [ "$1" != -- ]; do export "$1"; shift; done; fi
+    shift; exec "$@"' sh "$record" "${{line# }}" "$@"
+}}
+# Claude keeps a conversation as <config dir>/projects/<cwd, munged>/<id>.jsonl: a pinned
+# id without one (no turn taken yet) is pinned again, not resumed.
+claude_has() {{ set -- "${{CLAUDE_CONFIG_DIR:-$HOME/.claude}}"/projects/*/"$1.jsonl"; [ -e "$1" ]; }}
+fails=; delay=1 fresh=
 while [ -z "$stop" ]; do
+  sid= resumed=
+  if [ -n "$mode" ]; then
+    if [ -z "$fresh" ]; then
+      {{ read -r sid <"$session"; }} 2>/dev/null
+      case $sid in ''|[!A-Za-z0-9]*|*[!A-Za-z0-9._-]*) sid=;; esac
+      [ "${{#sid}}" -gt 128 ] && sid=
+    fi
+    fresh=
+    if [ "$mode" = claude ]; then
+      if [ -z "$sid" ]; then
+        {{ read -r sid </proc/sys/kernel/random/uuid; }} 2>/dev/null
+        {{ echo "$sid" >"$session.tmp" && mv -f -- "$session.tmp" "$session"; }} 2>/dev/null
+      elif claude_has "$sid"; then resumed=1; fi
+    elif [ -n "$sid" ]; then resumed=1; fi
+  fi
+  began=0; {{ read -r began _ </proc/uptime; }} 2>/dev/null; began=${{began%.*}}
   ooms; before=$o
   if PATH=$path command -v "$cmd" >/dev/null 2>&1; then
-    /bin/sh -c 'r=$1 l=$2; shift 2; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$l"
-      {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
-      if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
-        while [ "$1" != -- ]; do export "$1"; shift; done; fi
-      shift; exec "$@"' sh "$record" "$line" "$@"; status=$?
+    launch "$@"; status=$?
   else echo "fleet: $cmd: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
+  if [ -n "$resumed" ] && [ "$status" -ne 0 ]; then
+    now=0; {{ read -r now _ </proc/uptime; }} 2>/dev/null; now=${{now%.*}}
+    if [ $((now - began)) -lt {RESUME_QUICK_S} ]; then
+      # The session is gone (or will not load): a new conversation, once, at once.
+      line="resuming session $sid failed (exit $status); started a new conversation"
+      printf 'fleet: agent %s: %s\\n' "$name" "$line" >&2
+      {{ echo "$line" >"$note"; : >"$session"; }} 2>/dev/null
+      fresh=1; continue
+    fi
+  fi
   ooms; why= said="exited with status $status"
   if [ "$o" -gt "$before" ] 2>/dev/null; then
     limit; why="{OOM}${{s:+ (memory_max $s)}}" said="$said: $why"

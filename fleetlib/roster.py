@@ -34,6 +34,7 @@ from fleetlib.notify import url_problem
 from fleetlib.resources import NO_LIMITS, RESOURCE_KEYS, Resources, check_value
 from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
+from fleetlib.sessions import RESUMABLE, marker_word
 
 ROSTER_VERSION: Final = 1
 TRANSPORTS: Final = ("tmux",)
@@ -60,6 +61,7 @@ AGENT_KEYS: Final = (
     "log_keep",
     "host",
     "resources",
+    "resume",
 )
 # Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
 DEFAULT_STOP_TIMEOUT: Final = 10.0
@@ -121,11 +123,28 @@ class Agent:
     host: str = LOCAL
     # cgroup limits (the roster's top-level ``resources`` already merged in).
     resources: Resources = NO_LIMITS
+    # Whether a restart resumes the conversation (see fleetlib.sessions); None: the
+    # runtime's default (on where it can, RESUMABLE).
+    resume: bool | None = None
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the agent's starts resume its recorded conversation."""
+        return self.resume if self.resume is not None else self.runtime in RESUMABLE
 
     def argv(self) -> list[str]:
         """The full argv the agent's window runs: command (or the runtime's) plus args."""
         base = self.command if self.command is not None else RUNTIMES[self.runtime].command
         return [*base, *self.args]
+
+    def launch_argv(self) -> list[str]:
+        """What the agent's supervisor is given: :meth:`argv`, with the resume marker word
+        after the command when the agent resumes (the supervisor replaces it on each start
+        by that start's resume words, see :mod:`fleetlib.sessions`)."""
+        if not self.resumes:
+            return self.argv()
+        base = self.command if self.command is not None else RUNTIMES[self.runtime].command
+        return [*base, marker_word(self.runtime), *self.args]
 
     def to_dict(self) -> dict[str, Any]:
         """The agent as roster YAML would hold it; optional fields only when set."""
@@ -160,6 +179,8 @@ class Agent:
             data["host"] = self.host
         if self.resources:
             data["resources"] = self.resources.to_dict()
+        if self.resume is not None:
+            data["resume"] = self.resume
         return data
 
 
@@ -497,7 +518,24 @@ def _parse_agent(
         resources=(
             _resources(fields["resources"], source, f"{where}.resources") if "resources" in fields else NO_LIMITS
         ).over(defaults),
+        resume=_resume(fields["resume"], runtime, source, f"{where}.resume") if "resume" in fields else None,
     )
+
+
+def _resume(node: yaml.Node, runtime: str, source: str, where: str) -> bool:
+    """``resume``: true or false; true only for a runtime that can resume a conversation."""
+    value = _scalar(node, source, where)
+    if not isinstance(value, bool):
+        raise RosterError(source, f"must be true or false, got {value!r}", line=_line(node), field=where)
+    if value and runtime not in RESUMABLE:
+        raise RosterError(
+            source,
+            f"runtime {runtime!r} cannot resume a conversation (only {', '.join(RESUMABLE)} can); "
+            "remove `resume: true`",
+            line=_line(node),
+            field=where,
+        )
+    return value
 
 
 def parse_roster(text: str, source: str = "<roster>") -> Roster:

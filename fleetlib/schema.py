@@ -30,4 +30,5 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "notify": [mask(url) for url in agent.notify],  # they may hold secrets
         "log_max_bytes": agent.log_max_bytes,
         "log_keep": agent.log_keep,
+        "resume": agent.resumes,
     }

@@ -110,6 +110,8 @@ class AgentStatus:
     activity_source: str | None = None  # what ``activity`` was read from: hook, screen or output
     hooks_read: float | None = None  # when the watcher last read the hook records (epoch seconds)
     sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
+    session_id: str | None = None  # the conversation its starts resume (fleetlib.sessions)
+    session_note: str | None = None  # why its last resume failed and it started a new conversation
 
     @classmethod
     def build(
@@ -220,6 +222,8 @@ class AgentStatus:
             "reason": self.reason,
             "memory_bytes": self.memory_bytes,
             "cpu_percent": self.cpu_percent,
+            "session_id": self.session_id,
+            "session_note": self.session_note,
         }
 
 

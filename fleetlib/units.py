@@ -288,7 +288,7 @@ def agent_dropin_text(
     run_dir = socket.parent
     wired = hooks.wired_env(run_dir, agent.name, agent.runtime, agent.env)
     env = agent_environment(environment, marker(agent.name, str(socket)), wired)
-    argv = hooks.wired_argv(run_dir, agent.name, agent.runtime, agent.argv(), agent.args)
+    argv = hooks.wired_argv(run_dir, agent.name, agent.runtime, agent.launch_argv(), agent.args)
     argv = tmux.new_window_argv(tmux_bin, socket, spec, argv, env=env, run_dir=run_dir)
     # After the client ends: a server that no longer answers fails the unit, so it is
     # restarted (see the module docstring); one that answers leaves the result as it is.

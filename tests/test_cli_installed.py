@@ -37,6 +37,8 @@ STATUS_KEYS = {
     "reason",
     "memory_bytes",
     "cpu_percent",
+    "session_id",
+    "session_note",
     "backend",
 }
 OPERATION_KEYS = {"operation", "backend", "ok", "dry_run", "seconds", "holder", "agents", "commands"}

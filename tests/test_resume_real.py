@@ -1,0 +1,96 @@
+"""The real Claude Code and Codex keep their conversation across `fleet restart` (the local
+model server sees the earlier turn in the next turn's request); `--fresh` starts a new one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import eventually
+from tests.model_server import REPLY, ModelServer
+from tests.real_agents import AgentSetup, claude_setup, codex_setup, model_server, roster_entry
+from tests.real_clis import installed_clis
+from tests.test_fleet_tmux import TmuxEnv
+
+__all__ = ["model_server"]  # the fixture, imported for this module
+
+pytestmark = pytest.mark.tmux
+
+Setup = Callable[[ModelServer, Path, Path], AgentSetup]
+
+
+class Conversation:
+    """One real agent in a tmux fleet, talking to the model server."""
+
+    def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
+        self.server, self.api = server, "anthropic" if runtime == "claude" else "openai"
+        self.fleet = TmuxEnv(root)
+        work = root / "work"
+        work.mkdir()
+        binary = getattr(installed_clis(), runtime)
+        entry = roster_entry("ag", runtime, binary, setup(server, root / "agent-home", work), work)
+        roster = self.fleet.home / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True)
+        roster.write_text(f"version: 1\nagents:\n{entry}")
+
+    def tmux(self, *args: str) -> str:
+        socket = self.fleet.home / "fleet" / "run" / "tmux.sock"
+        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=True).stdout
+
+    def session_id(self) -> object:
+        return json.loads(self.fleet.inv("fleet.status", "--json").stdout)[0]["session_id"]
+
+    def turn(self, marker: str) -> list[str]:
+        """Send ``marker`` once the agent is idle; the texts of the conversation its turn sent."""
+        waited = self.fleet.inv("fleet.wait", "--agent", "ag", "--for", "idle", "--timeout", "120")
+        assert waited.returncode == 0, waited.stderr
+        # Typed as keys, then Enter once the input shows them: a CLI takes text and Enter in
+        # one burst for a paste (not submitted); how `fleet send` copes is not this test's.
+        self.tmux("send-keys", "-t", "=fleet:=ag", "-l", marker)
+        eventually(lambda: marker in self.tmux("capture-pane", "-p", "-t", "=fleet:=ag"), f"{marker} typed")
+        self.tmux("send-keys", "-t", "=fleet:=ag", "Enter")
+
+        def asked() -> list[str] | None:
+            turns = [t for t in self.server.turns(self.api) if t.prompt and marker in t.prompt]
+            return turns[-1].texts() if turns else None
+
+        eventually(lambda: asked() is not None, f"a model turn for {marker}", limit=120)
+        # The answer is on screen once the CLI took it, so also kept in its conversation.
+        screen = ("capture-pane", "-p", "-J", "-t", "=fleet:=ag")
+        eventually(lambda: REPLY + marker in self.tmux(*screen), "the reply shown")
+        texts = asked()
+        assert texts is not None
+        return texts
+
+
+@pytest.mark.parametrize(("runtime", "setup"), [("claude", claude_setup), ("codex", codex_setup)])
+def test_a_restart_resumes_the_conversation_and_fresh_does_not(
+    runtime: str, setup: Setup, model_server: ModelServer, tmp_path: Path
+) -> None:
+    talk = Conversation(runtime, setup, model_server, tmp_path)
+    first, second, third = (f"{runtime}-{word}-{tmp_path.name}" for word in ("one", "two", "three"))
+    try:
+        talk.fleet.inv_ok("fleet.start")
+        talk.turn(first)
+        # Claude's id is pinned at the first start; Codex's is learned (its hook, or the
+        # rollout it holds open when the restart stops it).
+        pinned = talk.session_id()
+
+        talk.fleet.inv_ok("fleet.restart", "--agent", "ag")
+        texts = talk.turn(second)
+        assert any(first in text for text in texts), texts  # the earlier turn came along
+        assert any(REPLY + first in text for text in texts), texts
+        session = talk.session_id()
+        assert isinstance(session, str)
+        assert pinned in (session, None if runtime == "codex" else session)
+
+        talk.fleet.inv_ok("fleet.restart", "--agent", "ag", "--fresh")
+        texts = talk.turn(third)
+        assert not any(first in text or second in text for text in texts), texts
+        assert talk.session_id() != session
+    finally:
+        talk.fleet.inv("fleet.stop")
