@@ -128,13 +128,15 @@ name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
 shift 9
 # "$@" stays KEY=VALUE... -- ARGV for the sh that becomes the agent; here: the agent's PATH
 # (its command is looked up there; the supervisor's own date and sleep keep the window's),
+# its HOME and CLAUDE_CONFIG_DIR (where Claude keeps the conversations a resume looks for),
 # its command and its command line (for the header).
-cmd= line= past= path=$PATH
+cmd= line= past= path=$PATH home=$HOME claude_dir=${{CLAUDE_CONFIG_DIR:-}}
 for a do
   case $past in
     2) line="$line $a";;
     1) cmd=$a line=$a past=2;;
-    *) case $a in --) past=1;; PATH=*) path=${{a#PATH=}};; esac;;
+    *) case $a in --) past=1;; PATH=*) path=${{a#PATH=}};; HOME=*) home=${{a#HOME=}};;
+         CLAUDE_CONFIG_DIR=*) claude_dir=${{a#CLAUDE_CONFIG_DIR=}};; esac;;
   esac
 done
 opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\; \\
@@ -206,7 +208,7 @@ launch() {{
 }}
 # Claude keeps a conversation as <config dir>/projects/<cwd, munged>/<id>.jsonl: a pinned
 # id without one (no turn taken yet) is pinned again, not resumed.
-claude_has() {{ set -- "${{CLAUDE_CONFIG_DIR:-$HOME/.claude}}"/projects/*/"$1.jsonl"; [ -e "$1" ]; }}
+claude_has() {{ set -- "${{claude_dir:-$home/.claude}}"/projects/*/"$1.jsonl"; [ -e "$1" ]; }}
 fails=; delay=1 fresh=
 while [ -z "$stop" ]; do
   sid= resumed=

@@ -34,6 +34,7 @@ STATUS_KEYS = {
     "window",
     "exit_status",
     "in_roster",
+    "state_source",
     "reason",
     "memory_bytes",
     "cpu_percent",

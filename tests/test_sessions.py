@@ -152,8 +152,25 @@ def fake_roster(root: Path) -> str:
 
 
 def runs_of(root: Path, name: str) -> list[str]:
+    """Each run's arguments, without the words that wire the fleet's hooks in (``--settings
+    FILE`` for claude, ``-c notify=...`` for codex: fleetlib.hooks, tested there)."""
     path = root / f"{name}.runs"
-    return path.read_text().splitlines() if path.exists() else []
+    return [_unwired(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _unwired(line: str) -> str:
+    words, kept = line.split(" "), []
+    while words:
+        word = words.pop(0)
+        if word == "--settings":
+            words.pop(0)
+            continue
+        if word == "-c" and words and words[0].startswith("notify=["):
+            while words and not words.pop(0).endswith("]"):
+                pass  # the notify command's words, up to the list's end
+            continue
+        kept.append(word)
+    return " ".join(kept).rstrip()
 
 
 class FakeEnv(TmuxEnv):
@@ -243,7 +260,7 @@ def test_a_crash_restart_by_the_supervisor_resumes(fenv: FakeEnv) -> None:
 @pytest.mark.tmux
 def test_codex_resumes_the_thread_a_hook_reported_or_it_had_open(fenv: FakeEnv) -> None:
     fenv.inv_ok("fleet.start", "--agent", "cx")
-    assert fenv.runs("cx") == ["run "]  # Codex picks its own id: nothing to pin
+    assert fenv.runs("cx") == ["run"]  # Codex picks its own id: nothing to pin
     # No hook spoke: the restart reads the thread from the rollout the agent holds open.
     fenv.inv_ok("fleet.restart", "--agent", "cx")
     assert fenv.runs("cx")[1] == f"run resume {CODEX_ID}"
@@ -252,7 +269,7 @@ def test_codex_resumes_the_thread_a_hook_reported_or_it_had_open(fenv: FakeEnv) 
     sessions.record_session(fenv.home / "fleet" / "run", "cx", "11111111-2222-4333-8444-555555555555")
     fenv.inv_ok("fleet.stop", "--agent", "cx")  # stopping learns the thread it had open...
     fenv.inv_ok("fleet.start", "--agent", "cx", "--fresh")  # ...which --fresh forgets
-    assert fenv.runs("cx")[2] == "run "
+    assert fenv.runs("cx")[2] == "run"
     assert fenv.row("cx")["session_id"] is None
 
 
@@ -287,4 +304,4 @@ def test_under_systemd_a_unit_restart_resumes_and_a_fresh_fleet_restart_does_not
     fleet_env.inv_ok("fleet.restart", "--fresh")
     assert runs_of(tmp_path, "cl")[2].startswith("run --session-id ")
     assert pinned not in runs_of(tmp_path, "cl")[2]
-    assert runs_of(tmp_path, "cx") == ["run ", "run "]  # what it had open is not resumed either
+    assert runs_of(tmp_path, "cx") == ["run", "run"]  # what it had open is not resumed either
