@@ -19,8 +19,9 @@ itself, and it does, in order:
 3. runs the agent; a command that cannot be found fails at once with status 127 and
    ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with
    one header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time,
-   the agent's own pid, the command), printed by a ``sh`` that then becomes the agent (``exec``,
-   so the pid is the agent's); the time costs one ``date`` per run. Right before that
+   the agent's own pid, the pane's size, the command), printed by a ``sh`` that then becomes
+   the agent (``exec``, so the pid is the agent's); the time and size cost one ``date`` and
+   one ``stty`` per run (the size lets ``fleet logs`` render the run on a screen like the pane's). Right before that
    ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
@@ -124,7 +125,8 @@ fi
 fails=; delay=1
 while [ -z "$stop" ]; do
   if command -v "$1" >/dev/null 2>&1; then
-    /bin/sh -c 'r=$1; shift; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"
+    /bin/sh -c 'r=$1; shift; s=$(stty size 2>/dev/null); printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \\
+      "$$" "${{s#* }}x${{s% *}}" "$*"
       {{ echo "$PPID $$" >"$r"; }} 2>/dev/null; exec "$@"' sh "$record" "$@"; status=$?
   else echo "fleet: $1: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
