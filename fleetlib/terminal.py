@@ -41,12 +41,14 @@ screen came from this emulator or from tmux's own (``capture-pane``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from typing import Any, Final
 
 import pyte
 from pyte import modes
+from pyte.charsets import LAT1_MAP
 from pyte.screens import Char, Cursor
 from wcwidth import wcwidth
 
@@ -70,6 +72,7 @@ _STRINGS: Final = re.compile(
 # it knows. Every other CSI sequence (private markers "<", "=", ">", intermediates such as
 # "$" or " ", sub-parameters ":") is removed: pyte would draw part of it as text.
 _KNOWN_FINALS: Final = "".join(sorted(pyte.Stream.csi))
+_CSI: Final = re.compile("\x1b\\[(\\?)?([0-9;]*)([" + re.escape(_KNOWN_FINALS) + "])")
 _UNKNOWN_CSI: Final = re.compile("(?:\x1b\\[|\x9b)(?!\\??[0-9;]*[" + re.escape(_KNOWN_FINALS) + "])[0-?]*[ -/]*[@-~]?")
 # Characters that must never be drawn: controls the parser leaves to the screen.
 _UNDRAWABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -89,8 +92,13 @@ def _fewer_moves(run: re.Match[str]) -> str:
     return ("\r" if last_return >= 0 else "") + (f"\x1b[{back}D" if back > 1 else "\b" * back)
 
 
+# A run of escapes: each cancels the one before it (as in a terminal), so the last one counts.
+_ESCAPES: Final = re.compile("\x1b{2,}")
+
+
 def _prepare(text: str) -> str:
-    return _MOVES.sub(_fewer_moves, _UNKNOWN_CSI.sub("", _STRINGS.sub("", text)))
+    text = _MOVES.sub(_fewer_moves, _UNKNOWN_CSI.sub("", _STRINGS.sub("", text)))
+    return _ESCAPES.sub("\x1b", text) if "\x1b\x1b" in text else text
 
 
 def _rstrip_rows(rows: Iterable[str]) -> list[str]:
@@ -224,8 +232,12 @@ class _Screen(pyte.Screen):
     def draw(self, data: str) -> None:
         """pyte's ``draw`` without its faults (a zero-width character that does not combine
         or a control character ends the whole run there), and faster for plain text."""
+        plain = modes.DECAWM in self.mode and modes.IRM not in self.mode
+        if plain and data.isascii() and data.isprintable() and not self.charset and self.g0_charset is LAT1_MAP:
+            self._draw_ascii(data)  # the common case, with nothing to translate or remove
+            return
         data = _UNDRAWABLE.sub("", data.translate(self.g1_charset if self.charset else self.g0_charset))
-        if data.isascii() and modes.DECAWM in self.mode and modes.IRM not in self.mode:
+        if plain and data.isascii():
             self._draw_ascii(data)
             return
         for char in data:
@@ -274,7 +286,53 @@ class _Screen(pyte.Screen):
 
 class _Stream(pyte.Stream):
     """A stream whose handlers never raise into the reader: a sequence a handler chokes on
-    is dropped and the parser starts afresh (pyte resets it before re-raising)."""
+    is dropped and the parser starts afresh (pyte resets it before re-raising).
+
+    Outside a sequence, line feeds, returns, backspaces and tabs go straight to the screen
+    (pyte passes each through its parser, a generator, at a few times the cost), and so do
+    the CSI sequences the emulator implements: what the parser would do with them there is
+    exactly that call."""
+
+    def feed(self, data: str) -> None:
+        screen = self.listener
+        assert screen is not None
+        direct = {
+            "\n": screen.linefeed,
+            "\r": screen.carriage_return,
+            "\b": screen.backspace,
+            "\t": screen.tab,
+        }
+        csi = {final: getattr(screen, name) for final, name in self.csi.items()}
+        draw, match_text, send = screen.draw, self._text_pattern.match, self._send_to_parser
+        ground = self._taking_plain_text
+        offset, length = 0, len(data)
+        while offset < length:
+            if ground:
+                match = match_text(data, offset)
+                if match:
+                    start, offset = match.span()
+                    draw(data[start:offset])
+                    continue
+                char = data[offset]
+                handler = direct.get(char)
+                if handler is not None:
+                    handler()
+                    offset += 1
+                    continue
+                sequence = _CSI.match(data, offset) if char == "\x1b" else None
+                if sequence is not None:  # what the parser would call, parsed as it does
+                    private, params, final = sequence.groups()
+                    numbers = [min(int(p or 0), 9999) for p in params.split(";")]
+                    with contextlib.suppress(Exception):  # as _send_to_parser: that sequence is lost
+                        if private:
+                            csi[final](*numbers, private=True)
+                        else:
+                            csi[final](*numbers)
+                    offset = sequence.end()
+                    continue
+            ground = send(data[offset])
+            offset += 1
+        self._taking_plain_text = ground
 
     def _send_to_parser(self, data: str) -> bool | None:
         try:

@@ -100,8 +100,9 @@ FOLLOW_POLL_S: Final = 0.25
 # one line with "\r" for hours would otherwise grow it (and the copy made every poll) for ever.
 PENDING_CAP: Final = 1024 * 1024
 # Bytes of one generation rendered, at most (its end): the emulator takes about a second per
-# few MiB, and a reader wants the end; older bytes of a longer generation are not shown.
-RENDER_CAP: Final = 8 * 1024 * 1024
+# MiB of a redrawing TUI, and a reader wants the end; the older bytes of a longer generation
+# are not shown (its screen is rendered from a blank one where those bytes end).
+RENDER_CAP: Final = 2 * 1024 * 1024
 
 
 class NoTranscript(FleetError):
@@ -346,21 +347,6 @@ def _render(raw: bytes, *, whole: bool) -> tuple[list[str], terminal.LiveText | 
     return lines, live
 
 
-def _render_tail(raw: bytes, lines: int, *, whole: bool) -> tuple[list[str], terminal.LiveText | None]:
-    """:func:`_render` of as little of the end of ``raw`` as gives more than ``lines``
-    lines: windows of :data:`BLOCK` bytes, then 4 times as many, up to all of ``raw``. So a
-    long generation costs what its last lines cost, and a screen redrawn for megabytes
-    (few lines) is rendered whole, from the state its start set up (up to :data:`RENDER_CAP`)."""
-    window = BLOCK
-    while window < min(len(raw), RENDER_CAP):
-        if raw.count(b"\n", len(raw) - window) > lines:  # else it holds too few lines, most likely
-            found = _render(raw[-window:], whole=False)
-            if len(found[0]) > lines:
-                return found
-        window *= 4
-    return _render(raw, whole=whole)
-
-
 def _renderer(header: re.Match[bytes] | None) -> terminal.LiveText:
     """A renderer for the generation that ``header`` (None: unknown) starts, of its pane's size."""
     columns = rows = None
@@ -407,34 +393,31 @@ def _read_path(
     if not opened:
         raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
     try:
-        rendered: dict[tuple[int, bool], tuple[list[str], terminal.LiveText | None]] = {}
+        # Read back until the generation's start or enough line ends, render; a screen that
+        # redraws (few lines per byte) makes too few lines: then read and render 4 times more.
+        want = BLOCK
+        while True:
 
-        def render(raw: bytes, whole: bool) -> tuple[list[str], terminal.LiveText | None]:
-            if (len(raw), whole) not in rendered:
-                rendered[len(raw), whole] = _render_tail(raw, lines, whole=whole)
-            return rendered[len(raw), whole]
+            def enough(data: bytes, at_start: bool, want: int = want) -> bool:
+                found = _segment(data, generation)
+                if found is None:
+                    return False
+                raw, from_header = found
+                return from_header or len(raw) >= RENDER_CAP or (len(raw) >= want and raw.count(b"\n") > lines)
 
-        def enough(data: bytes, at_start: bool) -> bool:
+            data, at_start = _tail(opened, enough, READ_CAP)
             found = _segment(data, generation)
-            if found is None:
-                return False
+            if found is None:  # the start was reached without the headers the generation needs
+                return "", None
             raw, from_header = found
-            if from_header or at_start or len(raw) >= RENDER_CAP:
-                return True
-            # Rendered lines are at most the line ends plus wrapped rows: count first, cheaply.
-            return raw.count(b"\n") > lines and len(render(raw, False)[0]) > lines
-
-        data, at_start = _tail(opened, enough, READ_CAP)
+            # A segment that does not begin at a header begins where the data does.
+            text, live = _render(raw, whole=from_header or at_start)
+            if len(text) > lines or from_header or at_start or len(raw) >= min(RENDER_CAP, READ_CAP):
+                return _last_lines(text, lines), live
+            want = len(raw) * 4
     finally:
         for fd, _ in opened:
             os.close(fd)
-    found = _segment(data, generation)
-    if found is None:  # the start was reached without the headers the generation needs
-        return "", None
-    raw, from_header = found
-    # A segment that does not begin at a header begins where the data does.
-    text, live = render(raw, from_header or at_start)
-    return _last_lines(text, lines), live
 
 
 def read_raw(
