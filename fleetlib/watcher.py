@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, orphans, procs, tmux
+from fleetlib import activity, orphans, procs, terminal, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -506,7 +506,6 @@ class Watcher:
                 flush=True,
             )
             return
-        lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
         env = {key: value for key, value in self.environ.items() if key != MARKER_ENV}
         marker = f"{secrets.token_hex(8)}@{self.run_dir}"
         env |= {
@@ -514,7 +513,7 @@ class Watcher:
             "FLEET_AGENT_NAME": notice.name,
             "FLEET_OLD_STATE": notice.old or "",
             "FLEET_NEW_STATE": notice.new,
-            "FLEET_SCREEN": "\n".join(lines[-SCREEN_LINES:]),
+            "FLEET_SCREEN": terminal.screen_lines(notice.screen, SCREEN_LINES),
             "FLEET_HOME": config.home,
         }
         proc = self.spawn(agent.on_state_change, env)
