@@ -31,9 +31,13 @@ the files out of order: everything before the ``pipe-pane`` is in the old file. 
 file at a rotated name never stops rotation and is never followed (:func:`rotate`).
 
 **Reading** (:func:`read`, :func:`follow`) treats ``<name>.log.K ... <name>.log.1,
-<name>.log`` as one stream, strips terminal control sequences (:func:`strip_terminal`)
-and reads only the tail it needs (from the end, at most :data:`READ_CAP` bytes), in
-time linear in what it reads, whatever the bytes. Every file is opened like the run
+<name>.log`` as one stream and renders each generation on a terminal emulator of the size
+its header records (:mod:`fleetlib.terminal`, whose module docstring states the reading
+rule: what scrolled off, screens before they were cleared, the final screen; redraws
+read once). It reads only the tail it needs (from the end, at most :data:`READ_CAP`
+bytes) and renders at most the last :data:`RENDER_CAP` bytes of a generation, in time
+linear in what it reads, whatever the bytes. :func:`read_raw` and :func:`follow_raw`
+give the bytes as written. Every file is opened like the run
 dir's files (:func:`fleetlib.rundir.open_regular`: no symlinks, never blocking); a FIFO,
 directory or symlink at ``<name>.log`` is one error line, one at a rotated name is
 skipped.
