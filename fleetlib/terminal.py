@@ -59,6 +59,8 @@ DEFAULT_ROWS: Final = 24
 MAX_COLUMNS: Final = 1000  # a recorded size beyond these is not believed (a hostile header)
 MAX_ROWS: Final = 500
 
+# Marks a row whose text goes on in the next row (never drawn: the emulator drops controls).
+WRAP: Final = "\x00"
 # xterm's alternate screen: 47 and 1047 switch, 1049 also saves and restores the cursor.
 _ALTERNATE: Final = frozenset({47, 1047, 1049})
 
@@ -143,15 +145,19 @@ class _Screen(pyte.Screen):
         self.gone: list[tuple[bool, list[str]]] = []
         # The last screen pushed, while nothing else has left the screen since (None otherwise).
         self.last_pushed: list[str] | None = None
-        self.saved_main: tuple[dict[int, Any], Cursor] | None = None  # in the alternate screen
+        self.saved_main: tuple[dict[int, Any], Cursor, set[int]] | None = None  # in the alternate screen
+        self.wrapped: set[int] = set()  # rows whose text goes on in the next row (an automatic wrap)
         self._cells = {chr(c): Char(chr(c)) for c in range(0x20, 0x7F)}
         super().__init__(columns, rows)
         self.dirty = _Nothing()  # pyte's record of rows to repaint: nobody repaints here
 
     # ------------------------------------------------------------------ reading
 
-    def row(self, y: int, buffer: dict[int, Any] | None = None) -> str:
+    def row(self, y: int, buffer: dict[int, Any] | None = None, wrapped: set[int] | None = None) -> str:
+        """Row ``y`` as text; a row that wraps into the next one ends in :data:`WRAP`."""
         line = (self.buffer if buffer is None else buffer).get(y)
+        if y in (self.wrapped if wrapped is None else wrapped):
+            return "".join(line[x].data if x in line else " " for x in range(self.columns)) + WRAP if line else WRAP
         if not line:
             return ""
         return "".join(line[x].data if x in line else " " for x in range(min(max(line) + 1, self.columns))).rstrip()
@@ -165,7 +171,8 @@ class _Screen(pyte.Screen):
         rows = _rstrip_rows(self.rows())
         rows = [] if rows == self.last_pushed else rows
         if self.saved_main is not None:
-            rows = _rstrip_rows(self.row(y, self.saved_main[0]) for y in range(self.lines)) + rows
+            main, _, wrapped = self.saved_main
+            rows = _rstrip_rows(self.row(y, main, wrapped) for y in range(self.lines)) + rows
         return rows
 
     def _push(self) -> None:
@@ -192,6 +199,8 @@ class _Screen(pyte.Screen):
             else:
                 buffer[y] = line
         buffer.pop(bottom, None)
+        if self.wrapped:
+            self.wrapped = {y - 1 if top < y <= bottom else y for y in self.wrapped if y != top}
 
     def linefeed(self) -> None:
         # A line feed also returns the carriage: the pane's tty adds that return (ONLCR); a
@@ -204,25 +213,37 @@ class _Screen(pyte.Screen):
         whole_from_top = how == 0 and self.cursor.y == 0 and self.cursor.x == 0
         if how in (2, 3) or whole_from_top:
             self._push()
+        if how == 0:
+            self.wrapped = {y for y in self.wrapped if y < self.cursor.y}
+        elif how == 1:
+            self.wrapped = {y for y in self.wrapped if y > self.cursor.y}
+        else:
+            self.wrapped = set()
         super().erase_in_display(how)
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        self.wrapped.discard(self.cursor.y)
+        super().erase_in_line(how, private)
 
     def reset(self) -> None:
         if hasattr(self, "gone"):  # not on the first call, from __init__
             self._push()
             self.saved_main = None
+            self.wrapped = set()
         super().reset()
 
     def set_mode(self, *modes_: int, **kwargs: Any) -> None:
         if kwargs.get("private") and _ALTERNATE & set(modes_) and self.saved_main is None:
-            self.saved_main = (dict(self.buffer), self.cursor)
+            self.saved_main = (dict(self.buffer), self.cursor, self.wrapped)
             self.cursor = Cursor(self.cursor.x, self.cursor.y, self.cursor.attrs)
             self.buffer.clear()
+            self.wrapped = set()
         super().set_mode(*(m for m in modes_ if not (kwargs.get("private") and m in _ALTERNATE)), **kwargs)
 
     def reset_mode(self, *modes_: int, **kwargs: Any) -> None:
         if kwargs.get("private") and _ALTERNATE & set(modes_) and self.saved_main is not None:
             self._push()
-            buffer, cursor = self.saved_main
+            buffer, cursor, self.wrapped = self.saved_main
             self.saved_main = None
             self.buffer.clear()
             self.buffer.update(buffer)
@@ -250,6 +271,7 @@ class _Screen(pyte.Screen):
                 continue
             if self.cursor.x + width > self.columns:
                 if modes.DECAWM in self.mode:
+                    self.wrapped.add(self.cursor.y)
                     self.carriage_return()
                     self.linefeed()
                 else:
@@ -267,6 +289,7 @@ class _Screen(pyte.Screen):
         pos, end = 0, len(data)
         while pos < end:
             if self.cursor.x >= self.columns:
+                self.wrapped.add(self.cursor.y)
                 self.carriage_return()
                 self.linefeed()
             piece = data[pos : pos + self.columns - self.cursor.x]
@@ -370,7 +393,7 @@ class LiveText:
 
     def lines(self) -> list[str]:
         """Everything fed so far, read by the rule (lines gone, then the final screen)."""
-        return [line for _, lines in self.screen.gone for line in lines] + self.screen.final()
+        return _joined([line for _, lines in self.screen.gone for line in lines] + self.screen.final())
 
     def new_lines(self) -> list[str]:
         out: list[str] = []
@@ -384,16 +407,35 @@ class LiveText:
             else:
                 out.append(lines[0])
         self.screen.gone.clear()
-        current = self.screen.rows(self.screen.cursor.y)
+        settled = self.screen.cursor.y
+        while settled and settled - 1 in self.screen.wrapped:
+            settled -= 1  # a line wrapping into the cursor's row is not written yet
+        current = self.screen.rows(settled)
         out += _changed(self.shown, current)
         self.shown = current + self.shown[len(current) :]
-        return out
+        return _joined(out)
 
     def finish(self) -> list[str]:
         """The lines not yet returned, once the generation has ended."""
         self.flush()
         out = self.new_lines()
-        return out + _changed(self.shown, self.screen.final())
+        return out + _joined(_changed(self.shown, self.screen.final()))
+
+
+def _joined(rows: list[str]) -> list[str]:
+    """``rows`` with each row that wraps (ends in :data:`WRAP`) joined to the next: the line
+    as the program wrote it, as ``tmux capture-pane -J`` gives it."""
+    out: list[str] = []
+    carried = ""
+    for row in rows:
+        if row.endswith(WRAP):
+            carried += row[:-1]
+        else:
+            out.append(carried + row)
+            carried = ""
+    if carried:
+        out.append(carried.rstrip())
+    return out
 
 
 def _changed(shown: list[str], rows: list[str]) -> list[str]:

@@ -103,9 +103,9 @@ FOLLOW_POLL_S: Final = 0.25
 # A partial line is held back for its newline only up to this size: an agent that rewrites
 # one line with "\r" for hours would otherwise grow it (and the copy made every poll) for ever.
 PENDING_CAP: Final = 1024 * 1024
-# Bytes of one generation rendered, at most (its end): the emulator takes about a second per
-# MiB of a redrawing TUI, and a reader wants the end; the older bytes of a longer generation
-# are not shown (its screen is rendered from a blank one where those bytes end).
+# Bytes of a generation rendered (from its end) in search of more lines when they render to
+# too few (a TUI redrawing in place): the emulator takes about a second per MiB of such
+# output. Lines asked for are read however far back they are (up to READ_CAP).
 RENDER_CAP: Final = 2 * 1024 * 1024
 
 
@@ -334,9 +334,7 @@ def _render(raw: bytes, *, whole: bool) -> tuple[list[str], terminal.LiveText | 
     """The lines of ``raw`` (one or more generations, or the end of one), each generation
     rendered on a fresh screen of the size its header records (:mod:`fleetlib.terminal`),
     and the renderer of the last one. Unless ``whole``, ``raw`` may start mid-line or
-    mid-sequence: its first line is dropped. Only the last :data:`RENDER_CAP` bytes count."""
-    if len(raw) > RENDER_CAP:
-        raw, whole = raw[-RENDER_CAP:], False
+    mid-sequence: its first line is dropped."""
     if not whole:
         raw = raw[raw.find(b"\n") + 1 :] if b"\n" in raw else b""
     starts = [m.start() for m in _HEADER_BYTES.finditer(raw)]
@@ -407,7 +405,8 @@ def _read_path(
                 if found is None:
                     return False
                 raw, from_header = found
-                return from_header or len(raw) >= RENDER_CAP or (len(raw) >= want and raw.count(b"\n") > lines)
+                # Few line ends (a screen redrawn in place): no more than RENDER_CAP bytes.
+                return from_header or (len(raw) >= want and (raw.count(b"\n") > lines or len(raw) >= RENDER_CAP))
 
             data, at_start = _tail(opened, enough, READ_CAP)
             found = _segment(data, generation)

@@ -258,7 +258,7 @@ def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agen
     assert recorded == ids
     supervisor, agent = (int(word) for word in ids.split())
     assert pane.exec_record(sup.run_dir, "a1") == (supervisor, agent)
-    assert f"pid {agent}:" in done.stdout  # the header's pid is the recorded agent's
+    assert f"pid {agent} size " in done.stdout  # the header's pid is the recorded agent's
 
 
 @pytest.mark.parametrize("text", ["", "12", "1 2 3", "x 2", "-1 2", "0 5", "5 99999999999", "1\n2\n" + "9" * 100])

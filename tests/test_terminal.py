@@ -68,8 +68,12 @@ def test_ended_in_the_alternate_screen_the_main_screen_comes_first() -> None:
     assert render("shell line\r\n\x1b[?1049h\x1b[Hmenu entry") == ["shell line", "menu entry"]
 
 
-def test_long_lines_wrap_at_the_screen_width() -> None:
-    assert render("x" * 50 + "\r\n") == ["x" * 40, "x" * 10]
+def test_a_line_longer_than_the_screen_reads_as_one_line_as_written() -> None:
+    text = "a" * 39 + " " + "b" * 45 + "\r\nnext\r\n"
+    assert render(text) == ["a" * 39 + " " + "b" * 45, "next"]
+    assert render("".join(f"{n:03d}" + "x" * 60 + "\r\n" for n in range(10))) == [
+        f"{n:03d}" + "x" * 60 for n in range(10)
+    ]  # also across scrolling
 
 
 def test_screen_lines_is_the_one_rule_for_a_screen_as_text() -> None:
