@@ -272,6 +272,8 @@ def crash_once_roster(flag: Path) -> str:
 
 
 def lines_in(log: Path) -> list[str]:
+    if not log.exists():  # the pipe's writer has not created it yet
+        return []
     return transcript.read_path(log, lines=100_000, generation="all").splitlines()
 
 
