@@ -104,9 +104,12 @@ FOLLOW_POLL_S: Final = 0.25
 # one line with "\r" for hours would otherwise grow it (and the copy made every poll) for ever.
 PENDING_CAP: Final = 1024 * 1024
 # Bytes of a generation rendered (from its end) in search of more lines when they render to
-# too few (a TUI redrawing in place): the emulator takes about a second per MiB of such
-# output. Lines asked for are read however far back they are (up to READ_CAP).
+# too few because a TUI redraws in place: the emulator takes about a second per MiB of such
+# output. Lines that are there are read however far back they are (up to READ_CAP).
 RENDER_CAP: Final = 2 * 1024 * 1024
+# Past RENDER_CAP, output that renders to less than a line per this many bytes is a screen
+# redrawn in place (a TUI): reading further back would find more of the same.
+REDRAW_BYTES_PER_LINE: Final = 1024
 
 
 class NoTranscript(FleetError):
@@ -415,9 +418,10 @@ def _read_path(
             raw, from_header = found
             # A segment that does not begin at a header begins where the data does.
             text, live = _render(raw, whole=from_header or at_start)
-            if len(text) > lines or from_header or at_start or len(raw) >= min(RENDER_CAP, READ_CAP):
+            redraws = len(raw) >= RENDER_CAP and len(raw) > REDRAW_BYTES_PER_LINE * max(1, len(text))
+            if len(text) > lines or from_header or at_start or redraws or len(raw) >= READ_CAP:
                 return _last_lines(text, lines), live
-            want = len(raw) * 4
+            want = len(raw) * 4 if len(raw) >= RENDER_CAP else min(len(raw) * 4, RENDER_CAP)
     finally:
         for fd, _ in opened:
             os.close(fd)
