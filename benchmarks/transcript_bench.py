@@ -3,7 +3,7 @@
 Target (issue 19): linear, so 1 MiB of any bytes in well under a second. Each input is written
 as a transcript of two generations of 1 MiB each; the figures are CPU seconds for
 :func:`fleetlib.transcript.read` of the whole transcript (``--generation all``) and for
-:func:`fleetlib.transcript.strip_terminal` of one 1 MiB input alone. The inputs are the shapes
+:func:`fleetlib.terminal.render` of one 1 MiB input alone. The inputs are the shapes
 that make a backtracking pattern or a per-line rescan quadratic (a redraw-heavy TUI writes long
 runs of ``\\r``; the others are what a broken or hostile program can write); the tests read the
 same inputs under a timeout that a quadratic reader cannot meet.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from fleetlib import transcript
+from fleetlib import terminal, transcript
 from fleetlib.paths import FleetPaths
 
 MIB: Final = 1024 * 1024
@@ -52,12 +52,11 @@ def adversarial(size: int = MIB) -> dict[str, bytes]:
 
 def header(pid: int) -> bytes:
     """A generation header as the pane delivers it."""
-    line = transcript.HEADER_PRINTF.replace("\\n", "").replace("%s", "{}").format("2026-01-01T00:00:00Z", pid, "x")
-    return line.encode() + b"\r\n"
+    return transcript.header_line("2026-01-01T00:00:00Z", pid, "80x24", "x").encode() + b"\r\n"
 
 
 def run(quick: bool = False) -> None:
-    """Print, per input, the CPU seconds of reading it (two generations) and of stripping it."""
+    """Print, per input, the CPU seconds of reading it (two generations) and of rendering it."""
     size = MIB // 4 if quick else MIB
     inputs = adversarial(size)
     worst = 0.0
@@ -72,8 +71,8 @@ def run(quick: bool = False) -> None:
             transcript.read(paths, "a1", lines=200, generation="all")
             reading = time.process_time() - began
             began = time.process_time()
-            transcript.strip_terminal(data.decode("utf-8", "replace"))
-            stripping = time.process_time() - began
+            terminal.render(data.decode("utf-8", "replace"))
+            rendering = time.process_time() - began
             worst = max(worst, reading)
-            print(f"  {name:38} read (2 x input) {reading:6.3f} s   strip {stripping:6.3f} s")
+            print(f"  {name:38} read (2 x input) {reading:6.3f} s   render {rendering:6.3f} s")
     print(f"  slowest read: {worst:.3f} s ({'met' if worst < TARGET_S else 'NOT met'})")

@@ -552,6 +552,7 @@ def fleet_attach(c: Context, agent: str = "", home: str = "", roster: str = "") 
         "follow": "Keep printing new output until interrupted.",
         "generation": "current (default: since the agent last started), previous (the run before) or all.",
         "screen": "Show the pane's scroll-back (and the unit's journal under systemd) instead of the transcript.",
+        "raw": "Show the transcript's bytes exactly as the agent wrote them (escape sequences and all).",
     },
 )
 @user_errors
@@ -562,6 +563,7 @@ def fleet_logs(
     follow: bool = False,
     generation: str = "",
     screen: bool = False,
+    raw: bool = False,
     home: str = "",
     roster: str = "",
     unit_dir: str = "",
@@ -569,20 +571,28 @@ def fleet_logs(
 ) -> None:
     """Show what an agent wrote: its transcript, kept across restarts (--screen: its pane).
 
+    The transcript is rendered as the pane showed it (--raw: the bytes as written).
     No transcript yet (or no such generation) is one line on stderr, exit 1."""
     required("--agent", agent)
     count_lines = count("--lines", lines, LOG_LINES)
     which = transcript.check_generation(generation or "current")
     if screen and generation:
         raise FleetError("--generation reads the transcript; it cannot be combined with --screen")
+    if screen and raw:
+        raise FleetError("--raw reads the transcript; it cannot be combined with --screen")
     if follow and which == "previous":
         raise FleetError("--follow shows new output; it cannot be combined with --generation previous")
     loaded = load_roster(fleet_paths(c, home, roster).roster)
-    passed_on = [*(["--screen"] if screen else []), *(["--generation", generation] if generation else [])]
+    passed_on = [
+        *(["--screen"] if screen else []),
+        *(["--raw"] if raw else []),
+        *(["--generation", generation] if generation else []),
+    ]
     if loaded.hosts and hosts_tasks.logs(c, loaded, agent=agent, lines=count_lines, follow=follow, extra=passed_on):
         return
     if not screen:
-        show_transcript(fleet_paths(c, home, roster), loaded.get(agent).name, count_lines, which, follow=follow)
+        show = show_raw_transcript if raw else show_transcript
+        show(fleet_paths(c, home, roster), loaded.get(agent).name, count_lines, which, follow=follow)
         return
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
@@ -600,8 +610,27 @@ def fleet_logs(
         print(journal.rstrip())
 
 
+def show_raw_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool) -> None:
+    """Write the agent's transcript as written (:func:`fleetlib.transcript.read_raw`) to
+    standard output; with ``follow``, then what is appended until interrupted."""
+    out = sys.stdout.buffer
+    if follow:
+        try:
+            for chunk in transcript.follow_raw(paths, name, lines=lines, generation=generation):
+                out.write(chunk)
+                out.flush()
+        except KeyboardInterrupt:
+            return
+        return
+    data = transcript.read_raw(paths, name, lines=lines, generation=generation)
+    if not data:
+        raise transcript.NoTranscript(f"the transcript of {name} holds no {generation} generation")
+    out.write(data)
+    out.flush()
+
+
 def show_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool) -> None:
-    """Print the agent's transcript (stripped); with ``follow``, then its new lines until
+    """Print the agent's transcript (rendered); with ``follow``, then its new lines until
     interrupted. An empty generation is :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
     if follow:
         try:

@@ -74,7 +74,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, menu, tmux
+from fleetlib import activity, menu, terminal, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -217,8 +217,9 @@ def recognised(screen: str, rules: ScreenRules) -> str | None:
 
 
 def tail(text: str, count: int = TAIL_LINES) -> str:
-    lines = [line.rstrip() for line in text.rstrip().splitlines()]
-    return "\n".join(lines[-count:])
+    """The last ``count`` lines of a captured screen, shown as every screen is
+    (:func:`fleetlib.terminal.screen_lines`)."""
+    return terminal.screen_lines(text, count)
 
 
 @dataclass(kw_only=True)

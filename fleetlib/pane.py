@@ -27,8 +27,10 @@ itself, and it does, in order:
    own code). A command that cannot be found fails at once with status 127 and
    ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with one
    header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the
-   agent's own pid, the command), printed by a ``sh`` that then becomes the agent
-   (``exec``, so the pid is the agent's); the time costs one ``date`` per run. Right
+   agent's own pid, the pane's size, the command), printed by a ``sh`` that then becomes
+   the agent (``exec``, so the pid is the agent's); the time and size cost one ``date`` and
+   one ``stty`` per run (the size lets ``fleet logs`` render the run on a screen like the
+   pane's). Right
    before that ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
@@ -200,7 +202,8 @@ launch() {{
   # The header names the command line this start runs (after the environment words).
   line= past=
   for a do case $past in 1) line="$line $a";; *) [ "$a" = -- ] && past=1;; esac; done
-  /bin/sh -c 'r=$1 l=$2; shift 2; printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$l"
+  /bin/sh -c 'r=$1 l=$2; shift 2; s=$(stty size 2>/dev/null)
+    printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "${{s#* }}x${{s% *}}" "$l"
     {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
     if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
       while [ "$1" != -- ]; do export "$1"; shift; done; fi

@@ -31,9 +31,13 @@ the files out of order: everything before the ``pipe-pane`` is in the old file. 
 file at a rotated name never stops rotation and is never followed (:func:`rotate`).
 
 **Reading** (:func:`read`, :func:`follow`) treats ``<name>.log.K ... <name>.log.1,
-<name>.log`` as one stream, strips terminal control sequences (:func:`strip_terminal`)
-and reads only the tail it needs (from the end, at most :data:`READ_CAP` bytes), in
-time linear in what it reads, whatever the bytes. Every file is opened like the run
+<name>.log`` as one stream and renders each generation on a terminal emulator of the size
+its header records (:mod:`fleetlib.terminal`, whose module docstring states the reading
+rule: what scrolled off, screens before they were cleared, the final screen; redraws
+read once). It reads only the tail it needs (from the end, at most :data:`READ_CAP`
+bytes) and renders at most the last :data:`RENDER_CAP` bytes of a generation, in time
+linear in what it reads, whatever the bytes. :func:`read_raw` and :func:`follow_raw`
+give the bytes as written. Every file is opened like the run
 dir's files (:func:`fleetlib.rundir.open_regular`: no symlinks, never blocking); a FIFO,
 directory or symlink at ``<name>.log`` is one error line, one at a rotated name is
 skipped.
@@ -41,7 +45,9 @@ skipped.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import itertools
 import os
 import re
 import shlex
@@ -53,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, get_args
 
+from fleetlib import terminal
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import (
@@ -67,12 +74,23 @@ from fleetlib.rundir import (
 
 LOGS_DIR_NAME: Final = "logs"
 SUFFIX: Final = ".log"
-# The supervisor's header, a printf(1) format: time (UTC, ISO 8601), pid, command. It sits
-# between double quotes inside a single-quoted `sh -c` word, so it must not contain quotes,
-# `$`, a backquote or a backslash other than the final "\n".
-HEADER_PRINTF: Final = r"==> fleet: generation started %s pid %s: %s\n"
-HEADER_RE: Final = re.compile(r"==> fleet: generation started (?P<time>\S*) pid (?P<pid>\d+): (?P<command>[^\r\n]*)")
+# The supervisor's header, a printf(1) format: time (UTC, ISO 8601), pid, pane size
+# (COLUMNSxROWS, empty numbers when unknown), command. It sits between double quotes inside
+# a single-quoted `sh -c` word, so it must not contain quotes, `$`, a backquote or a
+# backslash other than the final "\n". Headers written before the size was recorded
+# (without " size ...") still match.
+HEADER_PRINTF: Final = r"==> fleet: generation started %s pid %s size %s: %s\n"
+HEADER_RE: Final = re.compile(
+    r"==> fleet: generation started (?P<time>\S*) pid (?P<pid>\d+)"
+    r"(?: size (?P<columns>\d{0,6})x(?P<rows>\d{0,6}))?: (?P<command>[^\r\n]*)"
+)
 _HEADER_BYTES: Final = re.compile(HEADER_RE.pattern.encode())
+
+
+def header_line(time: str, pid: int, size: str, command: str) -> str:
+    """The header the supervisor prints (:data:`HEADER_PRINTF`), without its line end."""
+    return HEADER_PRINTF.removesuffix("\\n").replace("%s", "{}").format(time, pid, size, command)
+
 
 # "1" while the pane's output goes to a pipe, "0" once its writer is gone (see repipe_commands).
 PIPED_FORMAT: Final = "#{pane_pipe}"
@@ -85,6 +103,13 @@ FOLLOW_POLL_S: Final = 0.25
 # A partial line is held back for its newline only up to this size: an agent that rewrites
 # one line with "\r" for hours would otherwise grow it (and the copy made every poll) for ever.
 PENDING_CAP: Final = 1024 * 1024
+# Bytes of a generation rendered (from its end) in search of more lines when they render to
+# too few because a TUI redraws in place: the emulator takes about a second per MiB of such
+# output. Lines that are there are read however far back they are (up to READ_CAP).
+RENDER_CAP: Final = 2 * 1024 * 1024
+# Past RENDER_CAP, output that renders to less than a line per this many bytes is a screen
+# redrawn in place (a TUI): reading further back would find more of the same.
+REDRAW_BYTES_PER_LINE: Final = 1024
 
 
 class NoTranscript(FleetError):
@@ -166,62 +191,6 @@ def repipe_commands(name: str, path: Path) -> list[str]:
     from fleetlib import tmux  # noqa: PLC0415 - tmux builds its window commands from this module
 
     return tmux.pipe_pane_commands(name, path)
-
-
-# --------------------------------------------------------------------------- stripping
-
-# ESC-introduced sequences: CSI (ESC [ ... final), strings (OSC ESC ], DCS ESC P, SOS ESC X,
-# PM ESC ^, APC ESC _) ended by BEL or ST (ESC \) -- an unterminated one ends at the line's
-# end --, and two/three-character escapes (ESC ( B, ESC =, ESC 7 ...). 8-bit CSI too.
-_SEQUENCES: Final = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x9b[0-?]*[ -/]*[@-~]"
-    r"|\x1b[\]PX^_][^\x07\x1b]*?(?:\x07|\x1b\\)"
-    r"|\x1b[\]PX^_][^\x07\x1b\n]*"
-    r"|\x1b[ -/]*[0-~]"
-    r"|\x1b"
-)
-# What stays after the sequences are gone: newline, tab, carriage return and backspace
-# (resolved below); every other C0 control, DEL and the C1 controls are dropped.
-_CONTROLS: Final = re.compile("[\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
-# A match may only begin at the first \r of a run: a plain "\r+\n" retries from every \r of
-# a run that no \n ends (a redraw-heavy TUI writes such runs), quadratic in the run's length.
-_LINE_ENDS: Final = re.compile("(?<!\r)\r+\n")
-
-
-def strip_terminal(text: str) -> str:
-    """``text`` as a reader wants it: terminal control removed, lines as they ended up.
-
-    Removes CSI, OSC/DCS/SOS/PM/APC strings and other ESC sequences; ``\\r\\n`` (also
-    ``\\r\\r\\n``, a program's own ``\\r\\n`` after the terminal's) becomes ``\\n``; a bare
-    ``\\r`` overwrite keeps the last non-empty segment of the line (a progress bar shows
-    its final state); each backspace removes the character before it; other C0 and C1
-    controls and DEL are dropped; tabs stay. Pure; never raises.
-    """
-    text = _CONTROLS.sub("", _SEQUENCES.sub("", text))
-    text = _LINE_ENDS.sub("\n", text)
-    if "\r" not in text and "\b" not in text:
-        return text
-    return "\n".join(_resolve_line(line) for line in text.split("\n"))
-
-
-def _resolve_line(line: str) -> str:
-    kept = ""
-    for segment in line.split("\r"):
-        resolved = _backspaces(segment) if "\b" in segment else segment
-        if resolved:
-            kept = resolved
-    return kept
-
-
-def _backspaces(segment: str) -> str:
-    chars: list[str] = []
-    for char in segment:
-        if char != "\b":
-            chars.append(char)
-        elif chars:
-            chars.pop()
-    return "".join(chars)
 
 
 # --------------------------------------------------------------------------- reading
@@ -364,16 +333,36 @@ def _segment(data: bytes, generation: str) -> tuple[bytes, bool] | None:
     return data[:end], False
 
 
-def _last_lines(raw: bytes, lines: int, *, whole: bool) -> str:
-    """The last ``lines`` stripped lines of ``raw``; the first line is dropped unless
-    ``whole`` (it may start mid-line or mid-sequence)."""
-    text = strip_terminal(raw.decode("utf-8", "replace"))
-    rows = text.split("\n")
+def _render(raw: bytes, *, whole: bool) -> tuple[list[str], terminal.LiveText | None]:
+    """The lines of ``raw`` (one or more generations, or the end of one), each generation
+    rendered on a fresh screen of the size its header records (:mod:`fleetlib.terminal`),
+    and the renderer of the last one. Unless ``whole``, ``raw`` may start mid-line or
+    mid-sequence: its first line is dropped."""
     if not whole:
-        rows = rows[1:]
-    while rows and not rows[-1].strip():
-        rows.pop()
-    return "\n".join(row.rstrip() for row in rows[-lines:])
+        raw = raw[raw.find(b"\n") + 1 :] if b"\n" in raw else b""
+    starts = [m.start() for m in _HEADER_BYTES.finditer(raw)]
+    bounds = sorted({0, *starts, len(raw)})
+    lines: list[str] = []
+    live = None
+    for begin, end in itertools.pairwise(bounds):
+        live = _renderer(_HEADER_BYTES.match(raw, begin))
+        live.feed(raw[begin:end].decode("utf-8", "replace"))
+        live.flush()
+        lines += live.lines()
+    return lines, live
+
+
+def _renderer(header: re.Match[bytes] | None) -> terminal.LiveText:
+    """A renderer for the generation that ``header`` (None: unknown) starts, of its pane's size."""
+    columns = rows = None
+    if header is not None and header["columns"] and header["rows"]:
+        columns, rows = int(header["columns"]), int(header["rows"])
+    return terminal.LiveText(*terminal.size(columns, rows))
+
+
+def _last_lines(rendered: list[str], lines: int) -> str:
+    """The last ``lines`` of ``rendered``, by :func:`fleetlib.terminal.screen_lines`."""
+    return terminal.screen_lines("\n".join(rendered), lines)
 
 
 def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current") -> str:
@@ -395,6 +384,13 @@ def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current
 def read_path(path: Path, *, lines: int, generation: str = "current", last_size: int | None = None) -> str:
     """:func:`read` for the transcript file ``path`` (and its rotated files); with
     ``last_size``, as if ``path`` ended there (:func:`follow` continues from it)."""
+    return _read_path(path, lines=lines, generation=generation, last_size=last_size)[0]
+
+
+def _read_path(
+    path: Path, *, lines: int, generation: str, last_size: int | None = None
+) -> tuple[str, terminal.LiveText | None]:
+    """:func:`read_path`, and the renderer of the last generation read (None when none was)."""
     check_generation(generation)
     if lines < 1:
         raise FleetError(f"lines must be at least 1, not {lines}")
@@ -402,21 +398,64 @@ def read_path(path: Path, *, lines: int, generation: str = "current", last_size:
     if not opened:
         raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
     try:
+        # Read back until the generation's start or enough line ends, render; a screen that
+        # redraws (few lines per byte) makes too few lines: then read and render 4 times more.
+        want = BLOCK
+        while True:
+
+            def enough(data: bytes, at_start: bool, want: int = want) -> bool:
+                found = _segment(data, generation)
+                if found is None:
+                    return False
+                raw, from_header = found
+                # Few line ends (a screen redrawn in place): no more than RENDER_CAP bytes.
+                return from_header or (len(raw) >= want and (raw.count(b"\n") > lines or len(raw) >= RENDER_CAP))
+
+            data, at_start = _tail(opened, enough, READ_CAP)
+            found = _segment(data, generation)
+            if found is None:  # the start was reached without the headers the generation needs
+                return "", None
+            raw, from_header = found
+            # A segment that does not begin at a header begins where the data does.
+            text, live = _render(raw, whole=from_header or at_start)
+            redraws = len(raw) >= RENDER_CAP and len(raw) > REDRAW_BYTES_PER_LINE * max(1, len(text))
+            if len(text) > lines or from_header or at_start or redraws or len(raw) >= READ_CAP:
+                return _last_lines(text, lines), live
+            want = len(raw) * 4 if len(raw) >= RENDER_CAP else min(len(raw) * 4, RENDER_CAP)
+    finally:
+        for fd, _ in opened:
+            os.close(fd)
+
+
+def read_raw(
+    paths: FleetPaths, name: str, *, lines: int, generation: str = "current", last_size: int | None = None
+) -> bytes:
+    """The bytes of ``generation`` exactly as the agent wrote them, from the start of the
+    ``lines``-th line end from the end (``fleet logs --raw``). Same errors as :func:`read`."""
+    check_generation(generation)
+    if lines < 1:
+        raise FleetError(f"lines must be at least 1, not {lines}")
+    path = log_path(paths, name)
+    opened = _parts(path, last_size)
+    if not opened:
+        raise NoTranscript(f"no transcript for {name} yet ({path} does not exist)")
+    try:
 
         def enough(data: bytes, at_start: bool) -> bool:
             found = _segment(data, generation)
             return found is not None and (found[1] or found[0].count(b"\n") > lines)
 
-        data, at_start = _tail(opened, enough, READ_CAP)
+        data, _ = _tail(opened, enough, READ_CAP)
     finally:
         for fd, _ in opened:
             os.close(fd)
     found = _segment(data, generation)
-    if found is None:  # the start was reached without the headers the generation needs
-        return ""
-    raw, from_header = found
-    # A segment that does not begin at a header begins where the data does.
-    return _last_lines(raw, lines, whole=from_header or at_start)
+    if found is None:
+        return b""
+    raw = found[0]
+    ended = raw.endswith(b"\n")
+    kept = (raw[:-1] if ended else raw).split(b"\n")[-lines:]
+    return b"\n".join(kept) + (b"\n" if ended else b"")
 
 
 def check_generation(generation: str) -> str:
@@ -436,21 +475,29 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
-    """Yield :func:`read` (when not empty), then the stripped text of every complete new
-    line as the transcript grows, until ``stop()`` is true (checked once per ``poll``).
+    """Yield :func:`read` (when not empty), then the new lines as the transcript grows,
+    until ``stop()`` is true (checked once per ``poll``).
+
+    New lines are rendered on, so by the reading rule of, the same emulator as
+    :func:`read` (:class:`fleetlib.terminal.LiveText`): the lines that leave the screen and
+    the rows the cursor has left, each once unless it changed after it was shown; the
+    row the cursor is on waits until the cursor leaves it or the generation ends. A new
+    generation's header starts a fresh screen. A control sequence cut by the end of
+    what was read waits for its end (up to :data:`fleetlib.terminal.HOLD_CAP`), so does
+    what may be a header without its line end (up to :data:`PENDING_CAP`).
 
     Survives a rotation: when ``<name>.log`` is replaced, what is left in the renamed file
     is read to its end (until it stays quiet for one poll), then the new file from its
     start (two rotations within one poll would skip the file between them); a file that
-    shrank (truncated) is read again from its start. A partial last line is held back
-    until its newline arrives, or until it exceeds :data:`PENDING_CAP` (then it is shown
-    as it stands). Same errors as :func:`read` (no
-    transcript at all is :class:`NoTranscript`).
+    shrank (truncated) is read again from its start, on a fresh screen. Same errors as
+    :func:`read` (no transcript at all is :class:`NoTranscript`).
     """
     path = log_path(paths, name)
     tail = _Follower(path)  # first, so nothing written during the read below is missed
     try:
-        first = read_path(path, lines=lines, generation=generation, last_size=tail.position)
+        first, tail.live = _read_path(path, lines=lines, generation=generation, last_size=tail.position)
+        if tail.live is not None:
+            tail.live.new_lines()  # what the read showed counts as shown
         if first:
             yield first
         while not stop():
@@ -463,8 +510,50 @@ def follow(
         tail.close()
 
 
+def follow_raw(
+    paths: FleetPaths,
+    name: str,
+    *,
+    lines: int,
+    generation: str = "current",
+    poll: float = FOLLOW_POLL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[bytes]:
+    """:func:`follow` of the bytes as written (:func:`read_raw`, then what is appended)."""
+    path = log_path(paths, name)
+    tail = _Follower(path)
+    try:
+        first = read_raw(paths, name, lines=lines, generation=generation, last_size=tail.position)
+        if first:
+            yield first
+        while not stop():
+            chunk = tail.read_chunk()
+            if chunk:
+                yield chunk
+            else:
+                sleep(poll)
+    finally:
+        tail.close()
+
+
+_HEADER_START: Final = HEADER_PRINTF.split("%s", 1)[0].encode()
+
+
+def _held_back(data: bytes) -> int:
+    """How many bytes at the end of ``data`` may be a generation header that has not ended
+    yet (a header is found by its whole line): they wait for the rest."""
+    start = data.rfind(_HEADER_START)
+    if start >= 0 and b"\n" not in data[start:]:
+        return len(data) - start
+    for length in range(min(len(_HEADER_START) - 1, len(data)), 0, -1):
+        if data.endswith(_HEADER_START[:length]):
+            return length
+    return 0
+
+
 class _Follower:
-    """Reads what is appended to one transcript path, across rotations, as stripped lines."""
+    """Reads what is appended to one transcript path, across rotations, as rendered lines."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -472,6 +561,8 @@ class _Follower:
         self.pending = b""
         self.draining = False
         self.position: int | None = None
+        self.live: terminal.LiveText | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.fd = _open_read(path)
         if self.fd is not None:
             with os_errors("read", path):
@@ -482,33 +573,53 @@ class _Follower:
             os.close(self.fd)
             self.fd = None
 
-    def poll(self) -> str:
-        """Complete new lines since the last poll (stripped), or ""."""
+    def read_chunk(self) -> bytes:
+        """The bytes appended since the last call (across a rotation), or b""."""
         if self.fd is None:
             self.fd = _open_read(self.path)
             if self.fd is None:
-                return ""
+                return b""
         chunk = self._read_new()
+        if not chunk and self._replaced():
+            if self.draining:  # quiet for one poll after the rename: switch
+                self.close()
+                self.fd = _open_read(self.path)
+                self.draining = False
+                chunk = self._read_new() if self.fd is not None else b""
+            else:
+                self.draining = True
+        return chunk
+
+    def poll(self) -> str:
+        """The new lines since the last poll (rendered, see :func:`follow`), or ""."""
+        chunk = self.read_chunk()
         if not chunk:
-            if self._replaced():
-                if self.draining:  # quiet for one poll after the rename: switch
-                    self.close()
-                    self.fd = _open_read(self.path)
-                    self.draining = False
-                    chunk = self._read_new() if self.fd is not None else b""
-                else:
-                    self.draining = True
-            if not chunk:
-                return ""
-        data = self.pending + chunk
-        cut = data.rfind(b"\n") + 1
-        if len(data) - cut > PENDING_CAP:  # a line that never ends (a \r progress bar): shown as it is
-            cut = len(data)
-        self.pending = data[cut:]
-        if not cut:
             return ""
-        text = strip_terminal(data[:cut].decode("utf-8", "replace"))
-        return text.removesuffix("\n")
+        data = self.pending + chunk
+        held = _held_back(data)
+        if held > PENDING_CAP:
+            held = 0
+        data, self.pending = data[: len(data) - held], data[len(data) - held :]
+        out: list[str] = []
+        begin = 0
+        for header in _HEADER_BYTES.finditer(data):
+            self._feed(data[begin : header.start()])
+            if self.live is not None:
+                out += self.live.finish()
+            self.live = _renderer(header)
+            self.decoder.reset()
+            begin = header.start()
+        self._feed(data[begin:])
+        if self.live is not None:
+            out += self.live.new_lines()
+        return "\n".join(out)
+
+    def _feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.live is None:
+            self.live = _renderer(None)
+        self.live.feed(self.decoder.decode(data))
 
     def _read_new(self) -> bytes:
         assert self.fd is not None
@@ -517,6 +628,8 @@ class _Follower:
             if os.fstat(self.fd).st_size < position:  # truncated under us: start again
                 os.lseek(self.fd, 0, os.SEEK_SET)
                 self.pending = b""
+                self.live = None
+                self.decoder.reset()
         return read_fd_capped(self.fd, BLOCK * 16, self.path)
 
     def _replaced(self) -> bool:

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, hooks, notify, orphans, procs, sessions, tmux
+from fleetlib import activity, hooks, notify, orphans, procs, sessions, terminal, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
@@ -617,13 +617,12 @@ class Watcher:
             told.append((sender, {notify.URLS_ENV: "\n".join(agent.notify)}, "the notify URLs"))
         if not told:
             return
-        lines = [line.rstrip() for line in notice.screen.rstrip().splitlines()]
         base = {key: value for key, value in self.environ.items() if key not in (MARKER_ENV, notify.URLS_ENV)}
         base |= {
             "FLEET_AGENT_NAME": notice.name,
             "FLEET_OLD_STATE": notice.old or "",
             "FLEET_NEW_STATE": notice.new,
-            "FLEET_SCREEN": "\n".join(lines[-SCREEN_LINES:]),
+            "FLEET_SCREEN": terminal.screen_lines(notice.screen, SCREEN_LINES),
             "FLEET_MESSAGE": notify.truncate_message(self.message_of(self.run_dir, notice.name)),
             "FLEET_HOME": config.home,
             "FLEET_REASON": notice.reason,

@@ -272,7 +272,7 @@ def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agen
     assert (read.supervisor, read.agent) == (supervisor, agent)
     # When it was written: just before the exec, so no later than the agent's first act.
     assert read.written_at == record.stat().st_mtime_ns / 1e9 <= seen.stat().st_mtime_ns / 1e9
-    assert f"pid {agent}:" in done.stdout  # the header's pid is the recorded agent's
+    assert f"pid {agent} size " in done.stdout  # the header's pid is the recorded agent's
 
 
 @pytest.mark.parametrize("text", ["", "12", "1 2 3", "x 2", "-1 2", "0 5", "5 99999999999", "1\n2\n" + "9" * 100])
