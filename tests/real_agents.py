@@ -249,3 +249,34 @@ class RealFleet:
         """``fleet wait --agent name --for state`` succeeds (AssertionError with the screen if not)."""
         waited = self.user.inv("fleet.wait", "--agent", name, "--for", state, "--timeout", f"{limit:g}")
         assert waited.returncode == 0, (waited.stderr, self.screen(name))
+
+
+Setup = Callable[[ModelServer, Path, Path], AgentSetup]
+
+
+class SoloAgent:
+    """One real agent ``ag`` in a tmux fleet of its own, talking to the model server."""
+
+    def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
+        from tests.test_fleet_tmux import TmuxEnv
+
+        self.fleet = TmuxEnv(root)
+        work = root / "work"
+        work.mkdir()
+        binary = getattr(installed_clis(), runtime)
+        entry = roster_entry("ag", runtime, binary, setup(server, root / "agent-home", work), work)
+        roster = self.fleet.home / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True)
+        roster.write_text(f"version: 1\nagents:\n{entry}")
+        self.run_dir = self.fleet.home / "fleet" / "run"
+
+    def tmux(self, *args: str) -> str:
+        socket = self.run_dir / "tmux.sock"
+        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=True).stdout
+
+    def type(self, text: str) -> None:
+        """Typed as keys, then Enter once the input shows them (a CLI takes text and Enter in
+        one burst for a paste, not submitted; how `fleet send` copes is not this test's)."""
+        self.tmux("send-keys", "-t", "=fleet:=ag", "-l", text)
+        eventually(lambda: text in self.tmux("capture-pane", "-p", "-t", "=fleet:=ag"), f"{text} typed")
+        self.tmux("send-keys", "-t", "=fleet:=ag", "Enter")

@@ -6,8 +6,7 @@ turn-complete notification. Their session ids and last messages are recorded."""
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,50 +14,25 @@ import pytest
 from fleetlib import hooks
 from tests.conftest import eventually
 from tests.model_server import REPLY, ModelServer
-from tests.real_agents import AgentSetup, claude_setup, codex_setup, model_server, roster_entry
-from tests.real_clis import installed_clis
-from tests.test_fleet_tmux import TmuxEnv
+from tests.real_agents import SoloAgent, claude_setup, codex_setup, model_server
 
 __all__ = ["model_server"]  # the fixture, imported for this module
 
 pytestmark = pytest.mark.tmux
 
-Setup = Callable[[ModelServer, Path, Path], AgentSetup]
 
-
-class RealFleet:
-    """One real agent ``ag`` in a tmux fleet, talking to the model server."""
-
-    def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
-        self.fleet = TmuxEnv(root)
-        work = root / "work"
-        work.mkdir()
-        binary = getattr(installed_clis(), runtime)
-        entry = roster_entry("ag", runtime, binary, setup(server, root / "agent-home", work), work)
-        roster = self.fleet.home / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True)
-        roster.write_text(f"version: 1\nagents:\n{entry}")
-        self.run_dir = self.fleet.home / "fleet" / "run"
-
-    def tmux(self, *args: str) -> str:
-        socket = self.run_dir / "tmux.sock"
-        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=True).stdout
+class RealFleet(SoloAgent):
+    """The agent, and what ``fleet status`` reads of it."""
 
     def reads(self, state: str, source: str) -> bool:
         row = json.loads(self.fleet.inv("fleet.status", "--json").stdout)[0]
         return (row["state"], row["state_source"]) == (state, source)
 
-    def type(self, text: str) -> None:
-        """Typed as keys, then Enter once the input shows them (a CLI takes text and Enter in
-        one burst for a paste, not submitted; how `fleet send` copes is not this test's)."""
-        self.tmux("send-keys", "-t", "=fleet:=ag", "-l", text)
-        eventually(lambda: text in self.tmux("capture-pane", "-p", "-t", "=fleet:=ag"), f"{text} typed")
-        self.tmux("send-keys", "-t", "=fleet:=ag", "Enter")
-
 
 @pytest.fixture
 def held(model_server: ModelServer) -> Iterator[ModelServer]:
-    model_server.hold()
+    """The server, whose replies to ``HOLD`` prompts wait for ``release()``; one left held
+    by a failing test is let go (the next tests share the server)."""
     yield model_server
     model_server.release()
 

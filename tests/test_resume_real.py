@@ -4,42 +4,27 @@ model server sees the earlier turn in the next turn's request); `--fresh` starts
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from tests.conftest import eventually
 from tests.model_server import REPLY, ModelServer
-from tests.real_agents import AgentSetup, claude_setup, codex_setup, model_server, roster_entry
-from tests.real_clis import installed_clis
-from tests.test_fleet_tmux import TmuxEnv
+from tests.real_agents import Setup, SoloAgent, claude_setup, codex_setup, model_server
 
 __all__ = ["model_server"]  # the fixture, imported for this module
 
 pytestmark = pytest.mark.tmux
 
-Setup = Callable[[ModelServer, Path, Path], AgentSetup]
 
-
-class Conversation:
-    """One real agent in a tmux fleet, talking to the model server."""
+class Conversation(SoloAgent):
+    """The agent's conversation, as the model server sees it."""
 
     def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
-        self.server, self.api = server, "anthropic" if runtime == "claude" else "openai"
-        self.fleet = TmuxEnv(root)
-        work = root / "work"
-        work.mkdir()
-        binary = getattr(installed_clis(), runtime)
-        entry = roster_entry("ag", runtime, binary, setup(server, root / "agent-home", work), work)
-        roster = self.fleet.home / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True)
-        roster.write_text(f"version: 1\nagents:\n{entry}")
-
-    def tmux(self, *args: str) -> str:
-        socket = self.fleet.home / "fleet" / "run" / "tmux.sock"
-        return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True, check=True).stdout
+        super().__init__(runtime, setup, server, root)
+        self.server = server
+        self.api: Literal["anthropic", "openai"] = "anthropic" if runtime == "claude" else "openai"
 
     def session_id(self) -> object:
         return json.loads(self.fleet.inv("fleet.status", "--json").stdout)[0]["session_id"]
@@ -48,11 +33,7 @@ class Conversation:
         """Send ``marker`` once the agent is idle; the texts of the conversation its turn sent."""
         waited = self.fleet.inv("fleet.wait", "--agent", "ag", "--for", "idle", "--timeout", "120")
         assert waited.returncode == 0, waited.stderr
-        # Typed as keys, then Enter once the input shows them: a CLI takes text and Enter in
-        # one burst for a paste (not submitted); how `fleet send` copes is not this test's.
-        self.tmux("send-keys", "-t", "=fleet:=ag", "-l", marker)
-        eventually(lambda: marker in self.tmux("capture-pane", "-p", "-t", "=fleet:=ag"), f"{marker} typed")
-        self.tmux("send-keys", "-t", "=fleet:=ag", "Enter")
+        self.type(marker)
 
         def asked() -> list[str] | None:
             turns = [t for t in self.server.turns(self.api) if t.prompt and marker in t.prompt]
