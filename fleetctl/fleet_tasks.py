@@ -591,8 +591,8 @@ def fleet_logs(
     if loaded.hosts and hosts_tasks.logs(c, loaded, agent=agent, lines=count_lines, follow=follow, extra=passed_on):
         return
     if not screen:
-        show = show_raw_transcript if raw else show_transcript
-        show(fleet_paths(c, home, roster), loaded.get(agent).name, count_lines, which, follow=follow)
+        paths = fleet_paths(c, home, roster)
+        show_transcript(paths, loaded.get(agent).name, count_lines, which, follow=follow, raw=raw)
         return
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
@@ -610,39 +610,32 @@ def fleet_logs(
         print(journal.rstrip())
 
 
-def show_raw_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool) -> None:
-    """Write the agent's transcript as written (:func:`fleetlib.transcript.read_raw`) to
-    standard output; with ``follow``, then what is appended until interrupted."""
-    out = sys.stdout.buffer
-    if follow:
-        try:
-            for chunk in transcript.follow_raw(paths, name, lines=lines, generation=generation):
-                out.write(chunk)
-                out.flush()
-        except KeyboardInterrupt:
-            return
-        return
-    data = transcript.read_raw(paths, name, lines=lines, generation=generation)
-    if not data:
-        raise transcript.NoTranscript(f"the transcript of {name} holds no {generation} generation")
-    out.write(data)
-    out.flush()
-
-
-def show_transcript(paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool) -> None:
-    """Print the agent's transcript (rendered); with ``follow``, then its new lines until
+def show_transcript(
+    paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool, raw: bool = False
+) -> None:
+    """Print the agent's transcript, rendered (or with ``raw`` the bytes as written,
+    :func:`fleetlib.transcript.read_raw`); with ``follow``, then what it gains until
     interrupted. An empty generation is :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
+
+    def emit(chunk: str | bytes) -> None:
+        if isinstance(chunk, bytes):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        else:
+            print(chunk, flush=True)
+
     if follow:
+        chunks = (transcript.follow_raw if raw else transcript.follow)(paths, name, lines=lines, generation=generation)
         try:
-            for chunk in transcript.follow(paths, name, lines=lines, generation=generation):
-                print(chunk, flush=True)
+            for chunk in chunks:
+                emit(chunk)
         except KeyboardInterrupt:
             return
         return
-    text = transcript.read(paths, name, lines=lines, generation=generation)
+    text = (transcript.read_raw if raw else transcript.read)(paths, name, lines=lines, generation=generation)
     if not text:
         raise transcript.NoTranscript(f"the transcript of {name} holds no {generation} generation")
-    print(text)
+    emit(text)
 
 
 @task(
