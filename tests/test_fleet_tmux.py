@@ -45,9 +45,10 @@ class TmuxEnv(InvUser):
         (self.bin / "date").chmod(0o755)
 
     def roster(self, names: list[str], extra: str = "") -> None:
-        # Each agent logs its start and its stop (on the TERM, then HUP, a stop sends), once: both
-        # signals can be pending when its `sleep` returns, and sh then runs the trap for each.
-        stop = f'[ -n "$stopped" ] || echo "stop $0" >> {self.log}; stopped=1; exit 0'
+        # Each agent logs its start and its stop (on the TERM, then HUP, a stop sends), once: the
+        # trap ignores both signals first, or sh runs it again, nested, for the HUP that arrives
+        # while it writes (a flag set after the write came too late: "stop c2 | stop c2").
+        stop = f'trap "" HUP TERM; echo "stop $0" >> {self.log}; exit 0'
         script = f'echo "start $0" >> {self.log}; trap {shlex.quote(stop)} HUP TERM; while :; do sleep 1; done'
         body = "".join(
             f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n" for n in names
