@@ -1,4 +1,4 @@
-"""Nox sessions for fleet. `nox` runs tests, lint and typecheck; `nox -s bench` and `nox -s stress` are opt-in."""
+"""Nox sessions for fleet. `nox` runs tests, lint, typecheck and docs; `nox -s bench` and `nox -s stress` are opt-in."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nox.command import CommandFailed
 
 HERE = Path(__file__).resolve().parent
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -38,6 +38,15 @@ def typecheck(session: nox.Session) -> None:
     """Type-check fleetlib, fleetctl, tasks.py and this file with mypy --strict."""
     session.install("-e", ".[dev]")
     session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, strict: a broken link or anchor fails the build)."""
+    # The `docs` extra alone: mkdocs needs none of fleet's own dependencies.
+    session.install(*nox.project.load_toml(HERE / "pyproject.toml")["project"]["optional-dependencies"]["docs"])
+    # Into the session's own directory: the build never writes into the working tree.
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"), *session.posargs)
 
 
 @nox.session(default=False)
