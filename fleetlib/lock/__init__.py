@@ -26,8 +26,9 @@ One mechanism per module, each stating its guarantee at the top:
 * :mod:`~fleetlib.lock._asides`: aside-file bookkeeping (a lock moved aside is not free);
 * :mod:`~fleetlib.lock._wake`: the FIFO/pidfd wake channel;
 * :mod:`~fleetlib.lock._mutex`: the registry mutex and its reaping;
-* :mod:`~fleetlib.lock._lease`: the lease policy (take, wait, break, release, refresh);
-* :mod:`~fleetlib.lock._proof`: the guard and the proof of the lease a child process checks.
+* :mod:`~fleetlib.lock._lease`: the lease policy (take, wait, break, release, refresh) and
+  the guard an owner holds;
+* :mod:`~fleetlib.lock._proof`: the proof of the lease a child process checks.
 
 This package only re-exports.
 """
@@ -39,6 +40,7 @@ from fleetlib.lock._lease import (
     MAX_WAIT_S,
     POLL_INTERVAL_S,
     STALE_S,
+    RestartGuard,
     RestartLock,
     WaitProgress,
     acquire_restart_lock,
@@ -46,7 +48,7 @@ from fleetlib.lock._lease import (
     restart_lock_path,
 )
 from fleetlib.lock._liveness import process_alive, process_stopped
-from fleetlib.lock._proof import FENCE_MARGIN_S, LeaseProof, RestartGuard, boot_clock
+from fleetlib.lock._proof import FENCE_MARGIN_S, LeaseProof, boot_clock
 from fleetlib.lock._record import READ_CAP, Identity, LockRecord, pid_max
 from fleetlib.rundir import RunDirError, ensure_private_dir
 

@@ -19,6 +19,11 @@ Lease rules:
   the owner dies (pidfd).
 * ``acquire(timeout=...)`` bounds the wait and raises :class:`LockTimeout` naming the
   owner; ``timeout=None`` waits as long as the rules above say.
+* The owner holds a :class:`RestartGuard` and calls :meth:`RestartGuard.refresh` before
+  every step that changes the fleet: it proves the lease is still ours or raises
+  :class:`LeaseLost` (one line naming the current owner), after which the caller must
+  change nothing more; :meth:`RestartGuard.proof` hands a child process the same check
+  (:mod:`fleetlib.lock._proof`).
 
 Guarantee: at most one process owns the lock at a time. Every transition (take, break,
 refresh, release) is a compare-and-swap (:mod:`fleetlib.lock._exchange`), so no process
@@ -47,11 +52,11 @@ from typing import Any, Final
 
 from fleetlib.errors import FleetError
 from fleetlib.lock._asides import aside_in_flight, sweep
-from fleetlib.lock._errors import LockTimeout, RestartLockError
+from fleetlib.lock._errors import LeaseLost, LockTimeout, RestartLockError
 from fleetlib.lock._exchange import create_exclusive, lock_error, read, swap, unlink, write_temp
 from fleetlib.lock._liveness import Liveness, Stopped, process_alive, process_stopped
 from fleetlib.lock._mutex import RegistryMutex
-from fleetlib.lock._proof import RestartGuard
+from fleetlib.lock._proof import FENCE_MARGIN_S, LeaseProof, boot_clock
 from fleetlib.lock._record import Identity, LockRecord
 from fleetlib.lock._wake import WakeChannel, wake_waiters
 from fleetlib.rundir import ensure_private_dir
@@ -394,6 +399,77 @@ class RestartLock:
         finally:
             if channel is not None:
                 channel.close()
+
+
+@dataclass
+class RestartGuard:
+    """Ownership of the restart lock: a lease. Use as a context manager or call :meth:`release`.
+
+    Call :meth:`refresh` before every step that changes the fleet and on every poll while
+    waiting: it proves the lease is still ours (and keeps it fresh), or raises
+    :class:`LeaseLost`, after which the caller must change nothing more. :meth:`proof`
+    lets a child process make the same check after its fork (:mod:`fleetlib.runner`).
+    """
+
+    lock: RestartLock
+    token: str
+    released: bool = False
+    _proof: LeaseProof | None = field(default=None, repr=False)
+
+    def refresh(self) -> None:
+        """Record progress (a fresh timestamp) iff the lock is still ours.
+
+        Raises :class:`LeaseLost` (one line naming the current owner) if it was broken and
+        taken over, or if this guard was already released. A file-system failure raises
+        :class:`RestartLockError` (one line); the lease may then still be ours, but the
+        caller should stop all the same: it can no longer prove it.
+        """
+        self._renew()
+
+    def proof(self) -> LeaseProof:
+        """A proof of the lease with at least half of :data:`FENCE_MARGIN_S` left (time
+        for a child to start and check it), refreshing first when the last one has less.
+
+        Raises what :meth:`refresh` raises."""
+        proof, now = self._proof, boot_clock()
+        if proof is None or (
+            proof.expires is not None and now is not None and proof.expires - now < FENCE_MARGIN_S / 2
+        ):
+            return self._renew()
+        return proof
+
+    def _renew(self) -> LeaseProof:
+        if self.released:
+            raise LeaseLost(self.lock.lost_message(released=True))
+        began = boot_clock()  # taken before the refresh: the proof never outlasts the lock's stamp
+        held = self.lock.renew(self.token)
+        self._forget_proof()
+        if held is None:
+            raise LeaseLost(self.lock.lost_message())
+        self._proof = LeaseProof(self.lock.path, held, None if began is None else began + FENCE_MARGIN_S)
+        return self._proof
+
+    def owner_line(self) -> str:
+        """Who holds the lock now, for messages: ``pid 123 on host (running, ...)``."""
+        return self.lock.describe_owner()
+
+    def release(self) -> None:
+        """Drop the lock if still ours; a no-op if it was taken over or already released."""
+        if not self.released:
+            self.released = True
+            self._forget_proof()
+            self.lock.release(self.token)
+
+    def _forget_proof(self) -> None:
+        if self._proof is not None:
+            os.close(self._proof.fd)
+            self._proof = None
+
+    def __enter__(self) -> RestartGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def acquire_restart_lock(
