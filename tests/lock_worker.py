@@ -17,7 +17,7 @@ Modes:
 
 Environment (tests only):
   FLEET_LOCK_STALE, FLEET_LOCK_MAX_WAIT   stale_after / max_wait in seconds.
-  FLEET_LOCK_PAUSE_AT                     a checkpoint name in fleetlib.lock ("release:checked",
+  FLEET_LOCK_PAUSE_AT                     a checkpoint name of fleetlib.lock ("release:checked",
                                           "refresh:checked", "break:judged"): on reaching it the
                                           worker prints "paused" and stops itself with SIGSTOP,
                                           the way a debugger or a swapped-out VM would stop it.
@@ -30,12 +30,12 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-import fleetlib.lock
 from fleetlib.lock import LeaseLost, RestartGuard, RestartLock, acquire_restart_lock, ensure_private_dir
 
 
@@ -45,20 +45,20 @@ def options() -> dict[str, Any]:
         found["stale_after"] = float(os.environ["FLEET_LOCK_STALE"])
     if "FLEET_LOCK_MAX_WAIT" in os.environ:
         found["max_wait"] = float(os.environ["FLEET_LOCK_MAX_WAIT"])
+    if os.environ.get("FLEET_LOCK_PAUSE_AT"):
+        found["checkpoint"] = pause_at(os.environ["FLEET_LOCK_PAUSE_AT"])
     return found
 
 
-def install_pause() -> None:
-    where = os.environ.get("FLEET_LOCK_PAUSE_AT")
-    if not where:
-        return
+def pause_at(where: str) -> Callable[[str], None]:
+    """The lock's checkpoint that stops this process at the checkpoint named ``where``."""
 
     def pause(name: str) -> None:
         if name == where:
             print("paused", flush=True)
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    fleetlib.lock._checkpoint_hook = pause
+    return pause
 
 
 def witnessed_increment(witness: FileLock, counter: Path) -> bool:
@@ -137,7 +137,6 @@ def refresh(home: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    install_pause()
     mode, home = argv[0], argv[1]
     if mode == "cycles":
         return cycles(home, argv[2], argv[3], int(argv[4]))

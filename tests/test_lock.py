@@ -499,16 +499,11 @@ def test_timeout_is_measured_on_the_injected_clock(tmp_path: Path) -> None:
     assert token_of(restart_lock_path(tmp_path)) == "busy"
 
 
-def test_release_and_refresh_never_touch_a_lock_replaced_after_their_check(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_release_and_refresh_never_touch_a_lock_replaced_after_their_check(tmp_path: Path) -> None:
     """Without the mutex (as for an owner whose mutex was reaped while it was stopped), the
     lock is replaced between the token check and the change: both leave it untouched."""
-    import fleetlib.lock
-
     for checkpoint, action in (("release:checked", "release"), ("refresh:checked", "refresh")):
         home = tmp_path / action
-        guard = acquire_restart_lock(home)
         intruder = LockRecord.format(Identity(4242, "elsewhere", ""), now_ms(), "intruder")
 
         def replace(name: str, checkpoint: str = checkpoint, home: Path = home, intruder: str = intruder) -> None:
@@ -517,22 +512,17 @@ def test_release_and_refresh_never_touch_a_lock_replaced_after_their_check(
                 staged.write_text(intruder)
                 os.replace(staged, restart_lock_path(home))  # a new inode, as a takeover makes
 
-        monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", replace)
+        guard = acquire_restart_lock(home, checkpoint=replace)
         if action == "release":
             assert guard.lock.release(guard.token) is False
         else:
             with pytest.raises(LeaseLost, match="belongs to pid 4242 on elsewhere"):
                 guard.refresh()
-        monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", None)
         assert restart_lock_path(home).read_text() == intruder
         assert [p.name for p in restart_lock_path(home).parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_a_takeover_verifies_it_replaces_the_very_record_it_judged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fleetlib.lock
-
+def test_a_takeover_verifies_it_replaces_the_very_record_it_judged(tmp_path: Path) -> None:
     write_lock(tmp_path, f"4242\n{now_ms(-STALE_S - 1)}\nstale\n")
     fresh = LockRecord.format(Identity(4242, "elsewhere", ""), now_ms(), "refreshed-meanwhile")
 
@@ -542,9 +532,8 @@ def test_a_takeover_verifies_it_replaces_the_very_record_it_judged(
             staged.write_text(fresh)
             os.replace(staged, restart_lock_path(tmp_path))
 
-    monkeypatch.setattr(fleetlib.lock, "_checkpoint_hook", refresh_meanwhile)
     logged: list[str] = []
-    owned, record = RestartLock(tmp_path, log=logged.append).try_acquire("me")
+    owned, record = RestartLock(tmp_path, log=logged.append, checkpoint=refresh_meanwhile).try_acquire("me")
     assert not owned
     assert record is not None
     assert record.token == "refreshed-meanwhile"  # noqa: S105
