@@ -198,11 +198,11 @@ class Roster:
 
     def host_text(self, host: str) -> str:
         """``for_host(host)`` as roster YAML: what ``fleet install`` pushes to that host."""
+        import yaml  # noqa: PLC0415 - only this method needs it; the model's importers do not pay for YAML
+
         part = self.for_host(host)
         data: dict[str, Any] = {"version": self.version, "transport": self.transport}
         if self.fleet_resources:
             data["fleet_resources"] = self.fleet_resources.to_dict()
         data["agents"] = [a.to_dict() for a in part.agents]
-        import yaml  # noqa: PLC0415 - only pushes to other hosts dump YAML; the model's importers do not pay for it
-
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
