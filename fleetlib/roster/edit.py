@@ -22,7 +22,15 @@ from fleetlib.roster.splice import add_text, remove_text
 from fleetlib.roster.validate import parse_roster, validate_agent
 
 
+def _edit_target(path: Path) -> Path:
+    """The file an edit writes: a symlinked roster's target (the link stays a link, and the
+    edit lock sits beside the target, where every editor of that file meets)."""
+    return Path(os.path.realpath(path))
+
+
 def _edit(path: Path, change: str, splice: Callable[[str, Roster], tuple[str, tuple[Agent, ...]]]) -> Roster:
+    """Under the edit lock: ``splice`` the text and its parsed roster into new text and the
+    agents it must hold; write it only if it parses to exactly those agents."""
     target = _edit_target(path)
     with edit_lock(target):
         text = read_text(target)
@@ -71,12 +79,6 @@ def remove_agent(path: Path, name: str) -> Roster:
         return remove_text(text, roster.names().index(name)), remaining
 
     return _edit(path, f"remove agent {name!r}", splice)
-
-
-def _edit_target(path: Path) -> Path:
-    """The file an edit writes: a symlinked roster's target (the link stays a link, and the
-    edit lock sits beside the target, where every editor of that file meets)."""
-    return Path(os.path.realpath(path))
 
 
 def init_roster(path: Path, *, force: bool = False) -> Roster:

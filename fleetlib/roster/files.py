@@ -22,34 +22,6 @@ from fleetlib.rundir import kind_of
 MAX_ROSTER_BYTES: Final = 16 * 1024 * 1024
 
 
-def missing_cwd_warnings(roster: Roster, user_home: Path | None = None) -> list[str]:
-    """One warning line per agent whose ``cwd`` is not an existing directory on this machine.
-
-    Not an error: a roster may be written for another machine. ``start`` fails for such an
-    agent, naming it and the path. ``user_home`` defaults to this user's home directory.
-    """
-    home = Path.home() if user_home is None else user_home
-    warnings: list[str] = []
-    for index, agent in enumerate(roster.agents):
-        if agent.cwd is None:
-            continue
-        path = roster.cwd_of(agent, home)
-        where = f"agents[{index}].cwd"
-        line = roster.lines.get(where)
-        prefix = f"warning: {roster.source}:{line}: {where}: " if line else f"warning: {roster.source}: {where}: "
-        try:
-            info = os.stat(path)
-        except FileNotFoundError:
-            warnings.append(f"{prefix}{path} does not exist on this machine; start will fail until it does")
-            continue
-        except OSError as exc:
-            warnings.append(f"{prefix}{path} cannot be checked ({exc.strerror}); start may fail")
-            continue
-        if not stat.S_ISDIR(info.st_mode):
-            warnings.append(f"{prefix}{path} is not a directory; start will fail until it is")
-    return warnings
-
-
 def read_text(path: Path) -> str:
     """The roster's text. Follows a symlinked roster; a FIFO, device or directory there is a
     one-line error, never a hang (opened without blocking and checked to be a regular file)."""
@@ -85,3 +57,31 @@ def read_text(path: Path) -> str:
 def load_roster(path: Path) -> Roster:
     """Read and validate the roster at ``path``."""
     return parse_roster(read_text(path), str(path))
+
+
+def missing_cwd_warnings(roster: Roster, user_home: Path | None = None) -> list[str]:
+    """One warning line per agent whose ``cwd`` is not an existing directory on this machine.
+
+    Not an error: a roster may be written for another machine. ``start`` fails for such an
+    agent, naming it and the path. ``user_home`` defaults to this user's home directory.
+    """
+    home = Path.home() if user_home is None else user_home
+    warnings: list[str] = []
+    for index, agent in enumerate(roster.agents):
+        if agent.cwd is None:
+            continue
+        path = roster.cwd_of(agent, home)
+        where = f"agents[{index}].cwd"
+        line = roster.lines.get(where)
+        prefix = f"warning: {roster.source}:{line}: {where}: " if line else f"warning: {roster.source}: {where}: "
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            warnings.append(f"{prefix}{path} does not exist on this machine; start will fail until it does")
+            continue
+        except OSError as exc:
+            warnings.append(f"{prefix}{path} cannot be checked ({exc.strerror}); start may fail")
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            warnings.append(f"{prefix}{path} is not a directory; start will fail until it is")
+    return warnings

@@ -127,6 +127,8 @@ def _agents_nodes(text: str) -> tuple[yaml.MappingNode, yaml.Node | None, yaml.N
 
 
 def add_text(text: str, agent: Agent) -> str:
+    """``text`` with ``agent`` appended to its ``agents`` list, in the list's own style
+    (block items at its indentation, flow items inline); creates the list if missing."""
     root, key, seq = _agents_nodes(text)
     if key is None or seq is None:  # no `agents` key at all
         if root.flow_style:
@@ -153,6 +155,8 @@ def add_text(text: str, agent: Agent) -> str:
 
 
 def remove_text(text: str, index: int) -> str:
+    """``text`` without the ``agents`` item at ``index`` (and the comment on its last line);
+    an emptied list becomes ``[]`` rather than a null."""
     _root, key, seq = _agents_nodes(text)
     assert key is not None  # the agent exists, so does its list
     assert isinstance(seq, yaml.SequenceNode)
