@@ -12,7 +12,7 @@ import pytest
 from fleetctl.namespaces import program_ns
 from fleetlib.hosts import HOST_KEYS
 from fleetlib.resources import RESOURCE_KEYS
-from fleetlib.roster import AGENT_KEYS, TOP_LEVEL_KEYS
+from fleetlib.roster.model import AGENT_KEYS, TOP_LEVEL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
