@@ -381,8 +381,13 @@ def test_agent_paths_read_the_running_process_then_the_installed_unit_then_compu
     )  # fmt: skip
     running = subprocess.Popen(["/bin/sleep", "60"], env={"PATH": "/running:/bin"})
     try:
-        # Read once it runs sleep: until its exec, /proc shows the forking parent's environment.
-        eventually(lambda: os.readlink(f"/proc/{running.pid}/exe") == os.path.realpath("/bin/sleep"), "sleep runs")
+        # Read once it runs sleep: until its exec, /proc shows the forking parent's environment, and
+        # during it (new image mapped, stack not yet laid out) an empty one.
+        def execed() -> bool:
+            runs_sleep = os.readlink(f"/proc/{running.pid}/exe") == os.path.realpath("/bin/sleep")
+            return runs_sleep and Path(f"/proc/{running.pid}/environ").read_bytes() != b""
+
+        eventually(execed, "sleep runs with its environment laid out")
         found = doctor.agent_paths(
             roster,
             pids={"run": running.pid},
