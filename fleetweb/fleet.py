@@ -1,0 +1,143 @@
+"""What the web page asks of the fleet, as one object: :class:`WebFleet`.
+
+Every action goes through the library calls the command line uses (``Lifecycle.restart``
+and ``stop`` under the restart lock, :func:`fleetlib.broadcast.send_to` with the same
+checks as ``fleet send``), and every result is worded by the command line's own renderers,
+so the page says what the terminal would. Nothing here shells out to ``fleet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from fleetctl.options import spell_commands
+from fleetctl.render import failure_lines, failure_message, operation_summary
+from fleetlib import tmux, transcript
+from fleetlib.broadcast import send_to
+from fleetlib.errors import FleetError
+from fleetlib.messaging import SERVER_TIMEOUT_S, VERIFY_TIMEOUT_S, Messenger
+from fleetlib.results import OperationResult
+from fleetlib.status import FleetStatus
+from fleetlib.usage import fleet_sampler, with_usage
+
+ACTIONS: Final = ("restart", "stop")
+
+
+class Operations(Protocol):
+    """The fleet object's methods the page uses: the local :class:`fleetlib.engine.Lifecycle`
+    has them, and so does a fleet over several hosts."""
+
+    def status(self, agent: str | None = None) -> FleetStatus: ...
+    def restart(self, agent: str | None = None, *, fresh: bool = False) -> OperationResult: ...
+    def stop(self, agent: str | None = None) -> OperationResult: ...
+
+
+@dataclass(frozen=True)
+class Said:
+    """What an action did, in the command line's words: ``lines`` as it prints them on
+    stdout, ``error`` its ``error:`` line (None when it succeeded) and its exit status."""
+
+    ok: bool
+    lines: list[str]
+    error: str | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "lines": self.lines, "error": self.error, "exit_code": self.exit_code}
+
+
+def said_operation(result: OperationResult) -> Said:
+    """An operation's result as ``fleet restart``/``fleet stop`` print it."""
+    lines = [operation_summary(result)]
+    if result.ok:
+        return Said(True, lines, None, 0)
+    lines += [spell_commands(line) for line in failure_lines(result.failures)]
+    return Said(False, lines, f"error: {spell_commands(failure_message(result))}", 1)
+
+
+def said_error(exc: FleetError) -> Said:
+    """A refusal or failure as the command line's one ``error:`` line."""
+    first, _, rest = str(exc).partition("\n")
+    return Said(False, rest.splitlines(), f"error: {spell_commands(first)}", exc.exit_code)
+
+
+@dataclass
+class WebFleet:
+    """The fleet the page shows and acts on: ``lifecycle`` for states and operations (one
+    line to change for a fleet over several hosts), ``messenger`` for screens and sends."""
+
+    lifecycle: Operations
+    messenger: Messenger
+
+    def names(self) -> list[str]:
+        return self.messenger.roster.names()
+
+    def cards(self) -> list[dict[str, Any]]:
+        """One row per agent, ``fleet status --json``'s keys plus ``last_line`` (the last
+        non-blank line of its screen) and ``host``."""
+        status = self.lifecycle.status()
+        # Memory "where known": a fleet whose usage cannot be read still shows.
+        with contextlib.suppress(OSError, FleetError):
+            status = with_usage(status, fleet_sampler(self.messenger.paths).sample(status.agents))
+        rows = []
+        for row in status.to_json():
+            last = ""
+            if row["window"]:
+                try:
+                    last = next((line for line in reversed(self.screen_text(row["name"]).splitlines()) if line), "")
+                except FleetError:
+                    last = ""
+            rows.append({**row, "host": "local", "last_line": last.strip()})
+        return rows
+
+    def screen_text(self, name: str) -> str:
+        """The agent's visible screen as text (tmux's own rendering)."""
+        return self.messenger.capture(name, 0)
+
+    def screen_ansi(self, name: str) -> tuple[str, int, int]:
+        """The visible screen with its colours (``capture-pane -e``) and the pane's size."""
+        self.messenger.roster.get(name)
+        target = tmux.window_target(name)
+        base = tmux.tmux_base(self.messenger.tmux_bin, self.messenger.paths.tmux_socket)
+        runner = self.messenger.runner
+        shown = runner.run([*base, "capture-pane", "-p", "-e", "-t", target], timeout=SERVER_TIMEOUT_S)
+        if not shown.ok:
+            raise FleetError(f"cannot read agent {name!r}'s pane: {shown.error_line()}")
+        size = runner.run(
+            [*base, "display-message", "-p", "-t", target, "#{pane_width} #{pane_height}"], timeout=SERVER_TIMEOUT_S
+        )
+        columns, rows = (int(part) for part in (size.stdout.split() or ["80", "24"])[:2])
+        return shown.stdout, columns, rows
+
+    def transcript(self, name: str, lines: int) -> str:
+        """The last ``lines`` lines of the agent's transcript, rendered as ``fleet logs`` does."""
+        return transcript.read(self.messenger.paths, self.messenger.roster.get(name).name, lines=lines)
+
+    def send(self, name: str, text: str, *, answer: bool) -> Said:
+        """``fleet send --agent NAME [--answer] --message TEXT``, said as it says it."""
+        from fleetctl.fleet_tasks import send_lines  # noqa: PLC0415 (the task module imports much)
+
+        try:
+            self.messenger.roster.get(name)
+        except FleetError as exc:
+            return said_error(exc)
+        result = send_to(self.messenger, [name], text, verify=True, timeout=VERIFY_TIMEOUT_S, answer=answer)
+        outcome = result.agents[0]
+        if outcome.ok:
+            return Said(True, send_lines(result), None, 0)
+        output = (outcome.output or "").splitlines()
+        return Said(False, output, f"error: {spell_commands(outcome.error or 'send failed')}", outcome.exit_code or 1)
+
+    def act(self, action: str, name: str | None) -> Said:
+        """``fleet restart`` / ``fleet stop`` (one agent, or the whole fleet for a restart)."""
+        if action not in ACTIONS:
+            return Said(False, [], f"error: unknown action {action!r}; use one of: {', '.join(ACTIONS)}", 2)
+        try:
+            if name is not None:
+                self.messenger.roster.get(name)
+            result = self.lifecycle.restart(name) if action == "restart" else self.lifecycle.stop(name)
+        except FleetError as exc:
+            return said_error(exc)
+        return said_operation(result)

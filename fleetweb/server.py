@@ -1,0 +1,56 @@
+"""Running the app: :func:`serve` listens on an address already checked by
+:mod:`fleetweb.guard`, says where (text or JSON, the token in the address once) and serves
+until interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from fleetlib.errors import FleetError
+from fleetweb.app import create_app
+from fleetweb.fleet import WebFleet
+from fleetweb.guard import Bind
+
+GRACE_S = 1.0  # open event streams never end by themselves: a stop closes them after this
+
+
+def listen(bind: Bind) -> socket.socket:
+    """A listening socket on ``bind`` (port 0: any free port); FleetError naming the address."""
+    family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind.host, bind.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise FleetError(f"--bind {bind.host}:{bind.port}: cannot listen there ({exc.strerror})") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(fleet: WebFleet, token: str, bind: Bind, *, as_json: bool, say: Callable[[str], None] = print) -> None:
+    """Serve ``fleet`` on ``bind`` until SIGINT/SIGTERM; first say the URL (with the token)
+    and the pid, as text or one JSON object."""
+    sock = listen(bind)
+    port = sock.getsockname()[1]
+    url = f"{bind.url(port)}/?token={token}"
+    if as_json:
+        say(json.dumps({"url": url, "pid": os.getpid(), "bind": f"{bind.host}:{port}"}))
+    else:
+        say(f"serving the fleet at {url} (pid {os.getpid()}; Ctrl-C stops)")
+        if not bind.loopback:
+            say("this address is reachable from other machines: put TLS in front (a reverse proxy)")
+    config = uvicorn.Config(
+        create_app(fleet, token),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=int(GRACE_S),
+    )
+    uvicorn.Server(config).run(sockets=[sock])
