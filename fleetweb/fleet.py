@@ -9,7 +9,7 @@ so the page says what the terminal would. Nothing here shells out to ``fleet``.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from fleetctl.options import spell_commands
@@ -17,12 +17,14 @@ from fleetctl.render import failure_lines, failure_message, operation_summary
 from fleetlib import tmux, transcript
 from fleetlib.broadcast import send_to
 from fleetlib.errors import FleetError
+from fleetlib.menu import parse_menu
 from fleetlib.messaging import SERVER_TIMEOUT_S, VERIFY_TIMEOUT_S, Messenger
 from fleetlib.results import OperationResult
-from fleetlib.status import FleetStatus
+from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.usage import fleet_sampler, with_usage
 
 ACTIONS: Final = ("restart", "stop")
+SETTLED_S: Final = 2.0  # tmux's output time has whole seconds: a read this long after it saw all of it
 
 
 class Operations(Protocol):
@@ -70,27 +72,46 @@ class WebFleet:
 
     lifecycle: Operations
     messenger: Messenger
+    _seen: dict[str, tuple[tuple[Any, ...], float, dict[str, Any]]] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return self.messenger.roster.names()
 
     def cards(self) -> list[dict[str, Any]]:
-        """One row per agent, ``fleet status --json``'s keys plus ``last_line`` (the last
-        non-blank line of its screen) and ``host``."""
+        """One row per agent: ``fleet status --json``'s keys, ``host``, ``last_line`` (the
+        last non-blank line of its screen) and ``menu`` (the entries of the menu it shows
+        while ``waiting``, number -> label; empty otherwise)."""
         status = self.lifecycle.status()
         # Memory "where known": a fleet whose usage cannot be read still shows.
         with contextlib.suppress(OSError, FleetError):
             status = with_usage(status, fleet_sampler(self.messenger.paths).sample(status.agents))
-        rows = []
-        for row in status.to_json():
-            last = ""
-            if row["window"]:
-                try:
-                    last = next((line for line in reversed(self.screen_text(row["name"]).splitlines()) if line), "")
-                except FleetError:
-                    last = ""
-            rows.append({**row, "host": "local", "last_line": last.strip()})
-        return rows
+        agents = [*status.agents, *status.strays]
+        return [
+            {**row, "host": "local", **self._screen_facts(row, agent)}
+            for row, agent in zip(status.to_json(), agents, strict=True)
+        ]
+
+    def _screen_facts(self, row: dict[str, Any], agent: AgentStatus) -> dict[str, Any]:
+        """``last_line`` and ``menu`` of a row, read from its screen only when the pane
+        may have written since the last read (an unchanged fleet costs no screen reads).
+        tmux times output to the second: a read in the second of the last output, or the
+        next, may have missed the rest of that second's output, so it is read again."""
+        if not row["window"]:
+            return {"last_line": "", "menu": {}}
+        key = (agent.pid, agent.last_output, row["state"])
+        cached = self._seen.get(row["name"])
+        now = self.messenger.wall_clock()
+        if cached is not None and cached[0] == key and cached[1] > (agent.last_output or 0.0) + SETTLED_S:
+            return cached[2]
+        try:
+            text = self.screen_text(row["name"])
+        except FleetError:
+            return {"last_line": "", "menu": {}}
+        last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+        shown = parse_menu(text) if row["state"] == "waiting" else None
+        facts = {"last_line": last, "menu": {str(n): label for n, label in shown.entries.items()} if shown else {}}
+        self._seen[row["name"]] = (key, now, facts)
+        return facts
 
     def screen_text(self, name: str) -> str:
         """The agent's visible screen as text (tmux's own rendering)."""

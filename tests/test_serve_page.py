@@ -130,7 +130,13 @@ def test_an_agent_turning_waiting_moves_to_the_top_and_notifies(site: tuple[Serv
     assert refused.startswith("error: agent 'yesno' is waiting for an answer, so nothing was sent"), refused
     assert "hello" not in env.pane("yesno").split("Do you want to proceed?")[-1]
 
-    answered = send(page, "yesno", "2", answer=True)
+    # The menu's entries are buttons; the second answers as `fleet send --answer --message 2`.
+    page.wait_for_selector("#options .option[data-entry='2']")
+    assert page.inner_text("#options .option[data-entry='2']").startswith("2. No, and tell")
+    page.evaluate("document.getElementById('result').textContent = ''")
+    page.click("#options .option[data-entry='2']")
+    page.wait_for_function("() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }")
+    answered = page.inner_text("#result")
     assert "accepted" in answered, answered
     assert "error" not in answered
     eventually(lambda: "denied" in env.pane("yesno"), "yesno took entry 2")

@@ -75,6 +75,24 @@ function show(rows) {
   $("cards").replaceChildren(...ordered(rows).map(card));
   const current = rows.find((row) => row.name === selected);
   if (current) $("detail-state").textContent = current.state;
+  options(current && current.state === "waiting" ? current.menu || {} : {});
+}
+
+let shownMenu = "{}";
+
+function options(menu) {
+  // The menu the agent shows while it waits: one button per entry, answered as `fleet send --answer N`.
+  const key = JSON.stringify(menu);
+  if (key === shownMenu) return;
+  shownMenu = key;
+  const buttons = Object.entries(menu).map(([entry, label]) => {
+    const button = el("button", "option", `${entry}. ${label}`);
+    button.type = "button";
+    button.dataset.entry = entry;
+    button.addEventListener("click", () => post(agentPath("send"), { message: entry, answer: true }, $("result")));
+    return button;
+  });
+  $("options").replaceChildren(...buttons);
 }
 
 function listen() {
@@ -132,6 +150,7 @@ function open(name) {
 
 function close() {
   selected = null;
+  options({});
   clearInterval(screenTimer);
   $("detail").hidden = true;
   document.querySelector("main").classList.remove("open");
