@@ -39,9 +39,10 @@ def fleet_serve(
     from fleetctl.fleet_tasks import make_messenger, open_lifecycle  # noqa: PLC0415
     from fleetlib.errors import FleetError  # noqa: PLC0415
     from fleetlib.roster import load_roster  # noqa: PLC0415
+    from fleetlib.serving import DEFAULT_BIND  # noqa: PLC0415
     from fleetweb import guard  # noqa: PLC0415
 
-    address = guard.parse_bind(bind or guard.DEFAULT_BIND)
+    address = guard.parse_bind(bind or DEFAULT_BIND)
     guard.check_exposure(address, token_file)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
@@ -53,4 +54,5 @@ def fleet_serve(
 
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     fleet = WebFleet(lifecycle=lifecycle, messenger=make_messenger(paths, loaded))
-    serve(fleet, token, address, as_json=json, say=lambda line: print(line, flush=True, file=sys.stdout))
+    say = lambda line: print(line, flush=True, file=sys.stdout)  # noqa: E731
+    serve(fleet, token, address, as_json=json, record_in=paths.run_dir, say=say)

@@ -25,8 +25,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from fleetlib.errors import FleetError
+from fleetlib.serving import DEFAULT_BIND
 
-DEFAULT_BIND: Final = "127.0.0.1:8470"
 TOKEN_FILE: Final = "serve.token"  # noqa: S105 (a file name, not a secret)
 COOKIE: Final = "fleet_token"
 TOKEN_BYTES: Final = 32

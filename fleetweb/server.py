@@ -8,9 +8,11 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
+from fleetlib import serving
 from fleetlib.errors import FleetError
 from fleetweb.app import create_app
 from fleetweb.fleet import WebFleet
@@ -34,16 +36,26 @@ def listen(bind: Bind) -> socket.socket:
     return sock
 
 
-def serve(fleet: WebFleet, token: str, bind: Bind, *, as_json: bool, say: Callable[[str], None] = print) -> None:
+def serve(
+    fleet: WebFleet,
+    token: str,
+    bind: Bind,
+    *,
+    as_json: bool,
+    record_in: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
     """Serve ``fleet`` on ``bind`` until SIGINT/SIGTERM; first say the URL (with the token)
-    and the pid, as text or one JSON object."""
+    and the pid, as text or one JSON object. ``record_in`` (the run dir) holds the address
+    and pid while it serves, for ``fleet doctor`` (see :mod:`fleetlib.serving`)."""
     sock = listen(bind)
     port = sock.getsockname()[1]
     url = f"{bind.url(port)}/?token={token}"
+    pid = os.getpid()
     if as_json:
-        say(json.dumps({"url": url, "pid": os.getpid(), "bind": f"{bind.host}:{port}"}))
+        say(json.dumps({"url": url, "pid": pid, "bind": f"{bind.host}:{port}"}))
     else:
-        say(f"serving the fleet at {url} (pid {os.getpid()}; Ctrl-C stops)")
+        say(f"serving the fleet at {url} (pid {pid}; Ctrl-C stops)")
         if not bind.loopback:
             say("this address is reachable from other machines: put TLS in front (a reverse proxy)")
     config = uvicorn.Config(
@@ -53,4 +65,10 @@ def serve(fleet: WebFleet, token: str, bind: Bind, *, as_json: bool, say: Callab
         lifespan="off",
         timeout_graceful_shutdown=int(GRACE_S),
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if record_in is not None:
+        serving.write_record(record_in, bind.url(port), pid)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if record_in is not None:
+            serving.remove_record(record_in, pid)

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from fleetlib import procs
 from fleetlib.errors import FleetError
+from fleetlib.serving import check_serve, remove_record, write_record
 from fleetweb.guard import RateLimit, check_exposure, parse_bind, read_token_file, same_origin
 from fleetweb.screen import screen_html
-from tests.conftest import REPO
+from tests.conftest import REPO, FleetEnv, eventually
 from tests.test_fleet_tmux import TmuxEnv
 
 SERVER_START_S = 60.0
@@ -335,3 +337,55 @@ def test_listing_the_tasks_never_loads_the_web_server(served: tuple[ServeEnv, Se
     )
     assert done.stdout.strip() == "[]"
     assert os.path.exists(REPO / "fleetweb" / "static" / "index.html")
+
+
+# --------------------------------------------------------------------------- doctor and the unit
+
+
+def test_doctor_finds_the_running_server_answering(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    record = json.loads((env.home / "fleet" / "run" / "serve.json").read_text())
+    assert record == {"url": server.base, "pid": server.process.pid}
+    assert server.token not in json.dumps(record)
+    done = env.inv("fleet.doctor", "--json")
+    checks = {check["name"]: check for check in json.loads(done.stdout)}
+    assert checks["serve"]["ok"], checks["serve"]
+    assert server.base in checks["serve"]["detail"]
+
+
+def test_the_serve_check(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert check_serve(run, False, "fleet serve").skipped
+    unit_only = check_serve(run, True, "fleet serve")
+    assert not unit_only.ok
+    assert "fleet serve" in unit_only.fix
+    write_record(run, "http://127.0.0.1:1", os.getpid())
+    assert check_serve(run, False, "fleet serve", ask=lambda _: 401).ok
+    for status in (None, 200, 500):
+        found = check_serve(run, False, "fleet serve", ask=lambda _, s=status: s)  # type: ignore[misc]
+        assert not found.ok, status
+    remove_record(run, os.getpid() + 1)  # another server's: kept
+    assert (run / "serve.json").exists()
+    remove_record(run, os.getpid())
+    assert not (run / "serve.json").exists()
+    (run / "serve.json").write_text('{"url": "file:///etc/passwd", "pid": 1}')
+    assert check_serve(run, False, "fleet serve", ask=lambda url: pytest.fail(f"asked {url}")).skipped
+
+
+@pytest.mark.systemd
+def test_install_serve_runs_the_server_as_a_unit_and_uninstall_removes_it(fleet_env: FleetEnv) -> None:
+    fleet_env.write_roster("version: 1\nagents:\n  - name: u1\n    runtime: shell\n")
+    installed = fleet_env.inv_ok("fleet.install", "--serve")
+    unit = f"{fleet_env.units.prefix}fleet-serve.service"
+    assert unit in installed
+    run = fleet_env.home / "fleet" / "run"
+    eventually((run / "serve.json").exists, "the unit's server recorded itself", limit=60)
+    record = json.loads((run / "serve.json").read_text())
+    assert record["url"] == "http://127.0.0.1:8470"
+    checks = {check["name"]: check for check in json.loads(fleet_env.inv("fleet.doctor", "--json").stdout)}
+    assert checks["serve"]["ok"], checks["serve"]
+    removed = fleet_env.inv_ok("fleet.uninstall")
+    assert unit in removed
+    assert not (fleet_env.manager.unit_dir / unit).exists()
+    eventually(lambda: not procs.exists(record["pid"]), "the server stopped")
