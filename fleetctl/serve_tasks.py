@@ -37,6 +37,7 @@ def fleet_serve(
     belongs in front). Prints the address with the token once (--json: {"url", "pid"});
     every request needs the token, every change also the page's own origin."""
     from fleetctl.fleet_tasks import make_messenger, open_lifecycle  # noqa: PLC0415
+    from fleetlib import serving  # noqa: PLC0415
     from fleetlib.errors import FleetError  # noqa: PLC0415
     from fleetlib.roster import load_roster  # noqa: PLC0415
     from fleetlib.serving import DEFAULT_BIND  # noqa: PLC0415
@@ -48,6 +49,12 @@ def fleet_serve(
     loaded = load_roster(paths.roster)
     if loaded.hosts:
         raise FleetError("fleet serve does not cover a roster with hosts yet; serve each host's fleet on that host")
+    running = serving.running_server(paths.run_dir)
+    if running is not None:
+        raise FleetError(
+            f"fleet serve already runs for this fleet (pid {running['pid']} at {running['url']}); "
+            f"one server per fleet: stop it first (kill {running['pid']})"
+        )
     token = guard.read_token_file(token_file) if token_file else guard.ensure_token(paths.run_dir)
     from fleetweb.fleet import WebFleet  # noqa: PLC0415
     from fleetweb.server import serve  # noqa: PLC0415

@@ -97,6 +97,12 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return found if ok and str(found["url"]).startswith(("http://", "https://")) else None
 
 
+def running_server(run_dir: Path) -> dict[str, Any] | None:
+    """The record of a server of this fleet that runs now, if one does."""
+    record = read_record(run_dir)
+    return record if record is not None and procs.exists(int(record["pid"])) else None
+
+
 def answers(url: str, timeout: float = ANSWER_TIMEOUT_S) -> int | None:
     """The HTTP status ``url`` answers a request without the token with; None if nothing answers."""
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,10 @@ def listen(bind: Bind) -> socket.socket:
     return sock
 
 
+def _exit_quietly(signum: int, _: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(
     fleet: WebFleet,
     token: str,
@@ -52,12 +57,6 @@ def serve(
     port = sock.getsockname()[1]
     url = f"{bind.url(port)}/?token={token}"
     pid = os.getpid()
-    if as_json:
-        say(json.dumps({"url": url, "pid": pid, "bind": f"{bind.host}:{port}"}))
-    else:
-        say(f"serving the fleet at {url} (pid {pid}; Ctrl-C stops)")
-        if not bind.loopback:
-            say("this address is reachable from other machines: put TLS in front (a reverse proxy)")
     config = uvicorn.Config(
         create_app(fleet, token),
         log_level="warning",
@@ -65,10 +64,23 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=int(GRACE_S),
     )
-    if record_in is not None:
-        serving.write_record(record_in, bind.url(port), pid)
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again with the handler it found:
+    # these handlers end the process through Python, so the record is removed on the way out.
+    previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
+        if record_in is not None:  # before the address is said: whoever reads it finds the record
+            serving.write_record(record_in, bind.url(port), pid)
+        if as_json:
+            say(json.dumps({"url": url, "pid": pid, "bind": f"{bind.host}:{port}"}))
+        else:
+            say(f"serving the fleet at {url} (pid {pid}; Ctrl-C stops)")
+            if not bind.loopback:
+                say("this address is reachable from other machines: put TLS in front (a reverse proxy)")
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
         if record_in is not None:
             serving.remove_record(record_in, pid)

@@ -353,6 +353,34 @@ def test_doctor_finds_the_running_server_answering(served: tuple[ServeEnv, Serve
     assert server.base in checks["serve"]["detail"]
 
 
+def test_one_server_per_fleet_and_a_stopped_one_removes_its_record(tmp_path: Path) -> None:
+    env = ServeEnv(tmp_path)  # a fleet that is not running: the page shows it stopped
+    (env.home / "fleet").mkdir()
+    (env.home / "fleet" / "roster.yaml").write_text("version: 1\nagents:\n  - name: q1\n    runtime: shell\n")
+    record = env.home / "fleet" / "run" / "serve.json"
+    server = start_server(env.env)
+    try:
+        assert json.loads(record.read_text())["pid"] == server.process.pid
+        second = subprocess.run(
+            [sys.executable, "-m", "fleetctl", "serve", "--bind", "127.0.0.1:0"],
+            cwd=REPO,
+            env=env.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2, (second.stdout, second.stderr)
+        assert f"already runs for this fleet (pid {server.process.pid}" in second.stderr
+        status, text, _ = server.request("/api/agents", headers={"Authorization": f"Bearer {server.token}"})
+        assert status == 200
+        assert [(row["name"], row["state"]) for row in json.loads(text)] == [("q1", "stopped")]
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    assert not record.exists()
+
+
 def test_the_serve_check(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
