@@ -41,7 +41,7 @@ from fleetweb.fleet import Said, WebFleet, said_error
 from fleetweb.guard import COOKIE, RateLimit, presented, same_origin, valid
 from fleetweb.screen import screen_html
 
-POLL_S: Final = 0.25  # how often the fleet is read while a page listens: a change shows within a second
+POLL_S: Final = 0.5  # how often the fleet is read while a page listens: a change shows within a second
 KEEPALIVE_S: Final = 15.0
 PAGE_LINES: Final = 200
 MAX_PAGES: Final = 500

@@ -9,6 +9,7 @@ so the page says what the terminal would. Nothing here shells out to ``fleet``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -21,9 +22,10 @@ from fleetlib.menu import parse_menu
 from fleetlib.messaging import SERVER_TIMEOUT_S, VERIFY_TIMEOUT_S, Messenger
 from fleetlib.results import OperationResult
 from fleetlib.status import AgentStatus, FleetStatus
-from fleetlib.usage import fleet_sampler, with_usage
+from fleetlib.usage import Usage, fleet_sampler, with_usage
 
 ACTIONS: Final = ("restart", "stop")
+USAGE_EVERY_S: Final = 5.0
 SETTLED_S: Final = 2.0  # tmux's output time has whole seconds: a read this long after it saw all of it
 
 
@@ -73,6 +75,11 @@ class WebFleet:
     lifecycle: Operations
     messenger: Messenger
     _seen: dict[str, tuple[tuple[Any, ...], float, dict[str, Any]]] = field(default_factory=dict)
+    _usage_at: float | None = None
+    _measured: Mapping[str, Usage] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._sampler = fleet_sampler(self.messenger.paths)  # keeps the last figures: CPU is a difference
 
     def names(self) -> list[str]:
         return self.messenger.roster.names()
@@ -82,14 +89,24 @@ class WebFleet:
         last non-blank line of its screen) and ``menu`` (the entries of the menu it shows
         while ``waiting``, number -> label; empty otherwise)."""
         status = self.lifecycle.status()
-        # Memory "where known": a fleet whose usage cannot be read still shows.
-        with contextlib.suppress(OSError, FleetError):
-            status = with_usage(status, fleet_sampler(self.messenger.paths).sample(status.agents))
+        status = with_usage(status, self._usage(status.agents))
         agents = [*status.agents, *status.strays]
         return [
             {**row, "host": "local", **self._screen_facts(row, agent)}
             for row, agent in zip(status.to_json(), agents, strict=True)
         ]
+
+    def _usage(self, agents: list[AgentStatus]) -> Mapping[str, Usage]:
+        """Memory and CPU "where known", measured at most every :data:`USAGE_EVERY_S` (the
+        measuring costs more than the rest of a card); none when they cannot be read."""
+        now = self.messenger.clock()
+        if self._usage_at is None or now - self._usage_at >= USAGE_EVERY_S:
+            self._usage_at = now
+            self._measured = {}
+            with contextlib.suppress(OSError, FleetError):
+                self._measured = self._sampler.sample(agents)
+        running = {agent.name for agent in agents if agent.pid}
+        return {name: usage for name, usage in self._measured.items() if name in running}
 
     def _screen_facts(self, row: dict[str, Any], agent: AgentStatus) -> dict[str, Any]:
         """``last_line`` and ``menu`` of a row, read from its screen only when the pane
