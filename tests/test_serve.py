@@ -375,6 +375,13 @@ def test_one_server_per_fleet_and_a_stopped_one_removes_its_record(tmp_path: Pat
         status, text, _ = server.request("/api/agents", headers={"Authorization": f"Bearer {server.token}"})
         assert status == 200
         assert [(row["name"], row["state"]) for row in json.loads(text)] == [("q1", "stopped")]
+        # Actions are rate limited: 20 in any 10 s (an empty message is refused without a change).
+        auth = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        answered = [
+            server.request("/api/agents/q1/send", method="POST", headers=auth, body={"message": ""})[0]
+            for _ in range(21)
+        ]
+        assert answered == [200] * 20 + [429]
     finally:
         server.stop()
     assert server.process.returncode == 0

@@ -201,3 +201,17 @@ def test_restart_from_the_page_gives_a_new_pid(site: tuple[ServeEnv, Server], pa
     assert isinstance(after, int)
     assert after != before
     eventually(lambda: f"pid {after}" in page.inner_text(".card[data-name='sh2']"), "the card shows the new pid")
+
+
+def test_stop_from_the_page_stops_the_agent(site: tuple[ServeEnv, Server], page: Any) -> None:
+    env, _ = site
+    select(page, "xss")
+    page.evaluate("document.getElementById('result').textContent = ''")
+    page.click("#stop-agent")
+    page.wait_for_function(
+        "() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }", timeout=120_000
+    )
+    said = page.inner_text("#result")
+    assert said.startswith("stopped 1 agent(s) (xss)"), said
+    assert env.status()[1]["xss"]["state"] == "stopped"
+    eventually(lambda: dict(cards(page))["xss"] == "stopped", "the card shows it stopped")
