@@ -71,6 +71,7 @@ class Hub:
         self.latest: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
+        self.closing = asyncio.Event()  # the server stops: every stream ends (a page reconnects)
 
     async def listen(self) -> AsyncIterator[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
@@ -79,13 +80,19 @@ class Hub:
             queue.put_nowait(self.latest)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
+        closing = asyncio.ensure_future(self.closing.wait())
         try:
-            while True:
-                try:
-                    yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
+            while not self.closing.is_set():
+                got = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({got, closing}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+                if got in done:
+                    yield got.result()
+                    continue
+                got.cancel()
+                if not done:
                     yield ""
         finally:
+            closing.cancel()
             self.listeners.discard(queue)
 
     async def _run(self) -> None:
@@ -108,10 +115,12 @@ class Hub:
 
 class Guard:
     """Every request shows the token; every change also comes from the page itself and
-    keeps within the rate limit (see :mod:`fleetweb.guard`)."""
+    keeps within the rate limit (see :mod:`fleetweb.guard`). :attr:`end_streams` ends the
+    event streams (they never end by themselves) so the server can stop at once."""
 
-    def __init__(self, app: ASGIApp, token: str, limit: RateLimit) -> None:
+    def __init__(self, app: ASGIApp, token: str, limit: RateLimit, end_streams: Callable[[], None]) -> None:
         self.app, self.token, self.limit = app, token, limit
+        self.end_streams = end_streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,16 +175,22 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     poll: float = POLL_S,
     limit: RateLimit | None = None,
-) -> ASGIApp:
+) -> Guard:
     """The app: ``fleet`` is what it shows and acts on, ``token`` the secret every request
     carries, ``clock`` times the rate limit (``limit``, default 20 actions in 10 s)."""
     hub: Hub | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def the_hub() -> Hub:
-        nonlocal hub
+        nonlocal hub, loop
         if hub is None:  # made on the server's event loop, at the first page
-            hub = Hub(fleet, poll)
+            hub, loop = Hub(fleet, poll), asyncio.get_running_loop()
         return hub
+
+    def end_streams() -> None:
+        """End every event stream (safe from a signal handler or another thread)."""
+        if hub is not None and loop is not None:
+            loop.call_soon_threadsafe(hub.closing.set)
 
     async def page(_: Request) -> Response:
         return HTMLResponse(_asset("index.html"), headers=SECURITY_HEADERS)
@@ -274,4 +289,4 @@ def create_app(
         Route("/api/fleet/restart", fleet_restart, methods=["POST"]),
     ]
     inner = Starlette(routes=routes)
-    return Guard(inner, token, limit or RateLimit(clock=clock))
+    return Guard(inner, token, limit or RateLimit(clock=clock), end_streams)

@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -37,6 +38,18 @@ def listen(bind: Bind) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server that also ends the app's event streams when asked to stop."""
+
+    def __init__(self, config: uvicorn.Config, end_streams: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.end_streams = end_streams
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.end_streams()
+        super().handle_exit(sig, frame)
+
+
 def _exit_quietly(signum: int, _: object) -> None:
     raise SystemExit(0)
 
@@ -57,8 +70,9 @@ def serve(
     port = sock.getsockname()[1]
     url = f"{bind.url(port)}/?token={token}"
     pid = os.getpid()
+    app = create_app(fleet, token)
     config = uvicorn.Config(
-        create_app(fleet, token),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -76,7 +90,7 @@ def serve(
             say(f"serving the fleet at {url} (pid {pid}; Ctrl-C stops)")
             if not bind.loopback:
                 say("this address is reachable from other machines: put TLS in front (a reverse proxy)")
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, app.end_streams).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
