@@ -19,6 +19,7 @@ BENCHMARKS = {
     "transcript": "benchmarks.transcript_bench",
     "top": "benchmarks.top_bench",
     "hooks": "benchmarks.hooks_bench",
+    "serve": "benchmarks.serve_bench",
 }
 
 

@@ -44,7 +44,7 @@ from fleetctl.render import (
     status_lines,
     status_rows_json,
 )
-from fleetlib import transcript
+from fleetlib import serving, transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
 from fleetlib.broadcast import SendResult, send_to
 from fleetlib.doctor import Check, diagnose
@@ -132,6 +132,7 @@ def finish_install(result: InstallResult, as_json: bool) -> None:
     help={
         **FLEET_HELP,
         "enable": "Enable the units so the fleet comes back after a reboot (--no-enable to skip).",
+        "serve": "Also install `fleet serve` as a unit beside the watcher (loopback, port 8470), started now.",
         "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     },
@@ -144,6 +145,7 @@ def fleet_install(
     unit_dir: str = "",
     backend: str = "",
     enable: bool = True,
+    serve: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -167,7 +169,12 @@ def fleet_install(
     lifecycle = open_lifecycle(
         c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
     )
-    finish_install(lifecycle.install(enable=enable), json)
+    if serve and lifecycle.unit_dir is None:
+        raise FleetError("--serve installs a systemd --user unit; without a user manager run `fleet serve` yourself")
+    result = lifecycle.install(enable=enable)
+    if serve and lifecycle.unit_dir is not None:
+        result = serving.install_unit(result, paths, loaded, lifecycle.unit_dir, lifecycle.runner, enable=enable)
+    finish_install(result, json)
 
 
 @task(auto_shortflags=False, help={**FLEET_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP})
@@ -201,7 +208,10 @@ def fleet_uninstall(
     lifecycle = open_lifecycle(
         c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
     )
-    finish_install(lifecycle.uninstall(), json)
+    result = lifecycle.uninstall()
+    if lifecycle.unit_dir is not None:  # and `fleet install --serve`'s unit, if there is one
+        result = serving.uninstall_unit(result, paths, lifecycle.unit_dir, lifecycle.runner)
+    finish_install(result, json)
 
 
 # --------------------------------------------------------------------------- start / stop / restart

@@ -13,6 +13,7 @@ from fleetctl.build_tasks import build_ns
 from fleetctl.fleet_tasks import fleet_ns, fleet_tasks
 from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
+from fleetctl.serve_tasks import fleet_serve
 from fleetctl.top_tasks import fleet_top
 
 CONFIG: Final[dict[str, Any]] = {
@@ -50,6 +51,8 @@ PLACEHOLDERS: Final = {
     "for": "STATE",
     "sort": "KEY",
     "interval": "SECONDS",
+    "bind": "HOST:PORT",
+    "token-file": "FILE",
 }
 
 
@@ -74,8 +77,9 @@ class FleetCollection(Collection):
 
 
 # `top` lives in its own module (Rich and psutil load only when it runs).
-all_fleet_tasks: Final = {**fleet_tasks, "top": fleet_top}
+all_fleet_tasks: Final = {**fleet_tasks, "top": fleet_top, "serve": fleet_serve}
 fleet_ns.add_task(fleet_top, name="top")
+fleet_ns.add_task(fleet_serve, name="serve")  # starlette and uvicorn load only when it runs
 
 ns = FleetCollection()
 ns.add_collection(roster_ns)

@@ -41,7 +41,7 @@ from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.pane import agent_environment, base_environment
-from fleetlib.paths import FleetPaths
+from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
@@ -548,6 +548,11 @@ def diagnose(
         else:
             runtimes = {agent.name: agent.runtime for agent in roster.agents}
             checks += [check_agents(status, command), check_hooks(status.agents, runtimes, paths.run_dir, time.time())]
+    from fleetlib import serving  # noqa: PLC0415 (it builds on this module's checks)
+
+    served_by = serving.unit_path(unit_dir or default_unit_dir(), paths.home) if on_systemd else None
+    installed = served_by is not None and served_by.is_file()
+    checks.append(serving.check_serve(paths.run_dir, installed, command("fleet.serve")))
     return checks
 
 

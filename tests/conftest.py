@@ -171,7 +171,7 @@ def fleet_env(user_manager: UserManager, tmp_path: Path) -> Iterator[FleetEnv]:
 
 # What a non-editable install needs from the working tree (copied, so the build never
 # writes build/ or *.egg-info into the repository others are working in).
-DISTRIBUTION_FILES = ("pyproject.toml", "README.md", "fleetlib", "fleetctl")
+DISTRIBUTION_FILES = ("pyproject.toml", "README.md", "fleetlib", "fleetctl", "fleetweb")
 
 
 @dataclass

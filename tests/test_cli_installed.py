@@ -125,6 +125,7 @@ def test_nothing_named_tasks_is_installed(user: User) -> None:
     assert {f.split("/")[0] for f in files if not f.startswith("..")} <= {
         "fleetlib",
         "fleetctl",
+        "fleetweb",
         "fleet-0.1.0.dist-info",
     }
 

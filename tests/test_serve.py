@@ -1,0 +1,426 @@
+"""`fleet serve` is safe by default (issue 24): what it serves without the token, to
+another origin, and where it refuses to listen; the pure parts (the bind address, the token
+file, the rate limit, the screen as HTML) with plain asserts.
+
+The server is the real command (`python -m fleetctl serve --json`), on a free loopback
+port, in front of a real tmux fleet of shell agents; the witnesses that nothing changed are
+the agent's pid and its pane, read with tmux directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fleetlib import procs
+from fleetlib.errors import FleetError
+from fleetlib.serving import check_serve, remove_record, write_record
+from fleetweb.guard import RateLimit, check_exposure, parse_bind, read_token_file, same_origin
+from fleetweb.screen import screen_html
+from tests.conftest import REPO, FleetEnv, eventually
+from tests.test_fleet_tmux import TmuxEnv
+
+SERVER_START_S = 60.0
+
+
+@dataclass
+class Server:
+    """A running `fleet serve`: its process, its address and token."""
+
+    process: subprocess.Popen[str]
+    url: str  # with ?token=
+    base: str
+    token: str
+
+    def request(
+        self, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: object = None
+    ) -> tuple[int, str, dict[str, str]]:
+        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+        asked = urllib.request.Request(  # noqa: S310 (the server's own http:// address)
+            self.base + path, data=data, method=method, headers=headers or {}
+        )
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(asked, timeout=30) as answer:
+                return answer.status, answer.read().decode(), dict(answer.headers)
+        except urllib.error.HTTPError as failed:
+            return failed.code, failed.read().decode(), dict(failed.headers)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: object, **__: object) -> None:
+        return None
+
+
+def start_server(env: dict[str, str], *args: str) -> Server:
+    """`fleet serve --json --bind 127.0.0.1:0 ARGS`, once it said where it listens."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (the server writes to it until it stops)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleetctl", "serve", "--json", "--bind", "127.0.0.1:0", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], SERVER_START_S)
+    line = process.stdout.readline() if ready else ""
+    if not line:
+        process.kill()
+        process.communicate()
+        log.seek(0)
+        raise AssertionError(f"fleet serve said nothing: {log.read().decode(errors='replace')}")
+    log.close()  # the server keeps its own descriptor of the file
+    said = json.loads(line)
+    assert said["pid"] == process.pid
+    url: str = said["url"]
+    base, _, token = url.partition("/?token=")
+    return Server(process, url, base, token)
+
+
+class ServeEnv(TmuxEnv):
+    def pane(self, name: str) -> str:
+        socket = self.home / "fleet" / "run" / "tmux.sock"
+        argv = ["tmux", "-S", str(socket), "capture-pane", "-p", "-J", "-S", "-200", "-t", f"=fleet:={name}"]
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+    def pid(self, name: str) -> object:
+        return self.status()[1][name]["pid"]
+
+
+def shell_fleet(root: Path, names: list[str], extra: str = "") -> ServeEnv:
+    """A started tmux fleet of interactive shells (and ``extra`` roster entries)."""
+    env = ServeEnv(root)
+    roster = env.home / "fleet" / "roster.yaml"
+    roster.parent.mkdir(parents=True)
+    roster.write_text(
+        "version: 1\nagents:\n" + "".join(f"  - name: {name}\n    runtime: shell\n" for name in names) + extra
+    )
+    env.inv_ok("fleet.start")
+    for name in names:
+        env.inv_ok("fleet.wait", "--agent", name, "--for", "idle", "--timeout", "60")
+    return env
+
+
+def stop_fleet(env: TmuxEnv) -> None:
+    env.inv("fleet.stop")
+    subprocess.run(["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], check=False)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeEnv, Server]]:
+    env = shell_fleet(tmp_path_factory.mktemp("serve"), ["s1"])
+    server = start_server(env.env)
+    yield env, server
+    server.stop()
+    stop_fleet(env)
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("raw", "host", "port", "loopback"),
+    [
+        ("127.0.0.1:8470", "127.0.0.1", 8470, True),
+        ("localhost:0", "localhost", 0, True),
+        ("[::1]:9000", "::1", 9000, True),
+        ("0.0.0.0:8470", "0.0.0.0", 8470, False),  # noqa: S104 (parsed, never bound)
+        ("example.org:80", "example.org", 80, False),
+    ],
+)
+def test_bind_addresses(raw: str, host: str, port: int, loopback: bool) -> None:
+    bind = parse_bind(raw)
+    assert (bind.host, bind.port, bind.loopback) == (host, port, loopback)
+
+
+@pytest.mark.parametrize("raw", ["8470", "host:", ":8470", "host:port", "host:70000"])
+def test_a_bad_bind_address_is_one_line_naming_the_flag(raw: str) -> None:
+    with pytest.raises(FleetError, match="--bind"):
+        parse_bind(raw)
+
+
+def test_beyond_loopback_needs_a_token_file_and_says_tls() -> None:
+    with pytest.raises(FleetError, match=r"--token-file.*TLS"):
+        check_exposure(parse_bind("0.0.0.0:8470"), "")
+    check_exposure(parse_bind("0.0.0.0:8470"), "/some/file")
+    check_exposure(parse_bind("127.0.0.1:8470"), "")
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("x" * 40 + "\n")
+    path.chmod(0o644)
+    with pytest.raises(FleetError, match="chmod 600"):
+        read_token_file(str(path))
+    path.chmod(0o600)
+    assert read_token_file(str(path)) == "x" * 40
+    path.write_text("short\n")
+    with pytest.raises(FleetError, match="at least"):
+        read_token_file(str(path))
+
+
+@pytest.mark.parametrize(
+    ("headers", "by_cookie", "ok"),
+    [
+        ({"host": "h:1", "origin": "http://h:1", "sec-fetch-site": "same-origin"}, True, True),
+        ({"host": "h:1", "origin": "https://h:1"}, True, True),  # a TLS proxy in front
+        ({"host": "h:1", "origin": "http://evil.example"}, True, False),
+        ({"host": "h:1", "sec-fetch-site": "cross-site"}, True, False),
+        ({"host": "h:1", "sec-fetch-site": "same-site"}, True, False),
+        ({"host": "h:1"}, True, False),  # the cookie alone proves nothing
+        ({"host": "h:1"}, False, True),  # a script with the bearer header
+    ],
+)
+def test_same_origin(headers: dict[str, str], by_cookie: bool, ok: bool) -> None:
+    assert same_origin(headers, by_cookie) is ok
+
+
+def test_the_rate_limit_is_a_sliding_window() -> None:
+    now = [0.0]
+    limit = RateLimit(limit=3, window=10.0, clock=lambda: now[0])
+    assert [limit.allow() for _ in range(4)] == [True, True, True, False]
+    now[0] = 9.9
+    assert not limit.allow()
+    now[0] = 10.0
+    assert limit.allow()
+
+
+def test_the_screen_is_escaped_and_keeps_its_colours() -> None:
+    shown = screen_html('\x1b[31mred\x1b[0m <script>alert("x")</script> &amp;\n\x1b[38;2;1;2;3mrgb\n', 80, 24)
+    assert "<script>" not in shown
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;amp;" in shown
+    assert '<span class="fg-red">red</span>' in shown
+    assert 'style="color:#010203"' in shown
+
+
+# --------------------------------------------------------------------------- the server
+
+
+ROUTES = [
+    ("GET", "/"),
+    ("GET", "/?token=wrong"),
+    ("GET", "/static/app.js"),
+    ("GET", "/api/agents"),
+    ("GET", "/api/events"),
+    ("GET", "/api/agents/s1/screen"),
+    ("GET", "/api/agents/s1/transcript"),
+    ("GET", "/no/such/route"),
+    ("POST", "/api/agents/s1/send"),
+    ("POST", "/api/agents/s1/restart"),
+    ("POST", "/api/agents/s1/stop"),
+    ("POST", "/api/fleet/restart"),
+]
+
+
+def test_without_the_token_every_route_is_401_and_nothing_changes(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    before = env.pid("s1")
+    for wrong in ({}, {"Authorization": "Bearer " + "x" * 43}, {"Cookie": "fleet_token=nope"}):
+        for method, path in ROUTES:
+            body = {"message": "echo LEAKED-$((1+1))"} if path.endswith("/send") else None
+            status, text, headers = server.request(path, method=method, headers=wrong, body=body)
+            assert status == 401, (method, path, wrong, status, text)
+            assert server.token not in text
+            assert "set-cookie" not in {key.lower() for key in headers}
+    assert env.pid("s1") == before
+    assert "LEAKED-2" not in env.pane("s1")
+    assert env.status()[1]["s1"]["restarts"] == 0
+
+
+def test_the_token_is_kept_0600_in_the_run_dir(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    path = env.home / "fleet" / "run" / "serve.token"
+    assert path.read_text().strip() == server.token
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_address_sets_an_httponly_strict_cookie_once(served: tuple[ServeEnv, Server]) -> None:
+    _, server = served
+    status, _, headers = server.request("/?token=" + server.token)
+    assert status == 303
+    assert headers["location"] == "/"
+    cookie = headers["set-cookie"]
+    assert f"fleet_token={server.token}" in cookie
+    assert "HttpOnly" in cookie
+    assert "samesite=strict" in cookie.lower()
+    status, text, headers = server.request("/", headers={"Cookie": f"fleet_token={server.token}"})
+    assert status == 200
+    assert "/static/app.js" in text
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_a_cross_origin_post_is_refused_and_changes_nothing(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    before = env.pid("s1")
+    cookie = {"Cookie": f"fleet_token={server.token}"}
+    for other in (
+        {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "same-site"},
+        {},  # the cookie alone: a form another page posts
+    ):
+        for path in ("/api/agents/s1/send", "/api/agents/s1/restart", "/api/fleet/restart"):
+            body = {"message": "echo CSRF-$((1+1))"} if path.endswith("/send") else None
+            status, text, _ = server.request(path, method="POST", headers={**cookie, **other}, body=body)
+            assert status == 403, (path, other, status, text)
+    assert env.pid("s1") == before
+    assert "CSRF-2" not in env.pane("s1")
+
+
+def test_a_script_with_the_bearer_token_sends_as_the_cli_says(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    auth = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    status, text, _ = server.request(
+        "/api/agents/s1/send", method="POST", headers=auth, body={"message": "echo BEARER-$((1+1))"}
+    )
+    assert status == 200, text
+    said = json.loads(text)
+    assert said["ok"], said
+    assert said["lines"] == [f"sent {len('echo BEARER-$((1+1))')} characters to s1: accepted"]
+    assert "BEARER-2" in env.pane("s1")
+    status, text, _ = server.request("/api/agents/nobody/send", method="POST", headers=auth, body={"message": "x"})
+    assert json.loads(text)["error"].startswith("error: ")
+    env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
+
+
+def test_beyond_loopback_without_a_token_file_is_refused_at_start(served: tuple[ServeEnv, Server]) -> None:
+    env, _ = served
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetctl", "serve", "--bind", "0.0.0.0:0"],
+        cwd=REPO,
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: --bind 0.0.0.0:0")
+    assert "--token-file" in lines[0]
+    assert "TLS" in lines[0]
+
+
+def test_listing_the_tasks_never_loads_the_web_server(served: tuple[ServeEnv, Server]) -> None:
+    env, _ = served
+    probe = "import sys, fleetctl.namespaces; print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'fleetweb')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env={**env.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+    assert os.path.exists(REPO / "fleetweb" / "static" / "index.html")
+
+
+# --------------------------------------------------------------------------- doctor and the unit
+
+
+def test_doctor_finds_the_running_server_answering(served: tuple[ServeEnv, Server]) -> None:
+    env, server = served
+    record = json.loads((env.home / "fleet" / "run" / "serve.json").read_text())
+    assert record == {"url": server.base, "pid": server.process.pid}
+    assert server.token not in json.dumps(record)
+    done = env.inv("fleet.doctor", "--json")
+    checks = {check["name"]: check for check in json.loads(done.stdout)}
+    assert checks["serve"]["ok"], checks["serve"]
+    assert server.base in checks["serve"]["detail"]
+
+
+def test_one_server_per_fleet_and_a_stopped_one_removes_its_record(tmp_path: Path) -> None:
+    env = ServeEnv(tmp_path)  # a fleet that is not running: the page shows it stopped
+    (env.home / "fleet").mkdir()
+    (env.home / "fleet" / "roster.yaml").write_text("version: 1\nagents:\n  - name: q1\n    runtime: shell\n")
+    record = env.home / "fleet" / "run" / "serve.json"
+    server = start_server(env.env)
+    try:
+        assert json.loads(record.read_text())["pid"] == server.process.pid
+        second = subprocess.run(
+            [sys.executable, "-m", "fleetctl", "serve", "--bind", "127.0.0.1:0"],
+            cwd=REPO,
+            env=env.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2, (second.stdout, second.stderr)
+        assert f"already runs for this fleet (pid {server.process.pid}" in second.stderr
+        status, text, _ = server.request("/api/agents", headers={"Authorization": f"Bearer {server.token}"})
+        assert status == 200
+        assert [(row["name"], row["state"]) for row in json.loads(text)] == [("q1", "stopped")]
+        # Actions are rate limited: 20 in any 10 s (an empty message is refused without a change).
+        auth = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+        answered = [
+            server.request("/api/agents/q1/send", method="POST", headers=auth, body={"message": ""})[0]
+            for _ in range(21)
+        ]
+        assert answered == [200] * 20 + [429]
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    assert not record.exists()
+
+
+def test_the_serve_check(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert check_serve(run, False, "fleet serve").skipped
+    unit_only = check_serve(run, True, "fleet serve")
+    assert not unit_only.ok
+    assert "fleet serve" in unit_only.fix
+    write_record(run, "http://127.0.0.1:1", os.getpid())
+    assert check_serve(run, False, "fleet serve", ask=lambda _: 401).ok
+    for status in (None, 200, 500):
+        found = check_serve(run, False, "fleet serve", ask=lambda _, s=status: s)  # type: ignore[misc]
+        assert not found.ok, status
+    remove_record(run, os.getpid() + 1)  # another server's: kept
+    assert (run / "serve.json").exists()
+    remove_record(run, os.getpid())
+    assert not (run / "serve.json").exists()
+    (run / "serve.json").write_text('{"url": "file:///etc/passwd", "pid": 1}')
+    assert check_serve(run, False, "fleet serve", ask=lambda url: pytest.fail(f"asked {url}")).skipped
+
+
+@pytest.mark.systemd
+def test_install_serve_runs_the_server_as_a_unit_and_uninstall_removes_it(fleet_env: FleetEnv) -> None:
+    fleet_env.write_roster("version: 1\nagents:\n  - name: u1\n    runtime: shell\n")
+    installed = fleet_env.inv_ok("fleet.install", "--serve")
+    unit = f"{fleet_env.units.prefix}fleet-serve.service"
+    assert unit in installed
+    run = fleet_env.home / "fleet" / "run"
+    eventually((run / "serve.json").exists, "the unit's server recorded itself", limit=60)
+    record = json.loads((run / "serve.json").read_text())
+    assert record["url"] == "http://127.0.0.1:8470"
+    checks = {check["name"]: check for check in json.loads(fleet_env.inv("fleet.doctor", "--json").stdout)}
+    assert checks["serve"]["ok"], checks["serve"]
+    removed = fleet_env.inv_ok("fleet.uninstall")
+    assert unit in removed
+    assert not (fleet_env.manager.unit_dir / unit).exists()
+    eventually(lambda: not procs.exists(record["pid"]), "the server stopped")
