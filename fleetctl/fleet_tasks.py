@@ -47,7 +47,8 @@ from fleetctl.render import (
 from fleetlib import serving, transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
 from fleetlib.broadcast import SendResult, send_to
-from fleetlib.doctor import Check, diagnose
+from fleetlib.checks import Check
+from fleetlib.doctor import diagnose
 from fleetlib.errors import FleetError
 from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger, read_message
 from fleetlib.paths import FleetPaths

@@ -633,8 +633,8 @@ def attach(c: Context, roster: Roster, *, agent: str, read_only: bool) -> bool:
 
 def doctor(c: Context, roster: Roster, local_checks: Callable[[], list[Any]], as_json: bool) -> None:
     """Local checks, then per host: reachable, version, and that host's own doctor."""
+    from fleetlib.checks import Check, failed, passed  # noqa: PLC0415
     from fleetlib.controller import parse_answer  # noqa: PLC0415
-    from fleetlib.doctor import Check, failed, passed  # noqa: PLC0415
     from fleetlib.remote import Deadline, HostError  # noqa: PLC0415
 
     hosts = open_hosts(c, roster)

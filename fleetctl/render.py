@@ -22,7 +22,7 @@ from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progr
 from fleetlib.status import FleetStatus
 
 if TYPE_CHECKING:
-    from fleetlib.doctor import Check
+    from fleetlib.checks import Check
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
 PROGRESS_MIN_AGENTS: Final = 4  # fewer agents finish too fast for a progress line to help

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from fleetlib import procs
 from fleetlib.atomic import atomic_write_text
-from fleetlib.doctor import Check, failed, passed, skipped
+from fleetlib.checks import Check, failed, passed, skipped
 from fleetlib.errors import FleetOperationError
 from fleetlib.pane import base_environment
 from fleetlib.paths import FleetPaths

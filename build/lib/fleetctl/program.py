@@ -1,0 +1,150 @@
+"""The ``fleet`` console script: an Invoke :class:`~invoke.program.Program` with its own
+task tree (fleet tasks at the top, ``roster.*`` and ``build.*`` beside them).
+
+Beyond Invoke's own behaviour: ``--version`` reads the installed distribution's version;
+every parse error (unknown flag, a flag missing its value) is one ``error: ...`` line on
+stderr with exit 2, like every other user error; and the core options that only make
+sense for running shell commands from tasks (``--echo``, ``--pty``, ``--hide``, ...) are
+not offered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Final
+
+from invoke.completion.complete import print_completion_script
+from invoke.exceptions import Exit, ParseError
+from invoke.parser.argument import Argument
+from invoke.program import Program
+from invoke.util import enable_logging
+
+from fleetctl import options
+from fleetctl.namespaces import program_ns
+
+DISTRIBUTION: Final = "fleet"
+CORE_FLAGS: Final = (
+    "complete",
+    "config",
+    "debug",
+    "help",
+    "list",
+    "list-depth",
+    "list-format",
+    "print-completion-script",
+    "version",
+)
+_NEEDS_VALUE: Final = re.compile(r"Flag <Argument: ([^ >]+)[^>]*> needed value")
+
+
+def parse_error_line(exc: Exception) -> str:
+    """Invoke's parse error as one ``error:`` line in this tool's words."""
+    text = str(exc)
+    needs = _NEEDS_VALUE.search(text)
+    if needs:
+        return f"error: --{needs.group(1).replace('_', '-')} needs a value"
+    if text.startswith("No idea what "):
+        what = text.removeprefix("No idea what ").removesuffix(" is!")
+        return f"error: {what} is not a command or flag here (see --help)"
+    return f"error: {text}"
+
+
+class FleetProgram(Program):
+    """``fleet``: see the module docstring."""
+
+    def core_args(self) -> list[Argument]:
+        # Only what a fleet user needs: fleet's tasks never run shell commands, so Invoke's
+        # run() options (--echo, --pty, --hide, --dry: not our --dry-run!) would mislead.
+        return [arg for arg in super().core_args() if arg.name in CORE_FLAGS]
+
+    def print_version(self) -> None:
+        # Imported here: importlib.metadata costs ~20 ms that every other command would pay.
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            number = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        print(f"fleet {number}")
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        # Program.parse_core, minus the flags dropped above (--write-pyc).
+        self.normalize_argv(argv)
+        try:
+            self.parse_core_args()
+        except (ParseError, ValueError) as exc:
+            raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+        if self.args.debug.value:
+            enable_logging()
+        if self.args.version.value:
+            self.print_version()
+            raise Exit
+        if self.args["print-completion-script"].value:
+            try:
+                print_completion_script(shell=self.args["print-completion-script"].value, names=self.binary_names)
+            except ParseError as exc:  # an unknown shell
+                raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+            raise Exit
+
+    def update_config(self, merge: bool = True) -> None:
+        # Program.update_config, minus the run() overrides of the dropped flags.
+        runtime_path: str | None = self.args.config.value or os.environ.get("INVOKE_RUNTIME_CONFIG")
+        self.config.set_runtime_path(runtime_path)  # type: ignore[arg-type]  # Invoke's stub says PathLike; it takes str
+        self.config.load_runtime(merge=False)
+        if merge:
+            self.config.merge()
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except (ParseError, ValueError) as exc:
+            raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+
+    def parse_cleanup(self) -> None:
+        try:
+            super().parse_cleanup()
+        except ParseError as exc:
+            raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+
+
+def build_program() -> FleetProgram:
+    return FleetProgram(namespace=program_ns, name="fleet", binary="fleet", binary_names=["fleet"])
+
+
+def main() -> None:
+    """Entry point of the ``fleet`` console script."""
+    options.use_fleet_command_names()
+    try:
+        build_program().run(sys.argv)
+    except BrokenPipeError:
+        # The reader went away (`fleet --help | head`): stop quietly, like coreutils.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(options.BROKEN_PIPE_EXIT)
+
+
+def render_parse_errors_of_running_inv() -> None:
+    """Under ``inv``, render parse errors like ``fleet`` does (one ``error:`` line, exit 2).
+
+    ``inv`` is Invoke's own Program, which prints a parse error in its words and exits 1,
+    and offers no hook for it. It imports ``tasks.py`` (and so calls this) before it parses
+    the task flags, so wrapping ``parse_tasks``/``parse_cleanup`` of that one running
+    instance changes how the rest of this run reports errors, and nothing else: no class
+    is patched, and nothing happens when ``tasks.py`` is imported outside ``inv``.
+    """
+    running = sys.modules.get("invoke.main")
+    program = getattr(running, "program", None)
+    if not isinstance(program, Program) or isinstance(program, FleetProgram):
+        return
+    for step in ("parse_tasks", "parse_cleanup"):
+        original = getattr(program, step)
+
+        def rendered(original: Callable[[], None] = original) -> None:
+            try:
+                original()
+            except (ParseError, ValueError) as exc:
+                raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+
+        setattr(program, step, rendered)

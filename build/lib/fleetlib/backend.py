@@ -1,0 +1,79 @@
+"""Choosing and building how the fleet is run: under a systemd user manager, or in plain tmux.
+
+``auto`` picks systemd when ``systemctl --user is-system-running`` answers ``running`` or
+``degraded``, else tmux (macOS, containers, CI runners, WSL without systemd).
+:func:`open_fleet` is the one place a command line gets its fleet from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from fleetlib.backend_systemd import SystemdBackend
+from fleetlib.backend_tmux import TmuxBackend
+from fleetlib.engine import WAIT_TIMEOUT_S, Backend, Lifecycle
+from fleetlib.errors import FleetError
+from fleetlib.paths import FleetPaths, default_unit_dir
+from fleetlib.results import ProgressHook, no_progress
+from fleetlib.roster import Roster
+from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner
+
+__all__ = ["BACKENDS", "MANAGER_UP", "WAIT_TIMEOUT_S", "Lifecycle", "open_fleet", "resolve_backend"]
+
+BACKENDS: Final = ("auto", "systemd", "tmux")
+MANAGER_UP: Final = ("running", "degraded")
+PROBE_TIMEOUT_S: Final = 10.0
+
+
+def resolve_backend(requested: str, probe: Runner) -> str:
+    """``systemd`` or ``tmux`` for a requested backend; ``auto`` asks the user manager.
+
+    ``probe`` runs the query even in a dry run (choosing is not a change).
+    """
+    if requested not in BACKENDS:
+        raise FleetError(f"unknown backend {requested!r}; use one of: {', '.join(BACKENDS)}")
+    if requested != "auto":
+        return requested
+    answer = probe.run(["systemctl", "--user", "is-system-running"], timeout=PROBE_TIMEOUT_S).stdout.strip()
+    return "systemd" if answer in MANAGER_UP else "tmux"
+
+
+def open_fleet(
+    paths: FleetPaths,
+    roster: Roster,
+    *,
+    backend: str = "auto",
+    unit_dir: Path | None = None,
+    dry_run: bool = False,
+    timeout: float = WAIT_TIMEOUT_S,
+    lock_timeout: float | None = None,
+    progress: ProgressHook = no_progress,
+    echo: Callable[[str], None] = print,
+) -> Lifecycle:
+    """The fleet of ``roster`` on the chosen backend, ready to start, stop, restart.
+
+    ``dry_run`` prints (through ``echo``) and records the commands instead of running
+    them; ``timeout`` bounds each wait for agents to come up; ``lock_timeout`` bounds the
+    wait for another operation's lock (None: wait, breaking a lock that makes no progress).
+    """
+    runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
+    chosen = resolve_backend(backend, SubprocessRunner())
+    primitives: Backend
+    if chosen == "tmux":
+        primitives = TmuxBackend(paths=paths, roster=roster, runner=runner, environ=dict(os.environ))
+    else:
+        primitives = SystemdBackend(
+            paths=paths, roster=roster, runner=runner, environ=dict(os.environ), units_at=unit_dir or default_unit_dir()
+        )
+    return Lifecycle(
+        paths=paths,
+        roster=roster,
+        runner=runner,
+        primitives=primitives,
+        timeout=timeout,
+        lock_timeout=lock_timeout,
+        progress=progress,
+    )

@@ -1,0 +1,648 @@
+"""The lifecycle engine: start, stop and restart written once for every backend.
+
+Like Invoke's ``Runner`` (the algorithm) over ``Local`` (the primitives), the engine
+holds the policy and a :class:`~fleetlib.backend.Backend` supplies primitives: observe
+the agents, launch them, ask them to stop, clean up. A fix here lands on every backend.
+
+Guarantees (each a test in tests/test_engine_*.py):
+
+* **One operation at a time.** ``start``, ``stop`` and ``restart`` run under the fleet's
+  restart lock, so concurrent calls serialise instead of interleaving; the lock wait is
+  bounded by ``lock_timeout`` when one is given.
+* **Fenced lease.** Before every step that changes the fleet, and on every poll while it
+  waits, the engine checks (and refreshes) that it still owns the lock. A lost lock
+  aborts at once with :class:`~fleetlib.lock.LeaseLost` (exit 1, naming the new owner)
+  and nothing after that changes the fleet, wherever the engine was paused: every command
+  and signal under the lease checks it again in its own process, after the fork
+  (:mod:`fleetlib.runner`). The engine never blocks in a call that may take long
+  (``systemctl --no-block``, bounded tmux calls), so it refreshes the lease
+  exactly as long as its own deadline runs (the operation's timeout plus the agents'
+  stop timeouts): a live restart is never broken, a stuck one still is.
+* **Stop means gone.** Stop (and the stop half of a restart) returns only when no process
+  carrying the agent's marker is left (background, ``setsid`` and signal-ignoring
+  children included): TERM first, KILL after the agent's ``stop_timeout``.
+* **Start means up.** An agent counts as started once it has stayed alive for its
+  ``start_grace``, counted from the moment its supervisor exec'd it (not from the
+  supervisor's own start); one that exits before fails the operation naming it, its
+  command, its exit status and its last output lines, as soon as it exits.
+* A restart starts the new generation only after the old one is gone.
+* **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
+  a unit or processes carrying the fleet's marker under their name) are ended like any
+  agent by a whole-fleet ``stop`` or ``restart`` (never started again) and by ``install``;
+  a whole-fleet ``stop`` also ends what is left of the watcher's notification commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from fleetlib import activity, hooks, procs, sessions, watcher
+from fleetlib.context import FleetContext
+from fleetlib.errors import FleetError, FleetOperationError
+from fleetlib.lock import RestartGuard, acquire_restart_lock
+from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.roster import DEFAULT_STOP_TIMEOUT
+from fleetlib.rundir import ensure_private_dir
+from fleetlib.status import AgentStatus, FleetStatus
+
+WAIT_TIMEOUT_S: Final = 120.0
+POLL_S: Final = 0.05
+KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
+CRASH_LOOP_RESTARTS: Final = 3
+OUTPUT_LINES: Final = 8
+HOLDER_KEY: Final = "(holder)"  # cannot be an agent name
+
+Fence = Callable[[], None]
+
+
+class Backend(Protocol):
+    """The primitives a backend supplies; the engine holds every policy.
+
+    ``observe`` never changes anything. The changing primitives return once the change is
+    requested, without waiting for it to take effect (the engine waits, fenced)."""
+
+    name: str
+    fast_restart: bool  # restart_all() restarts the whole fleet (old generation gone first)
+
+    def preflight(self, names: list[str]) -> None: ...
+
+    def observe(self, names: list[str]) -> FleetStatus: ...
+
+    def launch(self, names: list[str], *, holder: bool) -> None: ...
+
+    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
+        """Ask the agents (and the holder) to stop; returns who refused and why
+        (:data:`HOLDER_KEY` for the holder), having still asked every other one."""
+
+    def restart_all(self, names: list[str]) -> None: ...
+
+    def cleanup(self, names: list[str], *, holder: bool) -> None: ...
+
+    def last_output(self, name: str, lines: int) -> str: ...
+
+    def screens(self, names: list[str]) -> dict[str, str]:
+        """The visible screens of the running agents among ``names`` (few clients for all)."""
+
+    def install(self, *, enable: bool) -> InstallResult: ...
+
+    def uninstall(self) -> InstallResult: ...
+
+    def journal(self, name: str, lines: int) -> str | None: ...
+
+    def desired_unit_files(self) -> dict[str, str]: ...
+
+    @property
+    def unit_dir(self) -> Path | None: ...
+
+
+@dataclass
+class _Tracker:
+    """Per-agent bookkeeping while the engine waits for one operation."""
+
+    name: str
+    old_pid: int | None
+    old_pane: int | None = None  # the window process before the operation (alive or dead)
+    outcome: AgentOutcome | None = None
+    seen_pid: int | None = None
+    seen_at: float = 0.0
+    auto_restarts: int = 0
+    last_sub: str = ""
+    fresh: bool = False  # the new generation has shown itself: a new window, or its unit starting
+
+
+@dataclass(kw_only=True)
+class Lifecycle(FleetContext):
+    """One fleet's lifecycle on one backend (see the module docstring)."""
+
+    primitives: Backend
+    timeout: float = WAIT_TIMEOUT_S
+    lock_timeout: float | None = None
+    lock_options: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressHook = no_progress
+
+    @property
+    def backend(self) -> str:
+        return self.primitives.name
+
+    @property
+    def unit_dir(self) -> Path | None:
+        return self.primitives.unit_dir
+
+    # ----------------------------------------------------------------- queries
+
+    def status(self, agent: str | None = None) -> FleetStatus:
+        """Every agent's state (or one agent's), with what each running agent is doing;
+        changes nothing and takes no lock.
+
+        The activity is the watcher's record on the window; an agent the watcher has not
+        looked at yet (or a fleet without a watcher) is read from its screen here, without
+        debounce and without a ``since`` (see :mod:`fleetlib.activity`). An agent whose
+        hooks reported an event the watcher's record has not taken in yet is decided here
+        from that event (and its screen, see :func:`fleetlib.hooks.decide`): a hook is seen
+        at once, not at the watcher's next tick."""
+        status = self._with_sessions(self.primitives.observe(self.names(agent)))
+        if agent is not None:
+            status = replace(status, strays=[])
+        now = self.wall_clock()
+        offset = hooks.boot_offset()
+        events = {
+            row.name: event
+            for row in status.agents
+            if row.state == "running"
+            and hooks.hooked(self.roster.get(row.name).runtime)
+            and (event := hooks.current(self.paths.run_dir, row.name, offset=offset)) is not None
+        }
+        # A record is trusted only while the watcher that would correct it is alive: a
+        # stopped, frozen or killed watcher leaves every record as it was, however wrong.
+        unread = [
+            row.name
+            for row in status.agents
+            if row.state == "running"
+            and (
+                row.activity is None
+                or not watcher.fresh(row.watcher_tick, now)
+                or (row.name in events and _unread(events[row.name], row.hooks_read))
+            )
+        ]
+        if not unread:
+            return status
+        rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
+        screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
+
+        def read(row: AgentStatus) -> AgentStatus:
+            rule = rules.get(row.name)
+            if rule is None or (rule.reads_screen and row.name not in screens):
+                return row  # recorded already, or its window went meanwhile
+            age = None if row.last_output is None else max(0.0, now - row.last_output)
+            reading = hooks.Reading(*activity.read(screens.get(row.name, ""), rule, output_age=age))
+            event = events.get(row.name)
+            decided = hooks.decide(self.roster.get(row.name).runtime, event, reading, now) or reading
+            since = event.at if event is not None and decided.source == "hook" else None
+            return row.with_activity(decided.state, since, decided.source)
+
+        return replace(status, agents=[read(row) for row in status.agents])
+
+    def _with_sessions(self, status: FleetStatus) -> FleetStatus:
+        """Each resuming agent's row with its recorded session id and the note of its last
+        failed resume (see :mod:`fleetlib.sessions`)."""
+        run_dir = self.paths.run_dir
+        resuming = {agent.name for agent in self.roster.agents if agent.resumes}
+
+        def add(row: AgentStatus) -> AgentStatus:
+            if row.name not in resuming:
+                return row
+            return replace(
+                row,
+                session_id=sessions.read_session(run_dir, row.name),
+                session_note=sessions.read_note(run_dir, row.name),
+            )
+
+        return replace(status, agents=[add(row) for row in status.agents])
+
+    def _learn_sessions(self, names: list[str]) -> None:
+        """Before Codex agents among ``names`` are stopped: record the thread each one has
+        open, so its next start resumes it even without hooks."""
+        listed = {agent.name: agent for agent in self.roster.agents}
+        codex = [n for n in names if (a := listed.get(n)) is not None and a.resumes and a.runtime == "codex"]
+        if codex:
+            alive = procs.marked(self._marker(n) for n in codex)
+            sessions.learn_codex_sessions(self.paths.run_dir, {n: alive[self._marker(n)] for n in codex})
+
+    def _forget_sessions(self, names: list[str]) -> None:
+        """``--fresh``: the named agents start new conversations."""
+        for name in names:
+            sessions.forget_session(self.paths.run_dir, name)
+
+    def ensure_installed(self, names: list[str]) -> None:
+        self.primitives.preflight(names)
+
+    def journal(self, agent: str, lines: int) -> str | None:
+        return self.primitives.journal(self.roster.get(agent).name, lines)
+
+    def desired_unit_files(self) -> dict[str, str]:
+        return self.primitives.desired_unit_files()
+
+    def install(self, *, enable: bool = True) -> InstallResult:
+        """Install the roster's agents (see the backend); agents of this fleet the roster no
+        longer lists are stopped first (``stopped``), and FleetOperationError names any of
+        them that would not stop, before anything is written."""
+        stopped = self._retire_strays()
+        result = self.primitives.install(enable=enable)
+        self._configure_watcher()
+        return replace(result, stopped=stopped) if stopped else result
+
+    def _retire_strays(self) -> list[str]:
+        """Stop every agent of this fleet the roster no longer lists (under the lock; the
+        lock is taken only when there is one); returns their names."""
+        if self.runner.dry_run or not self._strays(self.primitives.observe([])):
+            return []
+        with self._lease() as fence:
+            began = self.clock()
+            strays = self._strays(self.primitives.observe([]))
+            rows = self.primitives.observe(strays).by_name()
+            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in strays}
+            self._stop_agents(
+                self._running(strays, rows), strays, rows, trackers, holder=False, fence=fence, began=began
+            )
+        outcomes = [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
+        stuck = [f"{outcome.name}: {outcome.error}" for outcome in outcomes if not outcome.ok]
+        if stuck:
+            raise FleetOperationError(
+                f"install wrote nothing: agent(s) no longer in the roster did not stop: {'; '.join(stuck)}"
+            )
+        return [outcome.name for outcome in outcomes]
+
+    def _configure_watcher(self) -> None:
+        """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
+        if not self.runner.dry_run:
+            ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            watcher.write_config(self.paths, self.roster, self.tmux_bin)
+
+    def uninstall(self) -> InstallResult:
+        return self.primitives.uninstall()
+
+    # ----------------------------------------------------------------- the lease
+
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[Fence]:
+        """Hold the fleet lock for the block; yields the fence to call before every change."""
+        if self.runner.dry_run:
+            yield lambda: None
+            return
+        guard = acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
+        try:
+            with self.runner.fenced(guard):  # each command checks the lease again after its fork
+                yield _fence_of(guard)
+        finally:
+            guard.release()
+
+    # ----------------------------------------------------------------- operations
+
+    def start(self, agent: str | None = None, *, fresh: bool = False) -> OperationResult:
+        """Start what is not running (the holder too for the whole fleet) and wait until
+        every started agent has stayed up for its grace period. ``fresh``: the agents it
+        starts begin new conversations instead of resuming theirs."""
+        return self._operate("start", agent, fresh=fresh)
+
+    def stop(self, agent: str | None = None) -> OperationResult:
+        """Stop one agent, or every agent then the holder; returns when nothing of them runs."""
+        return self._operate("stop", agent)
+
+    def restart(self, agent: str | None = None, *, fresh: bool = False) -> OperationResult:
+        """Stop then start (the whole fleet through the backend's fast path when it has
+        one); the new generation starts only after the old one is gone, resuming each
+        agent's conversation, or (``fresh``) with a new one."""
+        return self._operate("restart", agent, fresh=fresh)
+
+    def _operate(self, operation: str, agent: str | None, *, fresh: bool = False) -> OperationResult:
+        names = self.names(agent)
+        whole = agent is None
+        self.primitives.preflight(names)
+        self._check_cwds(names) if operation != "stop" else None
+        began = self.clock()
+        if self.runner.dry_run:
+            return self._dry_run(operation, names, whole, began)
+        with self._lease() as fence:
+            if operation != "stop":
+                self._configure_watcher()
+            before = self.primitives.observe(names)
+            # Agents the roster no longer lists are ended by a whole-fleet stop or restart
+            # (never started again): a supervisor nobody sees would otherwise run for ever.
+            strays = self._strays(before) if whole and operation != "start" else []
+            rows = before.by_name() | (self.primitives.observe(strays).by_name() if strays else {})
+            trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names + strays}
+            holder = None
+            if operation == "start":
+                todo = [n for n in names if rows[n].state != "running"]
+                for name in set(names) - set(todo):
+                    trackers[name].outcome = AgentOutcome(name, "unchanged", rows[name].pid, rows[name].pid)
+                if todo or (whole and not before.holder_up):
+                    # Processes of an agent that is not running (its tmux server died under
+                    # it, say) are an old generation: gone first, so only one ever runs.
+                    alive = procs.marked(self._marker(n) for n in todo)
+                    orphans = [n for n in todo if alive[self._marker(n)]]
+                    if orphans:
+                        fence()
+                        self.primitives.terminate(orphans, holder=False)
+                        self._wait_gone(trackers, orphans, None, began, fence)
+                    fence()
+                    if fresh:
+                        self._forget_sessions(todo)
+                    self.primitives.launch(todo, holder=whole)
+                    holder = None if not whole else "unchanged" if before.holder_up else "started"
+                    self._wait_up(trackers, todo, "started", began, fence)
+                else:
+                    holder = "unchanged" if whole else None
+            elif operation == "stop":
+                running = self._running(names + strays, rows)
+                for name in set(names) - set(running):
+                    trackers[name].outcome = AgentOutcome(name, "unchanged", None, None)
+                if running or (whole and before.holder_up):
+                    self._learn_sessions(running)
+                    refused = self._stop_agents(
+                        running, names + strays, rows, trackers, holder=whole, fence=fence, began=began
+                    )
+                    if HOLDER_KEY in refused:
+                        holder = "failed"
+                    elif whole:
+                        holder = self._wait_holder_down(names, began, fence) if before.holder_up else "unchanged"
+                    else:
+                        holder = None
+                else:
+                    holder = "unchanged" if whole else None
+                    if whole and before.holder.active_state == "failed":
+                        # A holder that died leaves its remains (tmux: the server's socket,
+                        # which says it died); stopping the fleet clears them.
+                        fence()
+                        self.primitives.cleanup([], holder=True)
+                if whole and holder != "failed":
+                    self._end_notifications()
+            else:
+                if strays:
+                    self._stop_agents(
+                        self._running(strays, rows), strays, rows, trackers, holder=False, fence=fence, began=began
+                    )
+                fence()
+                if not fresh:
+                    self._learn_sessions(names)
+                # A fresh start forgets the sessions once the old generation is gone (its
+                # hooks may still report one as it ends), so never the one-call fast path.
+                if whole and self.primitives.fast_restart and not fresh:
+                    self.primitives.restart_all(names)
+                else:
+                    refused = self.primitives.terminate(names, holder=whole)
+                    if refused:
+                        why = "; ".join(f"{who}: {reason}" for who, reason in refused.items())
+                        raise FleetOperationError(f"restart aborted before any start: could not stop {why}")
+                    self._wait_gone(trackers, names, None, began, fence)
+                    fence()
+                    self.primitives.cleanup(names, holder=whole)
+                    fence()
+                    if fresh:
+                        self._forget_sessions(names)
+                    self.primitives.launch(names, holder=whole)
+                self._wait_up(trackers, names, "restarted", began, fence)
+                holder = "restarted" if whole else None
+        outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
+        outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
+        return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
+
+    def _running(self, names: list[str], rows: dict[str, AgentStatus]) -> list[str]:
+        """Those of ``names`` with anything alive: a running window or unit, or a process
+        carrying the agent's marker (an old generation whose tmux server died under it)."""
+        alive = procs.marked(self._marker(n) for n in names)
+        return [n for n in names if not rows[n].down or alive[self._marker(n)]]
+
+    def _stop_agents(
+        self,
+        running: list[str],
+        names: list[str],
+        rows: dict[str, AgentStatus],
+        trackers: dict[str, _Tracker],
+        *,
+        holder: bool,
+        fence: Fence,
+        began: float,
+    ) -> dict[str, str]:
+        """Stop the ``running`` agents (and the holder): TERM, KILL after each one's stop
+        timeout, until nothing of them is left; then remove the windows of ``names``. Each
+        gets a ``stopped`` or ``failed`` outcome; returns who refused (see ``terminate``)."""
+        fence()
+        refused = self.primitives.terminate(running, holder=holder)
+        for name, why in refused.items():
+            if name in trackers:
+                trackers[name].outcome = AgentOutcome(name, "failed", rows[name].pid, error=why)
+        self._wait_gone(trackers, [n for n in running if n not in refused], "stopped", began, fence)
+        fence()
+        self.primitives.cleanup([n for n in names if n not in refused], holder=holder)
+        return refused
+
+    def _strays(self, seen: FleetStatus) -> list[str]:
+        """Agents of this fleet the roster no longer lists that left something behind: a
+        window or unit the backend sees, or processes carrying the fleet's marker."""
+        found = {row.name for row in seen.strays}
+        found |= set(procs.fleet_agents(self._fleet_id())) - set(self.roster.names())
+        return sorted(found)
+
+    def _end_notifications(self) -> None:
+        """Once the fleet is stopped: kill what is left of its notification commands. The
+        watcher ends them when it ends; this catches those of a watcher killed outright
+        (or still ending), so nothing of a stopped fleet runs on, ``setsid`` or not."""
+        left = watcher.notification_processes(self.paths.run_dir)
+        self.runner.signal([pid for pids in left.values() for pid in pids], signal.SIGKILL)
+
+    def _stop_timeout(self, name: str) -> float:
+        """The agent's ``stop_timeout``; the default for one the roster no longer lists."""
+        return self.roster.get(name).stop_timeout if name in self.roster.names() else DEFAULT_STOP_TIMEOUT
+
+    def _dry_run(self, operation: str, names: list[str], whole: bool, began: float) -> OperationResult:
+        if operation == "start":
+            self.primitives.launch(names, holder=whole)
+        elif operation == "stop":
+            self.primitives.terminate(names, holder=whole)
+            self.primitives.cleanup(names, holder=whole)
+        elif whole and self.primitives.fast_restart:
+            self.primitives.restart_all(names)
+        else:
+            self.primitives.terminate(names, holder=whole)
+            self.primitives.cleanup(names, holder=whole)
+            self.primitives.launch(names, holder=whole)
+        commands = list(getattr(self.runner, "commands", []))
+        outcomes = [AgentOutcome(n, f"would {operation}") for n in names]
+        holder = f"would {operation}" if whole else None
+        return OperationResult(operation, self.backend, outcomes, 0.0, dry_run=True, holder=holder, commands=commands)
+
+    def _check_cwds(self, names: list[str]) -> None:
+        """Refuse to start an agent whose working directory does not exist here."""
+        home = Path.home()
+        for name in names:
+            agent = self.roster.get(name)
+            cwd = self.roster.cwd_of(agent, home) or str(home)
+            if not Path(cwd).is_dir():
+                raise FleetError(
+                    f"agent {name}: working directory {cwd} does not exist (or is not a directory); "
+                    "create it or fix `cwd` in the roster"
+                )
+
+    # ----------------------------------------------------------------- waits
+
+    def _report(self, operation: str, done: int, total: int, began: float) -> None:
+        self.progress(Progress(operation, operation, done, total, self.clock() - began))
+
+    def _wait_gone(
+        self, trackers: dict[str, _Tracker], names: list[str], action: str | None, began: float, fence: Fence
+    ) -> None:
+        """Wait until every named agent is down with no marked process left: TERM was sent
+        by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        markers = {n: self._marker(n) for n in names}
+        killed: set[str] = set()
+        give_up = max((self._stop_timeout(n) for n in names), default=0.0) + KILL_GRACE_S
+        pending = list(names)
+        while True:
+            fence()
+            rows = self.primitives.observe(names).by_name()
+            alive = procs.marked(markers.values())
+            now = self.clock() - began
+            still = [n for n in pending if not rows[n].down or alive[markers[n]]]
+            for name in [n for n in pending if n not in still]:
+                if action is not None:
+                    trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid, None, now)
+            pending = still
+            self._report("stopping", len(names) - len(pending), len(names), began)
+            if not pending:
+                return
+            overdue = [n for n in pending if n not in killed and now >= self._stop_timeout(n)]
+            if overdue:
+                killed.update(overdue)
+                self.runner.signal([pid for name in overdue for pid in alive[markers[name]]], signal.SIGKILL)
+            if now >= give_up:
+                for name in pending:
+                    row = rows[name]
+                    left = " ".join(f"pid {pid}" for pid in alive[markers[name]]) or (
+                        f"state {row.state} ({row.active_state}/{row.sub_state}, window: {row.window})"
+                    )
+                    trackers[name].outcome = AgentOutcome(
+                        name,
+                        "failed",
+                        trackers[name].old_pid,
+                        None,
+                        now,
+                        error=f"still running {now:.1f}s after the stop began, even after SIGKILL: {left}",
+                    )
+                if action is None:  # never start a new generation beside the old one
+                    stuck = ", ".join(pending)
+                    raise FleetOperationError(
+                        f"nothing started: the old processes of agent(s) {stuck} did not stop (see `fleet status`)"
+                    )
+                return
+            self.sleep(POLL_S)
+
+    def _wait_holder_down(self, names: list[str], began: float, fence: Fence) -> str:
+        """After a whole-fleet stop: wait until the holder itself is down (its stop may
+        still run after the agents are gone); ``stopped``, or ``failed`` past its stop timeout."""
+        limit = self.clock() + max((self.roster.get(n).stop_timeout for n in names), default=0.0) + 2 * KILL_GRACE_S
+        while self.primitives.observe([]).holder.active_state not in ("inactive", "failed"):
+            if self.clock() >= limit:
+                return "failed"
+            fence()
+            self.sleep(POLL_S)
+        return "stopped"
+
+    def _wait_up(
+        self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
+    ) -> None:
+        """Wait until each named agent has run for its grace period (in a new window, counted
+        from its supervisor's exec of it), or failed."""
+        pending = list(names)
+        deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
+        while pending:
+            fence()
+            now, wall = self.clock() - began, self.wall_clock()
+            rows = self.primitives.observe(pending).by_name()
+            for name in list(pending):
+                outcome = self._judge(trackers[name], rows[name], now, wall, action)
+                if outcome is not None:
+                    trackers[name].outcome = outcome
+                    pending.remove(name)
+            self._report("starting", len(names) - len(pending), len(names), began)
+            if not pending:
+                return
+            if now >= deadline:
+                for name in pending:
+                    row = rows[name]
+                    unexeced = row.up and row.agent_pid is None
+                    waiting = "; its supervisor has not started the agent yet" if unexeced else ""
+                    trackers[name].outcome = AgentOutcome(
+                        name,
+                        "failed",
+                        trackers[name].old_pid,
+                        row.pid,
+                        now,
+                        error=f"not up after {deadline:g}s (state {row.state}, {row.active_state}/{row.sub_state})"
+                        + waiting,
+                    )
+                return
+            self.sleep(self._next_poll(now, self.clock() - began))
+
+    @staticmethod
+    def _next_poll(began: float, ended: float) -> float:
+        """How long to sleep before the next look, for a poll that began and ended at these
+        times: never less than the poll itself took, so looking costs at most half the time
+        (under systemd each look asks the manager, busy starting the very units we wait
+        for), and a failure is still seen within a poll or two of happening."""
+        return max(POLL_S, ended - began)
+
+    def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
+        """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
+        and ``wall`` are the engine's and the wall clock's time when the poll began."""
+        agent = self.roster.get(tracker.name)
+        if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
+            return None  # still the old generation's window: the new one is not there yet
+        if row.sub_state == "auto-restart" and tracker.last_sub != "auto-restart":
+            tracker.auto_restarts += 1
+        tracker.last_sub = row.sub_state
+        # Between generations (the old window gone, no new one yet) a row still tells how the
+        # OLD generation ended: under systemd a unit whose stop needed the final SIGKILL is
+        # `failed` (Result=timeout) until its next start job runs, which a whole-fleet
+        # restart queues behind the new holder. That is not the new generation dying, so
+        # nothing is judged until the new generation shows itself.
+        tracker.fresh = tracker.fresh or row.pane_pid is not None or row.active_state in ("activating", "active")
+        if not tracker.fresh:
+            return None
+        died = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+        if died or tracker.auto_restarts >= CRASH_LOOP_RESTARTS:
+            output = self.primitives.last_output(tracker.name, OUTPUT_LINES).rstrip()
+            status = f"exit status {row.exit_status}" if row.exit_status is not None else f"state {row.state}"
+            last = " | ".join(line.strip() for line in output.splitlines() if line.strip())[-400:]
+            return AgentOutcome(
+                tracker.name,
+                "failed",
+                tracker.old_pid,
+                None,
+                now,
+                error=f"exited right after starting ({status}); command `{shlex.join(agent.argv())}`"
+                + (f"; last output: {last}" if last else ""),
+                exit_status=row.exit_status,
+                output=output or None,
+            )
+        # The grace counts from the agent's own exec, never from its supervisor's start: the
+        # supervisor's work before it (joining a cgroup, the header's `date`) may take
+        # longer than the grace on a loaded machine, and an agent that then dies at once
+        # would be reported up.
+        if row.state != "running" or row.pid is None or row.pid == tracker.old_pid or row.agent_pid is None:
+            tracker.seen_pid = None
+            return None
+        if tracker.seen_pid != row.agent_pid:
+            # The exec record's time says how long the agent had run when this poll began (the
+            # poll that first sees it may come well after its exec on a busy machine); never
+            # longer than this operation has run, so a wall clock stepped forward cannot
+            # shorten the grace.
+            ran = 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
+            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - ran
+        if now - tracker.seen_at >= agent.start_grace:
+            return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
+        return None
+
+    def _marker(self, name: str) -> str:
+        return procs.marker(name, self._fleet_id())
+
+    def _fleet_id(self) -> str:
+        return str(self.paths.tmux_socket)
+
+
+def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
+    """Whether the watcher's record may not have taken ``event`` in yet: it came after the
+    watcher last began reading the hook records (the stamps are a hundredth of a second
+    coarse and compared across processes, hence the slack)."""
+    return hooks_read is None or event.at > hooks_read - hooks.CLOCK_SLACK_S
+
+
+def _fence_of(guard: RestartGuard) -> Fence:
+    """The fence for a held lock: refresh it; :class:`~fleetlib.lock.LeaseLost` when lost."""
+    return guard.refresh

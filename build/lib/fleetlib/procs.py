@@ -1,0 +1,176 @@
+"""Facts about processes on this host, read from ``/proc`` (empty answers elsewhere).
+
+Used to judge whether a lock owner is alive (a zombie or a recycled pid counts as dead)
+and to tell when an agent's process started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Final
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of ``/proc/<pid>/stat`` after the command name, or [] if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return []
+    # The command name (field 2) may hold spaces and parentheses; nothing after it does.
+    return raw[raw.rfind(b")") + 2 :].decode().split()
+
+
+def start_ticks(pid: int) -> str:
+    """Start time of ``pid`` in clock ticks since boot, as text; "" where unknown."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def state(pid: int) -> str:
+    """The one-letter process state (``R``, ``S``, ``Z`` ...); "" where unknown."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else ""
+
+
+def exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process; a zombie (exited, not yet reaped) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return state(pid) != "Z"
+
+
+@functools.cache
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def started_at(pid: int) -> str | None:
+    """When ``pid`` started, as an ISO 8601 UTC timestamp; None where unknown."""
+    ticks, boot = start_ticks(pid), _boot_time()
+    if not ticks or boot is None:
+        return None
+    seconds = boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- agent processes
+
+MARKER_ENV: Final = "FLEET_AGENT"
+_ENVIRON_CAP: Final = 1 << 20
+
+
+def marker(name: str, fleet_id: str) -> str:
+    """The value of :data:`MARKER_ENV` every process of agent ``name`` inherits.
+
+    ``fleet_id`` (the fleet's tmux socket path) keeps two fleets on one host apart."""
+    return f"{name}@{fleet_id}"
+
+
+def _environments() -> Iterator[tuple[int, bytes]]:
+    """(pid, raw environment) of every process this user may read, but this one's."""
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                yield int(entry), handle.read(_ENVIRON_CAP)
+        except OSError:
+            continue
+
+
+def environment(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with (``/proc/<pid>/environ``, read capped,
+    undecodable bytes replaced), or None when it cannot be read (gone, another user's, or in
+    the middle of an exec, when the kernel shows no environment at all)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read(_ENVIRON_CAP)
+    except OSError:
+        return None
+    pairs = [item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if b"=" in item]
+    return {key: value for key, _, value in pairs} or None
+
+
+def _live(pid: int) -> bool:
+    return state(pid) not in ("Z", "X", "")
+
+
+def marked(markers: Iterable[str]) -> dict[str, list[int]]:
+    """Live processes whose environment carries ``FLEET_AGENT=<marker>``, per marker.
+
+    One pass over ``/proc`` for all markers. It finds what an agent started, including
+    background, ``setsid`` and double-forked children, since they inherit the environment.
+    It cannot see a process that replaced its environment with one lacking the marker
+    (``env -i``, ``clearenv``), nor processes of other users when not root.
+    """
+    wanted = {f"{MARKER_ENV}={value}".encode(): value for value in markers}
+    found: dict[str, list[int]] = {value: [] for value in wanted.values()}
+    if not wanted:
+        return found
+    for pid, environ in _environments():
+        for variable in environ.split(b"\0"):
+            owner = wanted.get(variable)
+            if owner is not None:
+                if _live(pid):
+                    found[owner].append(pid)
+                break
+    return found
+
+
+def carrying(variable: str, suffix: str) -> dict[str, list[int]]:
+    """Live processes whose environment sets ``variable`` to a value ending in ``suffix``
+    with no ``@`` before it (``suffix`` starts with ``@``: the part before is a name or
+    token), per value (one pass over ``/proc``; what it cannot see is as for :func:`marked`).
+
+    With :data:`MARKER_ENV` and ``@<fleet id>`` it finds every agent process of one fleet,
+    whatever the agent's name: also those of agents the roster no longer lists."""
+    prefix, tail = f"{variable}=".encode(), suffix.encode()
+    found: dict[str, list[int]] = {}
+    for pid, environ in _environments():
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                if item.endswith(tail) and b"@" not in item[len(prefix) : -len(tail)] and _live(pid):
+                    found.setdefault(item[len(prefix) :].decode(errors="replace"), []).append(pid)
+                break
+    return found
+
+
+def fleet_agents(fleet_id: str) -> dict[str, list[int]]:
+    """Every live agent process of the fleet ``fleet_id`` (see :func:`marker`), per agent
+    name, listed in the roster or not."""
+    suffix = f"@{fleet_id}"
+    return {value[: -len(suffix)]: pids for value, pids in carrying(MARKER_ENV, suffix).items()}
+
+
+def fleet_processes(fleet_id: str) -> dict[int, str]:
+    """pid -> agent name of every live agent process of the fleet ``fleet_id`` (the same
+    pass as :func:`fleet_agents`, keyed by process)."""
+    return {pid: name for name, pids in fleet_agents(fleet_id).items() for pid in pids}
+
+
+def signal_all(pids: Iterable[int], signum: int) -> None:
+    """Send ``signum`` to every pid; processes that are already gone are skipped."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
