@@ -6,6 +6,12 @@ every parse error (unknown flag, a flag missing its value) is one ``error: ...``
 stderr with exit 2, like every other user error; and the core options that only make
 sense for running shell commands from tasks (``--echo``, ``--pty``, ``--hide``, ...) are
 not offered.
+
+Start-up: the task tree (:mod:`fleetctl.namespaces`, and through it every task module) is
+imported only once a command needs it, so ``fleet --version`` loads Invoke and this module
+and nothing of the fleet; each task module in turn imports :mod:`fleetlib` inside its
+task bodies, so ``fleet --list`` loads the task tree and no library code
+(docs/development/startup.md).
 """
 
 from __future__ import annotations
@@ -14,16 +20,18 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from invoke.completion.complete import print_completion_script
 from invoke.exceptions import Exit, ParseError
 from invoke.parser.argument import Argument
+from invoke.parser.context import ParserContext
 from invoke.program import Program
 from invoke.util import enable_logging
 
 from fleetctl import options
-from fleetctl.namespaces import program_ns
+
+if TYPE_CHECKING:
+    from invoke.collection import Collection
 
 DISTRIBUTION: Final = "fleet"
 CORE_FLAGS: Final = (
@@ -55,6 +63,24 @@ def parse_error_line(exc: Exception) -> str:
 class FleetProgram(Program):
     """``fleet``: see the module docstring."""
 
+    @property  # Invoke assigns a plain attribute; this reads it lazily instead
+    def namespace(self) -> Collection:
+        """The task tree, imported on first use (``--version`` never gets here)."""
+        from fleetctl.namespaces import program_ns  # noqa: PLC0415  # start-up: see the module docstring
+
+        return program_ns
+
+    @namespace.setter
+    def namespace(self, _given: Collection | None) -> None:
+        # Program.__init__ assigns its argument; the tree is always program_ns, loaded above.
+        pass
+
+    @property
+    def initial_context(self) -> ParserContext:
+        # Program's, without asking whether a namespace was given (that would load it
+        # before --version is seen): this program always has one, so no task-loading flags.
+        return ParserContext(args=self.core_args())
+
     def core_args(self) -> list[Argument]:
         # Only what a fleet user needs: fleet's tasks never run shell commands, so Invoke's
         # run() options (--echo, --pty, --hide, --dry: not our --dry-run!) would mislead.
@@ -83,6 +109,9 @@ class FleetProgram(Program):
             self.print_version()
             raise Exit
         if self.args["print-completion-script"].value:
+            # Imported here: the completion module loads Invoke's collection and task loader.
+            from invoke.completion.complete import print_completion_script  # noqa: PLC0415
+
             try:
                 print_completion_script(shell=self.args["print-completion-script"].value, names=self.binary_names)
             except ParseError as exc:  # an unknown shell
@@ -111,7 +140,7 @@ class FleetProgram(Program):
 
 
 def build_program() -> FleetProgram:
-    return FleetProgram(namespace=program_ns, name="fleet", binary="fleet", binary_names=["fleet"])
+    return FleetProgram(name="fleet", binary="fleet", binary_names=["fleet"])
 
 
 def main() -> None:
