@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
-from fleetlib.status import FleetStatus
 
 if TYPE_CHECKING:
     from fleetlib.doctor import Check
+    from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
 PROGRESS_MIN_AGENTS: Final = 4  # fewer agents finish too fast for a progress line to help
