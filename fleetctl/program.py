@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from invoke.exceptions import Exit, ParseError
 from invoke.parser.argument import Argument
 from invoke.parser.context import ParserContext
+from invoke.parser.parser import Parser, ParseResult
 from invoke.program import Program
 from invoke.util import enable_logging
 
@@ -32,6 +33,8 @@ from fleetctl import options
 
 if TYPE_CHECKING:
     from invoke.collection import Collection
+
+    from fleetctl.namespaces import FleetCollection
 
 DISTRIBUTION: Final = "fleet"
 CORE_FLAGS: Final = (
@@ -64,7 +67,7 @@ class FleetProgram(Program):
     """``fleet``: see the module docstring."""
 
     @property  # Invoke assigns a plain attribute; this reads it lazily instead
-    def namespace(self) -> Collection:
+    def namespace(self) -> FleetCollection:
         """The task tree, imported on first use (``--version`` never gets here)."""
         from fleetctl.namespaces import program_ns  # noqa: PLC0415  # start-up: see the module docstring
 
@@ -127,10 +130,27 @@ class FleetProgram(Program):
             self.config.merge()
 
     def parse_tasks(self) -> None:
+        if self.args.list.value and not self.args.help.value and not self.core.unparsed:
+            # `fleet --list` names no task: the listing needs the task names and docstrings,
+            # not a parser over every task's flags.
+            self.core_via_tasks = ParserContext()
+            self.tasks = ParseResult()
+            return
         try:
             super().parse_tasks()
         except (ParseError, ValueError) as exc:
             raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+
+    def _make_parser(self) -> Parser:
+        # Contexts for the tasks this command line could name (any word of it, and the task
+        # of `--help TASK`), not for all of them: see FleetCollection.to_contexts. A word
+        # that is a task name but meant as a flag's value only adds a context that stays
+        # unused; a word that names no task is refused as before. Completion needs all.
+        words = None if self.args.complete.value else {*self.core.unparsed, str(self.args.help.value)}
+        return Parser(
+            initial=self.initial_context,
+            contexts=self.namespace.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help, only=words),
+        )
 
     def parse_cleanup(self) -> None:
         try:
