@@ -156,6 +156,15 @@ def test_status_loads_no_screen_emulator(running_fleet: dict[str, str], tmp_path
     assert under(names, ("pyte",)) == []
 
 
+def test_status_on_tmux_loads_neither_the_lock_nor_the_systemd_backend(
+    running_fleet: dict[str, str], tmp_path: Path
+) -> None:
+    # status takes no lock, and a tmux fleet has no units.
+    code, names = loaded_by(["status"], running_fleet, tmp_path)
+    assert code == 0
+    assert under(names, ("fleetlib.lock", "fleetlib.backend_systemd", "fleetlib.doctor")) == []
+
+
 def test_the_defaults_quoted_in_help_are_the_library_defaults() -> None:
     # options.py writes them out so that --help need not import the modules defining them.
     from fleetlib.engine import WAIT_TIMEOUT_S
