@@ -49,7 +49,6 @@ from fleetctl.render import (
     status_rows_json,
 )
 from fleetlib.errors import FleetError
-from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_progress
 
 # The rest of fleetlib is imported inside the tasks that use it, so listing the tasks (and
 # every other command) loads only what it runs (docs/development/startup.md).
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
     from fleetlib.doctor import Check
     from fleetlib.messaging import Messenger
     from fleetlib.paths import FleetPaths
+    from fleetlib.results import InstallResult, OperationResult, ProgressHook
     from fleetlib.roster import Roster
     from fleetlib.waiting import WaitResult
 
@@ -84,14 +84,15 @@ def open_lifecycle(
     dry_run: bool = False,
     timeout: float | None = None,
     lock_timeout: float | None = None,
-    progress: ProgressHook = no_progress,
+    progress: ProgressHook | None = None,
     quiet: bool = False,
     loaded: Roster | None = None,
 ) -> Lifecycle:
     """The fleet named by flags and config; loads (so validates) the roster unless given
     (``loaded``). ``quiet`` (``--json``) sends a dry run's "would run" lines to stderr,
-    keeping stdout JSON."""
+    keeping stdout JSON; ``progress`` defaults to none."""
     from fleetlib.backend import open_fleet  # noqa: PLC0415
+    from fleetlib.results import no_progress  # noqa: PLC0415
     from fleetlib.roster import load_roster  # noqa: PLC0415
 
     paths = fleet_paths(c, home, roster)
@@ -104,7 +105,7 @@ def open_lifecycle(
         dry_run=dry_run,
         timeout=WAIT_TIMEOUT_S if timeout is None else timeout,
         lock_timeout=lock_timeout,
-        progress=progress,
+        progress=progress or no_progress,
         echo=stderr_line if quiet else print,
     )
 

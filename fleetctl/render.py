@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -18,10 +17,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
-
 if TYPE_CHECKING:
     from fleetlib.doctor import Check
+    from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook
     from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
@@ -285,6 +283,8 @@ class LiveLine:
             now = self.clock()
             if not force and now - self._drawn_at < REDRAW_S:
                 return
+            import shutil  # noqa: PLC0415  # start-up: shutil loads bz2 and lzma; only a live line needs it
+
             width = shutil.get_terminal_size((80, 24)).columns
             self._text = text[: max(width - 1, 1)]
             self._drawn_at = now
@@ -322,6 +322,8 @@ def progress_hook(line: LiveLine, label: str = "", min_agents: int = PROGRESS_MI
     """A fleetlib progress hook drawing :func:`progress_text` on ``line`` for operations on
     at least ``min_agents`` agents."""
     if not line.enabled:
+        from fleetlib.results import no_progress  # noqa: PLC0415  # start-up: fleetlib loads when used
+
         return no_progress
 
     def hook(progress: Progress) -> None:
