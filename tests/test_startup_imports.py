@@ -175,3 +175,22 @@ def test_the_defaults_quoted_in_help_are_the_library_defaults() -> None:
     assert options.VERIFY_TIMEOUT_S == VERIFY_TIMEOUT_S
     assert options.WAIT_FOR_DEFAULT_S == DEFAULT_TIMEOUT_S
     assert options.WAITABLE == WAITABLE
+
+
+@pytest.mark.parametrize("name", ["fleet", "invoke", "pytest", "not-a-distribution-here"])
+def test_version_read_without_importlib_metadata_is_what_importlib_metadata_says(name: str) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from fleetctl.program import installed_version
+
+    try:
+        expected: str | None = version(name)
+    except PackageNotFoundError:
+        expected = None
+    assert installed_version(name) == expected
+
+
+def test_version_loads_no_importlib_metadata(fleet_env: dict[str, str], tmp_path: Path) -> None:
+    code, names = loaded_by(["--version"], fleet_env, tmp_path)
+    assert code == 0
+    assert "importlib.metadata" not in names
