@@ -8,6 +8,7 @@ dry runs say "would ..."; an operation that changed nothing says "nothing to do"
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import threading
@@ -184,9 +185,18 @@ def _ago(iso: str | None, now: float) -> str:
     if not iso:
         return "-"
     try:
-        seconds = max(0.0, now - datetime.fromisoformat(iso).timestamp())
+        return _elapsed(now - datetime.fromisoformat(iso).timestamp())
     except ValueError:
         return "-"
+
+
+def _epoch_ago(epoch: float | None, now: float) -> str:
+    """:func:`_ago` of an epoch time, in whole seconds as the JSON's ISO times have it."""
+    return "-" if epoch is None or not math.isfinite(epoch) else _elapsed(now - int(epoch))
+
+
+def _elapsed(seconds: float) -> str:
+    seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -204,7 +214,8 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
             a.name,
             state_cell(a.shown_state, in_roster=a.in_roster),
             _ago(a.state_since, now),
-            _ago(a.to_json()["last_output_at"], now),
+            # Not a.to_json()["last_output_at"]: to_json reads each process's start in /proc.
+            _epoch_ago(a.last_output, now),
             _or_dash(a.pid),
             a.since or "-",
             _or_dash(a.restarts),
