@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from invoke.completion.complete import print_completion_script
 from invoke.exceptions import Exit, ParseError
 from invoke.parser.argument import Argument
 from invoke.parser.context import ParserContext
@@ -130,9 +131,6 @@ class FleetProgram(Program):
             self.print_version()
             raise Exit
         if self.args["print-completion-script"].value:
-            # Imported here: the completion module loads Invoke's collection and task loader.
-            from invoke.completion.complete import print_completion_script  # noqa: PLC0415
-
             try:
                 print_completion_script(shell=self.args["print-completion-script"].value, names=self.binary_names)
             except ParseError as exc:  # an unknown shell
