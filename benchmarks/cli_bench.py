@@ -8,11 +8,21 @@ working, ...) is the watcher's record on its window, read by that same call. The
 at most 50 ms more than `fleet --list` (100 ms with states). `python -c pass` is shown for
 scale. A second round measures `status` with no watcher records (the watcher stopped and
 its records removed), where status reads all 200 screens itself, in one tmux client.
+
+`fleet --version` and `fleet --list` are measured against `python -c "import invoke"` (the
+floor of any Invoke program): each within 30 ms of it. Wall-clock figures on a busy machine
+are noisy, so the same commands are also measured by the CPU time they use (user + system,
+with their child processes: the load of other processes hardly changes it) and with
+`python -X importtime` (the summed import time of each); medians of the runs. Every command runs
+with bytecode caches (as an installed package has them), whatever PYTHONDONTWRITEBYTECODE
+says in the caller's environment: compiling the sources on each run is not start-up.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,6 +42,8 @@ RUNS: Final = 20
 TARGET_MS: Final = 50.0
 STATES_TARGET_MS: Final = 100.0  # status with every agent's state
 IMPORT_TARGET_MS: Final = 30.0  # `fleet --version` / `--list` over `python -c "import invoke"` (issue 22)
+# A top-level line of `python -X importtime`: "import time: <self us> | <cumulative us> | <name>"
+_TOP_IMPORT: Final = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$")
 
 
 def _fleet_argv() -> list[str]:
@@ -70,7 +82,7 @@ def tmux_fleet_env(root: Path) -> tuple[Path, dict[str, str]]:
     (root / "runtime").mkdir(mode=0o700)
     roster = root / "home" / "fleet" / "roster.yaml"
     roster.parent.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "PYTHONDONTWRITEBYTECODE")}
     env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
     return roster, env
 
@@ -99,6 +111,54 @@ def _interleaved(argvs: list[list[str]], env: dict[str, str], runs: int) -> tupl
     return first, second
 
 
+def import_ms(argv: list[str], env: dict[str, str]) -> float:
+    """Milliseconds ``argv`` (a Python command) spends importing, by ``-X importtime``:
+    the sum of the cumulative times of its top-level imports (each nested import is inside one)."""
+    python, *rest = argv
+    done = subprocess.run(
+        [python, "-X", "importtime", *rest], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    total_us = sum(int(m.group(1)) for m in map(_TOP_IMPORT.match, done.stderr.decode().splitlines()) if m)
+    return total_us / 1000
+
+
+def cpu_ms(argv: list[str], env: dict[str, str]) -> float:
+    """Milliseconds of CPU (user + system) ``argv`` and the children it waited for used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _seconds(argv, env, ok=(0, 3))  # status: 3 when some agent is not up
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+
+
+def _figures(fleet: list[str], env: dict[str, str], runs: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """CPU time and ``-X importtime`` totals of `import invoke` and of each fleet command
+    (interleaved runs)."""
+    commands = {
+        "python -c 'import invoke'": [sys.executable, "-c", "import invoke"],
+        "fleet --version": [*fleet, "--version"],
+        "fleet --list": [*fleet, "--list"],
+        "fleet status": [*fleet, "status"],
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            cpu[name].append(cpu_ms(argv, env))
+    return cpu, _import_figures(commands, env, runs)
+
+
+def _import_figures(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, list[float]]:
+    """``-X importtime`` totals of ``commands`` (interleaved runs)."""
+    if any(argv[0] != sys.executable for argv in commands.values()):  # a console script: run it by Python
+        commands = {
+            name: argv if argv[0] == sys.executable else [sys.executable, *argv] for name, argv in commands.items()
+        }
+    figures: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            figures[name].append(import_ms(argv, env))
+    return figures
+
+
 def _pairs(fleet: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
     """``--list`` and ``status`` timings, interleaved."""
     return _interleaved([[*fleet, "--list"], [*fleet, "status"]], env, runs)
@@ -119,6 +179,7 @@ def run(quick: bool = False) -> float:
             invoke_only, version = _interleaved(
                 [[sys.executable, "-c", "import invoke"], [*fleet, "--version"]], env, runs
             )
+            cpu, imports = _figures(fleet, env, runs)
             _forget_states(root / "home" / "fleet" / "run" / "tmux.sock", env)
             bare_unread, status_unread = _pairs(fleet, env, runs)
         finally:
@@ -150,7 +211,32 @@ def run(quick: bool = False) -> float:
     verdict = f"{'within' if unread <= STATES_TARGET_MS else 'OVER'} the {STATES_TARGET_MS:.0f} ms target"
     print("  without watcher records: status reads the 200 screens itself")
     print(f"  difference (median of pairs)                 {unread:>6.0f} ms  ({verdict})")
+    _print_steady("CPU time (user + system, with child processes)", "start-up CPU", cpu)
+    _print_steady("import time by -X importtime (all imports summed)", "start-up imports", imports)
     return difference
+
+
+def _print_steady(title: str, label: str, figures: dict[str, list[float]]) -> None:
+    """Figures that move less with the machine's load than wall clock, with the same targets:
+    --version and --list against `import invoke`, status against --list."""
+    print(f"{title}, median of {len(figures['fleet status'])} runs:")
+    floor = statistics.median(figures["python -c 'import invoke'"])
+    against = {
+        "fleet --version": floor,
+        "fleet --list": floor,
+        "fleet status": statistics.median(figures["fleet --list"]),
+    }
+    targets = {"fleet --version": IMPORT_TARGET_MS, "fleet --list": IMPORT_TARGET_MS, "fleet status": TARGET_MS}
+    for name, samples in figures.items():
+        median = statistics.median(samples)
+        line = f"  {name:<30} {median:>6.0f} ms"
+        if name in against:
+            over = median - against[name]
+            base = "`import invoke`" if name != "fleet status" else "--list"
+            verdict = "within" if over <= targets[name] else "OVER"
+            line += f"  (+{over:.0f} ms over {base}: {verdict} {targets[name]:.0f} ms)"
+        print(line)
+        record.figure(f"{label}: {name}", "ms", samples)
 
 
 if __name__ == "__main__":

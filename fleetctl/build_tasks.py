@@ -1,18 +1,22 @@
-"""``build.*``: build the stack from source and install it from local tarballs."""
+"""``build.*``: build the stack from source and install it from local tarballs.
+
+The build code (:mod:`fleetlib.devbuild`, which loads tarfile, urllib and YAML) is imported
+only when a ``build.*`` task runs, never for another command or ``--list``.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
 from fleetctl.options import user_errors
-from fleetctl.render import LiveLine, StepTicker, print_json
-from fleetlib.devbuild import DEFAULT_PACKAGES, SKIP_GATEWAY_ENV, BuildReport, DevBuild
-from fleetlib.runner import SubprocessRunner, user_environment
+
+if TYPE_CHECKING:
+    from fleetlib.devbuild import BuildReport
 
 BUILD_STEP_TIMEOUT_S = 3600  # one pnpm/npm step may download and compile for a long time
 
@@ -65,6 +69,11 @@ def build_dev(
     json: bool = False,
 ) -> None:
     """Build the CLI and gateway from source and install them from local tarballs (no registry writes)."""
+    # Imported here, not above: see the module docstring.
+    from fleetctl.render import LiveLine, StepTicker, print_json  # noqa: PLC0415
+    from fleetlib.devbuild import DEFAULT_PACKAGES, SKIP_GATEWAY_ENV, DevBuild  # noqa: PLC0415
+    from fleetlib.runner import SubprocessRunner, user_environment  # noqa: PLC0415
+
     line = LiveLine.on_stderr(quiet=json)
     ticker = StepTicker(line, "build.dev")
     out = sys.stderr if json else sys.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -22,6 +22,9 @@ from fleetctl.options import (
     FLEET_HELP,
     JSON_HELP,
     PATH_HELP,
+    VERIFY_TIMEOUT_S,
+    WAIT_TIMEOUT_S,
+    WAITABLE,
     count,
     fleet_paths,
     requested_backend,
@@ -32,6 +35,7 @@ from fleetctl.options import (
     unit_dir_option,
     user_errors,
 )
+from fleetctl.options import WAIT_FOR_DEFAULT_S as DEFAULT_WAIT_S
 from fleetctl.render import (
     LiveLine,
     failure_lines,
@@ -44,21 +48,19 @@ from fleetctl.render import (
     status_lines,
     status_rows_json,
 )
-from fleetlib import serving, transcript
-from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle, open_fleet
-from fleetlib.broadcast import SendResult, send_to
-from fleetlib.checks import Check
-from fleetlib.doctor import diagnose
 from fleetlib.errors import FleetError
-from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger, read_message
-from fleetlib.paths import FleetPaths
-from fleetlib.results import InstallResult, OperationResult, ProgressHook, no_progress
-from fleetlib.roster import Roster, load_roster
-from fleetlib.runner import DryRunRunner, SubprocessRunner
-from fleetlib.systemd import UnitNames
-from fleetlib.usage import fleet_sampler, with_usage
-from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
-from fleetlib.waiting import WAITABLE, WaitResult, check_state, wait_for
+
+# The rest of fleetlib is imported inside the tasks that use it, so listing the tasks (and
+# every other command) loads only what it runs (docs/development/startup.md).
+if TYPE_CHECKING:
+    from fleetlib.backend import Lifecycle
+    from fleetlib.broadcast import SendResult
+    from fleetlib.checks import Check
+    from fleetlib.messaging import Messenger
+    from fleetlib.paths import FleetPaths
+    from fleetlib.results import InstallResult, OperationResult, ProgressHook
+    from fleetlib.roster import Roster
+    from fleetlib.waiting import WaitResult
 
 LOG_LINES: Final = 200
 DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
@@ -82,13 +84,17 @@ def open_lifecycle(
     dry_run: bool = False,
     timeout: float | None = None,
     lock_timeout: float | None = None,
-    progress: ProgressHook = no_progress,
+    progress: ProgressHook | None = None,
     quiet: bool = False,
     loaded: Roster | None = None,
 ) -> Lifecycle:
     """The fleet named by flags and config; loads (so validates) the roster unless given
     (``loaded``). ``quiet`` (``--json``) sends a dry run's "would run" lines to stderr,
-    keeping stdout JSON."""
+    keeping stdout JSON; ``progress`` defaults to none."""
+    from fleetlib.backend import open_fleet  # noqa: PLC0415
+    from fleetlib.results import no_progress  # noqa: PLC0415
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+
     paths = fleet_paths(c, home, roster)
     directory = unit_dir_option(c, unit_dir)
     return open_fleet(
@@ -99,7 +105,7 @@ def open_lifecycle(
         dry_run=dry_run,
         timeout=WAIT_TIMEOUT_S if timeout is None else timeout,
         lock_timeout=lock_timeout,
-        progress=progress,
+        progress=progress or no_progress,
         echo=stderr_line if quiet else print,
     )
 
@@ -151,6 +157,8 @@ def fleet_install(
     json: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+
     backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
@@ -174,6 +182,8 @@ def fleet_install(
         raise FleetError("--serve installs a systemd --user unit; without a user manager run `fleet serve` yourself")
     result = lifecycle.install(enable=enable)
     if serve and lifecycle.unit_dir is not None:
+        from fleetlib import serving  # noqa: PLC0415
+
         result = serving.install_unit(result, paths, loaded, lifecycle.unit_dir, lifecycle.runner, enable=enable)
     finish_install(result, json)
 
@@ -190,6 +200,8 @@ def fleet_uninstall(
     json: bool = False,
 ) -> None:
     """Stop and disable every fleet unit and remove the unit files."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+
     backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
@@ -211,6 +223,8 @@ def fleet_uninstall(
     )
     result = lifecycle.uninstall()
     if lifecycle.unit_dir is not None:  # and `fleet install --serve`'s unit, if there is one
+        from fleetlib import serving  # noqa: PLC0415
+
         result = serving.uninstall_unit(result, paths, lifecycle.unit_dir, lifecycle.runner)
     finish_install(result, json)
 
@@ -248,6 +262,8 @@ def control_task(action: str, doc: str) -> Task[Any]:
         host_timeout: str = "",
         fresh: bool = False,
     ) -> None:
+        from fleetlib.roster import load_roster  # noqa: PLC0415
+
         # Every flag is checked before anything happens, whether the roster has hosts or not.
         if fresh and action == "stop":
             raise FleetError("--fresh is for start and restart (a stop keeps the conversation for the next start)")
@@ -329,6 +345,8 @@ def fleet_status(
     host_timeout: str = "",
 ) -> None:
     """Show every agent's state; exit 0 when all are active, 3 otherwise."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+
     per_host = hosts_tasks.host_timeout_seconds(c, host_timeout)
     backend = requested_backend(c, backend)
     paths = fleet_paths(c, home, roster)
@@ -351,6 +369,8 @@ def fleet_status(
     status = lifecycle.status(agent or None)
     if json:
         # Measured only for --json (a few /proc reads per agent); text shows no figures.
+        from fleetlib.usage import fleet_sampler, with_usage  # noqa: PLC0415
+
         status = with_usage(status, fleet_sampler(lifecycle.paths).sample(status.agents))
         print_json(status_rows_json(status))
     else:
@@ -376,6 +396,8 @@ def fleet_doctor(
     directory = unit_dir_option(c, unit_dir)
 
     def local_checks() -> list[Check]:
+        from fleetlib.doctor import diagnose  # noqa: PLC0415
+
         return diagnose(
             fleet_paths(c, home, roster),
             backend=requested_backend(c, backend),
@@ -398,6 +420,9 @@ def fleet_doctor(
 
 
 def make_messenger(paths: FleetPaths, roster: Roster, dry_run: bool = False, *, quiet: bool = False) -> Messenger:
+    from fleetlib.messaging import Messenger  # noqa: PLC0415
+    from fleetlib.runner import DryRunRunner, SubprocessRunner  # noqa: PLC0415
+
     runner = DryRunRunner(echo=stderr_line if quiet else print) if dry_run else SubprocessRunner()
     return Messenger(paths=paths, roster=roster, runner=runner)
 
@@ -450,6 +475,11 @@ def fleet_send(
     answer; a busy agent is given --timeout to become idle before anything is typed; one
     that is not running (restarting, failed, exited, stopped) is refused (exit 2).
     With --wait idle|waiting it then waits, like `fleet wait`, for the turn to end."""
+    from fleetlib.broadcast import send_to  # noqa: PLC0415
+    from fleetlib.messaging import read_message  # noqa: PLC0415
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+    from fleetlib.waiting import wait_for  # noqa: PLC0415
+
     required("--message", message)
     limit = seconds("--timeout", timeout)
     if bool(agent) == all:
@@ -530,6 +560,8 @@ def wait_line(result: WaitResult, name: str | None) -> str:
 
 
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+
     required("--agent", agent)
     paths = fleet_paths(c, home, roster)
     loaded = load_roster(paths.roster)
@@ -584,6 +616,10 @@ def fleet_logs(
 
     The transcript is rendered as the pane showed it (--raw: the bytes as written).
     No transcript yet (or no such generation) is one line on stderr, exit 1."""
+    from fleetlib import transcript  # noqa: PLC0415
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+    from fleetlib.systemd import UnitNames  # noqa: PLC0415
+
     required("--agent", agent)
     count_lines = count("--lines", lines, LOG_LINES)
     which = transcript.check_generation(generation or "current")
@@ -627,6 +663,7 @@ def show_transcript(
     """Print the agent's transcript, rendered (or with ``raw`` the bytes as written,
     :func:`fleetlib.transcript.read_raw`); with ``follow``, then what it gains until
     interrupted. An empty generation is :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
+    from fleetlib import transcript  # noqa: PLC0415
 
     def emit(chunk: str | bytes) -> None:
         if isinstance(chunk, bytes):
@@ -680,6 +717,9 @@ def fleet_wait(
 
     Scripts use it to send the next message only when the agent is ready:
     `fleet wait --agent a1 --for idle && fleet send --agent a1 --message ...`."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415
+    from fleetlib.waiting import check_state, wait_for  # noqa: PLC0415
+
     wanted = check_state(for_)
     limit = seconds("--timeout", timeout)
     if bool(agent) == all:

@@ -46,11 +46,11 @@ from fleetctl.render import operation_summary, print_checks, print_json, state_c
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL, SshTarget
 from fleetlib.paths import FleetPaths
-from fleetlib.roster import Roster, load_roster
 
 if TYPE_CHECKING:
     from fleetlib.controller import HostResult, HostsResult
     from fleetlib.remote import Deadline, HostLink, RemoteRun, RemoteSettings
+    from fleetlib.roster import Roster
 
 OPERATION_FAILED: Final = 1
 NOT_ALL_UP: Final = 3
@@ -695,6 +695,8 @@ HOSTS_HELP: Final = {
 def roster_if_valid(path: Path) -> Roster | None:
     """The roster at ``path``, or None when it is missing or invalid (``doctor`` reports that
     itself, as its ``roster`` check)."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: fleetlib loads when used
+
     try:
         return load_roster(path)
     except FleetError:
@@ -702,6 +704,8 @@ def roster_if_valid(path: Path) -> Roster | None:
 
 
 def roster_with_hosts(c: Context, home: str, roster: str) -> Roster:
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: fleetlib loads when used
+
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     if not loaded.hosts:
         raise FleetError(f"{loaded.source} names no hosts; add a hosts: mapping (see README, Several hosts)")
@@ -767,6 +771,8 @@ def hosts_trust(
 @user_errors
 def hosts_list(c: Context, home: str = "", roster: str = "", json: bool = False) -> None:
     """List the roster's hosts: name, SSH target, backend, number of agents."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: fleetlib loads when used
+
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     counts = dict.fromkeys([LOCAL, *loaded.hosts], 0)
     for agent in loaded.agents:

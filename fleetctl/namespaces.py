@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, Final
 
 from invoke.collection import Collection
@@ -69,10 +70,20 @@ class HelpContext(ParserContext):
 class FleetCollection(Collection):
     """The root of a task tree; its parser contexts render flags with :class:`HelpContext`."""
 
-    def to_contexts(self, ignore_unknown_help: bool | None = None) -> list[ParserContext]:
+    def to_contexts(
+        self, ignore_unknown_help: bool | None = None, *, only: Container[str] | None = None
+    ) -> list[ParserContext]:
+        """Invoke's contexts (one per task, with its flags), as :class:`HelpContext`; with
+        ``only``, just the tasks whose name or an alias is in it: building every task's
+        flags costs more than the rest of parsing a command line that names one task."""
         return [
-            HelpContext(name=context.name, aliases=context.aliases, args=context.args.values())
-            for context in super().to_contexts(ignore_unknown_help=ignore_unknown_help)
+            HelpContext(
+                name=primary,
+                aliases=aliases,
+                args=self[primary].get_arguments(ignore_unknown_help=ignore_unknown_help),
+            )
+            for primary, aliases in self.task_names.items()
+            if only is None or primary in only or any(alias in only for alias in aliases)
         ]
 
 

@@ -16,14 +16,18 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+# The one fleetlib module every command imports: a few exception classes, nothing else.
+# Everything else of fleetlib is imported where a task uses it, so `fleet --list` and
+# `fleet --help` load no more than the task tree (docs/development/startup.md).
 from fleetlib.errors import FleetError
-from fleetlib.hosts import HOST_BACKENDS
-from fleetlib.paths import FleetPaths
+
+if TYPE_CHECKING:
+    from fleetlib.paths import FleetPaths
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +44,14 @@ USAGE_EXIT: Final = 2
 FAILED_EXIT: Final = 1
 BROKEN_PIPE_EXIT: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 MAX_SECONDS: Final = 7 * 24 * 3600  # the longest duration a flag takes: a week
+
+# The library's defaults that --help quotes, written out rather than imported: the modules
+# that define them load most of fleetlib, which every command (and --list) would then pay
+# for (docs/development/startup.md). tests/test_startup_imports.py checks that they agree.
+WAIT_TIMEOUT_S: Final = 120.0  # fleetlib.engine.WAIT_TIMEOUT_S
+VERIFY_TIMEOUT_S: Final = 15.0  # fleetlib.messaging.VERIFY_TIMEOUT_S
+WAIT_FOR_DEFAULT_S: Final = 300.0  # fleetlib.waiting.DEFAULT_TIMEOUT_S
+WAITABLE: Final = ("working", "waiting", "idle", "running", "restarting", "exited", "failed", "stopped")
 
 
 def user_errors(body: F) -> F:
@@ -118,6 +130,8 @@ def fleet_config(c: Context) -> dict[str, Any]:
 
 def fleet_paths(c: Context, home: str, roster: str) -> FleetPaths:
     """Resolve paths: flag, then ``fleet.*`` config, then the environment defaults."""
+    from fleetlib.paths import FleetPaths  # noqa: PLC0415  # start-up: see the imports above
+
     config = fleet_config(c)
     return FleetPaths.resolve(home or config.get("home") or None, roster or config.get("roster") or None)
 
@@ -125,6 +139,8 @@ def fleet_paths(c: Context, home: str, roster: str) -> FleetPaths:
 def requested_backend(c: Context, flag: str) -> str:
     """The backend asked for: the flag, else config ``fleet.backend``, else ``auto``;
     :class:`FleetError` for a name that is not a backend."""
+    from fleetlib.hosts import HOST_BACKENDS  # noqa: PLC0415  # start-up: see the imports above
+
     chosen: str = flag or fleet_config(c).get("backend") or "auto"
     if chosen not in HOST_BACKENDS:
         raise FleetError(f"unknown backend {chosen!r}; use one of: {', '.join(HOST_BACKENDS)}")

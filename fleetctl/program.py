@@ -6,6 +6,12 @@ every parse error (unknown flag, a flag missing its value) is one ``error: ...``
 stderr with exit 2, like every other user error; and the core options that only make
 sense for running shell commands from tasks (``--echo``, ``--pty``, ``--hide``, ...) are
 not offered.
+
+Start-up: the task tree (:mod:`fleetctl.namespaces`, and through it every task module) is
+imported only once a command needs it, so ``fleet --version`` loads Invoke and this module
+and nothing of the fleet; each task module in turn imports :mod:`fleetlib` inside its
+task bodies, so ``fleet --list`` loads the task tree and no library code
+(docs/development/startup.md).
 """
 
 from __future__ import annotations
@@ -14,16 +20,22 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from invoke.completion.complete import print_completion_script
 from invoke.exceptions import Exit, ParseError
 from invoke.parser.argument import Argument
+from invoke.parser.context import ParserContext
+from invoke.parser.parser import Parser, ParseResult
 from invoke.program import Program
 from invoke.util import enable_logging
 
 from fleetctl import options
-from fleetctl.namespaces import program_ns
+
+if TYPE_CHECKING:
+    from invoke.collection import Collection
+
+    from fleetctl.namespaces import FleetCollection
 
 DISTRIBUTION: Final = "fleet"
 CORE_FLAGS: Final = (
@@ -52,8 +64,51 @@ def parse_error_line(exc: Exception) -> str:
     return f"error: {text}"
 
 
+def installed_version(name: str) -> str | None:
+    """The version of the installed distribution ``name``, None when it is not installed.
+
+    Read from the name of its ``<name>-<version>.dist-info`` directory, the first on
+    ``sys.path`` (the one importlib.metadata would read): importing importlib.metadata
+    loads the email package, ~15 ms, more than the rest of ``--version``. Anything else
+    (an ``.egg-info`` install) is left to importlib.metadata.
+    """
+    prefix = name.replace("-", "_") + "-"
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:  # a zip file, a missing directory
+            continue
+        for found in names:
+            if found.startswith(prefix) and found.endswith(".dist-info"):
+                return found.removeprefix(prefix).removesuffix(".dist-info")
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 class FleetProgram(Program):
     """``fleet``: see the module docstring."""
+
+    @property  # Invoke assigns a plain attribute; this reads it lazily instead
+    def namespace(self) -> FleetCollection:
+        """The task tree, imported on first use (``--version`` never gets here)."""
+        from fleetctl.namespaces import program_ns  # noqa: PLC0415  # start-up: see the module docstring
+
+        return program_ns
+
+    @namespace.setter
+    def namespace(self, _given: Collection | None) -> None:
+        # Program.__init__ assigns its argument; the tree is always program_ns, loaded above.
+        pass
+
+    @property
+    def initial_context(self) -> ParserContext:
+        # Program's, without asking whether a namespace was given (that would load it
+        # before --version is seen): this program always has one, so no task-loading flags.
+        return ParserContext(args=self.core_args())
 
     def core_args(self) -> list[Argument]:
         # Only what a fleet user needs: fleet's tasks never run shell commands, so Invoke's
@@ -61,14 +116,7 @@ class FleetProgram(Program):
         return [arg for arg in super().core_args() if arg.name in CORE_FLAGS]
 
     def print_version(self) -> None:
-        # Imported here: importlib.metadata costs ~20 ms that every other command would pay.
-        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-        try:
-            number = version(DISTRIBUTION)
-        except PackageNotFoundError:
-            number = "unknown (not installed)"
-        print(f"fleet {number}")
+        print(f"fleet {installed_version(DISTRIBUTION) or 'unknown (not installed)'}")
 
     def parse_core(self, argv: list[str] | None) -> None:
         # Program.parse_core, minus the flags dropped above (--write-pyc).
@@ -98,10 +146,27 @@ class FleetProgram(Program):
             self.config.merge()
 
     def parse_tasks(self) -> None:
+        if self.args.list.value and not self.args.help.value and not self.core.unparsed:
+            # `fleet --list` names no task: the listing needs the task names and docstrings,
+            # not a parser over every task's flags.
+            self.core_via_tasks = ParserContext()
+            self.tasks = ParseResult()
+            return
         try:
             super().parse_tasks()
         except (ParseError, ValueError) as exc:
             raise Exit(parse_error_line(exc), code=options.USAGE_EXIT) from None
+
+    def _make_parser(self) -> Parser:
+        # Contexts for the tasks this command line could name (any word of it, and the task
+        # of `--help TASK`), not for all of them: see FleetCollection.to_contexts. A word
+        # that is a task name but meant as a flag's value only adds a context that stays
+        # unused; a word that names no task is refused as before. Completion needs all.
+        words = None if self.args.complete.value else {*self.core.unparsed, str(self.args.help.value)}
+        return Parser(
+            initial=self.initial_context,
+            contexts=self.namespace.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help, only=words),
+        )
 
     def parse_cleanup(self) -> None:
         try:
@@ -111,7 +176,7 @@ class FleetProgram(Program):
 
 
 def build_program() -> FleetProgram:
-    return FleetProgram(namespace=program_ns, name="fleet", binary="fleet", binary_names=["fleet"])
+    return FleetProgram(name="fleet", binary="fleet", binary_names=["fleet"])
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ dry runs say "would ..."; an operation that changed nothing says "nothing to do"
 from __future__ import annotations
 
 import json
+import math
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
-from fleetlib.status import FleetStatus
-
 if TYPE_CHECKING:
     from fleetlib.checks import Check
+    from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook
+    from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
 PROGRESS_MIN_AGENTS: Final = 4  # fewer agents finish too fast for a progress line to help
@@ -186,9 +185,18 @@ def _ago(iso: str | None, now: float) -> str:
     if not iso:
         return "-"
     try:
-        seconds = max(0.0, now - datetime.fromisoformat(iso).timestamp())
+        return _elapsed(now - datetime.fromisoformat(iso).timestamp())
     except ValueError:
         return "-"
+
+
+def _epoch_ago(epoch: float | None, now: float) -> str:
+    """:func:`_ago` of an epoch time, in whole seconds as the JSON's ISO times have it."""
+    return "-" if epoch is None or not math.isfinite(epoch) else _elapsed(now - int(epoch))
+
+
+def _elapsed(seconds: float) -> str:
+    seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -206,7 +214,8 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
             a.name,
             state_cell(a.shown_state, in_roster=a.in_roster),
             _ago(a.state_since, now),
-            _ago(a.to_json()["last_output_at"], now),
+            # Not a.to_json()["last_output_at"]: to_json reads each process's start in /proc.
+            _epoch_ago(a.last_output, now),
             _or_dash(a.pid),
             a.since or "-",
             _or_dash(a.restarts),
@@ -285,6 +294,8 @@ class LiveLine:
             now = self.clock()
             if not force and now - self._drawn_at < REDRAW_S:
                 return
+            import shutil  # noqa: PLC0415  # start-up: shutil loads bz2 and lzma; only a live line needs it
+
             width = shutil.get_terminal_size((80, 24)).columns
             self._text = text[: max(width - 1, 1)]
             self._drawn_at = now
@@ -322,6 +333,8 @@ def progress_hook(line: LiveLine, label: str = "", min_agents: int = PROGRESS_MI
     """A fleetlib progress hook drawing :func:`progress_text` on ``line`` for operations on
     at least ``min_agents`` agents."""
     if not line.enabled:
+        from fleetlib.results import no_progress  # noqa: PLC0415  # start-up: fleetlib loads when used
+
         return no_progress
 
     def hook(progress: Progress) -> None:

@@ -1,9 +1,13 @@
-"""``roster.*``: edit and inspect the roster."""
+"""``roster.*``: edit and inspect the roster.
+
+:mod:`fleetlib.roster` (and YAML with it) is imported inside each task, so listing the
+tasks loads none of it.
+"""
 
 from __future__ import annotations
 
 import shlex
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -13,17 +17,9 @@ from fleetctl import options
 from fleetctl.options import JSON_HELP, PATH_HELP, fleet_paths, required, stderr_line, user_errors
 from fleetctl.render import agent_value, print_json, roster_change_lines, table
 from fleetlib.errors import FleetError
-from fleetlib.roster import (
-    Agent,
-    Roster,
-    add_agent,
-    init_roster,
-    load_roster,
-    missing_cwd_warnings,
-    remove_agent,
-    validate_agent,
-)
-from fleetlib.schema import agent_json
+
+if TYPE_CHECKING:
+    from fleetlib.roster import Roster
 
 CHANGE_JSON_HELP: Final = 'Print {"operation", "roster", "agent", "agents"} as JSON instead of text.'
 
@@ -31,6 +27,8 @@ CHANGE_JSON_HELP: Final = 'Print {"operation", "roster", "agent", "agents"} as J
 def warn_missing_cwds(loaded: Roster) -> None:
     """Warn (stderr, never fail: a roster may be written for another machine) about every
     ``cwd`` that is not a directory here."""
+    from fleetlib.roster import missing_cwd_warnings  # noqa: PLC0415  # start-up: see the module docstring
+
     for line in missing_cwd_warnings(loaded):
         stderr_line(line)  # already reads "warning: file:line: field: ..."
 
@@ -51,6 +49,9 @@ def print_change(operation: str, verb: str, name: str | None, loaded: Roster, as
 @user_errors
 def roster_list(c: Context, home: str = "", roster: str = "", json: bool = False) -> None:
     """List the agents in the roster."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: see the module docstring
+    from fleetlib.schema import agent_json  # noqa: PLC0415
+
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     if json:
         print_json([agent_json(agent) for agent in loaded.agents])
@@ -64,6 +65,9 @@ def roster_list(c: Context, home: str = "", roster: str = "", json: bool = False
 @user_errors
 def roster_show(c: Context, name: str = "", home: str = "", roster: str = "", json: bool = False) -> None:
     """Show one agent of the roster."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: see the module docstring
+    from fleetlib.schema import agent_json  # noqa: PLC0415
+
     required("--name", name)
     data: dict[str, Any] = agent_json(load_roster(fleet_paths(c, home, roster).roster).get(name))
     if json:
@@ -77,6 +81,8 @@ def roster_show(c: Context, name: str = "", home: str = "", roster: str = "", js
 @user_errors
 def roster_validate(c: Context, home: str = "", roster: str = "") -> None:
     """Check the roster and report the first problem (file:line: field: problem)."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: see the module docstring
+
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     warn_missing_cwds(loaded)
     print(f"ok: {loaded.source} is valid ({len(loaded.agents)} agents)")
@@ -107,6 +113,8 @@ def roster_add(
     json: bool = False,
 ) -> None:
     """Add an agent to the roster (atomic; keeps comments)."""
+    from fleetlib.roster import Agent, add_agent, validate_agent  # noqa: PLC0415  # start-up: see the module docstring
+
     required("--name", name)
     required("--runtime", runtime)
     try:
@@ -123,6 +131,8 @@ def roster_add(
 @user_errors
 def roster_remove(c: Context, name: str = "", home: str = "", roster: str = "", json: bool = False) -> None:
     """Remove an agent from the roster (atomic; keeps comments)."""
+    from fleetlib.roster import remove_agent  # noqa: PLC0415  # start-up: see the module docstring
+
     required("--name", name)
     print_change("remove", "removed", name, remove_agent(fleet_paths(c, home, roster).roster, name), json)
 
@@ -131,6 +141,8 @@ def roster_remove(c: Context, name: str = "", home: str = "", roster: str = "", 
 @user_errors
 def roster_init(c: Context, home: str = "", roster: str = "", force: bool = False, json: bool = False) -> None:
     """Write a starter roster (refuses to overwrite without --force)."""
+    from fleetlib.roster import init_roster  # noqa: PLC0415  # start-up: see the module docstring
+
     print_change("init", "wrote", None, init_roster(fleet_paths(c, home, roster).roster, force=force), json)
 
 

@@ -25,16 +25,15 @@ from invoke.tasks import task
 from fleetctl.fleet_tasks import open_lifecycle
 from fleetctl.options import FLEET_HELP, JSON_HELP, fleet_paths, seconds, user_errors
 from fleetctl.render import print_json
-from fleetlib.backend import Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
-from fleetlib.resources import human_size
-from fleetlib.roster import load_roster
-from fleetlib.status import AgentStatus
-from fleetlib.usage import Sampler, Usage, age_s, fleet_sampler, usage_json
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from fleetlib.backend import Lifecycle
+    from fleetlib.status import AgentStatus
+    from fleetlib.usage import Sampler, Usage
 
 # Sort keys: the row value each sorts by, and whether the largest comes first.
 SORT_KEYS: Final[dict[str, tuple[str, bool]]] = {
@@ -62,6 +61,8 @@ ONCE_GAP_S: Final = 0.5  # --once: two readings this far apart, so CPU % is a cu
 
 def top_rows(agents: Sequence[AgentStatus], usage: dict[str, Usage], now: float) -> list[dict[str, Any]]:
     """One JSON object per agent: its state, restarts, uptime, last output and figures."""
+    from fleetlib.usage import age_s, usage_json  # noqa: PLC0415  # start-up: fleetlib loads when used
+
     rows = []
     for agent in agents:
         data = agent.to_json()
@@ -116,6 +117,8 @@ def _duration(value: float | None) -> str:
 
 def row_cells(row: dict[str, Any]) -> list[str]:
     """The text of one row: name, state, CPU %, memory (now / peak / limit), tasks, restarts, uptime, output."""
+    from fleetlib.resources import human_size  # noqa: PLC0415  # start-up: fleetlib loads when used
+
     limit = human_size(row["memory_max"]) if row["memory_max"] is not None else "-"
     tasks = "-" if row["tasks"] is None else f"{row['tasks']}" + (f"/{row['tasks_max']}" if row["tasks_max"] else "")
     state = row["state"] + (f" ({row['reason']})" if row["reason"] else "")
@@ -229,6 +232,9 @@ def fleet_top(
         raise FleetError(f"--sort: unknown key {sort!r}; use one of: {', '.join(SORT_KEYS)}")
     if json and not once:
         raise FleetError("--json needs --once (one sample as data); the live view is for a terminal")
+    from fleetlib.roster import load_roster  # noqa: PLC0415  # start-up: fleetlib loads when used
+    from fleetlib.usage import fleet_sampler  # noqa: PLC0415
+
     every = seconds("--interval", interval) or 1.0
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     note = ""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +38,8 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
         keep_mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         keep_mode = mode if mode is not None else 0o666 & ~_umask()
+    import tempfile  # noqa: PLC0415  # ~5 ms (random, shutil) that commands which only read never pay
+
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

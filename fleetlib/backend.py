@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from fleetlib.backend_systemd import SystemdBackend
-from fleetlib.backend_tmux import TmuxBackend
 from fleetlib.engine import WAIT_TIMEOUT_S, Backend, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
@@ -62,9 +60,14 @@ def open_fleet(
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
     chosen = resolve_backend(backend, SubprocessRunner())
     primitives: Backend
+    # Each backend's module is imported only when chosen: a tmux fleet never loads the units code.
     if chosen == "tmux":
+        from fleetlib.backend_tmux import TmuxBackend  # noqa: PLC0415
+
         primitives = TmuxBackend(paths=paths, roster=roster, runner=runner, environ=dict(os.environ))
     else:
+        from fleetlib.backend_systemd import SystemdBackend  # noqa: PLC0415
+
         primitives = SystemdBackend(
             paths=paths, roster=roster, runner=runner, environ=dict(os.environ), units_at=unit_dir or default_unit_dir()
         )

@@ -40,16 +40,18 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from fleetlib import activity, hooks, procs, sessions, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.lock import RestartGuard, acquire_restart_lock
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
+
+if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (status takes none)
+    from fleetlib.lock import RestartGuard
 
 WAIT_TIMEOUT_S: Final = 120.0
 POLL_S: Final = 0.05
@@ -275,6 +277,8 @@ class Lifecycle(FleetContext):
         if self.runner.dry_run:
             yield lambda: None
             return
+        from fleetlib.lock import acquire_restart_lock  # noqa: PLC0415  # status and wait never lock
+
         guard = acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
         try:
             with self.runner.fenced(guard):  # each command checks the lease again after its fork

@@ -45,11 +45,13 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from fleetlib import procs
 from fleetlib.errors import FleetOperationError
-from fleetlib.lock import FENCE_MARGIN_S, LeaseProof
+
+if TYPE_CHECKING:  # the lock module is big; a command that takes no lock never loads it
+    from fleetlib.lock import LeaseProof
 
 TIMED_OUT: Final = 124  # the exit status a timed-out command reports (as timeout(1) does)
 SHELL: Final = "/bin/sh"
@@ -247,6 +249,8 @@ class SubprocessRunner:
             if lease is None or not todo:
                 return [results[i] for i in range(len(argvs))]
             lease.refresh()  # LeaseLost when it was lost: the refused commands never ran
+        from fleetlib.lock import FENCE_MARGIN_S  # noqa: PLC0415  # loaded by the lease already
+
         raise FleetOperationError(
             f"could not run `{shlex.join(argvs[todo[0]])}`: its process found the fleet restart lock "
             f"unproven {FENCE_TRIES} times, each within {FENCE_MARGIN_S:g}s of proving it ours "
