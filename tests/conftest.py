@@ -42,6 +42,30 @@ def eventually(check: Callable[[], bool], what: str, limit: float = 60.0, poll: 
     raise AssertionError(f"never happened within {limit}s: {what}")
 
 
+def watcher_pids(home: Path) -> list[int]:
+    """The live watcher processes of the fleet in ``home`` (`python -m fleetlib.watcher RUN_DIR`),
+    found in /proc by their exact argv (the tmux server and the window's shell loop carry those
+    words too): a witness independent of fleetlib's own lookup."""
+    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            if len(argv) == 4 and argv[1:] == wanted:
+                found.append(int(entry))
+    return found
+
+
+def kill_fleet_tmux(home: Path) -> None:
+    """End the tmux server of the fleet in ``home`` if one runs (a fixture's clean-up)."""
+    subprocess.run(
+        ["tmux", "-S", str(home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A private fleet home (never the user's ~/.config/mosaic)."""
@@ -54,8 +78,16 @@ def run_inv(
     args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `inv <args>` in the repo as a user would (a real subprocess, output captured)."""
+    return run_module("invoke", args, env, input=input, timeout=timeout)
+
+
+def run_module(
+    module: str, args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m <module> <args>` in the repo (a real subprocess, text output captured);
+    ``timeout`` only turns a hang into a failure."""
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
