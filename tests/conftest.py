@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ def eventually(check: Callable[[], bool], what: str, limit: float = 60.0, poll: 
 def watcher_pids(home: Path) -> list[int]:
     """The live watcher processes of the fleet in ``home`` (`python -m fleetlib.watcher RUN_DIR`),
     found in /proc by their exact argv (the tmux server and the window's shell loop carry those
-    words too): a witness independent of fleetlib's own lookup."""
+    words too; a zombie's argv is empty): a witness independent of fleetlib's own lookup."""
     wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
     found = []
     for entry in os.listdir("/proc"):
@@ -57,6 +58,27 @@ def watcher_pids(home: Path) -> list[int]:
             if len(argv) == 4 and argv[1:] == wanted:
                 found.append(int(entry))
     return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (neither a zombie nor dead), read from /proc by the test itself."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts in their own session; afterwards the group of each one still
+    running is killed, and every one is reaped."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def kill_fleet_tmux(home: Path) -> None:
@@ -119,11 +141,19 @@ def run_inv_concurrently(argsets: Sequence[Sequence[str]], env: dict[str, str]) 
 
 
 class InvUser:
-    """A user of one fleet home: subclasses say which environment `inv` runs with."""
+    """A user of one fleet home: subclasses say where the home is and which environment `inv` runs with."""
+
+    home: Path
 
     @property
     def env(self) -> dict[str, str]:
         raise NotImplementedError
+
+    def write_roster(self, text: str) -> None:
+        """Write the home's roster file (its directory made as needed)."""
+        roster = self.home / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True, exist_ok=True)
+        roster.write_text(text)
 
     def inv(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_inv(args, self.env, input=input)
@@ -178,11 +208,6 @@ class FleetEnv(InvUser):
     def units(self) -> UnitNames:
         """The names of this home's units."""
         return UnitNames.for_home(self.home)
-
-    def write_roster(self, text: str) -> None:
-        roster = self.home / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True, exist_ok=True)
-        roster.write_text(text)
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         socket = self.home / "fleet" / "run" / "tmux.sock"
