@@ -28,7 +28,7 @@ from fleetlib import tmux, transcript, watcher
 from fleetlib.activity import Debouncer, Transition
 from fleetlib.runner import DryRunRunner
 from fleetlib.watcher import Watcher, WatcherConfig, read_config
-from tests.conftest import REPO, run_inv
+from tests.conftest import REPO, run_inv, watcher_pids
 from tests.test_fleet_tmux import TmuxEnv
 
 AGENTS = REPO / "tests" / "fake_agents"
@@ -64,12 +64,6 @@ def _alive(pid: int) -> bool:
 
 def _pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
-def watcher_pids(home: Path) -> list[int]:
-    """The live watchers of the fleet at ``home``, by their exact argv (our own scan)."""
-    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
-    return [pid for pid in _pids() if _argv(pid)[1:] == wanted and _alive(pid)]
 
 
 def with_env(variable: bytes) -> list[int]:

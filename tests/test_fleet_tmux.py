@@ -53,9 +53,7 @@ class TmuxEnv(InvUser):
         body = "".join(
             f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n" for n in names
         )
-        path = self.home / "fleet" / "roster.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("version: 1\ntransport: tmux\nagents:\n" + body + extra)
+        self.write_roster("version: 1\ntransport: tmux\nagents:\n" + body + extra)
 
     def status(self) -> tuple[int, dict[str, dict[str, object]]]:
         result = self.inv("fleet.status", "--json")
