@@ -114,9 +114,6 @@ class Fleet(TmuxEnv):
     def screen(self, name: str) -> str:
         return self.tmux("capture-pane", "-p", "-t", f"=fleet:={name}").stdout
 
-    def row(self, name: str) -> dict[str, object]:
-        return self.status()[1][name]
-
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:

@@ -60,6 +60,10 @@ class TmuxEnv(InvUser):
         assert result.returncode in (0, 3), result.stderr
         return result.returncode, {row["name"]: row for row in json.loads(result.stdout)}
 
+    def row(self, name: str) -> dict[str, object]:
+        """The `fleet status --json` row of agent ``name``."""
+        return self.status()[1][name]
+
     def events(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
 

@@ -292,14 +292,20 @@ def test_breaker_paused_after_judging_does_not_replace_a_newer_lock(tmp_path: Pa
 # --------------------------------------------------------------------------- the mutex and live holders
 
 
+def stop(worker: Worker) -> None:
+    """SIGSTOP ``worker`` and wait until /proc shows it stopped."""
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    wait_until(lambda: proc_state(worker.proc.pid) == "T", "holder never stopped")
+
+
 def age_file(path: Path, seconds: float) -> None:
     old = time.time() - seconds
     os.utime(path, (old, old))
 
 
 def test_a_live_running_mutex_holder_is_never_reaped_by_age_but_a_stopped_one_is(tmp_path: Path) -> None:
-    holder = Worker(tmp_path, "mutex")
-    try:
+    with workers_in(tmp_path) as spawn:
+        holder = spawn("mutex")
         assert holder.line() == "held"
         lock = RestartLock(tmp_path)
         content = lock.mutex_path.read_bytes()
@@ -311,32 +317,26 @@ def test_a_live_running_mutex_holder_is_never_reaped_by_age_but_a_stopped_one_is
         assert f"mutex {lock.mutex_path}, held by pid {holder.proc.pid} on " in message
         assert "(running" in message
         assert lock.mutex_path.read_bytes() == content  # not reaped
-        os.kill(holder.proc.pid, signal.SIGSTOP)
-        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        stop(holder)
         logged: list[str] = []
         with restart_lock(tmp_path, timeout=60, stale_after=0.1, log=logged.append):
             assert lock.path.exists()
         assert not lock.mutex_path.exists()
-    finally:
-        holder.reap()
 
 
 def test_a_stopped_mutex_holder_is_waited_on_until_stale_after(tmp_path: Path) -> None:
-    holder = Worker(tmp_path, "mutex")
-    try:
+    with workers_in(tmp_path) as spawn:
+        holder = spawn("mutex")
         assert holder.line() == "held"
-        os.kill(holder.proc.pid, signal.SIGSTOP)
-        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        stop(holder)
         with pytest.raises(LockTimeout):
             acquire_restart_lock(tmp_path, timeout=0.3, stale_after=3600)  # fresh: not reaped yet
         assert RestartLock(tmp_path).mutex_path.exists()
-    finally:
-        holder.reap()
 
 
 def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None:
-    owner = Worker(tmp_path, "hold")
-    try:
+    with workers_in(tmp_path) as spawn:
+        owner = spawn("hold")
         assert owner.line() == "held"
         for timeout in (0, 0.3):
             with pytest.raises(LockTimeout) as caught:
@@ -349,5 +349,3 @@ def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None
             assert "(running, last progress " in message
             assert f"kill {owner.proc.pid}" in message
         assert RestartLock(tmp_path).owner() is not None
-    finally:
-        owner.reap()

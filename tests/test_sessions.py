@@ -185,9 +185,6 @@ class FakeEnv(TmuxEnv):
     def runs(self, name: str) -> list[str]:
         return runs_of(self.root, name)
 
-    def row(self, name: str) -> dict[str, object]:
-        return self.status()[1][name]
-
 
 @pytest.fixture
 def fenv(tmp_path: Path) -> Iterator[FakeEnv]:
