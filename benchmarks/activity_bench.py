@@ -16,14 +16,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Final
 
 from benchmarks import record
-from benchmarks.cli_bench import _fleet_argv, tmux_fleet_env
-from fleetlib.watcher import running
+from benchmarks.tmux_fleet import tmux_fleet
 
 AGENTS: Final = 200
 MINUTE_S: Final = 60.0
@@ -65,33 +63,22 @@ def run(quick: bool = False) -> None:
 def measure(runtime: str, what: str, *, quick: bool = False) -> tuple[float, float]:
     """Print the figures; return (watcher CPU % of one core, peak RSS MB)."""
     seconds = 15.0 if quick else MINUTE_S
-    fleet = _fleet_argv()
-    with tempfile.TemporaryDirectory(prefix="fleet-activity-bench-") as tmp:
-        root = Path(tmp)
-        roster, env = tmux_fleet_env(root)
-        roster.write_text(_roster(runtime))
-        run_dir = root / "home" / "fleet" / "run"
-        socket = run_dir / "tmux.sock"
-        try:
-            subprocess.run([*fleet, "start", "--timeout", "300"], env=env, check=True, stdout=subprocess.DEVNULL)
-            server = int(subprocess.run(["tmux", "-S", str(socket), "display", "-p", "#{pid}"], env=env,
-                                        capture_output=True, text=True, check=True).stdout)  # fmt: skip
-            watchers = running(run_dir)
-            if not watchers:
-                raise SystemExit("the fleet's watcher is not running")
-            watcher = watchers[0]
-            time.sleep(5)  # settle: the first ticks read every screen once
-            w0, s0, t0 = _cpu_seconds(watcher, children=True), _cpu_seconds(server, children=False), time.monotonic()
-            time.sleep(seconds)
-            w1, s1, t1 = _cpu_seconds(watcher, children=True), _cpu_seconds(server, children=False), time.monotonic()
-            peak = _peak_rss_mb(watcher)
-            # The same span without the watcher: what the server spends on the agents alone.
-            subprocess.run(["tmux", "-S", str(socket), "kill-window", "-t", "=fleet:=_watcher"], check=True)
-            s2, t2 = _cpu_seconds(server, children=False), time.monotonic()
-            time.sleep(seconds)
-            s3, t3 = _cpu_seconds(server, children=False), time.monotonic()
-        finally:
-            subprocess.run([*fleet, "stop"], env=env, capture_output=True, check=False)
+    with tmux_fleet("fleet-activity-bench-") as fleet:
+        fleet.roster.write_text(_roster(runtime))
+        watcher = fleet.start_watched()
+        tmux = ["tmux", "-S", str(fleet.socket)]
+        server = int(subprocess.run([*tmux, "display", "-p", "#{pid}"], env=fleet.env,
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        time.sleep(5)  # settle: the first ticks read every screen once
+        w0, s0, t0 = _cpu_seconds(watcher, children=True), _cpu_seconds(server, children=False), time.monotonic()
+        time.sleep(seconds)
+        w1, s1, t1 = _cpu_seconds(watcher, children=True), _cpu_seconds(server, children=False), time.monotonic()
+        peak = _peak_rss_mb(watcher)
+        # The same span without the watcher: what the server spends on the agents alone.
+        subprocess.run([*tmux, "kill-window", "-t", "=fleet:=_watcher"], check=True)
+        s2, t2 = _cpu_seconds(server, children=False), time.monotonic()
+        time.sleep(seconds)
+        s3, t3 = _cpu_seconds(server, children=False), time.monotonic()
     watcher_pct = 100 * (w1 - w0) / (t1 - t0)
     server_pct = 100 * ((s1 - s0) / (t1 - t0) - (s3 - s2) / (t3 - t2))
     record.figure(f"watcher CPU, {AGENTS} agents, {what}", "%", [watcher_pct])

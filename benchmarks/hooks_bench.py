@@ -21,17 +21,15 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Final
 
 from benchmarks.activity_bench import CPU_TARGET_PERCENT, MEMORY_TARGET_MB, _cpu_seconds, _peak_rss_mb
-from benchmarks.cli_bench import _fleet_argv, tmux_fleet_env
+from benchmarks.tmux_fleet import TmuxFleet, tmux_fleet
 from fleetlib.backend import open_fleet
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import load_roster
-from fleetlib.watcher import running
 
 AGENTS: Final = 200
 MINUTE_S: Final = 60.0
@@ -63,26 +61,15 @@ def _fire(run_dir: Path, event: str) -> None:
 
 def run(quick: bool = False) -> None:
     seconds = 15.0 if quick else MINUTE_S
-    fleet = _fleet_argv()
-    with tempfile.TemporaryDirectory(prefix="fleet-hooks-bench-") as tmp:
-        root = Path(tmp)
-        roster, env = tmux_fleet_env(root)
-        roster.write_text(_roster())
-        run_dir = root / "home" / "fleet" / "run"
-        try:
-            subprocess.run([*fleet, "start", "--timeout", "300"], env=env, check=True, stdout=subprocess.DEVNULL)
-            watchers = running(run_dir)
-            if not watchers:
-                raise SystemExit("the fleet's watcher is not running")
-            watcher = watchers[0]
-            time.sleep(5)  # settle: the first ticks read every screen once
-            w0, t0 = _cpu_seconds(watcher, children=True), time.monotonic()
-            time.sleep(seconds)
-            w1, t1 = _cpu_seconds(watcher, children=True), time.monotonic()
-            peak = _peak_rss_mb(watcher)
-            library, cli = _latencies(root, run_dir, fleet, env, PROBES // 4 if quick else PROBES)
-        finally:
-            subprocess.run([*fleet, "stop"], env=env, capture_output=True, check=False)
+    with tmux_fleet("fleet-hooks-bench-") as fleet:
+        fleet.roster.write_text(_roster())
+        watcher = fleet.start_watched()
+        time.sleep(5)  # settle: the first ticks read every screen once
+        w0, t0 = _cpu_seconds(watcher, children=True), time.monotonic()
+        time.sleep(seconds)
+        w1, t1 = _cpu_seconds(watcher, children=True), time.monotonic()
+        peak = _peak_rss_mb(watcher)
+        library, cli = _latencies(fleet, PROBES // 4 if quick else PROBES)
     watcher_pct = 100 * (w1 - w0) / (t1 - t0)
     print(f"hooks, {AGENTS} claude agents each firing a hook once a second, over {seconds:.0f} s:")
     verdict = "within" if watcher_pct < CPU_TARGET_PERCENT else "OVER"
@@ -99,25 +86,23 @@ def run(quick: bool = False) -> None:
         )
 
 
-def _latencies(
-    root: Path, run_dir: Path, fleet: list[str], env: dict[str, str], count: int
-) -> tuple[list[float], list[float]]:
+def _latencies(fleet: TmuxFleet, count: int) -> tuple[list[float], list[float]]:
     """Milliseconds from firing the probe's hook until the status shows it, per event."""
-    paths = FleetPaths.resolve(home=root / "home")
+    paths = FleetPaths.resolve(home=fleet.root / "home")
     lifecycle = open_fleet(paths, load_roster(paths.roster), backend="tmux")
-    status_argv = [*fleet, "status", "--agent", "probe", "--json"]
+    status_argv = [*fleet.argv, "status", "--agent", "probe", "--json"]
     library: list[float] = []
     cli: list[float] = []
     for index in range(count):
         event, state = ("UserPromptSubmit", "working") if index % 2 == 0 else ("Stop", "idle")
         began = time.monotonic()
-        _fire(run_dir, event)
+        _fire(fleet.run_dir, event)
         if index % 4 < 2:
             while lifecycle.status("probe").by_name()["probe"].shown_state != state:
                 pass
             library.append(1000 * (time.monotonic() - began))
         else:
-            while json.loads(_out(status_argv, env))[0]["state"] != state:
+            while json.loads(_out(status_argv, fleet.env))[0]["state"] != state:
                 pass
             cli.append(1000 * (time.monotonic() - began))
         time.sleep(0.3)

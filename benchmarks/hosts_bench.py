@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmarks import record
-from benchmarks.cli_bench import _fleet_argv
+from benchmarks.tmux_fleet import fleet_argv
 from tests.sshd_hosts import SshHosts, start_hosts, unavailable
 
 HOSTS: Final = ("h1", "h2", "h3")
@@ -66,7 +66,7 @@ def run(quick: bool = False) -> float:
     if why:
         print(f"hosts benchmark skipped: {why}")
         return float("nan")
-    fleet = _fleet_argv()
+    fleet = fleet_argv()
     rounds = 2 if quick else 4
     status_runs = 3 if quick else 7
     hosts = start_hosts(len(HOSTS))

@@ -13,12 +13,14 @@ process and the clients it ran), not wall time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -83,6 +85,25 @@ def _cleanup(fleet: Lifecycle | None, home: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _running_fleet(roster: str, backend: str, manager: UserManager | None) -> Iterator[Lifecycle]:
+    """A fleet of ``roster`` started on ``backend`` in a fresh temporary home; on exit (also
+    when the start failed) it is stopped, its tmux server ended and the home removed."""
+    home, fleet = Path(tempfile.mkdtemp(prefix="fleet-top-bench-")), None
+    try:
+        fleet = _fleet(home, roster, backend, manager)
+        yield fleet
+    finally:
+        _cleanup(fleet, home)
+
+
+def _report_per_sample(fleet: Lifecycle, count: int, backend: str) -> None:
+    """Measure, record and print the CPU per sample of ``fleet`` (``count`` agents on ``backend``)."""
+    ms, source = _per_sample_ms(fleet, SAMPLES)
+    record.figure(f"top: CPU per sample, {count} agents, {backend}", "ms", [ms])
+    print(f"  {backend:<9}{ms:7.1f} ms  ({source}; {'met' if ms < TARGET_MS else 'NOT met'})", flush=True)
+
+
 def run(quick: bool = False) -> None:
     count = 50 if quick else 200
     booted = boot()
@@ -93,41 +114,26 @@ def run(quick: bool = False) -> None:
             print(f"  systemd: skipped ({booted})")
         else:
             _use_manager(booted)
-            home, fleet = Path(tempfile.mkdtemp(prefix="fleet-top-bench-")), None
-            try:
-                fleet = _fleet(home, _roster(count, "{memory_max: 256M}"), "systemd", booted)
-                ms, source = _per_sample_ms(fleet, SAMPLES)
-                record.figure(f"top: CPU per sample, {count} agents, systemd", "ms", [ms])
-                print(f"  systemd  {ms:7.1f} ms  ({source}; {'met' if ms < TARGET_MS else 'NOT met'})", flush=True)
-            finally:
-                _cleanup(fleet, home)
-            home, fleet = Path(tempfile.mkdtemp(prefix="fleet-top-bench-")), None
-            try:
-                fleet = _fleet(
-                    home, _roster(1, "{cpu_quota: 50%}", '[sh, -c, "while :; do :; done"]'), "systemd", booted
-                )
+            with _running_fleet(_roster(count, "{memory_max: 256M}"), "systemd", booted) as fleet:
+                _report_per_sample(fleet, count, "systemd")
+            burner = _roster(1, "{cpu_quota: 50%}", '[sh, -c, "while :; do :; done"]')
+            with _running_fleet(burner, "systemd", booted) as fleet:
                 time.sleep(1)
                 top = Top(fleet, Sampler(UnitNames.for_home(fleet.paths.home), str(fleet.paths.tmux_socket)))
                 top.sample()
                 time.sleep(5)
                 (row,) = top.sample()
                 print(f"  quota    cpu_quota 50%: {row['cpu_percent']} % of one core over 5 s", flush=True)
-            finally:
-                _cleanup(fleet, home)
             os.environ.clear()
             os.environ.update(saved)
         # Plain tmux: no manager reachable, so the process-tree path.
         os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
         runtime = Path(tempfile.mkdtemp(prefix="fleet-top-bench-run-"))
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-        home, fleet = Path(tempfile.mkdtemp(prefix="fleet-top-bench-")), None
         try:
-            fleet = _fleet(home, _roster(count, ""), "tmux", None)
-            ms, source = _per_sample_ms(fleet, SAMPLES)
-            record.figure(f"top: CPU per sample, {count} agents, tmux", "ms", [ms])
-            print(f"  tmux     {ms:7.1f} ms  ({source}; {'met' if ms < TARGET_MS else 'NOT met'})", flush=True)
+            with _running_fleet(_roster(count, ""), "tmux", None) as fleet:
+                _report_per_sample(fleet, count, "tmux")
         finally:
-            _cleanup(fleet, home)
             shutil.rmtree(runtime, ignore_errors=True)
     finally:
         os.environ.clear()

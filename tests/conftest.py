@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +43,51 @@ def eventually(check: Callable[[], bool], what: str, limit: float = 60.0, poll: 
     raise AssertionError(f"never happened within {limit}s: {what}")
 
 
+def watcher_pids(home: Path) -> list[int]:
+    """The live watcher processes of the fleet in ``home`` (`python -m fleetlib.watcher RUN_DIR`),
+    found in /proc by their exact argv (the tmux server and the window's shell loop carry those
+    words too; a zombie's argv is empty): a witness independent of fleetlib's own lookup."""
+    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            if len(argv) == 4 and argv[1:] == wanted:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (neither a zombie nor dead), read from /proc by the test itself."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts in their own session; afterwards the group of each one still
+    running is killed, and every one is reaped."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def kill_fleet_tmux(home: Path) -> None:
+    """End the tmux server of the fleet in ``home`` if one runs (a fixture's clean-up)."""
+    subprocess.run(
+        ["tmux", "-S", str(home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A private fleet home (never the user's ~/.config/mosaic)."""
@@ -54,8 +100,16 @@ def run_inv(
     args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `inv <args>` in the repo as a user would (a real subprocess, output captured)."""
+    return run_module("invoke", args, env, input=input, timeout=timeout)
+
+
+def run_module(
+    module: str, args: Sequence[str], env: dict[str, str], *, input: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m <module> <args>` in the repo (a real subprocess, text output captured);
+    ``timeout`` only turns a hang into a failure."""
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -87,11 +141,19 @@ def run_inv_concurrently(argsets: Sequence[Sequence[str]], env: dict[str, str]) 
 
 
 class InvUser:
-    """A user of one fleet home: subclasses say which environment `inv` runs with."""
+    """A user of one fleet home: subclasses say where the home is and which environment `inv` runs with."""
+
+    home: Path
 
     @property
     def env(self) -> dict[str, str]:
         raise NotImplementedError
+
+    def write_roster(self, text: str) -> None:
+        """Write the home's roster file (its directory made as needed)."""
+        roster = self.home / "fleet" / "roster.yaml"
+        roster.parent.mkdir(parents=True, exist_ok=True)
+        roster.write_text(text)
 
     def inv(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_inv(args, self.env, input=input)
@@ -146,11 +208,6 @@ class FleetEnv(InvUser):
     def units(self) -> UnitNames:
         """The names of this home's units."""
         return UnitNames.for_home(self.home)
-
-    def write_roster(self, text: str) -> None:
-        roster = self.home / "fleet" / "roster.yaml"
-        roster.parent.mkdir(parents=True, exist_ok=True)
-        roster.write_text(text)
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         socket = self.home / "fleet" / "run" / "tmux.sock"

@@ -28,7 +28,7 @@ from fleetlib import tmux, transcript, watcher
 from fleetlib.activity import Debouncer, Transition
 from fleetlib.runner import DryRunRunner
 from fleetlib.watcher import Watcher, WatcherConfig, read_config
-from tests.conftest import REPO, run_inv
+from tests.conftest import REPO, run_inv, watcher_pids
 from tests.test_fleet_tmux import TmuxEnv
 
 AGENTS = REPO / "tests" / "fake_agents"
@@ -64,12 +64,6 @@ def _alive(pid: int) -> bool:
 
 def _pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
-def watcher_pids(home: Path) -> list[int]:
-    """The live watchers of the fleet at ``home``, by their exact argv (our own scan)."""
-    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
-    return [pid for pid in _pids() if _argv(pid)[1:] == wanted and _alive(pid)]
 
 
 def with_env(variable: bytes) -> list[int]:
@@ -119,9 +113,6 @@ class Fleet(TmuxEnv):
 
     def screen(self, name: str) -> str:
         return self.tmux("capture-pane", "-p", "-t", f"=fleet:={name}").stdout
-
-    def row(self, name: str) -> dict[str, object]:
-        return self.status()[1][name]
 
 
 @pytest.fixture
@@ -585,19 +576,30 @@ def test_fleet_wait_for_a_stopped_agent_times_out_naming_its_state(fleet: Fleet)
     assert fleet.tmux("list-sessions").returncode != 0  # a wait starts nothing
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
-def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet, tmp_path: Path, kind: str) -> None:
+def claude_cl_with_logs_dir(fleet: Fleet) -> Path:
+    """A roster of one Claude agent ``cl`` and its fleet's (private) logs directory, made."""
     fleet.agents(fleet.claude("cl"))
     logs = fleet.home / "fleet" / "logs"
     logs.mkdir(parents=True, mode=0o700)
-    log = logs / "cl.log"
+    return logs
+
+
+def put_odd_file(path: Path, kind: str, target: Path) -> None:
+    """Put at ``path`` what ``kind`` names: a ``fifo``, a ``directory`` or a ``symlink`` to ``target``."""
     if kind == "fifo":
-        os.mkfifo(log)
+        os.mkfifo(path)
     elif kind == "directory":
-        log.mkdir()
+        path.mkdir()
     else:
-        (tmp_path / "other").write_text("==> fleet: generation started x pid 1: y\nsecret\n")
-        log.symlink_to(tmp_path / "other")
+        assert kind == "symlink", kind
+        path.symlink_to(target)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
+def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet, tmp_path: Path, kind: str) -> None:
+    logs = claude_cl_with_logs_dir(fleet)
+    (tmp_path / "other").write_text("==> fleet: generation started x pid 1: y\nsecret\n")
+    put_odd_file(logs / "cl.log", kind, tmp_path / "other")
     for extra in ([], ["--generation", "previous"], ["--generation", "all"]):
         line = one_line_error(run_inv(["fleet.logs", "--agent", "cl", *extra], fleet.env, timeout=LIMIT_S), 2)
         assert str(logs) in line
@@ -607,18 +609,10 @@ def test_an_odd_file_at_a_transcript_path_is_one_line_never_a_hang(fleet: Fleet,
 @pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
 def test_an_odd_file_at_a_rotated_name_is_skipped_never_followed(fleet: Fleet, tmp_path: Path, kind: str) -> None:
     # Defect: an odd <name>.log.N made every `fleet logs` exit 2, even for the current generation.
-    fleet.agents(fleet.claude("cl"))
-    logs = fleet.home / "fleet" / "logs"
-    logs.mkdir(parents=True, mode=0o700)
+    logs = claude_cl_with_logs_dir(fleet)
     (logs / "cl.log").write_text("==> fleet: generation started x pid 1: y\nnow\n")
-    odd = logs / "cl.log.1"
-    if kind == "fifo":
-        os.mkfifo(odd)
-    elif kind == "directory":
-        odd.mkdir()
-    else:
-        (tmp_path / "other").write_text("==> fleet: generation started x pid 0: y\nsecret\n")
-        odd.symlink_to(tmp_path / "other")
+    (tmp_path / "other").write_text("==> fleet: generation started x pid 0: y\nsecret\n")
+    put_odd_file(logs / "cl.log.1", kind, tmp_path / "other")
     for extra in ([], ["--generation", "all"]):
         shown = run_inv(["fleet.logs", "--agent", "cl", *extra], fleet.env, timeout=LIMIT_S)
         assert (shown.returncode, shown.stdout.splitlines()[1:]) == (0, ["now"]), shown.stderr
@@ -633,18 +627,11 @@ def test_an_odd_file_at_a_transcript_path_stops_start_before_anything_is_written
     # Defect: the window's `cat >> cl.log` followed a symlink there and appended the
     # agent's output to its target (a ~/.bashrc, say); a FIFO blocked the writer while
     # tmux buffered without bound; a directory failed again every time the watcher renewed it.
-    fleet.agents(fleet.claude("cl"))
-    logs = fleet.home / "fleet" / "logs"
-    logs.mkdir(parents=True, mode=0o700)
+    logs = claude_cl_with_logs_dir(fleet)
     target = tmp_path / "bashrc"
     target.write_text("keep me\n")
     log = logs / "cl.log"
-    if kind == "symlink":
-        log.symlink_to(target)
-    elif kind == "fifo":
-        os.mkfifo(log)
-    else:
-        log.mkdir()
+    put_odd_file(log, kind, target)
     line = one_line_error(run_inv(["fleet.start"], fleet.env, timeout=LIMIT_S), 2)
     assert str(log) in line
     assert fleet.tmux("list-sessions").returncode != 0  # nothing started

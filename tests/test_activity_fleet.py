@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, FleetEnv, InvUser, eventually
+from tests.conftest import REPO, FleetEnv, InvUser, eventually, watcher_pids
 from tests.test_fleet_tmux import TmuxEnv
 
 AGENTS = REPO / "tests" / "fake_agents"
@@ -197,18 +197,8 @@ def test_fleet_stop_ends_a_notification_that_left_its_session(fleet: Fleet) -> N
 
 
 def _watcher_pid(fleet: Fleet) -> int | None:
-    """The live watcher of this fleet (`python -m fleetlib.watcher RUN_DIR`), found in /proc
-    by its exact argv (the tmux server and the window's shell loop carry those words too)."""
-    wanted = ["-m", "fleetlib.watcher", str(fleet.home / "fleet" / "run")]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            except OSError:
-                continue
-            if len(argv) == 4 and argv[1:] == wanted:
-                return int(entry)
-    return None
+    """The live watcher of this fleet, if one runs."""
+    return next(iter(watcher_pids(fleet.home)), None)
 
 
 def test_the_watcher_rotates_transcripts_keeping_log_keep_files_and_renews_a_dead_writer(tmp_path: Path) -> None:

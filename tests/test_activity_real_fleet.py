@@ -57,12 +57,18 @@ def _fleet(runtime: str, tmp_path: Path) -> TmuxEnv:
     return tenv
 
 
+def _start_until_waiting(tenv: TmuxEnv) -> None:
+    """Start the fleet and wait until its agent ``ag`` asks a question (Codex offline: its
+    sign-in menu); the screen is shown if it never does."""
+    tenv.inv_ok("fleet.start")
+    waited = tenv.inv("fleet.wait", "--agent", "ag", "--for", "waiting", "--timeout", "120")
+    assert waited.returncode == 0, (waited.stderr, _screen(tenv, "ag"))
+
+
 def test_send_never_answers_the_real_codex_sign_in_menu_by_accident(tmp_path: Path) -> None:
     tenv = _fleet("codex", tmp_path)
     try:
-        tenv.inv_ok("fleet.start")
-        waited = tenv.inv("fleet.wait", "--agent", "ag", "--for", "waiting", "--timeout", "120")
-        assert waited.returncode == 0, (waited.stderr, _screen(tenv, "ag"))
+        _start_until_waiting(tenv)
         assert QUESTION in _screen(tenv, "ag")
 
         refused = tenv.inv("fleet.send", "--agent", "ag", "--message", "hello codex")

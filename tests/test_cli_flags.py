@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib.systemd import UnitNames
-from tests.conftest import REPO, run_inv
+from tests.conftest import run_inv, run_module
 
 Entry = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -33,15 +32,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def run_fleet(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetctl", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_module("fleetctl", args, env, timeout=60)
 
 
 def run_inv_args(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import load_roster
 from fleetlib.runner import SubprocessRunner
 from fleetlib.systemd import UnitNames
-from tests.conftest import REPO, booted_manager, eventually, run_inv
+from tests.conftest import REPO, alive, booted_manager, eventually, run_inv
 from tests.usermanager import UserManager
 
 WRAPPED = ("tmux", "systemctl")
@@ -220,14 +220,6 @@ def tmux_fault(tmp_path: Path) -> Iterator[Fault]:
 def agent(name: str, script: str, **keys: object) -> str:
     extra = "".join(f"    {key}: {value}\n" for key, value in keys.items())
     return f"  - name: {name}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}]\n" + extra
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 # --------------------------------------------------------------------------- 1. a restart that lost the lock

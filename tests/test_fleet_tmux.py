@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FleetEnv, InvUser, eventually, run_inv_concurrently
+from tests.conftest import FleetEnv, InvUser, eventually, kill_fleet_tmux, run_inv_concurrently, watcher_pids
 
 pytestmark = pytest.mark.tmux
 
@@ -53,14 +53,16 @@ class TmuxEnv(InvUser):
         body = "".join(
             f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n" for n in names
         )
-        path = self.home / "fleet" / "roster.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("version: 1\ntransport: tmux\nagents:\n" + body + extra)
+        self.write_roster("version: 1\ntransport: tmux\nagents:\n" + body + extra)
 
     def status(self) -> tuple[int, dict[str, dict[str, object]]]:
         result = self.inv("fleet.status", "--json")
         assert result.returncode in (0, 3), result.stderr
         return result.returncode, {row["name"]: row for row in json.loads(result.stdout)}
+
+    def row(self, name: str) -> dict[str, object]:
+        """The `fleet status --json` row of agent ``name``."""
+        return self.status()[1][name]
 
     def events(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
@@ -70,9 +72,7 @@ class TmuxEnv(InvUser):
 def tenv(tmp_path: Path) -> Iterator[TmuxEnv]:
     env = TmuxEnv(tmp_path)
     yield env
-    subprocess.run(
-        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
-    )
+    kill_fleet_tmux(env.home)
 
 
 def test_auto_picks_tmux_without_a_user_manager_and_install_says_so(tenv: TmuxEnv) -> None:
@@ -249,21 +249,6 @@ def _server_pid(socket: Path) -> int:
                               text=True, check=True).stdout)  # fmt: skip
 
 
-def _watcher_pids(home: Path) -> list[int]:
-    """The fleet's live watcher processes (`python -m fleetlib.watcher RUN_DIR`), from /proc."""
-    wanted = ["-m", "fleetlib.watcher", str(home / "fleet" / "run")]
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            except OSError:
-                continue
-            if len(argv) == 4 and argv[1:] == wanted:
-                found.append(int(entry))
-    return found
-
-
 # An agent that ignores hang-ups and TERM, with a child that left its session and does too.
 STUBBORN = "setsid sh -c 'trap \"\" HUP TERM; exec sleep 100000' & trap '' HUP TERM; while :; do sleep 1; done"
 # One that ignores them too, logging each TERM and HUP with its sender's pid (0: the kernel):
@@ -292,8 +277,8 @@ def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so
     tenv.inv_ok("fleet.start")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
     eventually(lambda: len(_marked_pids(socket).get("h1", set())) >= 3, "h1, its loop and its setsid child")
-    eventually(lambda: bool(_watcher_pids(tenv.home)), "the fleet's watcher runs")
-    (watcher,) = _watcher_pids(tenv.home)
+    eventually(lambda: bool(watcher_pids(tenv.home)), "the fleet's watcher runs")
+    (watcher,) = watcher_pids(tenv.home)
     old = set().union(*_marked_pids(socket).values())
     if how == "kill-server":
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=True)
@@ -301,7 +286,7 @@ def test_a_dead_tmux_server_leaves_no_agent_running_and_status_and_doctor_say_so
         os.kill(_server_pid(socket), signal.SIGKILL)
 
     eventually(lambda: not old & set().union(set(), *_marked_pids(socket).values()), "no agent process left")
-    eventually(lambda: not _watcher_pids(tenv.home), "the watcher ended too")
+    eventually(lambda: not watcher_pids(tenv.home), "the watcher ended too")
     senders = [line.split() for line in told.read_text().splitlines()] if told.exists() else []
     assert [str(int(signal.SIGTERM)), str(watcher)] in senders, f"the watcher never told w1 to end: {senders}"
     code, rows = tenv.status()
@@ -344,9 +329,9 @@ def test_a_start_after_the_tmux_server_died_ends_the_orphaned_generation_first(t
     )
     tenv.inv_ok("fleet.start")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
-    eventually(lambda: bool(_watcher_pids(tenv.home)), "the fleet's watcher runs")
+    eventually(lambda: bool(watcher_pids(tenv.home)), "the fleet's watcher runs")
     subprocess.run(["tmux", "-S", str(socket), "kill-window", "-t", "=fleet:=_watcher"], check=True)
-    eventually(lambda: not _watcher_pids(tenv.home), "the watcher ended with its window")
+    eventually(lambda: not watcher_pids(tenv.home), "the watcher ended with its window")
     old = _marked_pids(socket)["s1"]
     os.kill(_server_pid(socket), signal.SIGKILL)
     eventually(lambda: len(_marked_pids(socket).get("s1", set())) == 1, "only the agent left (the supervisor died)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -189,25 +191,52 @@ def lock_token(home: Path) -> str:
 PAUSE_ENV = {"FLEET_LOCK_STALE": "2", "FLEET_LOCK_MAX_WAIT": "600"}
 
 
+@contextlib.contextmanager
+def workers_in(home: Path) -> Iterator[Callable[..., Worker]]:
+    """A function that starts a Worker in ``home``; every worker it started is reaped on exit."""
+    started: list[Worker] = []
+
+    def spawn(mode: str, *args: str, **env: str) -> Worker:
+        worker = Worker(home, mode, *args, **env)
+        started.append(worker)
+        return worker
+
+    try:
+        yield spawn
+    finally:
+        for worker in started:
+            worker.reap()
+
+
+def paused_then_witness_holder(a: Worker, spawn: Callable[..., Worker], witness: str) -> tuple[Worker, str]:
+    """Once A has stopped at its pause point, start B holding the lock and the witness:
+    (B, the token of B's lock)."""
+    wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
+    b = spawn("hold-witness", witness, **PAUSE_ENV)
+    held = b.line()
+    assert held.startswith("held "), b.finish()
+    return b, held.split()[1]
+
+
+def finish_clean(*workers: Worker) -> None:
+    """Each worker exits 0 and its witness saw no overlap."""
+    for worker in workers:
+        code, _, err = worker.finish()
+        assert code == 0, err
+        assert "VIOLATION" not in err
+
+
 def test_owner_paused_inside_release_cannot_remove_its_successors_lock(tmp_path: Path) -> None:
     """Issue 10 item 3: A stops inside release() after its token check, holding the mutex,
     for longer than stale_after; B reaps A's mutex, breaks A's stale lock and holds it; C
     waits. When A resumes, B's lock must survive and C must not enter while B holds it."""
     witness = str(tmp_path / "witness.lock")
-    workers: list[Worker] = []
-    try:
-        a = Worker(tmp_path, "once", witness, FLEET_LOCK_PAUSE_AT="release:checked", **PAUSE_ENV)
-        workers.append(a)
+    with workers_in(tmp_path) as spawn:
+        a = spawn("once", witness, FLEET_LOCK_PAUSE_AT="release:checked", **PAUSE_ENV)
         assert a.line() == "entered"
         assert a.line() == "paused"
-        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
-        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
-        workers.append(b)
-        held = b.line()
-        assert held.startswith("held "), b.finish()
-        b_token = held.split()[1]
-        c = Worker(tmp_path, "once", witness, **PAUSE_ENV)
-        workers.append(c)
+        b, b_token = paused_then_witness_holder(a, spawn, witness)
+        c = spawn("once", witness, **PAUSE_ENV)
         wait_until(lambda: waiting_on_the_lock(tmp_path), "C never started waiting")
         os.kill(a.proc.pid, signal.SIGCONT)
         code, out, err = a.finish()
@@ -215,32 +244,20 @@ def test_owner_paused_inside_release_cannot_remove_its_successors_lock(tmp_path:
         assert lock_token(tmp_path) == b_token  # A put B's lock back untouched
         assert c.proc.poll() is None  # C still waits: B holds the lock
         b.send()
-        for worker in (b, c):
-            code, _, err = worker.finish()
-            assert code == 0, err
-            assert "VIOLATION" not in err
+        finish_clean(b, c)
         assert not RestartLock(tmp_path).path.exists()
-    finally:
-        for worker in workers:
-            worker.reap()
 
 
 def test_owner_paused_inside_refresh_learns_it_lost_and_leaves_the_new_lock(tmp_path: Path) -> None:
     """A stops inside refresh() after its token check; B takes over; A resumes: refresh
     raises LeaseLost naming B, and B's lock is untouched."""
     witness = str(tmp_path / "witness.lock")
-    workers: list[Worker] = []
-    try:
-        a = Worker(tmp_path, "refresh", FLEET_LOCK_PAUSE_AT="refresh:checked", **PAUSE_ENV)
-        workers.append(a)
+    with workers_in(tmp_path) as spawn:
+        a = spawn("refresh", FLEET_LOCK_PAUSE_AT="refresh:checked", **PAUSE_ENV)
         assert a.line().startswith("held ")
         a.send()
         assert a.line() == "paused"
-        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
-        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
-        workers.append(b)
-        held = b.line()
-        assert held.startswith("held "), b.finish()
+        b, b_token = paused_then_witness_holder(a, spawn, witness)
         os.kill(a.proc.pid, signal.SIGCONT)
         code, out, _ = a.finish()
         lost = out.strip().split("\n")[-1]
@@ -248,13 +265,10 @@ def test_owner_paused_inside_refresh_learns_it_lost_and_leaves_the_new_lock(tmp_
         assert lost.startswith(f"lost: lost the fleet restart lock: it now belongs to pid {b.proc.pid} on ")
         assert "taken over from a stale lock" in lost
         assert lost.endswith("; stopping without further changes")
-        assert lock_token(tmp_path) == held.split()[1]
+        assert lock_token(tmp_path) == b_token
         b.send()
         code, _, err = b.finish()
         assert code == 0, err
-    finally:
-        for worker in workers:
-            worker.reap()
 
 
 def test_breaker_paused_after_judging_does_not_replace_a_newer_lock(tmp_path: Path) -> None:
@@ -264,30 +278,24 @@ def test_breaker_paused_after_judging_does_not_replace_a_newer_lock(tmp_path: Pa
     stale = f"4242\n{int((time.time() - 3600) * 1000)}\nstale-owner\n"
     RestartLock(tmp_path).path.write_text(stale)
     witness = str(tmp_path / "witness.lock")
-    workers: list[Worker] = []
-    try:
-        a = Worker(tmp_path, "once", witness, FLEET_LOCK_PAUSE_AT="break:judged", **PAUSE_ENV)
-        workers.append(a)
+    with workers_in(tmp_path) as spawn:
+        a = spawn("once", witness, FLEET_LOCK_PAUSE_AT="break:judged", **PAUSE_ENV)
         assert a.line() == "paused"
-        wait_until(lambda: proc_state(a.proc.pid) == "T", "A never stopped")
-        b = Worker(tmp_path, "hold-witness", witness, **PAUSE_ENV)
-        workers.append(b)
-        held = b.line()
-        assert held.startswith("held "), b.finish()
+        b, b_token = paused_then_witness_holder(a, spawn, witness)
         os.kill(a.proc.pid, signal.SIGCONT)
         wait_until(lambda: waiting_on_the_lock(tmp_path), "A never went back to waiting")
-        assert lock_token(tmp_path) == held.split()[1]
+        assert lock_token(tmp_path) == b_token
         b.send()
-        for worker in (b, a):
-            code, _, err = worker.finish()
-            assert code == 0, err
-            assert "VIOLATION" not in err
-    finally:
-        for worker in workers:
-            worker.reap()
+        finish_clean(b, a)
 
 
 # --------------------------------------------------------------------------- the mutex and live holders
+
+
+def stop(worker: Worker) -> None:
+    """SIGSTOP ``worker`` and wait until /proc shows it stopped."""
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    wait_until(lambda: proc_state(worker.proc.pid) == "T", "holder never stopped")
 
 
 def age_file(path: Path, seconds: float) -> None:
@@ -296,8 +304,8 @@ def age_file(path: Path, seconds: float) -> None:
 
 
 def test_a_live_running_mutex_holder_is_never_reaped_by_age_but_a_stopped_one_is(tmp_path: Path) -> None:
-    holder = Worker(tmp_path, "mutex")
-    try:
+    with workers_in(tmp_path) as spawn:
+        holder = spawn("mutex")
         assert holder.line() == "held"
         lock = RestartLock(tmp_path)
         content = lock.mutex_path.read_bytes()
@@ -309,32 +317,26 @@ def test_a_live_running_mutex_holder_is_never_reaped_by_age_but_a_stopped_one_is
         assert f"mutex {lock.mutex_path}, held by pid {holder.proc.pid} on " in message
         assert "(running" in message
         assert lock.mutex_path.read_bytes() == content  # not reaped
-        os.kill(holder.proc.pid, signal.SIGSTOP)
-        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        stop(holder)
         logged: list[str] = []
         with restart_lock(tmp_path, timeout=60, stale_after=0.1, log=logged.append):
             assert lock.path.exists()
         assert not lock.mutex_path.exists()
-    finally:
-        holder.reap()
 
 
 def test_a_stopped_mutex_holder_is_waited_on_until_stale_after(tmp_path: Path) -> None:
-    holder = Worker(tmp_path, "mutex")
-    try:
+    with workers_in(tmp_path) as spawn:
+        holder = spawn("mutex")
         assert holder.line() == "held"
-        os.kill(holder.proc.pid, signal.SIGSTOP)
-        wait_until(lambda: proc_state(holder.proc.pid) == "T", "holder never stopped")
+        stop(holder)
         with pytest.raises(LockTimeout):
             acquire_restart_lock(tmp_path, timeout=0.3, stale_after=3600)  # fresh: not reaped yet
         assert RestartLock(tmp_path).mutex_path.exists()
-    finally:
-        holder.reap()
 
 
 def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None:
-    owner = Worker(tmp_path, "hold")
-    try:
+    with workers_in(tmp_path) as spawn:
+        owner = spawn("hold")
         assert owner.line() == "held"
         for timeout in (0, 0.3):
             with pytest.raises(LockTimeout) as caught:
@@ -347,5 +349,3 @@ def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None
             assert "(running, last progress " in message
             assert f"kill {owner.proc.pid}" in message
         assert RestartLock(tmp_path).owner() is not None
-    finally:
-        owner.reap()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib.messaging import accepted
-from tests.conftest import REPO, run_inv_concurrently
+from tests.conftest import REPO, kill_fleet_tmux, run_inv_concurrently
 from tests.test_fleet_tmux import TmuxEnv
 
 pytestmark = pytest.mark.tmux
@@ -56,9 +56,7 @@ def menv(tmp_path: Path) -> Iterator[TmuxEnv]:
     for name in ("talker", "mute", "other", "paster"):
         wait_for(lambda n=name: "ready>" in env.inv_ok("fleet.logs", "--agent", n, "--lines", "5"))
     yield env
-    subprocess.run(
-        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
-    )
+    kill_fleet_tmux(env.home)
 
 
 def wait_for(check: object, limit: float = 30.0) -> None:

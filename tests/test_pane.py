@@ -16,7 +16,7 @@ import signal
 import string
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from fleetlib import pane
 from fleetlib.pane import CWD_FAILED, NOT_FOUND, PaneSpec
 from fleetlib.tmux import window_target
+from tests.conftest import alive
 
 
 @dataclass
@@ -108,17 +109,6 @@ def sup(tmp_path: Path) -> Supervised:
     run_dir.mkdir(mode=0o700)
     pane.install_script(run_dir)
     return Supervised(tmp_path, run_dir, Recorder.install(tmp_path / "bin dir"))
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts in their own session; their groups are killed afterwards."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_the_script_is_valid_posix_sh_for_dash() -> None:
@@ -336,20 +326,12 @@ def test_a_hang_up_of_its_terminal_ends_the_supervisor_and_its_agent_at_once(sup
         _wait_for(lambda: bool(ended.append(os.waitpid(pid, os.WNOHANG)[1]) or ended[-1]))
         assert os.WIFSIGNALED(ended[-1])
         assert os.WTERMSIG(ended[-1]) == signal.SIGHUP
-        _wait_for(lambda: not _alive(agent))
+        _wait_for(lambda: not alive(agent))
         assert sup.tmux.calls() == []  # nothing recorded, nothing restarted
     finally:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 def test_a_stop_signal_during_the_restart_delay_ends_it_without_another_run(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_activity_real_fleet import QUESTION, SIGN_IN, _fleet, _screen
+from tests.test_activity_real_fleet import QUESTION, SIGN_IN, _fleet, _screen, _start_until_waiting
 
 pytestmark = pytest.mark.tmux
 
@@ -23,9 +23,7 @@ ENTRY_3_NEXT = "Use an OpenAI API key"  # the first entry of the menu "Sign in a
 def test_answer_selects_the_asked_entry_of_the_real_codex_sign_in_menu(tmp_path: Path) -> None:
     tenv = _fleet("codex", tmp_path)
     try:
-        tenv.inv_ok("fleet.start")
-        waited = tenv.inv("fleet.wait", "--agent", "ag", "--for", "waiting", "--timeout", "120")
-        assert waited.returncode == 0, (waited.stderr, _screen(tenv, "ag"))
+        _start_until_waiting(tenv)
         assert QUESTION in _screen(tenv, "ag")
 
         answered = tenv.inv("fleet.send", "--agent", "ag", "--answer", "--message", "3")

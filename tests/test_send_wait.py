@@ -46,9 +46,6 @@ class SendEnv(TmuxEnv):
         socket = self.home / "fleet" / "run" / "tmux.sock"
         subprocess.run(["tmux", "-S", str(socket), "send-keys", "-t", f"=fleet:={name}", "C-c"], check=True)
 
-    def row(self, name: str) -> dict[str, object]:
-        return self.status()[1][name]
-
 
 @pytest.fixture(scope="module")
 def senv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SendEnv]:

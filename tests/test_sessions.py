@@ -16,7 +16,7 @@ import pytest
 from fleetlib import sessions
 from fleetlib.errors import RosterError
 from fleetlib.roster import parse_roster
-from tests.conftest import FleetEnv, eventually
+from tests.conftest import FleetEnv, eventually, kill_fleet_tmux
 from tests.test_fleet_tmux import TmuxEnv
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -185,17 +185,12 @@ class FakeEnv(TmuxEnv):
     def runs(self, name: str) -> list[str]:
         return runs_of(self.root, name)
 
-    def row(self, name: str) -> dict[str, object]:
-        return self.status()[1][name]
-
 
 @pytest.fixture
 def fenv(tmp_path: Path) -> Iterator[FakeEnv]:
     env = FakeEnv(tmp_path)
     yield env
-    subprocess.run(
-        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
-    )
+    kill_fleet_tmux(env.home)
 
 
 @pytest.mark.tmux

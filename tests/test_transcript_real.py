@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_activity_real_fleet import QUESTION, _fleet, _screen
+from tests.test_activity_real_fleet import QUESTION, _fleet, _screen, _start_until_waiting
 
 pytestmark = pytest.mark.tmux
 
@@ -31,9 +31,7 @@ def _line_with(text: str, needle: str) -> str:
 def test_logs_of_the_real_codex_sign_in_menu_show_each_entry_on_a_line_of_its_own(tmp_path: Path) -> None:
     tenv = _fleet("codex", tmp_path)
     try:
-        tenv.inv_ok("fleet.start")
-        waited = tenv.inv("fleet.wait", "--agent", "ag", "--for", "waiting", "--timeout", "120")
-        assert waited.returncode == 0, (waited.stderr, _screen(tenv, "ag"))
+        _start_until_waiting(tenv)
         logs = tenv.inv_ok("fleet.logs", "--agent", "ag")
         lines = [line.strip() for line in logs.splitlines()]
         for entry in MENU:  # each entry a line of its own, whatever marks the highlighted one

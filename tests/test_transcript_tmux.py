@@ -25,6 +25,7 @@ from fleetlib.paths import FleetPaths
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.transcript import HEADER_RE
 from tests.conftest import InvUser, eventually
+from tests.test_fleet_tmux import TmuxEnv
 
 pytestmark = pytest.mark.tmux
 
@@ -234,29 +235,9 @@ def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- through `inv fleet.*`
 
 
-class TmuxUser(InvUser):
-    """A private home with no user manager reachable, so `auto` picks tmux."""
-
-    def __init__(self, root: Path) -> None:
-        self.home = root / "home"
-        self.runtime = root / "runtime"
-        self.home.mkdir()
-        self.runtime.mkdir(mode=0o700)
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
-        return {**env, "MOSAIC_HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime)}
-
-    def write_roster(self, text: str) -> None:
-        path = self.home / "fleet" / "roster.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
 @pytest.fixture
-def tuser(tmp_path: Path) -> Iterator[TmuxUser]:
-    user = TmuxUser(tmp_path)
+def tuser(tmp_path: Path) -> Iterator[TmuxEnv]:
+    user = TmuxEnv(tmp_path)
     yield user
     Server(FleetPaths.resolve(user.home)).stop()
 
@@ -312,14 +293,14 @@ def check_generations_across_restarts(user: InvUser, home: Path, flag: Path) -> 
     assert (home / "fleet" / "logs").stat().st_mode & 0o777 == 0o700
 
 
-def test_generations_across_restarts_on_the_tmux_backend(tuser: TmuxUser, tmp_path: Path) -> None:
+def test_generations_across_restarts_on_the_tmux_backend(tuser: TmuxEnv, tmp_path: Path) -> None:
     flag = tmp_path / "crash-once"
     flag.write_text("")
     tuser.write_roster(crash_once_roster(flag))
     check_generations_across_restarts(tuser, tuser.home, flag)
 
 
-def test_fleet_logs_without_a_transcript_and_with_an_odd_file(tuser: TmuxUser) -> None:
+def test_fleet_logs_without_a_transcript_and_with_an_odd_file(tuser: TmuxEnv) -> None:
     tuser.write_roster("version: 1\nagents:\n  - name: a1\n    runtime: shell\n")
     missing = tuser.inv("fleet.logs", "--agent", "a1")
     assert missing.returncode == 1
@@ -363,7 +344,7 @@ def _inode(path: Path) -> int | None:
     return None
 
 
-def test_an_odd_rotated_file_never_stops_rotation_and_doctor_names_it(tuser: TmuxUser, tmp_path: Path) -> None:
+def test_an_odd_rotated_file_never_stops_rotation_and_doctor_names_it(tuser: TmuxEnv, tmp_path: Path) -> None:
     """A symlink at ``<name>.log.1`` once turned rotation off for good (the transcript grew
     without bound, `fleet logs` failed, doctor passed): now the watcher removes the link
     (never what it points to) and rotates on, a directory is skipped, and doctor names both."""
