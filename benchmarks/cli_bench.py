@@ -20,19 +20,17 @@ says in the caller's environment: compiling the sources on each run is not start
 
 from __future__ import annotations
 
-import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Final
 
 from benchmarks import record
+from benchmarks.tmux_fleet import tmux_fleet
 
 AGENTS: Final = 200
 # Agents started per `fleet start`: the tmux backend sends one command sequence per start,
@@ -44,12 +42,6 @@ STATES_TARGET_MS: Final = 100.0  # status with every agent's state
 IMPORT_TARGET_MS: Final = 30.0  # `fleet --version` / `--list` over `python -c "import invoke"` (issue 22)
 # A top-level line of `python -X importtime`: "import time: <self us> | <cumulative us> | <name>"
 _TOP_IMPORT: Final = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$")
-
-
-def _fleet_argv() -> list[str]:
-    """The installed console script when there is one (what users run), else the module."""
-    script = shutil.which("fleet")
-    return [script] if script else [sys.executable, "-m", "fleetctl"]
 
 
 def _start(fleet: list[str], roster: Path, env: dict[str, str]) -> None:
@@ -74,17 +66,6 @@ def _seconds(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -
     if done.returncode not in ok:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode().strip()}")
     return elapsed
-
-
-def tmux_fleet_env(root: Path) -> tuple[Path, dict[str, str]]:
-    """A private fleet home under ``root`` that picks the tmux backend (a private runtime
-    dir and no session bus, so no user manager answers): (roster path, environment)."""
-    (root / "runtime").mkdir(mode=0o700)
-    roster = root / "home" / "fleet" / "roster.yaml"
-    roster.parent.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "PYTHONDONTWRITEBYTECODE")}
-    env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
-    return roster, env
 
 
 def _forget_states(socket: Path, env: dict[str, str]) -> None:
@@ -167,23 +148,16 @@ def _pairs(fleet: list[str], env: dict[str, str], runs: int) -> tuple[list[float
 def run(quick: bool = False) -> float:
     """Print the figures; return the median difference in milliseconds."""
     runs = 5 if quick else RUNS
-    fleet = _fleet_argv()
-    with tempfile.TemporaryDirectory(prefix="fleet-cli-bench-") as tmp:
-        root = Path(tmp)
-        roster, env = tmux_fleet_env(root)
-        try:
-            _start(fleet, roster, env)
-            time.sleep(3)  # the watcher's first ticks record every agent's state
-            bare, status = _pairs(fleet, env, runs)
-            baseline = [_seconds([sys.executable, "-c", "pass"], env) for _ in range(runs)]
-            invoke_only, version = _interleaved(
-                [[sys.executable, "-c", "import invoke"], [*fleet, "--version"]], env, runs
-            )
-            cpu, imports = _figures(fleet, env, runs)
-            _forget_states(root / "home" / "fleet" / "run" / "tmux.sock", env)
-            bare_unread, status_unread = _pairs(fleet, env, runs)
-        finally:
-            subprocess.run([*fleet, "stop"], env=env, capture_output=True, check=False)
+    with tmux_fleet("fleet-cli-bench-") as fleet:
+        argv, env = fleet.argv, fleet.env
+        _start(argv, fleet.roster, env)
+        time.sleep(3)  # the watcher's first ticks record every agent's state
+        bare, status = _pairs(argv, env, runs)
+        baseline = [_seconds([sys.executable, "-c", "pass"], env) for _ in range(runs)]
+        invoke_only, version = _interleaved([[sys.executable, "-c", "import invoke"], [*argv, "--version"]], env, runs)
+        cpu, imports = _figures(argv, env, runs)
+        _forget_states(fleet.socket, env)
+        bare_unread, status_unread = _pairs(argv, env, runs)
     list_ms = statistics.median(bare) * 1000
     status_ms = statistics.median(status) * 1000
     difference = statistics.median(s - b for s, b in zip(status, bare, strict=True)) * 1000

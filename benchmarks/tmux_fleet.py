@@ -32,7 +32,9 @@ def tmux_fleet_env(root: Path) -> tuple[Path, dict[str, str]]:
     (root / "runtime").mkdir(mode=0o700)
     roster = root / "home" / "fleet" / "roster.yaml"
     roster.parent.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    # Without PYTHONDONTWRITEBYTECODE every `fleet` run keeps its bytecode caches, as an
+    # installed package has them: compiling the sources on each run is not what we measure.
+    env = {k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "PYTHONDONTWRITEBYTECODE")}
     env.update(MOSAIC_HOME=str(root / "home"), XDG_RUNTIME_DIR=str(root / "runtime"))
     return roster, env
 
