@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import hooks, procs, systemd, terminal, tmux, transcript, watcher
+from fleetlib import hooks, procs, systemd, tmux, transcript, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record, install_script
@@ -29,6 +29,7 @@ from fleetlib.results import InstallResult
 from fleetlib.roster import NAME_PATTERN
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
+from fleetlib.screen import screen_lines
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.transcript import ensure_log_dir
@@ -73,7 +74,7 @@ class TmuxPrimitives(FleetContext):
         text = result.stdout.rstrip("\n") if result.ok else ""
         # tmux's own "Pane is dead (status N, <date>)" line says nothing the status does not.
         kept = [line for line in text.splitlines() if line.strip() and not line.startswith("Pane is dead (")]
-        return terminal.screen_lines("\n".join(kept), lines)
+        return screen_lines("\n".join(kept), lines)
 
     def screens(self, names: list[str]) -> dict[str, str]:
         """The visible screen of each named window, in as few tmux clients as fit (one for

@@ -74,13 +74,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, menu, terminal, tmux
+from fleetlib import activity, menu, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
+from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
 
 VERIFY_TIMEOUT_S: Final = 15.0
@@ -218,8 +219,8 @@ def recognised(screen: str, rules: ScreenRules) -> str | None:
 
 def tail(text: str, count: int = TAIL_LINES) -> str:
     """The last ``count`` lines of a captured screen, shown as every screen is
-    (:func:`fleetlib.terminal.screen_lines`)."""
-    return terminal.screen_lines(text, count)
+    (:func:`fleetlib.screen.screen_lines`)."""
+    return screen_lines(text, count)
 
 
 @dataclass(kw_only=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import transcript
+from fleetlib import capture
 from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, REASON_OPTION, STATE_OPTION, PaneSpec, pane_argv
 from fleetlib.procs import MARKER_ENV
 
@@ -49,7 +49,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_OPTION}}}",
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
-    transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
+    capture.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
     f"#{{{REASON_OPTION}}}",
     f"#{{{ACTIVITY_SOURCE_OPTION}}}",
     f"#{{{SENT_AT_OPTION}}}",
@@ -152,14 +152,14 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     if MARKER_ENV in env:
         commands += ["-e", literal(f"{MARKER_ENV}={env[MARKER_ENV]}")]
     commands += ["--", *(literal(word) for word in pane_argv(spec, argv, run_dir, env)), ";"]
-    log = transcript.logs_in(run_dir.parent) / f"{name}{transcript.SUFFIX}"
+    log = capture.logs_in(run_dir.parent) / f"{name}{capture.SUFFIX}"
     return [*commands, *pipe_pane_commands(name, log)]
 
 
 def pipe_pane_commands(name: str, log: Path) -> list[str]:
     """``pipe-pane -O``: append everything the agent's pane prints to ``log`` (replacing
-    any pipe the pane had; see :func:`fleetlib.transcript.pipe_shell_command`)."""
-    return ["pipe-pane", "-O", "-t", window_target(name), literal(transcript.pipe_shell_command(log))]
+    any pipe the pane had; see :func:`fleetlib.capture.pipe_shell_command`)."""
+    return ["pipe-pane", "-O", "-t", window_target(name), literal(capture.pipe_shell_command(log))]
 
 
 # The watcher's exit status once its home is gone (its server died, or its window closed):

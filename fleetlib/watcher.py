@@ -64,13 +64,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import activity, hooks, notify, orphans, procs, sessions, terminal, tmux
+from fleetlib import activity, hooks, notify, orphans, procs, sessions, tmux
 from fleetlib.atomic import atomic_write_text
 from fleetlib.paths import FleetPaths
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunFileError, not_regular, os_errors, read_capped
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runtimes import ScreenRules
+from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
 
 if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long-lived process)
@@ -622,7 +623,7 @@ class Watcher:
             "FLEET_AGENT_NAME": notice.name,
             "FLEET_OLD_STATE": notice.old or "",
             "FLEET_NEW_STATE": notice.new,
-            "FLEET_SCREEN": terminal.screen_lines(notice.screen, SCREEN_LINES),
+            "FLEET_SCREEN": screen_lines(notice.screen, SCREEN_LINES),
             "FLEET_MESSAGE": notify.truncate_message(self.message_of(self.run_dir, notice.name)),
             "FLEET_HOME": config.home,
             "FLEET_REASON": notice.reason,
