@@ -14,7 +14,7 @@ from typing import Final
 
 from fleetlib.backend_systemd import SystemdBackend
 from fleetlib.backend_tmux import TmuxBackend
-from fleetlib.engine import WAIT_TIMEOUT_S, Backend, Lifecycle
+from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.results import ProgressHook, no_progress
@@ -61,7 +61,7 @@ def open_fleet(
     """
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
     chosen = resolve_backend(backend, SubprocessRunner())
-    primitives: Backend
+    primitives: TmuxBackend | SystemdBackend
     if chosen == "tmux":
         primitives = TmuxBackend(paths=paths, roster=roster, runner=runner, environ=dict(os.environ))
     else:
@@ -73,6 +73,7 @@ def open_fleet(
         roster=roster,
         runner=runner,
         primitives=primitives,
+        installation=primitives,
         timeout=timeout,
         lock_timeout=lock_timeout,
         progress=progress,

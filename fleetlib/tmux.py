@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
 from fleetlib import capture
+from fleetlib.observed import AgentPane
 from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, REASON_OPTION, STATE_OPTION, PaneSpec, pane_argv
 from fleetlib.procs import MARKER_ENV
 
@@ -222,33 +223,8 @@ def list_windows_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), *list_windows_commands()]
 
 
-@dataclass(frozen=True)
-class Window:
-    """One agent window as tmux lists it, with what its supervisor recorded."""
-
-    name: str
-    pane_pid: int | None
-    dead: bool
-    dead_status: int | None = None
-    starts: int | None = None
-    state: str = ""  # the supervisor's @fleet-state: "", restarting, running or failed
-    deaths: int = 0  # how often the agent exited in this window
-    last_exit: int | None = None  # the status of its last exit
-    last_output: int | None = None  # epoch seconds of the window's last output
-    activity: str = ""  # the watcher's record: working, waiting, idle ("" before it looked)
-    activity_since: float | None = None
-    pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
-    piped: bool = False  # its output goes to the transcript's writer
-    watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
-    reason: str = ""  # the supervisor's @fleet-reason: why the last run ended ("" unknown)
-    activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
-    hooks_read: float | None = None  # when the watcher last read the hook records (a server option)
-    sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
-
-    @property
-    def live_pid(self) -> int | None:
-        """The pane's process while it runs; None once it has exited."""
-        return None if self.dead else self.pane_pid
+# Re-exported under the name the tmux layer has always used.
+Window = AgentPane
 
 
 def _int(text: str) -> int | None:
@@ -293,7 +269,7 @@ def parse_windows(output: str) -> dict[str, Window]:
             ) = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
-            windows[name] = Window(
+            windows[name] = AgentPane(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
                 piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),
