@@ -48,6 +48,7 @@ from fleetlib.runner import Runner, SubprocessRunner
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
+from fleetlib.tmux_client import TmuxClient
 from fleetlib.units import DROPIN_NAME, dropin_environment
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
@@ -490,7 +491,7 @@ def diagnose(
 
     fleet_running = (
         tmux_bin is not None
-        and run.run([tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"], timeout=10.0).ok
+        and TmuxClient(run, paths.tmux_socket, tmux_bin).attempt(["has-session", "-t", f"={SESSION}"]).ok
     )
     status: FleetStatus | FleetError | None = None  # read once: for the commands and the agents checks
     if fleet_running and roster is not None:
