@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleetlib import hooks, procs, transcript, watcher
+from fleetlib import hooks, procs, transcript, watcher_config
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.errors import FleetError
@@ -536,7 +536,7 @@ def diagnose(
                     paths.tmux_socket, fleet_running, died, left, command("fleet.start"), command("fleet.stop")
                 )
             )
-        watchers = watcher.running(paths.run_dir)
+        watchers = watcher_config.running(paths.run_dir)
         unit = UnitNames.for_home(paths.home).watcher
         checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
         if roster is None:
