@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from fleetlib.engine import WAIT_TIMEOUT_S, Backend, Lifecycle
+from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.results import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner
+
+if TYPE_CHECKING:
+    from fleetlib.backend_systemd import SystemdBackend
+    from fleetlib.backend_tmux import TmuxBackend
 
 __all__ = ["BACKENDS", "MANAGER_UP", "WAIT_TIMEOUT_S", "Lifecycle", "open_fleet", "resolve_backend"]
 
@@ -59,7 +63,7 @@ def open_fleet(
     """
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
     chosen = resolve_backend(backend, SubprocessRunner())
-    primitives: Backend
+    primitives: TmuxBackend | SystemdBackend
     # Each backend's module is imported only when chosen: a tmux fleet never loads the units code.
     if chosen == "tmux":
         from fleetlib.backend_tmux import TmuxBackend  # noqa: PLC0415
@@ -76,6 +80,7 @@ def open_fleet(
         roster=roster,
         runner=runner,
         primitives=primitives,
+        installation=primitives,
         timeout=timeout,
         lock_timeout=lock_timeout,
         progress=progress,

@@ -1,8 +1,8 @@
 """The systemd backend's primitives: the fleet as units of a ``systemd --user`` manager.
 
-It overrides only primitives of :class:`~fleetlib.backend_tmux.TmuxPrimitives` (every
-agent is a tmux window here too), the way Fabric's ``Remote`` overrides Invoke's
-``Local``: the holder unit runs the tmux server, each agent is an instance of the agent
+A sibling of :class:`~fleetlib.backend_tmux.TmuxBackend` (as Fabric's ``Remote`` is of
+Invoke's ``Local``): both hold one :class:`~fleetlib.agent_windows.AgentWindows`, since
+every agent is a tmux window here too. The holder unit runs the tmux server, each agent is an instance of the agent
 template (see :mod:`fleetlib.units`), and every change is a ``systemctl --no-block`` job,
 so the engine never blocks in a call while it must keep its lease fresh.
 
@@ -16,32 +16,35 @@ since each agent's processes live in its unit's cgroup) plus one ``start`` of ev
 from __future__ import annotations
 
 import functools
+import os
 import shutil
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from fleetlib import systemd, tmux
+from fleetlib.agent_windows import AgentWindows
 from fleetlib.atomic import atomic_write_text
-from fleetlib.backend_tmux import TMUX_TIMEOUT_S, TmuxPrimitives, _raise_if_frozen
-from fleetlib.engine import HOLDER_KEY
+from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import base_environment, install_script, script_path
+from fleetlib.primitives import HOLDER_KEY
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result
 from fleetlib.status import AgentStatus, FleetStatus
+from fleetlib.tmux_client import TMUX_TIMEOUT_S
 from fleetlib.transcript import ensure_log_dir
 from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
-from fleetlib.watcher import watcher_argv, watcher_environment
+from fleetlib.watcher_config import watcher_argv, watcher_environment
 
 SYSTEMCTL_TIMEOUT_S: Final = 30.0
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
 
 
 @dataclass(kw_only=True)
-class SystemdBackend(TmuxPrimitives):
+class SystemdBackend(FleetContext):
     """Units in ``unit_dir`` on the user manager, named for the fleet's home (see
     :class:`~fleetlib.systemd.UnitNames`: nothing here names another home's units);
     agents in tmux windows of the holder."""
@@ -49,6 +52,13 @@ class SystemdBackend(TmuxPrimitives):
     units_at: Path
     name: str = "systemd"
     fast_restart: bool = True
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    windows: AgentWindows = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = AgentWindows(
+            paths=self.paths, roster=self.roster, runner=self.runner, tmux_bin=self.tmux_bin, environ=self.environ
+        )
 
     @property
     def unit_dir(self) -> Path | None:
@@ -119,6 +129,12 @@ class SystemdBackend(TmuxPrimitives):
 
     # ----------------------------------------------------------------- primitives
 
+    def last_output(self, name: str, lines: int) -> str:
+        return self.windows.last_output(name, lines)
+
+    def screens(self, names: list[str]) -> dict[str, str]:
+        return self.windows.screens(names)
+
     def preflight(self, names: list[str]) -> None:
         """FleetError (exit 2) naming what is missing when the units are not installed."""
         missing = [p for p in (self.units.holder, self.units.template) if not (self.units_at / p).is_file()]
@@ -135,10 +151,10 @@ class SystemdBackend(TmuxPrimitives):
         what their supervisors recorded) and one ``systemctl list-units`` (states; units
         the manager has not loaded count as inactive)."""
         windows_result, units_result = self.runner.run_all(
-            [tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), self.units.list_units_argv()],
+            [self.windows.client.argv(tmux.list_windows_commands()), self.units.list_units_argv()],
             timeout=TMUX_TIMEOUT_S,
         )
-        _raise_if_frozen(windows_result, self.paths.tmux_socket)
+        self.windows.client.check(windows_result)
         _raise_if_no_manager(units_result)
         if units_result.timed_out:
             raise FleetOperationError(f"the systemd user manager did not answer within {TMUX_TIMEOUT_S:g}s")
@@ -148,7 +164,7 @@ class SystemdBackend(TmuxPrimitives):
         def state_of(unit: str) -> systemd.UnitState:
             return states.get(unit) or systemd.UnitState(unit, load_state="not-loaded")
 
-        execs = self.agent_execs(names, windows)
+        execs = self.windows.agent_execs(names, windows)
         agents = [
             AgentStatus.build(
                 name, self.units.agent(name), windows.get(name), state_of(self.units.agent(name)), execs.get(name)
@@ -156,7 +172,7 @@ class SystemdBackend(TmuxPrimitives):
             for name in names
         ]
         units = {name: state for unit, state in states.items() if (name := self.units.agent_name(unit))}
-        strays = self.stray_rows(windows, units)
+        strays = self.windows.stray_rows(windows, units)
         return FleetStatus(self.name, state_of(self.units.holder), agents, strays)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
@@ -212,7 +228,7 @@ class SystemdBackend(TmuxPrimitives):
         SIGKILL (an agent ignoring TERM) ends its unit ``failed`` (Result=timeout), but the
         agent was stopped as asked, and ``status`` says so."""
         if not holder:
-            self.remove_windows(names)
+            self.windows.remove_windows(names)
         if names:
             self._systemctl("reset-failed", self._units(names))
 
@@ -253,7 +269,7 @@ class SystemdBackend(TmuxPrimitives):
         disabled = self._units(removed_names)
         if removed_names:
             self._systemctl("disable", disabled, "--now")
-            self.remove_windows(removed_names)  # their dead windows, kept for output until now
+            self.windows.remove_windows(removed_names)  # their dead windows, kept for output until now
             if not dry:
                 for name in removed_names:
                     self._remove_dropin(name)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Final
 
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.remote import VENV, Deadline, HostError, HostLink
+from fleetlib.runner import SubprocessRunner
 
 WHEELS: Final = ".local/share/fleet/wheels"  # relative to the remote home
 BUILD_TIMEOUT_S: Final = 600.0
@@ -69,10 +69,9 @@ def build_wheels(directory: Path, source: Path | None = None) -> list[Path]:
     argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "-w", str(out)]
     if all(importlib.util.find_spec(name) is not None for name in ("setuptools", "wheel")):
         argv.append("--no-build-isolation")
-    try:
-        done = subprocess.run([*argv, str(copy)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise FleetOperationError(f"pip wheel did not finish within {BUILD_TIMEOUT_S:g}s") from None
+    done = SubprocessRunner(timeout=BUILD_TIMEOUT_S).run([*argv, str(copy)])
+    if done.timed_out:
+        raise FleetOperationError(f"pip wheel did not finish within {BUILD_TIMEOUT_S:g}s")
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("error") or "ERROR" in line]

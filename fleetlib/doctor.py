@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fleetlib import hooks, procs, transcript, watcher
+from fleetlib import hooks, procs, transcript, watcher_config
 from fleetlib.backend import MANAGER_UP, open_fleet
 from fleetlib.backend_tmux import SERVER_DIED, server_died
 from fleetlib.checks import Check, failed, passed, skipped
@@ -49,6 +49,7 @@ from fleetlib.runner import Runner, SubprocessRunner
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
+from fleetlib.tmux_client import TmuxClient
 from fleetlib.units import DROPIN_NAME, dropin_environment
 
 TMUX_MIN_VERSION: Final = (3, 0)  # new-window -e (per-agent environment) arrived in tmux 3.0
@@ -464,7 +465,7 @@ def diagnose(
 
     fleet_running = (
         tmux_bin is not None
-        and run.run([tmux_bin, "-S", str(paths.tmux_socket), "has-session", "-t", f"={SESSION}"], timeout=10.0).ok
+        and TmuxClient(run, paths.tmux_socket, tmux_bin).attempt(["has-session", "-t", f"={SESSION}"]).ok
     )
     status: FleetStatus | FleetError | None = None  # read once: for the commands and the agents checks
     if fleet_running and roster is not None:
@@ -509,7 +510,7 @@ def diagnose(
                     paths.tmux_socket, fleet_running, died, left, command("fleet.start"), command("fleet.stop")
                 )
             )
-        watchers = watcher.running(paths.run_dir)
+        watchers = watcher_config.running(paths.run_dir)
         unit = UnitNames.for_home(paths.home).watcher
         checks.append(check_watcher(fleet_running, watchers, command("fleet.restart"), unit))
         if roster is None:

@@ -40,11 +40,12 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
-from fleetlib import activity, hooks, procs, sessions, watcher
+from fleetlib import activity, hooks, procs, sessions, watcher_config
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
+from fleetlib.primitives import HOLDER_KEY, Backend, Installation
 from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
@@ -53,54 +54,27 @@ from fleetlib.status import AgentStatus, FleetStatus
 if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (status takes none)
     from fleetlib.lock import RestartGuard
 
+# The backend's protocols live below the engine (:mod:`fleetlib.primitives`); re-exported.
+__all__ = [
+    "CRASH_LOOP_RESTARTS",
+    "HOLDER_KEY",
+    "KILL_GRACE_S",
+    "OUTPUT_LINES",
+    "POLL_S",
+    "WAIT_TIMEOUT_S",
+    "Backend",
+    "Fence",
+    "Installation",
+    "Lifecycle",
+]
+
 WAIT_TIMEOUT_S: Final = 120.0
 POLL_S: Final = 0.05
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
-HOLDER_KEY: Final = "(holder)"  # cannot be an agent name
 
 Fence = Callable[[], None]
-
-
-class Backend(Protocol):
-    """The primitives a backend supplies; the engine holds every policy.
-
-    ``observe`` never changes anything. The changing primitives return once the change is
-    requested, without waiting for it to take effect (the engine waits, fenced)."""
-
-    name: str
-    fast_restart: bool  # restart_all() restarts the whole fleet (old generation gone first)
-
-    def preflight(self, names: list[str]) -> None: ...
-
-    def observe(self, names: list[str]) -> FleetStatus: ...
-
-    def launch(self, names: list[str], *, holder: bool) -> None: ...
-
-    def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
-        """Ask the agents (and the holder) to stop; returns who refused and why
-        (:data:`HOLDER_KEY` for the holder), having still asked every other one."""
-
-    def restart_all(self, names: list[str]) -> None: ...
-
-    def cleanup(self, names: list[str], *, holder: bool) -> None: ...
-
-    def last_output(self, name: str, lines: int) -> str: ...
-
-    def screens(self, names: list[str]) -> dict[str, str]:
-        """The visible screens of the running agents among ``names`` (few clients for all)."""
-
-    def install(self, *, enable: bool) -> InstallResult: ...
-
-    def uninstall(self) -> InstallResult: ...
-
-    def journal(self, name: str, lines: int) -> str | None: ...
-
-    def desired_unit_files(self) -> dict[str, str]: ...
-
-    @property
-    def unit_dir(self) -> Path | None: ...
 
 
 @dataclass
@@ -123,6 +97,8 @@ class Lifecycle(FleetContext):
     """One fleet's lifecycle on one backend (see the module docstring)."""
 
     primitives: Backend
+    # What the backend installs; None: the primitives themselves, when they implement it.
+    installation: Installation | None = None
     timeout: float = WAIT_TIMEOUT_S
     lock_timeout: float | None = None
     lock_options: dict[str, Any] = field(default_factory=dict)
@@ -134,7 +110,14 @@ class Lifecycle(FleetContext):
 
     @property
     def unit_dir(self) -> Path | None:
-        return self.primitives.unit_dir
+        return self._installed().unit_dir
+
+    def _installed(self) -> Installation:
+        if self.installation is not None:
+            return self.installation
+        if isinstance(self.primitives, Installation):
+            return self.primitives
+        raise FleetError(f"the {self.backend} backend installs nothing and keeps no journal")
 
     # ----------------------------------------------------------------- queries
 
@@ -168,7 +151,7 @@ class Lifecycle(FleetContext):
             if row.state == "running"
             and (
                 row.activity is None
-                or not watcher.fresh(row.watcher_tick, now)
+                or not watcher_config.fresh(row.watcher_tick, now)
                 or (row.name in events and _unread(events[row.name], row.hooks_read))
             )
         ]
@@ -225,17 +208,17 @@ class Lifecycle(FleetContext):
         self.primitives.preflight(names)
 
     def journal(self, agent: str, lines: int) -> str | None:
-        return self.primitives.journal(self.roster.get(agent).name, lines)
+        return self._installed().journal(self.roster.get(agent).name, lines)
 
     def desired_unit_files(self) -> dict[str, str]:
-        return self.primitives.desired_unit_files()
+        return self._installed().desired_unit_files()
 
     def install(self, *, enable: bool = True) -> InstallResult:
         """Install the roster's agents (see the backend); agents of this fleet the roster no
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
         stopped = self._retire_strays()
-        result = self.primitives.install(enable=enable)
+        result = self._installed().install(enable=enable)
         self._configure_watcher()
         return replace(result, stopped=stopped) if stopped else result
 
@@ -264,10 +247,10 @@ class Lifecycle(FleetContext):
         """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
         if not self.runner.dry_run:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
-            watcher.write_config(self.paths, self.roster, self.tmux_bin)
+            watcher_config.write_config(self.paths, self.roster, self.tmux_bin)
 
     def uninstall(self) -> InstallResult:
-        return self.primitives.uninstall()
+        return self._installed().uninstall()
 
     # ----------------------------------------------------------------- the lease
 
@@ -438,7 +421,7 @@ class Lifecycle(FleetContext):
         """Once the fleet is stopped: kill what is left of its notification commands. The
         watcher ends them when it ends; this catches those of a watcher killed outright
         (or still ending), so nothing of a stopped fleet runs on, ``setsid`` or not."""
-        left = watcher.notification_processes(self.paths.run_dir)
+        left = watcher_config.notification_processes(self.paths.run_dir)
         self.runner.signal([pid for pids in left.values() for pid in pids], signal.SIGKILL)
 
     def _stop_timeout(self, name: str) -> float:

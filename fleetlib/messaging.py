@@ -74,18 +74,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, menu, terminal, tmux
+from fleetlib import activity, menu, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
+from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
+from fleetlib.tmux_client import TMUX_TIMEOUT_S, TmuxClient
 
 VERIFY_TIMEOUT_S: Final = 15.0
 PASTE_SETTLE_S: Final = 1.0  # at most this long for a paste to show before its Enter
-SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1
 QUIET_S: Final = 2.0  # an agent no pattern recognises is ready once its screen was still this long
@@ -218,8 +219,8 @@ def recognised(screen: str, rules: ScreenRules) -> str | None:
 
 def tail(text: str, count: int = TAIL_LINES) -> str:
     """The last ``count`` lines of a captured screen, shown as every screen is
-    (:func:`fleetlib.terminal.screen_lines`)."""
-    return terminal.screen_lines(text, count)
+    (:func:`fleetlib.screen.screen_lines`)."""
+    return screen_lines(text, count)
 
 
 @dataclass(kw_only=True)
@@ -229,28 +230,24 @@ class Messenger(FleetContext):
 
     reader: Runner | None = None
 
-    def _base(self) -> list[str]:
-        return tmux.tmux_base(self.tmux_bin, self.paths.tmux_socket)
-
-    def _tmux(self, argv: list[str], *, input: str | None = None, read: bool = False) -> Result:
-        """Run one tmux client, bounded: a stopped or frozen server is one line (exit 1)
-        after :data:`SERVER_TIMEOUT_S`, never a send that hangs for minutes and then calls
-        the agent "not running". A ``read`` (it changes nothing) runs in a dry run too."""
+    def _client(self, *, read: bool = False) -> TmuxClient:
+        """The fleet server's client; a ``read`` (it changes nothing) runs in a dry run too,
+        through ``reader`` (default: a real runner)."""
         runner = self.runner
         if read and runner.dry_run:
-            runner = self.reader or SubprocessRunner(timeout=SERVER_TIMEOUT_S)
-        result = runner.run(argv, input=input, timeout=SERVER_TIMEOUT_S)
-        if result.timed_out:
-            raise FleetOperationError(
-                f"the fleet's tmux server ({self.paths.tmux_socket}) did not answer within {SERVER_TIMEOUT_S:g}s; "
-                "it may be stopped or frozen: check it with `fleet doctor`, or kill it (agents lose their windows)"
-            )
-        return result
+            runner = self.reader or SubprocessRunner(timeout=TMUX_TIMEOUT_S)
+        return TmuxClient(runner, self.paths.tmux_socket, self.tmux_bin)
+
+    def _tmux(self, commands: list[str], *, input: str | None = None, read: bool = False) -> Result:
+        """Run one tmux client, bounded: a stopped or frozen server is one line (exit 1)
+        after :data:`~fleetlib.tmux_client.TMUX_TIMEOUT_S`, never a send that hangs for
+        minutes and then calls the agent "not running"."""
+        return self._client(read=read).run(commands, input=input)
 
     def require_running(self, name: str) -> None:
         """FleetError (exit 2) unless ``name`` is in the roster and its pane is alive."""
         self.roster.get(name)
-        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), read=True)
+        listing = self._tmux(tmux.list_windows_commands(), read=True)
         window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
         if window is None or window.dead:
             state = "has exited" if window else "is not running"
@@ -260,7 +257,7 @@ class Messenger(FleetContext):
         """FleetError (exit 2, one line naming the state) unless ``name``'s agent runs now:
         not between two generations (``restarting``), nor ``failed``, ``exited``, ``stopped``."""
         self.roster.get(name)
-        listing = self._tmux(tmux.list_windows_argv(self.tmux_bin, self.paths.tmux_socket), read=True)
+        listing = self._tmux(tmux.list_windows_commands(), read=True)
         window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
         state = derive_state(window, None)
         if state == "running":
@@ -278,12 +275,26 @@ class Messenger(FleetContext):
     def capture(self, name: str, lines: int = CAPTURE_LINES) -> str:
         """The pane's last ``lines`` lines of scroll-back and its screen; 0: the screen only."""
         start = ["-S", f"-{lines}"] if lines else []
-        result = self._tmux(
-            [*self._base(), "capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)], read=True
-        )
+        result = self._tmux(["capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)], read=True)
         if not result.ok:
             raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
         return result.stdout
+
+    def screen(self, name: str) -> tuple[str, int, int]:
+        """The pane's visible screen with its colours (``capture-pane -e``) and its size
+        (columns, rows), read in one client so the two agree."""
+        self.roster.get(name)
+        target = tmux.window_target(name)
+        size_format = "#{pane_width} #{pane_height}"
+        result = self._tmux(
+            ["capture-pane", "-p", "-e", "-t", target, ";", "display-message", "-p", "-t", target, size_format],
+            read=True,
+        )
+        if not result.ok:
+            raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
+        shown, _, size = result.stdout.rstrip("\n").rpartition("\n")
+        columns, rows = (int(part) for part in (size.split() or ["80", "24"])[:2])
+        return shown + "\n", columns, rows
 
     def send(
         self, name: str, message: str, *, verify: bool = True, timeout: float = VERIFY_TIMEOUT_S, answer: bool = False
@@ -311,17 +322,17 @@ class Messenger(FleetContext):
         target = tmux.window_target(name)
         entry = menu.choice(text) if answer else None
         buffer = f"fleet-send-{uuid.uuid4().hex}"
-        load = [*self._base(), "load-buffer", "-b", buffer, "-"]
-        paste = [*self._base(), "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target]
+        load = ["load-buffer", "-b", buffer, "-"]
+        paste = ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target]
         if self.runner.dry_run:  # reads the screen, prints the commands; takes no lock, types nothing
             shown = menu.parse_menu(self.capture(name, 0)) if entry is not None else None
             if shown is not None and entry is not None:
                 self._offered(name, shown, entry)
-                self.runner.run([*self._base(), "send-keys", "-t", target, *shown.keys_to(entry), "Enter"])
+                self._tmux(["send-keys", "-t", target, *shown.keys_to(entry), "Enter"])
                 return f"would choose entry {entry} ({shown.entries[entry]}) of {name}'s menu"
-            self.runner.run(load, input=text)
-            self.runner.run(paste)
-            self.runner.run([*self._base(), "send-keys", "-t", target, "Enter", ";", *self._sent_now(target)])
+            self._tmux(load, input=text)
+            self._tmux(paste)
+            self._tmux(["send-keys", "-t", target, "Enter", ";", *self._sent_now(target)])
             return f"would send {len(text)} characters to {name}"
         ensure_private_dir(self.paths.run_dir, "fleet run directory")
         with edit_lock(self.paths.run_dir / f"send-{name}"):
@@ -336,7 +347,7 @@ class Messenger(FleetContext):
             pasted_over = self.capture(name, 0)
             result = self._tmux(paste)
             if not result.ok:
-                self._tmux([*self._base(), "delete-buffer", "-b", buffer])
+                self._tmux(["delete-buffer", "-b", buffer])
                 raise FleetOperationError(f"could not send to agent {name!r}: {result.error_line()}")
             self._shown(name, pasted_over)
             self._keys(name, ["Enter"], record=True)
@@ -367,7 +378,7 @@ class Messenger(FleetContext):
         """Press ``keys`` (tmux key names) in the agent's pane; ``record``: as a delivery."""
         target = tmux.window_target(name)
         recorded = [";", *self._sent_now(target)] if record else []
-        pressed = self._tmux([*self._base(), "send-keys", "-t", target, *keys, *recorded])
+        pressed = self._tmux(["send-keys", "-t", target, *keys, *recorded])
         if not pressed.ok:
             raise FleetOperationError(f"could not send to agent {name!r}: {pressed.error_line()}")
 
@@ -448,9 +459,7 @@ class Messenger(FleetContext):
         no portable way to type a newline that does not submit (``\\`` joins the lines of a
         shell command, Ctrl-V Ctrl-J is readline's and zle's only), so the message is refused."""
         runtime = self.roster.get(name).runtime
-        shown = self._tmux(
-            [*self._base(), "display-message", "-p", "-t", tmux.window_target(name), PASTE_FLAG_FORMAT], read=True
-        )
+        shown = self._tmux(["display-message", "-p", "-t", tmux.window_target(name), PASTE_FLAG_FORMAT], read=True)
         flag = shown.stdout.strip() if shown.ok else ""
         if not newlines_stay_text(runtime, flag):
             breaks = text.count("\n")
@@ -550,6 +559,6 @@ class Messenger(FleetContext):
         self.require_running(name)
         view = f"{tmux.SESSION}view{uuid.uuid4().hex[:12]}"  # unique, so no prefix match
         try:
-            return self.runner.interactive([*self._base(), *tmux.view_commands(name, view, read_only=read_only)])
+            return self.runner.interactive(self._client().argv(tmux.view_commands(name, view, read_only=read_only)))
         finally:
-            self.runner.run(tmux.kill_session_argv(self.tmux_bin, self.paths.tmux_socket, view))
+            self._client().attempt(["kill-session", "-t", view])

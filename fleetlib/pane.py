@@ -26,7 +26,7 @@ itself, and it does, in order:
    ones right before its ``exec`` (so a roster's ``IFS`` never reaches the supervisor's
    own code). A command that cannot be found fails at once with status 127 and
    ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with one
-   header line on the pane, :data:`fleetlib.transcript.HEADER_PRINTF` (UTC time, the
+   header line on the pane, :data:`fleetlib.capture.HEADER_PRINTF` (UTC time, the
    agent's own pid, the pane's size, the command), printed by a ``sh`` that then becomes
    the agent (``exec``, so the pid is the agent's); the time and size cost one ``date`` and
    one ``stty`` per run (the size lets ``fleet logs`` render the run on a screen like the
@@ -71,10 +71,10 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from fleetlib.atomic import atomic_write_text
+from fleetlib.capture import HEADER_PRINTF
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import SAFE_OPEN_FLAGS
 from fleetlib.sessions import NOTE_SUFFIX, RESUME_MARKER, RESUME_QUICK_S, SESSION_SUFFIX
-from fleetlib.transcript import HEADER_PRINTF
 
 MAX_BACKOFF_S: Final = 30
 EXIT_OPTION: Final = "@fleet-exit"

@@ -1,7 +1,10 @@
 """The only place fleet starts a process (or, under a lease, signals one).
 
 Everything else builds argv lists (``systemd.py``, ``tmux.py``) and hands them to a
-:class:`Runner`. ``SubprocessRunner`` runs them for real (never through a shell of the
+:class:`Runner` (run one, run several at once, run on the user's terminal), or, for the
+two processes fleet does not wait for, to :func:`spawn_detached` (a notification command
+that outlives its tick) and :func:`exec_replacing` (a command that becomes this process,
+such as ``ssh`` to attach on a host). ``SubprocessRunner`` runs them for real (never through a shell of the
 caller's making, file descriptors closed in the child so no lock leaks into tmux or
 systemctl); ``DryRunRunner`` prints what would run and runs nothing. Tests substitute a
 recording runner to check orchestration order.
@@ -45,7 +48,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol
 
 from fleetlib import procs
 from fleetlib.errors import FleetOperationError
@@ -339,6 +342,19 @@ class DryRunRunner:
 
     def fenced(self, lease: Lease) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (no shell) in a session of its own, stdin from /dev/null, output to
+    this process's; never waited for here (the caller reaps it). OSError when it cannot
+    be started."""
+    return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def exec_replacing(argv: Sequence[str]) -> NoReturn:
+    """Replace this process with ``argv`` (looked up on ``PATH``, no shell): the terminal
+    goes to it. OSError when it cannot be started; never returns otherwise."""
+    os.execvp(argv[0], list(argv))  # noqa: S606 - an argv list, no shell
 
 
 def user_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

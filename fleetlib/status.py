@@ -32,8 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from fleetlib import procs
-from fleetlib.systemd import UnitState
-from fleetlib.tmux import Window
+from fleetlib.observed import AgentPane, SupervisorState
 
 if TYPE_CHECKING:
     from fleetlib.pane import ExecRecord
@@ -54,7 +53,7 @@ def after_send(activity: str, since: float | None, sent_at: float | None) -> tup
     return activity, since
 
 
-def derive_state(window: Window | None, unit: UnitState | None) -> str:
+def derive_state(window: AgentPane | None, unit: SupervisorState | None) -> str:
     """The agent's state from its window and (systemd backend) its unit."""
     if unit is not None and unit.active_state == "deactivating":
         return "stopping"
@@ -118,8 +117,8 @@ class AgentStatus:
         cls,
         name: str,
         unit_name: str,
-        window: Window | None,
-        unit: UnitState | None,
+        window: AgentPane | None,
+        unit: SupervisorState | None,
         agent_exec: ExecRecord | None = None,
     ) -> AgentStatus:
         """The row for one agent from its window and (systemd) its unit; without a unit the
@@ -227,7 +226,7 @@ class AgentStatus:
         }
 
 
-def _reason(window: Window | None) -> str | None:
+def _reason(window: AgentPane | None) -> str | None:
     """Why the window's last run ended, where its supervisor knew (out of memory), while
     that run is the news: the agent is restarting, failed or exited, not running again."""
     if window is None or not window.reason:
@@ -252,7 +251,7 @@ class FleetStatus:
     on what happened to the fleet as a whole, when something did."""
 
     backend: str
-    holder: UnitState
+    holder: SupervisorState
     agents: list[AgentStatus]
     strays: list[AgentStatus] = field(default_factory=list)
     note: str | None = None

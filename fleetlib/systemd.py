@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from fleetlib.observed import SupervisorState
 from fleetlib.paths import resolve_home
 
 DEFAULT_PREFIX: Final = "mosaic-"
@@ -114,14 +115,8 @@ def list_units_argv(patterns: Sequence[str]) -> list[str]:
     return systemctl_argv("list-units", patterns, "--all", "--output=json", "--no-pager")
 
 
-@dataclass(frozen=True)
-class UnitState:
-    """What the manager says about one unit."""
-
-    unit: str
-    load_state: str = "not-found"
-    active_state: str = "inactive"
-    sub_state: str = "dead"
+# Re-exported under the name the systemd layer has always used.
+UnitState = SupervisorState
 
 
 def parse_list_units(output: str) -> dict[str, UnitState]:

@@ -34,9 +34,9 @@ resized while a generation ran is rendered at the size the generation started wi
 transcript does not record resizes); lines scrolled out of a region that does not start at
 the top row are not read.
 
-:func:`screen_lines` is the one rule for a screen shown as text anywhere (``fleet logs``,
-``FLEET_SCREEN`` for ``on_state_change``, the last lines in error messages), whether the
-screen came from this emulator or from tmux's own (``capture-pane``).
+:func:`fleetlib.screen.screen_lines` (re-exported here) is the one rule for a screen shown as
+text anywhere (``fleet logs``, ``FLEET_SCREEN`` for ``on_state_change``, the last lines in
+error messages), whether the screen came from this emulator or from tmux's own (``capture-pane``).
 """
 
 from __future__ import annotations
@@ -52,12 +52,21 @@ from pyte.charsets import LAT1_MAP
 from pyte.screens import Char, Cursor
 from wcwidth import wcwidth
 
-# The size of a pane whose size is not known: tmux's ``default-size``, the size of a window
-# in a session no client is attached to (the fleet's windows, unless someone attaches).
-DEFAULT_COLUMNS: Final = 80
-DEFAULT_ROWS: Final = 24
-MAX_COLUMNS: Final = 1000  # a recorded size beyond these is not believed (a hostile header)
-MAX_ROWS: Final = 500
+from fleetlib.screen import DEFAULT_COLUMNS, DEFAULT_ROWS, MAX_COLUMNS, MAX_ROWS, rstrip_rows, screen_lines, size
+
+# Re-exported: callers that render also name the screen rule and the size here.
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "DEFAULT_ROWS",
+    "HOLD_CAP",
+    "MAX_COLUMNS",
+    "MAX_ROWS",
+    "WRAP",
+    "LiveText",
+    "render",
+    "screen_lines",
+    "size",
+]
 
 # Marks a row whose text goes on in the next row (never drawn: the emulator drops controls).
 WRAP: Final = "\x00"
@@ -103,29 +112,6 @@ def _prepare(text: str) -> str:
     return _ESCAPES.sub("\x1b", text) if "\x1b\x1b" in text else text
 
 
-def _rstrip_rows(rows: Iterable[str]) -> list[str]:
-    """``rows`` without trailing spaces, and without the blank rows at the end."""
-    kept = [row.rstrip() for row in rows]
-    while kept and not kept[-1]:
-        kept.pop()
-    return kept
-
-
-def screen_lines(text: str, count: int | None = None) -> str:
-    """A screen (or its scroll-back) as shown to a person: lines without trailing spaces,
-    no blank lines at the end, the last ``count`` lines (all when None). Pure."""
-    kept = _rstrip_rows(text.splitlines())
-    return "\n".join(kept if count is None else kept[-count:] if count > 0 else [])
-
-
-def size(columns: int | None, rows: int | None) -> tuple[int, int]:
-    """``(columns, rows)`` to render at: the recorded size when it is believable, else
-    :data:`DEFAULT_COLUMNS` x :data:`DEFAULT_ROWS`."""
-    if columns is None or rows is None or not (1 < columns <= MAX_COLUMNS and 1 < rows <= MAX_ROWS):
-        return DEFAULT_COLUMNS, DEFAULT_ROWS
-    return columns, rows
-
-
 class _Nothing(set[int]):
     """A set that stays empty (what is added is dropped)."""
 
@@ -168,15 +154,15 @@ class _Screen(pyte.Screen):
     def final(self) -> list[str]:
         """The final screen (part 3): empty when it repeats the last screen pushed. Ended
         in the alternate screen, the main screen (what was there before) comes first."""
-        rows = _rstrip_rows(self.rows())
+        rows = rstrip_rows(self.rows())
         rows = [] if rows == self.last_pushed else rows
         if self.saved_main is not None:
             main, _, wrapped = self.saved_main
-            rows = _rstrip_rows(self.row(y, main, wrapped) for y in range(self.lines)) + rows
+            rows = rstrip_rows(self.row(y, main, wrapped) for y in range(self.lines)) + rows
         return rows
 
     def _push(self) -> None:
-        rows = _rstrip_rows(self.rows())
+        rows = rstrip_rows(self.rows())
         if rows and rows != self.last_pushed:
             self.gone.append((True, rows))
             self.last_pushed = rows

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import transcript
+from fleetlib import capture
+from fleetlib.observed import AgentPane
 from fleetlib.pane import CHANNEL_FORMAT, DEATHS_OPTION, EXIT_OPTION, REASON_OPTION, STATE_OPTION, PaneSpec, pane_argv
 from fleetlib.procs import MARKER_ENV
 
@@ -49,7 +50,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{ACTIVITY_OPTION}}}",
     f"#{{{ACTIVITY_SINCE_OPTION}}}",
     "#{pane_id}",
-    transcript.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
+    capture.PIPED_FORMAT,  # "1" while the transcript's writer takes the pane's output
     f"#{{{REASON_OPTION}}}",
     f"#{{{ACTIVITY_SOURCE_OPTION}}}",
     f"#{{{SENT_AT_OPTION}}}",
@@ -152,14 +153,14 @@ def agent_window_commands(spec: PaneSpec, argv: Sequence[str], *, env: Mapping[s
     if MARKER_ENV in env:
         commands += ["-e", literal(f"{MARKER_ENV}={env[MARKER_ENV]}")]
     commands += ["--", *(literal(word) for word in pane_argv(spec, argv, run_dir, env)), ";"]
-    log = transcript.logs_in(run_dir.parent) / f"{name}{transcript.SUFFIX}"
+    log = capture.logs_in(run_dir.parent) / f"{name}{capture.SUFFIX}"
     return [*commands, *pipe_pane_commands(name, log)]
 
 
 def pipe_pane_commands(name: str, log: Path) -> list[str]:
     """``pipe-pane -O``: append everything the agent's pane prints to ``log`` (replacing
-    any pipe the pane had; see :func:`fleetlib.transcript.pipe_shell_command`)."""
-    return ["pipe-pane", "-O", "-t", window_target(name), literal(transcript.pipe_shell_command(log))]
+    any pipe the pane had; see :func:`fleetlib.capture.pipe_shell_command`)."""
+    return ["pipe-pane", "-O", "-t", window_target(name), literal(capture.pipe_shell_command(log))]
 
 
 # The watcher's exit status once its home is gone (its server died, or its window closed):
@@ -222,33 +223,8 @@ def list_windows_argv(tmux: str, socket: Path) -> list[str]:
     return [*tmux_base(tmux, socket), *list_windows_commands()]
 
 
-@dataclass(frozen=True)
-class Window:
-    """One agent window as tmux lists it, with what its supervisor recorded."""
-
-    name: str
-    pane_pid: int | None
-    dead: bool
-    dead_status: int | None = None
-    starts: int | None = None
-    state: str = ""  # the supervisor's @fleet-state: "", restarting, running or failed
-    deaths: int = 0  # how often the agent exited in this window
-    last_exit: int | None = None  # the status of its last exit
-    last_output: int | None = None  # epoch seconds of the window's last output
-    activity: str = ""  # the watcher's record: working, waiting, idle ("" before it looked)
-    activity_since: float | None = None
-    pane_id: str = ""  # tmux's %N: a short, exact target for this window's pane
-    piped: bool = False  # its output goes to the transcript's writer
-    watcher_tick: float | None = None  # when the fleet's watcher last looked (a server option)
-    reason: str = ""  # the supervisor's @fleet-reason: why the last run ended ("" unknown)
-    activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
-    hooks_read: float | None = None  # when the watcher last read the hook records (a server option)
-    sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
-
-    @property
-    def live_pid(self) -> int | None:
-        """The pane's process while it runs; None once it has exited."""
-        return None if self.dead else self.pane_pid
+# Re-exported under the name the tmux layer has always used.
+Window = AgentPane
 
 
 def _int(text: str) -> int | None:
@@ -293,7 +269,7 @@ def parse_windows(output: str) -> dict[str, Window]:
             ) = parts
             last = _int(recorded)
             code = (_int(status) if status else last) if dead == "1" else None
-            windows[name] = Window(
+            windows[name] = AgentPane(
                 name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
                 last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
                 piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),

@@ -50,16 +50,25 @@ import contextlib
 import itertools
 import os
 import re
-import shlex
 import signal
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from fleetlib import terminal
+from fleetlib import tmux
+from fleetlib.capture import (
+    HEADER_PRINTF,
+    HEADER_RE,
+    LOGS_DIR_NAME,
+    PIPED_FORMAT,
+    SUFFIX,
+    header_line,
+    logs_in,
+    pipe_shell_command,
+)
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import (
@@ -71,29 +80,51 @@ from fleetlib.rundir import (
     os_errors,
     read_fd_capped,
 )
+from fleetlib.screen import screen_lines, size
 
-LOGS_DIR_NAME: Final = "logs"
-SUFFIX: Final = ".log"
-# The supervisor's header, a printf(1) format: time (UTC, ISO 8601), pid, pane size
-# (COLUMNSxROWS, empty numbers when unknown), command. It sits between double quotes inside
-# a single-quoted `sh -c` word, so it must not contain quotes, `$`, a backquote or a
-# backslash other than the final "\n". Headers written before the size was recorded
-# (without " size ...") still match.
-HEADER_PRINTF: Final = r"==> fleet: generation started %s pid %s size %s: %s\n"
-HEADER_RE: Final = re.compile(
-    r"==> fleet: generation started (?P<time>\S*) pid (?P<pid>\d+)"
-    r"(?: size (?P<columns>\d{0,6})x(?P<rows>\d{0,6}))?: (?P<command>[^\r\n]*)"
-)
+if TYPE_CHECKING:
+    # The emulator (pyte) is imported where a transcript is rendered, not by every
+    # command that only writes one or names its file.
+    from fleetlib import terminal
+
+# The capture side (:mod:`fleetlib.capture`) is re-exported: callers name a transcript's
+# header and file here.
+__all__ = [
+    "BLOCK",
+    "FOLLOW_POLL_S",
+    "GENERATIONS",
+    "HEADER_PRINTF",
+    "HEADER_RE",
+    "LOGS_DIR_NAME",
+    "PENDING_CAP",
+    "PIPED_FORMAT",
+    "READ_CAP",
+    "REDRAW_BYTES_PER_LINE",
+    "RENDER_CAP",
+    "SUFFIX",
+    "Generation",
+    "NoTranscript",
+    "check_generation",
+    "ensure_log_dir",
+    "follow",
+    "follow_raw",
+    "header_line",
+    "log_dir",
+    "log_path",
+    "logs_in",
+    "needs_rotation",
+    "odd_files",
+    "pipe_shell_command",
+    "read",
+    "read_path",
+    "read_raw",
+    "repipe_commands",
+    "rotate",
+    "rotated",
+    "wake_writers",
+]
+
 _HEADER_BYTES: Final = re.compile(HEADER_RE.pattern.encode())
-
-
-def header_line(time: str, pid: int, size: str, command: str) -> str:
-    """The header the supervisor prints (:data:`HEADER_PRINTF`), without its line end."""
-    return HEADER_PRINTF.removesuffix("\\n").replace("%s", "{}").format(time, pid, size, command)
-
-
-# "1" while the pane's output goes to a pipe, "0" once its writer is gone (see repipe_commands).
-PIPED_FORMAT: Final = "#{pane_pipe}"
 
 Generation = Literal["current", "previous", "all"]
 GENERATIONS: Final[tuple[str, ...]] = get_args(Generation)
@@ -119,11 +150,6 @@ class NoTranscript(FleetError):
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def logs_in(fleet_dir: Path) -> Path:
-    """The transcripts directory of the fleet whose directory is ``fleet_dir`` (``<home>/fleet``)."""
-    return fleet_dir / LOGS_DIR_NAME
 
 
 def log_dir(paths: FleetPaths) -> Path:
@@ -169,15 +195,6 @@ def ensure_log_dir(paths: FleetPaths) -> Path:
     return directory
 
 
-def pipe_shell_command(path: Path) -> str:
-    """The command tmux runs (``/bin/sh -c``) to append the pane's output to ``path``.
-
-    ``exec`` so the reader is ``cat`` itself (one process per agent, found by its parent,
-    the tmux server). The path is quoted for the shell, then every ``#`` doubled: tmux
-    expands formats in a ``pipe-pane`` command before the shell sees it."""
-    return f"exec cat >> {shlex.quote(os.fspath(path))}".replace("#", "##")
-
-
 def repipe_commands(name: str, path: Path) -> list[str]:
     """tmux commands (no client prefix) that point the pane's pipe at a fresh ``path``
     after :func:`rotate`: ``pipe-pane`` with a new command replaces the old pipe at
@@ -188,8 +205,6 @@ def repipe_commands(name: str, path: Path) -> list[str]:
     Also the repair for a live pane whose writer died (a write error such as a full
     disk ends ``cat``; tmux then closes the pipe and :data:`PIPED_FORMAT` expands to
     ``0``): the transcript resumes from the next byte the pane prints."""
-    from fleetlib import tmux  # noqa: PLC0415 - tmux builds its window commands from this module
-
     return tmux.pipe_pane_commands(name, path)
 
 
@@ -357,12 +372,14 @@ def _renderer(header: re.Match[bytes] | None) -> terminal.LiveText:
     columns = rows = None
     if header is not None and header["columns"] and header["rows"]:
         columns, rows = int(header["columns"]), int(header["rows"])
-    return terminal.LiveText(*terminal.size(columns, rows))
+    from fleetlib import terminal  # noqa: PLC0415 - pyte only where a transcript is rendered
+
+    return terminal.LiveText(*size(columns, rows))
 
 
 def _last_lines(rendered: list[str], lines: int) -> str:
-    """The last ``lines`` of ``rendered``, by :func:`fleetlib.terminal.screen_lines`."""
-    return terminal.screen_lines("\n".join(rendered), lines)
+    """The last ``lines`` of ``rendered``, by :func:`fleetlib.screen.screen_lines`."""
+    return screen_lines("\n".join(rendered), lines)
 
 
 def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current") -> str:

@@ -15,11 +15,11 @@ from typing import Any, Final, Protocol
 
 from fleetctl.options import spell_commands
 from fleetctl.render import failure_lines, failure_message, operation_summary
-from fleetlib import tmux, transcript
+from fleetlib import transcript
 from fleetlib.broadcast import send_to
 from fleetlib.errors import FleetError
 from fleetlib.menu import parse_menu
-from fleetlib.messaging import SERVER_TIMEOUT_S, VERIFY_TIMEOUT_S, Messenger
+from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
 from fleetlib.results import OperationResult
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.usage import Usage, fleet_sampler, with_usage
@@ -136,18 +136,7 @@ class WebFleet:
 
     def screen_ansi(self, name: str) -> tuple[str, int, int]:
         """The visible screen with its colours (``capture-pane -e``) and the pane's size."""
-        self.messenger.roster.get(name)
-        target = tmux.window_target(name)
-        base = tmux.tmux_base(self.messenger.tmux_bin, self.messenger.paths.tmux_socket)
-        runner = self.messenger.runner
-        shown = runner.run([*base, "capture-pane", "-p", "-e", "-t", target], timeout=SERVER_TIMEOUT_S)
-        if not shown.ok:
-            raise FleetError(f"cannot read agent {name!r}'s pane: {shown.error_line()}")
-        size = runner.run(
-            [*base, "display-message", "-p", "-t", target, "#{pane_width} #{pane_height}"], timeout=SERVER_TIMEOUT_S
-        )
-        columns, rows = (int(part) for part in (size.stdout.split() or ["80", "24"])[:2])
-        return shown.stdout, columns, rows
+        return self.messenger.screen(name)
 
     def transcript(self, name: str, lines: int) -> str:
         """The last ``lines`` lines of the agent's transcript, rendered as ``fleet logs`` does."""
