@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fleetlib import activity, hooks, procs, sessions, watcher
+from fleetlib import activity, hooks, procs, sessions, watcher, worktree
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
@@ -233,6 +233,7 @@ class Lifecycle(FleetContext):
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
         stopped = self._retire_strays()
+        worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home())
         result = self.primitives.install(enable=enable)
         self._configure_watcher()
         return replace(result, stopped=stopped) if stopped else result
@@ -304,7 +305,9 @@ class Lifecycle(FleetContext):
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
-        self._check_cwds(names) if operation != "stop" else None
+        if operation != "stop":
+            worktree.ensure(self.runner, self.roster, names, Path.home())
+            self._check_cwds(names)
         began = self.clock()
         if self.runner.dry_run:
             return self._dry_run(operation, names, whole, began)

@@ -35,6 +35,7 @@ from fleetlib.resources import NO_LIMITS, RESOURCE_KEYS, Resources, check_value
 from fleetlib.rundir import kind_of
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 from fleetlib.sessions import RESUMABLE, marker_word
+from fleetlib.worktree import Worktree, parse_worktree
 
 ROSTER_VERSION: Final = 1
 TRANSPORTS: Final = ("tmux",)
@@ -62,6 +63,7 @@ AGENT_KEYS: Final = (
     "host",
     "resources",
     "resume",
+    "worktree",
 )
 # Lifecycle defaults (seconds unless noted); the lifecycle engine reads them per agent.
 DEFAULT_STOP_TIMEOUT: Final = 10.0
@@ -126,6 +128,8 @@ class Agent:
     # Whether a restart resumes the conversation (see fleetlib.sessions); None: the
     # runtime's default (on where it can, RESUMABLE).
     resume: bool | None = None
+    # Its own git worktree (fleetlib.worktree), which becomes its working directory.
+    worktree: Worktree | None = None
 
     @property
     def resumes(self) -> bool:
@@ -181,6 +185,8 @@ class Agent:
             data["resources"] = self.resources.to_dict()
         if self.resume is not None:
             data["resume"] = self.resume
+        if self.worktree is not None:
+            data["worktree"] = self.worktree.to_value()
         return data
 
 
@@ -206,7 +212,10 @@ class Roster:
         """The absolute directory the agent starts in, literally (no normalisation, no tmux
         or shell expansion): ``~`` and ``~/x`` are in ``user_home``, an absolute path is
         itself, and no cwd means ``user_home`` (both backends start agents there).
-        Validation refuses any other form, so this never depends on the caller's cwd."""
+        Validation refuses any other form, so this never depends on the caller's cwd. An
+        agent with a worktree starts in it."""
+        if agent.worktree is not None:
+            return agent.worktree.checkout(self, agent, user_home)
         cwd = agent.cwd
         if cwd is None or cwd == "~":
             return str(user_home)
@@ -519,6 +528,7 @@ def _parse_agent(
             _resources(fields["resources"], source, f"{where}.resources") if "resources" in fields else NO_LIMITS
         ).over(defaults),
         resume=_resume(fields["resume"], runtime, source, f"{where}.resume") if "resume" in fields else None,
+        worktree=parse_worktree(fields["worktree"], source, f"{where}.worktree") if "worktree" in fields else None,
     )
 
 
@@ -674,7 +684,7 @@ def missing_cwd_warnings(roster: Roster, user_home: Path | None = None) -> list[
     home = Path.home() if user_home is None else user_home
     warnings: list[str] = []
     for index, agent in enumerate(roster.agents):
-        if agent.cwd is None:
+        if agent.cwd is None or agent.worktree is not None:  # start makes the worktree
             continue
         path = roster.cwd_of(agent, home)
         where = f"agents[{index}].cwd"
