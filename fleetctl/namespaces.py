@@ -14,6 +14,7 @@ from fleetctl.fleet_tasks import fleet_ns, fleet_tasks
 from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
 from fleetctl.top_tasks import fleet_top
+from fleetctl.worktree_tasks import worktree_ns
 
 CONFIG: Final[dict[str, Any]] = {
     "fleet": {
@@ -82,6 +83,7 @@ ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
 ns.add_collection(build_ns)
 ns.add_collection(hosts_ns)
+ns.add_collection(worktree_ns)
 ns.configure(CONFIG)
 
 program_ns = FleetCollection()
@@ -90,4 +92,5 @@ for _name, _task in all_fleet_tasks.items():
 program_ns.add_collection(roster_ns)
 program_ns.add_collection(build_ns)
 program_ns.add_collection(hosts_ns)
+program_ns.add_collection(worktree_ns)
 program_ns.configure(CONFIG)
