@@ -1,0 +1,118 @@
+"""Agents in their own git worktrees, started by the fleet on real tmux (``inv fleet.*``,
+``inv worktree.*``) against real git repositories made by the tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import eventually
+from tests.test_fleet_tmux import TmuxEnv
+from tests.test_worktree import git, make_repo
+
+pytestmark = pytest.mark.tmux
+
+
+class WorktreeEnv(TmuxEnv):
+    def worktree(self, name: str) -> Path:
+        return self.home / "fleet" / "worktrees" / name
+
+    def agents(self, repo: Path, names: list[str], worktree: str = "true") -> None:
+        """Agents that each append their name to ``edits-<name>`` in their working directory
+        at every start (an uncommitted file), then idle."""
+        script = 'echo "$0" >> "edits-$0"; while :; do sleep 1; done'
+        body = "".join(
+            f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n"
+            f"    cwd: {repo}\n    worktree: {worktree}\n"
+            for n in names
+        )
+        path = self.home / "fleet" / "roster.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("version: 1\ntransport: tmux\nagents:\n" + body)
+
+    def edits(self, name: str) -> list[str]:
+        path = self.worktree(name) / f"edits-{name}"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def wenv(tmp_path: Path) -> Iterator[WorktreeEnv]:
+    env = WorktreeEnv(tmp_path)
+    yield env
+    subprocess.run(
+        ["tmux", "-S", str(env.home / "fleet" / "run" / "tmux.sock"), "kill-server"], capture_output=True, check=False
+    )
+
+
+def test_agents_work_in_their_own_worktrees_which_restarts_and_roster_remove_keep(
+    wenv: WorktreeEnv, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    wenv.agents(repo, ["a", "b"])
+    wenv.inv_ok("fleet.start")
+    eventually(lambda: wenv.edits("a") == ["a"] and wenv.edits("b") == ["b"], "both agents wrote in their worktrees")
+    assert not (wenv.worktree("a") / "edits-b").exists()
+    assert not (wenv.worktree("b") / "edits-a").exists()
+    assert not (repo / "edits-a").exists()
+    assert git(wenv.worktree("a"), "branch", "--show-current") == "fleet/a"
+    assert git(wenv.worktree("b"), "branch", "--show-current") == "fleet/b"
+
+    wenv.inv_ok("fleet.restart", "--agent", "a")  # the worktree and its uncommitted file stay
+    eventually(lambda: wenv.edits("a") == ["a", "a"], "the restarted agent wrote again in the same worktree")
+
+    rows = {row["agent"]: row for row in json.loads(wenv.inv_ok("worktree.list", "--json"))}
+    assert rows["a"]["path"] == str(wenv.worktree("a"))
+    assert (rows["a"]["branch"], rows["a"]["dirty"], rows["a"]["exists"]) == ("fleet/a", ["edits-a"], True)
+    assert "fleet/b" in wenv.inv_ok("worktree.list")
+
+    running = wenv.inv("worktree.remove", "--agent", "a")
+    assert running.returncode == 2
+    assert "stop it first" in running.stderr
+    wenv.inv_ok("fleet.stop", "--agent", "a")
+    dirty = wenv.inv("worktree.remove", "--agent", "a")
+    assert dirty.returncode == 2
+    assert "1 uncommitted change(s)" in dirty.stderr
+    assert len(dirty.stderr.strip().splitlines()) == 1
+
+    wenv.inv_ok("roster.remove", "--name", "b")  # never deletes a worktree
+    assert wenv.edits("b") == ["b"]
+    (wenv.worktree("a") / "edits-a").unlink()
+    wenv.inv_ok("worktree.remove", "--agent", "a")
+    assert not wenv.worktree("a").exists()
+
+
+def test_setup_runs_once_before_the_first_start_and_a_failing_one_fails_the_start(
+    wenv: WorktreeEnv, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    log = tmp_path / "setup.log"
+    wenv.agents(repo, ["s"], worktree=f"{{setup: [sh, -c, 'echo ran >> {log}']}}")
+    wenv.inv_ok("fleet.start")
+    wenv.inv_ok("fleet.restart")
+    eventually(lambda: wenv.edits("s") == ["s", "s"], "the agent started twice")
+    assert log.read_text().splitlines() == ["ran"]
+
+    wenv.inv_ok("fleet.stop")
+    wenv.agents(repo, ["f"], worktree="{setup: [sh, -c, 'echo cannot install deps >&2; exit 4']}")
+    failed = wenv.inv("fleet.start")
+    assert failed.returncode == 1
+    assert "agent f: worktree setup" in failed.stderr
+    assert "(exit 4): cannot install deps" in failed.stderr
+    assert wenv.edits("f") == []  # the agent never started
+
+
+def test_a_path_holding_another_repository_refuses_the_start(wenv: WorktreeEnv, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    other = make_repo(tmp_path / "other")
+    wenv.agents(repo, ["p"], worktree=f"{{path: {other}}}")
+    refused = wenv.inv("fleet.start")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: agent p: worktree path {other} already holds something that is not a worktree of {repo}; "
+        "move it away or set worktree.path in the roster"
+    )
+    assert git(repo, "branch", "--list") == "* main"
