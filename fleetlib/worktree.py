@@ -31,6 +31,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -39,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from fleetlib.atomic import edit_lock
 from fleetlib.errors import FleetError, FleetOperationError, RosterError
 from fleetlib.paths import resolve_home
 from fleetlib.runner import Result, Runner
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 WORKTREE_KEYS: Final = ("repo", "branch", "base", "path", "setup")
 DEFAULT_BRANCH_PREFIX: Final = "fleet/"
 SETUP_MARKER: Final = "fleet-setup-done"
+LOCK_NAME: Final = "fleet-worktree"  # <git common dir>/fleet-worktree.lock
 GIT: Final = "git"
 GIT_TIMEOUT_S: Final = 60.0
 # A branch or base name as the roster may give it: git's own rules (check-ref-format) are
@@ -292,7 +295,27 @@ def ensure(runner: Runner, roster: Roster, names: Sequence[str], user_home: Path
     agents = [agent for agent in (roster.get(name) for name in names) if agent.worktree is not None]
     if runner.dry_run or not agents:
         return []
-    plans = [inspect(runner, roster, agent, user_home) for agent in agents]
+    with contextlib.ExitStack() as locks:
+        # One maker per repository at a time (two concurrent starts: one makes, the other
+        # then finds the worktree made, and setup still runs once). In a fixed order.
+        # Each once: a second flock of the same file from this process would wait for ever.
+        commons = {_common_dir(runner, roster, agent, user_home) for agent in agents}
+        for common in sorted(c for c in commons if c is not None):
+            locks.enter_context(edit_lock(Path(common) / LOCK_NAME))
+        return _make(runner, [inspect(runner, roster, agent, user_home) for agent in agents])
+
+
+def _common_dir(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> str | None:
+    """The git directory every worktree of the agent's repository shares (None: not a repository)."""
+    assert agent.worktree is not None
+    repo = agent.worktree.repo_dir(roster, agent, user_home)
+    if not os.path.isdir(repo):
+        return None
+    found = _git(runner, "-C", repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    return found.stdout.strip() or None if found.ok else None
+
+
+def _make(runner: Runner, plans: Sequence[Plan]) -> list[str]:
     made: list[str] = []
     for plan in plans:
         if not plan.exists:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,15 @@ def test_remove_with_force_discards_uncommitted_changes(repo: Path, tmp_path: Pa
     (path / "scratch").write_text("s\n")
     worktree.remove(SubprocessRunner(), roster, roster.get("a"), Path.home(), force=True)
     assert not path.exists()
+
+
+def test_concurrent_makers_make_one_worktree_and_run_setup_once(repo: Path, tmp_path: Path) -> None:
+    log = tmp_path / "setup.log"
+    roster = roster_of(
+        agent_entry("a", f"{{repo: {repo}, setup: [sh, -c, 'echo ran >> {log}']}}")
+        + agent_entry("b", f"{{repo: {repo}}}")
+    )
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda _: ensure(roster, tmp_path / "home"), range(4)))
+    assert sorted(len(paths) for paths in made) == [0, 0, 0, 2]  # one maker; the others found them made
+    assert log.read_text().splitlines() == ["ran"]
