@@ -466,6 +466,8 @@ class Lifecycle(FleetContext):
         home = Path.home()
         for name in names:
             agent = self.roster.get(name)
+            if agent.worktree is not None and self.runner.dry_run:
+                continue  # the start would make it (fleetlib.worktree.ensure)
             cwd = self.roster.cwd_of(agent, home) or str(home)
             if not Path(cwd).is_dir():
                 raise FleetError(

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fleetlib.atomic import edit_lock
 from fleetlib.errors import FleetError, FleetOperationError, RosterError
 from fleetlib.paths import resolve_home
-from fleetlib.runner import Result, Runner
+from fleetlib.runner import Result, Runner, SubprocessRunner
 
 if TYPE_CHECKING:
     import yaml
@@ -293,8 +293,17 @@ def ensure(runner: Runner, roster: Roster, names: Sequence[str], user_home: Path
     line, exit 2) changes nothing; a failed ``git worktree add`` or setup raises
     :class:`FleetOperationError` with its output."""
     agents = [agent for agent in (roster.get(name) for name in names) if agent.worktree is not None]
-    if runner.dry_run or not agents:
+    if not agents:
         return []
+    if runner.dry_run:  # git is only read; what would change is shown by the dry runner
+        reader = SubprocessRunner()
+        plans = [inspect(reader, roster, agent, user_home) for agent in agents]
+        for plan in plans:
+            if not plan.exists:
+                runner.run(add_argv(plan))
+            if plan.setup and (not plan.exists or not _marker(reader, plan.path).exists()):
+                runner.run(plan.setup, cwd=plan.path)
+        return [plan.path for plan in plans if not plan.exists]
     with contextlib.ExitStack() as locks:
         # One maker per repository at a time (two concurrent starts: one makes, the other
         # then finds the worktree made, and setup still runs once). In a fixed order.

@@ -116,3 +116,13 @@ def test_a_path_holding_another_repository_refuses_the_start(wenv: WorktreeEnv, 
         "move it away or set worktree.path in the roster"
     )
     assert git(repo, "branch", "--list") == "* main"
+
+
+def test_a_dry_run_start_shows_the_worktree_it_would_make_and_makes_nothing(wenv: WorktreeEnv, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    wenv.agents(repo, ["d"], worktree="{setup: [make, deps]}")
+    shown = wenv.inv_ok("fleet.start", "--dry-run")
+    assert f"would run: git -C {repo} worktree add -b fleet/d -- {wenv.worktree('d')} main" in shown
+    assert f"would run: make deps  (in {wenv.worktree('d')})" in shown
+    assert not wenv.worktree("d").exists()
+    assert git(repo, "branch", "--list") == "* main"
