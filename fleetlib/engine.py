@@ -233,7 +233,9 @@ class Lifecycle(FleetContext):
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
         stopped = self._retire_strays()
-        worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home())
+        broken = worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home(), setup=False)
+        if broken:  # setup waits for the first start
+            raise FleetOperationError("; ".join(f"agent {o.name}: {o.error}" for o in broken.values()))
         result = self.primitives.install(enable=enable)
         self._configure_watcher()
         return replace(result, stopped=stopped) if stopped else result
@@ -305,9 +307,9 @@ class Lifecycle(FleetContext):
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
-        if operation != "stop":
-            worktree.ensure(self.runner, self.roster, names, Path.home())
-            self._check_cwds(names)
+        broken = worktree.ensure(self.runner, self.roster, names, Path.home()) if operation != "stop" else {}
+        names = [n for n in names if n not in broken]  # their worktree could not be made: not started
+        self._check_cwds(names) if operation != "stop" else None
         began = self.clock()
         if self.runner.dry_run:
             return self._dry_run(operation, names, whole, began)
@@ -394,6 +396,7 @@ class Lifecycle(FleetContext):
                 holder = "restarted" if whole else None
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
         outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
+        outcomes += broken.values()
         return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
 
     def _running(self, names: list[str], rows: dict[str, AgentStatus]) -> list[str]:

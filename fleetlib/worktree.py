@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fleetlib.atomic import edit_lock
 from fleetlib.errors import FleetError, FleetOperationError, RosterError
 from fleetlib.paths import resolve_home
+from fleetlib.results import AgentOutcome
 from fleetlib.runner import Result, Runner, SubprocessRunner
 
 if TYPE_CHECKING:
@@ -282,28 +283,37 @@ def _marker(runner: Runner, path: str) -> Path:
     return Path(git_dir.stdout.strip()) / SETUP_MARKER
 
 
-def _output_tail(result: Result, lines: int = 5) -> str:
-    text = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
-    return " | ".join(text[-lines:]) or "no output"
+def _output(result: Result, lines: int = 20) -> str:
+    """A failed command's last ``lines`` lines of output (stdout, then stderr)."""
+    text = [line.rstrip() for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()]
+    return "\n".join(text[-lines:])
 
 
-def ensure(runner: Runner, roster: Roster, names: Sequence[str], user_home: Path) -> list[str]:
-    """Make every named agent's missing worktree and run its pending ``setup``; returns
-    the paths made. Every agent is inspected before anything is made, so a refusal (one
-    line, exit 2) changes nothing; a failed ``git worktree add`` or setup raises
-    :class:`FleetOperationError` with its output."""
+def _output_tail(result: Result, lines: int = 3) -> str:
+    return " | ".join(_output(result, lines).splitlines()) or "no output"
+
+
+def ensure(
+    runner: Runner, roster: Roster, names: Sequence[str], user_home: Path, *, setup: bool = True
+) -> dict[str, AgentOutcome]:
+    """Make every named agent's missing worktree and (``setup``) run its pending setup.
+
+    Every agent is inspected before anything is made, so a refusal (one line, exit 2)
+    changes nothing. Returns a ``failed`` outcome, with the output, for each agent whose
+    ``git worktree add`` or setup failed (the caller does not start it); a dry run
+    returns none and shows what would run."""
     agents = [agent for agent in (roster.get(name) for name in names) if agent.worktree is not None]
     if not agents:
-        return []
+        return {}
     if runner.dry_run:  # git is only read; what would change is shown by the dry runner
         reader = SubprocessRunner()
         plans = [inspect(reader, roster, agent, user_home) for agent in agents]
         for plan in plans:
             if not plan.exists:
                 runner.run(add_argv(plan))
-            if plan.setup and (not plan.exists or not _marker(reader, plan.path).exists()):
+            if setup and plan.setup and (not plan.exists or not _marker(reader, plan.path).exists()):
                 runner.run(plan.setup, cwd=plan.path)
-        return [plan.path for plan in plans if not plan.exists]
+        return {}
     with contextlib.ExitStack() as locks:
         # One maker per repository at a time (two concurrent starts: one makes, the other
         # then finds the worktree made, and setup still runs once). In a fixed order.
@@ -311,7 +321,7 @@ def ensure(runner: Runner, roster: Roster, names: Sequence[str], user_home: Path
         commons = {_common_dir(runner, roster, agent, user_home) for agent in agents}
         for common in sorted(c for c in commons if c is not None):
             locks.enter_context(edit_lock(Path(common) / LOCK_NAME))
-        return _make(runner, [inspect(runner, roster, agent, user_home) for agent in agents])
+        return _make(runner, [inspect(runner, roster, agent, user_home) for agent in agents], setup=setup)
 
 
 def _common_dir(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> str | None:
@@ -324,28 +334,27 @@ def _common_dir(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -
     return found.stdout.strip() or None if found.ok else None
 
 
-def _make(runner: Runner, plans: Sequence[Plan]) -> list[str]:
-    made: list[str] = []
+def _make(runner: Runner, plans: Sequence[Plan], *, setup: bool) -> dict[str, AgentOutcome]:
+    failed: dict[str, AgentOutcome] = {}
     for plan in plans:
         if not plan.exists:
             Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
             added = runner.run(add_argv(plan), timeout=GIT_TIMEOUT_S)
             if not added.ok:
-                raise FleetOperationError(
-                    f"agent {plan.agent}: `{shlex.join(add_argv(plan))}` failed: {added.error_line()}"
+                error = f"`{shlex.join(add_argv(plan))}` failed: {added.error_line()}"
+                failed[plan.agent] = AgentOutcome(plan.agent, "failed", error=error, output=_output(added))
+                continue
+        if setup and plan.setup and not (marker := _marker(runner, plan.path)).exists():
+            ran = runner.run(plan.setup, cwd=plan.path)
+            if not ran.ok:
+                error = (
+                    f"worktree setup `{shlex.join(plan.setup)}` failed in {plan.path} "
+                    f"(exit {ran.returncode}): {_output_tail(ran)}; fix it and start again"
                 )
-            made.append(plan.path)
-        if plan.setup:
-            marker = _marker(runner, plan.path)
-            if not marker.exists():
-                ran = runner.run(plan.setup, cwd=plan.path)
-                if not ran.ok:
-                    raise FleetOperationError(
-                        f"agent {plan.agent}: worktree setup `{shlex.join(plan.setup)}` failed in {plan.path} "
-                        f"(exit {ran.returncode}): {_output_tail(ran)}; fix it and start again"
-                    )
-                marker.write_text(shlex.join(plan.setup) + "\n", encoding="utf-8")
-    return made
+                failed[plan.agent] = AgentOutcome(plan.agent, "failed", error=error, output=_output(ran))
+                continue
+            marker.write_text(shlex.join(plan.setup) + "\n", encoding="utf-8")
+    return failed
 
 
 # --------------------------------------------------------------------------- inspect, remove

@@ -21,15 +21,18 @@ class WorktreeEnv(TmuxEnv):
     def worktree(self, name: str) -> Path:
         return self.home / "fleet" / "worktrees" / name
 
-    def agents(self, repo: Path, names: list[str], worktree: str = "true") -> None:
-        """Agents that each append their name to ``edits-<name>`` in their working directory
-        at every start (an uncommitted file), then idle."""
+    @staticmethod
+    def entry(repo: Path, name: str, worktree: str) -> str:
+        """An agent that appends its name to ``edits-<name>`` in its working directory at
+        every start (an uncommitted file), then idles."""
         script = 'echo "$0" >> "edits-$0"; while :; do sleep 1; done'
-        body = "".join(
-            f"  - name: {n}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {n}]\n"
+        return (
+            f"  - name: {name}\n    runtime: custom\n    command: [sh, -c, {json.dumps(script)}, {name}]\n"
             f"    cwd: {repo}\n    worktree: {worktree}\n"
-            for n in names
         )
+
+    def agents(self, repo: Path, names: list[str], worktree: str = "true", extra: str = "") -> None:
+        body = "".join(self.entry(repo, n, worktree) for n in names) + extra
         path = self.home / "fleet" / "roster.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("version: 1\ntransport: tmux\nagents:\n" + body)
@@ -97,12 +100,14 @@ def test_setup_runs_once_before_the_first_start_and_a_failing_one_fails_the_star
     assert log.read_text().splitlines() == ["ran"]
 
     wenv.inv_ok("fleet.stop")
-    wenv.agents(repo, ["f"], worktree="{setup: [sh, -c, 'echo cannot install deps >&2; exit 4']}")
-    failed = wenv.inv("fleet.start")
+    wenv.agents(repo, ["s"], extra=wenv.entry(repo, "f", "{setup: [sh, -c, 'echo cannot install deps >&2; exit 4']}"))
+    failed = wenv.inv("fleet.start")  # fails f, with its output; starts s
     assert failed.returncode == 1
-    assert "agent f: worktree setup" in failed.stderr
+    assert "f: worktree setup `sh -c 'echo cannot install deps >&2; exit 4'` failed" in failed.stderr
     assert "(exit 4): cannot install deps" in failed.stderr
-    assert wenv.edits("f") == []  # the agent never started
+    eventually(lambda: wenv.edits("s") == ["s", "s", "s"], "the other agent started")
+    assert wenv.edits("f") == []  # f never started
+    assert log.read_text().splitlines() == ["ran"]
 
 
 def test_a_path_holding_another_repository_refuses_the_start(wenv: WorktreeEnv, tmp_path: Path) -> None:
