@@ -75,6 +75,7 @@ def worktree_remove(
     from fleetctl.fleet_tasks import open_lifecycle  # noqa: PLC0415
     from fleetlib import worktree  # noqa: PLC0415
     from fleetlib.errors import FleetError  # noqa: PLC0415
+    from fleetlib.hosts import LOCAL  # noqa: PLC0415
     from fleetlib.roster import load_roster  # noqa: PLC0415
     from fleetlib.runner import SubprocessRunner  # noqa: PLC0415
 
@@ -84,6 +85,8 @@ def worktree_remove(
     chosen = loaded.get(agent)
     if chosen.worktree is None:
         raise FleetError(f"agent {agent} has no worktree in {loaded.source}; nothing to remove")
+    if chosen.host != LOCAL:
+        raise FleetError(f"agent {agent} runs on host {chosen.host}, its worktree too; run this there")
     lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
     row = lifecycle.status(agent).by_name()[agent]
     if not row.down:
