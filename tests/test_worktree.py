@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from fleetlib import worktree
+from fleetlib.doctor import check_cwds
 from fleetlib.errors import FleetError, RosterError
 from fleetlib.results import AgentOutcome
-from fleetlib.roster import Roster, parse_roster
+from fleetlib.roster import Roster, missing_cwd_warnings, parse_roster
 from fleetlib.runner import SubprocessRunner
 
 GIT_ENV = {
@@ -260,3 +261,9 @@ def test_concurrent_makers_make_one_worktree_and_run_setup_once(repo: Path, tmp_
         failed = list(pool.map(lambda _: ensure(roster, tmp_path / "home"), range(4)))
     assert failed == [{}] * 4  # one maker; the others found the worktrees made
     assert log.read_text().splitlines() == ["ran"]
+
+
+def test_a_worktree_not_made_yet_is_no_warning_and_no_doctor_failure(tmp_path: Path) -> None:
+    roster = worktree.bind(roster_of(agent_entry("a", "true", cwd=str(tmp_path))), tmp_path / "home")
+    assert missing_cwd_warnings(roster) == []  # the start makes it
+    assert check_cwds(roster, Path.home()).ok
