@@ -732,5 +732,15 @@ def test_a_worktree_is_made_on_the_agents_host_by_its_fleet(cluster: Cluster) ->
         path = host.fleet_home / "fleet" / "worktrees" / "w1"
         assert host.as_user("git", "-C", str(path), "branch", "--show-current").stdout.strip() == "fleet/w1"
         assert not (cluster.home / "fleet" / "worktrees").exists()  # nothing made on the controller
+        rows = cluster.fleet_json("worktree.list")
+        assert isinstance(rows, list)
+        assert [(r["host"], r["agent"], r["path"], r["branch"]) for r in rows] == [("h1", "w1", str(path), "fleet/w1")]
+        running = cluster.fleet("worktree.remove", "--agent", "w1")
+        assert running.returncode == 2, running
+        assert running.stderr.startswith("error: h1: agent w1 is running in its worktree; stop it first")
+        assert cluster.fleet("stop").returncode == 0
+        removed = cluster.fleet("worktree.remove", "--agent", "w1")
+        assert removed.returncode == 0, removed
+        assert not path.exists()
     finally:
         shutil.rmtree(repo, ignore_errors=True)
