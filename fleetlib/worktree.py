@@ -302,7 +302,8 @@ def ensure(
     changes nothing. Returns a ``failed`` outcome, with the output, for each agent whose
     ``git worktree add`` or setup failed (the caller does not start it); a dry run
     returns none and shows what would run."""
-    agents = [agent for agent in (roster.get(name) for name in names) if agent.worktree is not None]
+    wanted = set(names)  # (a set: rosters may hold hundreds of agents)
+    agents = [agent for agent in roster.agents if agent.name in wanted and agent.worktree is not None]
     if not agents:
         return {}
     if runner.dry_run:  # git is only read; what would change is shown by the dry runner
