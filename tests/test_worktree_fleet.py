@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import FleetEnv, eventually
 from tests.test_fleet_tmux import TmuxEnv
 from tests.test_worktree import git, make_repo
 
@@ -131,3 +131,20 @@ def test_a_dry_run_start_shows_the_worktree_it_would_make_and_makes_nothing(wenv
     assert f"would run: make deps  (in {wenv.worktree('d')})" in shown
     assert not wenv.worktree("d").exists()
     assert git(repo, "branch", "--list") == "* main"
+
+
+@pytest.mark.systemd
+def test_install_makes_the_worktree_and_the_systemd_unit_starts_the_agent_there(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    fleet_env.write_roster(
+        "version: 1\nagents:\n" + WorktreeEnv.entry(repo, "u", f"{{setup: [sh, -c, 'echo ran >> {tmp_path}/log']}}")
+    )
+    fleet_env.inv_ok("fleet.install")
+    path = fleet_env.home / "fleet" / "worktrees" / "u"
+    assert git(path, "branch", "--show-current") == "fleet/u"
+    assert not (tmp_path / "log").exists()  # setup waits for the first start
+    fleet_env.inv_ok("fleet.start")
+    eventually((path / "edits-u").exists, "the agent started in its worktree")
+    assert (tmp_path / "log").read_text() == "ran\n"
