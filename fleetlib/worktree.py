@@ -22,8 +22,8 @@ Guarantees:
   raised before anything changes.
 * ``setup`` runs once per new worktree, in it, before the agent's first start; success is
   recorded by a marker in the worktree's own git directory (so it goes when the worktree
-  goes). A failed setup leaves no marker (the next start tries again) and fails the start
-  with its output.
+  goes). A failed setup leaves no marker (the next start tries again) and fails that
+  agent's start, with its output; the others start.
 * :func:`remove` deletes a worktree only when it has no uncommitted changes and no commit
   that is on no other branch (local or remote-tracking), unless forced; the branch stays.
   Nothing else in the fleet ever deletes a worktree.
@@ -36,7 +36,7 @@ import os
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -72,7 +72,7 @@ class Worktree:
     base: str | None = None
     path: str | None = None
     setup: tuple[str, ...] = ()
-    home: str | None = None
+    home: str | None = field(default=None, compare=False)
 
     def to_value(self) -> Any:
         """The roster value: ``true`` for the short form, else the keys that were given."""
