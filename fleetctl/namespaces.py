@@ -16,6 +16,7 @@ from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
 from fleetctl.serve_tasks import fleet_serve
 from fleetctl.top_tasks import fleet_top
+from fleetctl.worktree_tasks import worktree_ns
 
 CONFIG: Final[dict[str, Any]] = {
     "fleet": {
@@ -97,6 +98,7 @@ ns.add_collection(roster_ns)
 ns.add_collection(fleet_ns)
 ns.add_collection(build_ns)
 ns.add_collection(hosts_ns)
+ns.add_collection(worktree_ns)
 ns.configure(CONFIG)
 
 program_ns = FleetCollection()
@@ -105,4 +107,5 @@ for _name, _task in all_fleet_tasks.items():
 program_ns.add_collection(roster_ns)
 program_ns.add_collection(build_ns)
 program_ns.add_collection(hosts_ns)
+program_ns.add_collection(worktree_ns)
 program_ns.configure(CONFIG)

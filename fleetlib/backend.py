@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from fleetlib import worktree
 from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
@@ -61,6 +62,7 @@ def open_fleet(
     them; ``timeout`` bounds each wait for agents to come up; ``lock_timeout`` bounds the
     wait for another operation's lock (None: wait, breaking a lock that makes no progress).
     """
+    roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
     chosen = resolve_backend(backend, SubprocessRunner())
     primitives: TmuxBackend | SystemdBackend

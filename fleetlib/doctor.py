@@ -247,7 +247,8 @@ def check_cwds(roster: Roster, user_home: Path) -> Check:
     missing = [
         f"{agent.name}: {cwd}"
         for agent in roster.agents
-        if (cwd := roster.cwd_of(agent, user_home)) is not None and not os.path.isdir(cwd)
+        # a worktree (fleetlib.worktree) is made by the agent's start
+        if agent.worktree is None and (cwd := roster.cwd_of(agent, user_home)) is not None and not os.path.isdir(cwd)
     ]
     if missing:
         return failed(

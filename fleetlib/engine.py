@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fleetlib import activity, hooks, procs, sessions, watcher_config
+from fleetlib import activity, hooks, procs, sessions, watcher_config, worktree
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
@@ -218,6 +218,9 @@ class Lifecycle(FleetContext):
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
         stopped = self._retire_strays()
+        broken = worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home(), setup=False)
+        if broken:  # setup waits for the first start
+            raise FleetOperationError("; ".join(f"agent {o.name}: {o.error}" for o in broken.values()))
         result = self._installed().install(enable=enable)
         self._configure_watcher()
         return replace(result, stopped=stopped) if stopped else result
@@ -291,6 +294,8 @@ class Lifecycle(FleetContext):
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
+        broken = worktree.ensure(self.runner, self.roster, names, Path.home()) if operation != "stop" else {}
+        names = [n for n in names if n not in broken]  # their worktree could not be made: not started
         self._check_cwds(names) if operation != "stop" else None
         began = self.clock()
         if self.runner.dry_run:
@@ -378,6 +383,7 @@ class Lifecycle(FleetContext):
                 holder = "restarted" if whole else None
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
         outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
+        outcomes += broken.values()
         return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
 
     def _running(self, names: list[str], rows: dict[str, AgentStatus]) -> list[str]:
@@ -450,6 +456,8 @@ class Lifecycle(FleetContext):
         home = Path.home()
         for name in names:
             agent = self.roster.get(name)
+            if agent.worktree is not None and self.runner.dry_run:
+                continue  # the start would make it (fleetlib.worktree.ensure)
             cwd = self.roster.cwd_of(agent, home) or str(home)
             if not Path(cwd).is_dir():
                 raise FleetError(

@@ -717,3 +717,30 @@ def test_watch_through_a_proxyjump_hop_checks_the_hop_like_the_host(cluster: Clu
     finally:
         shutil.rmtree(ssh, ignore_errors=True)
         shutil.rmtree(h3.home / "fleet-controller", ignore_errors=True)
+
+
+def test_a_worktree_is_made_on_the_agents_host_by_its_fleet(cluster: Cluster) -> None:
+    host = cluster.hosts.by_name("h1")
+    repo = host.home / "wt-repo"
+    host.as_user("git", "init", "-q", "-b", "main", str(repo))
+    host.as_user(
+        "git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid",
+        "commit", "-q", "--allow-empty", "-m", "first",
+    )  # fmt: skip
+    try:
+        cluster.up(f"  - name: w1\n    runtime: shell\n    host: h1\n    cwd: {repo}\n    worktree: true\n")
+        path = host.fleet_home / "fleet" / "worktrees" / "w1"
+        assert host.as_user("git", "-C", str(path), "branch", "--show-current").stdout.strip() == "fleet/w1"
+        assert not (cluster.home / "fleet" / "worktrees").exists()  # nothing made on the controller
+        rows = cluster.fleet_json("worktree.list")
+        assert isinstance(rows, list)
+        assert [(r["host"], r["agent"], r["path"], r["branch"]) for r in rows] == [("h1", "w1", str(path), "fleet/w1")]
+        running = cluster.fleet("worktree.remove", "--agent", "w1")
+        assert running.returncode == 2, running
+        assert running.stderr.startswith("error: h1: agent w1 is running in its worktree; stop it first")
+        assert cluster.fleet("stop").returncode == 0
+        removed = cluster.fleet("worktree.remove", "--agent", "w1")
+        assert removed.returncode == 0, removed
+        assert not path.exists()
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)

@@ -68,7 +68,7 @@ def missing_cwd_warnings(roster: Roster, user_home: Path | None = None) -> list[
     home = Path.home() if user_home is None else user_home
     warnings: list[str] = []
     for index, agent in enumerate(roster.agents):
-        if agent.cwd is None:
+        if agent.cwd is None or agent.worktree is not None:  # start makes the worktree
             continue
         path = roster.cwd_of(agent, home)
         where = f"agents[{index}].cwd"

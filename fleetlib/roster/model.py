@@ -20,6 +20,7 @@ from fleetlib.hosts import LOCAL, Host
 from fleetlib.resources import NO_LIMITS, Resources
 from fleetlib.runtimes import RUNTIMES
 from fleetlib.sessions import RESUMABLE, marker_word
+from fleetlib.worktree import Worktree
 
 ROSTER_VERSION: Final = 1
 TRANSPORTS: Final = ("tmux",)
@@ -91,6 +92,8 @@ class Agent:
     # Whether a restart resumes the conversation (see fleetlib.sessions); None: the
     # runtime's default (on where it can, RESUMABLE).
     resume: bool | None = None
+    # Its own git worktree (fleetlib.worktree), which becomes its working directory.
+    worktree: Worktree | None = None
 
     @property
     def resumes(self) -> bool:
@@ -138,6 +141,8 @@ def _yaml_value(value: object) -> object:
         return list(value)
     if isinstance(value, Resources):
         return value.to_dict()
+    if isinstance(value, Worktree):
+        return value.to_value()
     if isinstance(value, Mapping):
         return dict(value)
     return value
@@ -169,7 +174,10 @@ class Roster:
         """The absolute directory the agent starts in, literally (no normalisation, no tmux
         or shell expansion): ``~`` and ``~/x`` are in ``user_home``, an absolute path is
         itself, and no cwd means ``user_home`` (both backends start agents there).
-        Validation refuses any other form, so this never depends on the caller's cwd."""
+        Validation refuses any other form, so this never depends on the caller's cwd. An
+        agent with a worktree starts in it."""
+        if agent.worktree is not None:
+            return agent.worktree.checkout(self, agent, user_home)
         cwd = agent.cwd
         if cwd is None or cwd == "~":
             return str(user_home)

@@ -41,6 +41,7 @@ from fleetlib.roster.values import (
     resume_flag,
     runtime_name,
     seconds,
+    worktree_value,
 )
 
 
@@ -86,6 +87,7 @@ AGENT_READERS: Final[Mapping[str, Reader]] = {
     "host": _plain(string),
     "resources": _plain(resource_limits),
     "resume": lambda node, at: resume_flag(node, at.read["runtime"], at.source, at.where),
+    "worktree": _plain(worktree_value),
 }
 # The Agent fields without a default: an entry must give them.
 REQUIRED_KEYS: Final = tuple(

@@ -21,6 +21,7 @@ from fleetlib.roster.model import ENV_NAME_PATTERN, NAME_PATTERN
 from fleetlib.roster.scalars import did_you_mean, line_of, mapping, scalar, string, string_list
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 from fleetlib.sessions import RESUMABLE
+from fleetlib.worktree import REF_PATTERN, WORKTREE_KEYS, Worktree
 
 
 def agent_name(node: yaml.Node, source: str, where: str) -> str:
@@ -169,3 +170,38 @@ def resume_flag(node: yaml.Node, runtime: str, source: str, where: str) -> bool:
             field=where,
         )
     return value
+
+
+def worktree_value(node: yaml.Node, source: str, where: str) -> Worktree | None:
+    """``worktree:``: ``true`` (short form), ``false`` (none) or a mapping of
+    :data:`~fleetlib.worktree.WORKTREE_KEYS`; :class:`RosterError` with file:line otherwise."""
+    if isinstance(node, yaml.ScalarNode):
+        value = scalar(node, source, where)
+        if isinstance(value, bool):
+            return Worktree() if value else None
+        raise RosterError(
+            source,
+            f"must be true, false or a mapping of {', '.join(WORKTREE_KEYS)}, got {value!r}",
+            line=line_of(node),
+            field=where,
+        )
+    fields = mapping(node, source, where, WORKTREE_KEYS)
+    refs: dict[str, str] = {}
+    for key in ("branch", "base"):
+        if key in fields:
+            ref = string(fields[key], source, f"{where}.{key}")
+            if not REF_PATTERN.fullmatch(ref) or ".." in ref or "//" in ref or ref.endswith(("/", ".", ".lock")):
+                raise RosterError(
+                    source,
+                    f"invalid branch name {ref!r}: use letters, digits, '.', '_', '-' and '/' (e.g. agents/coder1)",
+                    line=line_of(fields[key]),
+                    field=f"{where}.{key}",
+                )
+            refs[key] = ref
+    return Worktree(
+        repo=cwd_path(fields["repo"], source, f"{where}.repo") if "repo" in fields else None,
+        branch=refs.get("branch"),
+        base=refs.get("base"),
+        path=cwd_path(fields["path"], source, f"{where}.path") if "path" in fields else None,
+        setup=command_list(fields["setup"], source, f"{where}.setup") if "setup" in fields else (),
+    )
