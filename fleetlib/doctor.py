@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from fleetlib import hooks, procs, transcript, watcher
 from fleetlib.backend import MANAGER_UP, open_fleet
@@ -42,6 +42,7 @@ from fleetlib.hosts import LOCAL
 from fleetlib.lock import STALE_S, Identity, RestartLock, process_alive
 from fleetlib.pane import agent_environment, base_environment
 from fleetlib.paths import FleetPaths
+from fleetlib.results import Check
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
@@ -55,21 +56,6 @@ _LOGIND_ANSWERED: Final = "Failed to get user"  # loginctl: logind answered, it 
 _BROKEN_STATES: Final = ("failed", "exited")  # nothing will start these again on its own
 RUNNING_PATH: Final = "the PATH of the running agent process"
 UNIT_PATH: Final = "the PATH its installed unit gives it"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: ``detail`` says what was seen, ``fix`` how to repair a failure. A
-    ``skipped`` check (not relevant here, e.g. lingering on the tmux backend) passes."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-    skipped: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail, "fix": self.fix}
 
 
 def passed(name: str, detail: str) -> Check:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fleetlib import activity, hooks, procs, sessions, watcher
+from fleetlib import activity, defaults, hooks, procs, sessions, watcher
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.lock import RestartGuard, acquire_restart_lock
@@ -51,7 +51,7 @@ from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 
-WAIT_TIMEOUT_S: Final = 120.0
+WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3

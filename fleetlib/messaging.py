@@ -74,7 +74,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, menu, terminal, tmux
+from fleetlib import activity, defaults, menu, terminal, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -83,7 +83,7 @@ from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
 from fleetlib.status import derive_state
 
-VERIFY_TIMEOUT_S: Final = 15.0
+VERIFY_TIMEOUT_S: Final = defaults.VERIFY_TIMEOUT_S
 PASTE_SETTLE_S: Final = 1.0  # at most this long for a paste to show before its Enter
 SERVER_TIMEOUT_S: Final = 10.0  # one tmux client, at most (a 4 MiB paste takes well under a second)
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)

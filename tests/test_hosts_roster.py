@@ -338,7 +338,7 @@ def test_hosts_list(tmp_path: Path) -> None:
 
 
 def test_watch_runs_openssh_with_a_tty_strict_keys_and_no_prompts(tmp_path: Path) -> None:
-    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.group import ssh_argv
     from fleetlib.remote import HostLink, RemoteSettings
 
     roster = parse_roster(HOSTS, "r.yaml")
@@ -372,7 +372,7 @@ def test_watch_through_jump_hosts_checks_every_hop_like_the_host(tmp_path: Path)
     """OpenSSH's ProxyJump would give the hops none of the -o options (default known_hosts, a
     possible prompt): each hop is an `ssh -W` of its own with the same strict options, even
     with a '%' in a path (each nesting level expands tokens once)."""
-    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.group import ssh_argv
     from fleetlib.remote import HostLink, RemoteSettings
 
     known = tmp_path / "k%h nown"
