@@ -35,6 +35,7 @@ from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.status import FleetStatus
 from fleetlib.systemd import UnitNames
+from fleetlib.top import Top
 from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WaitResult, wait_for
@@ -187,6 +188,10 @@ class LocalFleet:
         if journal:
             write(f"--- journal of {UnitNames.for_home(self.paths.home).agent(name)} ---")
             write(journal.rstrip())
+
+    def top(self) -> Top:
+        """Samples of what each agent costs (``fleet top``)."""
+        return Top(self.engine, fleet_sampler(self.paths))
 
     def attach(self, agent: str, *, read_only: bool) -> int:
         """Attach the terminal to ``agent``'s window (``read_only``: watch); its exit code."""

@@ -52,6 +52,7 @@ from fleetlib.results import (
     OperationResult,
     SendResult,
     StatusReport,
+    TopRows,
     Trusted,
     WaitReport,
 )
@@ -433,6 +434,10 @@ class HostsFleet:
                 checks.extend(result.data.checks)
         return checks
 
+    def top(self) -> HostsTop:
+        """Samples of what each agent costs on every host (``fleet top``)."""
+        return HostsTop(self)
+
     # ------------------------------------------------------------------ hosts.*
 
     def bootstrap(
@@ -465,3 +470,32 @@ class HostsFleet:
             # atomic lines (O_APPEND), so parallel is fine.
             results = fan_out(names, lambda name: Trusted(links[name].trust()), self.settings.timeout * 2)
         return HostsResult("trust", results)
+
+
+class HostsTop:
+    """``fleet top`` across hosts: each sample is every host's rows (this machine's from its
+    own :class:`~fleetlib.top.Top`, each other host's from its ``fleet top --once --json``,
+    which measures CPU % over a gap of its own); a host that fails is named, the others shown."""
+
+    def __init__(self, fleet: HostsFleet) -> None:
+        self.fleet = fleet
+        self.names = fleet.roster.host_names()
+        self.here = fleet.local().top() if LOCAL in self.names else None
+
+    def prime(self) -> None:
+        """A first reading of this machine's agents (the hosts measure their own gap)."""
+        if self.here is not None:
+            self.here.prime()
+
+    def sample(self) -> HostsResult[TopRows]:
+        fleet = self.fleet
+
+        def remote(link: HostLink, part: Roster, deadline: Deadline) -> TopRows:
+            answer = fleet._answer(link, remote_argv("top", link.host.backend, "--once"), deadline)
+            return TopRows.from_json(answer)
+
+        def local(part: Roster) -> TopRows:
+            assert self.here is not None
+            return TopRows(self.here.sample())
+
+        return fleet._run("top", self.names, remote, local, fleet.settings.timeout * 3)

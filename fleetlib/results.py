@@ -592,3 +592,22 @@ class HostsResult(Generic[D]):
             seconds=_number(data, "seconds"),
             extra=extra,
         )
+
+
+@dataclass(frozen=True)
+class TopRows:
+    """One machine's ``top --once --json`` sample: a row per agent (the top schema, kept
+    as it was answered)."""
+
+    rows: list[dict[str, Any]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return list(self.rows)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TopRows:
+        if not isinstance(data, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("name"), str) for row in data
+        ):
+            raise ValueError("expected a JSON list of top rows with names")
+        return cls(list(data))
