@@ -450,7 +450,8 @@ def test_top_and_wait_cover_every_host_and_this_machine(cluster: Cluster) -> Non
         assert all(isinstance(row["pid"], int) and row["state"] != "stopped" for row in rows), rows
         text = cluster.fleet("top", "--once", "--backend", "tmux")
         assert text.returncode == 0, text
-        assert "HOST" in text.stdout and "h3a0" in text.stdout
+        assert "HOST" in text.stdout
+        assert "h3a0" in text.stdout
     finally:
         cluster.fleet("stop", "--backend", "tmux")
 
