@@ -448,7 +448,7 @@ def test_top_and_wait_cover_every_host_and_this_machine(cluster: Cluster) -> Non
             ("local", "here"),
         ]
         assert all(isinstance(row["pid"], int) and row["state"] != "stopped" for row in rows), rows
-        text = cluster.fleet("top", "--once", "--backend", "tmux")
+        text = cluster.fleet("top", "--once", "--backend", "tmux", env=cluster.env(COLUMNS="200"))
         assert text.returncode == 0, text
         assert "HOST" in text.stdout
         assert "h3a0" in text.stdout
