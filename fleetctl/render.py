@@ -317,7 +317,11 @@ def wait_line(wanted: str, seconds: float, name: str | None, count: int) -> str:
 
 
 def host_wait_lines(result: WaitReport) -> list[str]:
-    return [f"{result.wanted} after {result.seconds:.1f} s"]
+    """A host's wait: the state reached and when, or where its agents were when it ended."""
+    if result.ok:
+        return [f"{result.wanted} after {result.seconds:.1f} s"]
+    where = ", ".join(f"{row.name} is {row.state}" for row in result.agents if not row.reached)
+    return [f"not {result.wanted} after {result.seconds:.1f} s: {where}"]
 
 
 # --------------------------------------------------------------------------- doctor

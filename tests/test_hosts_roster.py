@@ -512,3 +512,19 @@ def test_top_sort_names_are_the_librarys() -> None:
     from fleetlib.top import SORT_KEYS
 
     assert tuple(SORT_KEYS) == SORT_NAMES
+
+
+HOSTS_LOCAL_AGENTS = "version: 1\nhosts:\n  gpu1: alice@10.0.0.5\nagents:\n  - {name: a1, runtime: shell}\n"
+
+
+def test_wait_with_hosts_gives_this_machine_the_backend_and_unit_dir_asked_for(tmp_path: Path) -> None:
+    """Defect: with hosts, `wait` dropped --backend and --unit-dir for this machine's agents
+    (it waited on the default backend). No agent is on gpu1, so no SSH is needed."""
+    units = tmp_path / "units"
+    args = ("wait", "--all", "--for", "running", "--timeout", "1", "--backend", "systemd", "--unit-dir", str(units))
+    done = _fleet(tmp_path, *args, roster_text=HOSTS_LOCAL_AGENTS)
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [
+        f"error: local: fleet units are not installed in {units}; run `fleet install`",
+        "error: wait failed on 1 host(s): local",
+    ]
