@@ -20,12 +20,11 @@ from invoke.tasks import task
 
 from fleetctl.fleet_tasks import HOST_TIMEOUT_HELP, finish_hosts, fleet_options, host_timeout_seconds, load
 from fleetctl.options import JSON_HELP, PATH_HELP, fleet_paths, requested_backend, stderr_line, user_errors
-from fleetctl.render import print_json, table
+from fleetctl.render import bootstrap_lines, hosts_list_lines, print_json, trust_lines
 from fleetlib.hosts import LOCAL
 
 if TYPE_CHECKING:
     from fleetlib.group import HostsFleet
-    from fleetlib.results import Bootstrapped, Trusted
 
 HOSTS_HELP: Final = {
     **PATH_HELP,
@@ -42,14 +41,6 @@ def hosts_fleet(c: Context, home: str, roster: str, host_timeout: str) -> HostsF
     limit = host_timeout_seconds(c, host_timeout)
     loaded = load(c, home, roster)
     return open_hosts(fleet_paths(c, home, roster), loaded, fleet_options(c, host_timeout=limit))
-
-
-def bootstrap_lines(result: Bootstrapped) -> list[str]:
-    return [f"installed {result.version} ({len(result.wheels)} wheels)"]
-
-
-def trust_lines(result: Trusted) -> list[str]:
-    return list(result.lines)
 
 
 @task(auto_shortflags=False, help=HOSTS_HELP)
@@ -103,8 +94,7 @@ def hosts_list(c: Context, home: str = "", roster: str = "", json: bool = False)
     if json:
         print_json(rows)
         return
-    body = [[r["host"], r["ssh"] or "-", r["backend"], str(r["agents"])] for r in rows]
-    for line in table(["HOST", "SSH", "BACKEND", "AGENTS"], body):
+    for line in hosts_list_lines(rows):
         print(line)
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     # Types only: the command line imports no fleetlib module at start-up (``fleet --list``).
     from fleetlib.results import (
         AgentOutcome,
+        Bootstrapped,
         Check,
         HostsResult,
         InstallResult,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         ProgressHook,
         SendResult,
         StatusReport,
+        Trusted,
         WaitReport,
     )
     from fleetlib.status import FleetStatus
@@ -314,6 +316,20 @@ def wait_line(wanted: str, seconds: float, name: str | None, count: int) -> str:
     """What a wait that reached its state says."""
     who = name or f"all {count} agent(s)"
     return f"{who}: {wanted} after {seconds:.1f} s"
+
+
+def bootstrap_lines(result: Bootstrapped) -> list[str]:
+    return [f"installed {result.version} ({len(result.wheels)} wheels)"]
+
+
+def trust_lines(result: Trusted) -> list[str]:
+    return list(result.lines)
+
+
+def hosts_list_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``hosts.list``: a row per host (``local`` first): name, SSH target, backend, agents."""
+    body = [[r["host"], r["ssh"] or "-", r["backend"], str(r["agents"])] for r in rows]
+    return table(["HOST", "SSH", "BACKEND", "AGENTS"], body)
 
 
 def host_wait_lines(result: WaitReport) -> list[str]:

@@ -80,7 +80,7 @@ class AgentOutcome:
     """What one operation did to one agent."""
 
     name: str
-    action: str
+    action: str  # one of ACTIONS (typed as Action once the engine builds them as such)
     old_pid: int | None = None
     new_pid: int | None = None
     seconds: float = 0.0
