@@ -70,6 +70,15 @@ D = TypeVar("D", bound=HostData)
 Remote = Callable[[HostLink, Roster, Deadline], D]
 
 
+def _typed(host: str, answer: Any, parse: Callable[[Any], D]) -> D:
+    """A host's JSON ``answer`` as ``parse`` rebuilds it; an answer of another shape fails
+    the host with one line (a host's answer is untrusted input)."""
+    try:
+        return parse(answer)
+    except ValueError as exc:
+        raise HostError(f"unexpected answer from fleet on {host}: {exc}") from None
+
+
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -177,16 +186,23 @@ class HostsFleet:
             for link in links.values():
                 link.close()
 
-    def _answer(self, link: HostLink, argv: Sequence[str], deadline: Deadline, stdin: str | None = None) -> Any:
-        """``fleet argv`` on ``link``'s host, its JSON answer; a host with no roster yet is
-        told to run ``fleet install`` (which pushes each host's part)."""
+    def _answer(
+        self,
+        link: HostLink,
+        argv: Sequence[str],
+        deadline: Deadline,
+        parse: Callable[[Any], D],
+        stdin: str | None = None,
+    ) -> D:
+        """``fleet argv`` on ``link``'s host, its JSON answer as ``parse`` rebuilds it; a
+        host with no roster yet is told to run ``fleet install`` (which pushes each host's
+        part)."""
         try:
-            return parse_answer(link.host.name, link.fleet(argv, stdin=stdin, deadline=deadline), object)
+            run = link.fleet(argv, stdin=stdin, deadline=deadline)
+            return _typed(link.host.name, parse_answer(link.host.name, run, object), parse)
         except HostError as exc:
             if str(exc).startswith("roster not found"):
-                raise HostError(
-                    "no roster on this host yet; run `fleet install` (it pushes each host's part)"
-                ) from None
+                raise HostError(NO_ROSTER) from None
             raise
 
     def _run(
@@ -233,7 +249,7 @@ class HostsFleet:
             link.put_atomic(self.roster.host_text(link.host.name).encode(), target, deadline=deadline)
             argv = remote_argv("install", link.host.backend, *_opt("--roster", target if dry else None))
             argv += ([] if enable else ["--no-enable"]) + (["--dry-run"] if dry else [])
-            return InstallResult.from_json(self._answer(link, argv, deadline))
+            return self._answer(link, argv, deadline, InstallResult.from_json)
 
         return self._install("install", remote, lambda part: self.local(part).install(enable=enable))
 
@@ -242,7 +258,7 @@ class HostsFleet:
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> InstallResult:
             argv = remote_argv("uninstall", link.host.backend, *(["--dry-run"] if self.options.dry_run else []))
-            return InstallResult.from_json(self._answer(link, argv, deadline))
+            return self._answer(link, argv, deadline, InstallResult.from_json)
 
         return self._install("uninstall", remote, lambda part: self.local(part).uninstall())
 
@@ -269,8 +285,8 @@ class HostsFleet:
         ]
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> OperationResult:
-            answer = self._answer(link, remote_argv(operation, link.host.backend, *flags), deadline)
-            return OperationResult.from_json(answer)
+            argv = remote_argv(operation, link.host.backend, *flags)
+            return self._answer(link, argv, deadline, OperationResult.from_json)
 
         def local(part: Roster) -> OperationResult:
             return self.local(part, timeout=o.timeout or WAIT_DEFAULT_S).control(operation, agent, fresh=fresh)
@@ -298,7 +314,7 @@ class HostsFleet:
             argv = remote_argv("status", link.host.backend, *_opt("--agent", agent))
             run = link.fleet(argv, deadline=deadline)
             rows = parse_answer(link.host.name, run, list)
-            return StatusReport.from_json({"all_up": run.exit_code == 0, "agents": rows})
+            return _typed(link.host.name, {"all_up": run.exit_code == 0, "agents": rows}, StatusReport.from_json)
 
         def local(part: Roster) -> StatusReport:
             status = self.local(part).status(agent, usage=usage)
@@ -314,7 +330,7 @@ class HostsFleet:
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> WaitReport:
             argv = remote_argv("wait", link.host.backend, "--for", state, "--timeout", f"{limit:g}")
             argv += ["--agent", agent] if agent else ["--all"]
-            return WaitReport.from_json(self._answer(link, argv, deadline))
+            return self._answer(link, argv, deadline, WaitReport.from_json)
 
         def local(part: Roster) -> WaitReport:
             return self.local(part).wait(state, agent, limit).report()
@@ -344,7 +360,7 @@ class HostsFleet:
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> SendResult:
             argv = ["send", *who, "--message", "-", "--json", *flags]
-            return SendResult.from_json(self._answer(link, argv, deadline, stdin=text + "\n"))
+            return self._answer(link, argv, deadline, SendResult.from_json, stdin=text + "\n")
 
         def local(part: Roster) -> SendResult:
             mine = [name for name in part.names() if name in wanted]
@@ -420,7 +436,7 @@ class HostsFleet:
             except HostError as exc:
                 return Checks([*found, failed(f"{name}: version", str(exc), f"fleet hosts.bootstrap --host {name}")])
             found.append(passed(f"{name}: version", f"fleet {self.settings.version}"))
-            theirs = Checks.from_json(parse_answer(name, run, list)).checks
+            theirs = _typed(name, parse_answer(name, run, list), Checks.from_json).checks
             return Checks([*found, *(Check(f"{name}: {c.name}", c.ok, c.detail, c.fix, c.skipped) for c in theirs)])
 
         remote_names = [name for name in self.roster.host_names() if name != LOCAL] or list(self.roster.hosts)
@@ -491,8 +507,8 @@ class HostsTop:
         fleet = self.fleet
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> TopRows:
-            answer = fleet._answer(link, remote_argv("top", link.host.backend, "--once"), deadline)
-            return TopRows.from_json(answer)
+            argv = remote_argv("top", link.host.backend, "--once")
+            return fleet._answer(link, argv, deadline, TopRows.from_json)
 
         def local(part: Roster) -> TopRows:
             assert self.here is not None
