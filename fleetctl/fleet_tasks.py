@@ -450,9 +450,9 @@ def fleet_send(
     text = read_message(message, sys.stdin.buffer)
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
-    if loaded.hosts and wait:
-        raise FleetError("with hosts, send has no --wait yet; run `fleet wait` after it")
     fleet = open_any(c, home=home, roster=roster, dry_run=dry_run, quiet=json, loaded=loaded)
+    if wait and fleet.send_wait_refused:
+        raise FleetError(fleet.send_wait_refused)
     sent = fleet.send(names, text, verify=verify, timeout=limit, answer=answer)
     if isinstance(sent, HostsResult):
         if all or sent.hosts[0].host != LOCAL or sent.hosts[0].data is None:

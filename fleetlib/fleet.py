@@ -69,6 +69,8 @@ class FleetOptions:
 class LocalFleet:
     """This machine's agents of ``roster`` (see the module docstring)."""
 
+    send_wait_refused: Final = ""  # why a send cannot be followed by a wait here (nothing: it can)
+
     def __init__(self, paths: FleetPaths, roster: Roster, options: FleetOptions | None = None) -> None:
         self.paths = paths
         self.roster = roster

@@ -142,6 +142,8 @@ class HostsFleet:
     Every operation opens at most one SSH connection per host it needs and closes them
     before returning; nothing stays open between calls."""
 
+    send_wait_refused: Final = "with hosts, send has no --wait yet; run `fleet wait` after it"
+
     def __init__(self, paths: FleetPaths, roster: Roster, options: FleetOptions | None = None) -> None:
         self.paths = paths
         self.roster = roster
