@@ -57,20 +57,21 @@ from fleetctl.render import (
 from fleetlib.defaults import VERIFY_TIMEOUT_S, WAIT_DEFAULT_S, WAIT_TIMEOUT_S, WAITABLE
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS, LOCAL
-from fleetlib.results import HostsResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from typing_extensions import TypeIs
+
     from fleetlib.fleet import FleetOptions, LocalFleet
     from fleetlib.group import HostsFleet
-    from fleetlib.results import Check, InstallResult, Operation, OperationResult, ProgressHook
+    from fleetlib.results import Check, HostsResult, InstallResult, Operation, OperationResult, ProgressHook
     from fleetlib.roster import Roster
     from fleetlib.waiting import WaitResult
 
 # The library is imported inside the task bodies, never here: `fleet --list` and every other
-# command pay only for what they run. Imported above are only modules of constants and
-# plain dataclasses (fleetlib.defaults, errors, hosts, results: the standard library only).
+# command pay only for what they run. Imported above are only modules of constants
+# (fleetlib.defaults, errors, hosts: the standard library only, a few lines each).
 
 LOG_LINES: Final = 200
 DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
@@ -151,6 +152,14 @@ def open_any(
     return open_fleet(paths, loaded if loaded is not None else load(c, home, roster), fleet_options(c, **chosen))
 
 
+def across_hosts(result: object) -> TypeIs[HostsResult[Any]]:
+    """Whether ``result`` is several hosts' (:class:`fleetlib.results.HostsResult`); the
+    results module is imported when a result is there to look at, not at start-up."""
+    from fleetlib.results import HostsResult  # noqa: PLC0415
+
+    return isinstance(result, HostsResult)
+
+
 def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], list[str]]) -> None:
     """Print ``result`` (JSON, or ``text`` per answering host); exit 1 naming failed hosts."""
     if as_json:
@@ -167,7 +176,7 @@ def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], 
 
 def finish_operation(result: OperationResult | HostsResult[OperationResult], as_json: bool) -> None:
     """Render ``result``; exit 1 naming the failures when an agent (or a host) failed."""
-    if isinstance(result, HostsResult):
+    if across_hosts(result):
         finish_hosts(result, as_json, operation_lines)
         return
     if as_json:
@@ -182,7 +191,7 @@ def finish_operation(result: OperationResult | HostsResult[OperationResult], as_
 
 
 def finish_install(result: InstallResult | HostsResult[InstallResult], as_json: bool) -> None:
-    if isinstance(result, HostsResult):
+    if across_hosts(result):
         finish_hosts(result, as_json, install_lines)
         return
     if as_json:
@@ -333,7 +342,7 @@ def fleet_status(
     fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, host_timeout=per_host)
     # Figures (a few /proc reads per agent) only for --json; text shows none.
     status = fleet.status(agent or None, usage=json)
-    if isinstance(status, HostsResult):
+    if across_hosts(status):
         if json:
             print_json(status.agent_rows())
         else:
@@ -454,7 +463,7 @@ def fleet_send(
     if wait and fleet.send_wait_refused:
         raise FleetError(fleet.send_wait_refused)
     sent = fleet.send(names, text, verify=verify, timeout=limit, answer=answer)
-    if isinstance(sent, HostsResult):
+    if across_hosts(sent):
         if all or sent.hosts[0].host != LOCAL or sent.hosts[0].data is None:
             finish_host_send(sent, single=not all, as_json=json)
             return
@@ -467,7 +476,7 @@ def fleet_send(
     waited: WaitResult | None = None
     if wait and result.ok:
         found = fleet.wait(wait, names[0] if not all else None, WAIT_DEFAULT_S if limit is None else limit)
-        assert not isinstance(found, HostsResult)  # refused above: with hosts, send has no --wait
+        assert not across_hosts(found)  # refused above: with hosts, send has no --wait
         waited = found
     if json:
         print_json({**result.to_json(), "wait": waited.to_json() if waited else None})
@@ -619,7 +628,7 @@ def fleet_wait(
     fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
     # Every host (and this machine's part) with the same --backend and --unit-dir.
     result = fleet.wait(wanted, agent or None, WAIT_DEFAULT_S if limit is None else limit)
-    if isinstance(result, HostsResult):
+    if across_hosts(result):
         finish_hosts(result, json, host_wait_lines)
         return
     name = fleet.roster.get(agent).name if agent else None

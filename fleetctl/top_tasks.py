@@ -23,17 +23,16 @@ from typing import TYPE_CHECKING, Any, Final
 from invoke.context import Context
 from invoke.tasks import task
 
-from fleetctl.fleet_tasks import open_any
+from fleetctl.fleet_tasks import across_hosts, open_any
 from fleetctl.options import FLEET_HELP, JSON_HELP, seconds, user_errors
 from fleetctl.render import print_json
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.results import HostsResult
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from fleetlib.group import HostsTop
-    from fleetlib.results import TopRows
+    from fleetlib.results import HostsResult, TopRows
     from fleetlib.top import Top
 
 # The sort keys (fleetlib.top.SORT_KEYS), named here so the help needs no library import.
@@ -55,7 +54,7 @@ ONCE_GAP_S: Final = 0.5  # --once: two readings this far apart, so CPU % is a cu
 def rows_and_note(sample: list[dict[str, Any]] | HostsResult[TopRows]) -> tuple[list[dict[str, Any]], str]:
     """A sample's rows (every host's, each with its ``host``), and a note naming the
     hosts that did not answer."""
-    if isinstance(sample, HostsResult):
+    if across_hosts(sample):
         failed = "; ".join(f"{host.host}: {host.error}" for host in sample.failed)
         return sample.agent_rows(), f"not shown: {failed}" if failed else ""
     return sample, ""
