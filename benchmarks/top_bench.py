@@ -26,12 +26,12 @@ from typing import Final
 
 from benchmarks import record
 from benchmarks.fleet_bench import _use_manager
-from fleetctl.top_tasks import Top
 from fleetlib.backend import open_fleet
 from fleetlib.engine import Lifecycle
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import load_roster
 from fleetlib.systemd import UnitNames
+from fleetlib.top import Top
 from fleetlib.usage import Sampler
 from tests.usermanager import UserManager, boot
 

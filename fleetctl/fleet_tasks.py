@@ -16,16 +16,14 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from fleetctl import hosts_tasks, options
+from fleetctl import options
 from fleetctl.options import (
     DRY_RUN_HELP,
     FLEET_HELP,
     JSON_HELP,
     PATH_HELP,
-    VERIFY_TIMEOUT_S,
-    WAIT_TIMEOUT_S,
-    WAITABLE,
     count,
+    fleet_config,
     fleet_paths,
     requested_backend,
     required,
@@ -35,32 +33,45 @@ from fleetctl.options import (
     unit_dir_option,
     user_errors,
 )
-from fleetctl.options import WAIT_FOR_DEFAULT_S as DEFAULT_WAIT_S
 from fleetctl.render import (
     LiveLine,
+    check_lines,
     failure_lines,
     failure_message,
+    host_failure_lines,
+    host_lines,
+    host_wait_lines,
+    hosts_failure_message,
+    hosts_status_lines,
     install_lines,
+    operation_lines,
     operation_summary,
-    print_checks,
     print_json,
     progress_hook,
+    remote_send_lines,
+    send_all_lines,
+    send_lines,
     status_lines,
-    status_rows_json,
+    wait_line,
 )
+from fleetlib.defaults import VERIFY_TIMEOUT_S, WAIT_DEFAULT_S, WAIT_TIMEOUT_S, WAITABLE
 from fleetlib.errors import FleetError
+from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS, LOCAL
 
-# The rest of fleetlib is imported inside the tasks that use it, so listing the tasks (and
-# every other command) loads only what it runs (docs/development/startup.md).
 if TYPE_CHECKING:
-    from fleetlib.backend import Lifecycle
-    from fleetlib.broadcast import SendResult
-    from fleetlib.checks import Check
-    from fleetlib.messaging import Messenger
-    from fleetlib.paths import FleetPaths
-    from fleetlib.results import InstallResult, OperationResult, ProgressHook
+    from collections.abc import Callable
+
+    from typing_extensions import TypeIs
+
+    from fleetlib.fleet import FleetOptions, LocalFleet
+    from fleetlib.group import HostsFleet
+    from fleetlib.results import Check, HostsResult, InstallResult, Operation, OperationResult, ProgressHook
     from fleetlib.roster import Roster
     from fleetlib.waiting import WaitResult
+
+# The library is imported inside the task bodies, never here: `fleet --list` and every other
+# command pay only for what they run. Imported above are only modules of constants
+# (fleetlib.defaults, errors, hosts: the standard library only, a few lines each).
 
 LOG_LINES: Final = 200
 DOING: Final = {"start": "starting", "stop": "stopping", "restart": "restarting"}
@@ -72,13 +83,33 @@ TIMEOUT_HELP: Final = f"How long to wait for the fleet to reach the state before
 LOCK_TIMEOUT_HELP: Final = (
     "How long to wait for another operation's lock before failing (default: wait, breaking stale locks)."
 )
+HOST_TIMEOUT_HELP: Final = "Per-host limit for connecting, and for the whole of a status on a host (default 10 s)."
+BATCH_HELP: Final = "With hosts: act on this many hosts at a time, stopping at the first batch that fails."
 
 
-def open_lifecycle(
+def host_timeout_seconds(c: Context, flag: str) -> float:
+    """``--host-timeout`` (else config ``fleet.host_timeout``, else 10 s), checked like every
+    duration; tasks call it before anything else, with hosts or without."""
+    raw = flag or str(fleet_config(c).get("host_timeout") or "")
+    value = seconds("--host-timeout", raw)
+    return DEFAULT_HOST_TIMEOUT_S if value is None else value
+
+
+def batch_size(raw: str) -> int:
+    """``--batch K``: 0 (all hosts at once) when not given, else a whole number >= 1."""
+    return count("--batch", raw, 0)
+
+
+def load(c: Context, home: str, roster: str) -> Roster:
+    """The roster named by flags and config, loaded (so validated)."""
+    from fleetlib.roster import load_roster  # noqa: PLC0415  (see the note on imports above)
+
+    return load_roster(fleet_paths(c, home, roster).roster)
+
+
+def fleet_options(
     c: Context,
     *,
-    home: str,
-    roster: str,
     unit_dir: str = "",
     backend: str = "",
     dry_run: bool = False,
@@ -86,32 +117,68 @@ def open_lifecycle(
     lock_timeout: float | None = None,
     progress: ProgressHook | None = None,
     quiet: bool = False,
-    loaded: Roster | None = None,
-) -> Lifecycle:
-    """The fleet named by flags and config; loads (so validates) the roster unless given
-    (``loaded``). ``quiet`` (``--json``) sends a dry run's "would run" lines to stderr,
-    keeping stdout JSON; ``progress`` defaults to none."""
-    from fleetlib.backend import open_fleet  # noqa: PLC0415
-    from fleetlib.results import no_progress  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
+    host_timeout: float | None = None,
+    batch: int = 0,
+) -> FleetOptions:
+    """The options flags and config give (:class:`fleetlib.fleet.FleetOptions`). ``quiet``
+    (``--json``) sends a dry run's "would run" lines to stderr, keeping stdout JSON."""
+    from fleetlib.fleet import FleetOptions  # noqa: PLC0415
 
-    paths = fleet_paths(c, home, roster)
     directory = unit_dir_option(c, unit_dir)
-    return open_fleet(
-        paths,
-        loaded if loaded is not None else load_roster(paths.roster),
+    known = fleet_config(c).get("known_hosts") or DEFAULT_KNOWN_HOSTS
+    return FleetOptions(
         backend=requested_backend(c, backend),
         unit_dir=Path(directory).expanduser() if directory else None,
         dry_run=dry_run,
-        timeout=WAIT_TIMEOUT_S if timeout is None else timeout,
+        timeout=timeout,
         lock_timeout=lock_timeout,
-        progress=progress or no_progress,
         echo=stderr_line if quiet else print,
+        host_timeout=host_timeout_seconds(c, "") if host_timeout is None else host_timeout,
+        batch=batch,
+        known_hosts=Path(known).expanduser(),
+        **({"progress": progress} if progress is not None else {}),
     )
 
 
-def finish_operation(result: OperationResult, as_json: bool) -> None:
-    """Render ``result``; exit 1 naming the failures when an agent failed."""
+def open_any(
+    c: Context, *, home: str, roster: str, loaded: Roster | None = None, **chosen: Any
+) -> LocalFleet | HostsFleet:
+    """The fleet named by flags and config (:func:`fleetlib.fleet.open_fleet`: across its
+    hosts when the roster names any), with :func:`fleet_options` of ``chosen``; loads (so
+    validates) the roster unless given (``loaded``)."""
+    from fleetlib.fleet import open_fleet  # noqa: PLC0415
+
+    paths = fleet_paths(c, home, roster)
+    return open_fleet(paths, loaded if loaded is not None else load(c, home, roster), fleet_options(c, **chosen))
+
+
+def across_hosts(result: object) -> TypeIs[HostsResult[Any]]:
+    """Whether ``result`` is several hosts' (:class:`fleetlib.results.HostsResult`); the
+    results module is imported when a result is there to look at, not at start-up."""
+    from fleetlib.results import HostsResult  # noqa: PLC0415
+
+    return isinstance(result, HostsResult)
+
+
+def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], list[str]]) -> None:
+    """Print ``result`` (JSON, or ``text`` per answering host); exit 1 naming failed hosts."""
+    if as_json:
+        print_json(result.to_json())
+    else:
+        for line in host_lines(result, text):
+            print(line)
+    if not result.ok:
+        if not as_json:
+            for line in host_failure_lines(result):
+                stderr_line(spell_commands(line))
+        raise Exit(hosts_failure_message(result), code=OPERATION_FAILED)
+
+
+def finish_operation(result: OperationResult | HostsResult[OperationResult], as_json: bool) -> None:
+    """Render ``result``; exit 1 naming the failures when an agent (or a host) failed."""
+    if across_hosts(result):
+        finish_hosts(result, as_json, operation_lines)
+        return
     if as_json:
         print_json(result.to_json())
     else:
@@ -123,7 +190,10 @@ def finish_operation(result: OperationResult, as_json: bool) -> None:
         raise Exit(f"error: {spell_commands(failure_message(result))}", code=OPERATION_FAILED)
 
 
-def finish_install(result: InstallResult, as_json: bool) -> None:
+def finish_install(result: InstallResult | HostsResult[InstallResult], as_json: bool) -> None:
+    if across_hosts(result):
+        finish_hosts(result, as_json, install_lines)
+        return
     if as_json:
         print_json(result.to_json())
         return
@@ -157,35 +227,8 @@ def fleet_install(
     json: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-
-    backend = requested_backend(c, backend)
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts:  # several hosts: push each host's part, install there (README: Several hosts)
-        hosts_tasks.install(
-            c,
-            "install",
-            loaded,
-            paths,
-            backend=backend,
-            unit_dir=unit_dir,
-            enable=enable,
-            dry_run=dry_run,
-            as_json=json,
-        )
-        return
-    lifecycle = open_lifecycle(
-        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
-    )
-    if serve and lifecycle.unit_dir is None:
-        raise FleetError("--serve installs a systemd --user unit; without a user manager run `fleet serve` yourself")
-    result = lifecycle.install(enable=enable)
-    if serve and lifecycle.unit_dir is not None:
-        from fleetlib import serving  # noqa: PLC0415
-
-        result = serving.install_unit(result, paths, loaded, lifecycle.unit_dir, lifecycle.runner, enable=enable)
-    finish_install(result, json)
+    fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json)
+    finish_install(fleet.install(enable=enable, serve=serve), json)
 
 
 @task(auto_shortflags=False, help={**FLEET_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP})
@@ -200,33 +243,8 @@ def fleet_uninstall(
     json: bool = False,
 ) -> None:
     """Stop and disable every fleet unit and remove the unit files."""
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-
-    backend = requested_backend(c, backend)
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts:
-        hosts_tasks.install(
-            c,
-            "uninstall",
-            loaded,
-            paths,
-            backend=backend,
-            unit_dir=unit_dir,
-            enable=True,
-            dry_run=dry_run,
-            as_json=json,
-        )
-        return
-    lifecycle = open_lifecycle(
-        c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json, loaded=loaded
-    )
-    result = lifecycle.uninstall()
-    if lifecycle.unit_dir is not None:  # and `fleet install --serve`'s unit, if there is one
-        from fleetlib import serving  # noqa: PLC0415
-
-        result = serving.uninstall_unit(result, paths, lifecycle.unit_dir, lifecycle.runner)
-    finish_install(result, json)
+    fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json)
+    finish_install(fleet.uninstall(), json)
 
 
 # --------------------------------------------------------------------------- start / stop / restart
@@ -238,14 +256,14 @@ CONTROL_HELP: Final = {
     "lock_timeout": LOCK_TIMEOUT_HELP,
     "dry_run": DRY_RUN_HELP,
     "json": JSON_HELP,
-    "batch": hosts_tasks.BATCH_HELP,
-    "host_timeout": hosts_tasks.HOST_TIMEOUT_HELP,
+    "batch": BATCH_HELP,
+    "host_timeout": HOST_TIMEOUT_HELP,
     "fresh": "start and restart: begin new conversations instead of resuming the agents' own (roster `resume`).",
 }
 
 
-def control_task(action: str, doc: str) -> Task[Any]:
-    """Build the start/stop/restart task: same flags, one lifecycle method each."""
+def control_task(operation: Operation, doc: str) -> Task[Any]:
+    """Build the start/stop/restart task: same flags, one operation each."""
 
     def control(
         c: Context,
@@ -262,38 +280,15 @@ def control_task(action: str, doc: str) -> Task[Any]:
         host_timeout: str = "",
         fresh: bool = False,
     ) -> None:
-        from fleetlib.roster import load_roster  # noqa: PLC0415
-
         # Every flag is checked before anything happens, whether the roster has hosts or not.
-        if fresh and action == "stop":
+        if fresh and operation == "stop":
             raise FleetError("--fresh is for start and restart (a stop keeps the conversation for the next start)")
         wait = seconds("--timeout", timeout)
         lock_wait = seconds("--lock-timeout", lock_timeout)
-        batch_size = hosts_tasks.batch_size(batch)
-        per_host = hosts_tasks.host_timeout_seconds(c, host_timeout)
-        backend = requested_backend(c, backend)
-        paths = fleet_paths(c, home, roster)
-        loaded = load_roster(paths.roster)
-        if loaded.hosts:  # several hosts: the controller (README: Several hosts)
-            hosts_tasks.control(
-                c,
-                action,
-                loaded,
-                paths,
-                agent=agent,
-                backend=backend,
-                unit_dir=unit_dir,
-                timeout=wait,
-                lock_timeout=lock_wait,
-                dry_run=dry_run,
-                as_json=json,
-                batch=batch_size,
-                host_timeout=per_host,
-                fresh=fresh,
-            )
-            return
+        batches = batch_size(batch)
+        per_host = host_timeout_seconds(c, host_timeout)
         line = LiveLine.on_stderr(quiet=json)
-        lifecycle = open_lifecycle(
+        fleet = open_any(
             c,
             home=home,
             roster=roster,
@@ -302,19 +297,19 @@ def control_task(action: str, doc: str) -> Task[Any]:
             dry_run=dry_run,
             timeout=wait,
             lock_timeout=lock_wait,
-            progress=progress_hook(line, label=DOING[action]),
+            progress=progress_hook(line, label=DOING[operation]),
             quiet=json,
-            loaded=loaded,
+            host_timeout=per_host,
+            batch=batches,
         )
         try:
-            kwargs = {"fresh": True} if fresh else {}
-            result: OperationResult = getattr(lifecycle, action)(agent or None, **kwargs)
+            result = fleet.control(operation, agent or None, fresh=fresh)
         finally:
             line.clear()
         finish_operation(result, json)
 
     control.__doc__ = doc
-    control.__name__ = control.__qualname__ = f"fleet_{action}"
+    control.__name__ = control.__qualname__ = f"fleet_{operation}"
     built: Task[Any] = task(auto_shortflags=False, help=dict(CONTROL_HELP))(user_errors(control))
     return built
 
@@ -330,7 +325,7 @@ fleet_restart = control_task("restart", "Restart the fleet or one agent under th
         **FLEET_HELP,
         "agent": "Show this agent only.",
         "json": JSON_HELP,
-        "host_timeout": hosts_tasks.HOST_TIMEOUT_HELP,
+        "host_timeout": HOST_TIMEOUT_HELP,
     },
 )
 @user_errors
@@ -345,38 +340,29 @@ def fleet_status(
     host_timeout: str = "",
 ) -> None:
     """Show every agent's state; exit 0 when all are active, 3 otherwise."""
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-
-    per_host = hosts_tasks.host_timeout_seconds(c, host_timeout)
-    backend = requested_backend(c, backend)
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts:  # several hosts: rows of every host, with a host column
-        hosts_tasks.status(
-            c,
-            loaded,
-            paths,
-            agent=agent,
-            backend=backend,
-            unit_dir=unit_dir,
-            as_json=json,
-            host_timeout=per_host,
-        )
-        return
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    names = [lifecycle.roster.get(agent).name] if agent else lifecycle.roster.names()
-    lifecycle.ensure_installed(names)
-    status = lifecycle.status(agent or None)
-    if json:
-        # Measured only for --json (a few /proc reads per agent); text shows no figures.
-        from fleetlib.usage import fleet_sampler, with_usage  # noqa: PLC0415
-
-        status = with_usage(status, fleet_sampler(lifecycle.paths).sample(status.agents))
-        print_json(status_rows_json(status))
+    per_host = host_timeout_seconds(c, host_timeout)
+    fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, host_timeout=per_host)
+    # Figures (a few /proc reads per agent) only for --json; text shows none.
+    status = fleet.status(agent or None, usage=json)
+    if across_hosts(status):
+        if json:
+            print_json(status.agent_rows())
+        else:
+            for line in hosts_status_lines(status):
+                print(line)
+        if not status.ok:
+            for line in host_failure_lines(status):
+                stderr_line(spell_commands(line))
+            raise Exit(hosts_failure_message(status), code=OPERATION_FAILED)
+        all_up = all(report.all_up for _, report in status.answers())
     else:
-        for line in status_lines(status):
-            print(line)
-    if not status.all_up:
+        if json:
+            print_json(status.to_json())
+        else:
+            for line in status_lines(status):
+                print(line)
+        all_up = status.all_up
+    if not all_up:
         raise Exit(code=NOT_ALL_UP)
 
 
@@ -392,50 +378,33 @@ def fleet_doctor(
 
     Checks: the roster, tmux, the user manager, lingering, installed units against the
     roster (drift), agent commands and directories, the run dir, a stale restart lock, the
-    watcher and the agents of a running fleet (none failed)."""
-    directory = unit_dir_option(c, unit_dir)
+    watcher and the agents of a running fleet (none failed); with hosts, then every host:
+    reachable, its fleet version, and its own checks."""
+    from fleetlib.fleet import local_checks, open_fleet  # noqa: PLC0415
 
-    def local_checks() -> list[Check]:
-        from fleetlib.doctor import diagnose  # noqa: PLC0415
-
-        return diagnose(
-            fleet_paths(c, home, roster),
-            backend=requested_backend(c, backend),
-            unit_dir=Path(directory).expanduser() if directory else None,
-            command=options.command,
-        )
-
+    chosen = fleet_options(c, unit_dir=unit_dir, backend=backend)
     paths = fleet_paths(c, home, roster)
-    loaded = hosts_tasks.roster_if_valid(paths.roster)  # a broken roster is the roster check's finding
-    if loaded is not None and loaded.hosts:  # several hosts: this machine's checks, then every host's
-        hosts_tasks.doctor(c, loaded, local_checks, json)
+    try:
+        loaded = load(c, home, roster)
+    except FleetError:
+        # A missing or broken roster is the roster check's finding: this machine's checks say it.
+        print_checks(local_checks(paths, chosen, options.command), json)
         return
-    checks = local_checks()
-    print_checks(checks, json)
+    print_checks(open_fleet(paths, loaded, chosen).doctor(options.command), json)
+
+
+def print_checks(checks: list[Check], as_json: bool) -> None:
+    """``fleet doctor``'s output (a line per check, or the JSON list); exit 1 on a failure."""
+    if as_json:
+        print_json([check.to_json() for check in checks])
+    else:
+        for line in check_lines(checks):
+            print(line)
     if not all(check.ok for check in checks):
         raise Exit(code=OPERATION_FAILED)
 
 
 # --------------------------------------------------------------------------- talking to agents
-
-
-def make_messenger(paths: FleetPaths, roster: Roster, dry_run: bool = False, *, quiet: bool = False) -> Messenger:
-    from fleetlib.messaging import Messenger  # noqa: PLC0415
-    from fleetlib.runner import DryRunRunner, SubprocessRunner  # noqa: PLC0415
-
-    runner = DryRunRunner(echo=stderr_line if quiet else print) if dry_run else SubprocessRunner()
-    return Messenger(paths=paths, roster=roster, runner=runner)
-
-
-def send_lines(result: SendResult) -> list[str]:
-    lines = []
-    for outcome in result.agents:
-        if outcome.ok and outcome.detail:
-            lines.append(outcome.detail)
-        elif outcome.ok:
-            how = ": accepted" if outcome.verified else "" if result.dry_run else " (not verified)"
-            lines.append(f"{outcome.action} {result.characters} characters to {outcome.name}{how}")
-    return lines
 
 
 @task(
@@ -475,10 +444,7 @@ def fleet_send(
     answer; a busy agent is given --timeout to become idle before anything is typed; one
     that is not running (restarting, failed, exited, stopped) is refused (exit 2).
     With --wait idle|waiting it then waits, like `fleet wait`, for the turn to end."""
-    from fleetlib.broadcast import send_to  # noqa: PLC0415
     from fleetlib.messaging import read_message  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-    from fleetlib.waiting import wait_for  # noqa: PLC0415
 
     required("--message", message)
     limit = seconds("--timeout", timeout)
@@ -490,53 +456,37 @@ def fleet_send(
         raise FleetError(
             "--wait waits for the turn of an accepted message; it cannot be combined with --dry-run or --no-verify"
         )
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    messenger = make_messenger(paths, loaded, dry_run, quiet=json)
-    names = messenger.roster.names() if all else [messenger.roster.get(agent).name]
+    loaded = load(c, home, roster)
+    names = loaded.names() if all else [loaded.get(agent).name]
     text = read_message(message, sys.stdin.buffer)
     if not text:
         raise FleetError("--message is empty; give the text to send (or '-' to read it from stdin)")
-    if loaded.hosts:
-        if dry_run:
-            raise FleetError("with hosts, send has no --dry-run yet")
-        if wait:
-            raise FleetError("with hosts, send has no --wait yet; run `fleet wait` after it")
-        if all:
-            each = VERIFY_TIMEOUT_S if limit is None else limit
-
-            def local_send(part: Roster) -> dict[str, Any]:
-                sent = send_to(
-                    make_messenger(paths, part), part.names(), text, verify=verify, timeout=each, answer=answer
-                )
-                return sent.to_json()
-
-            hosts_tasks.send_all(
-                c, loaded, local_send, text=text, verify=verify, timeout=limit, as_json=json, answer=answer
-            )
+    fleet = open_any(c, home=home, roster=roster, dry_run=dry_run, quiet=json, loaded=loaded)
+    if wait and fleet.send_wait_refused:
+        raise FleetError(fleet.send_wait_refused)
+    sent = fleet.send(names, text, verify=verify, timeout=limit, answer=answer)
+    if across_hosts(sent):
+        if all or sent.hosts[0].host != LOCAL or sent.hosts[0].data is None:
+            finish_host_send(sent, single=not all, as_json=json)
             return
-        if hosts_tasks.send(
-            c, loaded, agent=agent, text=text, verify=verify, timeout=limit, as_json=json, answer=answer
-        ):
-            return
-    result = send_to(
-        messenger, names, text, verify=verify, timeout=VERIFY_TIMEOUT_S if limit is None else limit, answer=answer
-    )
+        result = sent.hosts[0].data  # this machine's agent: rendered like a fleet without hosts
+    else:
+        result = sent
     single = result.agents[0] if not all and result.agents else None
     if single is not None and not single.ok and single.exit_code != OPERATION_FAILED:
         raise FleetError(single.error or "send failed")  # e.g. the agent is not running: a user error
-    waited = None
+    waited: WaitResult | None = None
     if wait and result.ok:
-        lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir="", backend="", loaded=loaded)
-        name = names[0] if not all else None
-        waited = wait_for(lambda: lifecycle.status(name), wait, DEFAULT_WAIT_S if limit is None else limit)
+        found = fleet.wait(wait, names[0] if not all else None, WAIT_DEFAULT_S if limit is None else limit)
+        assert not across_hosts(found)  # refused above: with hosts, send has no --wait
+        waited = found
     if json:
         print_json({**result.to_json(), "wait": waited.to_json() if waited else None})
     else:
         for line in send_lines(result):
             print(line)
         if waited is not None and waited.ok:
-            print(wait_line(waited, names[0] if not all else None))
+            print(wait_line(waited.wanted, waited.seconds, names[0] if not all else None, len(waited.agents)))
     if waited is not None and not waited.ok:
         raise Exit(spell_commands(waited.error()), code=OPERATION_FAILED)
     if not result.ok:
@@ -553,21 +503,29 @@ def fleet_send(
         raise Exit(spell_commands(message), code=USER_ERROR if refused else OPERATION_FAILED)
 
 
-def wait_line(result: WaitResult, name: str | None) -> str:
-    """What a wait that reached its state says."""
-    who = name or f"all {len(result.agents)} agent(s)"
-    return f"{who}: {result.wanted} after {result.seconds:.1f} s"
+def finish_host_send(result: HostsResult[Any], *, single: bool, as_json: bool) -> None:
+    """A send across hosts: ``--all`` as every host's result; one agent as its host's
+    answer (its agents carrying the ``host``); a host that failed is one line, exit 2."""
+    if not single:
+        finish_hosts(result, as_json, send_all_lines)
+        return
+    (host,) = result.hosts
+    if host.data is None:
+        raise FleetError(f"{host.host}: {host.error}")
+    sent = host.data
+    if as_json:
+        print_json({**sent.to_json(), "agents": [{**item, "host": host.host} for item in sent.to_json()["agents"]]})
+    else:
+        for line in remote_send_lines(sent):
+            print(f"{host.host}: {line}")
+    if not sent.ok:
+        failed = "; ".join(f"{o.name}: {o.error}" for o in sent.failures)
+        raise Exit(spell_commands(f"error: send failed on {host.host}: {failed}"), code=OPERATION_FAILED)
 
 
 def _attach(c: Context, agent: str, home: str, roster: str, read_only: bool) -> None:
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-
     required("--agent", agent)
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts and hosts_tasks.attach(c, loaded, agent=agent, read_only=read_only):
-        return
-    code = make_messenger(paths, loaded).attach(agent, read_only=read_only)
+    code = open_any(c, home=home, roster=roster).attach(agent, read_only=read_only)
     if code:
         raise Exit(code=code)
 
@@ -617,8 +575,7 @@ def fleet_logs(
     The transcript is rendered as the pane showed it (--raw: the bytes as written).
     No transcript yet (or no such generation) is one line on stderr, exit 1."""
     from fleetlib import transcript  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-    from fleetlib.systemd import UnitNames  # noqa: PLC0415
+    from fleetlib.fleet import write_stdout  # noqa: PLC0415
 
     required("--agent", agent)
     count_lines = count("--lines", lines, LOG_LINES)
@@ -629,61 +586,8 @@ def fleet_logs(
         raise FleetError("--raw reads the transcript; it cannot be combined with --screen")
     if follow and which == "previous":
         raise FleetError("--follow shows new output; it cannot be combined with --generation previous")
-    loaded = load_roster(fleet_paths(c, home, roster).roster)
-    passed_on = [
-        *(["--screen"] if screen else []),
-        *(["--raw"] if raw else []),
-        *(["--generation", generation] if generation else []),
-    ]
-    if loaded.hosts and hosts_tasks.logs(c, loaded, agent=agent, lines=count_lines, follow=follow, extra=passed_on):
-        return
-    if not screen:
-        paths = fleet_paths(c, home, roster)
-        show_transcript(paths, loaded.get(agent).name, count_lines, which, follow=follow, raw=raw)
-        return
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    messenger = make_messenger(fleet_paths(c, home, roster), lifecycle.roster)
-    if follow:
-        try:
-            for chunk in messenger.follow(agent, count_lines):
-                print(chunk, flush=True)
-        except KeyboardInterrupt:
-            return
-        return
-    print(messenger.logs(agent, count_lines))
-    journal = lifecycle.journal(agent, count_lines)
-    if journal:
-        print(f"--- journal of {UnitNames.for_home(fleet_paths(c, home, roster).home).agent(agent)} ---")
-        print(journal.rstrip())
-
-
-def show_transcript(
-    paths: FleetPaths, name: str, lines: int, generation: str, *, follow: bool, raw: bool = False
-) -> None:
-    """Print the agent's transcript, rendered (or with ``raw`` the bytes as written,
-    :func:`fleetlib.transcript.read_raw`); with ``follow``, then what it gains until
-    interrupted. An empty generation is :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
-    from fleetlib import transcript  # noqa: PLC0415
-
-    def emit(chunk: str | bytes) -> None:
-        if isinstance(chunk, bytes):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-        else:
-            print(chunk, flush=True)
-
-    if follow:
-        chunks = (transcript.follow_raw if raw else transcript.follow)(paths, name, lines=lines, generation=generation)
-        try:
-            for chunk in chunks:
-                emit(chunk)
-        except KeyboardInterrupt:
-            return
-        return
-    text = (transcript.read_raw if raw else transcript.read)(paths, name, lines=lines, generation=generation)
-    if not text:
-        raise transcript.NoTranscript(f"the transcript of {name} holds no {generation} generation")
-    emit(text)
+    fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    fleet.logs(agent, count_lines, write_stdout, generation=generation, screen=screen, raw=raw, follow=follow)
 
 
 @task(
@@ -693,7 +597,7 @@ def show_transcript(
         "agent": "Agent to wait for.",
         "all": "Wait until every agent is in the state at once instead.",
         "for_": f"The state to wait for (required): {', '.join(WAITABLE)}.",
-        "timeout": f"How long to wait before failing, exit 1 (default {DEFAULT_WAIT_S:g}).",
+        "timeout": f"How long to wait before failing, exit 1 (default {WAIT_DEFAULT_S:g}).",
         "json": JSON_HELP,
     },
 )
@@ -717,26 +621,23 @@ def fleet_wait(
 
     Scripts use it to send the next message only when the agent is ready:
     `fleet wait --agent a1 --for idle && fleet send --agent a1 --message ...`."""
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-    from fleetlib.waiting import check_state, wait_for  # noqa: PLC0415
+    from fleetlib.waiting import check_state  # noqa: PLC0415
 
     wanted = check_state(for_)
     limit = seconds("--timeout", timeout)
     if bool(agent) == all:
         raise FleetError("give exactly one of --agent NAME or --all")
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts:  # several hosts: every host waits for its own agents, at once
-        hosts_tasks.wait(c, loaded, paths, agent=agent, state=wanted, timeout=limit, as_json=json)
+    fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend)
+    # Every host (and this machine's part) with the same --backend and --unit-dir.
+    result = fleet.wait(wanted, agent or None, WAIT_DEFAULT_S if limit is None else limit)
+    if across_hosts(result):
+        finish_hosts(result, json, host_wait_lines)
         return
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    name = lifecycle.roster.get(agent).name if agent else None
-    lifecycle.ensure_installed([name] if name else lifecycle.roster.names())
-    result = wait_for(lambda: lifecycle.status(name), wanted, DEFAULT_WAIT_S if limit is None else limit)
+    name = fleet.roster.get(agent).name if agent else None
     if json:
         print_json(result.to_json())
     elif result.ok:
-        print(wait_line(result, name))
+        print(wait_line(result.wanted, result.seconds, name, len(result.agents)))
     if not result.ok:
         raise Exit(spell_commands(result.error()), code=OPERATION_FAILED)
 

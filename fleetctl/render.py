@@ -2,14 +2,16 @@
 
 Every task renders from data: JSON is the object's ``to_json()``; the text is built from
 the same object by the pure ``*_lines`` functions here (one wording for both backends;
-dry runs say "would ..."; an operation that changed nothing says "nothing to do").
+dry runs say "would ..."; an operation that changed nothing says "nothing to do"). A
+result across hosts (:class:`~fleetlib.results.HostsResult`) is rendered with the same
+wording, each line prefixed with its host (``h1: restarted 2 agent(s) ...``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -19,8 +21,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 if TYPE_CHECKING:
-    from fleetlib.checks import Check
-    from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook
+    # Types only: the command line imports no fleetlib module at start-up (``fleet --list``).
+    from fleetlib.results import (
+        AgentOutcome,
+        Bootstrapped,
+        Check,
+        HostsResult,
+        InstallResult,
+        OperationResult,
+        Progress,
+        ProgressHook,
+        SendResult,
+        StatusReport,
+        Trusted,
+        WaitReport,
+    )
     from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
@@ -185,18 +200,9 @@ def _ago(iso: str | None, now: float) -> str:
     if not iso:
         return "-"
     try:
-        return _elapsed(now - datetime.fromisoformat(iso).timestamp())
+        seconds = max(0.0, now - datetime.fromisoformat(iso).timestamp())
     except ValueError:
         return "-"
-
-
-def _epoch_ago(epoch: float | None, now: float) -> str:
-    """:func:`_ago` of an epoch time, in whole seconds as the JSON's ISO times have it."""
-    return "-" if epoch is None or not math.isfinite(epoch) else _elapsed(now - int(epoch))
-
-
-def _elapsed(seconds: float) -> str:
-    seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -209,30 +215,129 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     long it has been in it, how long ago it last wrote anything; the backend's own states
     are in ``--json``."""
     now = time.time() if now is None else now
-    rows = [
-        [
-            a.name,
-            state_cell(a.shown_state, in_roster=a.in_roster),
-            _ago(a.state_since, now),
-            # Not a.to_json()["last_output_at"]: to_json reads each process's start in /proc.
-            _epoch_ago(a.last_output, now),
-            _or_dash(a.pid),
-            a.since or "-",
-            _or_dash(a.restarts),
-            str(a.failures),
-            _or_dash(a.exit_status),
-        ]
-        for a in [*status.agents, *status.strays]
-    ]
+    rows = status.to_json()
     return [
         f"backend: {status.backend}",
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
         *([f"note: {status.note}"] if status.note else []),
-        *table(["NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT"], rows),
-        *(f"{a.name}: {a.state}: {a.reason}" for a in [*status.agents, *status.strays] if a.reason),
-        # A failed resume (the agent started a new conversation) is news: one line each.
-        *(f"{a.name}: {a.session_note}" for a in status.agents if a.session_note),
+        *table(STATUS_HEADER, [status_cells(row, now) for row in rows]),
+        *status_notes(rows),
     ]
+
+
+STATUS_HEADER: Final = ("NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT")
+
+
+def status_cells(row: dict[str, Any], now: float) -> list[str]:
+    """One status row's cells (:data:`STATUS_HEADER`) from its JSON object (``status --json``),
+    so a row a host answered reads like a local one."""
+    return [
+        row["name"],
+        state_cell(row["state"], in_roster=row.get("in_roster") is not False),
+        _ago(row.get("state_since"), now),
+        _ago(row.get("last_output_at"), now),
+        _or_dash(row.get("pid")),
+        row.get("since") or "-",
+        _or_dash(row.get("restarts")),
+        str(row.get("failures", 0)),
+        _or_dash(row.get("exit_status")),
+    ]
+
+
+def status_notes(rows: Sequence[dict[str, Any]], prefix: str = "") -> list[str]:
+    """The lines under the table: why an agent is down, and a failed resume (the agent
+    started a new conversation), one line each."""
+    reasons = [f"{prefix}{row['name']}: {row['process_state']}: {row['reason']}" for row in rows if row.get("reason")]
+    notes = [f"{prefix}{row['name']}: {row['session_note']}" for row in rows if row.get("session_note")]
+    return reasons + notes
+
+
+def hosts_status_lines(result: HostsResult[StatusReport], now: float | None = None) -> list[str]:
+    """Every host's rows in one table: :func:`status_lines`' columns after a HOST column."""
+    now = time.time() if now is None else now
+    rows = result.agent_rows()
+    notes = [line for host, report in result.answers() for line in status_notes(report.agents, f"{host}: ")]
+    return [*table(["HOST", *STATUS_HEADER], [[row["host"], *status_cells(row, now)] for row in rows]), *notes]
+
+
+# --------------------------------------------------------------------------- several hosts
+
+
+def host_lines(result: HostsResult[Any], text: Callable[[Any], list[str]]) -> list[str]:
+    """``text`` of every host's answer, each line prefixed with the host."""
+    return [f"{host}: {line}" for host, answer in result.answers() for line in text(answer)]
+
+
+def host_failure_lines(result: HostsResult[Any]) -> list[str]:
+    """For stderr: each failed host and why (one line each)."""
+    return [f"error: {host.host}: {host.error}" for host in result.failed]
+
+
+def hosts_failure_message(result: HostsResult[Any]) -> str:
+    """The one ``error:`` line a command that failed on some host exits with."""
+    names = ", ".join(host.host for host in result.failed)
+    return f"error: {result.operation} failed on {len(result.failed)} host(s): {names}"
+
+
+def operation_lines(result: OperationResult) -> list[str]:
+    """A host's start/stop/restart: the summary, then each failure."""
+    return [operation_summary(result), *(f"{o.name}: {o.error}" for o in result.failures)]
+
+
+def send_all_lines(result: SendResult) -> list[str]:
+    """A host's ``send --all``: whom it sent to, then each failure."""
+    sent = [outcome.name for outcome in result.agents if outcome.ok]
+    done = [f"sent {result.characters} characters to {', '.join(sent)}"] if sent else []
+    return done + [f"FAILED {o.name}: {o.error}" for o in result.failures]
+
+
+def send_lines(result: SendResult) -> list[str]:
+    """What a send did, one line per agent it reached."""
+    lines = []
+    for outcome in result.agents:
+        if outcome.ok and outcome.detail:
+            lines.append(outcome.detail)
+        elif outcome.ok:
+            how = ": accepted" if outcome.verified else "" if result.dry_run else " (not verified)"
+            lines.append(f"{outcome.action} {result.characters} characters to {outcome.name}{how}")
+    return lines
+
+
+def remote_send_lines(result: SendResult) -> list[str]:
+    """A send to one agent on another host, as that host reported it."""
+    return [
+        f"{o.action} {result.characters} characters to {o.name}{': accepted' if o.verified else ''}"
+        for o in result.agents
+        if o.ok
+    ]
+
+
+def wait_line(wanted: str, seconds: float, name: str | None, count: int) -> str:
+    """What a wait that reached its state says."""
+    who = name or f"all {count} agent(s)"
+    return f"{who}: {wanted} after {seconds:.1f} s"
+
+
+def bootstrap_lines(result: Bootstrapped) -> list[str]:
+    return [f"installed {result.version} ({len(result.wheels)} wheels)"]
+
+
+def trust_lines(result: Trusted) -> list[str]:
+    return list(result.lines)
+
+
+def hosts_list_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``hosts.list``: a row per host (``local`` first): name, SSH target, backend, agents."""
+    body = [[r["host"], r["ssh"] or "-", r["backend"], str(r["agents"])] for r in rows]
+    return table(["HOST", "SSH", "BACKEND", "AGENTS"], body)
+
+
+def host_wait_lines(result: WaitReport) -> list[str]:
+    """A host's wait: the state reached and when, or where its agents were when it ended."""
+    if result.ok:
+        return [f"{result.wanted} after {result.seconds:.1f} s"]
+    where = ", ".join(f"{row.name} is {row.state}" for row in result.agents if not row.reached)
+    return [f"not {result.wanted} after {result.seconds:.1f} s: {where}"]
 
 
 # --------------------------------------------------------------------------- doctor
@@ -294,8 +399,6 @@ class LiveLine:
             now = self.clock()
             if not force and now - self._drawn_at < REDRAW_S:
                 return
-            import shutil  # noqa: PLC0415  # start-up: shutil loads bz2 and lzma; only a live line needs it
-
             width = shutil.get_terminal_size((80, 24)).columns
             self._text = text[: max(width - 1, 1)]
             self._drawn_at = now
@@ -321,6 +424,10 @@ class LiveLine:
             self.show(text, force=True)
 
 
+def _no_progress(_: Progress) -> None:
+    """Reports nothing (:func:`fleetlib.results.no_progress`, without importing fleetlib)."""
+
+
 def progress_text(progress: Progress, label: str = "") -> str:
     """``restarting: 143/200 up, 2.1 s``: ``label`` (default: the operation), how many
     agents reached the state the current phase waits for, and the time so far."""
@@ -331,11 +438,9 @@ def progress_text(progress: Progress, label: str = "") -> str:
 
 def progress_hook(line: LiveLine, label: str = "", min_agents: int = PROGRESS_MIN_AGENTS) -> ProgressHook:
     """A fleetlib progress hook drawing :func:`progress_text` on ``line`` for operations on
-    at least ``min_agents`` agents."""
+    at least ``min_agents`` agents (one that draws nothing when the line is off)."""
     if not line.enabled:
-        from fleetlib.results import no_progress  # noqa: PLC0415  # start-up: fleetlib loads when used
-
-        return no_progress
+        return _no_progress
 
     def hook(progress: Progress) -> None:
         if progress.total >= min_agents:
@@ -387,3 +492,23 @@ class StepTicker:
             self._stop.set()
             thread.join()
             self.line.clear()
+
+
+WORKTREE_HEADER: Final = ("AGENT", "PATH", "BRANCH", "AHEAD/BEHIND", "DIRTY", "LAST COMMIT")
+
+
+def worktree_lines(rows: Sequence[dict[str, Any]], *, with_host: bool) -> list[str]:
+    """``worktree.list``'s table: one row per agent (after its HOST across hosts)."""
+    body = [
+        [
+            *([str(row.get("host"))] if with_host else []),
+            str(row["agent"]),
+            str(row["path"]),
+            str(row["branch"]),
+            "-" if row["ahead"] is None else f"+{row['ahead']}/-{row['behind']}",
+            str(len(row["dirty"])) if row["exists"] else "-",
+            row["last_commit"] or ("-" if row["exists"] else "(not made yet)"),
+        ]
+        for row in rows
+    ]
+    return table([*(["HOST"] if with_host else []), *WORKTREE_HEADER], body)

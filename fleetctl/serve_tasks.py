@@ -36,9 +36,10 @@ def fleet_serve(
     Listens on loopback unless --bind says otherwise (then --token-file is needed, and TLS
     belongs in front). Prints the address with the token once (--json: {"url", "pid"});
     every request needs the token, every change also the page's own origin."""
-    from fleetctl.fleet_tasks import make_messenger, open_lifecycle  # noqa: PLC0415
+    from fleetctl.fleet_tasks import open_any  # noqa: PLC0415
     from fleetlib import serving  # noqa: PLC0415
     from fleetlib.errors import FleetError  # noqa: PLC0415
+    from fleetlib.fleet import LocalFleet  # noqa: PLC0415
     from fleetlib.roster import load_roster  # noqa: PLC0415
     from fleetlib.serving import DEFAULT_BIND  # noqa: PLC0415
     from fleetweb import guard  # noqa: PLC0415
@@ -59,7 +60,8 @@ def fleet_serve(
     from fleetweb.fleet import WebFleet  # noqa: PLC0415
     from fleetweb.server import serve  # noqa: PLC0415
 
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    fleet = WebFleet(lifecycle=lifecycle, messenger=make_messenger(paths, loaded))
+    local = open_any(c, home=home, roster=roster, loaded=loaded, unit_dir=unit_dir, backend=backend)
+    assert isinstance(local, LocalFleet)  # a roster with hosts was refused above
+    fleet = WebFleet(lifecycle=local.engine, messenger=local.messenger())
     say = lambda line: print(line, flush=True, file=sys.stdout)  # noqa: E731
     serve(fleet, token, address, as_json=json, record_in=paths.run_dir, say=say)

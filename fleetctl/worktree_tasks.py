@@ -1,36 +1,25 @@
-"""``worktree.*``: the agents' git worktrees (see :mod:`fleetlib.worktree`).
+"""``worktree.*``: the agents' git worktrees (see :mod:`fleetlib.worktree`), through the
+library's fleet (:meth:`fleetlib.fleet.LocalFleet.worktrees`, and across hosts
+:meth:`fleetlib.group.HostsFleet.worktrees`: each host's fleet acts on its own).
 
-``fleetlib.worktree`` and the fleet are imported inside the task bodies: the start-up of
-every other command never loads them for this namespace.
+The library is imported inside the task bodies: the start-up of every other command never
+loads it for this namespace.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from fleetctl.options import (
-    FAILED_EXIT,
-    FLEET_HELP,
-    JSON_HELP,
-    PATH_HELP,
-    fleet_paths,
-    required,
-    stderr_line,
-    user_errors,
-)
-from fleetctl.render import print_json, table
-
-if TYPE_CHECKING:
-    from fleetlib.remote import Deadline, HostLink
-    from fleetlib.roster import Roster
+from fleetctl.fleet_tasks import across_hosts, open_any
+from fleetctl.options import FAILED_EXIT, FLEET_HELP, JSON_HELP, PATH_HELP, required, stderr_line, user_errors
+from fleetctl.render import host_failure_lines, print_json, worktree_lines
 
 AGENT_HELP: Final = "Agent whose worktree to remove (required)."
-GIT_BUDGET_S: Final = 120.0  # a remote removal's git commands, beyond the host timeout
 FORCE_HELP: Final = "Remove it even with uncommitted changes or commits on no other branch (the branch stays)."
 
 
@@ -38,58 +27,17 @@ FORCE_HELP: Final = "Remove it even with uncommitted changes or commits on no ot
 @user_errors
 def worktree_list(c: Context, home: str = "", roster: str = "", json: bool = False) -> None:
     """List the agents' worktrees: path, branch, ahead/behind base, dirty files, last commit."""
-    from pathlib import Path  # noqa: PLC0415
-
-    from fleetctl import hosts_tasks  # noqa: PLC0415
-    from fleetlib import worktree  # noqa: PLC0415
-    from fleetlib.controller import HostsResult  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-    from fleetlib.runner import SubprocessRunner  # noqa: PLC0415
-
-    paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-
-    def local(part: Roster) -> Any:
-        bound, runner = worktree.bind(part, paths.home), SubprocessRunner()
-        agents = [a for a in bound.agents if a.worktree is not None]
-        return {"ok": True, "agents": [worktree.state(runner, bound, a, Path.home()).to_json() for a in agents]}
-
+    listed = open_any(c, home=home, roster=roster).worktrees()
     failed: list[str] = []
-    if loaded.hosts:  # each host's worktrees are on that host: its own fleet lists them
-        hosts = hosts_tasks.open_hosts(c, loaded)
-
-        def remote(link: HostLink, part: Roster, deadline: Deadline) -> Any:
-            run = link.fleet(["worktree.list", "--json"], deadline=deadline)
-            return {"ok": True, "agents": hosts_tasks.parsed_answer(link, run, list)}
-
-        with_worktrees = {agent.host for agent in loaded.agents if agent.worktree is not None}
-        names = [name for name in loaded.host_names() if name in with_worktrees]
-        try:
-            results = hosts_tasks.run_hosts(hosts, names, remote, local, hosts.settings.timeout)
-        finally:
-            hosts.close()
-        merged = HostsResult("worktree.list", results)
-        rows: list[dict[str, Any]] = merged.agent_rows()
-        failed = hosts_tasks.host_failure_lines(merged)
+    if across_hosts(listed):
+        rows: list[dict[str, Any]] = listed.agent_rows()
+        failed = host_failure_lines(listed)
     else:
-        rows = local(loaded)["agents"]
+        rows = listed.rows
     if json:
         print_json(rows)
     else:
-        body = [
-            [
-                *([str(row.get("host"))] if loaded.hosts else []),
-                str(row["agent"]),
-                str(row["path"]),
-                str(row["branch"]),
-                "-" if row["ahead"] is None else f"+{row['ahead']}/-{row['behind']}",
-                str(len(row["dirty"])) if row["exists"] else "-",
-                row["last_commit"] or ("-" if row["exists"] else "(not made yet)"),
-            ]
-            for row in rows
-        ]
-        header = ["AGENT", "PATH", "BRANCH", "AHEAD/BEHIND", "DIRTY", "LAST COMMIT"]
-        for line in table([*(["HOST"] if loaded.hosts else []), *header], body):
+        for line in worktree_lines(rows, with_host=across_hosts(listed)):
             print(line)
     if failed:
         for line in failed:
@@ -110,56 +58,16 @@ def worktree_remove(
     json: bool = False,
 ) -> None:
     """Remove an agent's worktree: only when it holds no uncommitted or unmerged work, unless --force."""
-    from pathlib import Path  # noqa: PLC0415
-
-    from fleetctl.fleet_tasks import open_lifecycle  # noqa: PLC0415
-    from fleetlib import worktree  # noqa: PLC0415
-    from fleetlib.errors import FleetError  # noqa: PLC0415
-    from fleetlib.hosts import LOCAL  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
-    from fleetlib.runner import SubprocessRunner  # noqa: PLC0415
-
     required("--agent", agent)
-    paths = fleet_paths(c, home, roster)
-    loaded = worktree.bind(load_roster(paths.roster), paths.home)
-    chosen = loaded.get(agent)
-    if chosen.worktree is None:
-        raise FleetError(f"agent {agent} has no worktree in {loaded.source}; nothing to remove")
-    if chosen.host != LOCAL:  # its worktree is on its host: that host's fleet removes it
-        answer = _on_host(c, loaded, agent, ["worktree.remove", "--agent", agent, "--json", *(["--force"] * force)])
-        removed_there = answer["removed"]
-        if json:
-            print_json({**answer, "host": chosen.host})
-        else:
-            print(f"{chosen.host}: removed worktree {removed_there['path']} of agent {agent} "
-                  f"(branch {removed_there['branch']} kept)")  # fmt: skip
-        return
-    lifecycle = open_lifecycle(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, loaded=loaded)
-    row = lifecycle.status(agent).by_name()[agent]
-    if not row.down:
-        raise FleetError(f"agent {agent} is {row.state} in its worktree; stop it first (fleet stop --agent {agent})")
-    removed = worktree.remove(SubprocessRunner(), loaded, chosen, Path.home(), force=force)
+    removal = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend).remove_worktree(
+        agent, force=force
+    )
     if json:
-        print_json({"operation": "worktree.remove", "removed": removed.to_json(), "forced": force})
+        print_json(removal.to_json())
         return
-    print(f"removed worktree {removed.path} of agent {agent} (branch {removed.branch} kept)")
-
-
-def _on_host(c: Context, loaded: Roster, agent: str, argv: list[str]) -> Any:
-    """``fleet argv`` on ``agent``'s host, its JSON answer; its refusal as our own one line."""
-    from fleetctl import hosts_tasks  # noqa: PLC0415
-    from fleetlib.errors import FleetError  # noqa: PLC0415
-    from fleetlib.remote import Deadline, HostError  # noqa: PLC0415
-
-    routed = hosts_tasks.on_agent_host(c, loaded, agent)
-    assert routed is not None
-    hosts, link = routed
-    try:
-        return hosts_tasks.remote_answer(link, argv, dict, deadline=Deadline(hosts.settings.timeout + GIT_BUDGET_S))
-    except HostError as exc:
-        raise FleetError(f"{link.host.name}: {str(exc).removeprefix('error: ')}") from None
-    finally:
-        hosts.close()
+    where = f"{removal.host}: " if removal.host else ""
+    path, branch = removal.removed["path"], removal.removed["branch"]
+    print(f"{where}removed worktree {path} of agent {agent} (branch {branch} kept)")
 
 
 worktree_ns = Collection("worktree")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from fleetlib import defaults
 from fleetlib.runtimes import RUNTIMES, ScreenRules
 
-ACTIVITY_STATES: Final = ("working", "waiting", "idle")
-
+ACTIVITY_STATES: Final = defaults.ACTIVITY_STATES
 FALLBACK_RULES: Final = ScreenRules()
 """Rules for a custom or unknown runtime: no patterns, output age alone decides."""
 

@@ -24,6 +24,8 @@ from fleetlib.remote import VENV, Deadline, HostError, HostLink
 from fleetlib.runner import SubprocessRunner
 
 WHEELS: Final = ".local/share/fleet/wheels"  # relative to the remote home
+# A host gets fleet with the hosts extra (Fabric), like the controller: it may drive hosts too.
+EXTRAS: Final = "[hosts]"
 BUILD_TIMEOUT_S: Final = 600.0
 INSTALL_TIMEOUT_S: Final = 600.0
 MIN_PYTHON: Final = (3, 11)
@@ -57,7 +59,8 @@ def _copy_source(tree: Path, into: Path) -> Path:
 
 
 def build_wheels(directory: Path, source: Path | None = None) -> list[Path]:
-    """Build the fleet wheel and its dependencies' wheels into ``directory``; return them.
+    """Build the fleet wheel and its dependencies' wheels (the :data:`EXTRAS` included) into
+    ``directory``; return them.
 
     Runs ``pip wheel`` once on a copy of the source (setuptools would otherwise leave
     ``build/`` in the tree); without build isolation when setuptools and wheel are both
@@ -69,7 +72,7 @@ def build_wheels(directory: Path, source: Path | None = None) -> list[Path]:
     argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "-w", str(out)]
     if all(importlib.util.find_spec(name) is not None for name in ("setuptools", "wheel")):
         argv.append("--no-build-isolation")
-    done = SubprocessRunner(timeout=BUILD_TIMEOUT_S).run([*argv, str(copy)])
+    done = SubprocessRunner(timeout=BUILD_TIMEOUT_S).run([*argv, f"{copy}{EXTRAS}"])
     if done.timed_out:
         raise FleetOperationError(f"pip wheel did not finish within {BUILD_TIMEOUT_S:g}s")
     if done.returncode != 0:
@@ -109,7 +112,7 @@ def install_on(link: HostLink, wheels: list[Path], version: str) -> str:
     pip = f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-index --find-links {store}"
     # A venv without pip (an interrupted earlier bootstrap) is made again from scratch.
     _step(link, "creating the virtualenv", f"[ -x {venv}/bin/pip ] || {{ rm -rf {venv} && python3 -m venv {venv}; }}")
-    _step(link, "installing dependencies", f"{pip} {shlex.quote(f'fleet=={version}')}")
+    _step(link, "installing dependencies", f"{pip} {shlex.quote(f'fleet{EXTRAS}=={version}')}")
     _step(link, "installing fleet", f"{pip} --no-deps --force-reinstall {store}/{shlex.quote(fleet_wheel)}")
     answer = _step(link, "checking the version", f"{venv}/bin/fleet --version", timeout=link.settings.timeout).strip()
     if answer != f"fleet {version}":

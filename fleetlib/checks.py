@@ -1,4 +1,5 @@
-"""A finding of ``fleet doctor``: what was seen, whether it is fine, and how to fix it.
+"""Building a finding of ``fleet doctor`` (:class:`fleetlib.results.Check`): passed,
+failed with its fix, or skipped as not relevant here.
 
 Its own module so that every mechanism can report a check (the served page's
 ``fleetlib.serving``, say) without importing the doctor that gathers them all.
@@ -6,23 +7,9 @@ Its own module so that every mechanism can report a check (the served page's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from fleetlib.results import Check
 
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: ``detail`` says what was seen, ``fix`` how to repair a failure. A
-    ``skipped`` check (not relevant here, e.g. lingering on the tmux backend) passes."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-    skipped: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail, "fix": self.fix}
+__all__ = ["Check", "failed", "passed", "skipped"]
 
 
 def passed(name: str, detail: str) -> Check:

@@ -14,8 +14,8 @@ Guarantees:
   Threads are daemons, so a wedged host can never keep the command from exiting.
 * **Batches.** :func:`in_batches` runs K hosts at a time and stops after the first batch
   with a failure; hosts never attempted are listed as such.
-* **Results as data.** Every host's parsed JSON answer is kept; :class:`HostsResult`
-  merges them (``host`` on every agent row) and renders to JSON.
+* **Results as data.** Every host's answer is a typed result
+  (:class:`~fleetlib.results.HostResult`, merged into a :class:`~fleetlib.results.HostsResult`).
 """
 
 from __future__ import annotations
@@ -24,77 +24,20 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL
-from fleetlib.remote import Deadline, HostError, HostLink, RemoteRun
-from fleetlib.results import AgentOutcome, OperationResult
+from fleetlib.remote import HostError, RemoteRun
+from fleetlib.results import HostData, HostResult, HostsResult
+
+__all__ = ["HostResult", "HostsResult", "fan_out", "in_batches", "local_first", "parse_answer"]
 
 # Remote exit codes that still carry a JSON answer on stdout: ok, operation failed, not all up.
 ANSWERING_EXITS: Final = (0, 1, 3)
 
-HostJob = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class HostResult:
-    """One host's part of a command: its parsed answer, or the one line saying why not."""
-
-    host: str
-    ok: bool
-    seconds: float
-    data: Any = None
-    error: str | None = None
-    attempted: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "ok": self.ok,
-            "attempted": self.attempted,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-            "result": self.data,
-        }
-
-
-@dataclass(frozen=True)
-class HostsResult:
-    """A whole-fleet command across hosts: one :class:`HostResult` per host."""
-
-    operation: str
-    hosts: list[HostResult]
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(host.ok for host in self.hosts)
-
-    @property
-    def failed(self) -> list[HostResult]:
-        return [host for host in self.hosts if not host.ok]
-
-    def agent_rows(self) -> list[dict[str, Any]]:
-        """Every agent object of every answering host, with its ``host``."""
-        rows: list[dict[str, Any]] = []
-        for host in self.hosts:
-            data = host.data
-            items = data if isinstance(data, list) else data.get("agents", []) if isinstance(data, dict) else []
-            rows.extend({**item, "host": host.host} for item in items if isinstance(item, dict))
-        return rows
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "operation": self.operation,
-            "ok": self.ok,
-            "seconds": round(self.seconds, 3),
-            "hosts": [host.to_json() for host in self.hosts],
-            "agents": self.agent_rows(),
-            **self.extra,
-        }
+D = TypeVar("D", bound=HostData)
+HostJob = Callable[[str], D]
 
 
 def _one_line(text: str) -> str:
@@ -103,7 +46,7 @@ def _one_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), text.strip() or "failed")
 
 
-def _run_one(host: str, job: HostJob, slot: list[HostResult]) -> None:
+def _run_one(host: str, job: HostJob[D], slot: list[HostResult[D]]) -> None:
     started = time.monotonic()
     try:
         data = job(host)
@@ -114,19 +57,17 @@ def _run_one(host: str, job: HostJob, slot: list[HostResult]) -> None:
         problem = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
         slot.append(HostResult(host=host, ok=False, seconds=time.monotonic() - started, error=problem))
         return
-    ok = bool(data.get("ok", True)) if isinstance(data, dict) else True
-    error = None if ok else "the operation failed on this host (see its agents)"
-    slot.append(HostResult(host=host, ok=ok, seconds=time.monotonic() - started, data=data, error=error))
+    slot.append(HostResult.answered(host, data, time.monotonic() - started))
 
 
-def fan_out(hosts: Sequence[str], job: HostJob, deadline: float) -> list[HostResult]:
+def fan_out(hosts: Sequence[str], job: HostJob[D], deadline: float) -> list[HostResult[D]]:
     """Run ``job(host)`` for every host at once; each gets ``deadline`` seconds.
 
     A job that raises :class:`HostError`/:class:`FleetError` fails its host with that line;
     one still running at its deadline fails with "no answer within ..." and is abandoned
     (a daemon thread: it cannot keep the process alive). Results keep the order of ``hosts``.
     """
-    slots: dict[str, list[HostResult]] = {host: [] for host in hosts}
+    slots: dict[str, list[HostResult[D]]] = {host: [] for host in hosts}
     threads = {
         host: threading.Thread(target=_run_one, args=(host, job, slots[host]), name=f"fleet-host-{host}", daemon=True)
         for host in hosts
@@ -134,7 +75,7 @@ def fan_out(hosts: Sequence[str], job: HostJob, deadline: float) -> list[HostRes
     started = time.monotonic()
     for thread in threads.values():
         thread.start()
-    results: list[HostResult] = []
+    results: list[HostResult[D]] = []
     for host, thread in threads.items():
         # A join longer than the platform's lock timeout would raise OverflowError: wait
         # that long at most (about 292 years), which is waiting "forever".
@@ -153,10 +94,10 @@ def fan_out(hosts: Sequence[str], job: HostJob, deadline: float) -> list[HostRes
     return results
 
 
-def in_batches(hosts: Sequence[str], size: int, job: HostJob, deadline: float) -> list[HostResult]:
+def in_batches(hosts: Sequence[str], size: int, job: HostJob[D], deadline: float) -> list[HostResult[D]]:
     """:func:`fan_out` over ``size`` hosts at a time; after a batch with a failure the
     remaining hosts are not attempted (``attempted`` false, with the reason)."""
-    results: list[HostResult] = []
+    results: list[HostResult[D]] = []
     for index in range(0, len(hosts), size):
         batch = fan_out(hosts[index : index + size], job, deadline)
         results.extend(batch)
@@ -186,41 +127,6 @@ def parse_answer(host: str, run: RemoteRun, expect: type) -> Any:
     if run.exit_code not in ANSWERING_EXITS:
         raise HostError(run.error_line())
     raise HostError(f"unexpected answer from fleet on {host} (exit {run.exit_code}): not {expect.__name__} JSON")
-
-
-def remote_fleet_json(
-    link: HostLink, argv: Sequence[str], expect: type, *, deadline: Deadline, stdin: str | None = None
-) -> Any:
-    """Run ``fleet argv`` on ``link``'s host (connecting included, within ``deadline``) and
-    return its parsed JSON answer."""
-    return parse_answer(link.host.name, link.fleet(argv, stdin=stdin, deadline=deadline), expect)
-
-
-def operation_from_json(data: dict[str, Any]) -> OperationResult:
-    """An :class:`OperationResult` rebuilt from its ``to_json`` (what a host answered),
-    so the controller renders a host's result with the same text as a local one."""
-    agents = [
-        AgentOutcome(
-            name=item["name"],
-            action=item["action"],
-            old_pid=item.get("old_pid"),
-            new_pid=item.get("new_pid"),
-            seconds=float(item.get("seconds") or 0.0),
-            error=item.get("error"),
-            exit_status=item.get("exit_status"),
-            output=item.get("output"),
-        )
-        for item in data.get("agents", [])
-    ]
-    return OperationResult(
-        operation=data["operation"],
-        backend=data.get("backend", "?"),
-        agents=agents,
-        seconds=float(data.get("seconds") or 0.0),
-        dry_run=bool(data.get("dry_run")),
-        holder=data.get("holder"),
-        commands=[list(argv) for argv in data.get("commands", [])],
-    )
 
 
 def local_first(hosts: Sequence[str]) -> list[str]:

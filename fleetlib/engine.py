@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fleetlib import activity, hooks, procs, sessions, watcher_config, worktree
+from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config, worktree
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
@@ -68,7 +68,7 @@ __all__ = [
     "Lifecycle",
 ]
 
-WAIT_TIMEOUT_S: Final = 120.0
+WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Final
 
 LOCAL: Final = "local"
+DEFAULT_KNOWN_HOSTS: Final = "~/.ssh/known_hosts"
+DEFAULT_HOST_TIMEOUT_S: Final = 10.0
 HOST_KEYS: Final = ("ssh", "identity_file", "backend")
 HOST_BACKENDS: Final = ("auto", "systemd", "tmux")
 # Host names appear in output columns, JSON and `--host`: the agent-name alphabet.

@@ -74,7 +74,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fleetlib import activity, menu, tmux
+from fleetlib import activity, defaults, menu, tmux
 from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -85,7 +85,7 @@ from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
 from fleetlib.tmux_client import TMUX_TIMEOUT_S, TmuxClient
 
-VERIFY_TIMEOUT_S: Final = 15.0
+VERIFY_TIMEOUT_S: Final = defaults.VERIFY_TIMEOUT_S
 PASTE_SETTLE_S: Final = 1.0  # at most this long for a paste to show before its Enter
 CAPTURE_LINES: Final = 2000  # scroll-back compared before/after a send (tmux keeps 2000 by default)
 POLL_S: Final = 0.1

@@ -67,8 +67,6 @@ VENV: Final = ".local/share/fleet/venv"  # relative to the remote user's home
 REMOTE_FLEET_HOME: Final = ".config/mosaic"  # the remote user's default fleet home
 SKEW_EXIT: Final = 97
 MISSING_EXIT: Final = 98
-DEFAULT_KNOWN_HOSTS: Final = "~/.ssh/known_hosts"
-DEFAULT_HOST_TIMEOUT_S: Final = 10.0
 
 
 NO_EXIT_STATUS: Final = -1  # paramiko's exit status for a channel closed without one

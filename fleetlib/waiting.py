@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fleetlib.activity import ACTIVITY_STATES
+from fleetlib.defaults import WAIT_DEFAULT_S, WAITABLE
 from fleetlib.errors import FleetError
+from fleetlib.results import WaitReport, WaitRow
 from fleetlib.status import DOWN_STATES, AgentStatus, FleetStatus
 
-WAITABLE: Final = (*ACTIVITY_STATES, "running", "restarting", "exited", "failed", "stopped")
-DEFAULT_TIMEOUT_S: Final = 300.0
+DEFAULT_TIMEOUT_S: Final = WAIT_DEFAULT_S  # the name callers import
 POLL_S: Final = 0.2
 
 
@@ -74,17 +74,13 @@ class WaitResult:
         still = ", ".join(f"{row.name} is {row.shown_state}" for row in self.pending)
         return f"error: timed out after {self.seconds:.1f} s waiting for {self.wanted}: {still}"
 
+    def report(self) -> WaitReport:
+        """The result as data (what a host answers, what ``--json`` prints)."""
+        rows = [WaitRow(row.name, row.shown_state, reached(row, self.wanted)) for row in self.agents]
+        return WaitReport(self.wanted, self.ok, self.seconds, rows)
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "operation": "wait",
-            "for": self.wanted,
-            "ok": self.ok,
-            "seconds": round(self.seconds, 3),
-            "agents": [
-                {"name": row.name, "state": row.shown_state, "reached": reached(row, self.wanted)}
-                for row in self.agents
-            ],
-        }
+        return self.report().to_json()
 
 
 def wait_for(

@@ -144,7 +144,7 @@ class WebFleet:
 
     def send(self, name: str, text: str, *, answer: bool) -> Said:
         """``fleet send --agent NAME [--answer] --message TEXT``, said as it says it."""
-        from fleetctl.fleet_tasks import send_lines  # noqa: PLC0415 (the task module imports much)
+        from fleetctl.render import send_lines  # noqa: PLC0415
 
         try:
             self.messenger.roster.get(name)

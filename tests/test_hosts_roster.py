@@ -4,10 +4,12 @@ and the command line's bad input (one line, exit 2, no traceback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -338,7 +340,7 @@ def test_hosts_list(tmp_path: Path) -> None:
 
 
 def test_watch_runs_openssh_with_a_tty_strict_keys_and_no_prompts(tmp_path: Path) -> None:
-    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.group import ssh_argv
     from fleetlib.remote import HostLink, RemoteSettings
 
     roster = parse_roster(HOSTS, "r.yaml")
@@ -372,7 +374,7 @@ def test_watch_through_jump_hosts_checks_every_hop_like_the_host(tmp_path: Path)
     """OpenSSH's ProxyJump would give the hops none of the -o options (default known_hosts, a
     possible prompt): each hop is an `ssh -W` of its own with the same strict options, even
     with a '%' in a path (each nesting level expands tokens once)."""
-    from fleetctl.hosts_tasks import ssh_argv
+    from fleetlib.group import ssh_argv
     from fleetlib.remote import HostLink, RemoteSettings
 
     known = tmp_path / "k%h nown"
@@ -422,3 +424,107 @@ def test_a_host_failure_is_one_line_whatever_the_exception_says() -> None:
     results = {r.host: r for r in fan_out(["bug", "host"], job, deadline=5)}
     assert results["bug"].error == "internal error: RuntimeError: Command did not complete within 3 seconds!"
     assert results["host"].error == "no answer from h"
+
+
+# --------------------------------------------------------------------------- Fabric optional, start-up
+
+# Run the `fleet` program with Fabric and paramiko hidden from the import system, as in an
+# install without the `hosts` extra.
+WITHOUT_FABRIC = """\
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("fabric", "paramiko"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Hide())
+from fleetctl.program import main
+sys.argv[0] = "fleet"
+main()
+"""
+
+
+@pytest.mark.parametrize("args", [("status",), ("restart",), ("hosts.trust",), ("doctor",), ("top", "--once")])
+def test_a_roster_with_hosts_without_fabric_says_how_to_install_it(tmp_path: Path, args: tuple[str, ...]) -> None:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(HOSTS)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_FABRIC, *args, "--home", str(tmp_path), "--roster", str(roster)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [
+        f"error: {roster} names hosts, which needs Fabric (fabric is not installed); "
+        "install it with: pip install 'fleet[hosts]'"
+    ], done.stderr
+    assert done.stdout == ""
+
+
+def test_a_roster_without_hosts_runs_without_fabric(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(LOCAL_ONLY)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_FABRIC,
+            "hosts.list",
+            "--json",
+            "--home",
+            str(tmp_path),
+            "--roster",
+            str(roster),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done
+    assert [row["host"] for row in json.loads(done.stdout)] == ["local"]
+
+
+def test_the_fleet_and_hosts_task_modules_import_no_library_at_start_up() -> None:
+    """Start-up (issue 22): importing the task modules loads only fleetlib's modules of
+    constants and plain dataclasses; the library proper comes with the task that runs."""
+    code = (
+        "import sys\n"
+        "import fleetctl.fleet_tasks, fleetctl.hosts_tasks, fleetctl.top_tasks\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('fleetlib', 'fabric', 'paramiko', 'rich')))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    allowed = {
+        "fleetlib",
+        "fleetlib.defaults",
+        "fleetlib.errors",
+        "fleetlib.hosts",
+        "fleetlib.paths",
+        "fleetlib.results",
+    }
+    assert set(done.stdout.split()) <= allowed, done.stdout
+
+
+def test_top_sort_names_are_the_librarys() -> None:
+    from fleetctl.top_tasks import SORT_NAMES
+    from fleetlib.top import SORT_KEYS
+
+    assert tuple(SORT_KEYS) == SORT_NAMES
+
+
+HOSTS_LOCAL_AGENTS = "version: 1\nhosts:\n  gpu1: alice@10.0.0.5\nagents:\n  - {name: a1, runtime: shell}\n"
+
+
+def test_wait_with_hosts_gives_this_machine_the_backend_and_unit_dir_asked_for(tmp_path: Path) -> None:
+    """Defect: with hosts, `wait` dropped --backend and --unit-dir for this machine's agents
+    (it waited on the default backend). No agent is on gpu1, so no SSH is needed."""
+    units = tmp_path / "units"
+    args = ("wait", "--all", "--for", "running", "--timeout", "1", "--backend", "systemd", "--unit-dir", str(units))
+    done = _fleet(tmp_path, *args, roster_text=HOSTS_LOCAL_AGENTS)
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [
+        f"error: local: fleet units are not installed in {units}; run `fleet install`",
+        "error: wait failed on 1 host(s): local",
+    ]

@@ -429,6 +429,33 @@ def test_local_agents_run_beside_the_hosts(cluster: Cluster) -> None:
         cluster.fleet("stop", "--backend", "tmux")
 
 
+def test_top_and_wait_cover_every_host_and_this_machine(cluster: Cluster) -> None:
+    """`fleet top` shows one row per agent of every host (a host column); `wait` gives this
+    machine's part the same --backend as every other command."""
+    cluster.write_roster("  - {name: here, runtime: shell}\n" + shell_agents())
+    try:
+        assert cluster.fleet("install", "--backend", "tmux").returncode == 0
+        assert cluster.fleet("start", "--backend", "tmux").returncode == 0
+        waited = cluster.fleet("wait", "--all", "--for", "running", "--timeout", "30", "--backend", "tmux", "--json")
+        assert waited.returncode == 0, waited
+        assert [h["host"] for h in json.loads(waited.stdout)["hosts"]] == ["local", "h1", "h2", "h3"]
+        rows = cluster.fleet_json("top", "--once", "--sort", "name", "--backend", "tmux")
+        assert isinstance(rows, list)
+        assert sorted((row["host"], row["name"]) for row in rows) == [
+            ("h1", "h1a0"),
+            ("h2", "h2a0"),
+            ("h3", "h3a0"),
+            ("local", "here"),
+        ]
+        assert all(isinstance(row["pid"], int) and row["state"] != "stopped" for row in rows), rows
+        text = cluster.fleet("top", "--once", "--backend", "tmux", env=cluster.env(COLUMNS="200"))
+        assert text.returncode == 0, text
+        assert "HOST" in text.stdout
+        assert "h3a0" in text.stdout
+    finally:
+        cluster.fleet("stop", "--backend", "tmux")
+
+
 def test_install_reaches_a_host_left_without_agents(cluster: Cluster) -> None:
     cluster.up(shell_agents())
     cluster.write_roster(shell_agents().replace("h3a0", "h2a9").replace("host: h3", "host: h2"))

@@ -1,0 +1,83 @@
+"""Result types as data: every ``from_json`` rebuilds what ``to_json`` wrote (what another
+host answers), and refuses an answer of another shape with a ValueError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleetlib.results import (
+    AgentOutcome,
+    Bootstrapped,
+    Check,
+    Checks,
+    HostResult,
+    HostsResult,
+    InstallResult,
+    OperationResult,
+    SendOutcome,
+    SendResult,
+    StatusReport,
+    TopRows,
+    Trusted,
+    WaitReport,
+    WaitRow,
+)
+
+OPERATION = OperationResult(
+    "restart",
+    "systemd",
+    [AgentOutcome("a1", "restarted", 10, 11, 1.25), AgentOutcome("a2", "failed", 12, None, 3.0, "gone", 1, "out")],
+    4.5,
+    holder="unchanged",
+    commands=[["systemctl", "--user", "restart", "x"]],
+)
+SAMPLES: list[Any] = [
+    OPERATION,
+    InstallResult("install", "tmux", written=["/a"], notes=["n"], stopped=["old"]),
+    SendResult(5, True, False, 0.5, [SendOutcome("a1", "sent", True, 0.2), SendOutcome("a2", "failed", error="x")]),
+    WaitReport("idle", False, 2.0, [WaitRow("a1", "idle", True), WaitRow("a2", "working", False)]),
+    StatusReport(False, [{"name": "a1", "state": "failed", "pid": None}]),
+    Checks([Check("roster", True, "ok"), Check("tmux", False, "missing", "install tmux")]),
+    Bootstrapped("fleet 0.1.0", ["fleet-0.1.0-py3-none-any.whl"]),
+    Trusted(["recorded ssh-ed25519 SHA256:x for h1"]),
+    TopRows([{"name": "a1", "cpu_percent": 1.5}]),
+]
+
+
+@pytest.mark.parametrize("result", SAMPLES, ids=lambda result: type(result).__name__)
+def test_from_json_rebuilds_what_to_json_wrote(result: Any) -> None:
+    rebuilt = type(result).from_json(result.to_json())
+    assert rebuilt.to_json() == result.to_json()
+
+
+def test_hosts_result_round_trips_with_typed_answers() -> None:
+    hosts = HostsResult(
+        "restart",
+        [HostResult.answered("h1", OPERATION, 4.5), HostResult("h2", False, 10.0, error="no SSH answer within 10s")],
+        12.0,
+    )
+    rebuilt = HostsResult.from_json(hosts.to_json(), OperationResult.from_json)
+    assert rebuilt.to_json() == hosts.to_json()
+    assert [h.host for h in rebuilt.failed] == ["h1", "h2"]  # h1 answered, but an agent failed
+    assert rebuilt.answers()[0][1].failures[0].name == "a2"
+    assert [row["host"] for row in rebuilt.agent_rows()] == ["h1", "h1"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer"),
+    [
+        (OperationResult, []),
+        (OperationResult, {"operation": "restart", "agents": [{"name": "a1", "action": "exploded"}]}),
+        (InstallResult, {"operation": "install", "backend": "tmux", "written": [1]}),
+        (SendResult, {"characters": "5"}),
+        (WaitReport, {"for": "idle", "ok": "yes"}),
+        (StatusReport, {"all_up": True, "agents": [{"state": "idle"}]}),
+        (Checks, {"checks": []}),
+        (TopRows, [{"cpu_percent": 1}]),
+    ],
+)
+def test_from_json_refuses_another_shape(kind: Any, answer: Any) -> None:
+    with pytest.raises(ValueError, match=r"\w"):  # any one-line reason
+        kind.from_json(answer)
