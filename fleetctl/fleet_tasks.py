@@ -143,10 +143,10 @@ def fleet_options(
 def open_any(
     c: Context, *, home: str, roster: str, loaded: Roster | None = None, **chosen: Any
 ) -> LocalFleet | HostsFleet:
-    """The fleet named by flags and config (:func:`fleetlib.fleet.open_fleet`: across its
+    """The fleet named by flags and config (:func:`fleetlib.api.open_fleet`: across its
     hosts when the roster names any), with :func:`fleet_options` of ``chosen``; loads (so
     validates) the roster unless given (``loaded``)."""
-    from fleetlib.fleet import open_fleet  # noqa: PLC0415
+    from fleetlib.api import open_fleet  # noqa: PLC0415
 
     paths = fleet_paths(c, home, roster)
     return open_fleet(paths, loaded if loaded is not None else load(c, home, roster), fleet_options(c, **chosen))
@@ -380,7 +380,8 @@ def fleet_doctor(
     roster (drift), agent commands and directories, the run dir, a stale restart lock, the
     watcher and the agents of a running fleet (none failed); with hosts, then every host:
     reachable, its fleet version, and its own checks."""
-    from fleetlib.fleet import local_checks, open_fleet  # noqa: PLC0415
+    from fleetlib.api import open_fleet  # noqa: PLC0415
+    from fleetlib.fleet import local_checks  # noqa: PLC0415
 
     chosen = fleet_options(c, unit_dir=unit_dir, backend=backend)
     paths = fleet_paths(c, home, roster)

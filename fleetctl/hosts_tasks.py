@@ -1,7 +1,7 @@
 """The ``hosts.*`` tasks: list the roster's hosts, trust their keys, install fleet there.
 
 The ``fleet.*`` tasks drive a roster with ``hosts:`` through the library
-(:class:`fleetlib.group.HostsFleet`, chosen by :func:`fleetlib.fleet.open_fleet`); only what
+(:class:`fleetlib.group.HostsFleet`, chosen by :func:`fleetlib.api.open_fleet`); only what
 concerns the hosts themselves lives here. Fabric is imported inside the tasks that reach
 a host, never at start-up.
 
@@ -36,7 +36,7 @@ HOSTS_HELP: Final = {
 
 def hosts_fleet(c: Context, home: str, roster: str, host_timeout: str) -> HostsFleet:
     """The roster's hosts as a fleet; a roster without hosts is a one-line error."""
-    from fleetlib.fleet import open_hosts  # noqa: PLC0415  (the library only when a task runs)
+    from fleetlib.api import open_hosts  # noqa: PLC0415  (the library only when a task runs)
 
     limit = host_timeout_seconds(c, host_timeout)
     loaded = load(c, home, roster)

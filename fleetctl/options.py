@@ -24,6 +24,7 @@ from invoke.exceptions import Exit
 # The one fleetlib module every command imports: a few exception classes, nothing else.
 # Everything else of fleetlib is imported where a task uses it, so `fleet --list` and
 # `fleet --help` load no more than the task tree (docs/development/startup.md).
+from fleetlib import defaults
 from fleetlib.errors import FleetError
 
 if TYPE_CHECKING:
@@ -45,13 +46,12 @@ FAILED_EXIT: Final = 1
 BROKEN_PIPE_EXIT: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 MAX_SECONDS: Final = 7 * 24 * 3600  # the longest duration a flag takes: a week
 
-# The library's defaults that --help quotes, written out rather than imported: the modules
-# that define them load most of fleetlib, which every command (and --list) would then pay
-# for (docs/development/startup.md). tests/test_startup_imports.py checks that they agree.
-WAIT_TIMEOUT_S: Final = 120.0  # fleetlib.engine.WAIT_TIMEOUT_S
-VERIFY_TIMEOUT_S: Final = 15.0  # fleetlib.messaging.VERIFY_TIMEOUT_S
-WAIT_FOR_DEFAULT_S: Final = 300.0  # fleetlib.waiting.DEFAULT_TIMEOUT_S
-WAITABLE: Final = ("working", "waiting", "idle", "running", "restarting", "exited", "failed", "stopped")
+# The library's defaults that --help quotes, from its constants-only module (the modules
+# that use them load most of fleetlib, which every command, and --list, would then pay for).
+WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
+VERIFY_TIMEOUT_S: Final = defaults.VERIFY_TIMEOUT_S
+WAIT_FOR_DEFAULT_S: Final = defaults.WAIT_DEFAULT_S
+WAITABLE: Final = defaults.WAITABLE
 
 
 def user_errors(body: F) -> F:

@@ -1,16 +1,13 @@
-"""A fleet as one object, on this machine or across hosts: what a caller drives.
+"""This machine's fleet as one object: what a caller drives (:class:`LocalFleet`).
 
-:func:`open_fleet` reads the roster's ``hosts:`` and returns a :class:`LocalFleet` (this
-machine's agents, through the engine) or a :class:`fleetlib.group.HostsFleet` (every
-host's part, each through its own engine). Both offer the same operations under the same
-names — ``install``, ``uninstall``, ``start``, ``stop``, ``restart``, ``status``, ``wait``,
-``send``, ``logs``, ``attach``, ``doctor`` — so a caller (the command line, a script)
-never branches on "has hosts"; like fabric's ``Connection`` and ``Group``, the several-host
-fleet returns one :class:`~fleetlib.results.HostsResult` where the local one returns the
-result itself.
-
-Fabric is imported only when the roster names hosts; without it installed, such a roster
-is a one-line :class:`~fleetlib.errors.FleetError` saying how to install it.
+:func:`fleetlib.api.open_fleet` reads the roster's ``hosts:`` and returns a
+:class:`LocalFleet` (this machine's agents, through the engine) or a
+:class:`fleetlib.group.HostsFleet` (every host's part, each through its own engine). Both
+offer the same operations under the same names — ``install``, ``uninstall``, ``start``,
+``stop``, ``restart``, ``status``, ``wait``, ``send``, ``logs``, ``attach``, ``doctor`` — so
+a caller (the command line, a script) never branches on "has hosts"; like fabric's
+``Connection`` and ``Group``, the several-host fleet returns one
+:class:`~fleetlib.results.HostsResult` where the local one returns the result itself.
 """
 
 from __future__ import annotations
@@ -19,13 +16,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.backend import open_fleet as open_engine
 from fleetlib.broadcast import send_to
-from fleetlib.doctor import diagnose
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS
 from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
@@ -49,11 +45,6 @@ from fleetlib.top import Top
 from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WaitResult, wait_for
-
-if TYPE_CHECKING:
-    from fleetlib.group import HostsFleet
-
-INSTALL_HOSTS: Final = "pip install 'fleet[hosts]'"
 
 Write = Callable[[str | bytes], None]
 
@@ -264,6 +255,8 @@ class LocalFleet:
 def local_checks(paths: FleetPaths, options: FleetOptions, command: Callable[[str], str] | None = None) -> list[Check]:
     """This machine's checks of the fleet at ``paths`` (:func:`fleetlib.doctor.diagnose`),
     the roster's among them (so it needs no valid roster); ``command`` spells a task for the fixes."""
+    from fleetlib.doctor import diagnose  # noqa: PLC0415 (the doctor reads the lock: only `fleet doctor`)
+
     if command is None:
         return diagnose(paths, backend=options.backend, unit_dir=options.unit_dir)
     return diagnose(paths, backend=options.backend, unit_dir=options.unit_dir, command=command)
@@ -285,30 +278,3 @@ def write_stdout(chunk: str | bytes) -> None:
         sys.stdout.buffer.flush()
     else:
         print(chunk, flush=True)
-
-
-def open_fleet(paths: FleetPaths, roster: Roster, options: FleetOptions | None = None) -> LocalFleet | HostsFleet:
-    """The fleet of ``roster``: across its hosts when it names any (:func:`open_hosts`),
-    else this machine's."""
-    if roster.hosts:
-        return open_hosts(paths, roster, options)
-    return LocalFleet(paths, roster, options)
-
-
-def open_hosts(paths: FleetPaths, roster: Roster, options: FleetOptions | None = None) -> HostsFleet:
-    """The fleet of ``roster`` across its hosts. A roster without hosts, or one with hosts
-    and no Fabric installed, is a one-line :class:`FleetError` (exit 2) saying what to do."""
-    if not roster.hosts:
-        raise FleetError(f"{roster.source} names no hosts; add a hosts: mapping (see docs/guide/hosts.md)")
-    try:
-        # Fabric only for a roster with hosts (an optional extra): imported here, not above.
-        from fleetlib.group import HostsFleet  # noqa: PLC0415
-    except ImportError as exc:
-        missing = str(exc.name)
-        if missing.partition(".")[0] not in ("fabric", "paramiko", "invoke"):
-            raise
-        raise FleetError(
-            f"{roster.source} names hosts, which needs Fabric ({missing} is not installed); "
-            f"install it with: {INSTALL_HOSTS}"
-        ) from None
-    return HostsFleet(paths, roster, options)

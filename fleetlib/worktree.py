@@ -33,70 +33,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from fleetlib.atomic import edit_lock
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.paths import resolve_home
 from fleetlib.results import AgentOutcome
+from fleetlib.roster import Agent, Roster
+from fleetlib.roster.model import DEFAULT_BRANCH_PREFIX, REF_PATTERN, WORKTREE_KEYS, Worktree
 from fleetlib.runner import Result, Runner, SubprocessRunner
 
-if TYPE_CHECKING:
-    from fleetlib.roster import Agent, Roster
+# The roster's value of the key (read and written by fleetlib.roster); the git work is here.
+__all__ = ["DEFAULT_BRANCH_PREFIX", "REF_PATTERN", "WORKTREE_KEYS", "Worktree"]
 
-WORKTREE_KEYS: Final = ("repo", "branch", "base", "path", "setup")
-DEFAULT_BRANCH_PREFIX: Final = "fleet/"
+
 SETUP_MARKER: Final = "fleet-setup-done"
 LOCK_NAME: Final = "fleet-worktree"  # <git common dir>/fleet-worktree.lock
 GIT: Final = "git"
 GIT_TIMEOUT_S: Final = 60.0
-# A branch or base name as the roster may give it: git's own rules (check-ref-format) are
-# wider, but these names also reach argv, so nothing that could read as an option or glob.
-REF_PATTERN: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
-
-
-@dataclass(frozen=True)
-class Worktree:
-    """An agent's ``worktree:`` as written (None: the default) plus the fleet home the
-    default path is under (set by :func:`bind`; None: the home from the environment)."""
-
-    repo: str | None = None
-    branch: str | None = None
-    base: str | None = None
-    path: str | None = None
-    setup: tuple[str, ...] = ()
-    home: str | None = field(default=None, compare=False)
-
-    def to_value(self) -> Any:
-        """The roster value: ``true`` for the short form, else the keys that were given."""
-        data: dict[str, Any] = {}
-        for key in ("repo", "branch", "base", "path"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
-        if self.setup:
-            data["setup"] = list(self.setup)
-        return data or True
-
-    def branch_of(self, name: str) -> str:
-        return self.branch or f"{DEFAULT_BRANCH_PREFIX}{name}"
-
-    def checkout(self, roster: Roster, agent: Agent, user_home: Path) -> str:
-        """The worktree's absolute path: ``path`` expanded as a ``cwd`` is, else
-        ``<fleet home>/fleet/worktrees/<name>``."""
-        if self.path is not None:
-            return roster.cwd_of(replace(agent, cwd=self.path, worktree=None), user_home)
-        home = Path(self.home) if self.home is not None else resolve_home()
-        return str(home / "fleet" / "worktrees" / agent.name)
-
-    def repo_dir(self, roster: Roster, agent: Agent, user_home: Path) -> str:
-        """The repository as a directory: ``repo`` expanded, else the agent's ``cwd``."""
-        cwd = self.repo if self.repo is not None else agent.cwd
-        return roster.cwd_of(replace(agent, cwd=cwd, worktree=None), user_home)
 
 
 def bind(roster: Roster, home: Path) -> Roster:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from fleetlib.resources import Resources
 from fleetlib.roster import Agent, parse_roster, validate_agent
-from fleetlib.roster.model import AGENT_KEYS
+from fleetlib.roster.model import AGENT_KEYS, Worktree
 from fleetlib.roster.validate import AGENT_READERS
 
 # Every field different from its default, each value valid.
@@ -32,6 +32,7 @@ EVERY_KEY: Agent = Agent(
     host="gpu",
     resources=Resources(memory_max="4G"),
     resume=False,
+    worktree=Worktree(repo="~/src", branch="agents/all"),
 )
 
 

@@ -21,9 +21,10 @@ from tests.conftest import REPO
 # The fleetlib modules every command may load: the package and its exceptions (the task
 # wrapper turns a FleetError into one error line), plus pure data modules the task modules
 # name at import time: hosts (the LOCAL name), paths (FleetPaths), results (the default
-# progress hook). Each imports only the standard library and is a few hundred lines.
+# progress hook), defaults (the library's default timeouts, quoted in help). Each imports
+# only the standard library.
 ALLOWED_AT_START: frozenset[str] = frozenset(
-    {"fleetlib", "fleetlib.errors", "fleetlib.hosts", "fleetlib.paths", "fleetlib.results"}
+    {"fleetlib", "fleetlib.errors", "fleetlib.hosts", "fleetlib.paths", "fleetlib.results", "fleetlib.defaults"}
 )
 # Heavy or optional packages that no command loads unless it needs them (hosts: Fabric and
 # paramiko; transcripts: pyte; `top`: Rich and psutil; notifications: apprise).

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 from fleetlib.errors import FleetError
 from fleetlib.hosts import LOCAL, Host
+from fleetlib.paths import resolve_home
 from fleetlib.resources import NO_LIMITS, Resources
 from fleetlib.runtimes import RUNTIMES
 from fleetlib.sessions import RESUMABLE, marker_word
-from fleetlib.worktree import Worktree
 
 ROSTER_VERSION: Final = 1
 TRANSPORTS: Final = ("tmux",)
@@ -58,6 +58,54 @@ agents:
   #   runtime: codex
   #   args: [--model, o3]
 """
+
+
+# --------------------------------------------------------------------------- worktree:
+
+WORKTREE_KEYS: Final = ("repo", "branch", "base", "path", "setup")
+DEFAULT_BRANCH_PREFIX: Final = "fleet/"
+# A branch or base name as the roster may give it: git's own rules (check-ref-format) are
+# wider, but these names also reach argv, so nothing that could read as an option or glob.
+REF_PATTERN: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """An agent's ``worktree:`` as written (None: the default) plus the fleet home the
+    default path is under (set by :func:`bind`; None: the home from the environment)."""
+
+    repo: str | None = None
+    branch: str | None = None
+    base: str | None = None
+    path: str | None = None
+    setup: tuple[str, ...] = ()
+    home: str | None = field(default=None, compare=False)
+
+    def to_value(self) -> Any:
+        """The roster value: ``true`` for the short form, else the keys that were given."""
+        data: dict[str, Any] = {}
+        for key in ("repo", "branch", "base", "path"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.setup:
+            data["setup"] = list(self.setup)
+        return data or True
+
+    def branch_of(self, name: str) -> str:
+        return self.branch or f"{DEFAULT_BRANCH_PREFIX}{name}"
+
+    def checkout(self, roster: Roster, agent: Agent, user_home: Path) -> str:
+        """The worktree's absolute path: ``path`` expanded as a ``cwd`` is, else
+        ``<fleet home>/fleet/worktrees/<name>``."""
+        if self.path is not None:
+            return roster.cwd_of(replace(agent, cwd=self.path, worktree=None), user_home)
+        home = Path(self.home) if self.home is not None else resolve_home()
+        return str(home / "fleet" / "worktrees" / agent.name)
+
+    def repo_dir(self, roster: Roster, agent: Agent, user_home: Path) -> str:
+        """The repository as a directory: ``repo`` expanded, else the agent's ``cwd``."""
+        cwd = self.repo if self.repo is not None else agent.cwd
+        return roster.cwd_of(replace(agent, cwd=cwd, worktree=None), user_home)
 
 
 @dataclass(frozen=True)

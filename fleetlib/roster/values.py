@@ -17,11 +17,10 @@ import yaml
 from fleetlib.errors import RosterError
 from fleetlib.notify import url_problem
 from fleetlib.resources import RESOURCE_KEYS, Resources, check_value
-from fleetlib.roster.model import ENV_NAME_PATTERN, NAME_PATTERN
+from fleetlib.roster.model import ENV_NAME_PATTERN, NAME_PATTERN, REF_PATTERN, WORKTREE_KEYS, Worktree
 from fleetlib.roster.scalars import did_you_mean, line_of, mapping, scalar, string, string_list
 from fleetlib.runtimes import RUNTIMES, known_runtime_names
 from fleetlib.sessions import RESUMABLE
-from fleetlib.worktree import REF_PATTERN, WORKTREE_KEYS, Worktree
 
 
 def agent_name(node: yaml.Node, source: str, where: str) -> str:
@@ -174,7 +173,7 @@ def resume_flag(node: yaml.Node, runtime: str, source: str, where: str) -> bool:
 
 def worktree_value(node: yaml.Node, source: str, where: str) -> Worktree | None:
     """``worktree:``: ``true`` (short form), ``false`` (none) or a mapping of
-    :data:`~fleetlib.worktree.WORKTREE_KEYS`; :class:`RosterError` with file:line otherwise."""
+    :data:`~fleetlib.roster.model.WORKTREE_KEYS`; :class:`RosterError` with file:line otherwise."""
     if isinstance(node, yaml.ScalarNode):
         value = scalar(node, source, where)
         if isinstance(value, bool):
