@@ -1,5 +1,0 @@
-"""``python -m fleetctl``: the ``fleet`` command without its console script."""
-
-from fleetctl.program import main
-
-main()
