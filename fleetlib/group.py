@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from fleetlib.controller import fan_out, in_batches, local_first, parse_answer
+from fleetlib.defaults import VERIFY_TIMEOUT_S, WAIT_DEFAULT_S, WAIT_TIMEOUT_S
 from fleetlib.errors import FleetError
 from fleetlib.fleet import FleetOptions, LocalFleet, Write
 from fleetlib.hosts import LOCAL, SshTarget
@@ -60,10 +61,7 @@ from fleetlib.results import (
 )
 from fleetlib.roster import Roster
 from fleetlib.runner import exec_replacing
-from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 
-WAIT_DEFAULT_S: Final = 120.0  # what start/stop/restart wait for agents when no --timeout is given
-SEND_DEFAULT_S: Final = 15.0
 REMOTE_ROSTER: Final = ".config/mosaic/fleet/roster.yaml"  # relative to the remote home
 REMOTE_DRY_ROSTER: Final = ".config/mosaic/fleet/roster.dry-run.yaml"
 BOOTSTRAP_BUDGET_S: Final = 900.0
@@ -91,7 +89,7 @@ def wait_budget(roster: Roster, timeout: float | None, host_timeout: float) -> f
     """How long a host may take for start/stop/restart: its own wait, the longest stop
     (TERM then KILL, twice for a restart's stop and a possible second try), plus the host timeout."""
     longest_stop = max((agent.stop_timeout for agent in roster.agents), default=10.0)
-    return (timeout or WAIT_DEFAULT_S) + 2 * longest_stop + host_timeout
+    return (timeout or WAIT_TIMEOUT_S) + 2 * longest_stop + host_timeout
 
 
 def remote_argv(command: str, backend: str, *flags: str | None) -> list[str]:
@@ -298,7 +296,7 @@ class HostsFleet:
             return self._answer(link, argv, deadline, OperationResult.from_json)
 
         def local(part: Roster) -> OperationResult:
-            return self.local(part, timeout=o.timeout or WAIT_DEFAULT_S).control(operation, agent, fresh=fresh)
+            return self.local(part, timeout=o.timeout or WAIT_TIMEOUT_S).control(operation, agent, fresh=fresh)
 
         budget = wait_budget(self.roster, o.timeout, self.settings.timeout)
         return self._run(operation, self._names(agent), remote, local, budget, o.batch)
@@ -334,7 +332,7 @@ class HostsFleet:
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> HostsResult[WaitReport]:
         """Every host waits for its own agents (or ``agent``'s host for it) at once; the
         local part with this fleet's backend and unit directory, like a local wait."""
-        limit = timeout or DEFAULT_WAIT_S
+        limit = timeout or WAIT_DEFAULT_S
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> WaitReport:
             argv = remote_argv("wait", link.host.backend, "--for", state, "--timeout", f"{limit:g}")
@@ -375,7 +373,7 @@ class HostsFleet:
             mine = [name for name in part.names() if name in wanted]
             return self.local(part).send(mine, text, verify=verify, timeout=timeout, answer=answer)
 
-        budget = (timeout or SEND_DEFAULT_S) * most + 2 * self.settings.timeout
+        budget = (timeout or VERIFY_TIMEOUT_S) * most + 2 * self.settings.timeout
         return self._run("send", hosts, remote, local, budget)
 
     def logs(
