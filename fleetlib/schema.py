@@ -31,4 +31,5 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "log_max_bytes": agent.log_max_bytes,
         "log_keep": agent.log_keep,
         "resume": agent.resumes,
+        "worktree": agent.worktree.to_value() if agent.worktree is not None else None,
     }

@@ -311,6 +311,12 @@ def _dirty(runner: Runner, path: str) -> tuple[str, ...]:
     return tuple(line[3:] for line in result.stdout.splitlines() if line.strip())
 
 
+def _head_commit(runner: Runner, repo: str) -> str | None:
+    """The commit ``repo`` has checked out, or None (not a repository, no commit yet)."""
+    head = _git(runner, "-C", repo, "rev-parse", "--verify", "--quiet", "HEAD")
+    return head.stdout.strip() or None if head.ok else None
+
+
 def state(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> WorktreeState:
     """``agent``'s worktree: where, which branch, how far from its base, what is uncommitted."""
     spec = agent.worktree
@@ -322,8 +328,11 @@ def state(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> Work
     head = _git(runner, "-C", path, "symbolic-ref", "--quiet", "--short", "HEAD")
     branch = head.stdout.strip() if head.ok else branch
     ahead = behind = None
-    if spec.base is not None:
-        counts = _git(runner, "-C", path, "rev-list", "--left-right", "--count", f"{spec.base}...HEAD")
+    # The short form branches from the repository's HEAD at creation: counted against the
+    # repository's HEAD now, as a user comparing with the checkout they work in would.
+    base = spec.base or _head_commit(runner, spec.repo_dir(roster, agent, user_home))
+    if base is not None:
+        counts = _git(runner, "-C", path, "rev-list", "--left-right", "--count", f"{base}...HEAD")
         if counts.ok and len(counts.stdout.split()) == 2:
             behind, ahead = (int(n) for n in counts.stdout.split())
     last = _git(runner, "-C", path, "log", "-1", "--format=%h %s")

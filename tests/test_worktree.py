@@ -18,6 +18,7 @@ from fleetlib.errors import FleetError, RosterError
 from fleetlib.results import AgentOutcome
 from fleetlib.roster import Roster, missing_cwd_warnings, parse_roster
 from fleetlib.runner import SubprocessRunner
+from fleetlib.schema import agent_json
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -96,6 +97,9 @@ def test_short_and_long_forms_parse_and_round_trip(tmp_path: Path) -> None:
         "path": "/wt/b",
         "setup": ["make", "deps"],
     }
+    # `roster.list --json` shows it as written (null without one).
+    assert [agent_json(x)["worktree"] for x in (a, c)] == [True, None]
+    assert agent_json(b)["worktree"] == b.to_dict()["worktree"]
     # The agent's working directory is its worktree: the default one under the fleet home.
     bound = worktree.bind(roster, tmp_path)
     assert bound.cwd_of(bound.get("a"), Path("/home/u")) == str(tmp_path / "fleet" / "worktrees" / "a")
@@ -239,6 +243,22 @@ def test_remove_refuses_dirty_and_unmerged_work_and_removes_a_clean_worktree(rep
     worktree.remove(runner, roster, agent, Path.home())
     assert not path.exists()
     assert git(repo, "branch", "--list", "fleet/a").strip() == "fleet/a"  # the branch stays
+
+
+def test_the_short_form_counts_ahead_and_behind_against_the_repository_head(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    roster = worktree.bind(roster_of(agent_entry("a", "true", cwd=str(repo))), home)
+    agent = roster.get("a")
+    ensure(roster, home)
+    path = home / "fleet" / "worktrees" / "a"
+    (path / "work").write_text("w\n")
+    git(path, "add", "work")
+    git(path, "commit", "-q", "-m", "work")
+    (repo / "other").write_text("o\n")
+    git(repo, "add", "other")
+    git(repo, "commit", "-q", "-m", "other")
+    listed = worktree.state(SubprocessRunner(), roster, agent, Path.home())
+    assert (listed.base, listed.ahead, listed.behind) == (None, 1, 1)
 
 
 def test_remove_with_force_discards_uncommitted_changes(repo: Path, tmp_path: Path) -> None:
