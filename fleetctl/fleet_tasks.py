@@ -517,8 +517,8 @@ def finish_host_send(result: HostsResult[Any], *, single: bool, as_json: bool) -
     if as_json:
         print_json({**sent.to_json(), "agents": [{**item, "host": host.host} for item in sent.to_json()["agents"]]})
     else:
-        for line in remote_send_lines(sent):
-            print(f"{host.host}: {line}")
+        for line in remote_send_lines(sent, host.host):
+            print(line)
     if not sent.ok:
         failed = "; ".join(f"{o.name}: {o.error}" for o in sent.failures)
         raise Exit(spell_commands(f"error: send failed on {host.host}: {failed}"), code=OPERATION_FAILED)

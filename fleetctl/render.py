@@ -35,7 +35,9 @@ if TYPE_CHECKING:
         StatusReport,
         Trusted,
         WaitReport,
+        WorktreeRemoval,
     )
+    from fleetlib.roster import Agent
     from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
@@ -79,6 +81,25 @@ def names_phrase(names: Sequence[str]) -> str:
 def agent_value(value: Any) -> str:
     """A roster value on one text line: strings as they are, the rest as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def roster_written_line(source: str, count: int) -> str:
+    return f"wrote starter roster {source} ({count} agents)"
+
+
+def roster_valid_line(source: str, count: int) -> str:
+    return f"ok: {source} is valid ({count} agents)"
+
+
+def roster_table(agents: Sequence[Agent]) -> list[str]:
+    """``roster.list``: one row per agent."""
+    rows = [[a.name, a.runtime, shlex.join(a.argv()), a.cwd or "-", a.description] for a in agents]
+    return table(["NAME", "RUNTIME", "COMMAND", "CWD", "DESCRIPTION"], rows)
+
+
+def roster_agent_lines(data: dict[str, Any]) -> list[str]:
+    """``roster.show``: ``key: value`` per field of the agent's JSON (``-`` for null)."""
+    return [f"{key}: {'-' if value is None else agent_value(value)}" for key, value in data.items()]
 
 
 def roster_change_lines(verb: str, name: str, source: str, count: int, program: str) -> list[str]:
@@ -303,10 +324,10 @@ def send_lines(result: SendResult) -> list[str]:
     return lines
 
 
-def remote_send_lines(result: SendResult) -> list[str]:
+def remote_send_lines(result: SendResult, host: str) -> list[str]:
     """A send to one agent on another host, as that host reported it."""
     return [
-        f"{o.action} {result.characters} characters to {o.name}{': accepted' if o.verified else ''}"
+        f"{host}: {o.action} {result.characters} characters to {o.name}{': accepted' if o.verified else ''}"
         for o in result.agents
         if o.ok
     ]
@@ -495,6 +516,12 @@ class StepTicker:
 
 
 WORKTREE_HEADER: Final = ("AGENT", "PATH", "BRANCH", "AHEAD/BEHIND", "DIRTY", "LAST COMMIT")
+
+
+def worktree_removed_line(removal: WorktreeRemoval, agent: str) -> str:
+    where = f"{removal.host}: " if removal.host else ""
+    path, branch = removal.removed["path"], removal.removed["branch"]
+    return f"{where}removed worktree {path} of agent {agent} (branch {branch} kept)"
 
 
 def worktree_lines(rows: Sequence[dict[str, Any]], *, with_host: bool) -> list[str]:

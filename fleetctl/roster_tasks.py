@@ -15,7 +15,14 @@ from invoke.tasks import task
 
 from fleetctl import options
 from fleetctl.options import JSON_HELP, PATH_HELP, fleet_paths, required, stderr_line, user_errors
-from fleetctl.render import agent_value, print_json, roster_change_lines, table
+from fleetctl.render import (
+    print_json,
+    roster_agent_lines,
+    roster_change_lines,
+    roster_table,
+    roster_valid_line,
+    roster_written_line,
+)
 from fleetlib.errors import FleetError
 
 if TYPE_CHECKING:
@@ -39,7 +46,7 @@ def print_change(operation: str, verb: str, name: str | None, loaded: Roster, as
         print_json({"operation": operation, "roster": loaded.source, "agent": name, "agents": len(loaded.agents)})
         return
     if name is None:
-        print(f"wrote starter roster {loaded.source} ({len(loaded.agents)} agents)")
+        print(roster_written_line(loaded.source, len(loaded.agents)))
         return
     for line in roster_change_lines(verb, name, loaded.source, len(loaded.agents), options.command("fleet.install")):
         print(line)
@@ -56,8 +63,7 @@ def roster_list(c: Context, home: str = "", roster: str = "", json: bool = False
     if json:
         print_json([agent_json(agent) for agent in loaded.agents])
         return
-    rows = [[a.name, a.runtime, shlex.join(a.argv()), a.cwd or "-", a.description] for a in loaded.agents]
-    for line in table(["NAME", "RUNTIME", "COMMAND", "CWD", "DESCRIPTION"], rows):
+    for line in roster_table(loaded.agents):
         print(line)
 
 
@@ -73,8 +79,8 @@ def roster_show(c: Context, name: str = "", home: str = "", roster: str = "", js
     if json:
         print_json(data)
         return
-    for key, value in data.items():
-        print(f"{key}: {'-' if value is None else agent_value(value)}")
+    for line in roster_agent_lines(data):
+        print(line)
 
 
 @task(auto_shortflags=False, help=PATH_HELP)
@@ -85,7 +91,7 @@ def roster_validate(c: Context, home: str = "", roster: str = "") -> None:
 
     loaded = load_roster(fleet_paths(c, home, roster).roster)
     warn_missing_cwds(loaded)
-    print(f"ok: {loaded.source} is valid ({len(loaded.agents)} agents)")
+    print(roster_valid_line(loaded.source, len(loaded.agents)))
 
 
 @task(

@@ -17,7 +17,7 @@ from invoke.tasks import task
 
 from fleetctl.fleet_tasks import across_hosts, open_any
 from fleetctl.options import FAILED_EXIT, FLEET_HELP, JSON_HELP, PATH_HELP, required, stderr_line, user_errors
-from fleetctl.render import host_failure_lines, print_json, worktree_lines
+from fleetctl.render import host_failure_lines, print_json, worktree_lines, worktree_removed_line
 
 AGENT_HELP: Final = "Agent whose worktree to remove (required)."
 FORCE_HELP: Final = "Remove it even with uncommitted changes or commits on no other branch (the branch stays)."
@@ -65,9 +65,7 @@ def worktree_remove(
     if json:
         print_json(removal.to_json())
         return
-    where = f"{removal.host}: " if removal.host else ""
-    path, branch = removal.removed["path"], removal.removed["branch"]
-    print(f"{where}removed worktree {path} of agent {agent} (branch {branch} kept)")
+    print(worktree_removed_line(removal, agent))
 
 
 worktree_ns = Collection("worktree")
