@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -32,7 +32,9 @@ from fleetlib.results import (
     Operation,
     OperationResult,
     ProgressHook,
+    Screen,
     SendResult,
+    TranscriptText,
     WorktreeRemoval,
     WorktreeRows,
     no_progress,
@@ -155,6 +157,31 @@ class LocalFleet:
         status = engine.status(agent)
         return with_usage(status, fleet_sampler(self.paths).sample(status.agents)) if usage else status
 
+    def witness(self) -> str | None:
+        """A cheap witness of change: the same text while no agent starts, stops, exits,
+        writes or changes activity (the tmux listing ``status`` reads, one tmux client);
+        None when tmux does not answer in time. A long-lived reader (``fleet serve``)
+        reads the whole status only when it moved. Under systemd a unit's own states
+        (``starting``, ``stopping``) show only in the status."""
+        from fleetlib import tmux  # noqa: PLC0415
+        from fleetlib.context import default_tmux  # noqa: PLC0415
+        from fleetlib.tmux_client import TmuxClient  # noqa: PLC0415
+
+        result = TmuxClient(SubprocessRunner(), self.paths.tmux_socket, default_tmux()).attempt(
+            tmux.list_windows_commands()
+        )
+        if result.timed_out:
+            return None
+        return result.stdout if result.ok else "no tmux server"
+
+    def pinned(self) -> LocalFleet:
+        """This fleet with its backend chosen once (``auto`` asks the user manager on
+        every use otherwise): for a long-lived caller such as ``fleet serve``."""
+        from fleetlib.backend import resolve_backend  # noqa: PLC0415
+
+        chosen = resolve_backend(self.options.backend, SubprocessRunner())
+        return LocalFleet(self.paths, self.roster, replace(self.options, backend=chosen))
+
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> WaitResult:
         """Until every agent (or ``agent``) is in ``state`` (see :func:`fleetlib.waiting.wait_for`)."""
         engine = self.engine
@@ -211,6 +238,23 @@ class LocalFleet:
         if journal:
             write(f"--- journal of {UnitNames.for_home(self.paths.home).agent(name)} ---")
             write(journal.rstrip())
+
+    def screen(self, agent: str) -> Screen:
+        """``agent``'s visible screen with its colours and the pane's size (one tmux
+        client); a FleetError when its window is not there."""
+        name = self.roster.get(agent).name
+        text, columns, rows = self.messenger().screen(name)
+        return Screen(name, text, columns, rows)
+
+    def transcript(self, agent: str, lines: int) -> TranscriptText:
+        """The last ``lines`` lines of ``agent``'s transcript (this generation), rendered
+        as ``fleet logs`` prints them; :class:`fleetlib.transcript.NoTranscript` when it
+        holds none."""
+        name = self.roster.get(agent).name
+        text = transcript.read(self.paths, name, lines=lines)
+        if not text:
+            raise transcript.NoTranscript(f"the transcript of {name} holds no current generation")
+        return TranscriptText(name, text)
 
     # ------------------------------------------------------------------ worktrees
 

@@ -50,9 +50,11 @@ from fleetlib.results import (
     InstallResult,
     Operation,
     OperationResult,
+    Screen,
     SendResult,
     StatusReport,
     TopRows,
+    TranscriptText,
     Trusted,
     WaitReport,
     WorktreeRemoval,
@@ -331,6 +333,19 @@ class HostsFleet:
 
         return self._run("status", self._names(agent), remote, local, self.settings.timeout)
 
+    def witness(self) -> str | None:
+        """None: across hosts there is no cheap witness of change (each host's status is a
+        command over SSH), so a long-lived reader reads the status itself."""
+        return None
+
+    def pinned(self) -> HostsFleet:
+        """This fleet with this machine's backend chosen once (see :meth:`LocalFleet.pinned`)."""
+        from fleetlib.backend import resolve_backend  # noqa: PLC0415
+        from fleetlib.runner import SubprocessRunner  # noqa: PLC0415
+
+        chosen = resolve_backend(self.options.backend, SubprocessRunner())
+        return HostsFleet(self.paths, self.roster, replace(self.options, backend=chosen))
+
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> HostsResult[WaitReport]:
         """Every host waits for its own agents (or ``agent``'s host for it) at once; the
         local part with this fleet's backend and unit directory, like a local wait."""
@@ -413,6 +428,46 @@ class HostsFleet:
             raise FleetError(f"{host}: {run.error_line()}")
         if run.stdout:
             write(run.stdout.encode())
+
+    def screen(self, agent: str) -> Screen:
+        """:meth:`LocalFleet.screen` wherever ``agent`` runs: on another host its fleet's
+        ``screen --json`` (within the host timeout); a failure is one line naming the host."""
+        host = self.host_of(agent)
+        if host == LOCAL:
+            return self.local().screen(agent)
+        argv = remote_argv("screen", self.roster.hosts[host].backend, "--agent", agent)
+        answer = self._one(host, lambda link, deadline: self._answer(link, argv, deadline, Screen.from_json))
+        return replace(answer, host=host)
+
+    def transcript(self, agent: str, lines: int) -> TranscriptText:
+        """:meth:`LocalFleet.transcript` wherever ``agent`` runs: on another host its
+        fleet's ``logs`` (the transcript rendered there); none there is
+        :class:`~fleetlib.transcript.NoTranscript` here too."""
+        from fleetlib.transcript import NoTranscript  # noqa: PLC0415
+
+        host = self.host_of(agent)
+        if host == LOCAL:
+            return self.local().transcript(agent, lines)
+        argv = ["logs", "--agent", agent, "--lines", str(lines), "--backend", self.roster.hosts[host].backend]
+
+        def read(link: HostLink, deadline: Deadline) -> TranscriptText:
+            run = link.fleet(argv, deadline=deadline)
+            if run.exit_code == 1 and "transcript" in run.error_line():
+                raise NoTranscript(f"{host}: {run.error_line().removeprefix('error: ')}")
+            if run.exit_code != 0:
+                raise HostError(run.error_line())
+            return TranscriptText(agent, run.stdout.removesuffix("\n"), host)
+
+        return self._one(host, read, budget=self.settings.timeout * 3)
+
+    def _one(self, host: str, job: Callable[[HostLink, Deadline], D], budget: float | None = None) -> D:
+        """``job`` on ``host`` over one link, within ``budget`` (default: the host
+        timeout); a host's failure is one :class:`FleetError` line naming it."""
+        with self.links() as links:
+            try:
+                return job(links[host], Deadline(budget or self.settings.timeout))
+            except HostError as exc:
+                raise FleetError(f"{host}: {str(exc).removeprefix('error: ')}") from None
 
     def attach(self, agent: str, *, read_only: bool) -> int:
         """:meth:`LocalFleet.attach` wherever ``agent`` runs: on another host through

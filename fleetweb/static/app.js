@@ -44,14 +44,15 @@ function card(row) {
   const node = el("article", `card st-${row.state}`);
   node.dataset.name = row.name;
   node.dataset.state = row.state;
+  node.dataset.host = row.host;
   if (row.name === selected) node.classList.add("selected");
   const top = el("div", "top");
   top.append(el("span", "name", row.name), el("span", "state", `${row.state} ${ago(row.state_since)}`.trim()));
   const facts = el("div", "facts");
   facts.append(el("span", "host", row.host));
-  if (row.restarts !== null) facts.append(el("span", "restarts", `restarts ${row.restarts}`));
-  if (row.memory_bytes !== null) facts.append(el("span", "memory", memory(row.memory_bytes)));
-  if (row.pid !== null) facts.append(el("span", "pid", `pid ${row.pid}`));
+  if (row.restarts != null) facts.append(el("span", "restarts", `restarts ${row.restarts}`));
+  if (row.memory_bytes != null) facts.append(el("span", "memory", memory(row.memory_bytes)));
+  if (row.pid != null) facts.append(el("span", "pid", `pid ${row.pid}`));
   node.append(top, el("div", "last", row.last_line || row.reason || ""), facts);
   node.addEventListener("click", () => open(row.name));
   return node;
