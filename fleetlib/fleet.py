@@ -159,7 +159,8 @@ class LocalFleet:
 
     def witness(self) -> str | None:
         """A cheap witness of change: the same text while no agent starts, stops, exits,
-        writes or changes activity (the tmux listing ``status`` reads, one tmux client);
+        writes or changes activity (the windows of the tmux listing ``status`` reads, one
+        tmux client);
         None when tmux does not answer in time. A long-lived reader (``fleet serve``)
         reads the whole status only when it moved. Under systemd a unit's own states
         (``starting``, ``stopping``) show only in the status."""
@@ -167,9 +168,10 @@ class LocalFleet:
         from fleetlib.context import default_tmux  # noqa: PLC0415
         from fleetlib.tmux_client import TmuxClient  # noqa: PLC0415
 
-        result = TmuxClient(SubprocessRunner(), self.paths.tmux_socket, default_tmux()).attempt(
-            tmux.list_windows_commands()
-        )
+        # The windows alone: the server options beside them in status's listing carry the
+        # watcher's tick, which moves every second whether anything changed or not.
+        listing = ["list-windows", "-t", tmux.session_target(), "-F", tmux.WINDOW_FORMAT]
+        result = TmuxClient(SubprocessRunner(), self.paths.tmux_socket, default_tmux()).attempt(listing)
         if result.timed_out:
             return None
         return result.stdout if result.ok else "no tmux server"

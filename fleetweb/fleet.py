@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from fleetlib.group import HostsFleet
 
 ACTIONS: Final = ("restart", "stop")
-USAGE_EVERY_S: Final = 5.0
+USAGE_EVERY_S: Final = 30.0  # memory figures: their measuring (/proc, cgroups) costs more than all the rest
 SETTLED_S: Final = 2.0  # tmux's output time has whole seconds: a read this long after it saw all of it
 NO_FACTS: Final[dict[str, Any]] = {"last_line": "", "menu": {}}
 
