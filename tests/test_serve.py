@@ -25,6 +25,9 @@ import pytest
 
 from fleetlib import procs
 from fleetlib.errors import FleetError
+from fleetlib.fleet import FleetOptions, LocalFleet
+from fleetlib.paths import FleetPaths
+from fleetlib.roster import load_roster
 from fleetlib.serving import check_serve, remove_record, write_record
 from fleetweb.guard import RateLimit, check_exposure, parse_bind, read_token_file, same_origin
 from fleetweb.screen import screen_html
@@ -337,6 +340,26 @@ def test_listing_the_tasks_never_loads_the_web_server(served: tuple[ServeEnv, Se
     )
     assert done.stdout.strip() == "[]"
     assert os.path.exists(REPO / "fleetweb" / "static" / "index.html")
+
+
+def test_the_witness_stays_still_across_watcher_ticks_and_moves_on_a_change(served: tuple[ServeEnv, Server]) -> None:
+    """What lets an idle page cost almost nothing (issue 24's cost): the page reads the
+    whole status only when the fleet's witness moves; the watcher ticking is no change."""
+    env, _ = served
+    env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
+    paths = FleetPaths.resolve(env.home)
+    fleet = LocalFleet(paths, load_roster(paths.roster), FleetOptions(backend="tmux"))
+    tick = ["tmux", "-S", str(paths.tmux_socket), "show-options", "-gv", "@fleet-watcher-tick"]
+
+    def ticked() -> str:
+        return subprocess.run(tick, capture_output=True, text=True, check=False).stdout
+
+    before, first_tick = fleet.witness(), ticked()
+    eventually(lambda: ticked() != first_tick, "the watcher ticked")
+    assert fleet.witness() == before
+    env.inv_ok("fleet.send", "--agent", "s1", "--message", "echo WITNESS-$((1+1))")
+    assert fleet.witness() != before
+    env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
 
 
 # --------------------------------------------------------------------------- doctor and the unit
