@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle
@@ -47,6 +47,9 @@ from fleetlib.top import Top
 from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WaitResult, wait_for
+
+if TYPE_CHECKING:
+    from fleetlib.serving import ServeAt
 
 Write = Callable[[str | bytes], None]
 
@@ -101,8 +104,9 @@ class LocalFleet:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def install(self, *, enable: bool = True, serve: bool = False) -> InstallResult:
-        """Write the units for the roster (``serve``: and `fleet serve`'s, beside the watcher)."""
+    def install(self, *, enable: bool = True, serve: bool = False, serve_at: ServeAt | None = None) -> InstallResult:
+        """Write the units for the roster (``serve``: and `fleet serve`'s, beside the
+        watcher, listening where ``serve_at`` says)."""
         engine = self.engine
         if serve and engine.unit_dir is None:
             raise FleetError(
@@ -113,7 +117,7 @@ class LocalFleet:
             from fleetlib import serving  # noqa: PLC0415 (only a fleet that serves its page)
 
             result = serving.install_unit(
-                result, self.paths, self.roster, engine.unit_dir, engine.runner, enable=enable
+                result, self.paths, self.roster, engine.unit_dir, engine.runner, enable=enable, at=serve_at
             )
         return result
 

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fleetlib.controller import fan_out, in_batches, local_first, parse_answer
 from fleetlib.errors import FleetError
@@ -62,6 +62,9 @@ from fleetlib.results import (
 )
 from fleetlib.roster import Roster
 from fleetlib.runner import exec_replacing
+
+if TYPE_CHECKING:
+    from fleetlib.serving import ServeAt
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 
 WAIT_DEFAULT_S: Final = 120.0  # what start/stop/restart wait for agents when no --timeout is given
@@ -246,13 +249,19 @@ class HostsFleet:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def install(self, *, enable: bool = True, serve: bool = False) -> HostsResult[InstallResult]:
+    def install(
+        self, *, enable: bool = True, serve: bool = False, serve_at: ServeAt | None = None
+    ) -> HostsResult[InstallResult]:
         """Push each host's part of the roster (atomically), then install there. Every
         listed host, even one left without agents: its install stops and removes the
-        agents it no longer has, as a local install does. ``serve`` is refused: `fleet
-        serve` covers one machine's fleet for now."""
-        if serve:
-            raise FleetError("--serve is for a fleet without hosts: `fleet serve` does not cover several hosts yet")
+        agents it no longer has, as a local install does. ``serve`` is refused (before
+        anything changes): its unit is written for a fleet without hosts only; `fleet
+        serve` run by hand covers every host."""
+        if serve or serve_at is not None:
+            raise FleetError(
+                "--serve installs its unit for a fleet without hosts only; with hosts, run `fleet serve` "
+                "on this machine yourself (it covers every host)"
+            )
         dry = self.options.dry_run
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> InstallResult:

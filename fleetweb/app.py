@@ -228,7 +228,10 @@ def create_app(
         return Response(_asset(name), media_type=STATIC[name], headers=SECURITY_HEADERS)
 
     async def agents(_: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(fleet.cards), headers=SECURITY_HEADERS)
+        try:
+            return JSONResponse(await run_in_threadpool(fleet.cards), headers=SECURITY_HEADERS)
+        except FleetError as exc:  # the fleet cannot be read (its units not installed, tmux frozen)
+            return _error(str(exc).partition("\n")[0], 503)
 
     async def events(_: Request) -> Response:
         async def stream() -> AsyncIterator[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,16 +50,7 @@ class Server:
     def request(
         self, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: object = None
     ) -> tuple[int, str, dict[str, str]]:
-        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
-        asked = urllib.request.Request(  # noqa: S310 (the server's own http:// address)
-            self.base + path, data=data, method=method, headers=headers or {}
-        )
-        opener = urllib.request.build_opener(NoRedirect)
-        try:
-            with opener.open(asked, timeout=30) as answer:
-                return answer.status, answer.read().decode(), dict(answer.headers)
-        except urllib.error.HTTPError as failed:
-            return failed.code, failed.read().decode(), dict(failed.headers)
+        return http_request(self.base + path, method=method, headers=headers, body=body)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -72,6 +64,20 @@ class Server:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *_: object, **__: object) -> None:
         return None
+
+
+def http_request(
+    url: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: object = None
+) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of one request to a server of these tests (redirects not followed)."""
+    data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+    asked = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 (http://)
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(asked, timeout=30) as answer:
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as failed:
+        return failed.code, failed.read().decode(), dict(failed.headers)
 
 
 def start_server(env: dict[str, str], *args: str) -> Server:
@@ -434,13 +440,30 @@ def test_the_serve_check(tmp_path: Path) -> None:
 @pytest.mark.systemd
 def test_install_serve_runs_the_server_as_a_unit_and_uninstall_removes_it(fleet_env: FleetEnv) -> None:
     fleet_env.write_roster("version: 1\nagents:\n  - name: u1\n    runtime: shell\n")
-    installed = fleet_env.inv_ok("fleet.install", "--serve")
     unit = f"{fleet_env.units.prefix}fleet-serve.service"
+    token = fleet_env.home / "serve.secret"
+    token.write_text("t" * 40 + "\n")
+    token.chmod(0o600)
+    for refused, why in (
+        (["--bind", "127.0.0.1:0"], "add --serve"),  # where --serve listens, without --serve
+        (["--serve", "--bind", "0.0.0.0:8470"], "--token-file"),  # beyond loopback without a token
+    ):
+        done = fleet_env.inv("fleet.install", *refused)
+        assert done.returncode == 2, done
+        assert why in done.stderr, done.stderr
+        assert not (fleet_env.manager.unit_dir / unit).exists()
+    with socket.socket() as probe:  # a free port: 8470 may be taken by another fleet's server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    installed = fleet_env.inv_ok("fleet.install", "--serve", "--bind", f"127.0.0.1:{port}", "--token-file", str(token))
     assert unit in installed
+    assert str(token) in installed  # where the token is, said once
     run = fleet_env.home / "fleet" / "run"
     eventually((run / "serve.json").exists, "the unit's server recorded itself", limit=60)
     record = json.loads((run / "serve.json").read_text())
-    assert record["url"] == "http://127.0.0.1:8470"
+    assert record["url"] == f"http://127.0.0.1:{port}"
+    status, _, _ = http_request(record["url"] + "/api/agents", headers={"Authorization": "Bearer " + "t" * 40})
+    assert status == 200  # the unit's server takes the token file's token
     checks = {check["name"]: check for check in json.loads(fleet_env.inv("fleet.doctor", "--json").stdout)}
     assert checks["serve"]["ok"], checks["serve"]
     removed = fleet_env.inv_ok("fleet.uninstall")
