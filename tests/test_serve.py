@@ -107,6 +107,19 @@ def start_server(env: dict[str, str], *args: str) -> Server:
     return Server(process, url, base, token)
 
 
+def serve_refused(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleet serve ARGS` expected to refuse at start (bounded, should it serve instead)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetctl", "serve", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 class ServeEnv(TmuxEnv):
     def pane(self, name: str) -> str:
         socket = self.home / "fleet" / "run" / "tmux.sock"
@@ -315,15 +328,7 @@ def test_a_script_with_the_bearer_token_sends_as_the_cli_says(served: tuple[Serv
 
 def test_beyond_loopback_without_a_token_file_is_refused_at_start(served: tuple[ServeEnv, Server]) -> None:
     env, _ = served
-    done = subprocess.run(
-        [sys.executable, "-m", "fleetctl", "serve", "--bind", "0.0.0.0:0"],
-        cwd=REPO,
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = serve_refused(env.env, "--bind", "0.0.0.0:0")
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -390,15 +395,7 @@ def test_one_server_per_fleet_and_a_stopped_one_removes_its_record(tmp_path: Pat
     server = start_server(env.env)
     try:
         assert json.loads(record.read_text())["pid"] == server.process.pid
-        second = subprocess.run(
-            [sys.executable, "-m", "fleetctl", "serve", "--bind", "127.0.0.1:0"],
-            cwd=REPO,
-            env=env.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = serve_refused(env.env, "--bind", "127.0.0.1:0")
         assert second.returncode == 2, (second.stdout, second.stderr)
         assert f"already runs for this fleet (pid {server.process.pid}" in second.stderr
         status, text, _ = server.request("/api/agents", headers={"Authorization": f"Bearer {server.token}"})
