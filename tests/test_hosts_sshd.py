@@ -815,5 +815,31 @@ def test_serve_covers_every_host_through_the_library(cluster: Cluster) -> None:
         eventually(lambda: "SERVED-42" in "\n".join(page_screen()), "the remote screen shows the command's output")
         eventually(lambda: page_screen() == tmux_screen(), "the page's screen is tmux's on h2")
         assert "x  y" in page_screen()
+
+        # Actions reach the agent's host through its fleet, said as the command line says them.
+        post = {**auth, "Content-Type": "application/json"}
+        status, text, _ = server.request(
+            "/api/agents/h3a0/send", method="POST", headers=post, body={"message": "echo PAGE-$((7*6))"}
+        )
+        assert status == 200, text
+        assert json.loads(text)["ok"], text
+        h3 = cluster.hosts.by_name("h3")
+        h3_socket = str(h3.fleet_home / "fleet" / "run" / "tmux.sock")
+        eventually(
+            lambda: "PAGE-42" in h3.as_user("tmux", "-S", h3_socket, "capture-pane", "-p", "-t", "=fleet:=h3a0").stdout,
+            "the message reached h3a0 on h3",
+        )
+        before = {row["name"]: row["pid"] for row in rows}
+        status, text, _ = server.request("/api/agents/h1a0/restart", method="POST", headers=post)
+        said = json.loads(text)
+        assert said["ok"], said
+        assert said["lines"][0].startswith("h1: restarted 1 agent(s) (h1a0)"), said
+        status, text, _ = server.request("/api/agents", headers=auth)
+        after = {row["name"]: row["pid"] for row in json.loads(text)}
+        assert after["h1a0"] != before["h1a0"]
+        assert after["h2a0"] == before["h2a0"]
+        status, text, _ = server.request("/api/agents/h2a0/transcript", headers=auth)
+        assert status == 200, text
+        assert any("SERVED-42" in line for line in json.loads(text)["lines"]), text
     finally:
         server.stop()
