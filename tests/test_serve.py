@@ -373,6 +373,24 @@ def test_the_witness_stays_still_across_watcher_ticks_and_moves_on_a_change(serv
     env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
 
 
+def test_fleet_screen_prints_what_tmux_draws(served: tuple[ServeEnv, Server]) -> None:
+    """`fleet screen` (what the page shows, and what it asks each host for): the visible
+    screen with its colours, as `tmux capture-pane -e` prints it; --json with the size."""
+    env, _ = served
+    socket = str(env.home / "fleet" / "run" / "tmux.sock")
+    capture = ["tmux", "-S", socket, "capture-pane", "-p", "-e", "-t", "=fleet:=s1"]
+    drawn = subprocess.run(capture, capture_output=True, text=True, check=True).stdout
+    assert env.inv_ok("fleet.screen", "--agent", "s1") == drawn
+    shown = json.loads(env.inv_ok("fleet.screen", "--agent", "s1", "--json"))
+    assert (shown["agent"], shown["host"], shown["text"]) == ("s1", "local", drawn)
+    assert shown["columns"] > 0
+    assert shown["rows"] > 0
+    unknown = env.inv("fleet.screen", "--agent", "nobody")
+    assert unknown.returncode == 2, unknown
+    assert unknown.stderr.startswith("error: ")
+    assert len(unknown.stderr.strip().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------- doctor and the unit
 
 
