@@ -28,8 +28,10 @@ from fleetlib import procs
 from fleetlib.errors import FleetError
 from fleetlib.fleet import FleetOptions, LocalFleet
 from fleetlib.paths import FleetPaths
+from fleetlib.results import HostResult, HostsResult, StatusReport
 from fleetlib.roster import load_roster
 from fleetlib.serving import check_serve, remove_record, write_record
+from fleetweb.fleet import status_rows
 from fleetweb.guard import RateLimit, check_exposure, parse_bind, read_token_file, same_origin
 from fleetweb.screen import screen_html
 from tests.conftest import REPO, FleetEnv, eventually
@@ -234,6 +236,26 @@ def test_the_screen_is_escaped_and_keeps_its_colours() -> None:
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;amp;" in shown
     assert '<span class="fg-red">red</span>' in shown
     assert 'style="color:#010203"' in shown
+
+
+def test_the_agents_of_a_host_that_did_not_answer_are_cards_in_state_unknown(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(
+        "version: 1\nhosts:\n  h1: {ssh: u@h1.invalid}\n  h2: {ssh: u@h2.invalid}\nagents:\n"
+        "  - {name: a1, runtime: shell, host: h1}\n  - {name: b1, runtime: shell, host: h2}\n"
+        "  - {name: b2, runtime: shell, host: h2}\n"
+    )
+    answered = StatusReport(True, [{"name": "a1", "state": "idle", "pid": 7, "window": "a1"}])
+    result = HostsResult(
+        "status", [HostResult.answered("h1", answered, 0.1), HostResult("h2", False, 10.0, error="no SSH answer")]
+    )
+    rows = status_rows(result, load_roster(roster))
+    assert [(row["host"], row["name"], row["state"]) for row in rows] == [
+        ("h1", "a1", "idle"),
+        ("h2", "b1", "unknown"),
+        ("h2", "b2", "unknown"),
+    ]
+    assert rows[1]["reason"] == "h2: no SSH answer"
 
 
 # --------------------------------------------------------------------------- the server

@@ -3,7 +3,7 @@
 // the one HTML the page inserts is the screen, which the server escaped cell by cell.
 "use strict";
 
-const RANK = { waiting: 0, failed: 1, exited: 2, restarting: 3, working: 4, idle: 5, running: 6, stopped: 7 };
+const RANK = { waiting: 0, failed: 1, unknown: 1, exited: 2, restarting: 3, working: 4, idle: 5, running: 6, stopped: 7 };
 const NOTIFY_ON = new Set(["waiting", "failed"]);
 const SCREEN_EVERY_MS = 1000;
 const $ = (id) => document.getElementById(id);
