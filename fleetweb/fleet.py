@@ -170,9 +170,9 @@ class WebFleet:
     def _screen_facts(self, row: dict[str, Any]) -> dict[str, Any]:
         """``last_line`` and ``menu`` of a row (and its carried usage figures), read from
         its screen only when the pane may have written since the last read (an unchanged
-        fleet costs no screen reads). tmux times output to the second: a read in the
-        second of the last output, or the next, may have missed the rest of that
-        second's output, so it is read again."""
+        fleet costs no screen reads; another host's agent: when it changed state). tmux
+        times output to the second: a read in the second of the last output, or the next,
+        may have missed the rest of that second's output, so it is read again."""
         usage: dict[str, Any] = {}
         measured = self._measured.get(f"{row['host']}/{row['name']}")
         if measured is not None and row.get("pid") and row.get("memory_bytes") is None:
@@ -180,7 +180,9 @@ class WebFleet:
         if not row.get("window"):
             self._unsettled.discard(row["name"])
             return {**usage, **NO_FACTS}
-        last_output = _epoch(row.get("last_output_at"))
+        # Another host's screen is a command over SSH: read when its agent starts or
+        # changes state (the moments its last line and menu matter), not at every output.
+        last_output = 0.0 if row["host"] != "local" else _epoch(row.get("last_output_at"))
         key = (row.get("pid"), last_output, row["state"])
         cached = self._seen.get(row["name"])
         now = self.wall_clock()
