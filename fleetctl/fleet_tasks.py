@@ -18,10 +18,12 @@ from invoke.tasks import Task, task
 
 from fleetctl import options
 from fleetctl.options import (
+    BIND_HELP,
     DRY_RUN_HELP,
     FLEET_HELP,
     JSON_HELP,
     PATH_HELP,
+    TOKEN_FILE_HELP,
     count,
     fleet_config,
     fleet_paths,
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from fleetlib.group import HostsFleet
     from fleetlib.results import Check, HostsResult, InstallResult, Operation, OperationResult, ProgressHook
     from fleetlib.roster import Roster
+    from fleetlib.serving import ServeAt
     from fleetlib.waiting import WaitResult
 
 # The library is imported inside the task bodies, never here: `fleet --list` and every other
@@ -210,6 +213,8 @@ def finish_install(result: InstallResult | HostsResult[InstallResult], as_json: 
         **FLEET_HELP,
         "enable": "Enable the units so the fleet comes back after a reboot (--no-enable to skip).",
         "serve": "Also install `fleet serve` as a unit beside the watcher (loopback, port 8470), started now.",
+        "bind": f"With --serve: {BIND_HELP}",
+        "token_file": f"With --serve: {TOKEN_FILE_HELP}",
         "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     },
@@ -223,12 +228,32 @@ def fleet_install(
     backend: str = "",
     enable: bool = True,
     serve: bool = False,
+    bind: str = "",
+    token_file: str = "",
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
     """Write the systemd units for the roster, reload and enable them (idempotent)."""
+    at = serve_address(serve, bind, token_file)
     fleet = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend, dry_run=dry_run, quiet=json)
-    finish_install(fleet.install(enable=enable, serve=serve), json)
+    finish_install(fleet.install(enable=enable, serve=serve, serve_at=at), json)
+
+
+def serve_address(serve: bool, bind: str, token_file: str) -> ServeAt | None:
+    """Where `fleet install --serve`'s unit listens, checked as `fleet serve` checks it
+    (loopback unless a token file is given; the file private and long enough), before
+    anything is written; None without --serve (and --bind or --token-file is then refused)."""
+    if not serve:
+        if bind or token_file:
+            raise FleetError("--bind and --token-file say where --serve listens; add --serve, or leave them out")
+        return None
+    from fleetlib.serving import DEFAULT_BIND, ServeAt  # noqa: PLC0415
+    from fleetweb import guard  # noqa: PLC0415  (its checks, not the server)
+
+    guard.check_exposure(guard.parse_bind(bind or DEFAULT_BIND), token_file)
+    if token_file:
+        guard.read_token_file(token_file)
+    return ServeAt(bind or DEFAULT_BIND, str(Path(token_file).expanduser().resolve()) if token_file else "")
 
 
 @task(auto_shortflags=False, help={**FLEET_HELP, "dry_run": DRY_RUN_HELP, "json": JSON_HELP})

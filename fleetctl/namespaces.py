@@ -14,7 +14,7 @@ from fleetctl.build_tasks import build_ns
 from fleetctl.fleet_tasks import fleet_ns, fleet_tasks
 from fleetctl.hosts_tasks import hosts_ns
 from fleetctl.roster_tasks import roster_ns
-from fleetctl.serve_tasks import fleet_serve
+from fleetctl.serve_tasks import fleet_screen, fleet_serve
 from fleetctl.top_tasks import fleet_top
 from fleetctl.worktree_tasks import worktree_ns
 
@@ -89,9 +89,10 @@ class FleetCollection(Collection):
 
 
 # `top` lives in its own module (Rich and psutil load only when it runs).
-all_fleet_tasks: Final = {**fleet_tasks, "top": fleet_top, "serve": fleet_serve}
+all_fleet_tasks: Final = {**fleet_tasks, "top": fleet_top, "serve": fleet_serve, "screen": fleet_screen}
 fleet_ns.add_task(fleet_top, name="top")
 fleet_ns.add_task(fleet_serve, name="serve")  # starlette and uvicorn load only when it runs
+fleet_ns.add_task(fleet_screen, name="screen")
 
 ns = FleetCollection()
 ns.add_collection(roster_ns)

@@ -40,6 +40,12 @@ BACKEND_HELP: Final = "auto (default: systemd when a user manager answers, else 
 UNIT_DIR_HELP: Final = "Where unit files live (default: config fleet.unit_dir, then $XDG_CONFIG_HOME/systemd/user)."
 PATH_HELP: Final = {"home": HOME_HELP, "roster": ROSTER_HELP}
 FLEET_HELP: Final = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP, "backend": BACKEND_HELP}
+# `fleet serve`'s address and token, which `fleet install --serve` writes into its unit.
+BIND_HELP: Final = "HOST:PORT to listen on (default 127.0.0.1:8470: this machine only; port 0 picks a free one)."
+TOKEN_FILE_HELP: Final = (
+    "A file (0600) holding the token every request must carry; needed to listen beyond loopback "  # noqa: S105
+    "(default: a token kept in the fleet's run dir)."
+)
 
 USAGE_EXIT: Final = 2
 FAILED_EXIT: Final = 1

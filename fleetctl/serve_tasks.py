@@ -1,6 +1,7 @@
-"""``fleet serve``: the fleet on a live web page (:mod:`fleetweb`).
+"""``fleet serve``: the fleet on a live web page (:mod:`fleetweb`); ``fleet screen``: an
+agent's visible screen, which the page shows (and asks each host for).
 
-Starlette and uvicorn are imported only when the task runs, so ``fleet --list`` and every
+Starlette and uvicorn are imported only when ``serve`` runs, so ``fleet --list`` and every
 other task start without them."""
 
 from __future__ import annotations
@@ -10,13 +11,7 @@ import sys
 from invoke.context import Context
 from invoke.tasks import task
 
-from fleetctl.options import FLEET_HELP, JSON_HELP, fleet_paths, user_errors
-
-BIND_HELP = "HOST:PORT to listen on (default 127.0.0.1:8470: this machine only; port 0 picks a free one)."
-TOKEN_FILE_HELP = (
-    "A file (0600) holding the token every request must carry; needed to listen beyond loopback "  # noqa: S105
-    "(default: a token kept in the fleet's run dir)."
-)
+from fleetctl.options import BIND_HELP, FLEET_HELP, JSON_HELP, TOKEN_FILE_HELP, fleet_paths, required, user_errors
 
 
 @task(auto_shortflags=False, help={**FLEET_HELP, "bind": BIND_HELP, "token_file": TOKEN_FILE_HELP, "json": JSON_HELP})
@@ -35,21 +30,17 @@ def fleet_serve(
 
     Listens on loopback unless --bind says otherwise (then --token-file is needed, and TLS
     belongs in front). Prints the address with the token once (--json: {"url", "pid"});
-    every request needs the token, every change also the page's own origin."""
+    every request needs the token, every change also the page's own origin. A roster with
+    hosts is served whole: every host's agents, through each host's own fleet."""
     from fleetctl.fleet_tasks import open_any  # noqa: PLC0415
     from fleetlib import serving  # noqa: PLC0415
     from fleetlib.errors import FleetError  # noqa: PLC0415
-    from fleetlib.fleet import LocalFleet  # noqa: PLC0415
-    from fleetlib.roster import load_roster  # noqa: PLC0415
     from fleetlib.serving import DEFAULT_BIND  # noqa: PLC0415
     from fleetweb import guard  # noqa: PLC0415
 
     address = guard.parse_bind(bind or DEFAULT_BIND)
     guard.check_exposure(address, token_file)
     paths = fleet_paths(c, home, roster)
-    loaded = load_roster(paths.roster)
-    if loaded.hosts:
-        raise FleetError("fleet serve does not cover a roster with hosts yet; serve each host's fleet on that host")
     running = serving.running_server(paths.run_dir)
     if running is not None:
         raise FleetError(
@@ -60,8 +51,32 @@ def fleet_serve(
     from fleetweb.fleet import WebFleet  # noqa: PLC0415
     from fleetweb.server import serve  # noqa: PLC0415
 
-    local = open_any(c, home=home, roster=roster, loaded=loaded, unit_dir=unit_dir, backend=backend)
-    assert isinstance(local, LocalFleet)  # a roster with hosts was refused above
-    fleet = WebFleet(lifecycle=local.engine, messenger=local.messenger())
+    fleet = WebFleet(open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend).pinned())
     say = lambda line: print(line, flush=True, file=sys.stdout)  # noqa: E731
     serve(fleet, token, address, as_json=json, record_in=paths.run_dir, say=say)
+
+
+@task(auto_shortflags=False, help={**FLEET_HELP, "agent": "Agent whose screen to show (required).", "json": JSON_HELP})
+@user_errors
+def fleet_screen(
+    c: Context,
+    agent: str = "",
+    home: str = "",
+    roster: str = "",
+    unit_dir: str = "",
+    backend: str = "",
+    json: bool = False,
+) -> None:
+    """Print an agent's visible screen as tmux draws it, colours included.
+
+    --json: {"agent", "host", "text", "columns", "rows"}. An agent without a window is one
+    line on stderr, exit 2."""
+    from fleetctl.fleet_tasks import open_any  # noqa: PLC0415
+    from fleetctl.render import print_json  # noqa: PLC0415
+
+    required("--agent", agent)
+    shown = open_any(c, home=home, roster=roster, unit_dir=unit_dir, backend=backend).screen(agent)
+    if json:
+        print_json(shown.to_json())
+    else:
+        sys.stdout.write(shown.text)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle
@@ -32,7 +32,9 @@ from fleetlib.results import (
     Operation,
     OperationResult,
     ProgressHook,
+    Screen,
     SendResult,
+    TranscriptText,
     WorktreeRemoval,
     WorktreeRows,
     no_progress,
@@ -45,6 +47,9 @@ from fleetlib.top import Top
 from fleetlib.usage import fleet_sampler, with_usage
 from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
 from fleetlib.waiting import WaitResult, wait_for
+
+if TYPE_CHECKING:
+    from fleetlib.serving import ServeAt
 
 Write = Callable[[str | bytes], None]
 
@@ -99,8 +104,9 @@ class LocalFleet:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def install(self, *, enable: bool = True, serve: bool = False) -> InstallResult:
-        """Write the units for the roster (``serve``: and `fleet serve`'s, beside the watcher)."""
+    def install(self, *, enable: bool = True, serve: bool = False, serve_at: ServeAt | None = None) -> InstallResult:
+        """Write the units for the roster (``serve``: and `fleet serve`'s, beside the
+        watcher, listening where ``serve_at`` says)."""
         engine = self.engine
         if serve and engine.unit_dir is None:
             raise FleetError(
@@ -111,7 +117,7 @@ class LocalFleet:
             from fleetlib import serving  # noqa: PLC0415 (only a fleet that serves its page)
 
             result = serving.install_unit(
-                result, self.paths, self.roster, engine.unit_dir, engine.runner, enable=enable
+                result, self.paths, self.roster, engine.unit_dir, engine.runner, enable=enable, at=serve_at
             )
         return result
 
@@ -154,6 +160,33 @@ class LocalFleet:
         engine.ensure_installed([self.roster.get(agent).name] if agent else self.roster.names())
         status = engine.status(agent)
         return with_usage(status, fleet_sampler(self.paths).sample(status.agents)) if usage else status
+
+    def witness(self) -> str | None:
+        """A cheap witness of change: the same text while no agent starts, stops, exits,
+        writes or changes activity (the windows of the tmux listing ``status`` reads, one
+        tmux client);
+        None when tmux does not answer in time. A long-lived reader (``fleet serve``)
+        reads the whole status only when it moved. Under systemd a unit's own states
+        (``starting``, ``stopping``) show only in the status."""
+        from fleetlib import tmux  # noqa: PLC0415
+        from fleetlib.context import default_tmux  # noqa: PLC0415
+        from fleetlib.tmux_client import TmuxClient  # noqa: PLC0415
+
+        # The windows alone: the server options beside them in status's listing carry the
+        # watcher's tick, which moves every second whether anything changed or not.
+        listing = ["list-windows", "-t", tmux.session_target(), "-F", tmux.WINDOW_FORMAT]
+        result = TmuxClient(SubprocessRunner(), self.paths.tmux_socket, default_tmux()).attempt(listing)
+        if result.timed_out:
+            return None
+        return result.stdout if result.ok else "no tmux server"
+
+    def pinned(self) -> LocalFleet:
+        """This fleet with its backend chosen once (``auto`` asks the user manager on
+        every use otherwise): for a long-lived caller such as ``fleet serve``."""
+        from fleetlib.backend import resolve_backend  # noqa: PLC0415
+
+        chosen = resolve_backend(self.options.backend, SubprocessRunner())
+        return LocalFleet(self.paths, self.roster, replace(self.options, backend=chosen))
 
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> WaitResult:
         """Until every agent (or ``agent``) is in ``state`` (see :func:`fleetlib.waiting.wait_for`)."""
@@ -211,6 +244,23 @@ class LocalFleet:
         if journal:
             write(f"--- journal of {UnitNames.for_home(self.paths.home).agent(name)} ---")
             write(journal.rstrip())
+
+    def screen(self, agent: str) -> Screen:
+        """``agent``'s visible screen with its colours and the pane's size (one tmux
+        client); a FleetError when its window is not there."""
+        name = self.roster.get(agent).name
+        text, columns, rows = self.messenger().screen(name)
+        return Screen(name, text, columns, rows)
+
+    def transcript(self, agent: str, lines: int) -> TranscriptText:
+        """The last ``lines`` lines of ``agent``'s transcript (this generation), rendered
+        as ``fleet logs`` prints them; :class:`fleetlib.transcript.NoTranscript` when it
+        holds none."""
+        name = self.roster.get(agent).name
+        text = transcript.read(self.paths, name, lines=lines)
+        if not text:
+            raise transcript.NoTranscript(f"the transcript of {name} holds no current generation")
+        return TranscriptText(name, text)
 
     # ------------------------------------------------------------------ worktrees
 

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fleetlib.controller import fan_out, in_batches, local_first, parse_answer
 from fleetlib.defaults import VERIFY_TIMEOUT_S, WAIT_DEFAULT_S, WAIT_TIMEOUT_S
@@ -51,9 +51,11 @@ from fleetlib.results import (
     InstallResult,
     Operation,
     OperationResult,
+    Screen,
     SendResult,
     StatusReport,
     TopRows,
+    TranscriptText,
     Trusted,
     WaitReport,
     WorktreeRemoval,
@@ -61,6 +63,9 @@ from fleetlib.results import (
 )
 from fleetlib.roster import Roster
 from fleetlib.runner import exec_replacing
+
+if TYPE_CHECKING:
+    from fleetlib.serving import ServeAt
 
 REMOTE_ROSTER: Final = ".config/mosaic/fleet/roster.yaml"  # relative to the remote home
 REMOTE_DRY_ROSTER: Final = ".config/mosaic/fleet/roster.dry-run.yaml"
@@ -242,13 +247,19 @@ class HostsFleet:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def install(self, *, enable: bool = True, serve: bool = False) -> HostsResult[InstallResult]:
+    def install(
+        self, *, enable: bool = True, serve: bool = False, serve_at: ServeAt | None = None
+    ) -> HostsResult[InstallResult]:
         """Push each host's part of the roster (atomically), then install there. Every
         listed host, even one left without agents: its install stops and removes the
-        agents it no longer has, as a local install does. ``serve`` is refused: `fleet
-        serve` covers one machine's fleet for now."""
-        if serve:
-            raise FleetError("--serve is for a fleet without hosts: `fleet serve` does not cover several hosts yet")
+        agents it no longer has, as a local install does. ``serve`` is refused (before
+        anything changes): its unit is written for a fleet without hosts only; `fleet
+        serve` run by hand covers every host."""
+        if serve or serve_at is not None:
+            raise FleetError(
+                "--serve installs its unit for a fleet without hosts only; with hosts, run `fleet serve` "
+                "on this machine yourself (it covers every host)"
+            )
         dry = self.options.dry_run
 
         def remote(link: HostLink, part: Roster, deadline: Deadline) -> InstallResult:
@@ -328,6 +339,19 @@ class HostsFleet:
             return StatusReport(status.all_up, status.to_json())
 
         return self._run("status", self._names(agent), remote, local, self.settings.timeout)
+
+    def witness(self) -> str | None:
+        """None: across hosts there is no cheap witness of change (each host's status is a
+        command over SSH), so a long-lived reader reads the status itself."""
+        return None
+
+    def pinned(self) -> HostsFleet:
+        """This fleet with this machine's backend chosen once (see :meth:`LocalFleet.pinned`)."""
+        from fleetlib.backend import resolve_backend  # noqa: PLC0415
+        from fleetlib.runner import SubprocessRunner  # noqa: PLC0415
+
+        chosen = resolve_backend(self.options.backend, SubprocessRunner())
+        return HostsFleet(self.paths, self.roster, replace(self.options, backend=chosen))
 
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> HostsResult[WaitReport]:
         """Every host waits for its own agents (or ``agent``'s host for it) at once; the
@@ -411,6 +435,46 @@ class HostsFleet:
             raise FleetError(f"{host}: {run.error_line()}")
         if run.stdout:
             write(run.stdout.encode())
+
+    def screen(self, agent: str) -> Screen:
+        """:meth:`LocalFleet.screen` wherever ``agent`` runs: on another host its fleet's
+        ``screen --json`` (within the host timeout); a failure is one line naming the host."""
+        host = self.host_of(agent)
+        if host == LOCAL:
+            return self.local().screen(agent)
+        argv = remote_argv("screen", self.roster.hosts[host].backend, "--agent", agent)
+        answer = self._one(host, lambda link, deadline: self._answer(link, argv, deadline, Screen.from_json))
+        return replace(answer, host=host)
+
+    def transcript(self, agent: str, lines: int) -> TranscriptText:
+        """:meth:`LocalFleet.transcript` wherever ``agent`` runs: on another host its
+        fleet's ``logs`` (the transcript rendered there); none there is
+        :class:`~fleetlib.transcript.NoTranscript` here too."""
+        from fleetlib.transcript import NoTranscript  # noqa: PLC0415
+
+        host = self.host_of(agent)
+        if host == LOCAL:
+            return self.local().transcript(agent, lines)
+        argv = ["logs", "--agent", agent, "--lines", str(lines), "--backend", self.roster.hosts[host].backend]
+
+        def read(link: HostLink, deadline: Deadline) -> TranscriptText:
+            run = link.fleet(argv, deadline=deadline)
+            if run.exit_code == 1 and "transcript" in run.error_line():
+                raise NoTranscript(f"{host}: {run.error_line().removeprefix('error: ')}")
+            if run.exit_code != 0:
+                raise HostError(run.error_line())
+            return TranscriptText(agent, run.stdout.removesuffix("\n"), host)
+
+        return self._one(host, read, budget=self.settings.timeout * 3)
+
+    def _one(self, host: str, job: Callable[[HostLink, Deadline], D], budget: float | None = None) -> D:
+        """``job`` on ``host`` over one link, within ``budget`` (default: the host
+        timeout); a host's failure is one :class:`FleetError` line naming it."""
+        with self.links() as links:
+            try:
+                return job(links[host], Deadline(budget or self.settings.timeout))
+            except HostError as exc:
+                raise FleetError(f"{host}: {str(exc).removeprefix('error: ')}") from None
 
     def attach(self, agent: str, *, read_only: bool) -> int:
         """:meth:`LocalFleet.attach` wherever ``agent`` runs: on another host through

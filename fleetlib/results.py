@@ -33,6 +33,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = get_args(Operation)
 
 Action = Literal["started", "stopped", "restarted", "unchanged", "failed", "would start", "would stop", "would restart"]
 ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
+SCREEN_MAX: Final = 10_000  # cells a side: a pane is far smaller; a host answering more is not believed
 
 
 def _field(data: Any, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -652,3 +653,42 @@ class WorktreeRemoval:
             raise ValueError("expected the removed worktree's path and branch")
         host = data.get("host")
         return cls(removed, _field(data, "forced", bool), host if isinstance(host, str) else None)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """An agent's visible screen as tmux draws it: ``text`` with its colours (``tmux
+    capture-pane -e``), the pane's size (``columns``, ``rows``) and the ``host`` it runs on."""
+
+    agent: str
+    text: str
+    columns: int
+    rows: int
+    host: str = "local"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": self.agent, "host": self.host, "text": self.text, "columns": self.columns, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Screen:
+        columns, rows = _field(data, "columns", int), _field(data, "rows", int)
+        if not (0 < columns <= SCREEN_MAX and 0 < rows <= SCREEN_MAX):
+            raise ValueError(f"a screen of {columns}x{rows} cells is out of range")
+        return cls(_field(data, "agent", str), _field(data, "text", str), columns, rows, _field(data, "host", str))
+
+
+@dataclass(frozen=True)
+class TranscriptText:
+    """The last lines of an agent's transcript, rendered as ``fleet logs`` prints them,
+    and the ``host`` it runs on."""
+
+    agent: str
+    text: str
+    host: str = "local"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": self.agent, "host": self.host, "text": self.text}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TranscriptText:
+        return cls(_field(data, "agent", str), _field(data, "text", str), _field(data, "host", str))

@@ -18,7 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,14 +42,25 @@ ANSWER_TIMEOUT_S: Final = 5.0
 MAX_RECORD: Final = 4096
 
 
+@dataclass(frozen=True)
+class ServeAt:
+    """Where `fleet install --serve`'s server listens (``HOST:PORT``) and the token file it
+    reads (an absolute path; empty: the run dir's token)."""
+
+    bind: str = DEFAULT_BIND
+    token_file: str = ""
+
+
 def unit_name(units: UnitNames) -> str:
     """The server's unit, named like the watcher's (``mosaic-fleet-serve.service``)."""
     return f"{units.prefix}fleet-serve.service"
 
 
-def serve_argv(python: str, home: Path, roster: Path, bind: str, token_file: str) -> list[str]:
-    """How the unit starts the server: this Python, the fleet's home and roster."""
-    argv = [python, "-m", "fleetctl", "serve", "--home", str(home), "--roster", str(roster), "--bind", bind]
+def serve_argv(python: str, home: Path, roster: Path, unit_dir: Path, bind: str, token_file: str) -> list[str]:
+    """How the unit starts the server: this Python, the fleet's home, roster and unit
+    directory (the server reads the units it installed beside), the address and token file."""
+    argv = [python, "-m", "fleetctl", "serve", "--home", str(home), "--roster", str(roster)]
+    argv += ["--unit-dir", str(unit_dir), "--backend", "systemd", "--bind", bind]
     return [*argv, "--token-file", token_file] if token_file else argv
 
 
@@ -150,15 +161,18 @@ def install_unit(
     runner: Runner,
     *,
     enable: bool = True,
+    at: ServeAt | None = None,
     python: str = sys.executable,
 ) -> InstallResult:
     """``fleet install --serve``: ``result`` (the fleet's install) with the server's unit
-    written (when it differs), the manager reloaded, and the unit enabled and started."""
+    written (when it differs), the manager reloaded, and the unit enabled and started;
+    listening where ``at`` says (default: loopback, port 8470, the run dir's token)."""
+    at = at or ServeAt()
     units = UnitNames.for_home(paths.home)
     name = unit_name(units)
     path = unit_dir / name
     environment = {**base_environment(os.environ, str(Path.home())), **watcher_environment()}
-    argv = serve_argv(python, paths.home, paths.roster, DEFAULT_BIND, "")
+    argv = serve_argv(python, paths.home, paths.roster, unit_dir, at.bind, at.token_file)
     text = serve_unit_text(argv, environment, roster.source, shutil.which("env") or "/usr/bin/env", units)
     try:
         current = path.read_text(encoding="utf-8")
@@ -176,10 +190,8 @@ def install_unit(
         enabled.append(name)
     elif current != text and current is not None:
         _systemctl(runner, "try-restart", name)  # a running server takes the new unit
-    note = (
-        f"fleet serve runs as {name} on http://{DEFAULT_BIND}; open /?token=TOKEN there once "
-        f"(TOKEN is in {paths.run_dir / 'serve.token'})"
-    )
+    token_at = at.token_file or paths.run_dir / "serve.token"
+    note = f"fleet serve runs as {name} on http://{at.bind}; open /?token=TOKEN there once (TOKEN is in {token_at})"
     return replace(result, written=written, reloaded=reloaded, enabled=enabled, notes=[*result.notes, note])
 
 

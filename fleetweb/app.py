@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
@@ -41,7 +42,8 @@ from fleetweb.fleet import Said, WebFleet, said_error
 from fleetweb.guard import COOKIE, RateLimit, presented, same_origin, valid
 from fleetweb.screen import screen_html
 
-POLL_S: Final = 0.5  # how often the fleet is read while a page listens: a change shows within a second
+POLL_S: Final = 0.5  # how often the fleet's witness is read while a page listens: a change shows within a second
+REFRESH_S: Final = 10.0  # the whole status at least this often (memory figures move without the witness)
 KEEPALIVE_S: Final = 15.0
 PAGE_LINES: Final = 200
 MAX_PAGES: Final = 500
@@ -71,6 +73,7 @@ class Hub:
         self.latest: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
+        self.woken = False
         self.closing = asyncio.Event()  # the server stops: every stream ends (a page reconnects)
 
     async def listen(self) -> AsyncIterator[str]:
@@ -96,7 +99,24 @@ class Hub:
             self.listeners.discard(queue)
 
     async def _run(self) -> None:
+        witnessed: str | None = None
+        read_at = -math.inf
         while self.listeners:
+            # The whole status (every card, a few clients and /proc reads per agent) only
+            # when the fleet's cheap witness moved, an action woke us, or the figures that
+            # move without it (memory, "since") are REFRESH_S old: an unchanged fleet costs
+            # one tmux client a tick.
+            try:
+                witness = await run_in_threadpool(self.fleet.witness)
+            except FleetError:
+                witness = None
+            now = time.monotonic()
+            quiet = witness is not None and witness == witnessed and not self.fleet.settling()
+            if quiet and now - read_at < REFRESH_S and not self.woken:
+                await self._sleep()
+                continue
+            self.woken = False
+            witnessed, read_at = witness, now
             try:
                 cards = json.dumps(await run_in_threadpool(self.fleet.cards))
             except FleetError:
@@ -107,10 +127,16 @@ class Hub:
                     if queue.full():  # a slow page gets the newest cards, not a backlog
                         queue.get_nowait()
                     queue.put_nowait(cards)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll)
-            self.wake.clear()
+            await self._sleep()
         self.latest = None
+
+    async def _sleep(self) -> None:
+        """Until the next tick, or until an action wakes the hub (then the cards are read)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self.poll)
+        if self.wake.is_set():
+            self.woken = True
+        self.wake.clear()
 
 
 class Guard:
@@ -202,7 +228,10 @@ def create_app(
         return Response(_asset(name), media_type=STATIC[name], headers=SECURITY_HEADERS)
 
     async def agents(_: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(fleet.cards), headers=SECURITY_HEADERS)
+        try:
+            return JSONResponse(await run_in_threadpool(fleet.cards), headers=SECURITY_HEADERS)
+        except FleetError as exc:  # the fleet cannot be read (its units not installed, tmux frozen)
+            return _error(str(exc).partition("\n")[0], 503)
 
     async def events(_: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
@@ -221,10 +250,15 @@ def create_app(
         if name is None:
             return _error(f"no agent {request.path_params['name']!r} in the roster", 404)
         try:
-            text, columns, rows = await run_in_threadpool(fleet.screen_ansi, name)
+            shown = await run_in_threadpool(fleet.screen, name)
         except FleetError as exc:
             return _error(str(exc).partition("\n")[0], 409)
-        body = {"html": screen_html(text, columns, rows), "columns": columns, "rows": rows}
+        body = {
+            "html": screen_html(shown.text, shown.columns, shown.rows),
+            "columns": shown.columns,
+            "rows": shown.rows,
+            "host": shown.host,
+        }
         return JSONResponse(body, headers=SECURITY_HEADERS)
 
     async def transcript_page(request: Request) -> Response:
@@ -239,7 +273,9 @@ def create_app(
             text = await run_in_threadpool(fleet.transcript, name, (number + 1) * PAGE_LINES)
         except transcript.NoTranscript as exc:
             return _error(str(exc), 404)
-        lines = text.splitlines()
+        except FleetError as exc:
+            return _error(str(exc).partition("\n")[0], 409)
+        lines = text.text.splitlines()
         older = len(lines) >= (number + 1) * PAGE_LINES
         shown = lines[: len(lines) - number * PAGE_LINES] if number else lines
         body = {"lines": shown[-PAGE_LINES:], "page": number, "older": older}

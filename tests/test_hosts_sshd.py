@@ -9,6 +9,7 @@ exclusion are checked with witnesses the agents and results leave behind.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.sshd_hosts import SshHost, SshHosts, process_name, start_hosts, unavailable, user_processes
+from tests.test_serve import start_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -771,3 +773,73 @@ def test_a_worktree_is_made_on_the_agents_host_by_its_fleet(cluster: Cluster) ->
         assert not path.exists()
     finally:
         shutil.rmtree(repo, ignore_errors=True)
+
+
+def screen_text_rows(html_rows: str) -> list[str]:
+    """The text of each row of the page's screen HTML (tags dropped, entities decoded)."""
+    rows = re.findall(r'<div class="row">(.*?)</div>', html_rows)
+    return [html.unescape(re.sub(r"<[^>]*>", "", row)) for row in rows]
+
+
+def test_serve_covers_every_host_through_the_library(cluster: Cluster) -> None:
+    """`fleet serve` over a roster with hosts (issue 24): the cards list every host's agents
+    with their host, and a remote agent's screen is what `tmux capture-pane` shows there."""
+    cluster.up(shell_agents())
+    sent = cluster.fleet("send", "--agent", "h2a0", "--message", "printf 'x  y\\n'; echo SERVED-$((6*7))")
+    assert sent.returncode == 0, sent
+    server = start_server(cluster.env(), "--home", str(cluster.home), "--roster", str(cluster.roster))
+    try:
+        auth = {"Authorization": f"Bearer {server.token}"}
+        status, text, _ = server.request("/api/agents", headers=auth)
+        assert status == 200, text
+        rows = json.loads(text)
+        assert sorted((row["host"], row["name"]) for row in rows) == [("h1", "h1a0"), ("h2", "h2a0"), ("h3", "h3a0")]
+        assert all(isinstance(row["pid"], int) and row["state"] != "stopped" for row in rows), rows
+
+        h2 = cluster.hosts.by_name("h2")
+        socket = str(h2.fleet_home / "fleet" / "run" / "tmux.sock")
+
+        def tmux_screen() -> list[str]:
+            shown = h2.as_user("tmux", "-S", socket, "capture-pane", "-p", "-t", "=fleet:=h2a0").stdout
+            lines = [line.rstrip() for line in shown.split("\n")]
+            while lines and not lines[-1]:
+                lines.pop()
+            return lines
+
+        def page_screen() -> list[str]:
+            status, text, _ = server.request("/api/agents/h2a0/screen", headers=auth)
+            assert status == 200, text
+            assert json.loads(text)["host"] == "h2"
+            return screen_text_rows(json.loads(text)["html"])
+
+        eventually(lambda: "SERVED-42" in "\n".join(page_screen()), "the remote screen shows the command's output")
+        eventually(lambda: page_screen() == tmux_screen(), "the page's screen is tmux's on h2")
+        assert "x  y" in page_screen()
+
+        # Actions reach the agent's host through its fleet, said as the command line says them.
+        post = {**auth, "Content-Type": "application/json"}
+        status, text, _ = server.request(
+            "/api/agents/h3a0/send", method="POST", headers=post, body={"message": "echo PAGE-$((7*6))"}
+        )
+        assert status == 200, text
+        assert json.loads(text)["ok"], text
+        h3 = cluster.hosts.by_name("h3")
+        h3_socket = str(h3.fleet_home / "fleet" / "run" / "tmux.sock")
+        eventually(
+            lambda: "PAGE-42" in h3.as_user("tmux", "-S", h3_socket, "capture-pane", "-p", "-t", "=fleet:=h3a0").stdout,
+            "the message reached h3a0 on h3",
+        )
+        before = {row["name"]: row["pid"] for row in rows}
+        status, text, _ = server.request("/api/agents/h1a0/restart", method="POST", headers=post)
+        said = json.loads(text)
+        assert said["ok"], said
+        assert said["lines"][0].startswith("h1: restarted 1 agent(s) (h1a0)"), said
+        status, text, _ = server.request("/api/agents", headers=auth)
+        after = {row["name"]: row["pid"] for row in json.loads(text)}
+        assert after["h1a0"] != before["h1a0"]
+        assert after["h2a0"] == before["h2a0"]
+        status, text, _ = server.request("/api/agents/h2a0/transcript", headers=auth)
+        assert status == 200, text
+        assert any("SERVED-42" in line for line in json.loads(text)["lines"]), text
+    finally:
+        server.stop()

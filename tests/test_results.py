@@ -16,10 +16,12 @@ from fleetlib.results import (
     HostsResult,
     InstallResult,
     OperationResult,
+    Screen,
     SendOutcome,
     SendResult,
     StatusReport,
     TopRows,
+    TranscriptText,
     Trusted,
     WaitReport,
     WaitRow,
@@ -43,6 +45,8 @@ SAMPLES: list[Any] = [
     Bootstrapped("fleet 0.1.0", ["fleet-0.1.0-py3-none-any.whl"]),
     Trusted(["recorded ssh-ed25519 SHA256:x for h1"]),
     TopRows([{"name": "a1", "cpu_percent": 1.5}]),
+    Screen("a1", "\x1b[31mred\x1b[0m <b>\n", 80, 24, "h2"),
+    TranscriptText("a1", "line one\nline two", "h2"),
 ]
 
 
@@ -76,6 +80,10 @@ def test_hosts_result_round_trips_with_typed_answers() -> None:
         (StatusReport, {"all_up": True, "agents": [{"state": "idle"}]}),
         (Checks, {"checks": []}),
         (TopRows, [{"cpu_percent": 1}]),
+        (Screen, {"agent": "a1", "host": "h1", "text": "x", "columns": 0, "rows": 24}),
+        (Screen, {"agent": "a1", "host": "h1", "text": "x", "columns": 80, "rows": 10**9}),
+        (Screen, {"agent": "a1", "host": "h1", "text": None, "columns": 80, "rows": 24}),
+        (TranscriptText, {"agent": "a1", "text": "x"}),
     ],
 )
 def test_from_json_refuses_another_shape(kind: Any, answer: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,12 @@ import pytest
 
 from fleetlib import procs
 from fleetlib.errors import FleetError
+from fleetlib.fleet import FleetOptions, LocalFleet
+from fleetlib.paths import FleetPaths
+from fleetlib.results import HostResult, HostsResult, StatusReport
+from fleetlib.roster import load_roster
 from fleetlib.serving import check_serve, remove_record, write_record
+from fleetweb.fleet import status_rows
 from fleetweb.guard import RateLimit, check_exposure, parse_bind, read_token_file, same_origin
 from fleetweb.screen import screen_html
 from tests.conftest import REPO, FleetEnv, eventually
@@ -46,16 +52,7 @@ class Server:
     def request(
         self, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: object = None
     ) -> tuple[int, str, dict[str, str]]:
-        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
-        asked = urllib.request.Request(  # noqa: S310 (the server's own http:// address)
-            self.base + path, data=data, method=method, headers=headers or {}
-        )
-        opener = urllib.request.build_opener(NoRedirect)
-        try:
-            with opener.open(asked, timeout=30) as answer:
-                return answer.status, answer.read().decode(), dict(answer.headers)
-        except urllib.error.HTTPError as failed:
-            return failed.code, failed.read().decode(), dict(failed.headers)
+        return http_request(self.base + path, method=method, headers=headers, body=body)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -69,6 +66,20 @@ class Server:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *_: object, **__: object) -> None:
         return None
+
+
+def http_request(
+    url: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: object = None
+) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of one request to a server of these tests (redirects not followed)."""
+    data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+    asked = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 (http://)
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(asked, timeout=30) as answer:
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as failed:
+        return failed.code, failed.read().decode(), dict(failed.headers)
 
 
 def start_server(env: dict[str, str], *args: str) -> Server:
@@ -96,6 +107,19 @@ def start_server(env: dict[str, str], *args: str) -> Server:
     url: str = said["url"]
     base, _, token = url.partition("/?token=")
     return Server(process, url, base, token)
+
+
+def serve_refused(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleet serve ARGS` expected to refuse at start (bounded, should it serve instead)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetctl", "serve", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 class ServeEnv(TmuxEnv):
@@ -214,6 +238,26 @@ def test_the_screen_is_escaped_and_keeps_its_colours() -> None:
     assert 'style="color:#010203"' in shown
 
 
+def test_the_agents_of_a_host_that_did_not_answer_are_cards_in_state_unknown(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(
+        "version: 1\nhosts:\n  h1: {ssh: u@h1.invalid}\n  h2: {ssh: u@h2.invalid}\nagents:\n"
+        "  - {name: a1, runtime: shell, host: h1}\n  - {name: b1, runtime: shell, host: h2}\n"
+        "  - {name: b2, runtime: shell, host: h2}\n"
+    )
+    answered = StatusReport(True, [{"name": "a1", "state": "idle", "pid": 7, "window": "a1"}])
+    result = HostsResult(
+        "status", [HostResult.answered("h1", answered, 0.1), HostResult("h2", False, 10.0, error="no SSH answer")]
+    )
+    rows = status_rows(result, load_roster(roster))
+    assert [(row["host"], row["name"], row["state"]) for row in rows] == [
+        ("h1", "a1", "idle"),
+        ("h2", "b1", "unknown"),
+        ("h2", "b2", "unknown"),
+    ]
+    assert rows[1]["reason"] == "h2: no SSH answer"
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -306,15 +350,7 @@ def test_a_script_with_the_bearer_token_sends_as_the_cli_says(served: tuple[Serv
 
 def test_beyond_loopback_without_a_token_file_is_refused_at_start(served: tuple[ServeEnv, Server]) -> None:
     env, _ = served
-    done = subprocess.run(
-        [sys.executable, "-m", "fleetctl", "serve", "--bind", "0.0.0.0:0"],
-        cwd=REPO,
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = serve_refused(env.env, "--bind", "0.0.0.0:0")
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -339,6 +375,44 @@ def test_listing_the_tasks_never_loads_the_web_server(served: tuple[ServeEnv, Se
     assert os.path.exists(REPO / "fleetweb" / "static" / "index.html")
 
 
+def test_the_witness_stays_still_across_watcher_ticks_and_moves_on_a_change(served: tuple[ServeEnv, Server]) -> None:
+    """What lets an idle page cost almost nothing (issue 24's cost): the page reads the
+    whole status only when the fleet's witness moves; the watcher ticking is no change."""
+    env, _ = served
+    env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
+    paths = FleetPaths.resolve(env.home)
+    fleet = LocalFleet(paths, load_roster(paths.roster), FleetOptions(backend="tmux"))
+    tick = ["tmux", "-S", str(paths.tmux_socket), "show-options", "-gv", "@fleet-watcher-tick"]
+
+    def ticked() -> str:
+        return subprocess.run(tick, capture_output=True, text=True, check=False).stdout
+
+    before, first_tick = fleet.witness(), ticked()
+    eventually(lambda: ticked() != first_tick, "the watcher ticked")
+    assert fleet.witness() == before
+    env.inv_ok("fleet.send", "--agent", "s1", "--message", "echo WITNESS-$((1+1))")
+    assert fleet.witness() != before
+    env.inv_ok("fleet.wait", "--agent", "s1", "--for", "idle", "--timeout", "60")
+
+
+def test_fleet_screen_prints_what_tmux_draws(served: tuple[ServeEnv, Server]) -> None:
+    """`fleet screen` (what the page shows, and what it asks each host for): the visible
+    screen with its colours, as `tmux capture-pane -e` prints it; --json with the size."""
+    env, _ = served
+    socket = str(env.home / "fleet" / "run" / "tmux.sock")
+    capture = ["tmux", "-S", socket, "capture-pane", "-p", "-e", "-t", "=fleet:=s1"]
+    drawn = subprocess.run(capture, capture_output=True, text=True, check=True).stdout
+    assert env.inv_ok("fleet.screen", "--agent", "s1") == drawn
+    shown = json.loads(env.inv_ok("fleet.screen", "--agent", "s1", "--json"))
+    assert (shown["agent"], shown["host"], shown["text"]) == ("s1", "local", drawn)
+    assert shown["columns"] > 0
+    assert shown["rows"] > 0
+    unknown = env.inv("fleet.screen", "--agent", "nobody")
+    assert unknown.returncode == 2, unknown
+    assert unknown.stderr.startswith("error: ")
+    assert len(unknown.stderr.strip().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------- doctor and the unit
 
 
@@ -361,15 +435,7 @@ def test_one_server_per_fleet_and_a_stopped_one_removes_its_record(tmp_path: Pat
     server = start_server(env.env)
     try:
         assert json.loads(record.read_text())["pid"] == server.process.pid
-        second = subprocess.run(
-            [sys.executable, "-m", "fleetctl", "serve", "--bind", "127.0.0.1:0"],
-            cwd=REPO,
-            env=env.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = serve_refused(env.env, "--bind", "127.0.0.1:0")
         assert second.returncode == 2, (second.stdout, second.stderr)
         assert f"already runs for this fleet (pid {server.process.pid}" in second.stderr
         status, text, _ = server.request("/api/agents", headers={"Authorization": f"Bearer {server.token}"})
@@ -411,13 +477,30 @@ def test_the_serve_check(tmp_path: Path) -> None:
 @pytest.mark.systemd
 def test_install_serve_runs_the_server_as_a_unit_and_uninstall_removes_it(fleet_env: FleetEnv) -> None:
     fleet_env.write_roster("version: 1\nagents:\n  - name: u1\n    runtime: shell\n")
-    installed = fleet_env.inv_ok("fleet.install", "--serve")
     unit = f"{fleet_env.units.prefix}fleet-serve.service"
+    token = fleet_env.home / "serve.secret"
+    token.write_text("t" * 40 + "\n")
+    token.chmod(0o600)
+    for refused, why in (
+        (["--bind", "127.0.0.1:0"], "add --serve"),  # where --serve listens, without --serve
+        (["--serve", "--bind", "0.0.0.0:8470"], "--token-file"),  # beyond loopback without a token
+    ):
+        done = fleet_env.inv("fleet.install", *refused)
+        assert done.returncode == 2, done
+        assert why in done.stderr, done.stderr
+        assert not (fleet_env.manager.unit_dir / unit).exists()
+    with socket.socket() as probe:  # a free port: 8470 may be taken by another fleet's server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    installed = fleet_env.inv_ok("fleet.install", "--serve", "--bind", f"127.0.0.1:{port}", "--token-file", str(token))
     assert unit in installed
+    assert str(token) in installed  # where the token is, said once
     run = fleet_env.home / "fleet" / "run"
     eventually((run / "serve.json").exists, "the unit's server recorded itself", limit=60)
     record = json.loads((run / "serve.json").read_text())
-    assert record["url"] == "http://127.0.0.1:8470"
+    assert record["url"] == f"http://127.0.0.1:{port}"
+    status, _, _ = http_request(record["url"] + "/api/agents", headers={"Authorization": "Bearer " + "t" * 40})
+    assert status == 200  # the unit's server takes the token file's token
     checks = {check["name"]: check for check in json.loads(fleet_env.inv("fleet.doctor", "--json").stdout)}
     assert checks["serve"]["ok"], checks["serve"]
     removed = fleet_env.inv_ok("fleet.uninstall")

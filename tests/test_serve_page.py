@@ -104,10 +104,19 @@ def send(page: Any, name: str, message: str, *, answer: bool = False) -> str:
     select(page, name)
     page.fill("#message", message)
     page.set_checked("#answer", answer)
-    page.evaluate("document.getElementById('result').textContent = ''")
-    page.click("#send")
-    page.wait_for_function("() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }")
-    said: str = page.inner_text("#result")
+    return act(page, "#send")
+
+
+def act(page: Any, button: str, result: str = "result") -> str:
+    """Click an action's ``button`` (confirming it); what the page said in ``#result``
+    once the action answered (an operation waits for the agents: up to two minutes)."""
+    page.evaluate(f"document.getElementById('{result}').textContent = ''")
+    page.click(button)
+    page.wait_for_function(
+        f"() => {{ const t = document.getElementById('{result}').textContent; return t && t !== '…'; }}",
+        timeout=120_000,
+    )
+    said: str = page.inner_text(f"#{result}")
     return said
 
 
@@ -133,10 +142,7 @@ def test_an_agent_turning_waiting_moves_to_the_top_and_notifies(site: tuple[Serv
     # The menu's entries are buttons; the second answers as `fleet send --answer --message 2`.
     page.wait_for_selector("#options .option[data-entry='2']")
     assert page.inner_text("#options .option[data-entry='2']").startswith("2. No, and tell")
-    page.evaluate("document.getElementById('result').textContent = ''")
-    page.click("#options .option[data-entry='2']")
-    page.wait_for_function("() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }")
-    answered = page.inner_text("#result")
+    answered = act(page, "#options .option[data-entry='2']")
     assert "accepted" in answered, answered
     assert "error" not in answered
     eventually(lambda: "denied" in env.pane("yesno"), "yesno took entry 2")
@@ -189,12 +195,7 @@ def test_restart_from_the_page_gives_a_new_pid(site: tuple[ServeEnv, Server], pa
     env, _ = site
     before = env.pid("sh2")
     select(page, "sh2")
-    page.evaluate("document.getElementById('result').textContent = ''")
-    page.click("#restart-agent")
-    page.wait_for_function(
-        "() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }", timeout=120_000
-    )
-    said = page.inner_text("#result")
+    said = act(page, "#restart-agent")
     assert said.startswith("restarted 1 agent(s) (sh2)"), said
     assert said.endswith("all up"), said
     after = env.pid("sh2")
@@ -206,12 +207,21 @@ def test_restart_from_the_page_gives_a_new_pid(site: tuple[ServeEnv, Server], pa
 def test_stop_from_the_page_stops_the_agent(site: tuple[ServeEnv, Server], page: Any) -> None:
     env, _ = site
     select(page, "xss")
-    page.evaluate("document.getElementById('result').textContent = ''")
-    page.click("#stop-agent")
-    page.wait_for_function(
-        "() => { const t = document.getElementById('result').textContent; return t && t !== '…'; }", timeout=120_000
-    )
-    said = page.inner_text("#result")
+    said = act(page, "#stop-agent")
     assert said.startswith("stopped 1 agent(s) (xss)"), said
     assert env.status()[1]["xss"]["state"] == "stopped"
     eventually(lambda: dict(cards(page))["xss"] == "stopped", "the card shows it stopped")
+
+
+def test_restarting_the_fleet_from_the_page_restarts_every_agent(site: tuple[ServeEnv, Server], page: Any) -> None:
+    """The page's "Restart fleet" is `fleet restart` (the library's, under the restart lock):
+    every agent gets a new pid, the stopped one starts again, and the page says what the
+    command line says."""
+    env, _ = site
+    before = {name: env.pid(name) for name in AGENTS}
+    said = act(page, "#restart-fleet", "fleet-result")
+    assert said.startswith(f"restarted {len(AGENTS)} agent(s)"), said
+    assert said.endswith("all up"), said
+    after = {name: env.pid(name) for name in AGENTS}
+    assert all(isinstance(pid, int) and pid != before[name] for name, pid in after.items()), (before, after)
+    eventually(lambda: dict(cards(page))["xss"] != "stopped", "the card shows xss running again")

@@ -3,7 +3,7 @@
 // the one HTML the page inserts is the screen, which the server escaped cell by cell.
 "use strict";
 
-const RANK = { waiting: 0, failed: 1, exited: 2, restarting: 3, working: 4, idle: 5, running: 6, stopped: 7 };
+const RANK = { waiting: 0, failed: 1, unknown: 1, exited: 2, restarting: 3, working: 4, idle: 5, running: 6, stopped: 7 };
 const NOTIFY_ON = new Set(["waiting", "failed"]);
 const SCREEN_EVERY_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -44,14 +44,15 @@ function card(row) {
   const node = el("article", `card st-${row.state}`);
   node.dataset.name = row.name;
   node.dataset.state = row.state;
+  node.dataset.host = row.host;
   if (row.name === selected) node.classList.add("selected");
   const top = el("div", "top");
   top.append(el("span", "name", row.name), el("span", "state", `${row.state} ${ago(row.state_since)}`.trim()));
   const facts = el("div", "facts");
   facts.append(el("span", "host", row.host));
-  if (row.restarts !== null) facts.append(el("span", "restarts", `restarts ${row.restarts}`));
-  if (row.memory_bytes !== null) facts.append(el("span", "memory", memory(row.memory_bytes)));
-  if (row.pid !== null) facts.append(el("span", "pid", `pid ${row.pid}`));
+  if (row.restarts != null) facts.append(el("span", "restarts", `restarts ${row.restarts}`));
+  if (row.memory_bytes != null) facts.append(el("span", "memory", memory(row.memory_bytes)));
+  if (row.pid != null) facts.append(el("span", "pid", `pid ${row.pid}`));
   node.append(top, el("div", "last", row.last_line || row.reason || ""), facts);
   node.addEventListener("click", () => open(row.name));
   return node;
