@@ -422,9 +422,9 @@ def test_doctor_where_tmux_is_chosen_automatically_passes_and_names_a_crash_loop
 
 def test_a_dry_run_start_decides_from_the_fleet_as_it_is_and_changes_nothing(tenv: TmuxEnv) -> None:
     """`start --dry-run` is `start` with its changes recorded: the agent already running
-    is left out of the commands (would do nothing), the other's window would be made; and
-    the fleet is as it was (its windows and pane processes, as tmux lists them; the agents'
-    own log of their starts)."""
+    is left out of the commands (would do nothing), the other's window would be made;
+    `install --dry-run` says it would stop an agent no longer listed. And the fleet is as
+    it was (its windows and pane processes, as tmux lists them; the agents' own log)."""
     tenv.roster(["alpha", "omega"])
     tenv.inv_ok("fleet.start", "--agent", "alpha")
     socket = tenv.home / "fleet" / "run" / "tmux.sock"
@@ -444,5 +444,7 @@ def test_a_dry_run_start_decides_from_the_fleet_as_it_is_and_changes_nothing(ten
     assert tenv.inv_ok("fleet.start", "--agent", "alpha", "--dry-run").strip() == (
         "would do nothing: 1 agent(s) (alpha) already running"
     )
+    tenv.roster(["omega"])  # alpha runs on, no longer listed: an install would stop it
+    assert "would stop 1 agent(s) (alpha): no longer in the roster" in tenv.inv_ok("fleet.install", "--dry-run")
     assert panes() == before
     assert tenv.events() == ["start alpha"]
