@@ -26,6 +26,10 @@ Guarantees (each a test in tests/test_engine_*.py):
   supervisor's own start); one that exits before fails the operation naming it, its
   command, its exit status and its last output lines, as soon as it exits.
 * A restart starts the new generation only after the old one is gone.
+* **A dry run is this algorithm.** With a dry runner (:mod:`fleetlib.runner`) every step
+  runs on the fleet as it is, its changes recorded instead of made, without the lock; no
+  wait polls for what a recorded change would bring about (it counts as done), and each
+  outcome reads "would ...". So it shows what the operation would change now.
 * **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
   a unit or processes carrying the fleet's marker under their name) are ended like any
   agent by a whole-fleet ``stop`` or ``restart`` (never started again) and by ``install``;
