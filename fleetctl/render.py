@@ -183,7 +183,8 @@ def failure_message(result: OperationResult) -> str:
 
 def install_lines(result: InstallResult) -> list[str]:
     would = result.dry_run
-    lines = [f"stopped {names_phrase(result.stopped)}: no longer in the roster"] if result.stopped else []
+    stopped = f"{'would stop' if would else 'stopped'} {names_phrase(result.stopped)}: no longer in the roster"
+    lines = [stopped] if result.stopped else []
     lines += [f"{'would write' if would else 'wrote'} {path}" for path in result.written]
     lines += [f"{'would remove' if would else 'removed'} {path}" for path in result.removed]
     if result.disabled:

@@ -49,7 +49,9 @@ class AgentWindows(FleetContext):
 
     def last_output(self, name: str, lines: int) -> str:
         result = self.client.run(
-            ["capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", f"-{lines * 4}"], no_config=True
+            ["capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", f"-{lines * 4}"],
+            no_config=True,
+            read=True,
         )
         text = result.stdout.rstrip("\n") if result.ok else ""
         # tmux's own "Pane is dead (status N, <date>)" line says nothing the status does not.
@@ -74,7 +76,7 @@ class AgentWindows(FleetContext):
             if not chunk:
                 continue
             result = self.client.run(
-                tmux.capture_screens_commands([tmux.window_target(n) for n in chunk], token), no_config=True
+                tmux.capture_screens_commands([tmux.window_target(n) for n in chunk], token), no_config=True, read=True
             )
             for name, screen in zip(chunk, tmux.parse_screens(result.stdout, token, len(chunk)), strict=True):
                 if screen is not None:

@@ -18,7 +18,7 @@ from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.results import ProgressHook, no_progress
 from fleetlib.roster import Roster
-from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner
+from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner, query
 
 if TYPE_CHECKING:
     from fleetlib.backend_systemd import SystemdBackend
@@ -34,13 +34,13 @@ PROBE_TIMEOUT_S: Final = 10.0
 def resolve_backend(requested: str, probe: Runner) -> str:
     """``systemd`` or ``tmux`` for a requested backend; ``auto`` asks the user manager.
 
-    ``probe`` runs the query even in a dry run (choosing is not a change).
+    ``probe`` runs the query even in a dry run (choosing is not a change: a query).
     """
     if requested not in BACKENDS:
         raise FleetError(f"unknown backend {requested!r}; use one of: {', '.join(BACKENDS)}")
     if requested != "auto":
         return requested
-    answer = probe.run(["systemctl", "--user", "is-system-running"], timeout=PROBE_TIMEOUT_S).stdout.strip()
+    answer = query(probe, ["systemctl", "--user", "is-system-running"], timeout=PROBE_TIMEOUT_S).stdout.strip()
     return "systemd" if answer in MANAGER_UP else "tmux"
 
 
@@ -64,7 +64,7 @@ def open_fleet(
     """
     roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
-    chosen = resolve_backend(backend, SubprocessRunner())
+    chosen = resolve_backend(backend, runner)
     primitives: TmuxBackend | SystemdBackend
     # Each backend's module is imported only when chosen: a tmux fleet never loads the units code.
     if chosen == "tmux":

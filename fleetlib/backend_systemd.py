@@ -32,7 +32,7 @@ from fleetlib.pane import base_environment, install_script, script_path
 from fleetlib.primitives import HOLDER_KEY
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
-from fleetlib.runner import Result
+from fleetlib.runner import Result, apply_change, query, query_all
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
 from fleetlib.transcript import ensure_log_dir
@@ -73,8 +73,15 @@ class SystemdBackend(FleetContext):
     def _units(self, names: Iterable[str]) -> list[str]:
         return [self.units.agent(name) for name in names]
 
-    def _systemctl(self, action: str, units: Sequence[str] = (), *options: str) -> Result:
-        result = self.runner.run(systemd.systemctl_argv(action, units, *options), timeout=SYSTEMCTL_TIMEOUT_S)
+    def _systemctl(self, action: str, units: Sequence[str] = (), *options: str, read: bool = False) -> Result:
+        """``systemctl --user`` (``read``: a query, which runs in a dry run too); one line
+        when no manager answers or it answers too late."""
+        argv = systemd.systemctl_argv(action, units, *options)
+        result = (
+            query(self.runner, argv, timeout=SYSTEMCTL_TIMEOUT_S)
+            if read
+            else self.runner.run(argv, timeout=SYSTEMCTL_TIMEOUT_S)
+        )
         _raise_if_no_manager(result)
         if result.timed_out:
             raise FleetOperationError(f"the systemd user manager did not answer `systemctl --user {action}` in time")
@@ -86,9 +93,7 @@ class SystemdBackend(FleetContext):
 
     def _require_manager(self) -> None:
         """FleetError (exit 2) before anything is written when no user manager answers."""
-        if self.runner.dry_run:
-            return
-        answer = self._systemctl("is-system-running")
+        answer = self._systemctl("is-system-running", read=True)
         state = answer.stdout.strip()
         if state not in ("running", "degraded", "starting", "initializing", "maintenance"):
             raise FleetError(
@@ -150,7 +155,8 @@ class SystemdBackend(FleetContext):
         """Two concurrent commands, whatever the fleet size: one ``tmux`` call (windows and
         what their supervisors recorded) and one ``systemctl list-units`` (states; units
         the manager has not loaded count as inactive)."""
-        windows_result, units_result = self.runner.run_all(
+        windows_result, units_result = query_all(
+            self.runner,
             [self.windows.client.argv(tmux.list_windows_commands()), self.units.list_units_argv()],
             timeout=TMUX_TIMEOUT_S,
         )
@@ -192,10 +198,13 @@ class SystemdBackend(FleetContext):
     def _prepare_windows(self) -> None:
         """What a new window needs before it opens: the log dir (its pipe appends there) and
         this version's supervisor script (a unit runs whatever script the run dir holds)."""
-        if not self.runner.dry_run:
+
+        def prepare() -> None:
             ensure_log_dir(self.paths)
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
             install_script(self.paths.run_dir)
+
+        apply_change(self.runner, prepare)
 
     def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
         """Stop jobs for the agents (and the holder): systemd sends TERM (and HUP) to each
@@ -233,7 +242,8 @@ class SystemdBackend(FleetContext):
             self._systemctl("reset-failed", self._units(names))
 
     def journal(self, name: str, lines: int) -> str | None:
-        result = self.runner.run(
+        result = query(
+            self.runner,
             ["journalctl", "--user", "-u", self.units.agent(name), "-n", str(lines), "--no-pager", "-q"],
             timeout=SYSTEMCTL_TIMEOUT_S,
         )
@@ -245,14 +255,16 @@ class SystemdBackend(FleetContext):
         """Write the units, daemon-reload, enable them; idempotent. Agents removed from the
         roster since the last install are stopped, disabled and their drop-ins removed.
         Checks the manager answers before writing anything."""
-        dry = self.runner.dry_run
         self._require_manager()
         written: list[str] = []
-        if not dry:
+
+        def prepare() -> None:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
             ensure_log_dir(self.paths)  # units start windows at boot too: the pipes append there
             if install_script(self.paths.run_dir):
                 written.append(str(script_path(self.paths.run_dir)))
+
+        apply_change(self.runner, prepare)
         for relative, text in self.desired_unit_files().items():
             path = self.units_at / relative
             try:
@@ -262,17 +274,15 @@ class SystemdBackend(FleetContext):
             if current == text:
                 continue
             written.append(str(path))
-            if not dry:
-                atomic_write_text(path, text, mode=0o644)
+            apply_change(self.runner, functools.partial(atomic_write_text, path, text, mode=0o644))
         removed_names = sorted(set(self._installed_agent_names()) - set(self.roster.names()))
         removed = [str(self._dropin(name)) for name in removed_names]
         disabled = self._units(removed_names)
         if removed_names:
             self._systemctl("disable", disabled, "--now")
             self.windows.remove_windows(removed_names)  # their dead windows, kept for output until now
-            if not dry:
-                for name in removed_names:
-                    self._remove_dropin(name)
+            for name in removed_names:
+                apply_change(self.runner, functools.partial(self._remove_dropin, name))
         reloaded = bool(written or removed)
         if reloaded:
             self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
@@ -284,17 +294,15 @@ class SystemdBackend(FleetContext):
             if enabled:
                 self._check(self._systemctl("enable", enabled), "systemctl --user enable")
         return InstallResult(
-            "install", self.name, dry, written=written, removed=removed, enabled=enabled, disabled=disabled,
-            reloaded=reloaded, notes=self._slice_notes(),
+            "install", self.name, self.runner.dry_run, written=written, removed=removed, enabled=enabled,
+            disabled=disabled, reloaded=reloaded, notes=self._slice_notes(),
         )  # fmt: skip
 
     def _slice_notes(self) -> list[str]:
         """A note when the running holder is outside the home's slice (installed by a version
         before limits): a unit's slice changes only when it starts, and until then agents
         cannot join their units' cgroups, so their limits do not hold."""
-        if self.runner.dry_run:
-            return []
-        shown = self._systemctl("show", [self.units.holder], "-p", "ControlGroup", "--value").stdout.strip()
+        shown = self._systemctl("show", [self.units.holder], "-p", "ControlGroup", "--value", read=True).stdout.strip()
         if not shown or f"/{self.units.slice}/" in shown:
             return []
         return [f"the running fleet is outside {self.units.slice}: run `fleet restart` once so its limits apply"]
@@ -309,7 +317,7 @@ class SystemdBackend(FleetContext):
         """Stop and disable every fleet unit and remove the files install wrote. Without a
         reachable manager the files are still removed (with a note), so what install wrote
         can always be removed."""
-        dry = self.runner.dry_run
+        dry = self.runner.dry_run  # (what the result says; the runner makes or records each change)
         names = sorted(set(self._installed_agent_names()) | set(self.roster.names()))
         fleet_units = (self.units.holder, self.units.template, self.units.watcher, self.units.slice)
         paths = [self.units_at / unit for unit in fleet_units]
@@ -329,14 +337,13 @@ class SystemdBackend(FleetContext):
             return InstallResult("uninstall", self.name, dry, notes=notes or ["nothing is installed; nothing to do"])
         if manager:
             self._systemctl("disable", units, "--now")
-        elif not dry:
+        else:
             for unit in enabled:
-                (wants / unit).unlink(missing_ok=True)
-        if not dry:
-            for path in present:
-                path.unlink(missing_ok=True)
-            for name in names:
-                self._remove_dropin(name)
+                apply_change(self.runner, functools.partial((wants / unit).unlink, missing_ok=True))
+        for path in present:
+            apply_change(self.runner, functools.partial(path.unlink, missing_ok=True))
+        for name in names:
+            apply_change(self.runner, functools.partial(self._remove_dropin, name))
         if manager:
             self._check(self._systemctl("daemon-reload"), "systemctl --user daemon-reload")
         return InstallResult(

@@ -28,6 +28,7 @@ from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import base_environment, install_script
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
+from fleetlib.runner import apply_change, query
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
@@ -105,13 +106,10 @@ class TmuxBackend(FleetContext):
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the
         server first when it is not running; the server gets only the base environment."""
-        windows = None if self.runner.dry_run else self.windows.listing()
+        windows = self.windows.listing()
         if windows is not None and not names:
             return
-        if not self.runner.dry_run:
-            ensure_private_dir(self.paths.run_dir, "fleet run directory")
-            ensure_log_dir(self.paths)  # before any window: its pipe appends there
-            install_script(self.paths.run_dir)
+        apply_change(self.runner, self._prepare_run_dir)
         first: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
         first += [*tmux.keep_dead_panes_commands(), ";"]
         if windows is None or watcher_config.WINDOW not in windows:
@@ -146,9 +144,7 @@ class TmuxBackend(FleetContext):
         limited = [name for name in names if self.roster.get(name).resources]
         if not limited and not self.roster.fleet_resources:
             return False
-        if self.runner.dry_run:
-            return True
-        answer = self.runner.run(systemd.systemctl_argv("is-system-running"), timeout=TMUX_TIMEOUT_S)
+        answer = query(self.runner, systemd.systemctl_argv("is-system-running"), timeout=TMUX_TIMEOUT_S)
         if answer.stdout.strip() not in MANAGER_UP:
             own = f"agents[{self.roster.names().index(limited[0])}].resources" if limited else ""
             where = next((key for key in (own, "resources") if key in self.roster.lines), own or "fleet_resources")
@@ -172,8 +168,7 @@ class TmuxBackend(FleetContext):
     def terminate(self, names: list[str], *, holder: bool) -> dict[str, str]:
         """TERM, then HUP (as systemd's ``SendSIGHUP=yes`` does: interactive programs such
         as shells ignore TERM but end on a hang-up), to every process of the agents."""
-        if not self.runner.dry_run:
-            self.windows.signal_marked(names, signal.SIGTERM, signal.SIGHUP)
+        self.windows.signal_marked(names, signal.SIGTERM, signal.SIGHUP)
         return {}
 
     def restart_all(self, names: list[str]) -> None:
@@ -185,10 +180,18 @@ class TmuxBackend(FleetContext):
             self.windows.remove_windows(names)
         else:
             self.windows.client.run(["kill-server"], no_config=True)
-            if not self.runner.dry_run and not self.windows.client.answers():
+            if not self.windows.client.answers():  # (a dry run: it still answers, nothing to remove)
                 self.runner.run(["rm", "-f", "--", str(self.paths.tmux_socket)])  # a command: fenced
-        if not self.runner.dry_run:
-            transcript.wake_writers(self.paths)  # a stopped writer would outlive its window
+        apply_change(
+            self.runner, lambda: transcript.wake_writers(self.paths)
+        )  # a stopped writer would outlive its window
+
+    def _prepare_run_dir(self) -> None:
+        """What a window needs before it opens: the run dir, the log dir (its pipe appends
+        there) and this version's pane supervisor script."""
+        ensure_private_dir(self.paths.run_dir, "fleet run directory")
+        ensure_log_dir(self.paths)
+        install_script(self.paths.run_dir)
 
     def install(self, *, enable: bool = True) -> InstallResult:
         return InstallResult(

@@ -26,6 +26,10 @@ Guarantees (each a test in tests/test_engine_*.py):
   supervisor's own start); one that exits before fails the operation naming it, its
   command, its exit status and its last output lines, as soon as it exits.
 * A restart starts the new generation only after the old one is gone.
+* **A dry run is this algorithm.** With a dry runner (:mod:`fleetlib.runner`) every step
+  runs on the fleet as it is, its changes recorded instead of made, without the lock; no
+  wait polls for what a recorded change would bring about (it counts as done), and each
+  outcome reads "would ...". So it shows what the operation would change now.
 * **Nothing unlisted runs on.** Agents of the fleet the roster no longer lists (a window,
   a unit or processes carrying the fleet's marker under their name) are ended like any
   agent by a whole-fleet ``stop`` or ``restart`` (never started again) and by ``install``;
@@ -35,9 +39,10 @@ Guarantees (each a test in tests/test_engine_*.py):
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -46,9 +51,10 @@ from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config,
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
-from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.results import Action, AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
+from fleetlib.runner import apply_change, leased
 from fleetlib.status import AgentStatus, FleetStatus
 
 if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (status takes none)
@@ -197,12 +203,13 @@ class Lifecycle(FleetContext):
         codex = [n for n in names if (a := listed.get(n)) is not None and a.resumes and a.runtime == "codex"]
         if codex:
             alive = procs.marked(self._marker(n) for n in codex)
-            sessions.learn_codex_sessions(self.paths.run_dir, {n: alive[self._marker(n)] for n in codex})
+            found = {n: alive[self._marker(n)] for n in codex}
+            apply_change(self.runner, lambda: sessions.learn_codex_sessions(self.paths.run_dir, found))
 
     def _forget_sessions(self, names: list[str]) -> None:
         """``--fresh``: the named agents start new conversations."""
         for name in names:
-            sessions.forget_session(self.paths.run_dir, name)
+            apply_change(self.runner, functools.partial(sessions.forget_session, self.paths.run_dir, name))
 
     def ensure_installed(self, names: list[str]) -> None:
         self.primitives.preflight(names)
@@ -228,7 +235,7 @@ class Lifecycle(FleetContext):
     def _retire_strays(self) -> list[str]:
         """Stop every agent of this fleet the roster no longer lists (under the lock; the
         lock is taken only when there is one); returns their names."""
-        if self.runner.dry_run or not self._strays(self.primitives.observe([])):
+        if not self._strays(self.primitives.observe([])):
             return []
         with self._lease() as fence:
             began = self.clock()
@@ -248,29 +255,34 @@ class Lifecycle(FleetContext):
 
     def _configure_watcher(self) -> None:
         """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
-        if not self.runner.dry_run:
+
+        def configure() -> None:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
             watcher_config.write_config(self.paths, self.roster, self.tmux_bin)
+
+        apply_change(self.runner, configure)
 
     def uninstall(self) -> InstallResult:
         return self._installed().uninstall()
 
     # ----------------------------------------------------------------- the lease
 
-    @contextlib.contextmanager
-    def _lease(self) -> Iterator[Fence]:
-        """Hold the fleet lock for the block; yields the fence to call before every change."""
-        if self.runner.dry_run:
-            yield lambda: None
-            return
+    def _lease(self) -> contextlib.AbstractContextManager[Fence]:
+        """Hold the fleet lock for the block (the runner takes it: a dry run takes none);
+        yields the fence to call before every change."""
+        return leased(self.runner, self._take_lock)
+
+    def _take_lock(self) -> RestartGuard:
         from fleetlib.lock import acquire_restart_lock  # noqa: PLC0415  # status and wait never lock
 
-        guard = acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
-        try:
-            with self.runner.fenced(guard):  # each command checks the lease again after its fork
-                yield _fence_of(guard)
-        finally:
-            guard.release()
+        return acquire_restart_lock(self.paths.home, timeout=self.lock_timeout, **self.lock_options)
+
+    @property
+    def _recorded(self) -> bool:
+        """Whether this fleet's changes are recorded, not made (a dry run, see
+        :mod:`fleetlib.runner`): nothing they would bring about is ever observed, so no
+        wait polls for it (each counts as done), and the result says "would ..."."""
+        return self.runner.dry_run
 
     # ----------------------------------------------------------------- operations
 
@@ -298,8 +310,6 @@ class Lifecycle(FleetContext):
         names = [n for n in names if n not in broken]  # their worktree could not be made: not started
         self._check_cwds(names) if operation != "stop" else None
         began = self.clock()
-        if self.runner.dry_run:
-            return self._dry_run(operation, names, whole, began)
         with self._lease() as fence:
             if operation != "stop":
                 self._configure_watcher()
@@ -309,7 +319,7 @@ class Lifecycle(FleetContext):
             strays = self._strays(before) if whole and operation != "start" else []
             rows = before.by_name() | (self.primitives.observe(strays).by_name() if strays else {})
             trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names + strays}
-            holder = None
+            holder: Action | None = None
             if operation == "start":
                 todo = [n for n in names if rows[n].state != "running"]
                 for name in set(names) - set(todo):
@@ -384,7 +394,8 @@ class Lifecycle(FleetContext):
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
         outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
         outcomes += broken.values()
-        return OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
+        result = OperationResult(operation, self.backend, outcomes, self.clock() - began, holder=holder)
+        return result.as_dry_run(list(getattr(self.runner, "commands", []))) if self._recorded else result
 
     def _running(self, names: list[str], rows: dict[str, AgentStatus]) -> list[str]:
         """Those of ``names`` with anything alive: a running window or unit, or a process
@@ -434,30 +445,13 @@ class Lifecycle(FleetContext):
         """The agent's ``stop_timeout``; the default for one the roster no longer lists."""
         return self.roster.get(name).stop_timeout if name in self.roster.names() else DEFAULT_STOP_TIMEOUT
 
-    def _dry_run(self, operation: str, names: list[str], whole: bool, began: float) -> OperationResult:
-        if operation == "start":
-            self.primitives.launch(names, holder=whole)
-        elif operation == "stop":
-            self.primitives.terminate(names, holder=whole)
-            self.primitives.cleanup(names, holder=whole)
-        elif whole and self.primitives.fast_restart:
-            self.primitives.restart_all(names)
-        else:
-            self.primitives.terminate(names, holder=whole)
-            self.primitives.cleanup(names, holder=whole)
-            self.primitives.launch(names, holder=whole)
-        commands = list(getattr(self.runner, "commands", []))
-        outcomes = [AgentOutcome(n, f"would {operation}") for n in names]
-        holder = f"would {operation}" if whole else None
-        return OperationResult(operation, self.backend, outcomes, 0.0, dry_run=True, holder=holder, commands=commands)
-
     def _check_cwds(self, names: list[str]) -> None:
         """Refuse to start an agent whose working directory does not exist here."""
         home = Path.home()
         for name in names:
             agent = self.roster.get(name)
-            if agent.worktree is not None and self.runner.dry_run:
-                continue  # the start would make it (fleetlib.worktree.ensure)
+            if agent.worktree is not None:
+                continue  # fleetlib.worktree.ensure made it (a dry run: would make it), or refused the agent
             cwd = self.roster.cwd_of(agent, home) or str(home)
             if not Path(cwd).is_dir():
                 raise FleetError(
@@ -471,10 +465,15 @@ class Lifecycle(FleetContext):
         self.progress(Progress(operation, operation, done, total, self.clock() - began))
 
     def _wait_gone(
-        self, trackers: dict[str, _Tracker], names: list[str], action: str | None, began: float, fence: Fence
+        self, trackers: dict[str, _Tracker], names: list[str], action: Action | None, began: float, fence: Fence
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
         by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        if self._recorded:
+            for name in names:
+                if action is not None:
+                    trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid)
+            return
         markers = {n: self._marker(n) for n in names}
         killed: set[str] = set()
         give_up = max((self._stop_timeout(n) for n in names), default=0.0) + KILL_GRACE_S
@@ -518,9 +517,11 @@ class Lifecycle(FleetContext):
                 return
             self.sleep(POLL_S)
 
-    def _wait_holder_down(self, names: list[str], began: float, fence: Fence) -> str:
+    def _wait_holder_down(self, names: list[str], began: float, fence: Fence) -> Action:
         """After a whole-fleet stop: wait until the holder itself is down (its stop may
         still run after the agents are gone); ``stopped``, or ``failed`` past its stop timeout."""
+        if self._recorded:
+            return "stopped"
         limit = self.clock() + max((self.roster.get(n).stop_timeout for n in names), default=0.0) + 2 * KILL_GRACE_S
         while self.primitives.observe([]).holder.active_state not in ("inactive", "failed"):
             if self.clock() >= limit:
@@ -530,10 +531,14 @@ class Lifecycle(FleetContext):
         return "stopped"
 
     def _wait_up(
-        self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
+        self, trackers: dict[str, _Tracker], names: list[str], action: Action, began: float, fence: Fence
     ) -> None:
         """Wait until each named agent has run for its grace period (in a new window, counted
         from its supervisor's exec of it), or failed."""
+        if self._recorded:
+            for name in names:
+                trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid)
+            return
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
         while pending:
@@ -573,7 +578,9 @@ class Lifecycle(FleetContext):
         for), and a failure is still seen within a poll or two of happening."""
         return max(POLL_S, ended - began)
 
-    def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
+    def _judge(
+        self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: Action
+    ) -> AgentOutcome | None:
         """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
         and ``wall`` are the engine's and the wall clock's time when the poll began."""
         agent = self.roster.get(tracker.name)
@@ -636,8 +643,3 @@ def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
     watcher last began reading the hook records (the stamps are a hundredth of a second
     coarse and compared across processes, hence the slack)."""
     return hooks_read is None or event.at > hooks_read - hooks.CLOCK_SLACK_S
-
-
-def _fence_of(guard: RestartGuard) -> Fence:
-    """The fence for a held lock: refresh it; :class:`~fleetlib.lock.LeaseLost` when lost."""
-    return guard.refresh

@@ -79,11 +79,11 @@ from fleetlib.atomic import edit_lock
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.rundir import ensure_private_dir
-from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.runner import Result
 from fleetlib.runtimes import ScreenRules, takes_bracketed_paste
 from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
-from fleetlib.tmux_client import TMUX_TIMEOUT_S, TmuxClient
+from fleetlib.tmux_client import TmuxClient
 
 VERIFY_TIMEOUT_S: Final = defaults.VERIFY_TIMEOUT_S
 PASTE_SETTLE_S: Final = 1.0  # at most this long for a paste to show before its Enter
@@ -225,24 +225,18 @@ def tail(text: str, count: int = TAIL_LINES) -> str:
 
 @dataclass(kw_only=True)
 class Messenger(FleetContext):
-    """Send to, read from and attach to the agents of one fleet. ``reader`` runs what only
-    reads (the window listing, screens) when ``runner`` is a dry run; default: a real one."""
+    """Send to, read from and attach to the agents of one fleet. What only reads (the
+    window listing, screens) runs in a dry run too (see :mod:`fleetlib.runner`)."""
 
-    reader: Runner | None = None
-
-    def _client(self, *, read: bool = False) -> TmuxClient:
-        """The fleet server's client; a ``read`` (it changes nothing) runs in a dry run too,
-        through ``reader`` (default: a real runner)."""
-        runner = self.runner
-        if read and runner.dry_run:
-            runner = self.reader or SubprocessRunner(timeout=TMUX_TIMEOUT_S)
-        return TmuxClient(runner, self.paths.tmux_socket, self.tmux_bin)
+    def _client(self) -> TmuxClient:
+        """The fleet server's client."""
+        return TmuxClient(self.runner, self.paths.tmux_socket, self.tmux_bin)
 
     def _tmux(self, commands: list[str], *, input: str | None = None, read: bool = False) -> Result:
         """Run one tmux client, bounded: a stopped or frozen server is one line (exit 1)
         after :data:`~fleetlib.tmux_client.TMUX_TIMEOUT_S`, never a send that hangs for
         minutes and then calls the agent "not running"."""
-        return self._client(read=read).run(commands, input=input)
+        return self._client().run(commands, input=input, read=read)
 
     def require_running(self, name: str) -> None:
         """FleetError (exit 2) unless ``name`` is in the roster and its pane is alive."""

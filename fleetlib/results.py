@@ -23,7 +23,7 @@ Actions an agent outcome can carry:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, get_args
 
 Operation = Literal["start", "stop", "restart"]
@@ -32,8 +32,16 @@ Operation = Literal["start", "stop", "restart"]
 OPERATIONS: Final[tuple[Operation, ...]] = get_args(Operation)
 
 Action = Literal["started", "stopped", "restarted", "unchanged", "failed", "would start", "would stop", "would restart"]
+"""What an operation did to one agent (or to the holder): a closed set, see above."""
 ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 SCREEN_MAX: Final = 10_000  # cells a side: a pane is far smaller; a host answering more is not believed
+
+_WOULD: Final[dict[Action, Action]] = {"started": "would start", "stopped": "would stop", "restarted": "would restart"}
+
+
+def would(action: Action) -> Action:
+    """The dry-run form of ``action``: a change recorded, not made, says what it would do."""
+    return _WOULD.get(action, action)
 
 
 def _field(data: Any, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -71,6 +79,14 @@ def _strings(data: Any, key: str, default: Any = ...) -> list[str]:
     return list(items)
 
 
+def _action(data: Any, key: str, default: Any = ...) -> Any:
+    """``data[key]``, one of :data:`ACTIONS` (or None when ``default`` is None)."""
+    value = _field(data, key, (str, type(None)) if default is None else str, default)
+    if value is not None and value not in ACTIONS:
+        raise ValueError(f"key {key!r}: unknown action {value!r} (expected one of: {', '.join(ACTIONS)})")
+    return value
+
+
 def _objects(data: Any, key: str) -> list[Any]:
     items = _field(data, key, list, [])
     return list(items)
@@ -81,7 +97,7 @@ class AgentOutcome:
     """What one operation did to one agent."""
 
     name: str
-    action: str  # one of ACTIONS (typed as Action once the engine builds them as such)
+    action: Action
     old_pid: int | None = None
     new_pid: int | None = None
     seconds: float = 0.0
@@ -107,12 +123,9 @@ class AgentOutcome:
 
     @classmethod
     def from_json(cls, data: Any) -> AgentOutcome:
-        action = _field(data, "action", str)
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}")
         return cls(
             name=_field(data, "name", str),
-            action=action,
+            action=_action(data, "action"),
             old_pid=_optional(data, "old_pid", int),
             new_pid=_optional(data, "new_pid", int),
             seconds=_number(data, "seconds"),
@@ -135,7 +148,7 @@ class OperationResult:
     agents: list[AgentOutcome]
     seconds: float
     dry_run: bool = False
-    holder: str | None = None
+    holder: Action | None = None
     commands: list[list[str]] = field(default_factory=list)  # a dry run's planned commands
 
     @property
@@ -152,6 +165,13 @@ class OperationResult:
             None,
             "unchanged",
         )
+
+    def as_dry_run(self, commands: list[list[str]]) -> OperationResult:
+        """This result as a dry run that recorded ``commands`` reports it: each change in
+        its "would ..." form (see :func:`would`), no time spent."""
+        agents = [replace(agent, action=would(agent.action)) for agent in self.agents]
+        holder = None if self.holder is None else would(self.holder)
+        return replace(self, agents=agents, seconds=0.0, dry_run=True, holder=holder, commands=commands)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,7 +196,7 @@ class OperationResult:
             agents=[AgentOutcome.from_json(item) for item in _objects(data, "agents")],
             seconds=_number(data, "seconds"),
             dry_run=_field(data, "dry_run", bool, False),
-            holder=_optional(data, "holder", str),
+            holder=_action(data, "holder", None),
             commands=[list(argv) for argv in commands],
         )
 

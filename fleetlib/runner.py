@@ -6,8 +6,21 @@ two processes fleet does not wait for, to :func:`spawn_detached` (a notification
 that outlives its tick) and :func:`exec_replacing` (a command that becomes this process,
 such as ``ssh`` to attach on a host). ``SubprocessRunner`` runs them for real (never through a shell of the
 caller's making, file descriptors closed in the child so no lock leaks into tmux or
-systemctl); ``DryRunRunner`` prints what would run and runs nothing. Tests substitute a
-recording runner to check orchestration order.
+systemctl). Tests substitute a recording runner to check orchestration order.
+
+**Dry runs: the runner decides, the algorithm does not branch.** A caller says what a
+command is: :func:`query` (``query(runner, argv)``) for one that only looks (``tmux
+list-windows``, ``systemctl show``), ``runner.run`` for one that may change something (the
+default: a command nobody marked is treated as a change), :func:`apply_change` for a change made
+in-process (a file written, a directory made), ``runner.signal`` for signals, and
+:func:`leased` for the lease an operation holds. A :class:`SubprocessRunner` does all of
+them. A :class:`DryRunRunner` runs the queries for real through its ``reader`` (so a dry
+run sees the fleet as it is); for the rest it prints what would run, records it in
+``commands`` and runs nothing; no lease is taken. Callers run one algorithm for both, and
+what a dry run shows is what the same call would change *given the current state*. The
+decisions are made here, from :attr:`Runner.dry_run`, so any runner (a test's recording
+runner too) takes part. The one decision left to a caller: whether to wait for a change
+to take effect (a recorded change never will; the engine counts it as done).
 
 **Fenced commands.** Within :meth:`SubprocessRunner.fenced` (the engine holds it for the
 whole of every start, stop and restart) each command, and each signal sent with
@@ -127,9 +140,14 @@ class Result:
 
 
 class Runner(Protocol):
-    """Runs argv lists. ``run_all`` may run them concurrently; results keep the input order."""
+    """Runs argv lists. ``run_all`` may run them concurrently; results keep the input order.
+
+    ``run``/``run_all`` are for commands that may change something; commands that only look
+    go through :func:`query`/:func:`query_all` (see the module docstring)."""
 
     dry_run: bool
+    """True when changes are recorded instead of made (queries still run): nothing a change
+    would bring about will ever be observed, so nobody waits for it."""
 
     def run(
         self,
@@ -158,6 +176,63 @@ class Lease(Protocol):
     def proof(self) -> LeaseProof: ...
 
     def refresh(self) -> None: ...
+
+
+class HeldLease(Lease, Protocol):
+    """A lease its holder also gives back (:class:`fleetlib.lock.RestartGuard`)."""
+
+    def release(self) -> None: ...
+
+
+def _no_fence() -> None:
+    """The fence of a dry run: no lease to prove."""
+
+
+def query(
+    runner: Runner,
+    argv: Sequence[str],
+    *,
+    input: str | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run a command that only looks (it changes nothing, so it runs in a dry run too)."""
+    return _reader(runner).run(argv, input=input, cwd=cwd, timeout=timeout, env=env)
+
+
+def query_all(runner: Runner, argvs: Sequence[Sequence[str]], *, timeout: float | None = None) -> list[Result]:
+    """Run commands that only look, concurrently (in a dry run too)."""
+    return _reader(runner).run_all(argvs, timeout=timeout)
+
+
+def apply_change(runner: Runner, action: Callable[[], object]) -> None:
+    """Make an in-process change (write a file, make a directory): ``action()``, except in a
+    dry run (what it would write is the caller's result to report)."""
+    if not runner.dry_run:
+        action()
+
+
+@contextlib.contextmanager
+def leased(runner: Runner, take: Callable[[], HeldLease]) -> Iterator[Callable[[], None]]:
+    """Hold the lease ``take()`` acquires for the block, every command and signal of
+    ``runner`` fenced by it; yields the fence (a refresh, or
+    :class:`~fleetlib.lock.LeaseLost`), and releases the lease at the end. A dry run takes
+    none (it changes nothing another operation could trip over); its fence does nothing."""
+    if runner.dry_run:
+        yield _no_fence
+        return
+    lease = take()
+    try:
+        with runner.fenced(lease):  # each command checks the lease again after its fork
+            yield lease.refresh
+    finally:
+        lease.release()
+
+
+def _reader(runner: Runner) -> Runner:
+    """What runs ``runner``'s queries: itself, or a dry runner's reader."""
+    return runner.reader if isinstance(runner, DryRunRunner) else runner
 
 
 class SubprocessRunner:
@@ -306,14 +381,18 @@ class SubprocessRunner:
 
 
 class DryRunRunner:
-    """Print each command (shell-quoted) instead of running it; every command 'succeeds'.
+    """Print each change (a command shell-quoted, a signal) instead of making it; every
+    command 'succeeds'. Queries run for real through ``reader`` (default: a
+    :class:`SubprocessRunner`), so the caller's algorithm sees the state as it is; no
+    lease is taken; in-process changes are skipped.
 
     The commands are also kept in ``commands``, so a dry run can report them as data."""
 
     dry_run = True
 
-    def __init__(self, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, echo: Callable[[str], None] = print, reader: Runner | None = None) -> None:
         self.echo = echo
+        self.reader: Runner = reader if reader is not None else SubprocessRunner()
         self.commands: list[list[str]] = []
 
     def run(

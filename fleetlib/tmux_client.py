@@ -17,7 +17,7 @@ from typing import Final
 
 from fleetlib import tmux
 from fleetlib.errors import FleetOperationError
-from fleetlib.runner import Result, Runner
+from fleetlib.runner import Result, Runner, query
 
 # One tmux client, at most (a 4 MiB paste takes well under a second; a whole fleet's
 # windows are created in a few clients of at most 12 KiB each).
@@ -50,13 +50,19 @@ class TmuxClient:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         no_config: bool = False,
+        read: bool = False,
     ) -> Result:
         """Run one client; a server that does not answer within :data:`TMUX_TIMEOUT_S` is
-        :class:`~fleetlib.errors.FleetOperationError` (one line: what to do)."""
-        result = self.attempt(commands, input=input, env=env, no_config=no_config)
+        :class:`~fleetlib.errors.FleetOperationError` (one line: what to do). ``read``: the
+        commands only look (they run in a dry run too, see :mod:`fleetlib.runner`)."""
+        result = self.attempt(commands, input=input, env=env, no_config=no_config, read=read)
         if result.timed_out:
             raise self.frozen()
         return result
+
+    def query(self, commands: Sequence[str]) -> Result:
+        """:meth:`run` for commands that only look (a listing, a capture)."""
+        return self.run(commands, read=True)
 
     def attempt(
         self,
@@ -65,19 +71,22 @@ class TmuxClient:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         no_config: bool = False,
+        read: bool = False,
     ) -> Result:
         """Run one client, bounded; a timeout is the result (``timed_out``), not an error."""
         argv = self.argv(commands, no_config=no_config)
+        if read:
+            return query(self.runner, argv, input=input, timeout=TMUX_TIMEOUT_S, env=env)
         return self.runner.run(argv, input=input, timeout=TMUX_TIMEOUT_S, env=env)
 
     def windows(self) -> dict[str, tmux.Window] | None:
         """The fleet session's windows, or None when the server or session is not there."""
-        result = self.run(tmux.list_windows_commands())
+        result = self.query(tmux.list_windows_commands())
         return tmux.parse_windows(result.stdout) if result.ok else None
 
     def answers(self) -> bool:
         """Whether a server answers on the socket (with a session)."""
-        return self.attempt(["has-session"]).ok
+        return self.attempt(["has-session"], read=True).ok
 
     def check(self, result: Result) -> Result:
         """``result`` (of a client run elsewhere, e.g. concurrently), unless it timed out."""

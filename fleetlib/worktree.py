@@ -44,7 +44,7 @@ from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.results import AgentOutcome
 from fleetlib.roster import Agent, Roster
 from fleetlib.roster.model import DEFAULT_BRANCH_PREFIX, REF_PATTERN, WORKTREE_KEYS, Worktree
-from fleetlib.runner import Result, Runner, SubprocessRunner
+from fleetlib.runner import Result, Runner, query
 
 # The roster's value of the key (read and written by fleetlib.roster); the git work is here.
 __all__ = ["DEFAULT_BRANCH_PREFIX", "REF_PATTERN", "WORKTREE_KEYS", "Worktree"]
@@ -69,7 +69,8 @@ def bind(roster: Roster, home: Path) -> Roster:
 
 
 def _git(runner: Runner, *args: str) -> Result:
-    return runner.run([GIT, *args], timeout=GIT_TIMEOUT_S, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    """A git command that only reads (it runs in a dry run too, see :mod:`fleetlib.runner`)."""
+    return query(runner, [GIT, *args], timeout=GIT_TIMEOUT_S, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
 
 
 @dataclass(frozen=True)
@@ -221,13 +222,15 @@ def ensure(
     agents = [agent for agent in roster.agents if agent.name in wanted and agent.worktree is not None]
     if not agents:
         return {}
-    if runner.dry_run:  # git is only read; what would change is shown by the dry runner
-        reader = SubprocessRunner()
-        plans = [inspect(reader, roster, agent, user_home) for agent in agents]
+    if runner.dry_run:
+        # git is only read; the dry runner shows what would change. Apart from _make: no
+        # lock (a file in the user's repository), and a worktree it would add has no setup
+        # marker to look for yet.
+        plans = [inspect(runner, roster, agent, user_home) for agent in agents]
         for plan in plans:
             if not plan.exists:
                 runner.run(add_argv(plan))
-            if setup and plan.setup and (not plan.exists or not _marker(reader, plan.path).exists()):
+            if setup and plan.setup and (not plan.exists or not _marker(runner, plan.path).exists()):
                 runner.run(plan.setup, cwd=plan.path)
         return {}
     with contextlib.ExitStack() as locks:

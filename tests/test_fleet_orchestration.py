@@ -240,7 +240,8 @@ def test_an_agent_added_to_the_roster_without_install_is_a_user_error(tmp_path: 
 def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> None:
     holder, agents = units_of(tmp_path)
     printed: list[str] = []
-    fleet = make_fleet(tmp_path, DryRunRunner(echo=printed.append), TWO)
+    # A dry run reads the fleet as it is (here: a fake manager where nothing runs).
+    fleet = make_fleet(tmp_path, DryRunRunner(echo=printed.append, reader=FakeRunner()), TWO)
     restart = fleet.restart()
     assert restart.dry_run
     assert [a.action for a in restart.agents] == ["would restart"] * 3
@@ -249,7 +250,7 @@ def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> Non
     assert f"would run: systemctl --user --no-block restart {holder}" in printed
     assert restart.commands == [line.removeprefix("would run: ").split() for line in printed]
     stop = fleet.stop("coder1")
-    assert [a.action for a in stop.agents] == ["would stop"]
+    assert [a.action for a in stop.agents] == ["unchanged"]  # it is not running: a stop would do nothing
     assert stop.holder is None
     start = fleet.start()
     assert [a.action for a in start.agents] == ["would start"] * 3

@@ -343,6 +343,34 @@ def test_dry_run_runs_nothing(fleet_env: FleetEnv) -> None:
     assert windows(fe) == []
 
 
+def test_a_dry_run_start_decides_from_the_fleet_as_it_is_and_changes_nothing(fleet_env: FleetEnv) -> None:
+    """`start --dry-run` is `start` with its changes recorded: the running agent's unit is
+    in no command (would do nothing), the other's would be started; and the manager, the
+    unit files and the windows are as they were, as systemctl, the directory and tmux say."""
+    fe = fleet_env
+    started_fleet(fe, ["alpha"])
+    fe.write_roster(roster(["alpha", "omega"]))
+    fe.inv_ok("fleet.install")
+    alpha, omega = fe.units.agent("alpha"), fe.units.agent("omega")
+
+    def witness() -> tuple[str, dict[str, str], list[str]]:
+        shown = fe.manager.systemctl("show", "-p", "Id,ActiveState,InvocationID,MainPID", fe.units.holder, alpha, omega)
+        files = {str(p): p.read_text() for p in sorted(fe.manager.unit_dir.rglob("*")) if p.is_file()}
+        return shown.stdout, files, sorted(windows(fe))
+
+    before = witness()
+    assert before[2] == ["_holder", "alpha"]
+    dry = json.loads(fe.inv_ok("fleet.start", "--dry-run", "--json"))
+    assert {a["name"]: a["action"] for a in dry["agents"]} == {"alpha": "unchanged", "omega": "would start"}
+    words = [word for argv in dry["commands"] for word in argv]
+    assert omega in words
+    assert alpha not in words
+    assert fe.inv_ok("fleet.start", "--agent", "alpha", "--dry-run").strip() == (
+        "would do nothing: 1 agent(s) (alpha) already running"
+    )
+    assert witness() == before
+
+
 def test_user_errors_are_one_line_exit_2(fleet_env: FleetEnv, tmp_path: Path) -> None:
     fe = fleet_env
     missing = fe.inv("fleet.start")

@@ -418,3 +418,33 @@ def test_doctor_where_tmux_is_chosen_automatically_passes_and_names_a_crash_loop
     assert "looper" in str(checks["agents"]["detail"])
     assert "logs --agent looper`" in str(checks["agents"]["fix"])  # `inv fleet.logs` under inv
     tenv.inv_ok("fleet.stop")
+
+
+def test_a_dry_run_start_decides_from_the_fleet_as_it_is_and_changes_nothing(tenv: TmuxEnv) -> None:
+    """`start --dry-run` is `start` with its changes recorded: the agent already running
+    is left out of the commands (would do nothing), the other's window would be made;
+    `install --dry-run` says it would stop an agent no longer listed. And the fleet is as
+    it was (its windows and pane processes, as tmux lists them; the agents' own log)."""
+    tenv.roster(["alpha", "omega"])
+    tenv.inv_ok("fleet.start", "--agent", "alpha")
+    socket = tenv.home / "fleet" / "run" / "tmux.sock"
+
+    def panes() -> str:
+        listed = ["tmux", "-S", str(socket), "list-panes", "-a", "-F", "#{window_name} #{pane_pid} #{pane_dead}"]
+        return subprocess.run(listed, capture_output=True, text=True, check=True).stdout
+
+    before = panes()
+    dry = json.loads(tenv.inv_ok("fleet.start", "--dry-run", "--json"))
+    assert {a["name"]: a["action"] for a in dry["agents"]} == {"alpha": "unchanged", "omega": "would start"}
+    assert dry["holder"] == "unchanged"
+    words = [word for argv in dry["commands"] for word in argv]
+    assert any("omega" in word for word in words)
+    assert not any("alpha" in word for word in words)
+    assert "new-session" not in words  # the server runs: a start would not make one
+    assert tenv.inv_ok("fleet.start", "--agent", "alpha", "--dry-run").strip() == (
+        "would do nothing: 1 agent(s) (alpha) already running"
+    )
+    tenv.roster(["omega"])  # alpha runs on, no longer listed: an install would stop it
+    assert "would stop 1 agent(s) (alpha): no longer in the roster" in tenv.inv_ok("fleet.install", "--dry-run")
+    assert panes() == before
+    assert tenv.events() == ["start alpha"]

@@ -74,6 +74,7 @@ def test_hosts_result_round_trips_with_typed_answers() -> None:
     [
         (OperationResult, []),
         (OperationResult, {"operation": "restart", "agents": [{"name": "a1", "action": "exploded"}]}),
+        (OperationResult, {"operation": "restart", "agents": [], "holder": "exploded"}),
         (InstallResult, {"operation": "install", "backend": "tmux", "written": [1]}),
         (SendResult, {"characters": "5"}),
         (WaitReport, {"for": "idle", "ok": "yes"}),
@@ -89,3 +90,19 @@ def test_hosts_result_round_trips_with_typed_answers() -> None:
 def test_from_json_refuses_another_shape(kind: Any, answer: Any) -> None:
     with pytest.raises(ValueError, match=r"\w"):  # any one-line reason
         kind.from_json(answer)
+
+
+def test_an_action_is_one_of_the_closed_set_and_a_dry_run_says_would() -> None:
+    with pytest.raises(ValueError, match=r"^key 'action': unknown action 'exploded' \(expected one of: started, "):
+        AgentOutcome.from_json({"name": "a1", "action": "exploded"})
+    done = OperationResult(
+        "restart", "tmux", [AgentOutcome("a", "restarted"), AgentOutcome("b", "unchanged")], 1.5, holder="stopped"
+    )
+    dry = done.as_dry_run([["tmux", "kill-server"]])
+    assert ([o.action for o in dry.agents], dry.holder, dry.dry_run) == (
+        ["would restart", "unchanged"],
+        "would stop",
+        True,
+    )
+    assert (dry.seconds, dry.commands) == (0.0, [["tmux", "kill-server"]])
+    assert OperationResult.from_json(dry.to_json()).to_json() == dry.to_json()
