@@ -277,8 +277,21 @@ class Messenger(FleetContext):
         start = ["-S", f"-{lines}"] if lines else []
         result = self._tmux(["capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)], read=True)
         if not result.ok:
-            raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
+            raise self._unreadable(name, result)
         return result.stdout
+
+    def _unreadable(self, name: str, failed: Result) -> FleetError:
+        """Why ``name``'s pane could not be read, in the user's words: an agent without a
+        window (never started, stopped, or its fleet's server gone) is "not running", as
+        ``send`` says; anything else is tmux's own line."""
+        listing = self._tmux(tmux.list_windows_commands(), read=True)
+        window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
+        if window is None:
+            return FleetError(
+                f"agent {name!r} is not running (it has no window), so it has no screen to show; "
+                f"its transcript: `inv fleet.logs --agent {name}`"
+            )
+        return FleetError(f"cannot read the pane of agent {name!r}: {failed.error_line()}")
 
     def screen(self, name: str) -> tuple[str, int, int]:
         """The pane's visible screen with its colours (``capture-pane -e``) and its size
@@ -291,7 +304,7 @@ class Messenger(FleetContext):
             read=True,
         )
         if not result.ok:
-            raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
+            raise self._unreadable(name, result)
         shown, _, size = result.stdout.rstrip("\n").rpartition("\n")
         columns, rows = (int(part) for part in (size.split() or ["80", "24"])[:2])
         return shown + "\n", columns, rows
