@@ -12,7 +12,9 @@ import pytest
 from fleetctl.namespaces import program_ns
 from fleetlib.hosts import HOST_KEYS
 from fleetlib.resources import RESOURCE_KEYS
+from fleetlib.roster import parse_roster
 from fleetlib.roster.model import AGENT_KEYS, TOP_LEVEL_KEYS
+from fleetlib.schema import agent_json
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -55,3 +57,14 @@ def test_readme_is_short_and_keeps_the_set_up_and_test_lines() -> None:
         # Debian's system Python refuses `pip install` outside a virtualenv.
         assert "python3 -m venv .venv" in lines[0]
         assert "python3 -m pip" not in lines[0]
+
+
+def _json_reference_keys(heading: str) -> list[str]:
+    """The keys of the first table under ``heading`` in docs/reference/json.md."""
+    section = (REFERENCE / "json.md").read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
+
+
+def test_json_reference_lists_exactly_the_keys_roster_list_prints() -> None:
+    (agent,) = parse_roster("version: 1\nagents:\n  - {name: a, runtime: shell}\n", "r.yaml").agents
+    assert _json_reference_keys("## Roster tasks") == list(agent_json(agent))
