@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 HOME_HELP: Final = "Fleet home (default: config fleet.home, then $MOSAIC_HOME, then ~/.config/mosaic)."
 ROSTER_HELP: Final = "Roster file (default: config fleet.roster, then <home>/fleet/roster.yaml)."
-JSON_HELP: Final = "Print machine-readable JSON on stdout instead of text (schema in README)."
+JSON_HELP: Final = "Print machine-readable JSON on stdout instead of text (schemas: docs/reference/json.md)."
 DRY_RUN_HELP: Final = "Print what would run and change nothing."
 BACKEND_HELP: Final = "auto (default: systemd when a user manager answers, else tmux), systemd or tmux."
 UNIT_DIR_HELP: Final = "Where unit files live (default: config fleet.unit_dir, then $XDG_CONFIG_HOME/systemd/user)."

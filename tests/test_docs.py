@@ -86,3 +86,11 @@ def test_the_hosts_guide_says_which_methods_return_a_hosts_result() -> None:
         if getattr(typing.get_type_hints(getattr(HostsFleet, m))["return"], "__origin__", None) is not HostsResult
     ]
     assert wrong == []
+
+
+@pytest.mark.parametrize("name", sorted(program_ns.task_names))
+def test_task_help_sends_readers_to_the_docs_not_the_readme(name: str) -> None:
+    # The README keeps only the quick start; `--json`'s help said "(schema in README)".
+    task, _ = program_ns.task_with_config(name)
+    texts = [task.__doc__ or "", *(arg.help or "" for arg in task.get_arguments())]
+    assert [text for text in texts if "README" in text] == []
