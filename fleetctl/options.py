@@ -25,6 +25,7 @@ from invoke.exceptions import Exit
 # Everything else of fleetlib is imported where a task uses it, so `fleet --list` and
 # `fleet --help` load no more than the task tree (docs/development/startup.md).
 from fleetlib import defaults
+from fleetlib.defaults import MAX_SECONDS
 from fleetlib.errors import FleetError
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ FLEET_HELP: Final = {**PATH_HELP, "unit_dir": UNIT_DIR_HELP, "backend": BACKEND_
 USAGE_EXIT: Final = 2
 FAILED_EXIT: Final = 1
 BROKEN_PIPE_EXIT: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
-MAX_SECONDS: Final = 7 * 24 * 3600  # the longest duration a flag takes: a week
 
 # The library's defaults that --help quotes, from its constants-only module (the modules
 # that use them load most of fleetlib, which every command, and --list, would then pay for).
