@@ -99,6 +99,13 @@ def test_dash_h_is_help_and_value_flags_show_a_placeholder(entry: str, env: dict
     assert "--dry-run " in result.stdout  # a switch has no placeholder
 
 
+def test_send_wait_says_it_takes_a_state(env: dict[str, str]) -> None:
+    # It showed `--wait=WAIT`, which says nothing; `wait --for` shows `--for=STATE`.
+    result = run_fleet(["send", "-h"], env)
+    assert result.returncode == 0, result.stderr
+    assert "--wait=STATE " in result.stdout
+
+
 def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
     result = run_fleet(["--help"], env)
     assert result.returncode == 0
