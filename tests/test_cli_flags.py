@@ -106,6 +106,23 @@ def test_send_wait_says_it_takes_a_state(env: dict[str, str]) -> None:
     assert "--wait=STATE " in result.stdout
 
 
+@pytest.mark.parametrize("task", ["start", "restart", "install"])
+def test_a_home_too_deep_for_the_tmux_socket_is_one_line_before_anything(
+    task: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    # Defect: `start` made the run dir, then failed (exit 1) with tmux's "error connecting to
+    # .../tmux.sock (File name too long)": a Unix socket's path holds at most 107 bytes.
+    home = tmp_path / ("h" * 100)
+    (home / "fleet").mkdir(parents=True)
+    (home / "fleet" / "roster.yaml").write_text(ROSTER)
+    result = run_fleet([task, "--backend", "tmux", "--home", str(home)], env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: the fleet's tmux socket {home}/fleet/run/tmux.sock is too long"), line
+    assert "choose a shorter --home" in line
+    assert os.listdir(home / "fleet") == ["roster.yaml"]  # no run dir: nothing was started
+
+
 def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
     result = run_fleet(["--help"], env)
     assert result.returncode == 0
