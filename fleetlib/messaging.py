@@ -94,6 +94,9 @@ TAIL_LINES: Final = 8
 MENU_ROUNDS: Final = 4  # rounds of arrow keys before a cursor that does not go there fails
 MENU_SETTLE_S: Final = 1.0  # a menu cursor that has not moved for this long has taken every key sent
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
+# What `--message -` reads at most: room for control characters cleaning drops, never all of
+# an endless stdin.
+MAX_STDIN_BYTES: Final = 4 * MAX_MESSAGE_BYTES
 # tmux's record of whether the pane's program turned bracketed paste on; tmux before 3.7
 # has no such format and expands it to "".
 PASTE_FLAG_FORMAT: Final = "#{bracket_paste_flag}"
@@ -142,9 +145,17 @@ def check_utf8(message: str) -> str:
 def read_message(argument: str, stdin: BinaryIO) -> str:
     """The message a ``--message`` argument gives: the text itself, or for ``-`` what
     ``stdin`` holds, less one trailing line end (the one ``echo`` adds: Enter already
-    submits). A message that is not valid UTF-8 is a one-line FleetError (exit 2)."""
+    submits). A message that is not valid UTF-8 is a one-line FleetError (exit 2), and so
+    is a stdin that goes on past :data:`MAX_STDIN_BYTES` (``< /dev/zero``): it is never read
+    to its end."""
     if argument == "-":
-        argument = stdin.read().decode("utf-8", "surrogateescape")
+        data = stdin.read(MAX_STDIN_BYTES + 1)
+        if len(data) > MAX_STDIN_BYTES:
+            raise FleetError(
+                f"the message on stdin is over {MAX_STDIN_BYTES} bytes (a message holds at most "
+                f"{MAX_MESSAGE_BYTES}); send it in parts"
+            )
+        argument = data.decode("utf-8", "surrogateescape")
         for end in ("\r\n", "\n", "\r"):
             if argument.endswith(end):
                 argument = argument.removesuffix(end)
