@@ -123,6 +123,30 @@ def test_a_home_too_deep_for_the_tmux_socket_is_one_line_before_anything(
     assert os.listdir(home / "fleet") == ["roster.yaml"]  # no run dir: nothing was started
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("bad.yaml", "fleet: [unclosed\n", "is not valid YAML"),
+        ("list.yaml", "fleet: [1, 2]\n", "cannot merge"),
+        ("conf.txt", "fleet: {}\n", "must end in .yaml, .yml, .json or .py"),
+        ("missing.yaml", None, "not found"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_exit_2(
+    name: str, text: str | None, fragment: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    # Defect: `fleet -f FILE` with broken YAML, a type Invoke does not read or a mapping
+    # given a list printed Invoke's traceback; a missing FILE was silently ignored.
+    config = tmp_path / name
+    if text is not None:
+        config.write_text(text)
+    result = run_fleet(["-f", str(config), "roster.list"], env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: config file {config}"), line
+    assert fragment in line, line
+
+
 def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
     result = run_fleet(["--help"], env)
     assert result.returncode == 0
