@@ -159,7 +159,8 @@ class FleetProgram(Program):
         # line and exit 2, not Invoke's traceback (nor, when missing, silently ignored).
         runtime_path: str | None = self.args.config.value or os.environ.get("INVOKE_RUNTIME_CONFIG")
         if runtime_path and not os.path.isfile(os.path.expanduser(runtime_path)):
-            raise Exit(f"error: config file {runtime_path} not found (given with -f)", code=options.USAGE_EXIT)
+            given = "given with -f or INVOKE_RUNTIME_CONFIG"
+            raise Exit(f"error: config file {runtime_path} not found ({given})", code=options.USAGE_EXIT)
         self.config.set_runtime_path(runtime_path)  # type: ignore[arg-type]  # Invoke's stub says PathLike; it takes str
         try:
             self.config.load_runtime(merge=False)
