@@ -169,7 +169,7 @@ def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], 
         print_json(result.to_json())
     else:
         for line in host_lines(result, text):
-            print(line)
+            print(spell_commands(line))  # a host's agents' hints name library (`inv`) tasks
     if not result.ok:
         if not as_json:
             for line in host_failure_lines(result):

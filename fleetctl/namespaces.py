@@ -51,6 +51,7 @@ PLACEHOLDERS: Final = {
     "batch": "K",
     "host-timeout": "SECONDS",
     "for": "STATE",
+    "wait": "STATE",
     "sort": "KEY",
     "interval": "SECONDS",
     "bind": "HOST:PORT",

@@ -25,6 +25,7 @@ from invoke.exceptions import Exit
 # Everything else of fleetlib is imported where a task uses it, so `fleet --list` and
 # `fleet --help` load no more than the task tree (docs/development/startup.md).
 from fleetlib import defaults
+from fleetlib.defaults import MAX_SECONDS
 from fleetlib.errors import FleetError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 HOME_HELP: Final = "Fleet home (default: config fleet.home, then $MOSAIC_HOME, then ~/.config/mosaic)."
 ROSTER_HELP: Final = "Roster file (default: config fleet.roster, then <home>/fleet/roster.yaml)."
-JSON_HELP: Final = "Print machine-readable JSON on stdout instead of text (schema in README)."
+JSON_HELP: Final = "Print machine-readable JSON on stdout instead of text (schemas: docs/reference/json.md)."
 DRY_RUN_HELP: Final = "Print what would run and change nothing."
 BACKEND_HELP: Final = "auto (default: systemd when a user manager answers, else tmux), systemd or tmux."
 UNIT_DIR_HELP: Final = "Where unit files live (default: config fleet.unit_dir, then $XDG_CONFIG_HOME/systemd/user)."
@@ -50,7 +51,6 @@ TOKEN_FILE_HELP: Final = (
 USAGE_EXIT: Final = 2
 FAILED_EXIT: Final = 1
 BROKEN_PIPE_EXIT: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
-MAX_SECONDS: Final = 7 * 24 * 3600  # the longest duration a flag takes: a week
 
 # The library's defaults that --help quotes, from its constants-only module (the modules
 # that use them load most of fleetlib, which every command, and --list, would then pay for).

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from invoke.completion.complete import print_completion_script
-from invoke.exceptions import Exit, ParseError
+from invoke.config import AmbiguousMergeError
+from invoke.exceptions import Exit, ParseError, UnknownFileType
 from invoke.parser.argument import Argument
 from invoke.parser.context import ParserContext
 from invoke.parser.parser import Parser, ParseResult
 from invoke.program import Program
 from invoke.util import enable_logging
+from invoke.vendor.yaml import YAMLError
 
 from fleetctl import options
 
@@ -49,6 +51,7 @@ CORE_FLAGS: Final = (
     "print-completion-script",
     "version",
 )
+CONFIG_ROOTS: Final = ("fleet", "build")  # the config sections the task tree declares (namespaces.py)
 _NEEDS_VALUE: Final = re.compile(r"Flag <Argument: ([^ >]+)[^>]*> needed value")
 
 
@@ -62,6 +65,19 @@ def parse_error_line(exc: Exception) -> str:
         what = text.removeprefix("No idea what ").removesuffix(" is!")
         return f"error: {what} is not a command or flag here (see --help)"
     return f"error: {text}"
+
+
+def config_error_line(path: str, exc: Exception) -> str:
+    """Why Invoke could not take the config file at ``path``, as one ``error:`` line."""
+    if isinstance(exc, UnknownFileType):
+        problem = "is of a type Invoke does not read: its name must end in .yaml, .yml, .json or .py"
+    elif isinstance(exc, AmbiguousMergeError):
+        problem = "cannot merge with the fleet's settings: `fleet:` and `build:` must each be a mapping of keys"
+    elif isinstance(exc, YAMLError):
+        problem = "is not valid YAML: " + " ".join(str(exc).split())
+    else:
+        problem = "cannot be read: " + (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    return f"error: config file {path} {problem}"
 
 
 def installed_version(name: str) -> str | None:
@@ -138,12 +154,25 @@ class FleetProgram(Program):
             raise Exit
 
     def update_config(self, merge: bool = True) -> None:
-        # Program.update_config, minus the run() overrides of the dropped flags.
+        # Program.update_config, minus the run() overrides of the dropped flags; a config
+        # file named with -f (or INVOKE_RUNTIME_CONFIG) that is missing or unreadable is one
+        # line and exit 2, not Invoke's traceback (nor, when missing, silently ignored).
         runtime_path: str | None = self.args.config.value or os.environ.get("INVOKE_RUNTIME_CONFIG")
+        if runtime_path and not os.path.isfile(os.path.expanduser(runtime_path)):
+            given = "given with -f or INVOKE_RUNTIME_CONFIG"
+            raise Exit(f"error: config file {runtime_path} not found ({given})", code=options.USAGE_EXIT)
         self.config.set_runtime_path(runtime_path)  # type: ignore[arg-type]  # Invoke's stub says PathLike; it takes str
-        self.config.load_runtime(merge=False)
-        if merge:
-            self.config.merge()
+        try:
+            self.config.load_runtime(merge=False)
+            if merge:
+                self.config.merge()
+                # The tasks' own defaults merge in only when a task runs: a `fleet:` that is
+                # not a mapping would then be Invoke's AmbiguousMergeError traceback.
+                for root in CONFIG_ROOTS:
+                    if not isinstance(self.config.get(root, {}), dict):
+                        raise AmbiguousMergeError(root)
+        except (YAMLError, UnknownFileType, AmbiguousMergeError, OSError, ValueError) as exc:
+            raise Exit(config_error_line(runtime_path or "", exc), code=options.USAGE_EXIT) from None
 
     def parse_tasks(self) -> None:
         if self.args.list.value and not self.args.help.value and not self.core.unparsed:

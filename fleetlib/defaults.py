@@ -11,5 +11,8 @@ from typing import Final
 WAIT_TIMEOUT_S: Final = 120.0  # how long start/restart wait for agents to come up
 VERIFY_TIMEOUT_S: Final = 15.0  # how long a send waits for an agent to accept a message
 WAIT_DEFAULT_S: Final = 300.0  # how long `fleet wait` waits for a state
+# The longest duration a flag or a roster key takes: a week. Longer ones are typing
+# mistakes, and past it timers overflow (threading.TIMEOUT_MAX) or a wait never ends.
+MAX_SECONDS: Final = 7 * 24 * 3600
 ACTIVITY_STATES: Final = ("working", "waiting", "idle")
 WAITABLE: Final = (*ACTIVITY_STATES, "running", "restarting", "exited", "failed", "stopped")

@@ -255,7 +255,7 @@ def check_cwds(roster: Roster, user_home: Path) -> Check:
             name, f"not a directory: {'; '.join(missing)}", "create the directories or fix `cwd` in the roster"
         )
     with_cwd = sum(agent.cwd is not None for agent in roster.agents)
-    return passed(name, f"{with_cwd} agent working director{'y' if with_cwd == 1 else 'ies'} exist")
+    return passed(name, f"{with_cwd} agent working {'directory exists' if with_cwd == 1 else 'directories exist'}")
 
 
 def check_run_dir(run_dir: Path, uid: int) -> Check:

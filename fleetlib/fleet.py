@@ -12,6 +12,7 @@ a caller (the command line, a script) never branches on "has hosts"; like fabric
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from fleetlib.broadcast import send_to
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS
 from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
-from fleetlib.paths import FleetPaths
+from fleetlib.paths import HOME_ENV, MAX_SOCKET_PATH_BYTES, FleetPaths
 from fleetlib.results import (
     Check,
     InstallResult,
@@ -72,6 +73,18 @@ class FleetOptions:
     known_hosts: Path = field(default_factory=lambda: Path(DEFAULT_KNOWN_HOSTS).expanduser())
 
 
+def require_socket_fits(paths: FleetPaths) -> None:
+    """FleetError (exit 2) when the fleet's tmux socket is longer than a Unix socket's path
+    may be: no tmux server could ever listen there, and a start would fail only after making
+    the run dir. Checked before anything that starts the fleet or writes its units."""
+    size = len(os.fsencode(paths.tmux_socket))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise FleetError(
+            f"the fleet's tmux socket {paths.tmux_socket} is too long for a Unix socket ({size} bytes, "
+            f"at most {MAX_SOCKET_PATH_BYTES}); choose a shorter --home (config fleet.home, ${HOME_ENV})"
+        )
+
+
 class LocalFleet:
     """This machine's agents of ``roster`` (see the module docstring)."""
 
@@ -107,6 +120,7 @@ class LocalFleet:
     def install(self, *, enable: bool = True, serve: bool = False, serve_at: ServeAt | None = None) -> InstallResult:
         """Write the units for the roster (``serve``: and `fleet serve`'s, beside the
         watcher, listening where ``serve_at`` says)."""
+        require_socket_fits(self.paths)
         engine = self.engine
         if serve and engine.unit_dir is None:
             raise FleetError(
@@ -133,6 +147,8 @@ class LocalFleet:
 
     def control(self, operation: Operation, agent: str | None = None, *, fresh: bool = False) -> OperationResult:
         """``start``, ``stop`` or ``restart`` the fleet (or ``agent``); ``fresh``: new conversations."""
+        if operation != "stop":
+            require_socket_fits(self.paths)
         engine = self.engine
         if operation == "stop":
             if fresh:

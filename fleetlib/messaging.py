@@ -94,6 +94,9 @@ TAIL_LINES: Final = 8
 MENU_ROUNDS: Final = 4  # rounds of arrow keys before a cursor that does not go there fails
 MENU_SETTLE_S: Final = 1.0  # a menu cursor that has not moved for this long has taken every key sent
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024  # UTF-8 bytes, after cleaning
+# What `--message -` reads at most: room for control characters cleaning drops, never all of
+# an endless stdin.
+MAX_STDIN_BYTES: Final = 4 * MAX_MESSAGE_BYTES
 # tmux's record of whether the pane's program turned bracketed paste on; tmux before 3.7
 # has no such format and expands it to "".
 PASTE_FLAG_FORMAT: Final = "#{bracket_paste_flag}"
@@ -142,9 +145,17 @@ def check_utf8(message: str) -> str:
 def read_message(argument: str, stdin: BinaryIO) -> str:
     """The message a ``--message`` argument gives: the text itself, or for ``-`` what
     ``stdin`` holds, less one trailing line end (the one ``echo`` adds: Enter already
-    submits). A message that is not valid UTF-8 is a one-line FleetError (exit 2)."""
+    submits). A message that is not valid UTF-8 is a one-line FleetError (exit 2), and so
+    is a stdin that goes on past :data:`MAX_STDIN_BYTES` (``< /dev/zero``): it is never read
+    to its end."""
     if argument == "-":
-        argument = stdin.read().decode("utf-8", "surrogateescape")
+        data = stdin.read(MAX_STDIN_BYTES + 1)
+        if len(data) > MAX_STDIN_BYTES:
+            raise FleetError(
+                f"the message on stdin is over {MAX_STDIN_BYTES} bytes (a message holds at most "
+                f"{MAX_MESSAGE_BYTES}); send it in parts"
+            )
+        argument = data.decode("utf-8", "surrogateescape")
         for end in ("\r\n", "\n", "\r"):
             if argument.endswith(end):
                 argument = argument.removesuffix(end)
@@ -271,8 +282,21 @@ class Messenger(FleetContext):
         start = ["-S", f"-{lines}"] if lines else []
         result = self._tmux(["capture-pane", "-p", "-J", *start, "-t", tmux.window_target(name)], read=True)
         if not result.ok:
-            raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
+            raise self._unreadable(name, result)
         return result.stdout
+
+    def _unreadable(self, name: str, failed: Result) -> FleetError:
+        """Why ``name``'s pane could not be read, in the user's words: an agent without a
+        window (never started, stopped, or its fleet's server gone) is "not running", as
+        ``send`` says; anything else is tmux's own line."""
+        listing = self._tmux(tmux.list_windows_commands(), read=True)
+        window = tmux.parse_windows(listing.stdout).get(name) if listing.ok else None
+        if window is None:
+            return FleetError(
+                f"agent {name!r} is not running (it has no window), so it has no screen to show; "
+                f"its transcript: `inv fleet.logs --agent {name}`"
+            )
+        return FleetError(f"cannot read the pane of agent {name!r}: {failed.error_line()}")
 
     def screen(self, name: str) -> tuple[str, int, int]:
         """The pane's visible screen with its colours (``capture-pane -e``) and its size
@@ -285,7 +309,7 @@ class Messenger(FleetContext):
             read=True,
         )
         if not result.ok:
-            raise FleetError(f"cannot read agent {name!r}'s pane: {result.error_line()}")
+            raise self._unreadable(name, result)
         shown, _, size = result.stdout.rstrip("\n").rpartition("\n")
         columns, rows = (int(part) for part in (size.split() or ["80", "24"])[:2])
         return shown + "\n", columns, rows

@@ -16,6 +16,8 @@ from typing import Final
 
 HOME_ENV: Final = "MOSAIC_HOME"
 DEFAULT_HOME: Final = Path("~/.config/mosaic")
+# A Unix socket's path fits in sockaddr_un.sun_path: 108 bytes on Linux, one of them the NUL.
+MAX_SOCKET_PATH_BYTES: Final = 107
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:

@@ -1,6 +1,6 @@
 """The JSON shape of roster agents, as ``roster.list --json`` and ``roster.show --json``
 print it. Every key is always present (``null`` when the roster leaves it unset), so
-scripts never need ``.get``; the README documents the schema.
+scripts never need ``.get``; docs/reference/json.md documents the schema.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "notify": [mask(url) for url in agent.notify],  # they may hold secrets
         "log_max_bytes": agent.log_max_bytes,
         "log_keep": agent.log_keep,
+        "resources": agent.resources.to_dict() or None,  # the roster's defaults merged in
         "resume": agent.resumes,
         "worktree": agent.worktree.to_value() if agent.worktree is not None else None,
     }

@@ -67,9 +67,11 @@ class WaitResult:
         """The one line that says why a wait that is not ok ended."""
         if self.down:
             named = ", ".join(f"{row.name} is {row.state}" for row in self.down)
+            one = len(self.down) == 1
+            they, themselves, them = ("it", "itself", "it") if one else ("they", "themselves", "them")
             return (
-                f"error: {named}, so it will not become {self.wanted} by itself; "
-                "start it with `inv fleet.start` (--agent NAME)"
+                f"error: {named}, so {they} will not become {self.wanted} by {themselves}; "
+                f"start {them} with `inv fleet.start` (--agent NAME)"
             )
         still = ", ".join(f"{row.name} is {row.shown_state}" for row in self.pending)
         return f"error: timed out after {self.seconds:.1f} s waiting for {self.wanted}: {still}"

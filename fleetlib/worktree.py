@@ -184,6 +184,28 @@ def inspect(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> Pl
     return Plan(agent.name, repo, path, branch, base, spec.setup, exists=False, branch_exists=branch_exists)
 
 
+def refuse_shared(plans: Sequence[Plan]) -> None:
+    """FleetError (one line, nothing changed) when two agents would make one worktree path,
+    or one branch of one repository: each plan passes :func:`inspect` alone (nothing is
+    made yet), and the second ``git worktree add`` would fail after the first was made."""
+    paths: dict[str, str] = {}
+    branches: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        if plan.exists:
+            continue  # found made, on its branch: inspect checked it against git itself
+        path, repo = os.path.realpath(plan.path), os.path.realpath(plan.repo)
+        if (first := paths.setdefault(path, plan.agent)) != plan.agent:
+            raise FleetError(
+                f"agents {first} and {plan.agent} both want the worktree {plan.path}; "
+                "give one of them another worktree.path in the roster"
+            )
+        if (first := branches.setdefault((repo, plan.branch), plan.agent)) != plan.agent:
+            raise FleetError(
+                f"agents {first} and {plan.agent} both want branch {plan.branch} of {plan.repo}; "
+                "give one of them another worktree.branch in the roster"
+            )
+
+
 def add_argv(plan: Plan) -> list[str]:
     """The ``git worktree add`` that makes ``plan``'s worktree."""
     if plan.branch_exists:
@@ -227,6 +249,7 @@ def ensure(
         # lock (a file in the user's repository), and a worktree it would add has no setup
         # marker to look for yet.
         plans = [inspect(runner, roster, agent, user_home) for agent in agents]
+        refuse_shared(plans)
         for plan in plans:
             if not plan.exists:
                 runner.run(add_argv(plan))
@@ -240,7 +263,9 @@ def ensure(
         commons = {_common_dir(runner, roster, agent, user_home) for agent in agents}
         for common in sorted(c for c in commons if c is not None):
             locks.enter_context(edit_lock(Path(common) / LOCK_NAME))
-        return _make(runner, [inspect(runner, roster, agent, user_home) for agent in agents], setup=setup)
+        plans = [inspect(runner, roster, agent, user_home) for agent in agents]
+        refuse_shared(plans)
+        return _make(runner, plans, setup=setup)
 
 
 def _common_dir(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -> str | None:

@@ -99,6 +99,54 @@ def test_dash_h_is_help_and_value_flags_show_a_placeholder(entry: str, env: dict
     assert "--dry-run " in result.stdout  # a switch has no placeholder
 
 
+def test_send_wait_says_it_takes_a_state(env: dict[str, str]) -> None:
+    # It showed `--wait=WAIT`, which says nothing; `wait --for` shows `--for=STATE`.
+    result = run_fleet(["send", "-h"], env)
+    assert result.returncode == 0, result.stderr
+    assert "--wait=STATE " in result.stdout
+
+
+@pytest.mark.parametrize("task", ["start", "restart", "install"])
+def test_a_home_too_deep_for_the_tmux_socket_is_one_line_before_anything(
+    task: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    # Defect: `start` made the run dir, then failed (exit 1) with tmux's "error connecting to
+    # .../tmux.sock (File name too long)": a Unix socket's path holds at most 107 bytes.
+    home = tmp_path / ("h" * 100)
+    (home / "fleet").mkdir(parents=True)
+    (home / "fleet" / "roster.yaml").write_text(ROSTER)
+    result = run_fleet([task, "--backend", "tmux", "--home", str(home)], env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: the fleet's tmux socket {home}/fleet/run/tmux.sock is too long"), line
+    assert "choose a shorter --home" in line
+    assert os.listdir(home / "fleet") == ["roster.yaml"]  # no run dir: nothing was started
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("bad.yaml", "fleet: [unclosed\n", "is not valid YAML"),
+        ("list.yaml", "fleet: [1, 2]\n", "cannot merge"),
+        ("conf.txt", "fleet: {}\n", "must end in .yaml, .yml, .json or .py"),
+        ("missing.yaml", None, "not found"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_exit_2(
+    name: str, text: str | None, fragment: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    # Defect: `fleet -f FILE` with broken YAML, a type Invoke does not read or a mapping
+    # given a list printed Invoke's traceback; a missing FILE was silently ignored.
+    config = tmp_path / name
+    if text is not None:
+        config.write_text(text)
+    result = run_fleet(["-f", str(config), "roster.list"], env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: config file {config}"), line
+    assert fragment in line, line
+
+
 def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
     result = run_fleet(["--help"], env)
     assert result.returncode == 0

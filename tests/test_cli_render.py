@@ -232,6 +232,16 @@ def test_check_lines_show_fixes_and_a_verdict() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("cwds", "detail"),
+    [(["/"], "1 agent working directory exists"), (["/", "/tmp"], "2 agent working directories exist")],
+)
+def test_the_directories_check_agrees_with_its_count(cwds: list[str], detail: str, tmp_path: Path) -> None:
+    agents = "".join(f"  - {{name: a{i}, runtime: shell, cwd: {cwd}}}\n" for i, cwd in enumerate(cwds))
+    check = doctor.check_cwds(parse_roster(f"version: 1\nagents:\n{agents}", "r.yaml"), tmp_path)
+    assert (check.ok, check.detail) == (True, detail)
+
+
 class FakeRunner:
     dry_run = False
 

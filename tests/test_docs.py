@@ -5,14 +5,19 @@ reference, and the README keeps the two command lines `.ci/run` and newcomers re
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from fleetctl.namespaces import program_ns
+from fleetlib.group import HostsFleet
 from fleetlib.hosts import HOST_KEYS
 from fleetlib.resources import RESOURCE_KEYS
+from fleetlib.results import HostsResult
+from fleetlib.roster import parse_roster
 from fleetlib.roster.model import AGENT_KEYS, TOP_LEVEL_KEYS
+from fleetlib.schema import agent_json
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -55,3 +60,37 @@ def test_readme_is_short_and_keeps_the_set_up_and_test_lines() -> None:
         # Debian's system Python refuses `pip install` outside a virtualenv.
         assert "python3 -m venv .venv" in lines[0]
         assert "python3 -m pip" not in lines[0]
+
+
+def _json_reference_keys(heading: str) -> list[str]:
+    """The keys of the first table under ``heading`` in docs/reference/json.md."""
+    section = (REFERENCE / "json.md").read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
+
+
+def test_json_reference_lists_exactly_the_keys_roster_list_prints() -> None:
+    (agent,) = parse_roster("version: 1\nagents:\n  - {name: a, runtime: shell}\n", "r.yaml").agents
+    assert _json_reference_keys("## Roster tasks") == list(agent_json(agent))
+
+
+def test_the_hosts_guide_says_which_methods_return_a_hosts_result() -> None:
+    # The guide named logs, attach, doctor and top too: they return None, an exit code, a
+    # list of checks and a live sampler, so a script written from it broke.
+    text = " ".join((ROOT / "docs" / "guide" / "hosts.md").read_text().split())
+    said = text.split("## From Python", 1)[1].split("each return one `fleetlib.results.HostsResult`", 1)[0]
+    methods = re.findall(r"`([a-z_]+)`", said.rsplit("Across hosts,", 1)[1])
+    assert methods
+    wrong = [
+        m
+        for m in methods
+        if getattr(typing.get_type_hints(getattr(HostsFleet, m))["return"], "__origin__", None) is not HostsResult
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("name", sorted(program_ns.task_names))
+def test_task_help_sends_readers_to_the_docs_not_the_readme(name: str) -> None:
+    # The README keeps only the quick start; `--json`'s help said "(schema in README)".
+    task, _ = program_ns.task_with_config(name)
+    texts = [task.__doc__ or "", *(arg.help or "" for arg in task.get_arguments())]
+    assert [text for text in texts if "README" in text] == []

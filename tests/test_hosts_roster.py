@@ -21,6 +21,7 @@ from fleetlib.errors import FleetError, RosterError
 from fleetlib.hosts import SshTarget, parse_target
 from fleetlib.remote import MISSING_EXIT, SKEW_EXIT, Deadline, HostError, version_guarded
 from fleetlib.roster import parse_roster
+from tests.conftest import run_module
 
 HOSTS = """\
 version: 1
@@ -528,3 +529,16 @@ def test_wait_with_hosts_gives_this_machine_the_backend_and_unit_dir_asked_for(t
         f"error: local: fleet units are not installed in {units}; run `fleet install`",
         "error: wait failed on 1 host(s): local",
     ]
+
+
+def test_a_hosts_result_names_the_fleet_programs_commands_on_stdout_too(tmp_path: Path) -> None:
+    """Defect: with hosts, `fleet send --all` printed a refused agent's hint as
+    "`inv fleet.start --agent a1`" (only stderr was spelled for the `fleet` program)."""
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(HOSTS_LOCAL_AGENTS)
+    args = ["send", "--all", "--message", "x", "--home", str(tmp_path), "--roster", str(roster)]
+    done = run_module("fleetctl", args, {**os.environ, "INVOKE_FLEET_KNOWN_HOSTS": str(tmp_path / "known_hosts")})
+    assert done.returncode in (1, 2), done
+    assert "a1" in done.stdout, done
+    assert "`fleet start --agent a1`" in done.stdout, done.stdout
+    assert "`inv " not in done.stdout + done.stderr

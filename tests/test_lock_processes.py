@@ -348,4 +348,5 @@ def test_timeout_names_the_live_owner_and_how_to_proceed(tmp_path: Path) -> None
             assert f"held by pid {owner.proc.pid} on " in message
             assert "(running, last progress " in message
             assert f"kill {owner.proc.pid}" in message
+            assert "retry with a longer --lock-timeout" in message  # the flag that bounds this wait
         assert RestartLock(tmp_path).owner() is not None

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -112,6 +113,32 @@ def test_read_message_refuses_what_is_not_utf8_in_one_line(argument: str, stdin:
     with pytest.raises(FleetError, match=r"^the message is not valid UTF-8 [(]byte 0x(ff|c3) at character") as caught:
         read_message(argument, io.BytesIO(stdin))
     assert "\n" not in str(caught.value)
+
+
+class EndlessStdin(io.RawIOBase):
+    """``yes |`` on stdin, as far as a test can afford: 64 MiB, counting what was read."""
+
+    def __init__(self) -> None:
+        self.left = 64 * 1024 * 1024
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), self.left)
+        buffer[:size] = b"y" * size
+        self.left -= size
+        return size
+
+
+def test_read_message_stops_reading_an_endless_stdin_in_one_line() -> None:
+    # Defect: `fleet send --message - < /dev/zero` read stdin to its end: a MemoryError
+    # traceback under a memory limit, the whole machine's memory without one.
+    stdin = EndlessStdin()
+    with pytest.raises(FleetError, match=r"^the message on stdin is over \d+ bytes") as caught:
+        read_message("-", io.BufferedReader(stdin))
+    assert "\n" not in str(caught.value)
+    assert 64 * 1024 * 1024 - stdin.left <= 5 * MAX_MESSAGE_BYTES  # it stopped reading
 
 
 @pytest.mark.parametrize(

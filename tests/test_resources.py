@@ -9,6 +9,7 @@ import pytest
 from fleetlib.errors import RosterError
 from fleetlib.resources import Resources, human_size, oom_reason
 from fleetlib.roster import parse_roster
+from fleetlib.schema import agent_json
 from fleetlib.systemd import DEFAULT_UNITS, UnitNames
 from fleetlib.units import agent_dropin_text, agent_template_text, unit_files
 
@@ -25,6 +26,20 @@ agents:
   - name: b
     runtime: shell
 """
+
+
+def test_roster_json_carries_each_agents_limits_with_the_defaults_merged_in() -> None:
+    # docs/reference/json.md lists `resources` among roster.list/show --json keys; it was never printed.
+    a, b = parse_roster(ROSTER, "r.yaml").agents
+    assert agent_json(a)["resources"] == {
+        "memory_high": "3G",
+        "memory_max": "4G",
+        "cpu_quota": "50%",
+        "tasks_max": "256",
+    }
+    assert agent_json(b)["resources"] == {"memory_max": "4G", "tasks_max": "256"}
+    (plain,) = parse_roster("version: 1\nagents:\n  - {name: c, runtime: shell}\n", "r.yaml").agents
+    assert agent_json(plain)["resources"] is None  # every key is always present, null without limits
 
 
 def test_agent_limits_take_the_fleet_wide_defaults_and_the_ceiling_is_the_slices() -> None:

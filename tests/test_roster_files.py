@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -150,3 +151,30 @@ def test_a_huge_roster_is_refused_in_one_line(tmp_path: Path) -> None:
     with path.open("w") as handle:
         handle.truncate(64 * 1024 * 1024)
     assert "too large" in _one_line_error(lambda: load_roster(path))
+
+
+@pytest.mark.parametrize("through_a_link", [False, True])
+def test_init_force_never_replaces_what_is_not_a_regular_file(tmp_path: Path, through_a_link: bool) -> None:
+    # Defect: `fleet roster.init --force --roster /dev/null` replaced /dev/null with the
+    # starter roster (as root). A FIFO stands in for the device here.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    path = tmp_path / "roster.yaml"
+    if through_a_link:
+        path.symlink_to(fifo)
+    else:
+        path = fifo
+    before = sorted(os.listdir(tmp_path))
+    message = _one_line_error(lambda: init_roster(path, force=True))
+    assert message.startswith(f"roster {fifo} is not a regular file (a FIFO)")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == before  # no .lock, no temporary file left beside it
+
+
+def test_a_refused_edit_leaves_no_lock_file_behind(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    assert "roster not found" in _one_line_error(lambda: add_agent(missing, Agent(name="b", runtime="shell")))
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    assert "not a regular file" in _one_line_error(lambda: remove_agent(fifo, "a"))
+    assert sorted(os.listdir(tmp_path)) == ["fifo.yaml"]

@@ -179,3 +179,11 @@ def test_the_starter_roster_runs_anywhere_and_shows_the_real_runtimes_commented_
         STARTER_ROSTER.replace("  # - ", "  - ").replace("  #   ", "    "),
     )
     assert {a.runtime for a in uncommented.agents} == {"shell", "claude", "codex"}
+
+
+def test_the_starter_roster_names_the_installed_commands() -> None:
+    # It named `inv roster.add` and `inv fleet.install`, which exist only in a clone.
+    header = STARTER_ROSTER.split("version:", 1)[0]
+    assert "`fleet roster.add`" in header
+    assert "`fleet install`" in header
+    assert "`inv " not in header

@@ -202,3 +202,18 @@ def test_bad_activity_and_transcript_keys_are_one_line_with_file_and_line(line: 
     assert message.startswith("r.yaml:5: agents[0].")
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["stop_timeout", "start_grace", "failure_window"])
+@pytest.mark.parametrize("value", ["1.0e+300", "604801", "99999999999"])
+def test_a_roster_duration_is_at_most_a_week_like_every_flag(key: str, value: str) -> None:
+    # Defect: `stop_timeout: 1.0e+300` passed, and `fleet start --timeout 5` then never
+    # returned (its wait is the timeout plus the longest stop_timeout).
+    with pytest.raises(RosterError) as caught:
+        parse_roster(f"version: 1\nagents:\n  - name: a\n    runtime: shell\n    {key}: {value}\n", "r.yaml")
+    assert str(caught.value).startswith(f"r.yaml:5: agents[0].{key}: must be at most 604800 seconds (a week)")
+
+
+def test_a_week_is_a_roster_duration_still() -> None:
+    (agent,) = parse_roster("version: 1\nagents:\n  - {name: a, runtime: shell, stop_timeout: 604800}\n", "r").agents
+    assert agent.stop_timeout == 604800.0

@@ -104,3 +104,20 @@ def test_a_wait_ends_at_once_on_a_down_agent_unless_its_state_is_the_one_asked_f
     assert f"b is {down}" in result.error()
     assert "timed out" not in result.error()
     assert wait_for(lambda: FleetStatus("tmux", UnitState("h"), [_row("b", down)]), down, 1.0).ok
+
+
+@pytest.mark.parametrize(
+    ("down", "because", "hint"),
+    [
+        (["b"], "so it will not become idle by itself", "start it with"),
+        (["b", "c"], "so they will not become idle by themselves", "start them with"),
+    ],
+)
+def test_a_down_wait_names_every_agent_in_one_sentence_that_agrees_with_their_number(
+    down: list[str], because: str, hint: str
+) -> None:
+    rows = [_row(name, "stopped") for name in down]
+    error = wait_for(lambda: FleetStatus("tmux", UnitState("h"), rows), "idle", 300.0, sleep=lambda _: None).error()
+    assert error.startswith("error: " + ", ".join(f"{name} is stopped" for name in down))
+    assert because in error
+    assert hint in error

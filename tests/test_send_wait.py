@@ -171,6 +171,16 @@ def test_send_is_refused_with_exit_2_to_an_agent_that_is_not_running(senv: SendE
     senv.inv_ok("fleet.wait", "--agent", "sh1", "--for", "idle", "--timeout", "60")
 
 
+def test_logs_screen_of_an_agent_that_is_not_running_says_so_in_one_line(senv: SendEnv) -> None:
+    # It used to be tmux's own words: "cannot read agent 'down1''s pane: can't find window: down1".
+    shown = senv.inv("fleet.logs", "--agent", "down1", "--screen")
+    assert shown.returncode == 2, (shown.stdout, shown.stderr)
+    assert shown.stderr.splitlines() == [
+        "error: agent 'down1' is not running (it has no window), so it has no screen to show; "
+        "its transcript: `inv fleet.logs --agent down1`"
+    ]
+
+
 def test_send_dry_run_on_a_running_agent_says_what_it_would_do_and_types_nothing(senv: SendEnv) -> None:
     dry = senv.inv("fleet.send", "--agent", "sh1", "--message", "echo DRY-$((2+3))", "--dry-run")
     assert dry.returncode == 0, dry.stderr

@@ -39,7 +39,7 @@ def test_roster_tasks_on_the_example_roster(inv: InvRunner, home: Path) -> None:
     assert set(listed[0]) == {
         "name", "runtime", "command", "argv", "cwd", "args", "env", "description",
         "stop_timeout", "start_grace", "max_failures", "failure_window", "on_state_change", "notify", "log_max_bytes",
-        "log_keep", "resume", "worktree",
+        "log_keep", "resources", "resume", "worktree",
     }  # fmt: skip
     shown = json.loads(inv("roster.show", "--name", "reviewer", "--json").stdout)
     assert shown["argv"] == ["sh", "-i", "-c", 'echo "reviewing as $REVIEW_MODE"; exec sh -i']

@@ -175,6 +175,26 @@ def test_a_path_holding_another_repository_is_refused_and_nothing_changes(repo: 
     assert git(other, "branch", "--show-current") == "main"
 
 
+@pytest.mark.parametrize(
+    ("b_value", "fragment"),
+    [
+        ("{{repo: {repo}, branch: fleet/a}}", "agents a and b both want branch fleet/a of {repo}"),
+        ("{{repo: {repo}, path: {home}/fleet/worktrees/a}}", "agents a and b both want the worktree {home}/fleet"),
+    ],
+)
+def test_two_agents_claiming_one_branch_or_path_are_refused_before_anything(
+    repo: Path, tmp_path: Path, b_value: str, fragment: str
+) -> None:
+    # Defect: both passed the check; a's worktree was made, then b's `git worktree add`
+    # failed ("a branch named 'fleet/a' already exists"): exit 1, half done.
+    home = tmp_path / "home"
+    b = b_value.format(repo=repo, home=home)
+    message = refusal(roster_of(agent_entry("a", "true", cwd=str(repo)) + agent_entry("b", b)), home)
+    assert fragment.format(repo=repo, home=home) in message
+    assert git(repo, "branch", "--list") == "* main"
+    assert not (home / "fleet" / "worktrees").exists()
+
+
 def test_refusals_are_one_line_each(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     plain = tmp_path / "plain"

@@ -344,7 +344,7 @@ class RestartLock:
 
     def _timeout_message(self, timeout: float, record: LockRecord | None) -> str:
         holder = self.describe_owner(record) if record is not None else "another process (a change in progress)"
-        advice = "wait for that restart to finish and retry, or retry with a longer --timeout"
+        advice = "wait for that restart to finish and retry, or retry with a longer --lock-timeout"
         if record is not None and record.pid is not None and record.host == self.identity.host:
             advice += f"; if pid {record.pid} is stuck, stop it (kill {record.pid}) and the lock is freed at once"
         return (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleetlib.atomic import atomic_write_text, edit_lock
 from fleetlib.errors import FleetError, RosterError
-from fleetlib.roster.files import read_text
+from fleetlib.roster.files import read_text, require_regular
 from fleetlib.roster.model import STARTER_ROSTER, Agent, Roster
 from fleetlib.roster.splice import add_text, remove_text
 from fleetlib.roster.validate import parse_roster, validate_agent
@@ -32,6 +32,7 @@ def _edit(path: Path, change: str, splice: Callable[[str, Roster], tuple[str, tu
     """Under the edit lock: ``splice`` the text and its parsed roster into new text and the
     agents it must hold; write it only if it parses to exactly those agents."""
     target = _edit_target(path)
+    require_regular(target)  # before the lock: a refused edit leaves no lock file behind
     with edit_lock(target):
         text = read_text(target)
         new_text, expected = splice(text, parse_roster(text, str(path)))
@@ -82,13 +83,18 @@ def remove_agent(path: Path, name: str) -> Roster:
 
 
 def init_roster(path: Path, *, force: bool = False) -> Roster:
-    """Write the starter roster; refuses to replace an existing file unless ``force``.
+    """Write the starter roster; refuses to replace an existing file unless ``force``, and
+    anything that is not a regular file (a FIFO, a device, a directory) even with it.
 
     A symlinked roster is written through to its target, like every edit."""
     target = _edit_target(path)
+    if os.path.lexists(target) and not force:
+        raise FleetError(f"roster already exists: {path}; pass --force to overwrite it")
+    require_regular(target, missing_ok=True)  # --force replaces a roster, never a FIFO or device
     with edit_lock(target):
         if os.path.lexists(target) and not force:
             raise FleetError(f"roster already exists: {path}; pass --force to overwrite it")
+        require_regular(target, missing_ok=True)
         try:
             atomic_write_text(target, STARTER_ROSTER)
         except OSError as exc:

@@ -22,19 +22,44 @@ from fleetlib.rundir import kind_of
 MAX_ROSTER_BYTES: Final = 16 * 1024 * 1024
 
 
+def _not_found(path: Path) -> FleetError:
+    return FleetError(f"roster not found: {path}; create one with `inv roster.init` or pass --roster")
+
+
+def _not_regular(path: Path, mode: int) -> FleetError:
+    return FleetError(f"roster {path} is not a regular file ({kind_of(mode)})")
+
+
+def require_regular(path: Path, *, missing_ok: bool = False) -> None:
+    """FleetError unless ``path`` (a symlink followed) is a regular file, or is absent and
+    ``missing_ok``. Edits call it before taking their lock, so a refused edit leaves nothing
+    beside the path (no ``.lock`` next to a device), and ``init --force`` never replaces a
+    FIFO or a device (``/dev/null``) with a roster. Only looks: nothing is opened."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise _not_found(path) from None
+    except OSError as exc:
+        raise FleetError(f"cannot read roster {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+
+
 def read_text(path: Path) -> str:
     """The roster's text. Follows a symlinked roster; a FIFO, device or directory there is a
     one-line error, never a hang (opened without blocking and checked to be a regular file)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise FleetError(f"roster not found: {path}; create one with `inv roster.init` or pass --roster") from None
+        raise _not_found(path) from None
     except OSError as exc:
         raise FleetError(f"cannot read roster {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FleetError(f"roster {path} is not a regular file ({kind_of(info.st_mode)})")
+            raise _not_regular(path, info.st_mode)
         if info.st_size > MAX_ROSTER_BYTES:
             raise FleetError(f"roster {path} is too large ({info.st_size} bytes; the limit is {MAX_ROSTER_BYTES})")
         chunks: list[bytes] = []

@@ -40,8 +40,8 @@ DEFAULT_LOG_KEEP: Final = 5
 MIN_LOG_MAX_BYTES: Final = 4096  # below a few screens a transcript would rotate on every redraw
 
 STARTER_ROSTER: Final = """\
-# Fleet roster (format version 1). Edit by hand or with `inv roster.add` / `inv roster.remove`;
-# run `inv fleet.install` afterwards so the systemd units match.
+# Fleet roster (format version 1). Edit by hand or with `fleet roster.add` / `fleet roster.remove`;
+# run `fleet install` afterwards so the systemd units match.
 version: 1
 transport: tmux
 agents:

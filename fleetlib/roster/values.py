@@ -14,6 +14,7 @@ import shlex
 
 import yaml
 
+from fleetlib.defaults import MAX_SECONDS
 from fleetlib.errors import RosterError
 from fleetlib.notify import url_problem
 from fleetlib.resources import RESOURCE_KEYS, Resources, check_value
@@ -101,6 +102,10 @@ def seconds(node: yaml.Node, source: str, where: str, *, allow_zero: bool) -> fl
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         raise RosterError(source, f"must be a number {bound} (seconds), got {value!r}", line=line_of(node), field=where)
+    if value > MAX_SECONDS:  # like every flag: a wait that long never ends, a timer overflows
+        raise RosterError(
+            source, f"must be at most {MAX_SECONDS} seconds (a week), got {value!r}", line=line_of(node), field=where
+        )
     return float(value)
 
 
