@@ -5,7 +5,6 @@ reference, and the README keeps the two command lines `.ci/run` and newcomers re
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from fleetctl.namespaces import program_ns
 from fleetlib.group import HostsFleet
 from fleetlib.hosts import HOST_KEYS
 from fleetlib.resources import RESOURCE_KEYS
-from fleetlib.results import HostsResult
 from fleetlib.roster import parse_roster
 from fleetlib.roster.model import AGENT_KEYS, TOP_LEVEL_KEYS
 from fleetlib.schema import agent_json
@@ -80,11 +78,8 @@ def test_the_hosts_guide_says_which_methods_return_a_hosts_result() -> None:
     said = text.split("## From Python", 1)[1].split("each return one `fleetlib.results.HostsResult`", 1)[0]
     methods = re.findall(r"`([a-z_]+)`", said.rsplit("Across hosts,", 1)[1])
     assert methods
-    wrong = [
-        m
-        for m in methods
-        if getattr(typing.get_type_hints(getattr(HostsFleet, m))["return"], "__origin__", None) is not HostsResult
-    ]
+    # The annotation as written (postponed: some parameter types are imported for checking only).
+    wrong = [m for m in methods if not getattr(HostsFleet, m).__annotations__["return"].startswith("HostsResult[")]
     assert wrong == []
 
 
