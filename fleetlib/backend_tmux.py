@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import systemd, tmux, transcript, watcher_config
+from fleetlib import systemd, tmux, watcher_config
 from fleetlib.agent_windows import COMMAND_BUDGET, AgentWindows
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -31,7 +31,6 @@ from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
-from fleetlib.transcript import ensure_log_dir
 
 SERVER_DIED: Final = "the fleet's tmux server died"
 MANAGER_UP: Final = ("running", "degraded")
@@ -110,6 +109,9 @@ class TmuxBackend(FleetContext):
             return
         if not self.runner.dry_run:
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
+            # The transcript code only where windows start or stop: `status` never loads it.
+            from fleetlib.transcript import ensure_log_dir  # noqa: PLC0415
+
             ensure_log_dir(self.paths)  # before any window: its pipe appends there
             install_script(self.paths.run_dir)
         first: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
@@ -188,6 +190,8 @@ class TmuxBackend(FleetContext):
             if not self.runner.dry_run and not self.windows.client.answers():
                 self.runner.run(["rm", "-f", "--", str(self.paths.tmux_socket)])  # a command: fenced
         if not self.runner.dry_run:
+            from fleetlib import transcript  # noqa: PLC0415 (see launch)
+
             transcript.wake_writers(self.paths)  # a stopped writer would outlive its window
 
     def install(self, *, enable: bool = True) -> InstallResult:

@@ -16,15 +16,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.backend import open_fleet as open_engine
-from fleetlib.broadcast import send_to
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS
-from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
 from fleetlib.paths import FleetPaths
 from fleetlib.results import (
     Check,
@@ -40,11 +37,14 @@ from fleetlib.results import (
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.status import FleetStatus
-from fleetlib.systemd import UnitNames
-from fleetlib.top import Top
-from fleetlib.usage import fleet_sampler, with_usage
-from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
-from fleetlib.waiting import WaitResult, wait_for
+
+if TYPE_CHECKING:
+    from fleetlib.messaging import Messenger
+    from fleetlib.top import Top
+    from fleetlib.waiting import WaitResult
+
+# What only some operations use (sending, logs, waiting, usage figures, `top`) is imported
+# in the method that uses it: `fleet status`, the command run most, loads none of it.
 
 Write = Callable[[str | bytes], None]
 
@@ -94,6 +94,8 @@ class LocalFleet:
         )
 
     def messenger(self) -> Messenger:
+        from fleetlib.messaging import Messenger  # noqa: PLC0415 (see the note on imports above)
+
         runner = DryRunRunner(echo=self.options.echo) if self.options.dry_run else SubprocessRunner()
         return Messenger(paths=self.paths, roster=self.roster, runner=runner)
 
@@ -153,10 +155,17 @@ class LocalFleet:
         engine = self.engine
         engine.ensure_installed([self.roster.get(agent).name] if agent else self.roster.names())
         status = engine.status(agent)
-        return with_usage(status, fleet_sampler(self.paths).sample(status.agents)) if usage else status
+        if not usage:
+            return status
+        from fleetlib.usage import fleet_sampler, with_usage  # noqa: PLC0415
+
+        return with_usage(status, fleet_sampler(self.paths).sample(status.agents))
 
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> WaitResult:
         """Until every agent (or ``agent``) is in ``state`` (see :func:`fleetlib.waiting.wait_for`)."""
+        from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S  # noqa: PLC0415
+        from fleetlib.waiting import wait_for  # noqa: PLC0415
+
         engine = self.engine
         name = self.roster.get(agent).name if agent else None
         engine.ensure_installed([name] if name else self.roster.names())
@@ -171,6 +180,9 @@ class LocalFleet:
         timeout: float | None = None,
         answer: bool = False,
     ) -> SendResult:
+        from fleetlib.broadcast import send_to  # noqa: PLC0415
+        from fleetlib.messaging import VERIFY_TIMEOUT_S  # noqa: PLC0415
+
         each = VERIFY_TIMEOUT_S if timeout is None else timeout
         return send_to(self.messenger(), list(names), text, verify=verify, timeout=each, answer=answer)
 
@@ -189,6 +201,9 @@ class LocalFleet:
         bytes; with ``follow`` then what it gains until interrupted), or with ``screen``
         its pane and the unit's journal. An empty generation is
         :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
+        from fleetlib import transcript  # noqa: PLC0415
+        from fleetlib.systemd import UnitNames  # noqa: PLC0415
+
         name = self.roster.get(agent).name
         which = transcript.check_generation(generation or "current")
         if not screen:
@@ -241,6 +256,9 @@ class LocalFleet:
 
     def top(self) -> Top:
         """Samples of what each agent costs (``fleet top``)."""
+        from fleetlib.top import Top  # noqa: PLC0415
+        from fleetlib.usage import fleet_sampler  # noqa: PLC0415
+
         return Top(self.engine, fleet_sampler(self.paths))
 
     def attach(self, agent: str, *, read_only: bool) -> int:
