@@ -16,7 +16,7 @@ from fleetlib import worktree
 from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
-from fleetlib.results import ProgressHook, no_progress
+from fleetlib.progress import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner
 

@@ -19,18 +19,20 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fleetlib import systemd, tmux, watcher_config
 from fleetlib.agent_windows import COMMAND_BUDGET, AgentWindows
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import base_environment, install_script
-from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from fleetlib.results import InstallResult
 
 SERVER_DIED: Final = "the fleet's tmux server died"
 MANAGER_UP: Final = ("running", "degraded")
@@ -195,6 +197,8 @@ class TmuxBackend(FleetContext):
             transcript.wake_writers(self.paths)  # a stopped writer would outlive its window
 
     def install(self, *, enable: bool = True) -> InstallResult:
+        from fleetlib.results import InstallResult  # noqa: PLC0415 (`status` makes no result: not loaded for it)
+
         return InstallResult(
             "install",
             self.name,
@@ -206,6 +210,8 @@ class TmuxBackend(FleetContext):
         )
 
     def uninstall(self) -> InstallResult:
+        from fleetlib.results import InstallResult  # noqa: PLC0415
+
         return InstallResult(
             "uninstall", self.name, self.runner.dry_run, notes=["the tmux backend installs nothing; nothing to do"]
         )

@@ -46,13 +46,16 @@ from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config,
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
-from fleetlib.results import AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.progress import Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.status import AgentStatus, FleetStatus
 
-if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (status takes none)
+if TYPE_CHECKING:
+    # The lock module is big: imported where a lock is taken (status takes none); the
+    # result types are made by the operations only, which import them (status makes none).
     from fleetlib.lock import RestartGuard
+    from fleetlib.results import AgentOutcome, InstallResult, OperationResult
 
 # The backend's protocols live below the engine (:mod:`fleetlib.primitives`); re-exported.
 __all__ = [
@@ -291,6 +294,8 @@ class Lifecycle(FleetContext):
         return self._operate("restart", agent, fresh=fresh)
 
     def _operate(self, operation: str, agent: str | None, *, fresh: bool = False) -> OperationResult:
+        from fleetlib.results import AgentOutcome, OperationResult  # noqa: PLC0415 (see the imports above)
+
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
@@ -406,6 +411,8 @@ class Lifecycle(FleetContext):
         """Stop the ``running`` agents (and the holder): TERM, KILL after each one's stop
         timeout, until nothing of them is left; then remove the windows of ``names``. Each
         gets a ``stopped`` or ``failed`` outcome; returns who refused (see ``terminate``)."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         fence()
         refused = self.primitives.terminate(running, holder=holder)
         for name, why in refused.items():
@@ -435,6 +442,8 @@ class Lifecycle(FleetContext):
         return self.roster.get(name).stop_timeout if name in self.roster.names() else DEFAULT_STOP_TIMEOUT
 
     def _dry_run(self, operation: str, names: list[str], whole: bool, began: float) -> OperationResult:
+        from fleetlib.results import AgentOutcome, OperationResult  # noqa: PLC0415 (see the imports above)
+
         if operation == "start":
             self.primitives.launch(names, holder=whole)
         elif operation == "stop":
@@ -475,6 +484,8 @@ class Lifecycle(FleetContext):
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
         by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         markers = {n: self._marker(n) for n in names}
         killed: set[str] = set()
         give_up = max((self._stop_timeout(n) for n in names), default=0.0) + KILL_GRACE_S
@@ -534,6 +545,8 @@ class Lifecycle(FleetContext):
     ) -> None:
         """Wait until each named agent has run for its grace period (in a new window, counted
         from its supervisor's exec of it), or failed."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
         while pending:
@@ -576,6 +589,8 @@ class Lifecycle(FleetContext):
     def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
         """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
         and ``wall`` are the engine's and the wall clock's time when the poll began."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         agent = self.roster.get(tracker.name)
         if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
             return None  # still the old generation's window: the new one is not there yet

@@ -23,28 +23,28 @@ from fleetlib.backend import open_fleet as open_engine
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS
 from fleetlib.paths import FleetPaths
-from fleetlib.results import (
-    Check,
-    InstallResult,
-    Operation,
-    OperationResult,
-    ProgressHook,
-    SendResult,
-    WorktreeRemoval,
-    WorktreeRows,
-    no_progress,
-)
+from fleetlib.progress import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.status import FleetStatus
 
 if TYPE_CHECKING:
     from fleetlib.messaging import Messenger
+    from fleetlib.results import (
+        Check,
+        InstallResult,
+        Operation,
+        OperationResult,
+        SendResult,
+        WorktreeRemoval,
+        WorktreeRows,
+    )
     from fleetlib.top import Top
     from fleetlib.waiting import WaitResult
 
-# What only some operations use (sending, logs, waiting, usage figures, `top`) is imported
-# in the method that uses it: `fleet status`, the command run most, loads none of it.
+# What only some operations use (sending, logs, waiting, usage figures, `top`, the result
+# types) is imported in the method that uses it: `fleet status`, the command run most,
+# loads none of it.
 
 Write = Callable[[str | bytes], None]
 
@@ -232,6 +232,7 @@ class LocalFleet:
     def worktrees(self) -> WorktreeRows:
         """Every agent's worktree as git sees it (``worktree.list``), made or not yet."""
         from fleetlib import worktree  # noqa: PLC0415 (only the worktree tasks)
+        from fleetlib.results import WorktreeRows  # noqa: PLC0415
 
         bound, runner = worktree.bind(self.roster, self.paths.home), SubprocessRunner()
         with_one = [agent for agent in bound.agents if agent.worktree is not None]
@@ -241,6 +242,7 @@ class LocalFleet:
         """Remove ``agent``'s worktree (:func:`fleetlib.worktree.remove`: never one holding
         work, unless ``force``); refused while the agent runs in it."""
         from fleetlib import worktree  # noqa: PLC0415
+        from fleetlib.results import WorktreeRemoval  # noqa: PLC0415
 
         bound = worktree.bind(self.roster, self.paths.home)
         chosen = bound.get(agent)

@@ -32,7 +32,8 @@ NEVER_AT_START: tuple[str, ...] = ("fabric", "paramiko", "pyte", "rich", "psutil
 # What `status` must not load: the hosts code and Fabric (no hosts in the roster), the build
 # code, `top`'s Rich; nor what only other commands use: sending (messaging, broadcast, and
 # uuid with them), waiting, usage figures and `top`, transcripts, the unit files' builder,
-# `secrets` and hashlib (a tmux fleet's names need no hash).
+# `secrets` and hashlib (a tmux fleet's names need no hash), and the result types (status
+# makes none: its FleetStatus is the status model's).
 NEVER_FOR_STATUS: tuple[str, ...] = (
     "fabric",
     "paramiko",
@@ -50,6 +51,7 @@ NEVER_FOR_STATUS: tuple[str, ...] = (
     "uuid",
     "secrets",
     "hashlib",
+    "fleetlib.results",
 )
 TASK_MODULES: tuple[str, ...] = (
     "fleetctl.namespaces",
