@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import worktree
 from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
@@ -76,7 +75,10 @@ def open_fleet(
     them; ``timeout`` bounds each wait for agents to come up; ``lock_timeout`` bounds the
     wait for another operation's lock (None: wait, breaking a lock that makes no progress).
     """
-    roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
+    if any(agent.worktree is not None for agent in roster.agents):
+        from fleetlib import worktree  # noqa: PLC0415 (a fleet without worktrees never loads the git code)
+
+        roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
     chosen = resolve_backend(backend, SubprocessRunner(), os.environ)
     primitives: TmuxBackend | SystemdBackend

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config, worktree
+from fleetlib import defaults, hooks, procs, sessions, watcher_config
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
@@ -53,7 +53,9 @@ from fleetlib.status import AgentStatus, FleetStatus
 
 if TYPE_CHECKING:
     # The lock module is big: imported where a lock is taken (status takes none); the
-    # result types are made by the operations only, which import them (status makes none).
+    # result types are made by the operations only, which import them (status makes none);
+    # likewise worktrees (made by install and start) and screen reading (status reads a
+    # screen only when no watcher record is fresh).
     from fleetlib.lock import RestartGuard
     from fleetlib.results import AgentOutcome, InstallResult, OperationResult
 
@@ -160,6 +162,8 @@ class Lifecycle(FleetContext):
         ]
         if not unread:
             return status
+        from fleetlib import activity  # noqa: PLC0415 (see the imports above)
+
         rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
         screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
 
@@ -220,6 +224,8 @@ class Lifecycle(FleetContext):
         """Install the roster's agents (see the backend); agents of this fleet the roster no
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
+        from fleetlib import worktree  # noqa: PLC0415 (see the imports above)
+
         stopped = self._retire_strays()
         broken = worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home(), setup=False)
         if broken:  # setup waits for the first start
@@ -294,7 +300,8 @@ class Lifecycle(FleetContext):
         return self._operate("restart", agent, fresh=fresh)
 
     def _operate(self, operation: str, agent: str | None, *, fresh: bool = False) -> OperationResult:
-        from fleetlib.results import AgentOutcome, OperationResult  # noqa: PLC0415 (see the imports above)
+        from fleetlib import worktree  # noqa: PLC0415 (see the imports above)
+        from fleetlib.results import AgentOutcome, OperationResult  # noqa: PLC0415
 
         names = self.names(agent)
         whole = agent is None

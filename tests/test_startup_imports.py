@@ -33,7 +33,8 @@ NEVER_AT_START: tuple[str, ...] = ("fabric", "paramiko", "pyte", "rich", "psutil
 # code, `top`'s Rich; nor what only other commands use: sending (messaging, broadcast, and
 # uuid with them), waiting, usage figures and `top`, transcripts, the unit files' builder,
 # `secrets` and hashlib (a tmux fleet's names need no hash), and the result types (status
-# makes none: its FleetStatus is the status model's).
+# makes none: its FleetStatus is the status model's), nor the worktree (git) code for a
+# roster without worktrees, nor screen reading while the watcher's records are fresh.
 NEVER_FOR_STATUS: tuple[str, ...] = (
     "fabric",
     "paramiko",
@@ -52,6 +53,7 @@ NEVER_FOR_STATUS: tuple[str, ...] = (
     "secrets",
     "hashlib",
     "fleetlib.results",
+    "fleetlib.worktree",
 )
 TASK_MODULES: tuple[str, ...] = (
     "fleetctl.namespaces",
