@@ -122,11 +122,12 @@ class AgentWindows(FleetContext):
         the windows whose supervisor has exec'd it (its record names this window's pane; see
         :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
         found: dict[str, ExecRecord] = {}
+        run_dir = self.paths.run_dir  # a derived Path: built once, not per agent
         for name in names:
             window = windows.get(name)
             if window is None or window.dead or window.pane_pid is None:
                 continue
-            record = exec_record(self.paths.run_dir, name)
+            record = exec_record(run_dir, name)
             if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
                 found[name] = record
         return found
