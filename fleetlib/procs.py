@@ -60,11 +60,11 @@ def exists(pid: int) -> bool:
 @functools.cache
 def _boot_time() -> float | None:
     try:
-        with open("/proc/stat", encoding="ascii") as handle:
+        with open("/proc/stat", "rb") as handle:  # bytes: no text codec to load for one number
             for line in handle:
-                if line.startswith("btime "):
+                if line.startswith(b"btime "):
                     return float(line.split()[1])
-    except OSError:
+    except (OSError, ValueError):
         return None
     return None
 
