@@ -159,6 +159,16 @@ def test_roster_list_loads_no_build_or_hosts_code(fleet_env: dict[str, str], tmp
     assert under(names, ("fleetlib.devbuild", "fleetlib.remote", "fleetlib.controller", *NEVER_AT_START)) == []
 
 
+@pytest.mark.parametrize("args", [["doctor"], ["hosts.list"], ["install"], ["stop"], ["worktree.list"]])
+def test_commands_of_a_fleet_without_hosts_load_neither_hosts_nor_build_code(
+    args: list[str], fleet_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Fabric and the hosts code only with `hosts:` in the roster; the build code only under build.*.
+    code, names = loaded_by(args, fleet_env, tmp_path)
+    assert code == 0
+    assert under(names, ("fabric", "paramiko", "fleetlib.remote", "fleetlib.controller", "fleetlib.devbuild")) == []
+
+
 def test_status_loads_neither_hosts_nor_build_code(running_fleet: dict[str, str], tmp_path: Path) -> None:
     code, names = loaded_by(["status"], running_fleet, tmp_path)
     assert code == 0  # both agents up
