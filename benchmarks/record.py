@@ -3,8 +3,9 @@
 Each benchmark prints its own table and also hands its headline figures to :func:`figure`
 (name, unit, every sample). When the run ends, :func:`save` writes
 ``<results dir>/<UTC time>.json`` holding the machine (cores, memory, kernel), the versions
-that matter (Python, tmux, systemd, fleet's commit) and, per figure, its samples with median,
-min and max; then it prints each figure beside the same figure of the previous run of the same kind
+that matter (Python, tmux, systemd, Invoke, Fabric, PyYAML, fleet's commit and whether the
+tree had uncommitted changes), the load average, and per figure its samples with median, min
+and max; then it prints each figure beside the same figure of the previous run of the same kind
 (``--quick`` or not) in that directory, so a slower run shows itself without anyone keeping
 notes. The results directory is ``.benchmarks/`` in the repository (not committed: the
 figures belong to a machine) unless ``--results DIR`` says otherwise.
@@ -12,6 +13,7 @@ figures belong to a machine) unless ``--results DIR`` says otherwise.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -70,6 +72,26 @@ def _output(argv: list[str]) -> str:
     return (done.stdout.strip().splitlines() or ["?"])[0]
 
 
+def _uncommitted_changes() -> bool | None:
+    """Whether tracked files differ from the commit (the figures are then not the commit's);
+    None when git cannot tell."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=False, cwd=REPO,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def machine() -> dict[str, Any]:
     """What the figures depend on: the machine and the versions of what was measured."""
     try:
@@ -84,8 +106,17 @@ def machine() -> dict[str, Any]:
         "tmux": _output(["tmux", "-V"]),
         "systemd": _output(["systemctl", "--version"]),
         "commit": _output(["git", "rev-parse", "--short", "HEAD"]),
+        "uncommitted_changes": _uncommitted_changes(),
+        # What the start-up figures stand on (`import invoke` is their floor), and the roster's parser.
+        "packages": {name: _version(name) for name in ("invoke", "fabric", "pyyaml")},
         "load_average": os.getloadavg(),
     }
+
+
+def _load(machine_data: Any) -> str:
+    """The 1-minute load average a run recorded, or ``?``."""
+    load = machine_data.get("load_average") if isinstance(machine_data, dict) else None
+    return f"{load[0]:.1f}" if isinstance(load, list | tuple) and load and isinstance(load[0], int | float) else "?"
 
 
 def _previous(directory: Path, quick: bool) -> tuple[Path, dict[str, Any]] | None:
@@ -122,7 +153,9 @@ def save(directory: Path, which: list[str], quick: bool) -> Path | None:
     print(f"results: {path}")
     if previous is not None:
         old_path, old = previous
-        print(f"compared with {old_path.name} (commit {old.get('machine', {}).get('commit', '?')}):")
+        was, now_load = old.get("machine", {}), data["machine"]
+        loads = f"load {_load(was)} then, {_load(now_load)} now"  # start-up figures move with it
+        print(f"compared with {old_path.name} (commit {was.get('commit', '?')}; {loads}):")
         for each in _FIGURES:
             before = old["figures"].get(each.name)
             now = statistics.median(each.samples)

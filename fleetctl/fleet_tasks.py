@@ -158,6 +158,8 @@ def open_any(
 def across_hosts(result: object) -> TypeIs[HostsResult[Any]]:
     """Whether ``result`` is several hosts' (:class:`fleetlib.results.HostsResult`); the
     results module is imported when a result is there to look at, not at start-up."""
+    if "fleetlib.results" not in sys.modules:
+        return False  # nothing made a HostsResult (a local `status` loads no result type)
     from fleetlib.results import HostsResult  # noqa: PLC0415
 
     return isinstance(result, HostsResult)

@@ -13,7 +13,6 @@ every tmux call is bounded, a frozen server is one error line, never a hang.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,6 @@ from fleetlib.screen import screen_lines
 from fleetlib.status import AgentStatus
 from fleetlib.systemd import UnitState
 from fleetlib.tmux_client import TmuxClient
-from fleetlib.units import cgroup_mounts
 
 COMMAND_BUDGET: Final = 12 * 1024  # bytes of argv per tmux client (tmux's limit is 16 KiB)
 _AT_REST: Final = ("inactive", "failed")  # a unit in these states runs nothing
@@ -61,7 +59,7 @@ class AgentWindows(FleetContext):
     def screens(self, names: list[str]) -> dict[str, str]:
         """The visible screen of each named window, in as few tmux clients as fit (one for
         a fleet of 200); a window that is gone is left out."""
-        token = f"fleet-screen-{secrets.token_hex(8)}"
+        token = f"fleet-screen-{os.urandom(8).hex()}"  # secrets.token_hex without importing secrets
         found: dict[str, str] = {}
         chunks: list[list[str]] = [[]]
         size = 0
@@ -126,11 +124,12 @@ class AgentWindows(FleetContext):
         the windows whose supervisor has exec'd it (its record names this window's pane; see
         :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
         found: dict[str, ExecRecord] = {}
+        run_dir = self.paths.run_dir  # a derived Path: built once, not per agent
         for name in names:
             window = windows.get(name)
             if window is None or window.dead or window.pane_pid is None:
                 continue
-            record = exec_record(self.paths.run_dir, name)
+            record = exec_record(run_dir, name)
             if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
                 found[name] = record
         return found
@@ -152,6 +151,8 @@ class AgentWindows(FleetContext):
         if not scoped:
             return spec
         # The mounts let the supervisor read its scope's out-of-memory count (it joins nothing).
+        from fleetlib.units import cgroup_mounts  # noqa: PLC0415 (starting only: `status` never loads it)
+
         return replace(spec, launcher=self.launcher(name), cgroup_mounts=cgroup_mounts(_mountinfo()))
 
     def launcher(self, name: str) -> tuple[str, ...]:
@@ -162,7 +163,7 @@ class AgentWindows(FleetContext):
             *self.roster.get(name).resources.properties(),
         ]  # fmt: skip
         return (
-            "systemd-run", "--user", "--scope", "--quiet", f"--unit={units.scope(name, secrets.token_hex(4))}",
+            "systemd-run", "--user", "--scope", "--quiet", f"--unit={units.scope(name, os.urandom(4).hex())}",
             f"--slice={units.slice}", *(word for prop in properties for word in ("-p", prop)), "--",
         )  # fmt: skip
 

@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import worktree
 from fleetlib.engine import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths, default_unit_dir
-from fleetlib.results import ProgressHook, no_progress
+from fleetlib.progress import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner, query
 
@@ -31,15 +30,29 @@ MANAGER_UP: Final = ("running", "degraded")
 PROBE_TIMEOUT_S: Final = 10.0
 
 
-def resolve_backend(requested: str, probe: Runner) -> str:
+def no_user_manager_socket(environ: Mapping[str, str]) -> bool:
+    """Whether ``systemctl --user`` in ``environ`` has nothing to connect to: no session
+    bus address, and neither the manager's private socket nor the user bus in
+    ``$XDG_RUNTIME_DIR`` (where it looks when the variable is set). False when unsure."""
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if environ.get("DBUS_SESSION_BUS_ADDRESS") or not os.path.isabs(runtime):
+        return False
+    return not any(os.path.lexists(os.path.join(runtime, name)) for name in ("systemd/private", "bus"))
+
+
+def resolve_backend(requested: str, probe: Runner, environ: Mapping[str, str] | None = None) -> str:
     """``systemd`` or ``tmux`` for a requested backend; ``auto`` asks the user manager.
 
-    ``probe`` runs the query even in a dry run (choosing is not a change: a query).
+    ``probe`` runs the query even in a dry run (choosing is not a change: a query). Given the
+    ``environ`` systemctl would run in, ``auto`` picks tmux without asking when
+    :func:`no_user_manager_socket` (a process less for every command without a manager).
     """
     if requested not in BACKENDS:
         raise FleetError(f"unknown backend {requested!r}; use one of: {', '.join(BACKENDS)}")
     if requested != "auto":
         return requested
+    if environ is not None and no_user_manager_socket(environ):
+        return "tmux"
     answer = query(probe, ["systemctl", "--user", "is-system-running"], timeout=PROBE_TIMEOUT_S).stdout.strip()
     return "systemd" if answer in MANAGER_UP else "tmux"
 
@@ -62,9 +75,12 @@ def open_fleet(
     them; ``timeout`` bounds each wait for agents to come up; ``lock_timeout`` bounds the
     wait for another operation's lock (None: wait, breaking a lock that makes no progress).
     """
-    roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
+    if any(agent.worktree is not None for agent in roster.agents):
+        from fleetlib import worktree  # noqa: PLC0415 (a fleet without worktrees never loads the git code)
+
+        roster = worktree.bind(roster, paths.home)  # default worktree paths are under this fleet's home
     runner: Runner = DryRunRunner(echo) if dry_run else SubprocessRunner()
-    chosen = resolve_backend(backend, runner)
+    chosen = resolve_backend(backend, runner, os.environ)
     primitives: TmuxBackend | SystemdBackend
     # Each backend's module is imported only when chosen: a tmux fleet never loads the units code.
     if chosen == "tmux":

@@ -19,20 +19,21 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from fleetlib import systemd, tmux, transcript, watcher_config
+from fleetlib import systemd, tmux, watcher_config
 from fleetlib.agent_windows import COMMAND_BUDGET, AgentWindows
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.pane import base_environment, install_script
-from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import apply_change, query
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitState
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
-from fleetlib.transcript import ensure_log_dir
+
+if TYPE_CHECKING:
+    from fleetlib.results import InstallResult
 
 SERVER_DIED: Final = "the fleet's tmux server died"
 MANAGER_UP: Final = ("running", "degraded")
@@ -182,18 +183,26 @@ class TmuxBackend(FleetContext):
             self.windows.client.run(["kill-server"], no_config=True)
             if not self.windows.client.answers():  # (a dry run: it still answers, nothing to remove)
                 self.runner.run(["rm", "-f", "--", str(self.paths.tmux_socket)])  # a command: fenced
-        apply_change(
-            self.runner, lambda: transcript.wake_writers(self.paths)
-        )  # a stopped writer would outlive its window
+        apply_change(self.runner, self._wake_writers)  # a stopped writer would outlive its window
+
+    def _wake_writers(self) -> None:
+        from fleetlib import transcript  # noqa: PLC0415 (see _prepare_run_dir)
+
+        transcript.wake_writers(self.paths)
 
     def _prepare_run_dir(self) -> None:
         """What a window needs before it opens: the run dir, the log dir (its pipe appends
         there) and this version's pane supervisor script."""
+        # The transcript code only where windows start or stop: `status` never loads it.
+        from fleetlib.transcript import ensure_log_dir  # noqa: PLC0415
+
         ensure_private_dir(self.paths.run_dir, "fleet run directory")
         ensure_log_dir(self.paths)
         install_script(self.paths.run_dir)
 
     def install(self, *, enable: bool = True) -> InstallResult:
+        from fleetlib.results import InstallResult  # noqa: PLC0415 (`status` makes no result: not loaded for it)
+
         return InstallResult(
             "install",
             self.name,
@@ -205,6 +214,8 @@ class TmuxBackend(FleetContext):
         )
 
     def uninstall(self) -> InstallResult:
+        from fleetlib.results import InstallResult  # noqa: PLC0415
+
         return InstallResult(
             "uninstall", self.name, self.runner.dry_run, notes=["the tmux backend installs nothing; nothing to do"]
         )

@@ -47,18 +47,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config, worktree
+from fleetlib import defaults, hooks, procs, sessions, watcher_config
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
-from fleetlib.results import Action, AgentOutcome, InstallResult, OperationResult, Progress, ProgressHook, no_progress
+from fleetlib.progress import Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.runner import apply_change, leased
 from fleetlib.status import AgentStatus, FleetStatus
 
-if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (status takes none)
+if TYPE_CHECKING:
+    # The lock module is big: imported where a lock is taken (status takes none); the
+    # result types are made by the operations only, which import them (status makes none);
+    # likewise worktrees (made by install and start) and screen reading (status reads a
+    # screen only when no watcher record is fresh).
     from fleetlib.lock import RestartGuard
+    from fleetlib.results import Action, AgentOutcome, InstallResult, OperationResult
 
 # The backend's protocols live below the engine (:mod:`fleetlib.primitives`); re-exported.
 __all__ = [
@@ -163,6 +168,8 @@ class Lifecycle(FleetContext):
         ]
         if not unread:
             return status
+        from fleetlib import activity  # noqa: PLC0415 (see the imports above)
+
         rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
         screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
 
@@ -224,6 +231,8 @@ class Lifecycle(FleetContext):
         """Install the roster's agents (see the backend); agents of this fleet the roster no
         longer lists are stopped first (``stopped``), and FleetOperationError names any of
         them that would not stop, before anything is written."""
+        from fleetlib import worktree  # noqa: PLC0415 (see the imports above)
+
         stopped = self._retire_strays()
         broken = worktree.ensure(self.runner, self.roster, self.roster.names(), Path.home(), setup=False)
         if broken:  # setup waits for the first start
@@ -303,6 +312,9 @@ class Lifecycle(FleetContext):
         return self._operate("restart", agent, fresh=fresh)
 
     def _operate(self, operation: str, agent: str | None, *, fresh: bool = False) -> OperationResult:
+        from fleetlib import worktree  # noqa: PLC0415 (see the imports above)
+        from fleetlib.results import AgentOutcome, OperationResult  # noqa: PLC0415
+
         names = self.names(agent)
         whole = agent is None
         self.primitives.preflight(names)
@@ -417,6 +429,8 @@ class Lifecycle(FleetContext):
         """Stop the ``running`` agents (and the holder): TERM, KILL after each one's stop
         timeout, until nothing of them is left; then remove the windows of ``names``. Each
         gets a ``stopped`` or ``failed`` outcome; returns who refused (see ``terminate``)."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         fence()
         refused = self.primitives.terminate(running, holder=holder)
         for name, why in refused.items():
@@ -469,6 +483,8 @@ class Lifecycle(FleetContext):
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
         by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         if self._recorded:
             for name in names:
                 if action is not None:
@@ -535,6 +551,8 @@ class Lifecycle(FleetContext):
     ) -> None:
         """Wait until each named agent has run for its grace period (in a new window, counted
         from its supervisor's exec of it), or failed."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         if self._recorded:
             for name in names:
                 trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid)
@@ -583,6 +601,8 @@ class Lifecycle(FleetContext):
     ) -> AgentOutcome | None:
         """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
         and ``wall`` are the engine's and the wall clock's time when the poll began."""
+        from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
+
         agent = self.roster.get(tracker.name)
         if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
             return None  # still the old generation's window: the new one is not there yet

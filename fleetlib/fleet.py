@@ -19,35 +19,35 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import transcript
 from fleetlib.backend import WAIT_TIMEOUT_S, Lifecycle
 from fleetlib.backend import open_fleet as open_engine
-from fleetlib.broadcast import send_to
 from fleetlib.errors import FleetError
 from fleetlib.hosts import DEFAULT_HOST_TIMEOUT_S, DEFAULT_KNOWN_HOSTS
-from fleetlib.messaging import VERIFY_TIMEOUT_S, Messenger
 from fleetlib.paths import HOME_ENV, MAX_SOCKET_PATH_BYTES, FleetPaths
-from fleetlib.results import (
-    Check,
-    InstallResult,
-    Operation,
-    OperationResult,
-    ProgressHook,
-    Screen,
-    SendResult,
-    TranscriptText,
-    WorktreeRemoval,
-    WorktreeRows,
-    no_progress,
-)
+from fleetlib.progress import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, SubprocessRunner
 from fleetlib.status import FleetStatus
-from fleetlib.systemd import UnitNames
-from fleetlib.top import Top
-from fleetlib.usage import fleet_sampler, with_usage
-from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S
-from fleetlib.waiting import WaitResult, wait_for
+
+if TYPE_CHECKING:
+    from fleetlib.messaging import Messenger
+    from fleetlib.results import (
+        Check,
+        InstallResult,
+        Operation,
+        OperationResult,
+        Screen,
+        SendResult,
+        TranscriptText,
+        WorktreeRemoval,
+        WorktreeRows,
+    )
+    from fleetlib.top import Top
+    from fleetlib.waiting import WaitResult
+
+# What only some operations use (sending, logs, waiting, usage figures, `top`, the result
+# types) is imported in the method that uses it: `fleet status`, the command run most,
+# loads none of it.
 
 if TYPE_CHECKING:
     from fleetlib.serving import ServeAt
@@ -112,6 +112,8 @@ class LocalFleet:
         )
 
     def messenger(self) -> Messenger:
+        from fleetlib.messaging import Messenger  # noqa: PLC0415 (see the note on imports above)
+
         runner = DryRunRunner(echo=self.options.echo) if self.options.dry_run else SubprocessRunner()
         return Messenger(paths=self.paths, roster=self.roster, runner=runner)
 
@@ -175,7 +177,11 @@ class LocalFleet:
         engine = self.engine
         engine.ensure_installed([self.roster.get(agent).name] if agent else self.roster.names())
         status = engine.status(agent)
-        return with_usage(status, fleet_sampler(self.paths).sample(status.agents)) if usage else status
+        if not usage:
+            return status
+        from fleetlib.usage import fleet_sampler, with_usage  # noqa: PLC0415
+
+        return with_usage(status, fleet_sampler(self.paths).sample(status.agents))
 
     def witness(self) -> str | None:
         """A cheap witness of change: the same text while no agent starts, stops, exits,
@@ -206,6 +212,9 @@ class LocalFleet:
 
     def wait(self, state: str, agent: str | None = None, timeout: float | None = None) -> WaitResult:
         """Until every agent (or ``agent``) is in ``state`` (see :func:`fleetlib.waiting.wait_for`)."""
+        from fleetlib.waiting import DEFAULT_TIMEOUT_S as DEFAULT_WAIT_S  # noqa: PLC0415
+        from fleetlib.waiting import wait_for  # noqa: PLC0415
+
         engine = self.engine
         name = self.roster.get(agent).name if agent else None
         engine.ensure_installed([name] if name else self.roster.names())
@@ -220,6 +229,9 @@ class LocalFleet:
         timeout: float | None = None,
         answer: bool = False,
     ) -> SendResult:
+        from fleetlib.broadcast import send_to  # noqa: PLC0415
+        from fleetlib.messaging import VERIFY_TIMEOUT_S  # noqa: PLC0415
+
         each = VERIFY_TIMEOUT_S if timeout is None else timeout
         return send_to(self.messenger(), list(names), text, verify=verify, timeout=each, answer=answer)
 
@@ -238,6 +250,9 @@ class LocalFleet:
         bytes; with ``follow`` then what it gains until interrupted), or with ``screen``
         its pane and the unit's journal. An empty generation is
         :class:`fleetlib.transcript.NoTranscript` (exit 1)."""
+        from fleetlib import transcript  # noqa: PLC0415
+        from fleetlib.systemd import UnitNames  # noqa: PLC0415
+
         name = self.roster.get(agent).name
         which = transcript.check_generation(generation or "current")
         if not screen:
@@ -264,6 +279,8 @@ class LocalFleet:
     def screen(self, agent: str) -> Screen:
         """``agent``'s visible screen with its colours and the pane's size (one tmux
         client); a FleetError when its window is not there."""
+        from fleetlib.results import Screen  # noqa: PLC0415 (see the note on imports above)
+
         name = self.roster.get(agent).name
         text, columns, rows = self.messenger().screen(name)
         return Screen(name, text, columns, rows)
@@ -272,6 +289,9 @@ class LocalFleet:
         """The last ``lines`` lines of ``agent``'s transcript (this generation), rendered
         as ``fleet logs`` prints them; :class:`fleetlib.transcript.NoTranscript` when it
         holds none."""
+        from fleetlib import transcript  # noqa: PLC0415
+        from fleetlib.results import TranscriptText  # noqa: PLC0415
+
         name = self.roster.get(agent).name
         text = transcript.read(self.paths, name, lines=lines)
         if not text:
@@ -283,6 +303,7 @@ class LocalFleet:
     def worktrees(self) -> WorktreeRows:
         """Every agent's worktree as git sees it (``worktree.list``), made or not yet."""
         from fleetlib import worktree  # noqa: PLC0415 (only the worktree tasks)
+        from fleetlib.results import WorktreeRows  # noqa: PLC0415
 
         bound, runner = worktree.bind(self.roster, self.paths.home), SubprocessRunner()
         with_one = [agent for agent in bound.agents if agent.worktree is not None]
@@ -292,6 +313,7 @@ class LocalFleet:
         """Remove ``agent``'s worktree (:func:`fleetlib.worktree.remove`: never one holding
         work, unless ``force``); refused while the agent runs in it."""
         from fleetlib import worktree  # noqa: PLC0415
+        from fleetlib.results import WorktreeRemoval  # noqa: PLC0415
 
         bound = worktree.bind(self.roster, self.paths.home)
         chosen = bound.get(agent)
@@ -307,6 +329,9 @@ class LocalFleet:
 
     def top(self) -> Top:
         """Samples of what each agent costs (``fleet top``)."""
+        from fleetlib.top import Top  # noqa: PLC0415
+        from fleetlib.usage import fleet_sampler  # noqa: PLC0415
+
         return Top(self.engine, fleet_sampler(self.paths))
 
     def attach(self, agent: str, *, read_only: bool) -> int:

@@ -274,7 +274,13 @@ def script_path(run_dir: Path) -> Path:
 
 
 def exec_record_path(run_dir: Path, name: str) -> Path:
-    return run_dir / f"{name}{EXEC_SUFFIX}"
+    return Path(_exec_record_file(run_dir, name))
+
+
+def _exec_record_file(run_dir: Path, name: str) -> str:
+    # Joined as text: `status` reads one record per agent, and building a Path for each
+    # read cost more than the read.
+    return os.path.join(run_dir, name + EXEC_SUFFIX)
 
 
 class ExecRecord(NamedTuple):
@@ -295,7 +301,7 @@ def exec_record(run_dir: Path, name: str) -> ExecRecord | None:
     # Read on every poll of a start's wait, for every agent: one open, no lstat first (the
     # flags refuse a symlink and never block; fstat refuses anything but a regular file).
     try:
-        fd = os.open(exec_record_path(run_dir, name), os.O_RDONLY | SAFE_OPEN_FLAGS)
+        fd = os.open(_exec_record_file(run_dir, name), os.O_RDONLY | SAFE_OPEN_FLAGS)
     except OSError:
         return None
     try:

@@ -10,10 +10,12 @@ and systemd backends (siblings, each holding the fleet's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
-from fleetlib.results import InstallResult
 from fleetlib.status import FleetStatus
+
+if TYPE_CHECKING:
+    from fleetlib.results import InstallResult
 
 HOLDER_KEY: Final = "(holder)"  # cannot be an agent name
 

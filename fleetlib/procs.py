@@ -13,14 +13,23 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Final
 
+_STAT_CAP: Final = 4096  # a /proc/<pid>/stat line: 52 numbers and a 16-byte command name, well under 1 KiB
+
 
 def _stat_fields(pid: int) -> list[str]:
     """Fields of ``/proc/<pid>/stat`` after the command name, or [] if unreadable."""
+    # os.open/os.read, not open(): no buffered file object per read (`fleet status` reads
+    # one per agent); a stat line is a few hundred bytes, read whole in one call.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return []
+    try:
+        raw = os.read(fd, _STAT_CAP)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
     # The command name (field 2) may hold spaces and parentheses; nothing after it does.
     return raw[raw.rfind(b")") + 2 :].decode().split()
 
@@ -51,13 +60,18 @@ def exists(pid: int) -> bool:
 @functools.cache
 def _boot_time() -> float | None:
     try:
-        with open("/proc/stat", encoding="ascii") as handle:
+        with open("/proc/stat", "rb") as handle:  # bytes: no text codec to load for one number
             for line in handle:
-                if line.startswith("btime "):
+                if line.startswith(b"btime "):
                     return float(line.split()[1])
-    except OSError:
+    except (OSError, ValueError):
         return None
     return None
+
+
+@functools.cache
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
 
 
 def started_at(pid: int) -> str | None:
@@ -65,7 +79,7 @@ def started_at(pid: int) -> str | None:
     ticks, boot = start_ticks(pid), _boot_time()
     if not ticks or boot is None:
         return None
-    seconds = boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+    seconds = boot + int(ticks) / _clock_ticks()
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 

@@ -26,6 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, get_args
 
+# The progress types, exported under this module's name too (their own module keeps them
+# cheap to import for the engine, which takes a hook but makes no result for `status`).
+from fleetlib.progress import Progress as Progress  # noqa: PLC0414
+from fleetlib.progress import ProgressHook as ProgressHook  # noqa: PLC0414
+from fleetlib.progress import no_progress as no_progress  # noqa: PLC0414
+
 Operation = Literal["start", "stop", "restart"]
 """What ``start``/``stop``/``restart`` are asked to do: a closed set, dispatched by
 :func:`fleetlib.group.control`, never by looking a method up by name."""
@@ -249,25 +255,6 @@ class InstallResult:
             notes=_strings(data, "notes", []),
             stopped=_strings(data, "stopped", []),  # a host older than this key stops none
         )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot of a long operation, for a live progress line: ``done`` of ``total``
-    agents have reached the wanted state after ``elapsed`` seconds, in ``phase``."""
-
-    operation: str
-    phase: str
-    done: int
-    total: int
-    elapsed: float
-
-
-ProgressHook = Callable[[Progress], None]
-
-
-def no_progress(_: Progress) -> None:
-    """The default progress hook: report nothing."""
 
 
 # --------------------------------------------------------------------------- send

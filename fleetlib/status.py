@@ -181,9 +181,19 @@ class AgentStatus:
     @property
     def state_since(self) -> str | None:
         """Since when :attr:`shown_state` holds, where known (ISO 8601 UTC)."""
+        return self.state_since_given(self.since if self.state == "running" else None)
+
+    def state_since_given(self, since: str | None) -> str | None:
+        """:attr:`state_since` given :attr:`since` as read already (it reads ``/proc``:
+        whoever shows both reads it once)."""
         if self.state == "running" and self.activity and self.activity_since is not None:
             return _iso(self.activity_since)
-        return self.since if self.state == "running" else None
+        return since if self.state == "running" else None
+
+    @property
+    def last_output_at(self) -> str | None:
+        """When the window last showed output (ISO 8601 UTC), where known."""
+        return _iso(self.last_output) if self.last_output is not None else None
 
     @property
     def since(self) -> str | None:
@@ -200,19 +210,20 @@ class AgentStatus:
         return self.state in ("stopped", "exited", "failed") and not self.window
 
     def to_json(self) -> dict[str, Any]:
+        since = self.since
         return {
             "name": self.name,
             "state": self.shown_state,
             "process_state": self.state,
-            "state_since": self.state_since,
+            "state_since": self.state_since_given(since),
             "state_source": self.state_source,
-            "last_output_at": _iso(self.last_output) if self.last_output is not None else None,
+            "last_output_at": self.last_output_at,
             "unit": self.unit,
             "load_state": self.load_state,
             "active_state": self.active_state,
             "sub_state": self.sub_state,
             "pid": self.pid,
-            "since": self.since,
+            "since": since,
             "restarts": self.restarts,
             "failures": self.failures,
             "window": self.window,

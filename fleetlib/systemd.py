@@ -11,7 +11,6 @@ user manager without ever naming (installing over, stopping, restarting) each ot
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -41,6 +40,8 @@ class UnitNames:
         resolved = os.path.realpath(home)
         if resolved == os.path.realpath(resolve_home(None, {})):
             return cls()
+        import hashlib  # noqa: PLC0415 (a non-default home's unit names only: `status` on tmux never needs it)
+
         digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:HOME_HASH_DIGITS]
         return cls(f"{DEFAULT_PREFIX}{digest}-", resolved)
 

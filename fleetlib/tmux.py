@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -242,38 +241,17 @@ def _float(text: str) -> float | None:
 
 def parse_windows(output: str) -> dict[str, Window]:
     """Parse :func:`list_windows_argv` output into name -> Window (with start counts)."""
-    windows: dict[str, Window] = {}
+    rows: list[list[str]] = []
     starts: dict[str, int] = {}
     tick: float | None = None
     hooks_read: float | None = None
     prefix = starts_option("")
+    # The server options (start counts, the watcher's marks) come after the windows: read
+    # them first, so each window is built once, complete (no dataclass copy per window).
     for line in output.splitlines():
         parts = line.split("\t")
         if len(parts) == len(WINDOW_FIELDS):
-            (
-                name,
-                pid,
-                dead,
-                status,
-                recorded,
-                state,
-                deaths,
-                output_at,
-                activity,
-                since,
-                pane,
-                piped,
-                reason,
-                source,
-                sent,
-            ) = parts
-            last = _int(recorded)
-            code = (_int(status) if status else last) if dead == "1" else None
-            windows[name] = AgentPane(
-                name, _int(pid), dead == "1", code, None, state, _int(deaths) or 0, last,
-                last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
-                piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),
-            )  # fmt: skip
+            rows.append(parts)
         elif line.startswith(prefix):
             option, _, value = line.partition(" ")
             if value.isdigit():
@@ -282,10 +260,33 @@ def parse_windows(output: str) -> dict[str, Window]:
             tick = _float(line.partition(" ")[2].strip('"'))
         elif line.startswith(HOOKS_READ_OPTION + " "):
             hooks_read = _float(line.partition(" ")[2].strip('"'))
-    return {
-        name: replace(w, starts=starts.get(name), watcher_tick=tick, hooks_read=hooks_read)
-        for name, w in windows.items()
-    }
+    windows: dict[str, Window] = {}
+    for (
+        name,
+        pid,
+        dead,
+        status,
+        recorded,
+        state,
+        deaths,
+        output_at,
+        activity,
+        since,
+        pane,
+        piped,
+        reason,
+        source,
+        sent,
+    ) in rows:
+        last = _int(recorded)
+        code = (_int(status) if status else last) if dead == "1" else None
+        windows[name] = AgentPane(
+            name, _int(pid), dead == "1", code, starts.get(name), state, _int(deaths) or 0, last,
+            last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
+            piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),
+            watcher_tick=tick, hooks_read=hooks_read,
+        )  # fmt: skip
+    return windows
 
 
 def capture_screens_commands(targets: Sequence[str], token: str) -> list[str]:

@@ -37,14 +37,16 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fleetlib.atomic import edit_lock
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.results import AgentOutcome
 from fleetlib.roster import Agent, Roster
 from fleetlib.roster.model import DEFAULT_BRANCH_PREFIX, REF_PATTERN, WORKTREE_KEYS, Worktree
 from fleetlib.runner import Result, Runner, query
+
+if TYPE_CHECKING:
+    from fleetlib.results import AgentOutcome
 
 # The roster's value of the key (read and written by fleetlib.roster); the git work is here.
 __all__ = ["DEFAULT_BRANCH_PREFIX", "REF_PATTERN", "WORKTREE_KEYS", "Worktree"]
@@ -279,6 +281,8 @@ def _common_dir(runner: Runner, roster: Roster, agent: Agent, user_home: Path) -
 
 
 def _make(runner: Runner, plans: Sequence[Plan], *, setup: bool) -> dict[str, AgentOutcome]:
+    from fleetlib.results import AgentOutcome  # noqa: PLC0415 (the engine loads this module for `status`, which makes none)
+
     failed: dict[str, AgentOutcome] = {}
     for plan in plans:
         if not plan.exists:

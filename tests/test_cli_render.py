@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from invoke.exceptions import ParseError
@@ -476,6 +477,42 @@ def test_status_lines_carry_the_fleets_note() -> None:
         "note: the fleet's tmux server died ...",
     ]
     assert not any(line.startswith("note:") for line in status_lines(FleetStatus("tmux", holder, []), now=0))
+
+
+def _status_row(name: str, state: str = "running", **kw: Any) -> AgentStatus:
+    base: dict[str, object] = {
+        "name": name, "state": state, "unit": f"fleet:{name}", "load_state": "loaded", "active_state": "active",
+        "sub_state": "running", "pid": os.getpid(), "restarts": 0, "window": state == "running",
+    }  # fmt: skip
+    return AgentStatus(**{**base, **kw})
+
+
+def test_status_lines_show_what_status_json_says() -> None:
+    # The text table is built without to_json() (it shows a dozen of its keys and reads
+    # each agent's start time once): every cell and note is what the JSON row says.
+    from fleetctl.render import STATUS_HEADER, status_cells, status_notes, table
+
+    now = time.time()
+    agents = [
+        _status_row(
+            "working", activity="working", activity_since=now - 75.9, last_output=now - 3.2, activity_source="hook"
+        ),
+        _status_row("idle-no-since", activity="idle", last_output=now - 7200),
+        _status_row("no-activity"),  # FOR and SINCE: its process' start time, read from /proc
+        _status_row("gone-pid", pid=2**22 + 1),  # no such process: no start time
+        _status_row("exited", "exited", pid=None, window=False, exit_status=3, failures=2, reason="out of memory"),
+        _status_row(
+            "resumed", activity="waiting", activity_since=now - 10, session_note="resume failed: new conversation"
+        ),
+        _status_row("stopped", "stopped", pid=None, restarts=None, window=False),
+    ]
+    stray = _status_row("stray", in_roster=False, restarts=4)
+    status = FleetStatus("tmux", UnitState("tmux:fleet", "loaded", "active", "running"), agents, [stray])
+    rows = status.to_json()
+    expected = [*table(STATUS_HEADER, [status_cells(row, now) for row in rows]), *status_notes(rows)]
+    assert status_lines(status, now=now)[2:] == expected
+    assert any("out of memory" in line for line in expected)
+    assert any("resume failed" in line for line in expected)
 
 
 def test_library_hints_are_spelled_for_the_command_in_use(monkeypatch: pytest.MonkeyPatch) -> None:

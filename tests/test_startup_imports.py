@@ -30,7 +30,11 @@ ALLOWED_AT_START: frozenset[str] = frozenset(
 # paramiko; transcripts: pyte; `top`: Rich and psutil; notifications: apprise).
 NEVER_AT_START: tuple[str, ...] = ("fabric", "paramiko", "pyte", "rich", "psutil", "apprise")
 # What `status` must not load: the hosts code and Fabric (no hosts in the roster), the build
-# code, `top`'s Rich.
+# code, `top`'s Rich; nor what only other commands use: sending (messaging, broadcast, and
+# uuid with them), waiting, usage figures and `top`, transcripts, the unit files' builder,
+# `secrets` and hashlib (a tmux fleet's names need no hash), and the result types (status
+# makes none: its FleetStatus is the status model's), nor the worktree (git) code for a
+# roster without worktrees, nor screen reading while the watcher's records are fresh.
 NEVER_FOR_STATUS: tuple[str, ...] = (
     "fabric",
     "paramiko",
@@ -38,6 +42,18 @@ NEVER_FOR_STATUS: tuple[str, ...] = (
     "fleetlib.controller",
     "fleetlib.devbuild",
     "rich",
+    "fleetlib.messaging",
+    "fleetlib.broadcast",
+    "fleetlib.waiting",
+    "fleetlib.usage",
+    "fleetlib.top",
+    "fleetlib.transcript",
+    "fleetlib.units",
+    "uuid",
+    "secrets",
+    "hashlib",
+    "fleetlib.results",
+    "fleetlib.worktree",
 )
 TASK_MODULES: tuple[str, ...] = (
     "fleetctl.namespaces",
@@ -143,6 +159,16 @@ def test_roster_list_loads_no_build_or_hosts_code(fleet_env: dict[str, str], tmp
     assert under(names, ("fleetlib.devbuild", "fleetlib.remote", "fleetlib.controller", *NEVER_AT_START)) == []
 
 
+@pytest.mark.parametrize("args", [["doctor"], ["hosts.list"], ["install"], ["stop"], ["worktree.list"]])
+def test_commands_of_a_fleet_without_hosts_load_neither_hosts_nor_build_code(
+    args: list[str], fleet_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Fabric and the hosts code only with `hosts:` in the roster; the build code only under build.*.
+    code, names = loaded_by(args, fleet_env, tmp_path)
+    assert code == 0
+    assert under(names, ("fabric", "paramiko", "fleetlib.remote", "fleetlib.controller", "fleetlib.devbuild")) == []
+
+
 def test_status_loads_neither_hosts_nor_build_code(running_fleet: dict[str, str], tmp_path: Path) -> None:
     code, names = loaded_by(["status"], running_fleet, tmp_path)
     assert code == 0  # both agents up
@@ -196,3 +222,34 @@ def test_version_loads_no_importlib_metadata(fleet_env: dict[str, str], tmp_path
     code, names = loaded_by(["--version"], fleet_env, tmp_path)
     assert code == 0
     assert "importlib.metadata" not in names
+
+
+# --------------------------------------------------------------------------- the backend probe
+
+
+@pytest.mark.parametrize(
+    ("present", "extra", "expected"),
+    [
+        ((), {}, True),  # nothing to connect to: tmux without a systemctl process
+        (("bus",), {}, False),
+        (("systemd/private",), {}, False),
+        ((), {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/elsewhere/bus"}, False),
+        ((), {"XDG_RUNTIME_DIR": ""}, False),  # unset: systemctl decides, so it is asked
+        ((), {"XDG_RUNTIME_DIR": "relative/dir"}, False),
+    ],
+)
+def test_auto_asks_systemctl_only_when_a_user_manager_could_answer(
+    present: tuple[str, ...], extra: dict[str, str], expected: bool, tmp_path: Path
+) -> None:
+    from fleetlib.backend import no_user_manager_socket, resolve_backend
+    from tests.fakes import FakeRunner
+
+    for name in present:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()  # a socket in life; the probe only asks whether the name exists
+    environ = {"XDG_RUNTIME_DIR": str(tmp_path), **extra}
+    assert no_user_manager_socket(environ) is expected
+    probe = FakeRunner()  # answers `running`, as a reachable manager would
+    assert resolve_backend("auto", probe, environ) == ("tmux" if expected else "systemd")
+    assert len(probe.calls) == (0 if expected else 1)
+    assert resolve_backend("auto", FakeRunner()) == "systemd"  # no environment given: always asked

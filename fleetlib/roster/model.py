@@ -9,6 +9,7 @@ PyYAML (only :meth:`Roster.host_text` needs it, on call).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
@@ -233,11 +234,17 @@ class Roster:
             return str(user_home).rstrip("/") + cwd[1:]
         return cwd
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Agent]:
+        # Built once per roster (``agents`` is a tuple, names are unique): the engine looks
+        # agents up per row, so a linear search made a 200-agent status quadratic.
+        return {agent.name: agent for agent in self.agents}
+
     def get(self, name: str) -> Agent:
         """Return the agent called ``name``; ``FleetError`` naming the known ones otherwise."""
-        for agent in self.agents:
-            if agent.name == name:
-                return agent
+        agent = self._by_name.get(name)
+        if agent is not None:
+            return agent
         known = ", ".join(self.names()) or "none"
         raise FleetError(f"unknown agent {name!r} in {self.source} (known: {known}); add it with `inv roster.add`")
 

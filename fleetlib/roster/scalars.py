@@ -35,6 +35,7 @@ def did_you_mean(word: str, options: Sequence[str]) -> str:
 # libyaml's safe loader when PyYAML was built with it (10x faster on big rosters); both
 # record the line marks the error messages need.
 _SAFE_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG: Final = "tag:yaml.org,2002:str"
 # One constructor for scalars; its memo is cleared before each use so nothing accumulates.
 _SCALARS: Final = yaml.SafeLoader("")
 
@@ -56,6 +57,10 @@ def scalar(node: yaml.Node, source: str, where: str) -> Any:
     """The value YAML reads from a scalar node; refuses lists, mappings and unsafe tags."""
     if not isinstance(node, yaml.ScalarNode):
         raise RosterError(source, "expected a single value, not a list or mapping", line=line_of(node), field=where)
+    if node.tag == _STR_TAG:
+        # What the safe constructor gives a string node (its text), without its dispatch:
+        # most of a roster is strings, and `fleet status` reads the roster on every run.
+        return node.value
     try:
         _SCALARS.constructed_objects.clear()
         return _SCALARS.construct_object(node)
@@ -64,7 +69,6 @@ def scalar(node: yaml.Node, source: str, where: str) -> Any:
         raise RosterError(source, f"unsupported value: {problem}", line=line_of(node), field=where) from None
 
 
-_STR_TAG: Final = "tag:yaml.org,2002:str"
 # Characters no program can receive in argv, the environment or a path: execve() and every
 # path call stop at NUL, and a lone surrogate cannot be encoded as UTF-8 at all.
 _UNPASSABLE: Final = re.compile(r"[\x00\ud800-\udfff]")
