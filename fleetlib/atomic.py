@@ -25,12 +25,13 @@ from fleetlib.errors import FleetError
 from fleetlib.rundir import open_regular
 
 
-def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None, secret: bool = False) -> None:
     """Replace ``path`` with ``text`` atomically (temp file, fsync, rename, fsync dir).
 
     The new file keeps the old file's permission bits, or gets ``mode`` (default 0644
-    filtered by the umask) when it is new. Raises ``OSError`` on failure with the old
-    file left exactly as it was.
+    filtered by the umask) when it is new; ``secret``: 0600 whatever the old file's bits
+    were, and no other user can read the text at any moment (the temporary file is 0600
+    from its creation). Raises ``OSError`` on failure with the old file left exactly as it was.
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,8 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
         keep_mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         keep_mode = mode if mode is not None else 0o666 & ~_umask()
+    if secret:
+        keep_mode = 0o600
     import tempfile  # noqa: PLC0415  # ~5 ms (random, shutil) that commands which only read never pay
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -271,10 +271,14 @@ class SystemdBackend(FleetContext):
                 current = path.read_text(encoding="utf-8")
             except (FileNotFoundError, NotADirectoryError):
                 current = None
+            # The drop-ins carry the roster's `env` (API keys, tokens): no unit file is
+            # readable by others (the user's own manager, which reads them, runs as the user).
             if current == text:
+                if path.stat().st_mode & 0o077:  # written by an older version
+                    apply_change(self.runner, functools.partial(path.chmod, 0o600))
                 continue
             written.append(str(path))
-            apply_change(self.runner, functools.partial(atomic_write_text, path, text, mode=0o644))
+            apply_change(self.runner, functools.partial(atomic_write_text, path, text, secret=True))
         removed_names = sorted(set(self._installed_agent_names()) - set(self.roster.names()))
         removed = [str(self._dropin(name)) for name in removed_names]
         disabled = self._units(removed_names)

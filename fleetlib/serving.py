@@ -182,7 +182,7 @@ def install_unit(
     if current != text:
         written.append(str(path))
         if not runner.dry_run:
-            atomic_write_text(path, text, mode=0o644)
+            atomic_write_text(path, text, secret=True)  # as every unit file of the fleet
         _systemctl(runner, "daemon-reload")
         reloaded = True
     if enable and not (unit_dir / "default.target.wants" / name).exists():

@@ -330,6 +330,28 @@ def test_roster_edits_are_picked_up_by_reinstalling(fleet_env: FleetEnv) -> None
     assert sorted(windows(fe)) == ["_holder", "g2", "g3"]
 
 
+def test_unit_files_holding_the_roster_env_are_readable_by_their_owner_only(fleet_env: FleetEnv) -> None:
+    # Defect: drop-ins carry the roster's `env` (API keys) and were written 0644 in
+    # ~/.config/systemd/user; an install before the fix left them so, content unchanged.
+    fe = fleet_env
+    fe.write_roster(roster(["s1"]) + "    env: {API_KEY: sk-secret-123}\n")
+    fe.inv_ok("fleet.install")
+    dropin = next(p for p in fe.manager.unit_dir.rglob("*.conf") if "sk-secret-123" in p.read_text())
+
+    def readable_by_others() -> list[str]:
+        return [str(p) for p in fe.manager.unit_dir.rglob("*") if p.is_file() and p.stat().st_mode & 0o077]
+
+    assert readable_by_others() == []
+    dropin.chmod(0o644)  # as an older version wrote it
+    fe.inv_ok("fleet.install")
+    assert readable_by_others() == []
+    dropin.chmod(0o644)  # an older version's file, whose text changes: not kept 0644
+    fe.write_roster(roster(["s1"]) + "    env: {API_KEY: sk-secret-456}\n")
+    fe.inv_ok("fleet.install")
+    assert readable_by_others() == []
+    assert "sk-secret-456" in dropin.read_text()
+
+
 def test_dry_run_runs_nothing(fleet_env: FleetEnv) -> None:
     fe = fleet_env
     fe.write_roster(roster(["d1"]))
