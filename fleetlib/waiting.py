@@ -110,4 +110,4 @@ def wait_for(
             return WaitResult(wanted, False, now - began, rows)
         if now - began >= timeout or time.monotonic() >= hard_deadline:
             return WaitResult(wanted, False, now - began, rows)
-        sleep(POLL_S)
+        sleep(min(POLL_S, timeout - (now - began)))  # the last look comes at the limit, not a poll past it

@@ -121,3 +121,23 @@ def test_a_down_wait_names_every_agent_in_one_sentence_that_agrees_with_their_nu
     assert error.startswith("error: " + ", ".join(f"{name} is stopped" for name in down))
     assert because in error
     assert hint in error
+
+
+def test_a_wait_sleeps_no_further_than_its_timeout() -> None:
+    # Defect: `wait --timeout 1` said "timed out after 1.6 s": it slept a whole poll past
+    # the limit before its last look.
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    def observe() -> FleetStatus:
+        now[0] += 0.15  # a look takes time too
+        return FleetStatus("tmux", UnitState("h"), [_row("a", "working")])
+
+    result = wait_for(observe, "idle", 1.0, clock=lambda: now[0], sleep=sleep)
+    assert not result.ok
+    assert all(s >= 0 for s in slept)
+    assert result.seconds <= 1.0 + 0.15  # the limit and the one look that ends it
