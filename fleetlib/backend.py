@@ -18,6 +18,7 @@ from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.progress import ProgressHook, no_progress
 from fleetlib.roster import Roster
 from fleetlib.runner import DryRunRunner, Runner, SubprocessRunner, query
+from fleetlib.systemd import no_user_manager_socket
 
 if TYPE_CHECKING:
     from fleetlib.backend_systemd import SystemdBackend
@@ -28,16 +29,6 @@ __all__ = ["BACKENDS", "MANAGER_UP", "WAIT_TIMEOUT_S", "Lifecycle", "open_fleet"
 BACKENDS: Final = ("auto", "systemd", "tmux")
 MANAGER_UP: Final = ("running", "degraded")
 PROBE_TIMEOUT_S: Final = 10.0
-
-
-def no_user_manager_socket(environ: Mapping[str, str]) -> bool:
-    """Whether ``systemctl --user`` in ``environ`` has nothing to connect to: no session
-    bus address, and neither the manager's private socket nor the user bus in
-    ``$XDG_RUNTIME_DIR`` (where it looks when the variable is set). False when unsure."""
-    runtime = environ.get("XDG_RUNTIME_DIR", "")
-    if environ.get("DBUS_SESSION_BUS_ADDRESS") or not os.path.isabs(runtime):
-        return False
-    return not any(os.path.lexists(os.path.join(runtime, name)) for name in ("systemd/private", "bus"))
 
 
 def resolve_backend(requested: str, probe: Runner, environ: Mapping[str, str] | None = None) -> str:

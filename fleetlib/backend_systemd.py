@@ -40,6 +40,9 @@ from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
 from fleetlib.watcher_config import watcher_argv, watcher_environment
 
 SYSTEMCTL_TIMEOUT_S: Final = 30.0
+NO_MANAGER_HINT: Final = (
+    "run inside a user session (XDG_RUNTIME_DIR set, `systemctl --user` working), or use --backend tmux"
+)
 _NO_MANAGER_HINTS: Final = ("Failed to connect to bus", "Failed to connect to user scope bus", "No medium found")
 
 
@@ -144,6 +147,11 @@ class SystemdBackend(FleetContext):
         """FleetError (exit 2) naming what is missing when the units are not installed."""
         missing = [p for p in (self.units.holder, self.units.template) if not (self.units_at / p).is_file()]
         if missing:
+            if systemd.no_user_manager_socket(self.environ):  # `fleet install` would refuse too: say why
+                raise FleetError(
+                    f"no systemd user manager reachable (nothing listens in $XDG_RUNTIME_DIR "
+                    f"{self.environ.get('XDG_RUNTIME_DIR')}); {NO_MANAGER_HINT}"
+                )
             raise FleetError(f"fleet units are not installed in {self.units_at}; run `fleet install`")
         stale = [n for n in names if not self._dropin(n).is_file()]
         if stale:
@@ -358,7 +366,4 @@ class SystemdBackend(FleetContext):
 
 def _raise_if_no_manager(result: Result) -> None:
     if not result.ok and any(hint in result.stderr for hint in _NO_MANAGER_HINTS):
-        raise FleetError(
-            f"no systemd user manager reachable ({result.error_line()}); "
-            "run inside a user session (XDG_RUNTIME_DIR set, `systemctl --user` working), or use --backend tmux"
-        )
+        raise FleetError(f"no systemd user manager reachable ({result.error_line()}); {NO_MANAGER_HINT}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -134,3 +134,13 @@ def parse_list_units(output: str) -> dict[str, UnitState]:
         for row in rows
         if isinstance(row, dict) and "unit" in row
     }
+
+
+def no_user_manager_socket(environ: Mapping[str, str]) -> bool:
+    """Whether ``systemctl --user`` in ``environ`` has nothing to connect to: no session
+    bus address, and neither the manager's private socket nor the user bus in
+    ``$XDG_RUNTIME_DIR`` (where it looks when the variable is set). False when unsure."""
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if environ.get("DBUS_SESSION_BUS_ADDRESS") or not os.path.isabs(runtime):
+        return False
+    return not any(os.path.lexists(os.path.join(runtime, name)) for name in ("systemd/private", "bus"))

@@ -185,6 +185,16 @@ def test_install_on_systemd_without_a_manager_writes_nothing_and_uninstall_still
     assert not list(units.rglob("*.conf"))
 
 
+@pytest.mark.parametrize("task", ["status", "start", "restart"])
+def test_systemd_without_a_manager_says_so_not_run_install(task: str, env: dict[str, str], tmp_path: Path) -> None:
+    # Defect: `status --backend systemd` said "units are not installed ... run `fleet
+    # install`", and `fleet install` then said there is no user manager.
+    result = run_fleet([task, "--backend", "systemd", "--unit-dir", str(tmp_path / "units")], env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: no systemd user manager reachable"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_install_on_tmux_says_why_nothing_is_installed(env: dict[str, str]) -> None:
     result = run_fleet(["install", "--backend", "tmux"], env)
     assert result.returncode == 0, result.stderr
