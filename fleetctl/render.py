@@ -54,8 +54,17 @@ def print_json(data: Any, stream: TextIO | None = None) -> None:
     out.write("\n")
 
 
+def visible(text: str) -> str:
+    """``text`` on one line with nothing a terminal would act on: a control character
+    (a newline, an escape sequence's ESC) shown as its escape (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in text)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns two spaces apart (trailing blanks trimmed)."""
+    """Left-aligned columns two spaces apart (trailing blanks trimmed); each cell :func:`visible`."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -99,7 +108,7 @@ def roster_table(agents: Sequence[Agent]) -> list[str]:
 
 def roster_agent_lines(data: dict[str, Any]) -> list[str]:
     """``roster.show``: ``key: value`` per field of the agent's JSON (``-`` for null)."""
-    return [f"{key}: {'-' if value is None else agent_value(value)}" for key, value in data.items()]
+    return [f"{key}: {'-' if value is None else visible(agent_value(value))}" for key, value in data.items()]
 
 
 def roster_change_lines(verb: str, name: str, source: str, count: int, program: str) -> list[str]:

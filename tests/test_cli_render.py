@@ -525,3 +525,17 @@ def test_library_hints_are_spelled_for_the_command_in_use(monkeypatch: pytest.Mo
     assert options.spell_commands(hint) == "start it with `fleet start --agent a1`, or `fleet roster.add --name a1`"
     assert options.command("fleet.install") == "fleet install"
     assert options.command("roster.init") == "fleet roster.init"
+
+
+def test_roster_text_shows_control_characters_as_escapes() -> None:
+    # Defect: a description holding a newline or an escape sequence was printed raw by
+    # roster.list and roster.show: the table broke, the terminal acted on it.
+    from fleetctl.render import roster_agent_lines, roster_table
+    from fleetlib.roster import parse_roster
+
+    text = 'version: 1\nagents:\n  - name: a\n    runtime: shell\n    description: "two\\nlines \\e[2J"\n'
+    (agent,) = parse_roster(text, "roster.yaml").agents
+    lines = roster_table([agent]) + roster_agent_lines({"description": agent.description})
+    assert len(roster_table([agent])) == 2
+    assert not any(char in line for line in lines for char in "\n\x1b")
+    assert "two\\nlines \\x1b[2J" in lines[1]
