@@ -171,8 +171,27 @@ class FleetProgram(Program):
                 for root in CONFIG_ROOTS:
                     if not isinstance(self.config.get(root, {}), dict):
                         raise AmbiguousMergeError(root)
+                    self._settle_values(root, runtime_path or "")
         except (YAMLError, UnknownFileType, AmbiguousMergeError, OSError, ValueError) as exc:
             raise Exit(config_error_line(runtime_path or "", exc), code=options.USAGE_EXIT) from None
+
+    def _settle_values(self, root: str, path: str) -> None:
+        """Every setting of ``root`` is text (a path, a name, seconds): a number becomes its
+        text (``host_timeout: 30``); a list, a mapping or a boolean is one error line. Left
+        a number, ``home: 5`` failed as a traceback, and so did an environment variable
+        for it (``INVOKE_FLEET_HOME``), which Invoke casts to the type of the file's value."""
+        if root not in self.config:
+            return
+        section = self.config[root]  # a proxy: setting a key records a modification
+        for key, value in list(section.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                section[key] = str(value)
+            elif value is not None and not isinstance(value, str):
+                where = f"config file {path}" if path else "the configuration"
+                raise Exit(
+                    f"error: {where}: {root}.{key} must be text (a path, a name or a number), got {value!r}",
+                    code=options.USAGE_EXIT,
+                )
 
     def parse_tasks(self) -> None:
         if self.args.list.value and not self.args.help.value and not self.core.unparsed:

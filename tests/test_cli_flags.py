@@ -130,6 +130,8 @@ def test_a_home_too_deep_for_the_tmux_socket_is_one_line_before_anything(
         ("list.yaml", "fleet: [1, 2]\n", "cannot merge"),
         ("conf.txt", "fleet: {}\n", "must end in .yaml, .yml, .json or .py"),
         ("missing.yaml", None, "not found"),
+        ("home.yaml", "fleet:\n  home: [a, b]\n", "fleet.home must be text"),
+        ("flag.yaml", "fleet:\n  roster: true\n", "fleet.roster must be text"),
     ],
 )
 def test_a_bad_config_file_is_one_line_exit_2(
@@ -145,6 +147,21 @@ def test_a_bad_config_file_is_one_line_exit_2(
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: config file {config}"), line
     assert fragment in line, line
+
+
+def test_a_number_in_the_config_file_is_its_text_also_beside_the_environment(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Defect: `home: 5` was a TypeError traceback, and with INVOKE_FLEET_HOME set a
+    # ValueError one (Invoke casts the variable to the type of the file's value).
+    config = tmp_path / "numbers.yaml"
+    config.write_text("fleet:\n  home: 5\n  host_timeout: 30\n")
+    for extra in ({}, {"INVOKE_FLEET_HOME": str(tmp_path / "elsewhere")}):
+        roster = str(tmp_path / "home" / "fleet" / "roster.yaml")
+        argv = ["-f", str(config), "status", "--backend", "tmux", "--roster", roster, "--json"]
+        result = run_fleet(argv, {**env, **extra})
+        assert result.returncode in (0, 3), result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_fleet_core_options_are_only_the_useful_ones(env: dict[str, str]) -> None:
