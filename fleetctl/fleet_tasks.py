@@ -165,8 +165,10 @@ def across_hosts(result: object) -> TypeIs[HostsResult[Any]]:
     return isinstance(result, HostsResult)
 
 
-def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], list[str]]) -> None:
-    """Print ``result`` (JSON, or ``text`` per answering host); exit 1 naming failed hosts."""
+def finish_hosts(
+    result: HostsResult[Any], as_json: bool, text: Callable[[Any], list[str]], code: int = OPERATION_FAILED
+) -> None:
+    """Print ``result`` (JSON, or ``text`` per answering host); exit ``code`` (1) naming failed hosts."""
     if as_json:
         print_json(result.to_json())
     else:
@@ -176,7 +178,7 @@ def finish_hosts(result: HostsResult[Any], as_json: bool, text: Callable[[Any], 
         if not as_json:
             for line in host_failure_lines(result):
                 stderr_line(spell_commands(line))
-        raise Exit(hosts_failure_message(result), code=OPERATION_FAILED)
+        raise Exit(hosts_failure_message(result), code=code)
 
 
 def finish_operation(result: OperationResult | HostsResult[OperationResult], as_json: bool) -> None:
@@ -534,13 +536,21 @@ def fleet_send(
 def finish_host_send(result: HostsResult[Any], *, single: bool, as_json: bool) -> None:
     """A send across hosts: ``--all`` as every host's result; one agent as its host's
     answer (its agents carrying the ``host``); a host that failed is one line, exit 2."""
+    # Refusals only (agents not running, bad input): a user error, exit 2, as without hosts.
+    answers = [host.data for host in result.hosts]
+    refused = all(sent is not None for sent in answers) and all(
+        o.exit_code == USER_ERROR for sent in answers if sent is not None for o in sent.failures
+    )
     if not single:
-        finish_hosts(result, as_json, send_all_lines)
+        finish_hosts(result, as_json, send_all_lines, code=USER_ERROR if refused else OPERATION_FAILED)
         return
     (host,) = result.hosts
     if host.data is None:
         raise FleetError(f"{host.host}: {host.error}")
     sent = host.data
+    if refused and not sent.ok:  # as one agent here: e.g. it is not running
+        (outcome,) = sent.failures
+        raise FleetError(f"{host.host}: {outcome.error or 'send refused'}")
     if as_json:
         print_json({**sent.to_json(), "agents": [{**item, "host": host.host} for item in sent.to_json()["agents"]]})
     else:

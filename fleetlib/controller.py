@@ -113,9 +113,10 @@ def in_batches(hosts: Sequence[str], size: int, job: HostJob[D], deadline: float
 
 
 def parse_answer(host: str, run: RemoteRun, expect: type) -> Any:
-    """The remote's JSON answer (exit 0, 1 or 3 with JSON of type ``expect`` on stdout),
-    else :class:`HostError` with the remote's own ``error:`` line."""
-    if run.exit_code in ANSWERING_EXITS and run.stdout.strip():
+    """The remote's JSON answer (exit 0, 1 or 3 with JSON of type ``expect`` on stdout; or
+    2 with it: `send --all` answers for each agent, refusals only), else
+    :class:`HostError` with the remote's own ``error:`` line."""
+    if run.exit_code in (*ANSWERING_EXITS, 2) and run.stdout.strip():
         try:
             data = json.loads(run.stdout)
         except ValueError:

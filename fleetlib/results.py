@@ -291,6 +291,7 @@ class SendOutcome:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "output": self.output,
+            "exit_code": self.exit_code,
         }
 
     @classmethod
@@ -303,7 +304,8 @@ class SendOutcome:
             seconds=_number(data, "seconds"),
             error=_optional(data, "error", str),
             output=_optional(data, "output", str),
-            exit_code=1 if action == FAILED else 0,  # the JSON does not carry it: attempted, failed
+            # (An older fleet's JSON does not carry it: attempted, failed.)
+            exit_code=_field(data, "exit_code", int, 1 if action == FAILED else 0),
         )
 
 

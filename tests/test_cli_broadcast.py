@@ -47,7 +47,9 @@ def test_every_agent_is_attempted_and_each_failure_kept() -> None:
     data = result.to_json()
     assert set(data) == {"operation", "ok", "dry_run", "characters", "verify", "seconds", "agents"}
     assert (data["operation"], data["characters"], data["verify"]) == ("send", 2, True)
-    assert all(set(a) == {"name", "action", "verified", "seconds", "error", "output"} for a in data["agents"])
+    assert all(
+        set(a) == {"name", "action", "verified", "seconds", "error", "output", "exit_code"} for a in data["agents"]
+    )
 
 
 def test_dry_run_and_unverified_sends() -> None:

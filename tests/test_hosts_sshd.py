@@ -479,6 +479,24 @@ def test_send_all_reaches_every_host(cluster: Cluster) -> None:
         assert (host.home / "all.txt").read_text() == "to-all\n"
 
 
+def test_a_send_refused_on_another_host_is_a_user_error_as_here(cluster: Cluster) -> None:
+    # Defect: with hosts, a send refused because the agent is not running exited 1 (as a
+    # failure); without hosts, refusals alone exit 2.
+    cluster.up(shell_agents())
+    assert cluster.fleet("stop", "--agent", "h2a0").returncode == 0
+    try:
+        every = cluster.fleet("send", "--all", "--message", "echo refused-marker")
+        assert every.returncode == 2, every
+        assert "h2: FAILED h2a0: " in every.stdout, every.stdout
+        one = cluster.fleet("send", "--agent", "h2a0", "--message", "echo refused-marker")
+        assert one.returncode == 2, one
+        (line,) = one.stderr.splitlines()
+        assert line.startswith("error: h2: "), line
+        assert "not running" in line, line
+    finally:
+        assert cluster.fleet("start", "--agent", "h2a0").returncode == 0
+
+
 def watch_session(
     cluster: Cluster, agent: str, marker: bytes, env: dict[str, str], as_user: SshHost | None = None
 ) -> tuple[bytes, int]:
