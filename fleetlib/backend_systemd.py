@@ -175,6 +175,16 @@ class SystemdBackend(FleetContext):
         strays = self.windows.stray_rows(windows, units)
         return FleetStatus(self.name, state_of(self.units.holder), agents, strays)
 
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The windows and exec records alone (one tmux client; the manager is not asked):
+        unit details are those of a unit not looked at."""
+        windows = self.windows.listing() or {}
+        execs = self.windows.agent_execs(names, windows)
+        return {
+            name: AgentStatus.build(name, self.units.agent(name), windows.get(name), None, execs.get(name))
+            for name in names
+        }
+
     def launch(self, names: list[str], *, holder: bool) -> None:
         """(Re)start the agents' units, and the holder for the whole fleet; a unit whose
         supervisor is waiting to restart a crashed agent is restarted at once."""

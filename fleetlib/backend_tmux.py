@@ -102,6 +102,10 @@ class TmuxBackend(FleetContext):
         )
         return FleetStatus(self.name, UnitState(HOLDER, "loaded", "failed", "died"), agents, note=note)
 
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """What :meth:`observe` sees: the windows are all there is to look at."""
+        return self.observe(names).by_name()
+
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the
         server first when it is not running; the server gets only the base environment."""

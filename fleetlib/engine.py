@@ -61,6 +61,7 @@ __all__ = [
     "KILL_GRACE_S",
     "OUTPUT_LINES",
     "POLL_S",
+    "STALL_S",
     "WAIT_TIMEOUT_S",
     "Backend",
     "Fence",
@@ -70,6 +71,7 @@ __all__ = [
 
 WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
+STALL_S: Final = 1.0  # a start's wait asks the manager after this long without news from the windows
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
@@ -533,22 +535,50 @@ class Lifecycle(FleetContext):
         self, trackers: dict[str, _Tracker], names: list[str], action: str, began: float, fence: Fence
     ) -> None:
         """Wait until each named agent has run for its grace period (in a new window, counted
-        from its supervisor's exec of it), or failed."""
+        from its supervisor's exec of it), or failed.
+
+        Only a full look (``observe``) judges an agent. Under systemd a full look asks the
+        manager, busy starting the very units waited for (at 200 agents one look took
+        1-2 s and made the manager slower still), so between full looks the engine only
+        glances at the windows (``glance``: one tmux client and the exec records) and takes
+        the next full look once a glance shows every pending agent's grace over, or a run
+        that ended, or when the glances have shown nothing new for :data:`STALL_S` (a unit
+        that fails before its window opens shows none), and at the deadline. Full looks are
+        spaced by at least as long as the last one took, so looking never takes more than
+        half the manager's time."""
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
+        full_at = news_at = 0.0  # the earliest next full look; when the glances last changed
+        seen: dict[str, tuple[object, ...]] = {}
+        rows: dict[str, AgentStatus] = {}
         while pending:
             fence()
             now, wall = self.clock() - began, self.wall_clock()
-            rows = self.primitives.observe(pending).by_name()
-            for name in list(pending):
-                outcome = self._judge(trackers[name], rows[name], now, wall, action)
-                if outcome is not None:
-                    trackers[name].outcome = outcome
-                    pending.remove(name)
+            glanced = self.primitives.glance(pending)
+            news = {n: _news(glanced[n]) for n in pending}
+            if any(seen.get(n) != news[n] for n in pending):
+                news_at, seen = now, news
+            due = now >= deadline or (
+                now >= full_at
+                and (
+                    now - news_at >= STALL_S
+                    or all(self._ready(trackers[n], glanced[n], now, wall) for n in pending)
+                    or any(_ended(trackers[n], glanced[n]) for n in pending)
+                )
+            )
+            if due:
+                rows = self.primitives.observe(pending).by_name()
+                for name in list(pending):
+                    outcome = self._judge(trackers[name], rows[name], now, wall, action)
+                    if outcome is not None:
+                        trackers[name].outcome = outcome
+                        pending.remove(name)
+                ended = self.clock() - began
+                full_at = news_at = ended + self._next_poll(now, ended)
             self._report("starting", len(names) - len(pending), len(names), began)
             if not pending:
                 return
-            if now >= deadline:
+            if due and now >= deadline:
                 for name in pending:
                     row = rows[name]
                     unexeced = row.up and row.agent_pid is None
@@ -563,15 +593,23 @@ class Lifecycle(FleetContext):
                         + waiting,
                     )
                 return
-            self.sleep(self._next_poll(now, self.clock() - began))
+            self.sleep(POLL_S)
 
     @staticmethod
     def _next_poll(began: float, ended: float) -> float:
-        """How long to sleep before the next look, for a poll that began and ended at these
-        times: never less than the poll itself took, so looking costs at most half the time
+        """How long to wait before the next full look, for one that began and ended at these
+        times: never less than the look itself took, so looking costs at most half the time
         (under systemd each look asks the manager, busy starting the very units we wait
-        for), and a failure is still seen within a poll or two of happening."""
+        for), and a failure is still seen within a look or two of happening."""
         return max(POLL_S, ended - began)
+
+    def _ready(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float) -> bool:
+        """Whether a glance shows the agent's new run up for its whole grace (what a full
+        look would then confirm)."""
+        fresh = row.pane_pid is not None and row.pane_pid != tracker.old_pane and row.window
+        if not fresh or row.agent_pid is None or row.agent_since is None:
+            return False
+        return _ran(row, now, wall) >= self.roster.get(tracker.name).start_grace
 
     def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
         """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``
@@ -618,8 +656,7 @@ class Lifecycle(FleetContext):
             # poll that first sees it may come well after its exec on a busy machine); never
             # longer than this operation has run, so a wall clock stepped forward cannot
             # shorten the grace.
-            ran = 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
-            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - ran
+            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - _ran(row, now, wall)
         if now - tracker.seen_at >= agent.start_grace:
             return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
         return None
@@ -629,6 +666,24 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+def _ran(row: AgentStatus, now: float, wall: float) -> float:
+    """How long the agent of ``row`` had run when a look began (``wall`` on the wall clock,
+    ``now`` into the operation), from its exec record; never longer than the operation has
+    run, so a wall clock stepped forward cannot shorten a grace."""
+    return 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
+
+
+def _news(row: AgentStatus) -> tuple[object, ...]:
+    """What of a glanced row tells that something happened to the agent's run."""
+    return (row.pane_pid, row.window, row.agent_pid, row.failures, row.state)
+
+
+def _ended(tracker: _Tracker, row: AgentStatus) -> bool:
+    """Whether a glance shows the agent's new window with a run that ended (or restarting)."""
+    fresh = row.pane_pid is not None and row.pane_pid != tracker.old_pane
+    return fresh and (row.failures > 0 or row.state in ("failed", "exited", "restarting"))
 
 
 def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:

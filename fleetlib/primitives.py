@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from fleetlib.results import InstallResult
-from fleetlib.status import FleetStatus
+from fleetlib.status import AgentStatus, FleetStatus
 
 HOLDER_KEY: Final = "(holder)"  # cannot be an agent name
 
@@ -31,6 +31,12 @@ class Backend(Protocol):
         """FleetError (exit 2) naming what is missing when the agents cannot be run as they are."""
 
     def observe(self, names: list[str]) -> FleetStatus: ...
+
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The named agents' rows from what their windows (and exec records) show alone:
+        cheap whatever the fleet's size and however busy the manager (under systemd it is
+        not asked, so the rows' unit details are not known). For deciding when to
+        ``observe``, never for judging an agent."""
 
     def launch(self, names: list[str], *, holder: bool) -> None: ...
 

@@ -273,6 +273,11 @@ class FakeBackend:
         holder = UnitState("fake-holder", "loaded", "active" if self.holder_up else "inactive")
         return FleetStatus(self.name, holder, [self.agents[name].row() for name in names])
 
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The rows as they are, at no cost (the windows alone, no busy manager)."""
+        self._record("glance", names)
+        return {name: self.agents[name].row() for name in names}
+
     def launch(self, names: list[str], *, holder: bool) -> None:
         self._record("launch", names)
         if holder:
