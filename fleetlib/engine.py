@@ -645,7 +645,7 @@ class Lifecycle(FleetContext):
                 output=output or None,
             )
         # The grace counts from the agent's own exec, never from its supervisor's start: the
-        # supervisor's work before it (joining a cgroup, the header's `date`) may take
+        # supervisor's work before it (joining a cgroup, the header's `stty`) may take
         # longer than the grace on a loaded machine, and an agent that then dies at once
         # would be reported up.
         if row.state != "running" or row.pid is None or row.pid == tracker.old_pid or row.agent_pid is None:
