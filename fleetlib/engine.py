@@ -549,23 +549,26 @@ class Lifecycle(FleetContext):
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
         full_at = news_at = 0.0  # the earliest next full look; when the glances last changed
+        over: float | None = None  # when every pending grace is over, as the last glance showed
         seen: dict[str, tuple[object, ...]] = {}
         rows: dict[str, AgentStatus] = {}
         while pending:
             fence()
             now, wall = self.clock() - began, self.wall_clock()
-            glanced = self.primitives.glance(pending)
-            news = {n: _news(glanced[n]) for n in pending}
-            if any(seen.get(n) != news[n] for n in pending):
-                news_at, seen = now, news
-            due = now >= deadline or (
-                now >= full_at
-                and (
+            # The glance that showed every grace running already said when to look: at that
+            # moment the full look comes at once, without another glance first.
+            due = now >= deadline or (over is not None and now >= max(over, full_at))
+            if not due:
+                glanced = self.primitives.glance(pending)
+                news = {n: _news(glanced[n]) for n in pending}
+                if any(seen.get(n) != news[n] for n in pending):
+                    news_at, seen = now, news
+                over = self._graces_over(trackers, glanced, now, wall)
+                due = now >= full_at and (
                     now - news_at >= STALL_S
-                    or all(self._ready(trackers[n], glanced[n], now, wall) for n in pending)
+                    or (over is not None and now >= over)
                     or any(_ended(trackers[n], glanced[n]) for n in pending)
                 )
-            )
             if due:
                 rows = self.primitives.observe(pending).by_name()
                 for name in list(pending):
@@ -575,6 +578,7 @@ class Lifecycle(FleetContext):
                         pending.remove(name)
                 ended = self.clock() - began
                 full_at = news_at = ended + self._next_poll(now, ended)
+                over = None
             self._report("starting", len(names) - len(pending), len(names), began)
             if not pending:
                 return
@@ -593,7 +597,10 @@ class Lifecycle(FleetContext):
                         + waiting,
                     )
                 return
-            self.sleep(POLL_S)
+            # Glances every POLL_S (a run that ends during its grace is seen within one),
+            # and a wake-up right when the graces are over.
+            wake = POLL_S if over is None else max(over, full_at) - (self.clock() - began)
+            self.sleep(min(POLL_S, max(0.0, wake)))
 
     @staticmethod
     def _next_poll(began: float, ended: float) -> float:
@@ -603,13 +610,19 @@ class Lifecycle(FleetContext):
         for), and a failure is still seen within a look or two of happening."""
         return max(POLL_S, ended - began)
 
-    def _ready(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float) -> bool:
-        """Whether a glance shows the agent's new run up for its whole grace (what a full
-        look would then confirm)."""
-        fresh = row.pane_pid is not None and row.pane_pid != tracker.old_pane and row.window
-        if not fresh or row.agent_pid is None or row.agent_since is None:
-            return False
-        return _ran(row, now, wall) >= self.roster.get(tracker.name).start_grace
+    def _graces_over(
+        self, trackers: dict[str, _Tracker], glanced: dict[str, AgentStatus], now: float, wall: float
+    ) -> float | None:
+        """When (operation time) every glanced agent will have run for its grace in its new
+        window, as the glance shows them; None while one has no new window or has not been
+        exec'd yet (what a full look then confirms)."""
+        over = now
+        for name, row in glanced.items():
+            fresh = row.pane_pid is not None and row.pane_pid != trackers[name].old_pane and row.window
+            if not fresh or row.agent_pid is None or row.agent_since is None:
+                return None
+            over = max(over, now + self.roster.get(name).start_grace - _ran(row, now, wall))
+        return over
 
     def _judge(self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: str) -> AgentOutcome | None:
         """One poll's verdict on one starting agent: started, failed, or None (wait). ``now``

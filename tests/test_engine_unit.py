@@ -229,6 +229,17 @@ def test_a_busy_manager_is_asked_once_the_windows_show_every_grace_over(tmp_path
     assert fleet.clock.now - requested <= 0.3 + GRACE + POLL_S + 1.5 + 1e-9
 
 
+def test_the_full_look_comes_right_when_the_glanced_graces_are_over(fleet: Fleet, processes: Processes) -> None:
+    """A glance that shows the agent exec'd says when its grace ends: the engine looks then,
+    not at the next 50 ms tick after it."""
+    fleet.agent("a1").exec_after = 0.33
+    began = fleet.clock.now
+    (outcome,) = fleet.lifecycle.start("a1").agents
+    assert outcome.action == "started"
+    (launched,) = [when for when, call, _ in fleet.backend.calls if call == "launch"]
+    assert began + outcome.seconds == pytest.approx(launched + 0.33 + GRACE, abs=1e-9)
+
+
 def test_a_unit_that_shows_no_window_is_still_looked_at(tmp_path: Path) -> None:
     """A glance shows nothing of an agent whose unit never opens its window: the manager is
     asked anyway, every STALL_S without news, so the wait still ends at its deadline with
