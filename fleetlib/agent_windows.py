@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
 from fleetlib import hooks, procs, systemd, tmux
 from fleetlib.context import FleetContext
+from fleetlib.observed import AgentPane
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record
 from fleetlib.roster import NAME_PATTERN
 from fleetlib.screen import screen_lines
@@ -132,6 +133,23 @@ class AgentWindows(FleetContext):
             if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
                 found[name] = record
         return found
+
+    def exec_rows(self, names: list[str], unit_of: Callable[[str], str]) -> dict[str, AgentStatus]:
+        """Each named agent's row as its exec record alone tells it, without a tmux client (at
+        fleet scale the server is busy creating the very windows a start waits for; one
+        listing took seconds): the recorded supervisor as a live pane, ``running`` while
+        the recorded agent lives, ``restarting`` once it is gone; no record, no window.
+        ``unit_of`` names an agent's unit. For deciding when to look, never for judging an
+        agent: the window may be gone, and the unit is not asked."""
+        rows = {}
+        for name in names:
+            record = exec_record(self.paths.run_dir, name)
+            alive = record is not None and _signalable(record.agent)
+            pane = None
+            if record is not None:
+                pane = AgentPane(name, record.supervisor, dead=False, state="running" if alive else "restarting")
+            rows[name] = AgentStatus.build(name, unit_of(name), pane, None, record if alive else None)
+        return rows
 
     def pane_spec(self, name: str, *, scoped: bool = False) -> PaneSpec:
         """The supervisor's parameters; ``scoped``: run it in a transient scope of the user

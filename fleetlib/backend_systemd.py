@@ -176,14 +176,9 @@ class SystemdBackend(FleetContext):
         return FleetStatus(self.name, state_of(self.units.holder), agents, strays)
 
     def glance(self, names: list[str]) -> dict[str, AgentStatus]:
-        """The windows and exec records alone (one tmux client; the manager is not asked):
-        unit details are those of a unit not looked at."""
-        windows = self.windows.listing() or {}
-        execs = self.windows.agent_execs(names, windows)
-        return {
-            name: AgentStatus.build(name, self.units.agent(name), windows.get(name), None, execs.get(name))
-            for name in names
-        }
+        """The exec records alone: neither the manager nor the tmux server is asked, both
+        busy starting the very agents waited for (see :meth:`AgentWindows.exec_rows`)."""
+        return self.windows.exec_rows(names, self.units.agent)
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         """(Re)start the agents' units, and the holder for the whole fleet; a unit whose

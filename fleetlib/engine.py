@@ -72,6 +72,7 @@ __all__ = [
 WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
 STALL_S: Final = 1.0  # a start's wait asks the manager after this long without news from the windows
+RECORD_SLACK_S: Final = 0.1
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
@@ -567,7 +568,7 @@ class Lifecycle(FleetContext):
                 due = now >= full_at and (
                     now - news_at >= STALL_S
                     or (over is not None and now >= over)
-                    or any(_ended(trackers[n], glanced[n]) for n in pending)
+                    or any(_ended(trackers[n], glanced[n], wall - now) for n in pending)
                 )
             if due:
                 rows = self.primitives.observe(pending).by_name()
@@ -614,12 +615,11 @@ class Lifecycle(FleetContext):
         self, trackers: dict[str, _Tracker], glanced: dict[str, AgentStatus], now: float, wall: float
     ) -> float | None:
         """When (operation time) every glanced agent will have run for its grace in its new
-        window, as the glance shows them; None while one has no new window or has not been
-        exec'd yet (what a full look then confirms)."""
+        run, as the glance shows them; None while one has none or has not been exec'd yet
+        (what a full look then confirms)."""
         over = now
         for name, row in glanced.items():
-            fresh = row.pane_pid is not None and row.pane_pid != trackers[name].old_pane and row.window
-            if not fresh or row.agent_pid is None or row.agent_since is None:
+            if not (_fresh(trackers[name], row, wall - now) and row.window) or row.agent_pid is None:
                 return None
             over = max(over, now + self.roster.get(name).start_grace - _ran(row, now, wall))
         return over
@@ -693,10 +693,18 @@ def _news(row: AgentStatus) -> tuple[object, ...]:
     return (row.pane_pid, row.window, row.agent_pid, row.failures, row.state)
 
 
-def _ended(tracker: _Tracker, row: AgentStatus) -> bool:
-    """Whether a glance shows the agent's new window with a run that ended (or restarting)."""
-    fresh = row.pane_pid is not None and row.pane_pid != tracker.old_pane
-    return fresh and (row.failures > 0 or row.state in ("failed", "exited", "restarting"))
+def _fresh(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
+    """Whether a glanced row is the new generation's: a pane other than the one before the
+    operation, and an exec record (if any) written since the operation began (``since``,
+    wall clock; file times are a few milliseconds coarse)."""
+    new_pane = row.pane_pid is not None and row.pane_pid != tracker.old_pane
+    return new_pane and (row.agent_since is None or row.agent_since >= since - RECORD_SLACK_S)
+
+
+def _ended(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
+    """Whether a glance shows the agent's new run ended (or its supervisor restarting it)."""
+    ended = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+    return ended and _fresh(tracker, row, since)
 
 
 def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
