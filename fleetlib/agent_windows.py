@@ -125,11 +125,12 @@ class AgentWindows(FleetContext):
         the windows whose supervisor has exec'd it (its record names this window's pane; see
         :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
         found: dict[str, ExecRecord] = {}
+        run_dir = os.fspath(self.paths.run_dir)
         for name in names:
             window = windows.get(name)
             if window is None or window.dead or window.pane_pid is None:
                 continue
-            record = exec_record(self.paths.run_dir, name)
+            record = exec_record(run_dir, name)
             if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
                 found[name] = record
         return found
@@ -142,8 +143,9 @@ class AgentWindows(FleetContext):
         ``unit_of`` names an agent's unit. For deciding when to look, never for judging an
         agent: the window may be gone, and the unit is not asked."""
         rows = {}
+        run_dir = os.fspath(self.paths.run_dir)  # once: the property builds a new path each time
         for name in names:
-            record = exec_record(self.paths.run_dir, name)
+            record = exec_record(run_dir, name)
             alive = record is not None and _signalable(record.agent)
             pane = None
             if record is not None:

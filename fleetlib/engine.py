@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the lock module is big: imported where a lock is taken (sta
 # The backend's protocols live below the engine (:mod:`fleetlib.primitives`); re-exported.
 __all__ = [
     "CRASH_LOOP_RESTARTS",
+    "GLANCE_SHARE",
     "HOLDER_KEY",
     "KILL_GRACE_S",
     "OUTPUT_LINES",
@@ -73,6 +74,7 @@ WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
 STALL_S: Final = 1.0  # a start's wait asks the manager after this long without news from the windows
 RECORD_SLACK_S: Final = 0.1
+GLANCE_SHARE: Final = 4  # a start's wait glances at most every this many times a glance's cost
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
@@ -553,6 +555,7 @@ class Lifecycle(FleetContext):
         over: float | None = None  # when every pending grace is over, as the last glance showed
         seen: dict[str, tuple[object, ...]] = {}
         rows: dict[str, AgentStatus] = {}
+        glanced_in = 0.0  # how long the last glance took
         while pending:
             fence()
             now, wall = self.clock() - began, self.wall_clock()
@@ -561,6 +564,7 @@ class Lifecycle(FleetContext):
             due = now >= deadline or (over is not None and now >= max(over, full_at))
             if not due:
                 glanced = self.primitives.glance(pending)
+                glanced_in = self.clock() - began - now
                 news = {n: _news(glanced[n]) for n in pending}
                 if any(seen.get(n) != news[n] for n in pending):
                     news_at, seen = now, news
@@ -598,10 +602,13 @@ class Lifecycle(FleetContext):
                         + waiting,
                     )
                 return
-            # Glances every POLL_S (a run that ends during its grace is seen within one),
-            # and a wake-up right when the graces are over.
-            wake = POLL_S if over is None else max(over, full_at) - (self.clock() - began)
-            self.sleep(min(POLL_S, max(0.0, wake)))
+            # Glances every POLL_S, or less often when one takes long (a glance costs at
+            # most a quarter of the time: 200 agents' records are many files); a run that
+            # ends during its grace is seen within one. A wake-up right when the graces are
+            # over (the records' times say when, however late a glance saw them).
+            every = max(POLL_S, GLANCE_SHARE * glanced_in)
+            wake = every if over is None else max(over, full_at) - (self.clock() - began)
+            self.sleep(min(every, max(0.0, wake)))
 
     @staticmethod
     def _next_poll(began: float, ended: float) -> float:

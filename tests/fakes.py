@@ -249,6 +249,7 @@ class FakeBackend:
     refuse: dict[str, str] = field(default_factory=dict)  # terminate() refusals
     calls: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
     observe_cost: float = 0.0  # fake seconds each observe takes; what it sees is its end's state
+    glance_cost: float = 0.0  # the same for each glance
 
     @property
     def unit_dir(self) -> Path | None:
@@ -276,6 +277,7 @@ class FakeBackend:
     def glance(self, names: list[str]) -> dict[str, AgentStatus]:
         """The rows as they are, at no cost (the windows alone, no busy manager)."""
         self._record("glance", names)
+        self.clock.advance(self.glance_cost)
         return {name: self.agents[name].row() for name in names}
 
     def launch(self, names: list[str], *, holder: bool) -> None:
