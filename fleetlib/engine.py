@@ -37,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import shlex
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fleetlib import activity, defaults, hooks, procs, sessions, watcher_config, worktree
 from fleetlib.context import FleetContext
@@ -80,6 +81,7 @@ CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
 
 Fence = Callable[[], None]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -308,10 +310,13 @@ class Lifecycle(FleetContext):
         with self._lease() as fence:
             if operation != "stop":
                 self._configure_watcher()
-            before = self.primitives.observe(names)
             # Agents the roster no longer lists are ended by a whole-fleet stop or restart
             # (never started again): a supervisor nobody sees would otherwise run for ever.
-            strays = self._strays(before) if whole and operation != "start" else []
+            # Their processes are looked for in /proc while the backend looks at the fleet
+            # (the scan reads every process's environment: tens of milliseconds at scale).
+            with _beside(procs.fleet_agents, self._fleet_id(), when=whole and operation != "start") as scan:
+                before = self.primitives.observe(names)
+            strays = self._strays(before, scan()) if whole and operation != "start" else []
             rows = before.by_name() | (self.primitives.observe(strays).by_name() if strays else {})
             trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names + strays}
             holder = None
@@ -421,11 +426,13 @@ class Lifecycle(FleetContext):
         self.primitives.cleanup([n for n in names if n not in refused], holder=holder)
         return refused
 
-    def _strays(self, seen: FleetStatus) -> list[str]:
+    def _strays(self, seen: FleetStatus, marked: dict[str, list[int]] | None = None) -> list[str]:
         """Agents of this fleet the roster no longer lists that left something behind: a
-        window or unit the backend sees, or processes carrying the fleet's marker."""
+        window or unit the backend sees, or processes carrying the fleet's marker
+        (``marked``: :func:`fleetlib.procs.fleet_agents` of this fleet, when already read)."""
         found = {row.name for row in seen.strays}
-        found |= set(procs.fleet_agents(self._fleet_id())) - set(self.roster.names())
+        marked = procs.fleet_agents(self._fleet_id()) if marked is None else marked
+        found |= set(marked) - set(self.roster.names())
         return sorted(found)
 
     def _end_notifications(self) -> None:
@@ -686,6 +693,38 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+@contextlib.contextmanager
+def _beside(work: Callable[[str], _T], argument: str, *, when: bool) -> Iterator[Callable[[], _T | None]]:
+    """Run ``work(argument)`` in a thread while the block runs (``when``); yields what gives
+    its result (re-raising its error), None when not run. The block's own work waits on
+    other processes, so the two overlap."""
+    if not when:
+        yield lambda: None
+        return
+    results: list[_T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work(argument))
+        except BaseException as error:  # handed to the caller's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name="fleet-scan", daemon=True)
+    thread.start()
+
+    def result() -> _T | None:
+        thread.join()
+        if errors:
+            raise errors[0]
+        return results[0]
+
+    try:
+        yield result
+    finally:
+        thread.join()
 
 
 def _ran(row: AgentStatus, now: float, wall: float) -> float:
