@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fleetlib import pane
 from fleetlib.backend_systemd import SystemdBackend
+from fleetlib.backend_tmux import TmuxBackend
 from fleetlib.engine import Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.lock import STALE_S, restart_lock_path
@@ -260,12 +262,15 @@ def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> Non
     assert not (tmp_path / "fleet" / "run" / "tmux.sock").exists()
 
 
-def test_a_glance_asks_neither_the_manager_nor_the_tmux_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["systemd", "tmux"])
+def test_a_glance_asks_neither_the_manager_nor_the_tmux_server(tmp_path: Path, backend: str) -> None:
     """While 200 agents start, the manager and the tmux server are both busy starting them
     (one window listing took seconds): what a start's wait glances at between its full looks
-    is the supervisors' exec records alone, no command at all."""
+    is the supervisors' exec records alone, no command at all, on either backend."""
     runner = FakeRunner()
     fleet = make_fleet(tmp_path, runner, TWO)
+    if backend == "tmux":
+        fleet = replace(fleet, primitives=TmuxBackend(paths=fleet.paths, roster=fleet.roster, runner=runner))
     run_dir = fleet.paths.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     gone = subprocess.Popen(["true"])
