@@ -13,13 +13,14 @@ every tmux call is bounded, a frozen server is one error line, never a hang.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
 from fleetlib import hooks, procs, systemd, tmux
 from fleetlib.context import FleetContext
+from fleetlib.observed import AgentPane
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record
 from fleetlib.roster import NAME_PATTERN
 from fleetlib.screen import screen_lines
@@ -124,7 +125,7 @@ class AgentWindows(FleetContext):
         the windows whose supervisor has exec'd it (its record names this window's pane; see
         :func:`fleetlib.pane.exec_record`): a window without one is not up yet."""
         found: dict[str, ExecRecord] = {}
-        run_dir = self.paths.run_dir  # a derived Path: built once, not per agent
+        run_dir = os.fspath(self.paths.run_dir)  # once: the property builds a new path each time
         for name in names:
             window = windows.get(name)
             if window is None or window.dead or window.pane_pid is None:
@@ -133,6 +134,24 @@ class AgentWindows(FleetContext):
             if record is not None and record.supervisor == window.pane_pid and _signalable(record.agent):
                 found[name] = record
         return found
+
+    def exec_rows(self, names: list[str], unit_of: Callable[[str], str]) -> dict[str, AgentStatus]:
+        """Each named agent's row as its exec record alone tells it, without a tmux client (at
+        fleet scale the server is busy creating the very windows a start waits for; one
+        listing took seconds): the recorded supervisor as a live pane, ``running`` while
+        the recorded agent lives, ``restarting`` once it is gone; no record, no window.
+        ``unit_of`` names an agent's unit. For deciding when to look, never for judging an
+        agent: the window may be gone, and the unit is not asked."""
+        rows = {}
+        run_dir = os.fspath(self.paths.run_dir)  # once: the property builds a new path each time
+        for name in names:
+            record = exec_record(run_dir, name)
+            alive = record is not None and _signalable(record.agent)
+            pane = None
+            if record is not None:
+                pane = AgentPane(name, record.supervisor, dead=False, state="running" if alive else "restarting")
+            rows[name] = AgentStatus.build(name, unit_of(name), pane, None, record if alive else None)
+        return rows
 
     def pane_spec(self, name: str, *, scoped: bool = False) -> PaneSpec:
         """The supervisor's parameters; ``scoped``: run it in a transient scope of the user

@@ -189,6 +189,11 @@ class SystemdBackend(FleetContext):
         strays = self.windows.stray_rows(windows, units)
         return FleetStatus(self.name, state_of(self.units.holder), agents, strays)
 
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The exec records alone: neither the manager nor the tmux server is asked, both
+        busy starting the very agents waited for (see :meth:`AgentWindows.exec_rows`)."""
+        return self.windows.exec_rows(names, self.units.agent)
+
     def launch(self, names: list[str], *, holder: bool) -> None:
         """(Re)start the agents' units, and the holder for the whole fleet; a unit whose
         supervisor is waiting to restart a crashed agent is restarted at once."""

@@ -104,6 +104,11 @@ class TmuxBackend(FleetContext):
         )
         return FleetStatus(self.name, UnitState(HOLDER, "loaded", "failed", "died"), agents, note=note)
 
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The exec records alone, as under systemd: no tmux client while the server creates
+        the very windows waited for (see :meth:`AgentWindows.exec_rows`)."""
+        return self.windows.exec_rows(names, tmux.window_target)
+
     def launch(self, names: list[str], *, holder: bool) -> None:
         """Create (or replace) the windows of ``names`` in one tmux client, starting the
         server first when it is not running; the server gets only the base environment."""

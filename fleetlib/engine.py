@@ -42,10 +42,11 @@ import contextlib
 import functools
 import shlex
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fleetlib import defaults, hooks, procs, sessions, watcher_config
 from fleetlib.context import FleetContext
@@ -68,10 +69,12 @@ if TYPE_CHECKING:
 # The backend's protocols live below the engine (:mod:`fleetlib.primitives`); re-exported.
 __all__ = [
     "CRASH_LOOP_RESTARTS",
+    "GLANCE_SHARE",
     "HOLDER_KEY",
     "KILL_GRACE_S",
     "OUTPUT_LINES",
     "POLL_S",
+    "STALL_S",
     "WAIT_TIMEOUT_S",
     "Backend",
     "Fence",
@@ -81,11 +84,18 @@ __all__ = [
 
 WAIT_TIMEOUT_S: Final = defaults.WAIT_TIMEOUT_S
 POLL_S: Final = 0.05
+STALL_S: Final = 1.0  # a start's wait asks the manager after this long without news from the windows
+RECORD_SLACK_S: Final = 0.1
+# A start's wait glances at most every this many times a glance's cost: a glance at 200
+# agents' records costs ~4 ms of CPU, which every 50 ms was 0.6 s of CPU per fleet restart
+# beside the starting agents, more than the full looks it replaced.
+GLANCE_SHARE: Final = 25
 KILL_GRACE_S: Final = 5.0  # after SIGKILL, how long a process may take to disappear
 CRASH_LOOP_RESTARTS: Final = 3
 OUTPUT_LINES: Final = 8
 
 Fence = Callable[[], None]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -325,10 +335,13 @@ class Lifecycle(FleetContext):
         with self._lease() as fence:
             if operation != "stop":
                 self._configure_watcher()
-            before = self.primitives.observe(names)
             # Agents the roster no longer lists are ended by a whole-fleet stop or restart
             # (never started again): a supervisor nobody sees would otherwise run for ever.
-            strays = self._strays(before) if whole and operation != "start" else []
+            # Their processes are looked for in /proc while the backend looks at the fleet
+            # (the scan reads every process's environment: tens of milliseconds at scale).
+            with _beside(procs.fleet_agents, self._fleet_id(), when=whole and operation != "start") as scan:
+                before = self.primitives.observe(names)
+            strays = self._strays(before, scan()) if whole and operation != "start" else []
             rows = before.by_name() | (self.primitives.observe(strays).by_name() if strays else {})
             trackers = {n: _Tracker(n, rows[n].pid, rows[n].pane_pid) for n in names + strays}
             holder: Action | None = None
@@ -441,11 +454,13 @@ class Lifecycle(FleetContext):
         self.primitives.cleanup([n for n in names if n not in refused], holder=holder)
         return refused
 
-    def _strays(self, seen: FleetStatus) -> list[str]:
+    def _strays(self, seen: FleetStatus, marked: dict[str, list[int]] | None = None) -> list[str]:
         """Agents of this fleet the roster no longer lists that left something behind: a
-        window or unit the backend sees, or processes carrying the fleet's marker."""
+        window or unit the backend sees, or processes carrying the fleet's marker
+        (``marked``: :func:`fleetlib.procs.fleet_agents` of this fleet, when already read)."""
         found = {row.name for row in seen.strays}
-        found |= set(procs.fleet_agents(self._fleet_id())) - set(self.roster.names())
+        marked = procs.fleet_agents(self._fleet_id()) if marked is None else marked
+        found |= set(marked) - set(self.roster.names())
         return sorted(found)
 
     def _end_notifications(self) -> None:
@@ -550,7 +565,17 @@ class Lifecycle(FleetContext):
         self, trackers: dict[str, _Tracker], names: list[str], action: Action, began: float, fence: Fence
     ) -> None:
         """Wait until each named agent has run for its grace period (in a new window, counted
-        from its supervisor's exec of it), or failed."""
+        from its supervisor's exec of it), or failed.
+
+        Only a full look (``observe``) judges an agent. Under systemd a full look asks the
+        manager, busy starting the very units waited for (at 200 agents one look took
+        1-2 s and made the manager slower still), so between full looks the engine only
+        glances at the windows (``glance``: one tmux client and the exec records) and takes
+        the next full look once a glance shows every pending agent's grace over, or a run
+        that ended, or when the glances have shown nothing new for :data:`STALL_S` (a unit
+        that fails before its window opens shows none), and at the deadline. Full looks are
+        spaced by at least as long as the last one took, so looking never takes more than
+        half the manager's time."""
         from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
 
         if self._recorded:
@@ -559,19 +584,43 @@ class Lifecycle(FleetContext):
             return
         pending = list(names)
         deadline = self.timeout + max((self.roster.get(n).stop_timeout for n in names), default=0.0)
+        full_at = news_at = 0.0  # the earliest next full look; when the glances last changed
+        over: float | None = None  # when every pending grace is over, as the last glance showed
+        seen: dict[str, tuple[object, ...]] = {}
+        rows: dict[str, AgentStatus] = {}
+        glanced_in = 0.0  # how long the last glance took
         while pending:
             fence()
             now, wall = self.clock() - began, self.wall_clock()
-            rows = self.primitives.observe(pending).by_name()
-            for name in list(pending):
-                outcome = self._judge(trackers[name], rows[name], now, wall, action)
-                if outcome is not None:
-                    trackers[name].outcome = outcome
-                    pending.remove(name)
+            # The glance that showed every grace running already said when to look: at that
+            # moment the full look comes at once, without another glance first.
+            due = now >= deadline or (over is not None and now >= max(over, full_at))
+            if not due:
+                glanced = self.primitives.glance(pending)
+                glanced_in = self.clock() - began - now
+                news = {n: _news(glanced[n]) for n in pending}
+                if any(seen.get(n) != news[n] for n in pending):
+                    news_at, seen = now, news
+                over = self._graces_over(trackers, glanced, now, wall)
+                due = now >= full_at and (
+                    now - news_at >= STALL_S
+                    or (over is not None and now >= over)
+                    or any(_ended(trackers[n], glanced[n], wall - now) for n in pending)
+                )
+            if due:
+                rows = self.primitives.observe(pending).by_name()
+                for name in list(pending):
+                    outcome = self._judge(trackers[name], rows[name], now, wall, action)
+                    if outcome is not None:
+                        trackers[name].outcome = outcome
+                        pending.remove(name)
+                ended = self.clock() - began
+                full_at = news_at = ended + self._next_poll(now, ended)
+                over = None
             self._report("starting", len(names) - len(pending), len(names), began)
             if not pending:
                 return
-            if now >= deadline:
+            if due and now >= deadline:
                 for name in pending:
                     row = rows[name]
                     unexeced = row.up and row.agent_pid is None
@@ -586,15 +635,34 @@ class Lifecycle(FleetContext):
                         + waiting,
                     )
                 return
-            self.sleep(self._next_poll(now, self.clock() - began))
+            # Glances every POLL_S, or less often when one takes long (a glance costs at
+            # most 4 % of the time: 200 agents' records are many files); a run that
+            # ends during its grace is seen within one. A wake-up right when the graces are
+            # over (the records' times say when, however late a glance saw them).
+            every = max(POLL_S, GLANCE_SHARE * glanced_in)
+            wake = every if over is None else max(over, full_at) - (self.clock() - began)
+            self.sleep(min(every, max(0.0, wake)))
 
     @staticmethod
     def _next_poll(began: float, ended: float) -> float:
-        """How long to sleep before the next look, for a poll that began and ended at these
-        times: never less than the poll itself took, so looking costs at most half the time
+        """How long to wait before the next full look, for one that began and ended at these
+        times: never less than the look itself took, so looking costs at most half the time
         (under systemd each look asks the manager, busy starting the very units we wait
-        for), and a failure is still seen within a poll or two of happening."""
+        for), and a failure is still seen within a look or two of happening."""
         return max(POLL_S, ended - began)
+
+    def _graces_over(
+        self, trackers: dict[str, _Tracker], glanced: dict[str, AgentStatus], now: float, wall: float
+    ) -> float | None:
+        """When (operation time) every glanced agent will have run for its grace in its new
+        run, as the glance shows them; None while one has none or has not been exec'd yet
+        (what a full look then confirms)."""
+        over = now
+        for name, row in glanced.items():
+            if not (_fresh(trackers[name], row, wall - now) and row.window) or row.agent_pid is None:
+                return None
+            over = max(over, now + self.roster.get(name).start_grace - _ran(row, now, wall))
+        return over
 
     def _judge(
         self, tracker: _Tracker, row: AgentStatus, now: float, wall: float, action: Action
@@ -634,7 +702,7 @@ class Lifecycle(FleetContext):
                 output=output or None,
             )
         # The grace counts from the agent's own exec, never from its supervisor's start: the
-        # supervisor's work before it (joining a cgroup, the header's `date`) may take
+        # supervisor's work before it (joining a cgroup, the header's `stty`) may take
         # longer than the grace on a loaded machine, and an agent that then dies at once
         # would be reported up.
         if row.state != "running" or row.pid is None or row.pid == tracker.old_pid or row.agent_pid is None:
@@ -645,8 +713,7 @@ class Lifecycle(FleetContext):
             # poll that first sees it may come well after its exec on a busy machine); never
             # longer than this operation has run, so a wall clock stepped forward cannot
             # shorten the grace.
-            ran = 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
-            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - ran
+            tracker.seen_pid, tracker.seen_at = row.agent_pid, now - _ran(row, now, wall)
         if now - tracker.seen_at >= agent.start_grace:
             return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
         return None
@@ -656,6 +723,64 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+@contextlib.contextmanager
+def _beside(work: Callable[[str], _T], argument: str, *, when: bool) -> Iterator[Callable[[], _T | None]]:
+    """Run ``work(argument)`` in a thread while the block runs (``when``); yields what gives
+    its result (re-raising its error), None when not run. The block's own work waits on
+    other processes, so the two overlap."""
+    if not when:
+        yield lambda: None
+        return
+    results: list[_T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work(argument))
+        except BaseException as error:  # handed to the caller's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name="fleet-scan", daemon=True)
+    thread.start()
+
+    def result() -> _T | None:
+        thread.join()
+        if errors:
+            raise errors[0]
+        return results[0]
+
+    try:
+        yield result
+    finally:
+        thread.join()
+
+
+def _ran(row: AgentStatus, now: float, wall: float) -> float:
+    """How long the agent of ``row`` had run when a look began (``wall`` on the wall clock,
+    ``now`` into the operation), from its exec record; never longer than the operation has
+    run, so a wall clock stepped forward cannot shorten a grace."""
+    return 0.0 if row.agent_since is None else min(max(0.0, wall - row.agent_since), now)
+
+
+def _news(row: AgentStatus) -> tuple[object, ...]:
+    """What of a glanced row tells that something happened to the agent's run."""
+    return (row.pane_pid, row.window, row.agent_pid, row.failures, row.state)
+
+
+def _fresh(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
+    """Whether a glanced row is the new generation's: a pane other than the one before the
+    operation, and an exec record (if any) written since the operation began (``since``,
+    wall clock; file times are a few milliseconds coarse)."""
+    new_pane = row.pane_pid is not None and row.pane_pid != tracker.old_pane
+    return new_pane and (row.agent_since is None or row.agent_since >= since - RECORD_SLACK_S)
+
+
+def _ended(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
+    """Whether a glance shows the agent's new run ended (or its supervisor restarting it)."""
+    ended = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+    return ended and _fresh(tracker, row, since)
 
 
 def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:

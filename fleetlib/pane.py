@@ -5,8 +5,8 @@ Both backends run an agent the same way: its tmux window runs
 for every agent (:data:`SCRIPT`, written into the run dir by :func:`install_script`), so a
 window's command stays short (tmux refuses a client command over 16 KiB, and one client
 creates many windows). It is POSIX ``sh`` with builtins only on the happy path but for
-the header's ``date``, so starting an agent costs one short-lived process beyond ``sh``
-itself, and it does, in order:
+the header's ``stty``, so starting an agent costs the supervisor's ``sh``, one fork (the
+subshell that becomes the agent) and one short-lived process; it does, in order:
 
 1. *(systemd backend only)* moves itself into the agent unit's cgroup, so every process
    the agent starts is the unit's: ``systemctl stop`` then reaches background, ``setsid``
@@ -20,18 +20,20 @@ itself, and it does, in order:
    as ``KEY=VALUE`` parameters, not in the window's: tmux gives a new window the ``PATH``
    of the client that created it (over ``new-window -e``; under systemd that client runs
    in the manager's environment) and ``SHELL`` from its ``default-shell``. The supervisor
-   looks the command up on the given ``PATH`` (its own helpers, ``date`` and ``sleep``,
-   keep the window's, which always finds them), and the ``sh`` that becomes the agent
+   looks the command up on the given ``PATH`` (its own helpers, ``stty`` and ``sleep``,
+   keep the window's, which always finds them), and the subshell that becomes the agent
    clears the base variables (and the ``OLDPWD`` its ``cd`` left) and exports the given
    ones right before its ``exec`` (so a roster's ``IFS`` never reaches the supervisor's
    own code). A command that cannot be found fails at once with status 127 and
    ``fleet: <cmd>: command not found`` on the pane. Each run (generation) starts with one
    header line on the pane, :data:`fleetlib.capture.HEADER_PRINTF` (UTC time, the
-   agent's own pid, the pane's size, the command), printed by a ``sh`` that then becomes
-   the agent (``exec``, so the pid is the agent's); the time and size cost one ``date`` and
-   one ``stty`` per run (the size lets ``fleet logs`` render the run on a screen like the
-   pane's). Right
-   before that ``exec`` the same ``sh`` writes ``<supervisor pid> <agent pid>`` into
+   agent's own pid, the pane's size, the command), printed by a subshell of the supervisor
+   that then becomes the agent (``exec``, so the pid is the agent's; a fork, no new ``sh``
+   to load). The size costs one ``stty`` per run (it lets ``fleet logs`` render the run on
+   a screen like the pane's); the time none: builtins add the kernel's boot time to the
+   uptime (to the second, give or take one; at 200 agents a ``date`` per start was 200
+   processes more per fleet restart). Right
+   before that ``exec`` the same subshell writes ``<supervisor pid> <agent pid>`` into
    ``<run dir>/<agent>.exec`` (a builtin ``echo``, no process): the engine's start grace
    counts from the moment the agent itself runs (see :func:`exec_record`), however long
    the supervisor took to get there;
@@ -129,7 +131,7 @@ SCRIPT: Final = f"""\
 name=$1 target=$2 tmux=$3 socket=$4 dir=$5 max=$6 window=$7 unit=$8 mounts=$9
 shift 9
 # "$@" stays KEY=VALUE... -- ARGV for the sh that becomes the agent; here: the agent's PATH
-# (its command is looked up there; the supervisor's own date and sleep keep the window's),
+# (its command is looked up there; the supervisor's own stty and sleep keep the window's),
 # its HOME and CLAUDE_CONFIG_DIR (where Claude keeps the conversations a resume looks for),
 # its command and its command line (for the header).
 cmd= line= past= path=$PATH home=$HOME claude_dir=${{CLAUDE_CONFIG_DIR:-}}
@@ -202,12 +204,30 @@ launch() {{
   # The header names the command line this start runs (after the environment words).
   line= past=
   for a do case $past in 1) line="$line $a";; *) [ "$a" = -- ] && past=1;; esac; done
-  /bin/sh -c 'r=$1 l=$2; shift 2; s=$(stty size 2>/dev/null)
-    printf "{HEADER_PRINTF}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "${{s#* }}x${{s% *}}" "$l"
-    {{ echo "$PPID $$" >"$r"; }} 2>/dev/null
+  # The sh that becomes the agent is a subshell (a fork, no new sh to load); $$ stays the
+  # supervisor's pid there, /proc/self is the subshell's own.
+  (
+    s=$(stty size 2>/dev/null); utc; p=; {{ read -r p _ </proc/self/stat; }} 2>/dev/null
+    printf "{HEADER_PRINTF}" "$utc" "$p" "${{s#* }}x${{s% *}}" "${{line# }}"
+    {{ echo "$$ $p" >"$record"; }} 2>/dev/null
     if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
       while [ "$1" != -- ]; do export "$1"; shift; done; fi
-    shift; exec "$@"' sh "$record" "${{line# }}" "$@"
+    shift; exec "$@"
+  )
+}}
+# The UTC time of day to the second, in $utc, with builtins only (no date process per start):
+# the kernel's boot time (epoch seconds) plus the uptime, as a civil date (days to y-m-d as in
+# H. Hinnant's civil_from_days); the boot time is whole seconds, so it may be a second off.
+utc() {{
+  u=0 b=0; {{ read -r u _ </proc/uptime; while read -r k v; do case $k in btime) b=$v; break;; esac; done </proc/stat
+  }} 2>/dev/null
+  case $u in *.[0-9][0-9]) u=${{u%.*}}${{u#*.}};; *) u=$((${{u%.*}} * 100));; esac  # hundredths
+  t=$((b + (u + 50) / 100)); z=$((t / 86400 + 719468)); e=$((z / 146097)); o=$((z - e * 146097))
+  y=$(((o - o / 1460 + o / 36524 - o / 146096) / 365)); d=$((o - (365 * y + y / 4 - y / 100)))
+  p=$(((5 * d + 2) / 153)); d=$((d - (153 * p + 2) / 5 + 1)); m=$((p < 10 ? p + 3 : p - 9))
+  y=$((y + e * 400 + (m <= 2))); h=$((t % 86400 / 3600)); n=$((t % 3600 / 60)); t=$((t % 60))
+  utc=$y-$((m / 10))$((m % 10))-$((d / 10))$((d % 10))T$((h / 10))$((h % 10))
+  utc=$utc:$((n / 10))$((n % 10)):$((t / 10))$((t % 10))Z
 }}
 # Claude keeps a conversation as <config dir>/projects/<cwd, munged>/<id>.jsonl: a pinned
 # id without one (no turn taken yet) is pinned again, not resumed.
@@ -277,7 +297,7 @@ def exec_record_path(run_dir: Path, name: str) -> Path:
     return Path(_exec_record_file(run_dir, name))
 
 
-def _exec_record_file(run_dir: Path, name: str) -> str:
+def _exec_record_file(run_dir: Path | str, name: str) -> str:
     # Joined as text: `status` reads one record per agent, and building a Path for each
     # read cost more than the read.
     return os.path.join(run_dir, name + EXEC_SUFFIX)
@@ -292,7 +312,7 @@ class ExecRecord(NamedTuple):
     written_at: float
 
 
-def exec_record(run_dir: Path, name: str) -> ExecRecord | None:
+def exec_record(run_dir: Path | str, name: str) -> ExecRecord | None:
     """``(supervisor pid, agent pid, written at)`` the supervisor of agent ``name`` wrote
     right before it exec'd the agent's latest run; None when there is no such record or it
     is not what the supervisor writes. The file is untrusted input: read capped, never through a symlink,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
-from fleetlib.status import FleetStatus
+from fleetlib.status import AgentStatus, FleetStatus
 
 if TYPE_CHECKING:
     from fleetlib.results import InstallResult
@@ -33,6 +33,12 @@ class Backend(Protocol):
         """FleetError (exit 2) naming what is missing when the agents cannot be run as they are."""
 
     def observe(self, names: list[str]) -> FleetStatus: ...
+
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The named agents' rows from what their windows (and exec records) show alone:
+        cheap whatever the fleet's size and however busy the manager (under systemd it is
+        not asked, so the rows' unit details are not known). For deciding when to
+        ``observe``, never for judging an agent."""
 
     def launch(self, names: list[str], *, holder: bool) -> None: ...
 

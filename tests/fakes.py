@@ -249,6 +249,7 @@ class FakeBackend:
     refuse: dict[str, str] = field(default_factory=dict)  # terminate() refusals
     calls: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
     observe_cost: float = 0.0  # fake seconds each observe takes; what it sees is its end's state
+    glance_cost: float = 0.0  # the same for each glance
 
     @property
     def unit_dir(self) -> Path | None:
@@ -272,6 +273,12 @@ class FakeBackend:
         self.clock.advance(self.observe_cost)
         holder = UnitState("fake-holder", "loaded", "active" if self.holder_up else "inactive")
         return FleetStatus(self.name, holder, [self.agents[name].row() for name in names])
+
+    def glance(self, names: list[str]) -> dict[str, AgentStatus]:
+        """The rows as they are, at no cost (the windows alone, no busy manager)."""
+        self._record("glance", names)
+        self.clock.advance(self.glance_cost)
+        return {name: self.agents[name].row() for name in names}
 
     def launch(self, names: list[str], *, holder: bool) -> None:
         self._record("launch", names)

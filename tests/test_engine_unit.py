@@ -9,6 +9,7 @@ of processes that outlive their window.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fleetlib import procs
-from fleetlib.engine import KILL_GRACE_S, POLL_S, Lifecycle
+from fleetlib.engine import GLANCE_SHARE, KILL_GRACE_S, POLL_S, Lifecycle
 from fleetlib.errors import FleetOperationError
 from fleetlib.lock import LeaseLost, LockTimeout, restart_lock_path
 from fleetlib.paths import FleetPaths
@@ -197,12 +198,71 @@ def test_the_grace_counts_from_the_exec_record_not_from_the_poll_that_first_saw_
 
 
 def test_looking_takes_at_most_half_the_wait(fleet: Fleet, processes: Processes) -> None:
-    """A slow look is followed by a sleep as long as it took, not a 50 ms one: each look asks
-    the manager, which is busy starting the very agents being waited for."""
+    """A slow full look is followed by no other for as long as it took, not 50 ms: each one
+    asks the manager, which is busy starting the very agents being waited for."""
     fleet.backend.observe_cost = 0.4
-    fleet.lifecycle.start("a1")
-    assert fleet.clock.sleeps
-    assert all(sleep >= 0.4 - 1e-9 for sleep in fleet.clock.sleeps), fleet.clock.sleeps
+    fleet.agent("a1").exec_after = 3.0
+    assert fleet.lifecycle.start("a1").ok
+    (launched,) = [when for when, call, _ in fleet.backend.calls if call == "launch"]
+    looks = [when for when, call, _ in fleet.backend.calls if call == "observe" and when > launched]
+    assert len(looks) >= 2, fleet.backend.calls
+    assert all(later - earlier >= 2 * 0.4 - 1e-9 for earlier, later in itertools.pairwise(looks)), looks
+
+
+@pytest.mark.parametrize("operation", ["start", "restart"])
+def test_a_busy_manager_is_asked_once_the_windows_show_every_grace_over(tmp_path: Path, operation: str) -> None:
+    """Each full look takes 1.5 s (a manager busy starting 200 units) and the agents exec
+    0.3 s after the request: the engine glances at the windows meanwhile and asks the
+    manager once, when their grace is over, instead of asking while they come up and
+    seeing them up only a look later."""
+    fleet = Fleet(tmp_path, ["a1", "a2"], fast_restart=True)
+    if operation == "restart":
+        assert fleet.lifecycle.start().ok
+    fleet.backend.observe_cost = 1.5
+    for name in ("a1", "a2"):
+        fleet.agent(name).exec_after = 0.3
+    fleet.backend.calls.clear()
+    assert getattr(fleet.lifecycle, operation)().ok
+    (requested,) = [when for when, call, _ in fleet.backend.calls if call in ("launch", "restart_all")]
+    looks = [when for when, call, _ in fleet.backend.calls if call == "observe" and when > requested]
+    assert len(looks) == 1, fleet.backend.calls
+    assert fleet.clock.now - requested <= 0.3 + GRACE + POLL_S + 1.5 + 1e-9
+
+
+def test_the_full_look_comes_right_when_the_glanced_graces_are_over(fleet: Fleet, processes: Processes) -> None:
+    """A glance that shows the agent exec'd says when its grace ends: the engine looks then,
+    not at the next 50 ms tick after it."""
+    fleet.agent("a1").exec_after = 0.33
+    began = fleet.clock.now
+    (outcome,) = fleet.lifecycle.start("a1").agents
+    assert outcome.action == "started"
+    (launched,) = [when for when, call, _ in fleet.backend.calls if call == "launch"]
+    assert began + outcome.seconds == pytest.approx(launched + 0.33 + GRACE, abs=1e-9)
+
+
+def test_a_slow_glance_is_taken_less_often(fleet: Fleet, processes: Processes) -> None:
+    """A glance at 200 agents' records takes a while: the wait glances at most every
+    GLANCE_SHARE times its cost, not every 50 ms (the engine competes for the CPU the
+    starting agents need)."""
+    fleet.backend.glance_cost = 0.02
+    fleet.agent("a1").exec_after = 2.0
+    assert fleet.lifecycle.start("a1").ok
+    glances = [when for when, call, _ in fleet.backend.calls if call == "glance"]
+    assert len(glances) >= 3, fleet.backend.calls
+    spacing = [later - earlier for earlier, later in itertools.pairwise(glances)]
+    assert all(gap >= GLANCE_SHARE * 0.02 - 1e-9 for gap in spacing), spacing
+
+
+def test_a_unit_that_shows_no_window_is_still_looked_at(tmp_path: Path) -> None:
+    """A glance shows nothing of an agent whose unit never opens its window: the manager is
+    asked anyway, every STALL_S without news, so the wait still ends at its deadline with
+    the unit's state."""
+    fleet = Fleet(tmp_path, ["a1"], timeout=3.0)
+    fleet.agent("a1").on_launch = "never"
+    (outcome,) = fleet.lifecycle.start().agents
+    assert outcome.action == "failed"
+    looks = [when for when, call, _ in fleet.backend.calls if call == "observe"]
+    assert len(looks) >= 3, fleet.backend.calls  # before, at least one while waiting, at the deadline
 
 
 def test_an_agent_that_dies_right_after_a_slow_exec_fails_start(fleet: Fleet, processes: Processes) -> None:

@@ -7,12 +7,17 @@ tmux is covered by test_fleet_systemd.py, the engine's waits by test_engine_unit
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from fleetlib import pane
 from fleetlib.backend_systemd import SystemdBackend
+from fleetlib.backend_tmux import TmuxBackend
 from fleetlib.engine import Lifecycle
 from fleetlib.errors import FleetError
 from fleetlib.lock import STALE_S, restart_lock_path
@@ -256,3 +261,26 @@ def test_dry_run_prints_commands_runs_none_and_says_would(tmp_path: Path) -> Non
     assert [a.action for a in start.agents] == ["would start"] * 3
     assert not restart_lock_path(tmp_path).exists()
     assert not (tmp_path / "fleet" / "run" / "tmux.sock").exists()
+
+
+@pytest.mark.parametrize("backend", ["systemd", "tmux"])
+def test_a_glance_asks_neither_the_manager_nor_the_tmux_server(tmp_path: Path, backend: str) -> None:
+    """While 200 agents start, the manager and the tmux server are both busy starting them
+    (one window listing took seconds): what a start's wait glances at between its full looks
+    is the supervisors' exec records alone, no command at all, on either backend."""
+    runner = FakeRunner()
+    fleet = make_fleet(tmp_path, runner, TWO)
+    if backend == "tmux":
+        fleet = replace(fleet, primitives=TmuxBackend(paths=fleet.paths, roster=fleet.roster, runner=runner))
+    run_dir = fleet.paths.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pane.exec_record_path(run_dir, "coder0").write_text(f"4242 {os.getpid()}\n")  # a live agent
+    pane.exec_record_path(run_dir, "coder1").write_text(f"4343 {gone.pid}\n")  # its agent exited
+    rows = fleet.primitives.glance(["coder0", "coder1", "coder2"])
+    assert runner.calls == []
+    assert (rows["coder0"].state, rows["coder0"].pane_pid, rows["coder0"].agent_pid) == ("running", 4242, os.getpid())
+    assert rows["coder0"].agent_since is not None
+    assert (rows["coder1"].state, rows["coder1"].pane_pid, rows["coder1"].agent_pid) == ("restarting", 4343, None)
+    assert (rows["coder2"].state, rows["coder2"].window) == ("stopped", False)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import pty
+import re
 import shlex
 import shutil
 import signal
@@ -18,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -263,6 +266,29 @@ def test_the_agents_exec_is_recorded_after_the_header_naming_supervisor_and_agen
     # When it was written: just before the exec, so no later than the agent's first act.
     assert read.written_at == record.stat().st_mtime_ns / 1e9 <= seen.stat().st_mtime_ns / 1e9
     assert f"pid {agent} size " in done.stdout  # the header's pid is the recorded agent's
+
+
+def test_a_start_runs_no_date_and_its_header_tells_the_utc_time(sup: Supervised) -> None:
+    # The header's time comes from builtins (the kernel's boot time plus the uptime): a
+    # `date` on the window's PATH is never run, and the time is right to the second (the
+    # boot time is whole seconds, so one second either way).
+    spy = sup.root / "spy"
+    spy.mkdir()
+    called = sup.root / "date-called"
+    (spy / "date").write_text(f'#!/bin/sh\n: > {shlex.quote(str(called))}\nexec /bin/date "$@"\n')
+    (spy / "date").chmod(0o755)
+    env = {**_env(), "PATH": f"{spy}:{_env()['PATH']}"}
+    before = time.time()
+    done = subprocess.run(
+        sup.argv(sup.spec(max_failures=1), ["true"]), env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    after = time.time()
+    assert done.returncode == 0, done.stderr
+    assert not called.exists()
+    found = re.search(r"generation started (\S+) pid \d+ size ", done.stdout)
+    assert found is not None, done.stdout
+    stamp = datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    assert math.floor(before) - 1 <= stamp <= after + 1
 
 
 @pytest.mark.parametrize("text", ["", "12", "1 2 3", "x 2", "-1 2", "0 5", "5 99999999999", "1\n2\n" + "9" * 100])
