@@ -48,7 +48,7 @@ from fleetlib.systemd import UnitNames
 from tests.usermanager import UserManager, boot
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET_SPEEDUP: Final = 3.5  # issue 10: systemd restart at N = 200 against the serial strategy
+TARGET_SPEEDUP: Final = 3.5  # issue 22 (first 10): systemd restart at N = 200 against the serial strategy
 UP_TIMEOUT_S: Final = 600.0
 SETTLE_TIMEOUT_S: Final = 60.0  # untimed wait after a restart until every agent is up again
 
@@ -267,7 +267,7 @@ def run(quick: bool = False) -> None:
                 )
                 if count == sizes[-1]:
                     verdict = "meets" if ref_s / our_s >= TARGET_SPEEDUP else "MISSES"
-                    print(f"  N={count}: {ref_s / our_s:.2f}x {verdict} the {TARGET_SPEEDUP}x target of issue 10")
+                    print(f"  N={count}: {ref_s / our_s:.2f}x {verdict} the {TARGET_SPEEDUP}x target of issue 22")
                     _status_bench(fleet)
                 fleet.uninstall()
             finally:
