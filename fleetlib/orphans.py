@@ -45,6 +45,26 @@ def now_ticks() -> int | None:
     return int(seconds * os.sysconf("SC_CLK_TCK"))
 
 
+NO_SERVER: Final = 0  # what a server_pid callable answers when no server runs on the socket
+
+
+def generation_bound(server_pid: Callable[[], int | None], now: Callable[[], int | None] = now_ticks) -> int | None:
+    """The bound (clock ticks) before which a process of the fleet is of the old generation:
+    the start of the server that answers now (a `fleet start` may have begun a new one), or,
+    when none runs (``server_pid()`` is :data:`NO_SERVER`), the moment *before* it was asked:
+    no server answering then, none of the new generation had started; the moment after,
+    a server started meanwhile could have started agents that would count as old and be
+    ended. None (end nothing this round) when the answer is unknown."""
+    before = now()
+    pid = server_pid()
+    if pid is None:
+        return None
+    if pid == NO_SERVER:
+        return before
+    ticks = procs.start_ticks(pid)
+    return int(ticks) if ticks.isdigit() else None
+
+
 def old_generation(fleet_id: str, bound: int) -> dict[int, str]:
     """pid -> agent name of the fleet's live marked processes that started before ``bound``."""
     found = {}

@@ -625,17 +625,17 @@ class Watcher:
             return []
         socket = Path(config.socket)
 
-        def bound() -> int | None:
-            # The old generation started before whichever server answers now (a `fleet
-            # start` may have begun a new one), or before now when none does.
+        def server_pid() -> int | None:
             result = TmuxClient(self.runner, socket, config.tmux).attempt(["display-message", "-p", "#{pid}"])
             answer = result.stdout.strip()
             if result.ok and answer.isdigit():
-                ticks = procs.start_ticks(int(answer))
-                return int(ticks) if ticks.isdigit() else None
+                return int(answer)
             if result.timed_out or not any(hint in result.stderr for hint in _NO_SERVER):
                 return None  # a frozen or odd server: end nothing this round
-            return orphans.now_ticks()
+            return orphans.NO_SERVER
+
+        def bound() -> int | None:
+            return orphans.generation_bound(server_pid)
 
         stops = {name: agent.stop_timeout for name, agent in config.agents.items()}
         left = orphans.end_generation(config.socket, stops, bound, default_timeout=FALLBACK_STOP_TIMEOUT_S)

@@ -100,3 +100,21 @@ def test_gives_up_on_what_outlives_sigkill_and_returns_it(tmp_path: Path, monkey
     first_kill = next(i for i, (_, signum) in enumerate(sent) if signum == signal.SIGKILL)
     assert first_kill == 2
     assert 2.0 + orphans.KILL_GRACE_S <= clock[0] < 2.0 + orphans.KILL_GRACE_S + 2 * orphans.POLL_S
+
+
+def test_with_no_server_the_bound_is_the_moment_before_asking() -> None:
+    # Defect: the watcher of a killed server took "now" after asking whether a server
+    # answered; a `fleet start` whose new server came up meanwhile had its first agent
+    # processes (started in between) counted as the old generation and ended.
+    moments = iter([100, 200])
+    asked: list[int] = []
+
+    def server_pid() -> int:
+        asked.append(1)
+        return orphans.NO_SERVER
+
+    assert orphans.generation_bound(server_pid, now=lambda: next(moments)) == 100
+    assert asked == [1]
+    assert orphans.generation_bound(lambda: None, now=lambda: 5) is None  # unsure: end nothing
+    me = int(procs.start_ticks(os.getpid()))
+    assert orphans.generation_bound(os.getpid, now=lambda: 5) == me  # the answering server's start
