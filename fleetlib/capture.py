@@ -44,10 +44,35 @@ def logs_in(fleet_dir: Path) -> Path:
     return fleet_dir / LOGS_DIR_NAME
 
 
-def pipe_shell_command(path: Path) -> str:
-    """The command tmux runs (``/bin/sh -c``) to append the pane's output to ``path``.
+# The pipe's reader: appends what the pane prints to the transcript path, and when that
+# name no longer leads to the file it holds (the watcher renamed it away: rotation), opens
+# the name again before writing on. The pipe itself is never replaced for a rotation: tmux
+# drops what it has queued for a pipe it replaces, and with `cat` (which never reopens) it
+# had to be, so a busy agent lost lines at each rotation. Perl because `perl-base` is
+# part of every Debian system and starts in about 2 ms; the program stays small:
+# - a symlink, FIFO or anything but a regular file at the name ends it (exit 1) without
+#   opening it: appending would follow the link, or block on the FIFO;
+# - STDOUT is reopened, so fd 1 stays the transcript (`wake_writers` finds writers by it);
+# - a write that fails (a full disk) ends it, as it ended `cat`: tmux closes the pipe and
+#   the watcher renews it (`PIPED_FORMAT`);
+# - at the end of the pipe (the window is gone) it ends.
+WRITER_PERL: Final = (
+    "$p = shift; "
+    'sub reopen { if (lstat $p) { -f _ or exit 1 } open STDOUT, ">>", $p or exit 1; @id = (stat STDOUT)[0, 1] } '
+    "reopen; "
+    "while ($n = sysread STDIN, $b, 65536) { "
+    "@s = lstat $p; reopen if !@s || $s[0] != $id[0] || $s[1] != $id[1]; "
+    "for ($o = 0; $o < $n; $o += $w) { $w = syswrite STDOUT, $b, $n - $o, $o or exit 1 } "
+    "}"
+)
 
-    ``exec`` so the reader is ``cat`` itself (one process per agent, found by its parent,
-    the tmux server). The path is quoted for the shell, then every ``#`` doubled: tmux
-    expands formats in a ``pipe-pane`` command before the shell sees it."""
-    return f"exec cat >> {shlex.quote(os.fspath(path))}".replace("#", "##")
+
+def pipe_shell_command(path: Path) -> str:
+    """The command tmux runs (``/bin/sh -c``) to append the pane's output to ``path``
+    (:data:`WRITER_PERL`: it follows a rotation by itself).
+
+    ``exec`` so the reader is the writer itself (one process per agent, found by its
+    parent, the tmux server). The words are quoted for the shell, then every ``#``
+    doubled: tmux expands formats in a ``pipe-pane`` command before the shell sees it."""
+    words = ["perl", "-e", WRITER_PERL, os.fspath(path)]
+    return ("exec " + shlex.join(words)).replace("#", "##")

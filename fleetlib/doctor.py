@@ -283,10 +283,18 @@ def check_run_dir(run_dir: Path, uid: int) -> Check:
     return passed(name, f"{run_dir} is yours, mode {mode:04o}")
 
 
-def check_transcripts(directory: Path) -> Check:
-    """Every transcript name and rotated name in the transcripts directory holds a regular
-    file (:func:`fleetlib.transcript.odd_files`): a symlink there once stopped rotation."""
+def check_transcripts(directory: Path, writer: str | None = "perl") -> Check:
+    """The pane's transcript writer runs (``writer``: where ``perl`` was found, None when it
+    was not; :data:`fleetlib.capture.WRITER_PERL`), and every transcript name and rotated
+    name in the transcripts directory holds a regular file
+    (:func:`fleetlib.transcript.odd_files`): a symlink there once stopped rotation."""
     name = "transcripts"
+    if writer is None:
+        return failed(
+            name,
+            "perl is not installed: every pane's transcript writer is a small perl program: none is written",
+            "install perl (Debian: apt install perl-base), then `fleet restart`",
+        )
     try:
         odd = transcript.odd_files(directory)
     except FleetError as exc:
@@ -492,7 +500,7 @@ def diagnose(
         checks.append(check_commands(roster, found))
         checks.append(check_cwds(roster, home))
     checks.append(check_run_dir(paths.run_dir, os.geteuid()))
-    checks.append(check_transcripts(transcript.log_dir(paths)))
+    checks.append(check_transcripts(transcript.log_dir(paths), shutil.which("perl", path=env.get("PATH"))))
     checks.append(check_restart_lock(RestartLock(paths.home), time.time(), Identity.current()))
     if tmux_bin is None:
         checks += [

@@ -4,13 +4,14 @@
 sequence as its ``new-window`` (:func:`fleetlib.tmux.agent_window_commands`). tmux runs
 no other work between two commands of one sequence, so the pipe exists before tmux first
 reads the new pane: the transcript starts at the pane's first byte. The pipe's reader is
-``exec cat >> <file>`` (:func:`pipe_shell_command`), a child of the tmux server. tmux
-copies what the pane prints into its own buffer for the pipe and never waits for the
-reader, so a stalled ``cat`` (slow or full disk) never blocks the agent; the backlog
-costs tmux server memory until ``cat`` catches up. Known limits: the backlog tmux still
-holds when the window is killed (``fleet restart``) or the pipe is replaced
-(:func:`repipe_commands`) is dropped by tmux; the kernel's socket buffer (what ``cat``
-has not read yet) is not. A ``cat`` that fails to write (full disk) exits; tmux
+a small writer that appends to ``<file>`` (:data:`fleetlib.capture.WRITER_PERL`, run by
+:func:`pipe_shell_command`), a child of the tmux server. tmux copies what the pane
+prints into its own buffer for the pipe and never waits for the reader, so a stalled
+writer (slow or full disk) never blocks the agent; the backlog costs tmux server memory
+until the writer catches up. Known limit: the backlog tmux still holds when the window is
+killed (``fleet restart``) or a live pipe is replaced is dropped by tmux; the kernel's
+socket buffer (what the writer has not read yet) is not. So the fleet never replaces a
+live pipe: rotation only renames. A writer that fails to write (full disk) exits; tmux
 closes the pipe on its next write into it (that output is not in the transcript): the
 agent runs on, its transcript pauses until the pipe is renewed (:data:`PIPED_FORMAT`,
 :func:`repipe_commands`) or the window is created again.
@@ -23,12 +24,14 @@ died mid-line). An agent that prints a line looking like a header splits its own
 generation; nothing else is affected.
 
 **Rotation.** The fleet's watcher calls, per agent and tick, :func:`needs_rotation` with
-the roster's ``log_max_bytes``, then :func:`rotate` with ``log_keep`` and runs
-:func:`repipe_commands` in one tmux client: the rename keeps the running ``cat`` writing
-into ``<name>.log.1`` (same inode); the new pipe's ``cat`` opens a fresh ``<name>.log``;
-the old ``cat`` drains into the renamed file and exits. Lines are never split between
-the files out of order: everything before the ``pipe-pane`` is in the old file. An odd
-file at a rotated name never stops rotation and is never followed (:func:`rotate`).
+the roster's ``log_max_bytes``, then :func:`rotate` with ``log_keep``: a rename. The
+writer checks, before each chunk it writes, that ``<name>.log`` is still the file it
+holds; once it is not, it opens the name again (a fresh file) and writes on there. So
+nothing is lost and nothing is out of order: every byte before the first chunk written
+after the rename is in ``<name>.log.1``, every byte after it in ``<name>.log`` (a line
+can be split at that point; readers join the files). Until the agent prints again there
+is no ``<name>.log``. An odd file at a rotated name never stops rotation and is never
+followed (:func:`rotate`).
 
 **Reading** (:func:`read`, :func:`follow`) treats ``<name>.log.K ... <name>.log.1,
 <name>.log`` as one stream and renders each generation on a terminal emulator of the size
@@ -174,7 +177,7 @@ def ensure_log_dir(paths: FleetPaths) -> Path:
     would lose the whole generation.
 
     Every transcript in it (``*.log``) must be a regular file, or
-    :class:`fleetlib.rundir.RunFileError` names it: a pipe's ``cat >>`` would follow a
+    :class:`fleetlib.rundir.RunFileError` names it: a pipe's writer would follow a
     symlink and append an agent's output to whatever it points at, block on a FIFO (tmux
     then buffers the pane's output without bound) or fail on a directory, every time the
     watcher renews it."""
@@ -196,15 +199,14 @@ def ensure_log_dir(paths: FleetPaths) -> Path:
 
 
 def repipe_commands(name: str, path: Path) -> list[str]:
-    """tmux commands (no client prefix) that point the pane's pipe at a fresh ``path``
-    after :func:`rotate`: ``pipe-pane`` with a new command replaces the old pipe at
-    once; the old ``cat`` drains what it was given into the renamed file and exits.
-    Run on a window that is gone, tmux reports "can't find window"; on a dead pane
-    (tmux 3.3a) "target pane has exited": either way nothing changes (no pane-died hook).
-
-    Also the repair for a live pane whose writer died (a write error such as a full
-    disk ends ``cat``; tmux then closes the pipe and :data:`PIPED_FORMAT` expands to
-    ``0``): the transcript resumes from the next byte the pane prints."""
+    """tmux commands (no client prefix) that give the pane a new pipe into ``path``: the
+    repair for a live pane whose writer died (a write error such as a full disk ends it;
+    tmux then closes the pipe and :data:`PIPED_FORMAT` expands to ``0``): the transcript
+    resumes from the next byte the pane prints. Never needed for a rotation: on a pipe
+    that is still open, ``pipe-pane`` replaces it at once and tmux drops what it had
+    queued for the old one. Run on a window that is gone, tmux reports "can't find
+    window"; on a dead pane (tmux 3.3a) "target pane has exited": either way nothing
+    changes (no pane-died hook)."""
     return tmux.pipe_pane_commands(name, path)
 
 
@@ -709,10 +711,10 @@ def rotate(path: Path, keep: int) -> list[str]:
     rotated files (the roster's ``log_keep``; 0 removes the transcript instead): older ones,
     also beyond a larger ``keep`` used before, are deleted first.
 
-    A writer holding the file open keeps writing into the renamed file; call
-    :func:`repipe_commands` next so the pane's pipe opens a fresh ``path``. Without
-    ``path`` nothing is renamed (only rotated files beyond ``keep`` are removed), so
-    calling it again before the pipe reopened ``path`` does not push out old files.
+    The pane's writer opens a fresh ``path`` before it writes the next chunk (module
+    docstring). Without ``path`` nothing is renamed (only rotated files beyond ``keep``
+    are removed), so calling it again before the writer reopened ``path`` does not push
+    out old files.
     One rotator at a time (the watcher): concurrent rotations of one path are not safe.
 
     Something other than a regular file at ``path`` is a
@@ -728,7 +730,7 @@ def rotate(path: Path, keep: int) -> list[str]:
         mode = os.lstat(path).st_mode
         if not stat.S_ISREG(mode):
             raise not_regular(path, "transcript", mode)
-    current = os.path.lexists(path)  # False: nothing to rotate (the pipe has not reopened it yet)
+    current = os.path.lexists(path)  # False: nothing to rotate (the writer has not reopened it yet)
     files, skipped, notes = _rotated_files(path)
     sources = ([0] if current else []) + files  # newest first; 0 stands for ``path`` itself
     for index in sources[keep:]:

@@ -536,9 +536,9 @@ class Watcher:
         self.running = []
 
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
-        """Rotate transcripts grown past their size, and give a running pane whose writer
-        died (a full disk, a killed ``cat``) a new one: both by pointing the pane's pipe at a
-        fresh file, in one tmux client."""
+        """Rotate transcripts grown past their size (a rename: the pane's writer opens the
+        name again by itself, its pipe is left alone), and give a running pane whose writer
+        died (a full disk, a killed writer) a new pipe; all in one tmux client."""
         from fleetlib import transcript  # noqa: PLC0415 - only needed every few seconds
 
         commands: list[str] = []
@@ -566,7 +566,7 @@ class Watcher:
                     for note in notes.splitlines():
                         print(f"fleet watcher: rotating {path}: {note}", file=sys.stderr, flush=True)
                 self.rotate_notes[name] = notes
-            if grown or not window.piped:
+            if not window.piped:
                 commands += [*transcript.repipe_commands(name, path), ";"]
         if commands:
             self._tmux(config, commands[:-1])

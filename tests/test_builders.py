@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlib import pane, systemd, tmux
+from fleetlib import pane, systemd, tmux, transcript
 from fleetlib.pane import PaneSpec
 from fleetlib.procs import MARKER_ENV, marker
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, parse_roster
@@ -431,7 +431,13 @@ def test_agent_window_commands_run_the_supervisor_and_escape_trailing_semicolons
     ]
     assert "K=x\\;" in commands[dash + 1 : pipe - 1]
     # the transcript's pipe, in the same sequence as new-window (see tests/test_transcript_tmux.py)
-    assert commands[pipe:] == ["pipe-pane", "-O", "-t", "=fleet:=a1", "exec cat >> /logs/a1.log"]
+    assert commands[pipe:] == [
+        "pipe-pane",
+        "-O",
+        "-t",
+        "=fleet:=a1",
+        transcript.pipe_shell_command(Path("/logs/a1.log")),
+    ]
     assert commands[0] == "if-shell"  # no client prefix: composable into one longer client
 
 

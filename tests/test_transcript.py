@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from fleetlib.errors import FleetError
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import RunDirError, RunFileError
 from fleetlib.transcript import HEADER_RE, NoTranscript
+from tests.conftest import eventually
 
 # --------------------------------------------------------------------------- rendering (the old stripping cases)
 
@@ -348,6 +350,9 @@ def test_doctor_names_every_odd_transcript_file_and_nothing_else(paths: FleetPat
     assert not check.ok
     assert check.detail.startswith(f"not a regular file: {logs}/a1.log.3 is a symlink; {logs}/a2.log is a FIFO")
     assert check.fix == f"remove it: `rm -r {logs}/a1.log.3` `rm -r {logs}/a2.log`"
+    missing = check_transcripts(logs, writer=None)
+    assert not missing.ok
+    assert missing.detail.startswith("perl is not installed")
 
 
 @given(
@@ -468,16 +473,79 @@ def test_a_writer_keeps_writing_into_the_rotated_file(paths: FleetPaths) -> None
     assert not path.exists()
 
 
-def test_repipe_commands_replace_the_panes_pipe_with_a_fresh_file(tmp_path: Path) -> None:
+def test_repipe_commands_give_the_pane_a_new_pipe_into_the_transcript(tmp_path: Path) -> None:
     log = tmp_path / "a dir#1" / "a1;.log"
     assert transcript.repipe_commands("a1", log) == [
         "pipe-pane",
         "-O",
         "-t",
         "=fleet:=a1",
-        f"exec cat >> '{tmp_path}/a dir##1/a1;.log'",
+        transcript.pipe_shell_command(log),
     ]
-    assert transcript.pipe_shell_command(tmp_path / "x'y.log") == f"exec cat >> '{tmp_path}/x'\"'\"'y.log'"
+
+
+def _pipe_writer(log: Path) -> subprocess.Popen[bytes]:
+    """The pane's writer as tmux runs it: ``/bin/sh -c`` after tmux's format expansion
+    (which turns the doubled ``##`` back into ``#``), its stdin the pane's output."""
+    command = transcript.pipe_shell_command(log).replace("##", "#")
+    return subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE)
+
+
+def _send(writer: subprocess.Popen[bytes], data: bytes) -> None:
+    assert writer.stdin is not None
+    writer.stdin.write(data)
+    writer.stdin.flush()
+
+
+def test_the_pipe_writer_follows_a_rotation_by_itself_and_loses_nothing(tmp_path: Path) -> None:
+    """Rotation is a rename only: the writer (its pipe never replaced) opens the name again
+    before the next chunk. With `cat` the rest went into the renamed file for ever."""
+    (tmp_path / "a dir#1").mkdir()
+    log = tmp_path / "a dir#1" / "a1;'$(x).log"
+    writer = _pipe_writer(log)
+    try:
+        _send(writer, b"before\n")
+        eventually(lambda: log.exists() and log.read_bytes() == b"before\n", "the first chunk")
+        for n in range(3):
+            transcript.rotate(log, 5)
+            _send(writer, f"after {n}\n".encode())
+            eventually(lambda n=n: log.exists() and log.read_bytes() == f"after {n}\n".encode(), "a fresh file")
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.close()
+    assert writer.wait(timeout=30) == 0
+    assert [transcript.rotated(log, i).read_bytes() for i in (3, 2, 1)] == [b"before\n", b"after 0\n", b"after 1\n"]
+    assert transcript.read_path(log, lines=10, generation="all").splitlines() == [
+        "before",
+        "after 0",
+        "after 1",
+        "after 2",
+    ]
+
+
+@pytest.mark.parametrize("odd", ["symlink", "fifo"])
+def test_the_pipe_writer_ends_rather_than_follow_a_symlink_or_open_a_fifo_put_at_the_name(
+    tmp_path: Path, odd: str
+) -> None:
+    log, target = tmp_path / "a1.log", tmp_path / "target"
+    target.write_bytes(b"untouched\n")
+    writer = _pipe_writer(log)
+    _send(writer, b"before\n")
+    eventually(lambda: log.exists() and log.stat().st_size > 0, "the first chunk")
+    transcript.rotate(log, 1)
+    if odd == "symlink":
+        log.symlink_to(target)
+    else:
+        os.mkfifo(log)  # opening it to append would block until someone reads it
+    _send(writer, b"after\n")
+    try:
+        assert writer.wait(timeout=30) == 1
+    finally:
+        assert writer.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            writer.stdin.close()
+    assert target.read_bytes() == b"untouched\n"
+    assert transcript.rotated(log, 1).read_bytes() == b"before\n"
 
 
 # --------------------------------------------------------------------------- follow
