@@ -44,6 +44,10 @@ from fleetweb.screen import screen_html
 
 POLL_S: Final = 0.5  # how often the fleet's witness is read while a page listens: a change shows within a second
 REFRESH_S: Final = 10.0  # the whole status at least this often (memory figures move without the witness)
+# Without a witness (several hosts: each host's status is an SSH connection and a `fleet
+# status` there), the whole status at most this often, or when an action wakes the hub:
+# read at every poll it kept a core of every host busy while a page was open.
+BLIND_REFRESH_S: Final = 3.0
 KEEPALIVE_S: Final = 15.0
 PAGE_LINES: Final = 200
 MAX_PAGES: Final = 500
@@ -67,8 +71,8 @@ def _asset(name: str) -> str:
 class Hub:
     """Reads the cards while anyone listens and hands each listener every change."""
 
-    def __init__(self, fleet: WebFleet, poll: float) -> None:
-        self.fleet, self.poll = fleet, poll
+    def __init__(self, fleet: WebFleet, poll: float, blind_refresh: float = BLIND_REFRESH_S) -> None:
+        self.fleet, self.poll, self.blind_refresh = fleet, poll, blind_refresh
         self.listeners: set[asyncio.Queue[str]] = set()
         self.latest: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -105,14 +109,16 @@ class Hub:
             # The whole status (every card, a few clients and /proc reads per agent) only
             # when the fleet's cheap witness moved, an action woke us, or the figures that
             # move without it (memory, "since") are REFRESH_S old: an unchanged fleet costs
-            # one tmux client a tick.
+            # one tmux client a tick. With no witness (several hosts, or tmux did not answer
+            # in time), every BLIND_REFRESH_S.
             try:
                 witness = await run_in_threadpool(self.fleet.witness)
             except FleetError:
                 witness = None
             now = time.monotonic()
-            quiet = witness is not None and witness == witnessed and not self.fleet.settling()
-            if quiet and now - read_at < REFRESH_S and not self.woken:
+            quiet = witness == witnessed and not self.fleet.settling()
+            every = REFRESH_S if witness is not None else self.blind_refresh
+            if quiet and now - read_at < every and not self.woken:
                 await self._sleep()
                 continue
             self.woken = False

@@ -9,6 +9,7 @@ the agent's pid and its pane, read with tmux directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -236,6 +237,51 @@ def test_the_screen_is_escaped_and_keeps_its_colours() -> None:
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;amp;" in shown
     assert '<span class="fg-red">red</span>' in shown
     assert 'style="color:#010203"' in shown
+
+
+@dataclass
+class _CountingFleet:
+    """What the hub asks of a WebFleet, counting the whole reads."""
+
+    witnessed: str | None
+    reads: int = 0
+
+    def witness(self) -> str | None:
+        return self.witnessed
+
+    def settling(self) -> bool:
+        return False
+
+    def cards(self) -> list[dict[str, str]]:
+        self.reads += 1
+        return [{"name": "a", "read": str(self.reads)}]
+
+
+@pytest.mark.parametrize(("witnessed", "most"), [("the same listing", 1), (None, 4)])
+def test_the_hub_reads_the_whole_status_only_when_the_witness_moves_or_every_blind_refresh(
+    witnessed: str | None, most: int
+) -> None:
+    """Several hosts have no witness: reading every host's status (an SSH connection and a
+    remote `fleet status` each) at every 0.5 s poll kept a core of each host busy."""
+    import asyncio
+
+    from fleetweb.app import Hub
+
+    fleet = _CountingFleet(witnessed)
+
+    async def listen_for(seconds: float) -> None:
+        hub = Hub(fleet, poll=0.01, blind_refresh=0.25)  # type: ignore[arg-type]  # a stand-in WebFleet
+
+        async def consume() -> None:
+            async for _ in hub.listen():
+                pass
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consume(), seconds)
+        hub.closing.set()
+
+    asyncio.run(listen_for(0.6))  # 60 polls
+    assert 1 <= fleet.reads <= most, fleet.reads
 
 
 def test_the_agents_of_a_host_that_did_not_answer_are_cards_in_state_unknown(tmp_path: Path) -> None:
