@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -47,6 +47,7 @@ from fleetlib.results import (
     Check,
     Checks,
     HostData,
+    HostResult,
     HostsResult,
     InstallResult,
     Operation,
@@ -141,6 +142,21 @@ def ssh_argv(link: HostLink, remote_command: str, hops: Sequence[SshTarget] = ()
         argv += ["-p", str(target.port)]
     destination = f"{target.user}@{target.address}" if target.user else target.address
     return [*argv, destination, remote_command]
+
+
+@dataclass(frozen=True)
+class _Reached:
+    """A host answered the SSH connection (the first step of ``hosts.bootstrap``)."""
+
+    connected: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.connected}
+
+
+def _not_reached(failed: HostResult[_Reached]) -> HostResult[Bootstrapped]:
+    """A host that could not be reached, as a bootstrap result (nothing was installed)."""
+    return HostResult(host=failed.host, ok=False, seconds=failed.seconds, error=failed.error)
 
 
 class HostsFleet:
@@ -572,14 +588,28 @@ class HostsFleet:
         names = self.chosen(host)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleet-wheels-") as directory, self.links() as links:
-            progress("building wheels ...")
-            wheels = build_wheels(Path(directory))
+            # Every host is reached first (its connection stays open for the install): the
+            # build takes tens of seconds, and a host that cannot be reached, or whose key is
+            # not trusted yet, is said at once; with none reachable nothing is built.
+            failed = {
+                result.host: result
+                for result in fan_out(
+                    names, lambda name: _Reached(bool(links[name].connection())), self.settings.timeout * 2
+                )
+                if not result.ok
+            }
+            reached = [name for name in names if name not in failed]
+            installed: dict[str, HostResult[Bootstrapped]] = {}
+            if reached:
+                progress("building wheels ...")
+                wheels = build_wheels(Path(directory))
 
-            def job(name: str) -> Bootstrapped:
-                installed = install_on(links[name], wheels, self.settings.version)
-                return Bootstrapped(installed, [wheel.name for wheel in wheels])
+                def job(name: str) -> Bootstrapped:
+                    version = install_on(links[name], wheels, self.settings.version)
+                    return Bootstrapped(version, [wheel.name for wheel in wheels])
 
-            results = fan_out(names, job, BOOTSTRAP_BUDGET_S)
+                installed = {result.host: result for result in fan_out(reached, job, BOOTSTRAP_BUDGET_S)}
+            results = [installed.get(name) or _not_reached(failed[name]) for name in names]
         return HostsResult("bootstrap", results, time.monotonic() - started)
 
     def trust(self, host: str = "") -> HostsResult[Trusted]:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -542,3 +543,21 @@ def test_a_hosts_result_names_the_fleet_programs_commands_on_stdout_too(tmp_path
     assert "a1" in done.stdout, done
     assert "`fleet start --agent a1`" in done.stdout, done.stdout
     assert "`inv " not in done.stdout + done.stderr
+
+
+def test_bootstrap_reaches_every_host_before_it_builds_and_builds_nothing_when_none_answers(tmp_path: Path) -> None:
+    """Building the wheels takes seconds to minutes; a host that cannot be reached used to
+    be said only after it. Nothing listens on ports 1 and 9 here: refused at once."""
+    for port in (1, 9):  # the premise: nothing listens there
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    roster = (
+        "version: 1\nhosts:\n  h1: 127.0.0.1:1\n  h2: nobody@127.0.0.1:9\nagents:\n  - {name: a1, runtime: shell}\n"
+    )
+    done = _fleet(tmp_path, "hosts.bootstrap", roster_text=roster)
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [
+        "error: h1: cannot connect to 127.0.0.1:1: connection refused (is sshd running?)",
+        "error: h2: cannot connect to nobody@127.0.0.1:9: connection refused (is sshd running?)",
+        "error: bootstrap failed on 2 host(s): h1, h2",
+    ]  # no "building wheels ..." line: nothing was built
