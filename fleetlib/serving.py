@@ -30,7 +30,7 @@ from fleetlib.pane import base_environment
 from fleetlib.paths import FleetPaths
 from fleetlib.results import InstallResult
 from fleetlib.roster import Roster
-from fleetlib.runner import Runner
+from fleetlib.runner import Runner, apply_change
 from fleetlib.systemd import UnitNames
 from fleetlib.units import _HEADER, clean_env_argv, exec_line
 from fleetlib.watcher import watcher_environment
@@ -181,8 +181,7 @@ def install_unit(
     written, reloaded, enabled = list(result.written), result.reloaded, list(result.enabled)
     if current != text:
         written.append(str(path))
-        if not runner.dry_run:
-            atomic_write_text(path, text, secret=True)  # as every unit file of the fleet
+        apply_change(runner, lambda: atomic_write_text(path, text, secret=True))  # 0600 as every unit file
         _systemctl(runner, "daemon-reload")
         reloaded = True
     if enable and not (unit_dir / "default.target.wants" / name).exists():
@@ -209,9 +208,12 @@ def uninstall_unit(result: InstallResult, paths: FleetPaths, unit_dir: Path, run
     if not path.exists():
         return result
     stopped = runner.run(["systemctl", "--user", "disable", "--now", name], timeout=SYSTEMCTL_TIMEOUT_S).ok
-    if not runner.dry_run:
+
+    def remove() -> None:
         path.unlink(missing_ok=True)
         (unit_dir / "default.target.wants" / name).unlink(missing_ok=True)
+
+    apply_change(runner, remove)
     if stopped:
         _systemctl(runner, "daemon-reload")
     return replace(

@@ -125,6 +125,7 @@ __all__ = [
     "rotate",
     "rotated",
     "wake_writers",
+    "writer_left_behind",
 ]
 
 _HEADER_BYTES: Final = re.compile(HEADER_RE.pattern.encode())
@@ -704,6 +705,21 @@ def needs_rotation(path: Path, max_bytes: int) -> bool:
     if not stat.S_ISREG(info.st_mode):
         raise not_regular(path, "transcript", info.st_mode)
     return info.st_size >= max_bytes
+
+
+def writer_left_behind(path: Path, max_bytes: int) -> bool:
+    """Whether the pane's writer kept appending to the renamed file after a rotation:
+    ``path`` is absent while ``<path>.1`` has grown to twice ``max_bytes``. The fleet's
+    writer never does (it opens ``path`` again before its next chunk); a ``cat`` started
+    by an older fleet does, and would grow ``<path>.1`` without bound. The watcher then
+    gives the pane a new pipe (:func:`repipe_commands`). Never follows a symlink."""
+    if os.path.lexists(path):
+        return False
+    try:
+        info = os.lstat(rotated(path, 1))
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size >= 2 * max_bytes
 
 
 def rotate(path: Path, keep: int) -> list[str]:

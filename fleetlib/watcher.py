@@ -538,7 +538,9 @@ class Watcher:
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
         """Rotate transcripts grown past their size (a rename: the pane's writer opens the
         name again by itself, its pipe is left alone), and give a running pane whose writer
-        died (a full disk, a killed writer) a new pipe; all in one tmux client."""
+        died (a full disk, a killed writer) or stayed behind in the renamed file (a ``cat``
+        of an older fleet: :func:`~fleetlib.transcript.writer_left_behind`) a new pipe; all
+        in one tmux client."""
         from fleetlib import transcript  # noqa: PLC0415 - only needed every few seconds
 
         commands: list[str] = []
@@ -566,7 +568,7 @@ class Watcher:
                     for note in notes.splitlines():
                         print(f"fleet watcher: rotating {path}: {note}", file=sys.stderr, flush=True)
                 self.rotate_notes[name] = notes
-            if not window.piped:
+            if not window.piped or (not grown and transcript.writer_left_behind(path, agent.log_max_bytes)):
                 commands += [*transcript.repipe_commands(name, path), ";"]
         if commands:
             self._tmux(config, commands[:-1])

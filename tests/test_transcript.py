@@ -473,6 +473,23 @@ def test_a_writer_keeps_writing_into_the_rotated_file(paths: FleetPaths) -> None
     assert not path.exists()
 
 
+def test_a_writer_is_left_behind_only_with_no_transcript_and_a_rotated_file_twice_the_size(tmp_path: Path) -> None:
+    log = tmp_path / "a1.log"
+    one = transcript.rotated(log, 1)
+    assert not transcript.writer_left_behind(log, 100)  # nothing at all
+    one.write_bytes(b"x" * 199)
+    assert not transcript.writer_left_behind(log, 100)
+    one.write_bytes(b"x" * 200)
+    assert transcript.writer_left_behind(log, 100)
+    log.write_bytes(b"")  # the writer followed the rename
+    assert not transcript.writer_left_behind(log, 100)
+    log.unlink()
+    one.unlink()
+    one.symlink_to(tmp_path / "big")
+    (tmp_path / "big").write_bytes(b"x" * 1000)
+    assert not transcript.writer_left_behind(log, 100)  # never followed
+
+
 def test_repipe_commands_give_the_pane_a_new_pipe_into_the_transcript(tmp_path: Path) -> None:
     log = tmp_path / "a dir#1" / "a1;.log"
     assert transcript.repipe_commands("a1", log) == [

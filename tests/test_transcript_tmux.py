@@ -224,6 +224,24 @@ def test_rotation_while_the_agent_writes_loses_no_line_and_keeps_at_most_keep_fi
     assert rotated == ["rot.log.1", "rot.log.2", "rot.log.3"]
 
 
+def test_a_writer_that_stays_in_the_renamed_file_is_found_and_replaced(server: Server, tmp_path: Path) -> None:
+    """A pane piped by an older fleet (``exec cat >> log``) never follows a rotation: it
+    grew ``<name>.log.1`` without bound while ``<name>.log`` never came back."""
+    go = tmp_path / "go"
+    script = f"while [ ! -e {go} ]; do echo tick-tick-tick-tick-tick-tick; sleep 0.01; done; exec sleep 1000"
+    server.window("old", ["sh", "-c", script])
+    log = transcript.log_path(server.paths, "old")
+    server.tmux("pipe-pane", "-O", "-t", tmux.window_target("old"), f"exec cat >> {log}")  # the old writer
+    eventually(lambda: log.exists() and log.stat().st_size >= 2048, "the old writer wrote")
+    transcript.rotate(log, 2)
+    eventually(lambda: transcript.writer_left_behind(log, 2048), "the old writer kept to the renamed file")
+    assert not log.exists()
+    server.tmux(*transcript.repipe_commands("old", log))  # what the watcher does then
+    eventually(log.exists, "the new writer opened the transcript")
+    assert not transcript.writer_left_behind(log, 2048)
+    go.touch()
+
+
 def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
     odd = Server(FleetPaths.resolve(tmp_path / "h #{pane_id} '$(x)' ;"))
     odd.paths.home.mkdir()
