@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         WorktreeRemoval,
     )
     from fleetlib.roster import Agent
-    from fleetlib.status import AgentStatus, FleetStatus
+    from fleetlib.status import FleetStatus
 
 NAMES_SHOWN: Final = 10  # agent names listed in a summary line before "and N more"
 PROGRESS_MIN_AGENTS: Final = 4  # fewer agents finish too fast for a progress line to help
@@ -246,7 +246,7 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
     long it has been in it, how long ago it last wrote anything; the backend's own states
     are in ``--json``."""
     now = time.time() if now is None else now
-    rows = [_text_row(agent) for agent in [*status.agents, *status.strays]]
+    rows = [agent.to_json() for agent in [*status.agents, *status.strays]]  # as a host's rows read
     return [
         f"backend: {status.backend}",
         f"holder {status.holder.unit}: {status.holder.active_state} ({status.holder.sub_state})",
@@ -257,28 +257,6 @@ def status_lines(status: FleetStatus, now: float | None = None) -> list[str]:
 
 
 STATUS_HEADER: Final = ("NAME", "STATE", "FOR", "OUTPUT", "PID", "SINCE", "RESTARTS", "FAILURES", "EXIT")
-
-
-def _text_row(agent: AgentStatus) -> dict[str, Any]:
-    """The keys of ``agent.to_json()`` that :func:`status_cells` and :func:`status_notes`
-    read, with the same values: the text table builds no more JSON than it shows, and
-    reads the process start time (``since``, from ``/proc``) once."""
-    since = agent.since
-    return {
-        "name": agent.name,
-        "state": agent.shown_state,
-        "process_state": agent.state,
-        "state_since": agent.state_since_given(since),
-        "last_output_at": agent.last_output_at,
-        "pid": agent.pid,
-        "since": since,
-        "restarts": agent.restarts,
-        "failures": agent.failures,
-        "exit_status": agent.exit_status,
-        "in_roster": agent.in_roster,
-        "reason": agent.reason,
-        "session_note": agent.session_note,
-    }
 
 
 def status_cells(row: dict[str, Any], now: float) -> list[str]:
