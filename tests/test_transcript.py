@@ -540,6 +540,29 @@ def test_the_pipe_writer_follows_a_rotation_by_itself_and_loses_nothing(tmp_path
     ]
 
 
+@pytest.mark.parametrize(
+    "environment",
+    [{"PERL_UNICODE": "SDA"}, {"PERLIO": ":utf8"}, {"PERL5OPT": "-Mstrict"}, {"PERL5OPT": "-CSD"}],
+    ids=["PERL_UNICODE", "PERLIO", "PERL5OPT-strict", "PERL5OPT-C"],
+)
+def test_the_pipe_writer_keeps_every_byte_whatever_perl_settings_the_environment_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    """The tmux server passes its environment (the user's shell's) to the writer: Perl
+    settings there (a UTF-8 layer, injected switches) once ended it at its first byte, so
+    no transcript at all; the writer must copy bytes as they come, whatever they are."""
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    log = tmp_path / "a1.log"
+    data = b"plain\n\xff\xfe\x00 not utf-8 \xe2\x82\n\xc3\xa9t\xc3\xa9\n"
+    writer = _pipe_writer(log)
+    _send(writer, data)
+    assert writer.stdin is not None
+    writer.stdin.close()
+    assert writer.wait(timeout=30) == 0
+    assert log.read_bytes() == data
+
+
 @pytest.mark.parametrize("odd", ["symlink", "fifo"])
 def test_the_pipe_writer_ends_rather_than_follow_a_symlink_or_open_a_fifo_put_at_the_name(
     tmp_path: Path, odd: str
