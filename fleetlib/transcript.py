@@ -675,19 +675,40 @@ def wake_writers(paths: FleetPaths) -> list[int]:
     reaps it and no hang-up reaches it. Woken, it writes what it still holds and ends at
     the end of its pipe. Harmless to a writer that runs (SIGCONT does nothing to it)."""
     prefix = f"{os.fspath(log_dir(paths))}/"
-    uid = os.geteuid()
     woken = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid or not os.readlink(f"/proc/{entry}/fd/1").startswith(prefix):
+    for pid, output in _own_outputs():
+        if output.startswith(prefix):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
                 continue
-            os.kill(int(entry), signal.SIGCONT)
-        except OSError:
-            continue
-        woken.append(int(entry))
+            woken.append(pid)
     return woken
+
+
+def _own_outputs() -> Iterator[tuple[int, str]]:
+    """``(pid, where its standard output goes)`` for every process of our user that can
+    still be inspected (one that ended meanwhile is left out)."""
+    uid = os.geteuid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    yield int(entry), os.readlink(f"/proc/{entry}/fd/1")
+            except OSError:
+                continue
+
+
+def _follows_rotation(pid: int) -> bool:
+    """Whether ``pid`` is a writer that opens the transcript again after a rotation (the
+    fleet's: ``perl -e`` :data:`fleetlib.capture.WRITER_PERL`, whichever version); also
+    True for a process that is gone: nothing is left behind then."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read(4096).split(b"\0")
+    except OSError:
+        return True
+    return len(argv) >= 3 and os.path.basename(argv[0]) == b"perl" and argv[1] == b"-e"
 
 
 # --------------------------------------------------------------------------- rotation
@@ -708,18 +729,25 @@ def needs_rotation(path: Path, max_bytes: int) -> bool:
 
 
 def writer_left_behind(path: Path, max_bytes: int) -> bool:
-    """Whether the pane's writer kept appending to the renamed file after a rotation:
-    ``path`` is absent while ``<path>.1`` has grown to twice ``max_bytes``. The fleet's
-    writer never does (it opens ``path`` again before its next chunk); a ``cat`` started
-    by an older fleet does, and would grow ``<path>.1`` without bound. The watcher then
-    gives the pane a new pipe (:func:`repipe_commands`). Never follows a symlink."""
+    """Whether a pane's writer kept appending to the renamed file after a rotation:
+    ``path`` is absent while ``<path>.1`` has grown to twice ``max_bytes`` and a process
+    of ours that is not the fleet's writer has it as its standard output. The fleet's
+    writer never stays there (it opens ``path`` again before its next chunk); a ``cat``
+    started by an older fleet does, and would grow ``<path>.1`` without bound. The watcher
+    then gives the pane a new pipe (:func:`repipe_commands`). The size alone is no
+    witness: a rotated file is as large as the agent printed between two looks, and the
+    fleet's writer, when stalled (a slow disk, SIGSTOP), has not reopened ``path`` yet;
+    replacing its pipe would drop all that tmux holds for it. Never follows a symlink."""
     if os.path.lexists(path):
         return False
+    one = rotated(path, 1)
     try:
-        info = os.lstat(rotated(path, 1))
+        info = os.lstat(one)
     except OSError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_size >= 2 * max_bytes
+    if not stat.S_ISREG(info.st_mode) or info.st_size < 2 * max_bytes:
+        return False
+    return any(output == os.fspath(one) and not _follows_rotation(pid) for pid, output in _own_outputs())
 
 
 def rotate(path: Path, keep: int) -> list[str]:

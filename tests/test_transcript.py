@@ -473,14 +473,36 @@ def test_a_writer_keeps_writing_into_the_rotated_file(paths: FleetPaths) -> None
     assert not path.exists()
 
 
+def _holding(path: Path, argv: list[str]) -> subprocess.Popen[bytes]:
+    """A process running ``argv`` with ``path`` (opened to append) as its standard output."""
+    with path.open("ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    if process.stdin is not None:
+        process.stdin.close()
+
+
 def test_a_writer_is_left_behind_only_with_no_transcript_and_a_rotated_file_twice_the_size(tmp_path: Path) -> None:
     log = tmp_path / "a1.log"
     one = transcript.rotated(log, 1)
     assert not transcript.writer_left_behind(log, 100)  # nothing at all
     one.write_bytes(b"x" * 199)
-    assert not transcript.writer_left_behind(log, 100)
-    one.write_bytes(b"x" * 200)
-    assert transcript.writer_left_behind(log, 100)
+    cat = _holding(one, ["cat"])  # a writer of an older fleet, which never reopens
+    fleets = _holding(one, ["perl", "-e", "sleep 60"])  # the fleet's writer, stalled before it reopened
+    try:
+        assert not transcript.writer_left_behind(log, 100)
+        one.write_bytes(b"x" * 200)
+        assert transcript.writer_left_behind(log, 100)
+        _end(cat)
+        assert not transcript.writer_left_behind(log, 100)  # only the fleet's writer holds it
+    finally:
+        _end(cat)
+        _end(fleets)
+    assert not transcript.writer_left_behind(log, 100)  # nobody holds it
     log.write_bytes(b"")  # the writer followed the rename
     assert not transcript.writer_left_behind(log, 100)
     log.unlink()

@@ -24,6 +24,8 @@ from fleetlib.pane import PaneSpec
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.transcript import HEADER_RE
+from fleetlib.watcher import Watcher
+from fleetlib.watcher_config import WatchedAgent, WatcherConfig
 from tests.conftest import InvUser, eventually
 from tests.test_fleet_tmux import TmuxEnv
 
@@ -240,6 +242,56 @@ def test_a_writer_that_stays_in_the_renamed_file_is_found_and_replaced(server: S
     eventually(log.exists, "the new writer opened the transcript")
     assert not transcript.writer_left_behind(log, 2048)
     go.touch()
+
+
+def test_a_stalled_writer_across_the_watchers_rotation_keeps_its_pipe_and_loses_no_line(
+    server: Server, tmp_path: Path
+) -> None:
+    """The writer is stopped (a stalled disk) while the agent prints and the watcher rotates:
+    ``<name>.log`` stays absent and ``<name>.log.1`` is past twice log_max_bytes, as with a
+    ``cat`` left behind, but nothing appends to it. The watcher took it for left behind and
+    replaced the live pipe, and tmux dropped every line it held for the stopped writer."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    first, count = 1000, 20_000
+    (tmp_path / "agent.py").write_text(
+        "import os, sys, time\n"
+        f"for i in range({first}): sys.stdout.write(f'numbered line {{i:06d}}\\n')\n"
+        "sys.stdout.flush()\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        f"for i in range({first}, {count}): sys.stdout.write(f'numbered line {{i:06d}}\\n')\n"
+        "sys.stdout.write('AGENT-DONE\\n'); sys.stdout.flush()\n"
+        f"open({str(done)!r}, 'w').close(); time.sleep(1000)\n"
+    )
+    server.window("busy", [sys.executable, str(tmp_path / "agent.py")])
+    log = transcript.log_path(server.paths, "busy")
+    eventually(lambda: f"numbered line {first - 1:06d}" in log_text(log), "the first lines in the transcript")
+    (reader,) = server.pipe_readers(log)
+    agent = WatchedAgent(name="busy", runtime="custom", log=str(log), log_max_bytes=4096, log_keep=3)
+    config = WatcherConfig(tmux="tmux", socket=str(server.paths.tmux_socket), home=str(server.paths.home),
+                           agents={"busy": agent})  # fmt: skip
+    pane_id = server.tmux("display", "-p", "-t", tmux.window_target("busy"), "#{pane_id}").stdout.strip()
+    windows = {"busy": tmux.Window("busy", 1, False, pane_id=pane_id, piped=True)}
+    seen = Watcher(server.paths.run_dir)
+    os.kill(reader, signal.SIGSTOP)
+    try:
+        go.touch()
+        eventually(done.exists, "the agent printed everything while its writer was stopped", limit=60)
+        for _ in range(3):  # the watcher's ticks: the first rotates, the others look for a left-behind writer
+            seen._rotate(config, windows)
+    finally:
+        os.kill(reader, signal.SIGCONT)
+
+    def stream() -> str:
+        return "".join(log_text(part) for part in [transcript.rotated(log, 1), log])
+
+    # Settled once the last line is in, or the stopped writer ended (its pipe was replaced).
+    def writers() -> list[int]:
+        return server.pipe_readers(transcript.rotated(log, 1)) + server.pipe_readers(log)
+
+    eventually(lambda: "AGENT-DONE" in stream() or reader not in writers(), "the writer caught up", limit=60)
+    numbers = [int(n) for n in re.findall(r"numbered line (\d{6})", stream())]
+    assert numbers == list(range(count)), f"{count - len(numbers)} lines missing"
+    assert server.pipe_readers(log) == [reader], "the same writer, its pipe never replaced"
 
 
 def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
