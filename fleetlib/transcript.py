@@ -580,7 +580,10 @@ class _Follower:
         self.fd: int | None = None
         self.pending = b""
         self.draining = False
-        self.position: int | None = None
+        # Where the first read (before following) ends in ``path``: its end now, or 0
+        # when there is no ``path`` (rotated away, the agent quiet since): the follower
+        # reads a ``path`` that appears from its start, so the first read must not.
+        self.position = 0
         self.live: terminal.LiveText | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.fd = _open_read(path)

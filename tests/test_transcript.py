@@ -674,6 +674,27 @@ def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: Fl
     assert got[1:] == [f"line {n}" for n in range(6)]
 
 
+def test_follow_started_while_rotated_away_never_repeats_what_the_writer_then_wrote(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a rotation and the agent's next output there is no ``<name>.log``. When the
+    writer opened it right after follow() looked for it and before follow() read the
+    stream, its first lines were shown by that read and again by the follower, which
+    read the new file from its start."""
+    path = write(paths, header(1) + "line 0\r\nline 1\r\n")
+    transcript.rotate(path, 2)
+
+    class WriterBetween(transcript._Follower):
+        def __init__(self, watched: Path) -> None:
+            super().__init__(watched)
+            append(watched, "line 2\r\n")()  # type: ignore[operator]  # the writer's first chunk, just then
+
+    monkeypatch.setattr(transcript, "_Follower", WriterBetween)
+    script = Script([append(path, "line 3\r\n"), lambda: None, lambda: None])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    assert got[1:] == [f"line {n}" for n in range(4)]
+
+
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
