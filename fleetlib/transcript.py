@@ -677,29 +677,39 @@ def wake_writers(paths: FleetPaths) -> list[int]:
     (SIGSTOP, a debugger) would otherwise stay for ever, since tmux, its parent, never
     reaps it and no hang-up reaches it. Woken, it writes what it still holds and ends at
     the end of its pipe. Harmless to a writer that runs (SIGCONT does nothing to it)."""
-    prefix = f"{os.fspath(log_dir(paths))}/"
+    # The kernel names a process's files by their real path (the home may be reached
+    # through a symlink).
+    prefix = f"{os.path.realpath(log_dir(paths))}/"
     woken = []
-    for pid, output in _own_outputs():
-        if output.startswith(prefix):
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except OSError:
+    for pid in _own_processes():
+        try:
+            if not os.readlink(f"/proc/{pid}/fd/1").startswith(prefix):
                 continue
-            woken.append(pid)
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            continue
+        woken.append(pid)
     return woken
 
 
-def _own_outputs() -> Iterator[tuple[int, str]]:
-    """``(pid, where its standard output goes)`` for every process of our user that can
-    still be inspected (one that ended meanwhile is left out)."""
+def _own_processes() -> Iterator[int]:
+    """The pid of every process of our user (one that ends meanwhile may be among them)."""
     uid = os.geteuid()
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    yield int(entry), os.readlink(f"/proc/{entry}/fd/1")
-            except OSError:
-                continue
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                yield int(entry)
+
+
+def _writes_to(pid: int, info: os.stat_result) -> bool:
+    """Whether the standard output of ``pid`` is the file ``info`` describes (compared by
+    device and inode: the kernel names a file by its real path, which differs from ours
+    when the home is reached through a symlink)."""
+    try:
+        out = os.stat(f"/proc/{pid}/fd/1")
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (info.st_dev, info.st_ino)
 
 
 def _follows_rotation(pid: int) -> bool:
@@ -750,7 +760,7 @@ def writer_left_behind(path: Path, max_bytes: int) -> bool:
         return False
     if not stat.S_ISREG(info.st_mode) or info.st_size < 2 * max_bytes:
         return False
-    return any(output == os.fspath(one) and not _follows_rotation(pid) for pid, output in _own_outputs())
+    return any(_writes_to(pid, info) and not _follows_rotation(pid) for pid in _own_processes())
 
 
 def rotate(path: Path, keep: int) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -487,7 +488,10 @@ def _end(process: subprocess.Popen[bytes]) -> None:
 
 
 def test_a_writer_is_left_behind_only_with_no_transcript_and_a_rotated_file_twice_the_size(tmp_path: Path) -> None:
-    log = tmp_path / "a1.log"
+    (tmp_path / "real").mkdir()
+    # A home reached through a symlink: the kernel names a process's files by their real path.
+    (tmp_path / "home").symlink_to("real")
+    log = tmp_path / "home" / "a1.log"
     one = transcript.rotated(log, 1)
     assert not transcript.writer_left_behind(log, 100)  # nothing at all
     one.write_bytes(b"x" * 199)
@@ -509,7 +513,26 @@ def test_a_writer_is_left_behind_only_with_no_transcript_and_a_rotated_file_twic
     one.unlink()
     one.symlink_to(tmp_path / "big")
     (tmp_path / "big").write_bytes(b"x" * 1000)
-    assert not transcript.writer_left_behind(log, 100)  # never followed
+    cat = _holding(tmp_path / "big", ["cat"])
+    try:
+        assert not transcript.writer_left_behind(log, 100)  # never followed
+    finally:
+        _end(cat)
+
+
+def test_wake_writers_finds_a_stopped_writer_of_a_home_reached_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "home").symlink_to("real")
+    paths = FleetPaths.resolve(tmp_path / "home")
+    transcript.ensure_log_dir(paths)
+    writer = _holding(transcript.log_path(paths, "a1"), ["cat"])
+    try:
+        os.kill(writer.pid, signal.SIGSTOP)
+        eventually(lambda: Path(f"/proc/{writer.pid}/stat").read_text().split(") ")[1][0] == "T", "stopped")
+        assert transcript.wake_writers(paths) == [writer.pid]
+        eventually(lambda: Path(f"/proc/{writer.pid}/stat").read_text().split(") ")[1][0] != "T", "woken")
+    finally:
+        _end(writer)
 
 
 def test_repipe_commands_give_the_pane_a_new_pipe_into_the_transcript(tmp_path: Path) -> None:
