@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -76,6 +77,15 @@ class Server:
 
     def screen(self, name: str) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", "-50", check=False).stdout
+
+    def rotate_tick(self, watcher: Watcher, name: str, *, max_bytes: int, keep: int) -> None:
+        """What ``watcher`` does about transcripts in one of its ticks, for the window ``name``."""
+        log = transcript.log_path(self.paths, name)
+        agent = WatchedAgent(name=name, runtime="custom", log=str(log), log_max_bytes=max_bytes, log_keep=keep)
+        config = WatcherConfig(tmux="tmux", socket=str(self.paths.tmux_socket), home=str(self.paths.home),
+                               agents={name: agent})  # fmt: skip
+        shown = self.tmux("display", "-p", "-t", tmux.window_target(name), "#{pane_id} #{pane_pipe}").stdout.split()
+        watcher._rotate(config, {name: tmux.Window(name, 1, False, pane_id=shown[0], piped=shown[1] == "1")})
 
     def pipe_readers(self, log: Path) -> list[int]:
         """Pids of the writers (the pipes' readers) the server started that append to ``log``."""
@@ -266,18 +276,13 @@ def test_a_stalled_writer_across_the_watchers_rotation_keeps_its_pipe_and_loses_
     log = transcript.log_path(server.paths, "busy")
     eventually(lambda: f"numbered line {first - 1:06d}" in log_text(log), "the first lines in the transcript")
     (reader,) = server.pipe_readers(log)
-    agent = WatchedAgent(name="busy", runtime="custom", log=str(log), log_max_bytes=4096, log_keep=3)
-    config = WatcherConfig(tmux="tmux", socket=str(server.paths.tmux_socket), home=str(server.paths.home),
-                           agents={"busy": agent})  # fmt: skip
-    pane_id = server.tmux("display", "-p", "-t", tmux.window_target("busy"), "#{pane_id}").stdout.strip()
-    windows = {"busy": tmux.Window("busy", 1, False, pane_id=pane_id, piped=True)}
     seen = Watcher(server.paths.run_dir)
     os.kill(reader, signal.SIGSTOP)
     try:
         go.touch()
         eventually(done.exists, "the agent printed everything while its writer was stopped", limit=60)
         for _ in range(3):  # the watcher's ticks: the first rotates, the others look for a left-behind writer
-            seen._rotate(config, windows)
+            server.rotate_tick(seen, "busy", max_bytes=4096, keep=3)
     finally:
         os.kill(reader, signal.SIGCONT)
 
@@ -292,6 +297,24 @@ def test_a_stalled_writer_across_the_watchers_rotation_keeps_its_pipe_and_loses_
     numbers = [int(n) for n in re.findall(r"numbered line (\d{6})", stream())]
     assert numbers == list(range(count)), f"{count - len(numbers)} lines missing"
     assert server.pipe_readers(log) == [reader], "the same writer, its pipe never replaced"
+
+
+def test_the_watcher_makes_a_removed_logs_dir_again_and_the_transcript_resumes(server: Server, tmp_path: Path) -> None:
+    """The logs directory is removed while an agent runs: its writer ends at its next chunk
+    (it never creates directories). The watcher renewed the pipe every tick into the
+    missing directory, each new writer ended at once: no transcript until a restart."""
+    server.window("lost", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo counted-$i; sleep 0.02; done"])
+    log = transcript.log_path(server.paths, "lost")
+    eventually(lambda: "counted-3" in log_text(log), "the first lines")
+    shutil.rmtree(log.parent)
+
+    def piped() -> str:
+        return server.tmux("display", "-p", "-t", tmux.window_target("lost"), "#{pane_pipe}").stdout.strip()
+
+    eventually(lambda: piped() == "0", "the writer ended, tmux closed the pipe")
+    server.rotate_tick(Watcher(server.paths.run_dir), "lost", max_bytes=1 << 20, keep=1)
+    eventually(lambda: len(re.findall(r"counted-\d+", log_text(log))) >= 3, "the transcript resumed")
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
 
 
 def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
