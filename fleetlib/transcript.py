@@ -218,6 +218,16 @@ def repipe_commands(name: str, path: Path) -> list[str]:
 class _Part:
     path: Path
     size: int
+    ident: tuple[int, int]  # device and inode
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a follower starts: ``size`` bytes into the file ``ident`` (device and inode;
+    None when there was no transcript file: it starts at the next one's first byte)."""
+
+    ident: tuple[int, int] | None
+    size: int
 
 
 def _open_read(path: Path) -> int | None:
@@ -228,10 +238,9 @@ def _open_read(path: Path) -> int | None:
         return None
 
 
-def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
-    """Open ``path.N ... path.1, path`` (oldest first, only those that exist); the size
-    of ``path`` itself is taken as at most ``last_size`` when given. A rotated name that
-    holds no regular file (a symlink, FIFO, directory ...) is skipped, never followed:
+def _parts(path: Path) -> list[tuple[int, _Part]]:
+    """Open ``path.N ... path.1, path`` (oldest first, only those that exist). A rotated
+    name that holds no regular file (a symlink, FIFO, directory ...) is skipped, never followed:
     rotation goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
     :class:`fleetlib.rundir.RunFileError`."""
     indices = sorted(_rotated_indices(path), reverse=True)
@@ -243,15 +252,44 @@ def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
             fd = _open_read(candidate)
             if fd is not None:
                 with os_errors("inspect", candidate):
-                    size = os.fstat(fd).st_size
-                if candidate == path and last_size is not None:
-                    size = min(size, last_size)
-                opened.append((fd, _Part(candidate, size)))
+                    info = os.fstat(fd)
+                opened.append((fd, _Part(candidate, info.st_size, (info.st_dev, info.st_ino))))
     except BaseException:
-        for fd, _ in opened:
-            os.close(fd)
+        _close(opened)
         raise
     return opened
+
+
+def _up_to(opened: list[tuple[int, _Part]], path: Path, until: _Mark | None) -> list[tuple[int, _Part]]:
+    """The parts of the stream (:func:`_parts` of ``path``) as if it ended at ``until``
+    (all when None): the file it names is taken up to its size, the files after it are
+    left out (closed); when that file is gone (``log_keep: 0`` removed it), ``path`` is,
+    since it came after."""
+    if until is None:
+        return opened
+    idents = [part.ident for _, part in opened]
+    if until.ident in idents:
+        end = idents.index(until.ident)
+        fd, part = opened[end]
+        opened[end] = (fd, _Part(part.path, min(part.size, until.size), part.ident))
+    else:
+        end = len(opened) - (1 if opened and opened[-1][1].path == path else 0) - 1
+    _close(opened[end + 1 :])
+    return opened[: end + 1]
+
+
+def _stream(path: Path, until: _Mark | None) -> list[tuple[int, _Part]]:
+    """The open parts of the transcript ``path`` up to ``until`` (:func:`_up_to`);
+    :class:`NoTranscript` when there is no file at all."""
+    opened = _parts(path)
+    if not opened:
+        raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
+    return _up_to(opened, path, until)
+
+
+def _close(opened: Sequence[tuple[int, _Part]]) -> None:
+    for fd, _ in opened:
+        os.close(fd)
 
 
 def _odd(path: Path) -> bool:
@@ -401,22 +439,20 @@ def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current
     return read_path(log_path(paths, name), lines=lines, generation=generation)
 
 
-def read_path(path: Path, *, lines: int, generation: str = "current", last_size: int | None = None) -> str:
-    """:func:`read` for the transcript file ``path`` (and its rotated files); with
-    ``last_size``, as if ``path`` ended there (:func:`follow` continues from it)."""
-    return _read_path(path, lines=lines, generation=generation, last_size=last_size)[0]
+def read_path(path: Path, *, lines: int, generation: str = "current") -> str:
+    """:func:`read` for the transcript file ``path`` (and its rotated files)."""
+    return _read_path(path, lines=lines, generation=generation)[0]
 
 
 def _read_path(
-    path: Path, *, lines: int, generation: str, last_size: int | None = None
+    path: Path, *, lines: int, generation: str, until: _Mark | None = None
 ) -> tuple[str, terminal.LiveText | None]:
-    """:func:`read_path`, and the renderer of the last generation read (None when none was)."""
+    """:func:`read_path`, and the renderer of the last generation read (None when none was);
+    with ``until``, as if the stream ended there (:func:`follow` continues from it)."""
     check_generation(generation)
     if lines < 1:
         raise FleetError(f"lines must be at least 1, not {lines}")
-    opened = _parts(path, last_size)
-    if not opened:
-        raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
+    opened = _stream(path, until)
     try:
         # Read back until the generation's start or enough line ends, render; a screen that
         # redraws (few lines per byte) makes too few lines: then read and render 4 times more.
@@ -447,18 +483,19 @@ def _read_path(
             os.close(fd)
 
 
-def read_raw(
-    paths: FleetPaths, name: str, *, lines: int, generation: str = "current", last_size: int | None = None
-) -> bytes:
+def read_raw(paths: FleetPaths, name: str, *, lines: int, generation: str = "current") -> bytes:
     """The bytes of ``generation`` exactly as the agent wrote them, from the start of the
     ``lines``-th line end from the end (``fleet logs --raw``). Same errors as :func:`read`."""
+    return _read_raw(log_path(paths, name), lines=lines, generation=generation)
+
+
+def _read_raw(path: Path, *, lines: int, generation: str, until: _Mark | None = None) -> bytes:
+    """:func:`read_raw` of the transcript file ``path``; with ``until``, as if the stream
+    ended there (:func:`follow_raw` continues from it)."""
     check_generation(generation)
     if lines < 1:
         raise FleetError(f"lines must be at least 1, not {lines}")
-    path = log_path(paths, name)
-    opened = _parts(path, last_size)
-    if not opened:
-        raise NoTranscript(f"no transcript for {name} yet ({path} does not exist)")
+    opened = _stream(path, until)
     try:
 
         def enough(data: bytes, at_start: bool) -> bool:
@@ -515,7 +552,7 @@ def follow(
     path = log_path(paths, name)
     tail = _Follower(path)  # first, so nothing written during the read below is missed
     try:
-        first, tail.live = _read_path(path, lines=lines, generation=generation, last_size=tail.position)
+        first, tail.live = _read_path(path, lines=lines, generation=generation, until=tail.start)
         if tail.live is not None:
             tail.live.new_lines()  # what the read showed counts as shown
         if first:
@@ -544,7 +581,7 @@ def follow_raw(
     path = log_path(paths, name)
     tail = _Follower(path)
     try:
-        first = read_raw(paths, name, lines=lines, generation=generation, last_size=tail.position)
+        first = _read_raw(path, lines=lines, generation=generation, until=tail.start)
         if first:
             yield first
         while not stop():
@@ -580,16 +617,17 @@ class _Follower:
         self.fd: int | None = None
         self.pending = b""
         self.draining = False
-        # Where the first read (before following) ends in ``path``: its end now, or 0
-        # when there is no ``path`` (rotated away, the agent quiet since): the follower
-        # reads a ``path`` that appears from its start, so the first read must not.
-        self.position = 0
         self.live: terminal.LiveText | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.fd = _open_read(path)
+        # Where the first read (before following) ends: at the end of the file opened now,
+        # wherever a rotation moves it before that read; with no ``path`` (rotated away,
+        # the agent quiet since), before the next one, which is followed from its start.
+        self.start = _Mark(None, 0)
         if self.fd is not None:
             with os_errors("read", path):
-                self.position = os.lseek(self.fd, 0, os.SEEK_END)
+                info = os.fstat(self.fd)
+                self.start = _Mark((info.st_dev, info.st_ino), os.lseek(self.fd, 0, os.SEEK_END))
 
     def close(self) -> None:
         if self.fd is not None:

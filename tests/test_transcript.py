@@ -718,6 +718,32 @@ def test_follow_started_while_rotated_away_never_repeats_what_the_writer_then_wr
     assert got[1:] == [f"line {n}" for n in range(4)]
 
 
+@pytest.mark.parametrize("keep", [0, 2])
+def test_follow_never_repeats_what_a_rotation_just_before_its_first_read_moved(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch, keep: int
+) -> None:
+    """The follower opens ``<name>.log`` and starts at its end; then the watcher rotates and
+    the writer writes on, in the old file and then a new one, before the first read. That
+    read took the renamed file whole and the new one up to the old file's size, and the
+    follower read both again."""
+    path = write(paths, header(1) + "line 0\r\n")
+
+    class RotatedBetween(transcript._Follower):
+        def __init__(self, watched: Path) -> None:
+            super().__init__(watched)
+            with watched.open("ab") as old:
+                transcript.rotate(watched, keep)
+                old.write(b"line 1\r\n")  # the writer's chunk in flight at the rename
+            append(watched, "line 2\r\n" + "x" * 100 + "\r\n")()  # type: ignore[operator]  # the new file
+
+    monkeypatch.setattr(transcript, "_Follower", RotatedBetween)
+    script = Script([append(path, "line 3\r\n"), lambda: None, lambda: None])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    # With log_keep 0 the rotation removed the file before the read: only what the
+    # follower still reads of it (its file stays open) and what came after.
+    assert [line for line in got if line.startswith("line")] == [f"line {n}" for n in range(0 if keep else 1, 4)]
+
+
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
