@@ -543,9 +543,10 @@ def follow(
     what was read waits for its end (up to :data:`fleetlib.terminal.HOLD_CAP`), so does
     what may be a header without its line end (up to :data:`PENDING_CAP`).
 
-    Survives a rotation: when ``<name>.log`` is replaced, what is left in the renamed file
-    is read to its end (until it stays quiet for one poll), then the new file from its
-    start (two rotations within one poll would skip the file between them); a file that
+    Survives rotations: when ``<name>.log`` is replaced, what is left in the renamed file
+    is read to its end (until it stays quiet for one poll), then the file that came after
+    it from its start (each in turn when several rotations passed meanwhile; one that
+    ``log_keep`` removed before it was reached is skipped); a file that
     shrank (truncated) is read again from its start, on a fresh screen. Same errors as
     :func:`read` (no transcript at all is :class:`NoTranscript`).
     """
@@ -643,13 +644,28 @@ class _Follower:
         chunk = self._read_new()
         if not chunk and self._replaced():
             if self.draining:  # quiet for one poll after the rename: switch
-                self.close()
-                self.fd = _open_read(self.path)
+                self._next_file()
                 self.draining = False
                 chunk = self._read_new() if self.fd is not None else b""
             else:
                 self.draining = True
         return chunk
+
+    def _next_file(self) -> None:
+        """Read on in the file that came after the one read so far: the next rotated one
+        when several rotations passed since (a follower held up), else ``path``; the
+        oldest there is when the one read so far was removed (``log_keep``)."""
+        assert self.fd is not None
+        with os_errors("inspect", self.path):
+            info = os.fstat(self.fd)
+        self.close()
+        opened = _parts(self.path)
+        idents = [part.ident for _, part in opened]
+        mine = (info.st_dev, info.st_ino)
+        after = idents.index(mine) + 1 if mine in idents else 0
+        if after < len(opened):
+            self.fd = opened.pop(after)[0]
+        _close(opened)
 
     def poll(self) -> str:
         """The new lines since the last poll (rendered, see :func:`follow`), or ""."""

@@ -744,6 +744,22 @@ def test_follow_never_repeats_what_a_rotation_just_before_its_first_read_moved(
     assert [line for line in got if line.startswith("line")] == [f"line {n}" for n in range(0 if keep else 1, 4)]
 
 
+def test_follow_held_up_across_several_rotations_reads_every_file_in_order(paths: FleetPaths) -> None:
+    """``fleet logs --follow | less``: while its output is blocked, the watcher rotates
+    several times. It read on in the file it had, then the newest: the files between were
+    skipped."""
+    path = write(paths, header(1) + "line 0\r\n")
+
+    def rotations() -> None:
+        for n in (2, 3, 4):
+            transcript.rotate(path, 5)
+            append(path, f"line {n}\r\n")()  # type: ignore[operator]
+
+    script = Script([append(path, "line 1\r\n"), rotations, *([lambda: None] * 8)])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    assert got[1:] == [f"line {n}" for n in range(5)]
+
+
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
