@@ -238,12 +238,38 @@ def _open_read(path: Path) -> int | None:
         return None
 
 
+# Attempts at a consistent set of open files before taking one as it comes.
+_OPEN_TRIES: Final = 5
+
+
 def _parts(path: Path) -> list[tuple[int, _Part]]:
-    """Open ``path.N ... path.1, path`` (oldest first, only those that exist). A rotated
-    name that holds no regular file (a symlink, FIFO, directory ...) is skipped, never followed:
-    rotation goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
+    """Open ``path.N ... path.1, path`` (oldest first, only those that exist): each file
+    once, as the names held them at one moment (they are opened one by one; when a
+    rotation renamed them meanwhile, they are opened again). A rotated name that holds no
+    regular file (a symlink, FIFO, directory ...) is skipped, never followed: rotation
+    goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
     :class:`fleetlib.rundir.RunFileError`."""
-    indices = sorted(_rotated_indices(path), reverse=True)
+    for _ in range(_OPEN_TRIES - 1):
+        indices, opened = _open_parts(path)
+        if indices == sorted(_rotated_indices(path)) and all(_holds(part) for _, part in opened):
+            return opened
+        _close(opened)
+    return _open_parts(path)[1]  # rotating all along (a rotation is every few seconds at most)
+
+
+def _holds(part: _Part) -> bool:
+    """Whether ``part.path`` still names the file ``part`` was opened as."""
+    try:
+        info = os.lstat(part.path)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == part.ident
+
+
+def _open_parts(path: Path) -> tuple[list[int], list[tuple[int, _Part]]]:
+    """The rotated indices listed (ascending) and the files opened (:func:`_parts`, once)."""
+    listed = sorted(_rotated_indices(path))
+    indices = listed[::-1]
     opened: list[tuple[int, _Part]] = []
     try:
         for candidate in [*(rotated(path, i) for i in indices), path]:
@@ -257,7 +283,7 @@ def _parts(path: Path) -> list[tuple[int, _Part]]:
     except BaseException:
         _close(opened)
         raise
-    return opened
+    return listed, opened
 
 
 def _up_to(opened: list[tuple[int, _Part]], path: Path, until: _Mark | None) -> list[tuple[int, _Part]]:

@@ -760,6 +760,30 @@ def test_follow_held_up_across_several_rotations_reads_every_file_in_order(paths
     assert got[1:] == [f"line {n}" for n in range(5)]
 
 
+def test_a_read_during_a_rotation_takes_every_file_once_in_order(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are opened one by one, oldest first: a rotation between two opens moved
+    a file not yet opened to a name already taken, so that file was missing."""
+    path = write(paths, "line 0\n", ".2")
+    write(paths, "line 1\n", ".1")
+    write(paths, "line 2\n")
+    opening = transcript._open_read
+    calls = 0
+
+    def rotating_at_the_second_open(candidate: Path) -> int | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            transcript.rotate(path.with_name("a1.log"), 5)
+            append(path.with_name("a1.log"), "line 3\n")()  # type: ignore[operator]
+        return opening(candidate)
+
+    monkeypatch.setattr(transcript, "_open_read", rotating_at_the_second_open)
+    got = transcript.read(paths, "a1", lines=10, generation="all").splitlines()
+    assert got == [f"line {n}" for n in range(4)]
+
+
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:
     with pytest.raises(NoTranscript):
         next(transcript.follow(paths, "a1", lines=10, stop=lambda: True))
