@@ -56,6 +56,11 @@ def logs_in(fleet_dir: Path) -> Path:
 # - a write that fails (a full disk) ends it, as it ended `cat`: tmux closes the pipe and
 #   the watcher renews it (`PIPED_FORMAT`);
 # - at the end of the pipe (the window is gone) it ends.
+# Perl's own settings in the environment are dropped (:data:`WRITER_UNSET`): the writer
+# inherits the tmux server's environment, the user's shell's, where a UTF-8 layer
+# (PERL_UNICODE, PERLIO; sysread then dies) or injected switches and modules (PERL5OPT:
+# `-Mstrict` stops this program compiling) ended it before its first byte.
+WRITER_UNSET: Final = ("PERL5OPT", "PERL5LIB", "PERLLIB", "PERLIO", "PERL_UNICODE")
 WRITER_PERL: Final = (
     "$p = shift; "
     'sub reopen { if (lstat $p) { -f _ or exit 1 } open STDOUT, ">>", $p or exit 1; @id = (stat STDOUT)[0, 1] } '
@@ -71,8 +76,9 @@ def pipe_shell_command(path: Path) -> str:
     """The command tmux runs (``/bin/sh -c``) to append the pane's output to ``path``
     (:data:`WRITER_PERL`: it follows a rotation by itself).
 
-    ``exec`` so the reader is the writer itself (one process per agent, found by its
-    parent, the tmux server). The words are quoted for the shell, then every ``#``
+    ``exec`` (and ``env`` execs perl) so the reader is the writer itself (one process
+    per agent, found by its parent, the tmux server). The words are quoted for the shell, then every ``#``
     doubled: tmux expands formats in a ``pipe-pane`` command before the shell sees it."""
-    words = ["perl", "-e", WRITER_PERL, os.fspath(path)]
+    unset = [word for name in WRITER_UNSET for word in ("-u", name)]
+    words = ["env", *unset, "perl", "-e", WRITER_PERL, os.fspath(path)]
     return ("exec " + shlex.join(words)).replace("#", "##")

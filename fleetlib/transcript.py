@@ -218,6 +218,16 @@ def repipe_commands(name: str, path: Path) -> list[str]:
 class _Part:
     path: Path
     size: int
+    ident: tuple[int, int]  # device and inode
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a follower starts: ``size`` bytes into the file ``ident`` (device and inode;
+    None when there was no transcript file: it starts at the next one's first byte)."""
+
+    ident: tuple[int, int] | None
+    size: int
 
 
 def _open_read(path: Path) -> int | None:
@@ -228,13 +238,38 @@ def _open_read(path: Path) -> int | None:
         return None
 
 
-def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
-    """Open ``path.N ... path.1, path`` (oldest first, only those that exist); the size
-    of ``path`` itself is taken as at most ``last_size`` when given. A rotated name that
-    holds no regular file (a symlink, FIFO, directory ...) is skipped, never followed:
-    rotation goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
+# Attempts at a consistent set of open files before taking one as it comes.
+_OPEN_TRIES: Final = 5
+
+
+def _parts(path: Path) -> list[tuple[int, _Part]]:
+    """Open ``path.N ... path.1, path`` (oldest first, only those that exist): each file
+    once, as the names held them at one moment (they are opened one by one; when a
+    rotation renamed them meanwhile, they are opened again). A rotated name that holds no
+    regular file (a symlink, FIFO, directory ...) is skipped, never followed: rotation
+    goes on past it too (:func:`rotate`); an odd file at ``path`` itself is a
     :class:`fleetlib.rundir.RunFileError`."""
-    indices = sorted(_rotated_indices(path), reverse=True)
+    for _ in range(_OPEN_TRIES - 1):
+        indices, opened = _open_parts(path)
+        if indices == sorted(_rotated_indices(path)) and all(_holds(part) for _, part in opened):
+            return opened
+        _close(opened)
+    return _open_parts(path)[1]  # rotating all along (a rotation is every few seconds at most)
+
+
+def _holds(part: _Part) -> bool:
+    """Whether ``part.path`` still names the file ``part`` was opened as."""
+    try:
+        info = os.lstat(part.path)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == part.ident
+
+
+def _open_parts(path: Path) -> tuple[list[int], list[tuple[int, _Part]]]:
+    """The rotated indices listed (ascending) and the files opened (:func:`_parts`, once)."""
+    listed = sorted(_rotated_indices(path))
+    indices = listed[::-1]
     opened: list[tuple[int, _Part]] = []
     try:
         for candidate in [*(rotated(path, i) for i in indices), path]:
@@ -243,15 +278,44 @@ def _parts(path: Path, last_size: int | None = None) -> list[tuple[int, _Part]]:
             fd = _open_read(candidate)
             if fd is not None:
                 with os_errors("inspect", candidate):
-                    size = os.fstat(fd).st_size
-                if candidate == path and last_size is not None:
-                    size = min(size, last_size)
-                opened.append((fd, _Part(candidate, size)))
+                    info = os.fstat(fd)
+                opened.append((fd, _Part(candidate, info.st_size, (info.st_dev, info.st_ino))))
     except BaseException:
-        for fd, _ in opened:
-            os.close(fd)
+        _close(opened)
         raise
-    return opened
+    return listed, opened
+
+
+def _up_to(opened: list[tuple[int, _Part]], path: Path, until: _Mark | None) -> list[tuple[int, _Part]]:
+    """The parts of the stream (:func:`_parts` of ``path``) as if it ended at ``until``
+    (all when None): the file it names is taken up to its size, the files after it are
+    left out (closed); when that file is gone (``log_keep: 0`` removed it), ``path`` is,
+    since it came after."""
+    if until is None:
+        return opened
+    idents = [part.ident for _, part in opened]
+    if until.ident in idents:
+        end = idents.index(until.ident)
+        fd, part = opened[end]
+        opened[end] = (fd, _Part(part.path, min(part.size, until.size), part.ident))
+    else:
+        end = len(opened) - (1 if opened and opened[-1][1].path == path else 0) - 1
+    _close(opened[end + 1 :])
+    return opened[: end + 1]
+
+
+def _stream(path: Path, until: _Mark | None) -> list[tuple[int, _Part]]:
+    """The open parts of the transcript ``path`` up to ``until`` (:func:`_up_to`);
+    :class:`NoTranscript` when there is no file at all."""
+    opened = _parts(path)
+    if not opened:
+        raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
+    return _up_to(opened, path, until)
+
+
+def _close(opened: Sequence[tuple[int, _Part]]) -> None:
+    for fd, _ in opened:
+        os.close(fd)
 
 
 def _odd(path: Path) -> bool:
@@ -401,22 +465,20 @@ def read(paths: FleetPaths, name: str, *, lines: int, generation: str = "current
     return read_path(log_path(paths, name), lines=lines, generation=generation)
 
 
-def read_path(path: Path, *, lines: int, generation: str = "current", last_size: int | None = None) -> str:
-    """:func:`read` for the transcript file ``path`` (and its rotated files); with
-    ``last_size``, as if ``path`` ended there (:func:`follow` continues from it)."""
-    return _read_path(path, lines=lines, generation=generation, last_size=last_size)[0]
+def read_path(path: Path, *, lines: int, generation: str = "current") -> str:
+    """:func:`read` for the transcript file ``path`` (and its rotated files)."""
+    return _read_path(path, lines=lines, generation=generation)[0]
 
 
 def _read_path(
-    path: Path, *, lines: int, generation: str, last_size: int | None = None
+    path: Path, *, lines: int, generation: str, until: _Mark | None = None
 ) -> tuple[str, terminal.LiveText | None]:
-    """:func:`read_path`, and the renderer of the last generation read (None when none was)."""
+    """:func:`read_path`, and the renderer of the last generation read (None when none was);
+    with ``until``, as if the stream ended there (:func:`follow` continues from it)."""
     check_generation(generation)
     if lines < 1:
         raise FleetError(f"lines must be at least 1, not {lines}")
-    opened = _parts(path, last_size)
-    if not opened:
-        raise NoTranscript(f"no transcript for {path.name.removesuffix(SUFFIX)} yet ({path} does not exist)")
+    opened = _stream(path, until)
     try:
         # Read back until the generation's start or enough line ends, render; a screen that
         # redraws (few lines per byte) makes too few lines: then read and render 4 times more.
@@ -447,18 +509,19 @@ def _read_path(
             os.close(fd)
 
 
-def read_raw(
-    paths: FleetPaths, name: str, *, lines: int, generation: str = "current", last_size: int | None = None
-) -> bytes:
+def read_raw(paths: FleetPaths, name: str, *, lines: int, generation: str = "current") -> bytes:
     """The bytes of ``generation`` exactly as the agent wrote them, from the start of the
     ``lines``-th line end from the end (``fleet logs --raw``). Same errors as :func:`read`."""
+    return _read_raw(log_path(paths, name), lines=lines, generation=generation)
+
+
+def _read_raw(path: Path, *, lines: int, generation: str, until: _Mark | None = None) -> bytes:
+    """:func:`read_raw` of the transcript file ``path``; with ``until``, as if the stream
+    ended there (:func:`follow_raw` continues from it)."""
     check_generation(generation)
     if lines < 1:
         raise FleetError(f"lines must be at least 1, not {lines}")
-    path = log_path(paths, name)
-    opened = _parts(path, last_size)
-    if not opened:
-        raise NoTranscript(f"no transcript for {name} yet ({path} does not exist)")
+    opened = _stream(path, until)
     try:
 
         def enough(data: bytes, at_start: bool) -> bool:
@@ -506,16 +569,17 @@ def follow(
     what was read waits for its end (up to :data:`fleetlib.terminal.HOLD_CAP`), so does
     what may be a header without its line end (up to :data:`PENDING_CAP`).
 
-    Survives a rotation: when ``<name>.log`` is replaced, what is left in the renamed file
-    is read to its end (until it stays quiet for one poll), then the new file from its
-    start (two rotations within one poll would skip the file between them); a file that
+    Survives rotations: when ``<name>.log`` is replaced, what is left in the renamed file
+    is read to its end (until it stays quiet for one poll), then the file that came after
+    it from its start (each in turn when several rotations passed meanwhile; one that
+    ``log_keep`` removed before it was reached is skipped); a file that
     shrank (truncated) is read again from its start, on a fresh screen. Same errors as
     :func:`read` (no transcript at all is :class:`NoTranscript`).
     """
     path = log_path(paths, name)
     tail = _Follower(path)  # first, so nothing written during the read below is missed
     try:
-        first, tail.live = _read_path(path, lines=lines, generation=generation, last_size=tail.position)
+        first, tail.live = _read_path(path, lines=lines, generation=generation, until=tail.start)
         if tail.live is not None:
             tail.live.new_lines()  # what the read showed counts as shown
         if first:
@@ -544,7 +608,7 @@ def follow_raw(
     path = log_path(paths, name)
     tail = _Follower(path)
     try:
-        first = read_raw(paths, name, lines=lines, generation=generation, last_size=tail.position)
+        first = _read_raw(path, lines=lines, generation=generation, until=tail.start)
         if first:
             yield first
         while not stop():
@@ -580,13 +644,17 @@ class _Follower:
         self.fd: int | None = None
         self.pending = b""
         self.draining = False
-        self.position: int | None = None
         self.live: terminal.LiveText | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.fd = _open_read(path)
+        # Where the first read (before following) ends: at the end of the file opened now,
+        # wherever a rotation moves it before that read; with no ``path`` (rotated away,
+        # the agent quiet since), before the next one, which is followed from its start.
+        self.start = _Mark(None, 0)
         if self.fd is not None:
             with os_errors("read", path):
-                self.position = os.lseek(self.fd, 0, os.SEEK_END)
+                info = os.fstat(self.fd)
+                self.start = _Mark((info.st_dev, info.st_ino), os.lseek(self.fd, 0, os.SEEK_END))
 
     def close(self) -> None:
         if self.fd is not None:
@@ -602,13 +670,28 @@ class _Follower:
         chunk = self._read_new()
         if not chunk and self._replaced():
             if self.draining:  # quiet for one poll after the rename: switch
-                self.close()
-                self.fd = _open_read(self.path)
+                self._next_file()
                 self.draining = False
                 chunk = self._read_new() if self.fd is not None else b""
             else:
                 self.draining = True
         return chunk
+
+    def _next_file(self) -> None:
+        """Read on in the file that came after the one read so far: the next rotated one
+        when several rotations passed since (a follower held up), else ``path``; the
+        oldest there is when the one read so far was removed (``log_keep``)."""
+        assert self.fd is not None
+        with os_errors("inspect", self.path):
+            info = os.fstat(self.fd)
+        self.close()
+        opened = _parts(self.path)
+        idents = [part.ident for _, part in opened]
+        mine = (info.st_dev, info.st_ino)
+        after = idents.index(mine) + 1 if mine in idents else 0
+        if after < len(opened):
+            self.fd = opened.pop(after)[0]
+        _close(opened)
 
     def poll(self) -> str:
         """The new lines since the last poll (rendered, see :func:`follow`), or ""."""
@@ -674,20 +757,51 @@ def wake_writers(paths: FleetPaths) -> list[int]:
     (SIGSTOP, a debugger) would otherwise stay for ever, since tmux, its parent, never
     reaps it and no hang-up reaches it. Woken, it writes what it still holds and ends at
     the end of its pipe. Harmless to a writer that runs (SIGCONT does nothing to it)."""
-    prefix = f"{os.fspath(log_dir(paths))}/"
-    uid = os.geteuid()
+    # The kernel names a process's files by their real path (the home may be reached
+    # through a symlink).
+    prefix = f"{os.path.realpath(log_dir(paths))}/"
     woken = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in _own_processes():
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid or not os.readlink(f"/proc/{entry}/fd/1").startswith(prefix):
+            if not os.readlink(f"/proc/{pid}/fd/1").startswith(prefix):
                 continue
-            os.kill(int(entry), signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         except OSError:
             continue
-        woken.append(int(entry))
+        woken.append(pid)
     return woken
+
+
+def _own_processes() -> Iterator[int]:
+    """The pid of every process of our user (one that ends meanwhile may be among them)."""
+    uid = os.geteuid()
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                yield int(entry)
+
+
+def _writes_to(pid: int, info: os.stat_result) -> bool:
+    """Whether the standard output of ``pid`` is the file ``info`` describes (compared by
+    device and inode: the kernel names a file by its real path, which differs from ours
+    when the home is reached through a symlink)."""
+    try:
+        out = os.stat(f"/proc/{pid}/fd/1")
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (info.st_dev, info.st_ino)
+
+
+def _follows_rotation(pid: int) -> bool:
+    """Whether ``pid`` is a writer that opens the transcript again after a rotation (the
+    fleet's: ``perl -e`` :data:`fleetlib.capture.WRITER_PERL`, whichever version); also
+    True for a process that is gone: nothing is left behind then."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read(4096).split(b"\0")
+    except OSError:
+        return True
+    return len(argv) >= 3 and os.path.basename(argv[0]) == b"perl" and argv[1] == b"-e"
 
 
 # --------------------------------------------------------------------------- rotation
@@ -708,18 +822,25 @@ def needs_rotation(path: Path, max_bytes: int) -> bool:
 
 
 def writer_left_behind(path: Path, max_bytes: int) -> bool:
-    """Whether the pane's writer kept appending to the renamed file after a rotation:
-    ``path`` is absent while ``<path>.1`` has grown to twice ``max_bytes``. The fleet's
-    writer never does (it opens ``path`` again before its next chunk); a ``cat`` started
-    by an older fleet does, and would grow ``<path>.1`` without bound. The watcher then
-    gives the pane a new pipe (:func:`repipe_commands`). Never follows a symlink."""
+    """Whether a pane's writer kept appending to the renamed file after a rotation:
+    ``path`` is absent while ``<path>.1`` has grown to twice ``max_bytes`` and a process
+    of ours that is not the fleet's writer has it as its standard output. The fleet's
+    writer never stays there (it opens ``path`` again before its next chunk); a ``cat``
+    started by an older fleet does, and would grow ``<path>.1`` without bound. The watcher
+    then gives the pane a new pipe (:func:`repipe_commands`). The size alone is no
+    witness: a rotated file is as large as the agent printed between two looks, and the
+    fleet's writer, when stalled (a slow disk, SIGSTOP), has not reopened ``path`` yet;
+    replacing its pipe would drop all that tmux holds for it. Never follows a symlink."""
     if os.path.lexists(path):
         return False
+    one = rotated(path, 1)
     try:
-        info = os.lstat(rotated(path, 1))
+        info = os.lstat(one)
     except OSError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_size >= 2 * max_bytes
+    if not stat.S_ISREG(info.st_mode) or info.st_size < 2 * max_bytes:
+        return False
+    return any(_writes_to(pid, info) and not _follows_rotation(pid) for pid in _own_processes())
 
 
 def rotate(path: Path, keep: int) -> list[str]:

@@ -64,7 +64,7 @@ from typing import Final
 
 from fleetlib import activity, hooks, notify, orphans, procs, sessions, tmux
 from fleetlib.procs import MARKER_ENV
-from fleetlib.rundir import RunFileError
+from fleetlib.rundir import RunDirError, RunFileError, ensure_private_dir
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runner import spawn_detached as _spawn_detached
 from fleetlib.runtimes import ScreenRules
@@ -538,9 +538,9 @@ class Watcher:
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:
         """Rotate transcripts grown past their size (a rename: the pane's writer opens the
         name again by itself, its pipe is left alone), and give a running pane whose writer
-        died (a full disk, a killed writer) or stayed behind in the renamed file (a ``cat``
-        of an older fleet: :func:`~fleetlib.transcript.writer_left_behind`) a new pipe; all
-        in one tmux client."""
+        died (a full disk, a killed writer, its logs dir removed: made again first) or
+        stayed behind in the renamed file (a ``cat`` of an older fleet:
+        :func:`~fleetlib.transcript.writer_left_behind`) a new pipe; all in one tmux client."""
         from fleetlib import transcript  # noqa: PLC0415 - only needed every few seconds
 
         commands: list[str] = []
@@ -552,10 +552,14 @@ class Watcher:
                 continue
             path = Path(agent.log)
             try:
+                if not window.piped:
+                    # The writer never creates directories: a logs dir removed under it
+                    # ended it, and would end every writer the pipe is renewed with.
+                    ensure_private_dir(path.parent, "fleet transcripts directory")
                 grown = transcript.needs_rotation(path, agent.log_max_bytes)
                 # An odd file among the rotated names is removed or skipped: rotation goes on.
                 notes = "\n".join(transcript.rotate(path, agent.log_keep)) if grown else None
-            except (OSError, RunFileError) as exc:
+            except (OSError, RunDirError, RunFileError) as exc:
                 # Said once, not every few seconds: the journal (or window) would fill with
                 # it while the user has not fixed it yet; said again when it changes.
                 if self.rotate_errors.get(name) != str(exc):

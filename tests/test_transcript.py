@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -473,21 +474,65 @@ def test_a_writer_keeps_writing_into_the_rotated_file(paths: FleetPaths) -> None
     assert not path.exists()
 
 
+def _holding(path: Path, argv: list[str]) -> subprocess.Popen[bytes]:
+    """A process running ``argv`` with ``path`` (opened to append) as its standard output."""
+    with path.open("ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    if process.stdin is not None:
+        process.stdin.close()
+
+
 def test_a_writer_is_left_behind_only_with_no_transcript_and_a_rotated_file_twice_the_size(tmp_path: Path) -> None:
-    log = tmp_path / "a1.log"
+    (tmp_path / "real").mkdir()
+    # A home reached through a symlink: the kernel names a process's files by their real path.
+    (tmp_path / "home").symlink_to("real")
+    log = tmp_path / "home" / "a1.log"
     one = transcript.rotated(log, 1)
     assert not transcript.writer_left_behind(log, 100)  # nothing at all
     one.write_bytes(b"x" * 199)
-    assert not transcript.writer_left_behind(log, 100)
-    one.write_bytes(b"x" * 200)
-    assert transcript.writer_left_behind(log, 100)
+    cat = _holding(one, ["cat"])  # a writer of an older fleet, which never reopens
+    fleets = _holding(one, ["perl", "-e", "sleep 60"])  # the fleet's writer, stalled before it reopened
+    try:
+        assert not transcript.writer_left_behind(log, 100)
+        one.write_bytes(b"x" * 200)
+        assert transcript.writer_left_behind(log, 100)
+        _end(cat)
+        assert not transcript.writer_left_behind(log, 100)  # only the fleet's writer holds it
+    finally:
+        _end(cat)
+        _end(fleets)
+    assert not transcript.writer_left_behind(log, 100)  # nobody holds it
     log.write_bytes(b"")  # the writer followed the rename
     assert not transcript.writer_left_behind(log, 100)
     log.unlink()
     one.unlink()
     one.symlink_to(tmp_path / "big")
     (tmp_path / "big").write_bytes(b"x" * 1000)
-    assert not transcript.writer_left_behind(log, 100)  # never followed
+    cat = _holding(tmp_path / "big", ["cat"])
+    try:
+        assert not transcript.writer_left_behind(log, 100)  # never followed
+    finally:
+        _end(cat)
+
+
+def test_wake_writers_finds_a_stopped_writer_of_a_home_reached_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "home").symlink_to("real")
+    paths = FleetPaths.resolve(tmp_path / "home")
+    transcript.ensure_log_dir(paths)
+    writer = _holding(transcript.log_path(paths, "a1"), ["cat"])
+    try:
+        os.kill(writer.pid, signal.SIGSTOP)
+        eventually(lambda: Path(f"/proc/{writer.pid}/stat").read_text().split(") ")[1][0] == "T", "stopped")
+        assert transcript.wake_writers(paths) == [writer.pid]
+        eventually(lambda: Path(f"/proc/{writer.pid}/stat").read_text().split(") ")[1][0] != "T", "woken")
+    finally:
+        _end(writer)
 
 
 def test_repipe_commands_give_the_pane_a_new_pipe_into_the_transcript(tmp_path: Path) -> None:
@@ -538,6 +583,29 @@ def test_the_pipe_writer_follows_a_rotation_by_itself_and_loses_nothing(tmp_path
         "after 1",
         "after 2",
     ]
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"PERL_UNICODE": "SDA"}, {"PERLIO": ":utf8"}, {"PERL5OPT": "-Mstrict"}, {"PERL5OPT": "-CSD"}],
+    ids=["PERL_UNICODE", "PERLIO", "PERL5OPT-strict", "PERL5OPT-C"],
+)
+def test_the_pipe_writer_keeps_every_byte_whatever_perl_settings_the_environment_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    """The tmux server passes its environment (the user's shell's) to the writer: Perl
+    settings there (a UTF-8 layer, injected switches) once ended it at its first byte, so
+    no transcript at all; the writer must copy bytes as they come, whatever they are."""
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    log = tmp_path / "a1.log"
+    data = b"plain\n\xff\xfe\x00 not utf-8 \xe2\x82\n\xc3\xa9t\xc3\xa9\n"
+    writer = _pipe_writer(log)
+    _send(writer, data)
+    assert writer.stdin is not None
+    writer.stdin.close()
+    assert writer.wait(timeout=30) == 0
+    assert log.read_bytes() == data
 
 
 @pytest.mark.parametrize("odd", ["symlink", "fifo"])
@@ -627,6 +695,93 @@ def test_follow_survives_a_rotation_without_losing_or_repeating_a_line(paths: Fl
     finally:
         writer.close()
     assert got[1:] == [f"line {n}" for n in range(6)]
+
+
+def test_follow_started_while_rotated_away_never_repeats_what_the_writer_then_wrote(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a rotation and the agent's next output there is no ``<name>.log``. When the
+    writer opened it right after follow() looked for it and before follow() read the
+    stream, its first lines were shown by that read and again by the follower, which
+    read the new file from its start."""
+    path = write(paths, header(1) + "line 0\r\nline 1\r\n")
+    transcript.rotate(path, 2)
+
+    class WriterBetween(transcript._Follower):
+        def __init__(self, watched: Path) -> None:
+            super().__init__(watched)
+            append(watched, "line 2\r\n")()  # type: ignore[operator]  # the writer's first chunk, just then
+
+    monkeypatch.setattr(transcript, "_Follower", WriterBetween)
+    script = Script([append(path, "line 3\r\n"), lambda: None, lambda: None])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    assert got[1:] == [f"line {n}" for n in range(4)]
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+def test_follow_never_repeats_what_a_rotation_just_before_its_first_read_moved(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch, keep: int
+) -> None:
+    """The follower opens ``<name>.log`` and starts at its end; then the watcher rotates and
+    the writer writes on, in the old file and then a new one, before the first read. That
+    read took the renamed file whole and the new one up to the old file's size, and the
+    follower read both again."""
+    path = write(paths, header(1) + "line 0\r\n")
+
+    class RotatedBetween(transcript._Follower):
+        def __init__(self, watched: Path) -> None:
+            super().__init__(watched)
+            with watched.open("ab") as old:
+                transcript.rotate(watched, keep)
+                old.write(b"line 1\r\n")  # the writer's chunk in flight at the rename
+            append(watched, "line 2\r\n" + "x" * 100 + "\r\n")()  # type: ignore[operator]  # the new file
+
+    monkeypatch.setattr(transcript, "_Follower", RotatedBetween)
+    script = Script([append(path, "line 3\r\n"), lambda: None, lambda: None])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    # With log_keep 0 the rotation removed the file before the read: only what the
+    # follower still reads of it (its file stays open) and what came after.
+    assert [line for line in got if line.startswith("line")] == [f"line {n}" for n in range(0 if keep else 1, 4)]
+
+
+def test_follow_held_up_across_several_rotations_reads_every_file_in_order(paths: FleetPaths) -> None:
+    """``fleet logs --follow | less``: while its output is blocked, the watcher rotates
+    several times. It read on in the file it had, then the newest: the files between were
+    skipped."""
+    path = write(paths, header(1) + "line 0\r\n")
+
+    def rotations() -> None:
+        for n in (2, 3, 4):
+            transcript.rotate(path, 5)
+            append(path, f"line {n}\r\n")()  # type: ignore[operator]
+
+    script = Script([append(path, "line 1\r\n"), rotations, *([lambda: None] * 8)])
+    got = collect(transcript.follow(paths, "a1", lines=10, sleep=script.sleep, stop=script.done))
+    assert got[1:] == [f"line {n}" for n in range(5)]
+
+
+def test_a_read_during_a_rotation_takes_every_file_once_in_order(
+    paths: FleetPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are opened one by one, oldest first: a rotation between two opens moved
+    a file not yet opened to a name already taken, so that file was missing."""
+    path = write(paths, "line 0\n", ".2")
+    write(paths, "line 1\n", ".1")
+    write(paths, "line 2\n")
+    opening = transcript._open_read
+    calls = 0
+
+    def rotating_at_the_second_open(candidate: Path) -> int | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            transcript.rotate(path.with_name("a1.log"), 5)
+            append(path.with_name("a1.log"), "line 3\n")()  # type: ignore[operator]
+        return opening(candidate)
+
+    monkeypatch.setattr(transcript, "_open_read", rotating_at_the_second_open)
+    got = transcript.read(paths, "a1", lines=10, generation="all").splitlines()
+    assert got == [f"line {n}" for n in range(4)]
 
 
 def test_follow_of_a_missing_transcript_is_no_transcript(paths: FleetPaths) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -24,6 +25,8 @@ from fleetlib.pane import PaneSpec
 from fleetlib.paths import FleetPaths
 from fleetlib.rundir import ensure_private_dir
 from fleetlib.transcript import HEADER_RE
+from fleetlib.watcher import Watcher
+from fleetlib.watcher_config import WatchedAgent, WatcherConfig
 from tests.conftest import InvUser, eventually
 from tests.test_fleet_tmux import TmuxEnv
 
@@ -74,6 +77,15 @@ class Server:
 
     def screen(self, name: str) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-t", tmux.window_target(name), "-S", "-50", check=False).stdout
+
+    def rotate_tick(self, watcher: Watcher, name: str, *, max_bytes: int, keep: int) -> None:
+        """What ``watcher`` does about transcripts in one of its ticks, for the window ``name``."""
+        log = transcript.log_path(self.paths, name)
+        agent = WatchedAgent(name=name, runtime="custom", log=str(log), log_max_bytes=max_bytes, log_keep=keep)
+        config = WatcherConfig(tmux="tmux", socket=str(self.paths.tmux_socket), home=str(self.paths.home),
+                               agents={name: agent})  # fmt: skip
+        shown = self.tmux("display", "-p", "-t", tmux.window_target(name), "#{pane_id} #{pane_pipe}").stdout.split()
+        watcher._rotate(config, {name: tmux.Window(name, 1, False, pane_id=shown[0], piped=shown[1] == "1")})
 
     def pipe_readers(self, log: Path) -> list[int]:
         """Pids of the writers (the pipes' readers) the server started that append to ``log``."""
@@ -240,6 +252,69 @@ def test_a_writer_that_stays_in_the_renamed_file_is_found_and_replaced(server: S
     eventually(log.exists, "the new writer opened the transcript")
     assert not transcript.writer_left_behind(log, 2048)
     go.touch()
+
+
+def test_a_stalled_writer_across_the_watchers_rotation_keeps_its_pipe_and_loses_no_line(
+    server: Server, tmp_path: Path
+) -> None:
+    """The writer is stopped (a stalled disk) while the agent prints and the watcher rotates:
+    ``<name>.log`` stays absent and ``<name>.log.1`` is past twice log_max_bytes, as with a
+    ``cat`` left behind, but nothing appends to it. The watcher took it for left behind and
+    replaced the live pipe, and tmux dropped every line it held for the stopped writer."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    first, count = 1000, 20_000
+    (tmp_path / "agent.py").write_text(
+        "import os, sys, time\n"
+        f"for i in range({first}): sys.stdout.write(f'numbered line {{i:06d}}\\n')\n"
+        "sys.stdout.flush()\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        f"for i in range({first}, {count}): sys.stdout.write(f'numbered line {{i:06d}}\\n')\n"
+        "sys.stdout.write('AGENT-DONE\\n'); sys.stdout.flush()\n"
+        f"open({str(done)!r}, 'w').close(); time.sleep(1000)\n"
+    )
+    server.window("busy", [sys.executable, str(tmp_path / "agent.py")])
+    log = transcript.log_path(server.paths, "busy")
+    eventually(lambda: f"numbered line {first - 1:06d}" in log_text(log), "the first lines in the transcript")
+    (reader,) = server.pipe_readers(log)
+    seen = Watcher(server.paths.run_dir)
+    os.kill(reader, signal.SIGSTOP)
+    try:
+        go.touch()
+        eventually(done.exists, "the agent printed everything while its writer was stopped", limit=60)
+        for _ in range(3):  # the watcher's ticks: the first rotates, the others look for a left-behind writer
+            server.rotate_tick(seen, "busy", max_bytes=4096, keep=3)
+    finally:
+        os.kill(reader, signal.SIGCONT)
+
+    def stream() -> str:
+        return "".join(log_text(part) for part in [transcript.rotated(log, 1), log])
+
+    # Settled once the last line is in, or the stopped writer ended (its pipe was replaced).
+    def writers() -> list[int]:
+        return server.pipe_readers(transcript.rotated(log, 1)) + server.pipe_readers(log)
+
+    eventually(lambda: "AGENT-DONE" in stream() or reader not in writers(), "the writer caught up", limit=60)
+    numbers = [int(n) for n in re.findall(r"numbered line (\d{6})", stream())]
+    assert numbers == list(range(count)), f"{count - len(numbers)} lines missing"
+    assert server.pipe_readers(log) == [reader], "the same writer, its pipe never replaced"
+
+
+def test_the_watcher_makes_a_removed_logs_dir_again_and_the_transcript_resumes(server: Server, tmp_path: Path) -> None:
+    """The logs directory is removed while an agent runs: its writer ends at its next chunk
+    (it never creates directories). The watcher renewed the pipe every tick into the
+    missing directory, each new writer ended at once: no transcript until a restart."""
+    server.window("lost", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo counted-$i; sleep 0.02; done"])
+    log = transcript.log_path(server.paths, "lost")
+    eventually(lambda: "counted-3" in log_text(log), "the first lines")
+    shutil.rmtree(log.parent)
+
+    def piped() -> str:
+        return server.tmux("display", "-p", "-t", tmux.window_target("lost"), "#{pane_pipe}").stdout.strip()
+
+    eventually(lambda: piped() == "0", "the writer ended, tmux closed the pipe")
+    server.rotate_tick(Watcher(server.paths.run_dir), "lost", max_bytes=1 << 20, keep=1)
+    eventually(lambda: len(re.findall(r"counted-\d+", log_text(log))) >= 3, "the transcript resumed")
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
 
 
 def test_a_transcript_path_with_shell_and_tmux_specials(tmp_path: Path) -> None:
