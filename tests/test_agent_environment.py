@@ -243,10 +243,26 @@ def test_the_real_codex_cli_from_an_npm_prefix_comes_up_under_systemd(fleet_env:
     fleet = Fleet(fleet_env, fleet_env.home, "systemd")
     fleet.write_roster(
         f"  - name: cx\n    runtime: codex\n    cwd: {json.dumps(str(tmp_path))}\n"
-        f"    env: {{HOME: {json.dumps(str(agent_home))}}}\n"
+        f"    env: {{HOME: {json.dumps(str(agent_home))}}}\n    log_max_bytes: 4096\n    log_keep: 3\n"
     )
     started = fleet.up(fleet.with_path(prefix_bin))
     assert started.returncode == 0, (started.stderr, fleet.screen("cx"))
     eventually(lambda: CODEX_MENU in fleet.screen("cx"), "Codex shows its sign-in menu", limit=120)
     assert "command not found" not in fleet.screen("cx")
+    # Its transcript, written by the pane's writer under systemd, rotated by the watcher
+    # while the TUI redraws (each resize draws the whole screen again), reads as its screen.
+    logs = fleet.home / "fleet" / "logs"
+    widths = iter(range(10_000))
+
+    def redrawn_and_rotated() -> bool:
+        width = 100 + next(widths) % 2 * 20
+        subprocess.run(
+            ["tmux", "-S", str(fleet.socket), "resize-window", "-t", "=fleet:=cx", "-x", str(width)], check=False
+        )
+        return (logs / "cx.log.1").exists() and (logs / "cx.log").exists()
+
+    eventually(redrawn_and_rotated, "the real CLI's transcript rotated and written on", limit=120, poll=0.3)
+    shown = fleet.inv("fleet.logs", "--agent", "cx")
+    assert shown.returncode == 0, shown.stderr
+    assert CODEX_MENU in shown.stdout
     assert fleet.inv("fleet.stop").returncode == 0
