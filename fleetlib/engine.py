@@ -570,7 +570,8 @@ class Lifecycle(FleetContext):
         Only a full look (``observe``) judges an agent. Under systemd a full look asks the
         manager, busy starting the very units waited for (at 200 agents one look took
         1-2 s and made the manager slower still), so between full looks the engine only
-        glances at the windows (``glance``: one tmux client and the exec records) and takes
+        glances at the agents' exec records (``glance``: no process, neither the manager nor
+        the tmux server asked) and takes
         the next full look once a glance shows every pending agent's grace over, or a run
         that ended, or when the glances have shown nothing new for :data:`STALL_S` (a unit
         that fails before its window opens shows none), and at the deadline. Full looks are

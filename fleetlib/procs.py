@@ -96,6 +96,15 @@ def marker(name: str, fleet_id: str) -> str:
     return f"{name}@{fleet_id}"
 
 
+def own_processes() -> Iterator[int]:
+    """The pid of every process of our user (one that ends meanwhile may be among them)."""
+    uid = os.geteuid()
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                yield int(entry)
+
+
 def _environments() -> Iterator[tuple[int, bytes]]:
     """(pid, raw environment) of every process this user may read, but this one's."""
     me = os.getpid()

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from fleetlib import tmux
+from fleetlib import procs, tmux
 from fleetlib.capture import (
     HEADER_PRINTF,
     HEADER_RE,
@@ -761,7 +761,7 @@ def wake_writers(paths: FleetPaths) -> list[int]:
     # through a symlink).
     prefix = f"{os.path.realpath(log_dir(paths))}/"
     woken = []
-    for pid in _own_processes():
+    for pid in procs.own_processes():
         try:
             if not os.readlink(f"/proc/{pid}/fd/1").startswith(prefix):
                 continue
@@ -770,15 +770,6 @@ def wake_writers(paths: FleetPaths) -> list[int]:
             continue
         woken.append(pid)
     return woken
-
-
-def _own_processes() -> Iterator[int]:
-    """The pid of every process of our user (one that ends meanwhile may be among them)."""
-    uid = os.geteuid()
-    for entry in os.listdir("/proc"):
-        with contextlib.suppress(OSError):
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
-                yield int(entry)
 
 
 def _writes_to(pid: int, info: os.stat_result) -> bool:
@@ -840,7 +831,7 @@ def writer_left_behind(path: Path, max_bytes: int) -> bool:
         return False
     if not stat.S_ISREG(info.st_mode) or info.st_size < 2 * max_bytes:
         return False
-    return any(_writes_to(pid, info) and not _follows_rotation(pid) for pid in _own_processes())
+    return any(_writes_to(pid, info) and not _follows_rotation(pid) for pid in procs.own_processes())
 
 
 def rotate(path: Path, keep: int) -> list[str]:
