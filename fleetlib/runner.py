@@ -423,11 +423,15 @@ class DryRunRunner:
         return contextlib.nullcontext()
 
 
-def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str], hold: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` (no shell) in a session of its own, stdin from /dev/null, output to
-    this process's; never waited for here (the caller reaps it). OSError when it cannot
-    be started."""
-    return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True)
+    this process's, and ``hold`` (a file descriptor) passed down under its own number:
+    everything the command starts inherits it, whatever session it moves to. Never waited
+    for here (the caller reaps it). OSError when it cannot be started."""
+    passed = () if hold is None else (hold,)
+    return subprocess.Popen(
+        list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=passed
+    )
 
 
 def exec_replacing(argv: Sequence[str]) -> NoReturn:

@@ -53,6 +53,7 @@ import contextlib
 import math
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -197,20 +198,27 @@ class Notice:
 class _Notification:
     """A notification command: its :data:`NOTIFY_ENV` value (every process it started
     carries it), the command itself when this watcher started it (None: taken over from
-    a watcher before this one), and whether it leads a process group of its own (then the
-    whole group is its: a pid is never reused while its group lives)."""
+    a watcher before this one), whether it leads a process group of its own (then the
+    whole group is its: a pid is never reused while its group lives), and the read end of
+    the pipe whose write end it was started holding (:func:`spawn_detached`).
+
+    The pipe is the witness no race can fool: the kernel reports its hang-up only once
+    every process that inherited the write end has ended (or closed it), whatever session
+    it moved to and in the middle of an exec too, when ``/proc`` shows no environment. The
+    marker finds those that close every descriptor (daemons), for killing as well."""
 
     started: float
     marker: str
     proc: subprocess.Popen[bytes] | None = None
     group: bool = False
+    witness: int | None = None
 
     def alive(self, live: Mapping[str, list[int]]) -> bool:
         """Whether the command, or anything it started (``live``: see
         :func:`notification_processes`), still runs."""
         if self.proc is not None and self.proc.poll() is None:
             return True
-        if live.get(self.marker):
+        if live.get(self.marker) or self._held():
             return True
         if self.proc is None or not self.group:
             return False
@@ -219,6 +227,14 @@ class _Notification:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+    def _held(self) -> bool:
+        """Whether some process still holds the write end of the witness pipe."""
+        if self.witness is None:
+            return False
+        poller = select.poll()
+        poller.register(self.witness, select.POLLIN)
+        return not any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
     def kill(self, signum: int, live: Mapping[str, list[int]]) -> None:
         """``signum`` to the command, its group and every process carrying its marker."""
@@ -232,6 +248,12 @@ class _Notification:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=1.0)
 
+    def close(self) -> None:
+        """Let go of the witness pipe (the notification is over, or no longer ours to watch)."""
+        if self.witness is not None:
+            os.close(self.witness)
+            self.witness = None
+
 
 def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
     try:
@@ -240,7 +262,7 @@ def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-Spawn = Callable[[Sequence[str], Mapping[str, str]], "subprocess.Popen[bytes] | None"]
+Spawn = Callable[[Sequence[str], Mapping[str, str], int], "subprocess.Popen[bytes] | None"]
 MessageOf = Callable[[Path, str], "str | None"]
 
 
@@ -250,11 +272,12 @@ def _tells(agent: WatchedAgent, old: str | None, new: str) -> bool:
     return new in NOTIFY_STATES or (bool(agent.notify) and notify.event_of(old, new) is not None)
 
 
-def spawn_detached(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str], hold: int) -> subprocess.Popen[bytes] | None:
     """Start a notification command without a shell, stdin from /dev/null, output to the
-    watcher's own (the journal or its window); None when it cannot be started."""
+    watcher's own (the journal or its window), holding the descriptor ``hold`` (the write
+    end of its witness pipe); None when it cannot be started."""
     try:
-        return _spawn_detached(argv, env)
+        return _spawn_detached(argv, env, hold)
     except OSError as exc:
         print(f"fleet watcher: cannot run {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return None
@@ -482,9 +505,15 @@ class Watcher:
                 )
                 continue
             marker = f"{secrets.token_hex(8)}@{self.run_dir}"
-            proc = self.spawn(argv, base | extra | {NOTIFY_ENV: marker})
-            if proc is not None:
-                self.running.append(_Notification(time.monotonic(), marker, proc, _leads_group(proc)))
+            witness, held = os.pipe()
+            try:
+                proc = self.spawn(argv, base | extra | {NOTIFY_ENV: marker}, held)
+            finally:
+                os.close(held)  # the command's processes hold it now, and only they
+            if proc is None:
+                os.close(witness)
+                continue
+            self.running.append(_Notification(time.monotonic(), marker, proc, _leads_group(proc), witness))
 
     def _reap(self) -> None:
         """Collect finished notification commands; kill those past their time.
@@ -493,21 +522,32 @@ class Watcher:
         (:func:`spawn_detached`) and every process carrying its :data:`NOTIFY_ENV` value,
         so a ``sh -c`` whose child still runs after the timeout, or a command that left a
         background or ``setsid`` process behind when it exited, counts against the cap
-        until it is gone and never outlives the timeout. The first call also takes over
+        until it is gone (its witness pipe tells: :class:`_Notification`) and never
+        outlives the timeout. The first call also takes over
         what a watcher before this one left (killed outright, it could end nothing): those
         get a full timeout from now."""
         if not self.running and self.took_over:
             return
         live = notification_processes(self.run_dir)
         self._take_over(live)
+        self._keep_alive(live)
         kept = []
         for notification in self.running:
-            if not notification.alive(live):
-                continue
             if time.monotonic() - notification.started > self.notify_timeout:
                 notification.kill(signal.SIGKILL, live)
+                notification.close()
                 continue
             kept.append(notification)
+        self.running = kept
+
+    def _keep_alive(self, live: Mapping[str, list[int]]) -> None:
+        """Drop (and let go of) the notifications that are over."""
+        kept = []
+        for notification in self.running:
+            if notification.alive(live):
+                kept.append(notification)
+            else:
+                notification.close()
         self.running = kept
 
     def _take_over(self, live: Mapping[str, list[int]]) -> None:
@@ -526,13 +566,14 @@ class Watcher:
         for signum in (signal.SIGTERM, signal.SIGKILL):
             live = notification_processes(self.run_dir)
             self._take_over(live)
-            self.running = [notification for notification in self.running if notification.alive(live)]
+            self._keep_alive(live)
             for notification in self.running:
                 notification.kill(signum, live)
             while self.running and time.monotonic() < deadline:
                 time.sleep(0.05)
-                live = notification_processes(self.run_dir)
-                self.running = [notification for notification in self.running if notification.alive(live)]
+                self._keep_alive(notification_processes(self.run_dir))
+        for notification in self.running:
+            notification.close()
         self.running = []
 
     def _rotate(self, config: WatcherConfig, windows: dict[str, tmux.Window]) -> None:

@@ -464,6 +464,36 @@ def test_hanging_notification_commands_never_pile_up(
     eventually(lambda: not with_env(marker), "every command ended", 10)
 
 
+def test_a_notification_whose_leftover_cleared_its_environment_still_counts_until_its_time(tmp_path: Path) -> None:
+    # Defect: a command was counted only while /proc showed a process carrying its marker,
+    # so one whose leftover cleared its environment (`env -i`), or was caught in the middle
+    # of an exec (no environment shown for an instant), no longer counted: one more command
+    # ran. The witness is the command line the test chose, not the marker.
+    unique = str(uuid.uuid4().int % 900_000 + 100_000)
+    command = ["sh", "-c", f"setsid env -i sleep {unique} & exit 0"]
+
+    def leftovers() -> list[int]:
+        return [pid for pid in _pids() if _argv(pid) == ["sleep", unique] and _alive(pid)]
+
+    seen = _hanging_watcher(tmp_path, command, uuid.uuid4().hex, timeout=600)
+    seen.max_notifications = 3
+    assert seen.config is not None
+    try:
+        for index in range(6):
+            seen._reap()
+            seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+            want = min(index + 1, 3)
+            eventually(lambda want=want: len(leftovers()) == want, "the leftover of every command started", 10)
+        assert len(leftovers()) == 3
+        seen.notify_timeout = 0.0  # past their time: nothing can find them to end them, they are let go
+        seen._reap()
+        assert seen.running == []
+    finally:
+        for pid in leftovers():
+            os.kill(pid, signal.SIGKILL)
+        seen.end_notifications()
+
+
 @pytest.mark.parametrize("escape", ["", "setsid "], ids=["child", "setsid"])
 def test_fleet_stop_leaves_no_watcher_writer_or_hung_notification_behind(fleet: Fleet, escape: str) -> None:
     marker = uuid.uuid4().hex
