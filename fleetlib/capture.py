@@ -50,8 +50,10 @@ def logs_in(fleet_dir: Path) -> Path:
 # drops what it has queued for a pipe it replaces, and with `cat` (which never reopens) it
 # had to be, so a busy agent lost lines at each rotation. Perl because `perl-base` is
 # part of every Debian system and starts in about 2 ms; the program stays small:
-# - a symlink, FIFO or anything but a regular file at the name ends it (exit 1) without
-#   opening it: appending would follow the link, or block on the FIFO;
+# - a symlink, FIFO or anything but a regular file at the name ends it (exit 1): the open
+#   refuses a symlink (O_NOFOLLOW) and never waits (O_NONBLOCK: a FIFO without a reader is
+#   refused, one with a reader fails the regular-file check), in one step, so a FIFO swapped
+#   in between a check and the open (a race an `lstat` before `open` left) blocks nothing;
 # - STDOUT is reopened, so fd 1 stays the transcript (`wake_writers` finds writers by it);
 # - a write that fails (a full disk) ends it, as it ended `cat`: tmux closes the pipe and
 #   the watcher renews it (`PIPED_FORMAT`);
@@ -62,8 +64,9 @@ def logs_in(fleet_dir: Path) -> Path:
 # `-Mstrict` stops this program compiling) ended it before its first byte.
 WRITER_UNSET: Final = ("PERL5OPT", "PERL5LIB", "PERLLIB", "PERLIO", "PERL_UNICODE")
 WRITER_PERL: Final = (
-    "$p = shift; "
-    'sub reopen { if (lstat $p) { -f _ or exit 1 } open STDOUT, ">>", $p or exit 1; @id = (stat STDOUT)[0, 1] } '
+    "use Fcntl; $p = shift; "
+    "sub reopen { sysopen STDOUT, $p, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK or exit 1; "
+    "-f STDOUT or exit 1; @id = (stat _)[0, 1] } "
     "reopen; "
     "while ($n = sysread STDIN, $b, 65536) { "
     "@s = lstat $p; reopen if !@s || $s[0] != $id[0] || $s[1] != $id[1]; "

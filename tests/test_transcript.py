@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -631,6 +634,68 @@ def test_the_pipe_writer_ends_rather_than_follow_a_symlink_or_open_a_fifo_put_at
             writer.stdin.close()
     assert target.read_bytes() == b"untouched\n"
     assert transcript.rotated(log, 1).read_bytes() == b"before\n"
+
+
+def test_the_pipe_writer_never_blocks_on_a_fifo_swapped_in_at_the_name_while_it_reopens(tmp_path: Path) -> None:
+    # Defect: the writer looked at the name (lstat) and then opened it, two steps: a FIFO
+    # renamed in between was opened to append, which blocks until someone reads it. The
+    # transcript stopped for good, with the writer alive (so never renewed). A writer that
+    # sees the FIFO ends (exit 1): one is started again, for many tries at the race.
+    # The witness: the kernel's wait channel of each writer.
+    stop = threading.Event()
+    folders = [tmp_path / str(index) for index in range(4)]
+
+    def swap(folder: Path) -> None:
+        for turn in itertools.count():
+            if stop.is_set():
+                return
+            os.mkfifo(folder / f"f{turn}")
+            os.rename(folder / f"f{turn}", folder / "a.log")
+            (folder / f"r{turn}").touch()
+            os.rename(folder / f"r{turn}", folder / "a.log")
+
+    for folder in folders:
+        folder.mkdir()
+        (folder / "a.log").touch()
+    swappers = [threading.Thread(target=swap, args=(folder,)) for folder in folders]
+    writers = {folder: _pipe_writer(folder / "a.log") for folder in folders}
+    for thread in swappers:
+        thread.start()
+    blocked: list[str] = []
+    ended: list[int | None] = []
+    try:
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline and not blocked:
+            for folder, old in list(writers.items()):
+                writer = old
+                if old.poll() is not None:
+                    _close(old)
+                    ended.append(old.returncode)
+                    writers[folder] = writer = _pipe_writer(folder / "a.log")
+                with contextlib.suppress(BrokenPipeError):
+                    _send(writer, b"x\n")
+                with contextlib.suppress(OSError):
+                    channel = Path(f"/proc/{writer.pid}/wchan").read_text()
+                    if "partner" in channel or "fifo" in channel:
+                        blocked.append(channel)
+            time.sleep(0.0005)
+    finally:
+        stop.set()
+        for thread in swappers:
+            thread.join()
+        for writer in writers.values():
+            writer.kill()
+            writer.wait()
+            _close(writer)
+    assert blocked == []
+    assert len(ended) > 100  # the race was tried: each end is a writer that met the FIFO
+    assert set(ended) == {1}
+
+
+def _close(writer: subprocess.Popen[bytes]) -> None:
+    assert writer.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        writer.stdin.close()
 
 
 # --------------------------------------------------------------------------- follow
