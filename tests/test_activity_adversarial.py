@@ -436,6 +436,20 @@ def test_a_new_watcher_takes_over_the_notifications_a_killed_one_left(tmp_path: 
         notification.proc.wait(timeout=10)
 
 
+def _capped_watcher(tmp_path: Path, command: list[str], marker: str) -> Watcher:
+    """A watcher whose notifications never time out here, at most 3 at once."""
+    seen = _hanging_watcher(tmp_path, command, marker, timeout=600)
+    seen.max_notifications = 3
+    return seen
+
+
+def _ask(seen: Watcher, index: int) -> None:
+    """Agent ``a`` asks once more, after the watcher collected what ended (as a tick does)."""
+    assert seen.config is not None
+    seen._reap()
+    seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+
+
 @pytest.mark.parametrize(
     "command", [["sleep", "300"], ["sh", "-c", "setsid sleep 300 & exit 0"]], ids=["hanging", "setsid"]
 )
@@ -446,13 +460,10 @@ def test_hanging_notification_commands_never_pile_up(
     # notifier stuck on a dead bus, an agent asking every few seconds): processes without bound.
     # Then: a command that left a `setsid` process behind no longer counted.
     marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
-    seen = _hanging_watcher(tmp_path, command, marker.decode().split("=", 1)[1], timeout=600)
-    seen.max_notifications = 3
-    assert seen.config is not None
+    seen = _capped_watcher(tmp_path, command, marker.decode().split("=", 1)[1])
     try:
         for index in range(10):
-            seen._reap()
-            seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+            _ask(seen, index)
             eventually(lambda: all(_argv(pid)[:1] == ["sleep"] for pid in with_env(marker)), "only sleeps left", 10)
         eventually(lambda: len(with_env(marker)) == 3, "three commands running", 10)
         assert len(with_env(marker)) == 3  # and no more
@@ -475,13 +486,10 @@ def test_a_notification_whose_leftover_cleared_its_environment_still_counts_unti
     def leftovers() -> list[int]:
         return [pid for pid in _pids() if _argv(pid) == ["sleep", unique] and _alive(pid)]
 
-    seen = _hanging_watcher(tmp_path, command, uuid.uuid4().hex, timeout=600)
-    seen.max_notifications = 3
-    assert seen.config is not None
+    seen = _capped_watcher(tmp_path, command, uuid.uuid4().hex)
     try:
         for index in range(6):
-            seen._reap()
-            seen._notify(seen.config, watcher.Notice("a", "idle", "waiting", f"question {index}"))
+            _ask(seen, index)
             want = min(index + 1, 3)
             eventually(lambda want=want: len(leftovers()) == want, "the leftover of every command started", 10)
         assert len(leftovers()) == 3
