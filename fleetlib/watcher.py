@@ -505,7 +505,11 @@ class Watcher:
                 )
                 continue
             marker = f"{secrets.token_hex(8)}@{self.run_dir}"
-            witness, held = os.pipe()
+            try:
+                witness, held = os.pipe()
+            except OSError as exc:  # out of descriptors: this one is not told, the watcher goes on
+                print(f"fleet watcher: cannot run {what}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+                continue
             try:
                 proc = self.spawn(argv, base | extra | {NOTIFY_ENV: marker}, held)
             finally:

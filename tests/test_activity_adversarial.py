@@ -11,6 +11,7 @@ own: /proc scans, the pane's screen read with tmux directly, the files themselve
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -499,6 +500,31 @@ def test_a_notification_whose_leftover_cleared_its_environment_still_counts_unti
     finally:
         for pid in leftovers():
             os.kill(pid, signal.SIGKILL)
+        seen.end_notifications()
+
+
+def test_a_watcher_out_of_descriptors_says_so_and_tells_the_next_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault: no descriptor left for a notification's witness pipe (EMFILE). That change goes
+    # untold, in one line; the watcher neither crashes nor counts a command that never ran.
+    marker = f"ADV_MARK={uuid.uuid4().hex}".encode()
+    seen = _capped_watcher(tmp_path, ["sleep", "300"], marker.decode().split("=", 1)[1])
+
+    def no_descriptors() -> tuple[int, int]:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    try:
+        monkeypatch.setattr(watcher.os, "pipe", no_descriptors)
+        _ask(seen, 0)
+        monkeypatch.undo()
+        assert seen.running == []
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "fleet watcher: cannot run 'sleep': Too many open files"
+        ]
+        _ask(seen, 1)
+        eventually(lambda: len(with_env(marker)) == 1, "the next change told", 10)
+    finally:
         seen.end_notifications()
 
 
