@@ -200,12 +200,11 @@ def _environments(
 
 def environment(pid: int) -> dict[str, str] | None:
     """The environment ``pid`` was started with (``/proc/<pid>/environ``, read capped,
-    undecodable bytes replaced), or None when it cannot be read (gone, another user's, or in
-    the middle of an exec, when the kernel shows no environment at all)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            raw = handle.read(_ENVIRON_CAP)
-    except OSError:
+    undecodable bytes replaced; for a process in the middle of an exec, the one it shows
+    once through: :func:`_environment_of`), or None when it cannot be read (gone, another
+    user's) or is empty."""
+    raw = _environment_of(pid, time.sleep, time.monotonic)
+    if raw is None:
         return None
     pairs = [item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if b"=" in item]
     return {key: value for key, _, value in pairs} or None

@@ -423,14 +423,13 @@ class DryRunRunner:
         return contextlib.nullcontext()
 
 
-def spawn_detached(argv: Sequence[str], env: Mapping[str, str], hold: int | None = None) -> subprocess.Popen[bytes]:
+def spawn_detached(argv: Sequence[str], env: Mapping[str, str], hold: int) -> subprocess.Popen[bytes]:
     """Start ``argv`` (no shell) in a session of its own, stdin from /dev/null, output to
     this process's, and ``hold`` (a file descriptor) passed down under its own number:
     everything the command starts inherits it, whatever session it moves to. Never waited
     for here (the caller reaps it). OSError when it cannot be started."""
-    passed = () if hold is None else (hold,)
     return subprocess.Popen(
-        list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=passed
+        list(argv), env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(hold,)
     )
 
 
