@@ -107,15 +107,16 @@ def _fleet(home: Path, count: int, backend: str, manager: UserManager | None) ->
 
 
 def _wait_all_up(fleet: Lifecycle, old: dict[str, int | None]) -> list[str]:
-    """Poll until the holder is up and every agent runs a new pane (not timed); returns
-    the agents still not up after :data:`SETTLE_TIMEOUT_S` (name and state)."""
+    """Poll until the holder is up and every agent runs a new agent process (in a new pane,
+    or renewed in place by its supervisor; not timed); returns the agents still not up
+    after :data:`SETTLE_TIMEOUT_S` (name and state)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         status = fleet.status()
         stuck = [
             f"{a.name} ({a.state}, {a.active_state}/{a.sub_state}, window {a.window})"
             for a in status.agents
-            if not (a.up and a.pid is not None and a.pid != old.get(a.name))
+            if not (a.up and a.agent_pid is not None and a.agent_pid != old.get(a.name))
         ]
         if (status.holder_up and not stuck) or time.monotonic() >= deadline:
             return stuck
@@ -150,7 +151,7 @@ class Sample:
 def _timed(action: Callable[[Lifecycle], None], fleet: Lifecycle, log_dir: Path, phases: Phases) -> Sample:
     """One restart: seconds, mean starts per agent, and the engine's phase marks."""
     before = _starts(log_dir)
-    old = {a.name: a.pid for a in fleet.status().agents}
+    old = {a.name: a.agent_pid for a in fleet.status().agents}
     phases.first_poll = phases.all_up = None
     phases.began = started = time.monotonic()
     action(fleet)

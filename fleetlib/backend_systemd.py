@@ -28,7 +28,7 @@ from fleetlib.agent_windows import AgentWindows
 from fleetlib.atomic import atomic_write_text
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
-from fleetlib.pane import base_environment, install_script, script_path
+from fleetlib.pane import base_environment, install_script, runs, script_path
 from fleetlib.primitives import HOLDER_KEY
 from fleetlib.results import InstallResult
 from fleetlib.rundir import ensure_private_dir
@@ -36,7 +36,7 @@ from fleetlib.runner import Result, apply_change, query, query_all
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
 from fleetlib.transcript import ensure_log_dir
-from fleetlib.units import DROPIN_NAME, cgroup_mounts, unit_files
+from fleetlib.units import DROPIN_NAME, cgroup_mounts, dropin_command, unit_files
 from fleetlib.watcher_config import watcher_argv, watcher_environment
 
 SYSTEMCTL_TIMEOUT_S: Final = 30.0
@@ -243,6 +243,21 @@ class SystemdBackend(FleetContext):
         self._check(self._systemctl("restart", [self.units.holder], "--no-block"), "systemctl --user restart")
         if units:
             self._check(self._systemctl("start", units, "--no-block"), "systemctl --user start")
+
+    def current(self, rows: dict[str, AgentStatus]) -> list[str]:
+        """Running agents whose supervisor runs the command of the drop-in installed now,
+        with the run dir's script (an install or an upgrade since it started: not current)."""
+        found = []
+        for name, row in rows.items():
+            if row.state != "running" or row.pid is None or row.agent_pid is None:
+                continue
+            try:
+                command = dropin_command(self._dropin(name).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+            if command is not None and runs(row.pid, command, self.paths.run_dir):
+                found.append(name)
+        return found
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:
         """Remove the windows of stopped agents (the holder's stop already removed the

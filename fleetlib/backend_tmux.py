@@ -177,6 +177,11 @@ class TmuxBackend(FleetContext):
         self.windows.signal_marked(names, signal.SIGTERM, signal.SIGHUP)
         return {}
 
+    def current(self, rows: dict[str, AgentStatus]) -> list[str]:
+        """None: a window's command carries the environment of the ``fleet`` command that
+        made it, so every restart makes new windows from the caller's environment."""
+        return []
+
     def restart_all(self, names: list[str]) -> None:
         raise NotImplementedError("the tmux backend restarts through stop and start")
 

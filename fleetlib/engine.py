@@ -43,7 +43,7 @@ import functools
 import shlex
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -111,6 +111,19 @@ class _Tracker:
     auto_restarts: int = 0
     last_sub: str = ""
     fresh: bool = False  # the new generation has shown itself: a new window, or its unit starting
+    in_place: bool = False  # renewed in place (fleetlib.gate): the supervisor stays, its agent's run is new
+    old_agent: int | None = None  # in place: the agent process of the run before the operation
+    old_failures: int = 0  # in place: the exits its window counted before the operation
+
+    def renew(self, row: AgentStatus) -> None:
+        """Track a renewal in place: the window is the agent's already; its next run is new."""
+        self.in_place = self.fresh = True
+        self.old_agent, self.old_failures = row.agent_pid, row.failures
+
+    def pids(self, row: AgentStatus) -> tuple[int | None, int | None]:
+        """The old and new pid an outcome reports: the pane's process (the supervisor), or
+        in place, where the supervisor stays, the agent's own."""
+        return (self.old_agent, row.agent_pid) if self.in_place else (self.old_pid, row.pid)
 
 
 @dataclass(kw_only=True)
@@ -398,9 +411,18 @@ class Lifecycle(FleetContext):
                 fence()
                 if not fresh:
                     self._learn_sessions(names)
+                # Agents whose supervisor runs what a start would run now are renewed in place
+                # (fleetlib.gate): no new unit, tmux client, window or transcript pipe, most
+                # of a start's cost at fleet scale. The whole fleet only when every agent is,
+                # since only then may its holder stay.
+                renew = self.primitives.current({n: rows[n] for n in names})
+                if whole and not (before.holder_up and set(renew) == set(names)):
+                    renew = []
                 # A fresh start forgets the sessions once the old generation is gone (its
                 # hooks may still report one as it ends), so never the one-call fast path.
-                if whole and self.primitives.fast_restart and not fresh:
+                if renew:
+                    self._renew(renew, rows, trackers, began, fence, fresh=fresh)
+                elif whole and self.primitives.fast_restart and not fresh:
                     self.primitives.restart_all(names)
                 else:
                     refused = self.primitives.terminate(names, holder=whole)
@@ -415,7 +437,7 @@ class Lifecycle(FleetContext):
                         self._forget_sessions(names)
                     self.primitives.launch(names, holder=whole)
                 self._wait_up(trackers, names, "restarted", began, fence)
-                holder = "restarted" if whole else None
+                holder = None if not whole else "unchanged" if renew else "restarted"
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
         outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
         outcomes += broken.values()
@@ -427,6 +449,44 @@ class Lifecycle(FleetContext):
         carrying the agent's marker (an old generation whose tmux server died under it)."""
         alive = procs.marked(self._marker(n) for n in names)
         return [n for n in names if not rows[n].down or alive[self._marker(n)]]
+
+    def _renew(
+        self,
+        names: list[str],
+        rows: dict[str, AgentStatus],
+        trackers: dict[str, _Tracker],
+        began: float,
+        fence: Fence,
+        *,
+        fresh: bool,
+    ) -> None:
+        """Renew running agents in place (see :mod:`fleetlib.gate`): each supervisor is told
+        first (USR1) and its agent's run is ended like any stop (TERM and HUP, KILL after
+        the stop timeout, until no process carrying its marker is left); then its gate
+        opens (``fresh``: its conversation forgotten first) and it runs the agent anew."""
+        from fleetlib import gate  # noqa: PLC0415 (restart only)
+
+        run_dir = self.paths.run_dir
+        for name in names:
+            trackers[name].renew(rows[name])
+        supervisors = {name: rows[name].pid for name in names}
+        keep = {pid for pid in supervisors.values() if pid is not None}  # they carry the marker too
+        fence()
+        for name in names:
+            apply_change(self.runner, functools.partial(gate.close, run_dir, name))
+        self.runner.signal(sorted(keep), signal.SIGUSR1)
+        alive = procs.marked(self._marker(n) for n in names)
+        run = [pid for n in names for pid in alive[self._marker(n)] if pid not in keep]
+        self.runner.signal(run, signal.SIGTERM, signal.SIGHUP)
+
+        def release(name: str) -> bool:
+            if fresh:
+                self._forget_sessions([name])
+            supervisor = supervisors[name]
+            # A supervisor that is gone waits nowhere: the wait for the start judges its agent.
+            return supervisor is None or not procs.exists(supervisor) or gate.release(run_dir, name)
+
+        self._wait_gone(trackers, names, None, began, fence, release=release, keep=keep)
 
     def _stop_agents(
         self,
@@ -494,10 +554,21 @@ class Lifecycle(FleetContext):
         self.progress(Progress(operation, operation, done, total, self.clock() - began))
 
     def _wait_gone(
-        self, trackers: dict[str, _Tracker], names: list[str], action: Action | None, began: float, fence: Fence
+        self,
+        trackers: dict[str, _Tracker],
+        names: list[str],
+        action: Action | None,
+        began: float,
+        fence: Fence,
+        *,
+        release: Callable[[str], bool] | None = None,
+        keep: Collection[int] = (),
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
-        by ``terminate``; KILL what is left after each agent's ``stop_timeout``."""
+        by ``terminate``; KILL what is left after each agent's ``stop_timeout``. With
+        ``release`` (a renewal in place, whose supervisor stays up: its pid in ``keep``), an
+        agent is done once no marked process but its supervisor is left and
+        ``release(name)`` let its next run begin (False: again at the next poll)."""
         from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
 
         if self._recorded:
@@ -511,10 +582,13 @@ class Lifecycle(FleetContext):
         pending = list(names)
         while True:
             fence()
-            rows = self.primitives.observe(names).by_name()
-            alive = procs.marked(markers.values())
+            rows = self.primitives.observe(names).by_name() if release is None else {}
+            alive = {m: [pid for pid in pids if pid not in keep] for m, pids in procs.marked(markers.values()).items()}
             now = self.clock() - began
-            still = [n for n in pending if not rows[n].down or alive[markers[n]]]
+            if release is None:
+                still = [n for n in pending if not rows[n].down or alive[markers[n]]]
+            else:
+                still = [n for n in pending if alive[markers[n]] or not release(n)]
             for name in [n for n in pending if n not in still]:
                 if action is not None:
                     trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid, None, now)
@@ -528,9 +602,11 @@ class Lifecycle(FleetContext):
                 self.runner.signal([pid for name in overdue for pid in alive[markers[name]]], signal.SIGKILL)
             if now >= give_up:
                 for name in pending:
-                    row = rows[name]
+                    row = rows.get(name)
                     left = " ".join(f"pid {pid}" for pid in alive[markers[name]]) or (
                         f"state {row.state} ({row.active_state}/{row.sub_state}, window: {row.window})"
+                        if row is not None
+                        else "its supervisor, told to run it anew, never waited for that"
                     )
                     trackers[name].outcome = AgentOutcome(
                         name,
@@ -673,7 +749,7 @@ class Lifecycle(FleetContext):
         from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
 
         agent = self.roster.get(tracker.name)
-        if row.pane_pid is not None and row.pane_pid == tracker.old_pane:
+        if not tracker.in_place and row.pane_pid is not None and row.pane_pid == tracker.old_pane:
             return None  # still the old generation's window: the new one is not there yet
         if row.sub_state == "auto-restart" and tracker.last_sub != "auto-restart":
             tracker.auto_restarts += 1
@@ -686,7 +762,7 @@ class Lifecycle(FleetContext):
         tracker.fresh = tracker.fresh or row.pane_pid is not None or row.active_state in ("activating", "active")
         if not tracker.fresh:
             return None
-        died = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+        died = row.failures > tracker.old_failures or row.state in ("failed", "exited", "restarting")
         if died or tracker.auto_restarts >= CRASH_LOOP_RESTARTS:
             output = self.primitives.last_output(tracker.name, OUTPUT_LINES).rstrip()
             status = f"exit status {row.exit_status}" if row.exit_status is not None else f"state {row.state}"
@@ -706,7 +782,8 @@ class Lifecycle(FleetContext):
         # supervisor's work before it (joining a cgroup, the header's `stty`) may take
         # longer than the grace on a loaded machine, and an agent that then dies at once
         # would be reported up.
-        if row.state != "running" or row.pid is None or row.pid == tracker.old_pid or row.agent_pid is None:
+        old = tracker.old_agent if tracker.in_place else tracker.old_pid
+        if row.state != "running" or row.pid is None or row.agent_pid is None or tracker.pids(row)[1] == old:
             tracker.seen_pid = None
             return None
         if tracker.seen_pid != row.agent_pid:
@@ -716,7 +793,7 @@ class Lifecycle(FleetContext):
             # shorten the grace.
             tracker.seen_pid, tracker.seen_at = row.agent_pid, now - _ran(row, now, wall)
         if now - tracker.seen_at >= agent.start_grace:
-            return AgentOutcome(tracker.name, action, tracker.old_pid, row.pid, now)
+            return AgentOutcome(tracker.name, action, *tracker.pids(row), now)
         return None
 
     def _marker(self, name: str) -> str:
@@ -772,15 +849,19 @@ def _news(row: AgentStatus) -> tuple[object, ...]:
 
 def _fresh(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
     """Whether a glanced row is the new generation's: a pane other than the one before the
-    operation, and an exec record (if any) written since the operation began (``since``,
-    wall clock; file times are a few milliseconds coarse)."""
-    new_pane = row.pane_pid is not None and row.pane_pid != tracker.old_pane
-    return new_pane and (row.agent_since is None or row.agent_since >= since - RECORD_SLACK_S)
+    operation (renewed in place: another agent process), and an exec record (if any)
+    written since the operation began (``since``, wall clock; file times are a few
+    milliseconds coarse)."""
+    if tracker.in_place:
+        new = row.agent_pid is not None and row.agent_pid != tracker.old_agent
+    else:
+        new = row.pane_pid is not None and row.pane_pid != tracker.old_pane
+    return new and (row.agent_since is None or row.agent_since >= since - RECORD_SLACK_S)
 
 
 def _ended(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
     """Whether a glance shows the agent's new run ended (or its supervisor restarting it)."""
-    ended = row.failures > 0 or row.state in ("failed", "exited", "restarting")
+    ended = row.failures > tracker.old_failures or row.state in ("failed", "exited", "restarting")
     return ended and _fresh(tracker, row, since)
 
 

@@ -53,6 +53,10 @@ subshell that becomes the agent) and one short-lived process; it does, in order:
    (Under systemd the supervisor ends its unit's wait as it exits, and the holder's
    ``pane-died`` hook when it was killed outright, so the unit is active exactly while the
    supervisor runs.)
+6. runs its agent anew when a restart in place ended the run (see :mod:`fleetlib.gate`):
+   told by ``USR1`` before the engine ends it, it waits at the agent's gate until nothing
+   of that run is left, then starts the next run at once, with no pacing and no exit
+   counted (the window, the unit and the transcript pipe stay).
 
 A TERM or INT (a stop) is never answered with a restart: the script exits when its agent
 does. A hang-up (HUP: its window closed, or the whole tmux server gone, killed or out of
@@ -74,6 +78,7 @@ from typing import Final, NamedTuple
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.capture import HEADER_PRINTF
+from fleetlib.gate import GATE_SUFFIX
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import SAFE_OPEN_FLAGS
 from fleetlib.sessions import NOTE_SUFFIX, RESUME_MARKER, RESUME_QUICK_S, SESSION_SUFFIX
@@ -147,8 +152,11 @@ opts() {{ "$tmux" -S "$socket" set-option -w -t "$target" {EXIT_OPTION} "$1" \\;
   set-option -w -t "$target" {STATE_OPTION} "$2" \\; set-option -w -t "$target" {DEATHS_OPTION} "$deaths" \\; \\
   set-option -w -t "$target" {REASON_OPTION} "$why" >/dev/null 2>&1; }}
 giveup() {{ opts "$1" failed; exit "$1"; }}
-deaths=0 why= record=${{0%/*}}/$name{EXEC_SUFFIX}
+deaths=0 why= record=${{0%/*}}/$name{EXEC_SUFFIX} gate=${{0%/*}}/$name{GATE_SUFFIX} size=
 trap 'stop=1' TERM INT
+# A restart in place (fleetlib/gate.py): USR1 says the agent's next end is the engine's doing;
+# the supervisor then waits at the gate until nothing of that run is left, and runs it anew.
+trap 'again=1' USR1
 # Under systemd the unit waits on its window's channel. tmux 3.3a can leave an exited pane
 # process an unreaped zombie and fire pane-died (which signals the channel) only at its next
 # SIGCHLD, so the supervisor signals it itself as it exits, on the server that made its pane
@@ -207,7 +215,7 @@ launch() {{
   # The sh that becomes the agent is a subshell (a fork, no new sh to load); $$ stays the
   # supervisor's pid there, /proc/self is the subshell's own.
   (
-    s=$(stty size 2>/dev/null); utc; p=; {{ read -r p _ </proc/self/stat; }} 2>/dev/null
+    s=$size; [ -n "$s" ] || s=$(stty size 2>/dev/null); utc; p=; {{ read -r p _ </proc/self/stat; }} 2>/dev/null
     printf "{HEADER_PRINTF}" "$utc" "$p" "${{s#* }}x${{s% *}}" "${{line# }}"
     {{ echo "$$ $p" >"$record"; }} 2>/dev/null
     if [ "$1" != -- ]; then unset OLDPWD {" ".join(BASE_VARIABLES)}
@@ -234,7 +242,7 @@ utc() {{
 claude_has() {{ set -- "${{claude_dir:-$home/.claude}}"/projects/*/"$1.jsonl"; [ -e "$1" ]; }}
 fails=; delay=1 fresh=
 while [ -z "$stop" ]; do
-  sid= resumed=
+  sid= resumed= again=
   if [ -n "$mode" ]; then
     if [ -z "$fresh" ]; then
       {{ read -r sid <"$session"; }} 2>/dev/null
@@ -252,9 +260,16 @@ while [ -z "$stop" ]; do
   began=0; {{ read -r began _ </proc/uptime; }} 2>/dev/null; began=${{began%.*}}
   ooms; before=$o
   if PATH=$path command -v "$cmd" >/dev/null 2>&1; then
-    launch "$@"; status=$?
+    launch "$@"; status=$? size=
   else echo "fleet: $cmd: command not found" >&2; status={NOT_FOUND}; fi
   [ -n "$stop" ] && exit "$status"
+  if [ -n "$again" ]; then
+    # Ended by a restart in place: the gate opens (with the pane's size) once nothing of the
+    # run is left; the next run is a new start, with no pacing and no exit counted.
+    {{ read -r size <"$gate"; }} 2>/dev/null
+    [ -n "$stop" ] && exit "$status"
+    fails= delay=1; continue
+  fi
   if [ -n "$resumed" ] && [ "$status" -ne 0 ]; then
     now=0; {{ read -r now _ </proc/uptime; }} 2>/dev/null; now=${{now%.*}}
     if [ $((now - began)) -lt {RESUME_QUICK_S} ]; then
@@ -361,6 +376,41 @@ def pane_argv(spec: PaneSpec, argv: Sequence[str], run_dir: Path, env: Mapping[s
         str(spec.max_failures), str(window), spec.unit or "", ":".join(spec.cgroup_mounts),
         *(f"{key}={value}" for key, value in (env or {}).items()), "--", *argv,
     ]  # fmt: skip
+
+
+def pane_command(words: Sequence[str]) -> list[str] | None:
+    """The supervisor's command line within the words of a tmux client's command that
+    runs :func:`pane_argv` in a window (tmux's words around it; its bare ``;`` ends it,
+    the command's own ``;`` being escaped); None when they hold none."""
+    for index in range(len(words) - 1):
+        if words[index] == "/bin/sh" and words[index + 1].endswith(f"/{SCRIPT_NAME}"):
+            end = next((i for i in range(index, len(words)) if words[i] == ";"), len(words))
+            return list(words[index:end])
+    return None
+
+
+def runs(pid: int, command: Sequence[str], run_dir: Path) -> bool:
+    """Whether supervisor ``pid`` runs exactly ``command`` with the script the run dir
+    holds now (dash keeps its script open: a script replaced since is another file). What
+    a restart in place must know, since it keeps the supervisor: one started before an
+    install changed the agent, or before an upgrade changed the script, is not renewed."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            running = handle.read().split(b"\0")[:-1]
+        script = os.stat(script_path(run_dir))
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    if running != [os.fsencode(word) for word in command]:
+        return False
+    for fd in fds:
+        try:
+            opened = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if (opened.st_dev, opened.st_ino) == (script.st_dev, script.st_ino):
+            return True
+    return False
 
 
 def pane_environment(words: Sequence[str]) -> dict[str, str] | None:

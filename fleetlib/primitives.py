@@ -48,6 +48,11 @@ class Backend(Protocol):
 
     def restart_all(self, names: list[str]) -> None: ...
 
+    def current(self, rows: dict[str, AgentStatus]) -> list[str]:
+        """The running agents among ``rows`` whose supervisor runs exactly what a start
+        would run now: a restart may renew them in place, keeping the supervisor (see
+        :mod:`fleetlib.gate`); [] for a backend that always starts anew."""
+
     def cleanup(self, names: list[str], *, holder: bool) -> None: ...
 
     def last_output(self, name: str, lines: int) -> str: ...

@@ -197,7 +197,11 @@ class AgentStatus:
 
     @property
     def since(self) -> str | None:
-        """When the agent's pane process started; read only when shown, not in wait loops."""
+        """When the agent's current run began (its supervisor's exec of it: a restart in
+        place keeps the pane process), else when its pane process started; read only when
+        shown, not in wait loops."""
+        if self.agent_since is not None:
+            return _iso(self.agent_since)
         return procs.started_at(self.pid) if self.pid else None
 
     @property
@@ -223,6 +227,7 @@ class AgentStatus:
             "active_state": self.active_state,
             "sub_state": self.sub_state,
             "pid": self.pid,
+            "agent_pid": self.agent_pid,
             "since": since,
             "restarts": self.restarts,
             "failures": self.failures,

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetlib import hooks, tmux
-from fleetlib.pane import PaneSpec, agent_environment, pane_environment
+from fleetlib.pane import PaneSpec, agent_environment, pane_command, pane_environment
 from fleetlib.procs import marker
 from fleetlib.resources import Resources
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT, Agent, Roster
@@ -132,15 +132,22 @@ def exec_words(value: str) -> list[str] | None:
     return words
 
 
-def dropin_environment(text: str) -> dict[str, str] | None:
-    """The environment an installed agent drop-in (:func:`agent_dropin_text`) gives its
-    agent, read back from its ``ExecStart``; None when the text holds none."""
+def dropin_command(text: str) -> list[str] | None:
+    """The supervisor's command line an installed agent drop-in (:func:`agent_dropin_text`)
+    gives its window, read back from its ``ExecStart``; None when the text holds none."""
     for line in text.splitlines():
         if line.startswith("ExecStart="):
             words = exec_words(line.removeprefix("ExecStart="))
-            if words is not None:
-                return pane_environment([tmux.unliteral(word) for word in words])
+            command = pane_command(words) if words is not None else None
+            if command is not None:
+                return [tmux.unliteral(word) for word in command]
     return None
+
+
+def dropin_environment(text: str) -> dict[str, str] | None:
+    """The environment an installed agent drop-in gives its agent; None when it holds none."""
+    command = dropin_command(text)
+    return pane_environment(command) if command is not None else None
 
 
 def clean_env_argv(env_bin: str, environment: Mapping[str, str]) -> list[str]:

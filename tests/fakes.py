@@ -334,6 +334,10 @@ class FakeBackend:
         for name in names:
             self._start(self.agents[name])
 
+    def current(self, rows: dict[str, AgentStatus]) -> list[str]:
+        self._record("current", list(rows))
+        return []
+
     def cleanup(self, names: list[str], *, holder: bool) -> None:
         self._record("cleanup", names)
 

@@ -28,6 +28,7 @@ STATUS_KEYS = {
     "active_state",
     "sub_state",
     "pid",
+    "agent_pid",
     "since",
     "restarts",
     "failures",
