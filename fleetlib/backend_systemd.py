@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from fleetlib import systemd, tmux
+from fleetlib import procs, systemd, tmux
 from fleetlib.agent_windows import AgentWindows
 from fleetlib.atomic import atomic_write_text
 from fleetlib.context import FleetContext
@@ -257,6 +257,17 @@ class SystemdBackend(FleetContext):
                 continue
             if command is not None and runs(row.pid, command, self.paths.run_dir):
                 found.append(name)
+        return found
+
+    def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
+        """Each agent's processes in its unit's cgroup that started after its supervisor;
+        none for a supervisor outside its unit's cgroup (where joining it was not permitted,
+        it is in the holder's, with every other agent)."""
+        found = {}
+        for name, row in rows.items():
+            path = procs.cgroup_of(row.pid) if row.pid is not None else None
+            if row.pid is not None and path is not None and path.rsplit("/", 1)[-1] == self.units.agent(name):
+                found[name] = procs.started_after_in_cgroup(row.pid)
         return found
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:

@@ -182,6 +182,10 @@ class TmuxBackend(FleetContext):
         made it, so every restart makes new windows from the caller's environment."""
         return []
 
+    def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
+        """None beside the marker (never asked: no agent is renewed in place here)."""
+        return {}
+
     def restart_all(self, names: list[str]) -> None:
         raise NotImplementedError("the tmux backend restarts through stop and start")
 

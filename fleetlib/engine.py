@@ -43,7 +43,7 @@ import functools
 import shlex
 import signal
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -436,7 +436,7 @@ class Lifecycle(FleetContext):
                     if fresh:
                         self._forget_sessions(names)
                     self.primitives.launch(names, holder=whole)
-                self._wait_up(trackers, names, "restarted", began, fence)
+                self._wait_up(trackers, [n for n in names if trackers[n].outcome is None], "restarted", began, fence)
                 holder = None if not whole else "unchanged" if renew else "restarted"
         outcomes = [trackers[n].outcome or AgentOutcome(n, "failed", error="no outcome") for n in names]
         outcomes += [outcome for n in strays if (outcome := trackers[n].outcome) is not None]
@@ -462,31 +462,27 @@ class Lifecycle(FleetContext):
     ) -> None:
         """Renew running agents in place (see :mod:`fleetlib.gate`): each supervisor is told
         first (USR1) and its agent's run is ended like any stop (TERM and HUP, KILL after
-        the stop timeout, until no process carrying its marker is left); then its gate
-        opens (``fresh``: its conversation forgotten first) and it runs the agent anew."""
+        the stop timeout, until nothing of it is left: no process carrying its marker but
+        the supervisor, none the backend counts in the run); then its gate opens (``fresh``:
+        its conversation forgotten first) and it runs the agent anew."""
         from fleetlib import gate  # noqa: PLC0415 (restart only)
 
-        run_dir = self.paths.run_dir
         for name in names:
             trackers[name].renew(rows[name])
-        supervisors = {name: rows[name].pid for name in names}
-        keep = {pid for pid in supervisors.values() if pid is not None}  # they carry the marker too
+        renewal = _Renewal(
+            {name: rows[name] for name in names},
+            self.paths.run_dir,
+            self._marker,
+            self.primitives.run_members,
+            self._forget_sessions if fresh else None,
+        )
         fence()
         for name in names:
-            apply_change(self.runner, functools.partial(gate.close, run_dir, name))
-        self.runner.signal(sorted(keep), signal.SIGUSR1)
-        alive = procs.marked(self._marker(n) for n in names)
-        run = [pid for n in names for pid in alive[self._marker(n)] if pid not in keep]
-        self.runner.signal(run, signal.SIGTERM, signal.SIGHUP)
-
-        def release(name: str) -> bool:
-            if fresh:
-                self._forget_sessions([name])
-            supervisor = supervisors[name]
-            # A supervisor that is gone waits nowhere: the wait for the start judges its agent.
-            return supervisor is None or not procs.exists(supervisor) or gate.release(run_dir, name)
-
-        self._wait_gone(trackers, names, None, began, fence, release=release, keep=keep)
+            apply_change(self.runner, functools.partial(gate.close, self.paths.run_dir, name))
+        self.runner.signal(sorted(renewal.supervisors), signal.SIGUSR1)
+        run = renewal.processes(names)
+        self.runner.signal(sorted({pid for pids in run.values() for pid in pids}), signal.SIGTERM, signal.SIGHUP)
+        self._wait_gone(trackers, names, None, began, fence, renewal=renewal)
 
     def _stop_agents(
         self,
@@ -561,14 +557,12 @@ class Lifecycle(FleetContext):
         began: float,
         fence: Fence,
         *,
-        release: Callable[[str], bool] | None = None,
-        keep: Collection[int] = (),
+        renewal: _Renewal | None = None,
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
-        by ``terminate``; KILL what is left after each agent's ``stop_timeout``. With
-        ``release`` (a renewal in place, whose supervisor stays up: its pid in ``keep``), an
-        agent is done once no marked process but its supervisor is left and
-        ``release(name)`` let its next run begin (False: again at the next poll)."""
+        by ``terminate``; KILL what is left after each agent's ``stop_timeout``. In a
+        ``renewal`` (its supervisors stay up), an agent is done once nothing of its run is
+        left and its next run was let begin; one whose run will not end fails alone."""
         from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
 
         if self._recorded:
@@ -582,13 +576,15 @@ class Lifecycle(FleetContext):
         pending = list(names)
         while True:
             fence()
-            rows = self.primitives.observe(names).by_name() if release is None else {}
-            alive = {m: [pid for pid in pids if pid not in keep] for m, pids in procs.marked(markers.values()).items()}
-            now = self.clock() - began
-            if release is None:
-                still = [n for n in pending if not rows[n].down or alive[markers[n]]]
+            rows = self.primitives.observe(names).by_name() if renewal is None else {}
+            if renewal is None:
+                marked = procs.marked(markers.values())
+                alive = {n: marked[markers[n]] for n in names}
+                still = [n for n in pending if not rows[n].down or alive[n]]
             else:
-                still = [n for n in pending if alive[markers[n]] or not release(n)]
+                alive = renewal.processes(pending)
+                still = [n for n in pending if alive[n] or not renewal.release(n)]
+            now = self.clock() - began
             for name in [n for n in pending if n not in still]:
                 if action is not None:
                     trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid, None, now)
@@ -599,14 +595,14 @@ class Lifecycle(FleetContext):
             overdue = [n for n in pending if n not in killed and now >= self._stop_timeout(n)]
             if overdue:
                 killed.update(overdue)
-                self.runner.signal([pid for name in overdue for pid in alive[markers[name]]], signal.SIGKILL)
+                self.runner.signal([pid for name in overdue for pid in alive[name]], signal.SIGKILL)
             if now >= give_up:
                 for name in pending:
                     row = rows.get(name)
-                    left = " ".join(f"pid {pid}" for pid in alive[markers[name]]) or (
+                    left = " ".join(f"pid {pid}" for pid in alive[name]) or (
                         f"state {row.state} ({row.active_state}/{row.sub_state}, window: {row.window})"
                         if row is not None
-                        else "its supervisor, told to run it anew, never waited for that"
+                        else "its supervisor never came to run it anew"
                     )
                     trackers[name].outcome = AgentOutcome(
                         name,
@@ -616,7 +612,7 @@ class Lifecycle(FleetContext):
                         now,
                         error=f"still running {now:.1f}s after the stop began, even after SIGKILL: {left}",
                     )
-                if action is None:  # never start a new generation beside the old one
+                if action is None and renewal is None:  # never start a new generation beside the old one
                     stuck = ", ".join(pending)
                     raise FleetOperationError(
                         f"nothing started: the old processes of agent(s) {stuck} did not stop (see `fleet status`)"
@@ -801,6 +797,42 @@ class Lifecycle(FleetContext):
 
     def _fleet_id(self) -> str:
         return str(self.paths.tmux_socket)
+
+
+@dataclass
+class _Renewal:
+    """What a renewal in place knows of the agents it renews (see :meth:`Lifecycle._renew`)."""
+
+    rows: dict[str, AgentStatus]
+    run_dir: Path
+    marker: Callable[[str], str]
+    members: Callable[[dict[str, AgentStatus]], dict[str, list[int]]]  # the backend's run_members
+    forget: Callable[[list[str]], None] | None  # a fresh restart: forget the conversations
+
+    @property
+    def supervisors(self) -> set[int]:
+        """The supervisors, which stay (they carry their agent's marker too)."""
+        return {row.pid for row in self.rows.values() if row.pid is not None}
+
+    def processes(self, names: list[str]) -> dict[str, list[int]]:
+        """What is left of each named agent's run: its marked processes and those the backend
+        counts in it (under systemd its unit's cgroup), less its supervisor."""
+        marked = procs.marked(self.marker(n) for n in names)
+        members = self.members({n: self.rows[n] for n in names})
+        keep = self.supervisors
+        return {n: sorted((set(marked[self.marker(n)]) | set(members.get(n, ()))) - keep) for n in names}
+
+    def release(self, name: str) -> bool:
+        """Let the agent's next run begin; False while its supervisor is not at its gate yet.
+        A supervisor that is gone waits nowhere: the wait for the start judges its agent."""
+        from fleetlib import gate  # noqa: PLC0415 (restart only)
+
+        if self.forget is not None:
+            self.forget([name])
+        row = self.rows[name]
+        if row.pid is None or not procs.exists(row.pid):
+            return True
+        return gate.release(self.run_dir, name, row.size)
 
 
 @contextlib.contextmanager

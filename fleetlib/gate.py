@@ -25,11 +25,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Final
 
 GATE_SUFFIX: Final = ".gate"
+_SIZE: Final = re.compile(r"[0-9]{1,5} [0-9]{1,5}")
 
 
 def gate_path(run_dir: Path, name: str) -> Path:
@@ -49,6 +51,7 @@ def release(run_dir: Path, name: str, size: str = "") -> bool:
     the gate yet (try again). ``size``: the pane's ``"<rows> <columns>"``, or "" (the
     supervisor then asks ``stty``). A missing gate counts as released."""
     path = gate_path(run_dir, name)
+    size = size if _SIZE.fullmatch(size) else ""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -47,6 +47,7 @@ class AgentPane:
     activity_source: str = ""  # hook, screen or output: what the watcher read the activity from
     hooks_read: float | None = None  # when the watcher last read the hook records (a server option)
     sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
+    size: str = ""  # the pane's "<rows> <columns>" ("" unknown)
 
     @property
     def live_pid(self) -> int | None:

@@ -53,6 +53,11 @@ class Backend(Protocol):
         would run now: a restart may renew them in place, keeping the supervisor (see
         :mod:`fleetlib.gate`); [] for a backend that always starts anew."""
 
+    def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
+        """Processes of each agent's current run the backend knows of beside the marker
+        (under systemd: its unit's cgroup, where ``env -i`` cannot leave), never its
+        supervisor; {} where the marker is all there is."""
+
     def cleanup(self, names: list[str], *, holder: bool) -> None: ...
 
     def last_output(self, name: str, lines: int) -> str: ...

@@ -84,6 +84,69 @@ def started_at(pid: int) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
+@functools.cache
+def _cgroup_mount() -> tuple[str, str] | None:
+    """Where this host's process-tracking cgroup hierarchy is mounted, and the key of its
+    line in ``/proc/<pid>/cgroup``: cgroup2 (``0::``), else v1's ``name=systemd``."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    named = None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3 or fields[3] != "/":  # only a hierarchy's root
+            continue
+        if tail[0] == "cgroup2":
+            return fields[4], "0::"
+        if tail[0] == "cgroup" and "name=systemd" in tail[2].split(","):
+            named = (fields[4], "name=systemd")
+    return named
+
+
+def cgroup_of(pid: int) -> str | None:
+    """The path of ``pid``'s cgroup in the tracking hierarchy (``/app.slice/x.service``)."""
+    mount = _cgroup_mount()
+    if mount is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    key = mount[1]
+    for line in lines:
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if (key == "0::" and number == "0" and controllers == "") or (key != "0::" and key in controllers.split(",")):
+            return path
+    return None
+
+
+def started_after_in_cgroup(pid: int) -> list[int]:
+    """Live processes in ``pid``'s cgroup that started after it: under systemd, where an
+    agent's supervisor joined its unit's cgroup, every process of its runs, whatever their
+    environment (``env -i`` drops the marker, never the cgroup); [] when unknown."""
+    mount, path, own = _cgroup_mount(), cgroup_of(pid), start_ticks(pid)
+    if mount is None or path is None or not own:
+        return []
+    try:
+        with open(f"{mount[0]}{path}/cgroup.procs", encoding="ascii") as handle:
+            members = [int(word) for word in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+    found = []
+    for member in members:
+        ticks = start_ticks(member) if member != pid else ""
+        # A process started in the same clock tick is left out: the unit's tmux client,
+        # which made the supervisor's window, may share its tick.
+        if ticks and int(ticks) > int(own) and _live(member):
+            found.append(member)
+    return found
+
+
 # --------------------------------------------------------------------------- agent processes
 
 MARKER_ENV: Final = "FLEET_AGENT"

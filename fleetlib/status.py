@@ -111,6 +111,7 @@ class AgentStatus:
     sent_at: float | None = None  # when `fleet send` last delivered to it (epoch seconds)
     session_id: str | None = None  # the conversation its starts resume (fleetlib.sessions)
     session_note: str | None = None  # why its last resume failed and it started a new conversation
+    size: str = ""  # its pane's "<rows> <columns>" ("" unknown)
 
     @classmethod
     def build(
@@ -159,6 +160,7 @@ class AgentStatus:
             activity_source=(window.activity_source or None) if window is not None and window.activity else None,
             hooks_read=window.hooks_read if window is not None else None,
             sent_at=window.sent_at if window is not None else None,
+            size=window.size if window is not None else "",
         )
 
     def with_activity(self, activity: str, since: float | None, source: str | None = None) -> AgentStatus:

@@ -53,6 +53,7 @@ WINDOW_FIELDS: Final = (
     f"#{{{REASON_OPTION}}}",
     f"#{{{ACTIVITY_SOURCE_OPTION}}}",
     f"#{{{SENT_AT_OPTION}}}",
+    "#{pane_height} #{pane_width}",  # as `stty size` prints it (a restart in place passes it on)
 )
 WINDOW_FORMAT: Final = "\t".join(WINDOW_FIELDS)
 
@@ -277,6 +278,7 @@ def parse_windows(output: str) -> dict[str, Window]:
         reason,
         source,
         sent,
+        size,
     ) in rows:
         last = _int(recorded)
         code = (_int(status) if status else last) if dead == "1" else None
@@ -284,7 +286,7 @@ def parse_windows(output: str) -> dict[str, Window]:
             name, _int(pid), dead == "1", code, starts.get(name), state, _int(deaths) or 0, last,
             last_output=_int(output_at), activity=activity, activity_since=_float(since), pane_id=pane,
             piped=piped == "1", reason=reason, activity_source=source, sent_at=_float(sent),
-            watcher_tick=tick, hooks_read=hooks_read,
+            watcher_tick=tick, hooks_read=hooks_read, size=size,
         )  # fmt: skip
     return windows
 

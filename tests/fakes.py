@@ -338,6 +338,9 @@ class FakeBackend:
         self._record("current", list(rows))
         return []
 
+    def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
+        return {}
+
     def cleanup(self, names: list[str], *, holder: bool) -> None:
         self._record("cleanup", names)
 

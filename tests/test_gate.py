@@ -72,4 +72,17 @@ def test_release_writes_nothing_into_what_is_not_a_gate(tmp_path: Path) -> None:
     gate.gate_path(tmp_path, "b1").write_text("planted")
     assert gate.release(tmp_path, "b1", "24 80") is True
     assert target.read_text() == "keep"
+    assert gate.gate_path(tmp_path, "b1").exists() is False
     assert not gate.gate_path(tmp_path, "a1").exists()
+
+
+def test_only_a_size_passes_through_the_gate(tmp_path: Path) -> None:
+    gate.close(tmp_path, "a1")
+    reader = waiting(tmp_path, "a1")
+    try:
+        eventually(lambda: blocked_in_open(reader), "the reader waits at the gate")
+        assert gate.release(tmp_path, "a1", "24 80; rm -rf ~") is True
+        out, _ = reader.communicate(timeout=10)
+    finally:
+        reader.kill()
+    assert out.strip() == "through:"

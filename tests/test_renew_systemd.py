@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 from pathlib import Path
@@ -208,3 +209,28 @@ def test_a_supervisor_waiting_at_its_gate_stops_at_once(fleet_env: FleetEnv) -> 
     stopped = json.loads(fe.inv_ok("fleet.stop", "--agent", "w2", "--json"))
     assert stopped["ok"] is True
     assert not alive(supervisor)
+
+
+def test_a_renewal_ends_a_child_that_dropped_the_marker(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    """`env -i` takes the marker away, never the unit's cgroup: the old run's child that
+    also ignores TERM and HUP is gone once the restart returns (killed at the stop timeout)."""
+    fe = fleet_env
+    pidfile = tmp_path / "child.pid"
+    child = f"trap '' TERM HUP; echo $$ >> {pidfile}; while :; do /bin/sleep 0.1; done"
+    script = f"env -i /bin/sh -c {shlex.quote(child)} & exec sleep 100000"
+    fe.write_roster(
+        "version: 1\nagents:\n  - name: hidden\n    runtime: custom\n    stop_timeout: 1\n"
+        f"    command: [sh, -c, {json.dumps(script)}]\n"
+    )
+    fe.inv_ok("fleet.install")
+    fe.inv_ok("fleet.start")
+    eventually(lambda: pidfile.exists() and pidfile.read_text().strip() != "", "the child wrote its pid")
+    (first,) = (int(word) for word in pidfile.read_text().split())
+    assert "FLEET_AGENT" not in Path(f"/proc/{first}/environ").read_text(errors="replace")
+    supervisor = rows(fe)["hidden"]["pid"]
+
+    fe.inv_ok("fleet.restart")
+
+    assert rows(fe)["hidden"]["pid"] == supervisor  # renewed in place
+    assert not alive(first)
+    eventually(lambda: len(pidfile.read_text().split()) == 2, "the new run started its own child")
