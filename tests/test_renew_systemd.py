@@ -234,3 +234,23 @@ def test_a_renewal_ends_a_child_that_dropped_the_marker(fleet_env: FleetEnv, tmp
     assert rows(fe)["hidden"]["pid"] == supervisor  # renewed in place
     assert not alive(first)
     eventually(lambda: len(pidfile.read_text().split()) == 2, "the new run started its own child")
+
+
+def test_a_dry_run_restart_says_what_it_would_renew_and_changes_nothing(fleet_env: FleetEnv) -> None:
+    fe = fleet_env
+    started_fleet(fe, ["y1", "y2"])
+    before = rows(fe)
+
+    result = json.loads(fe.inv_ok("fleet.restart", "--dry-run", "--json"))
+
+    assert result["dry_run"] is True
+    assert [a["action"] for a in result["agents"]] == ["would restart", "would restart"]
+    after = rows(fe)
+    for name in ("y1", "y2"):
+        assert (after[name]["pid"], after[name]["agent_pid"]) == (before[name]["pid"], before[name]["agent_pid"])
+    assert not list((fe.home / "fleet" / "run").glob("*.gate"))
+    text = fe.inv_ok("fleet.restart", "--dry-run")
+    told = [line for line in text.splitlines() if line.startswith("would send SIGUSR1 to pid(s) ")]
+    assert len(told) == 1, text
+    assert set(told[0].split()[5:]) == {str(before["y1"]["pid"]), str(before["y2"]["pid"])}
+    assert rows(fe)["y1"]["agent_pid"] == before["y1"]["agent_pid"]
