@@ -65,14 +65,20 @@ def test_restart_json_on_systemd_names_old_and_new_pids(fleet_env: FleetEnv) -> 
     assert started["ok"] is True
     assert started["backend"] == "systemd"
     first = {a["name"]: a["new_pid"] for a in started["agents"]}
+    shown = {row["name"]: row for row in json.loads(fleet_env.inv_ok("fleet.status", "--json"))}
+    assert {name: row["pid"] for name, row in shown.items()} == first
+    # Renewed in place: the supervisors stay, so the pids named are the agents' own.
     restarted = json.loads(fleet_env.inv_ok("fleet.restart", "--json"))
     assert {a["action"] for a in restarted["agents"]} == {"restarted"}
+    assert restarted["holder"] == "unchanged"
+    after = {row["name"]: row for row in json.loads(fleet_env.inv_ok("fleet.status", "--json"))}
     for agent in restarted["agents"]:
-        assert agent["old_pid"] == first[agent["name"]]
+        assert agent["old_pid"] == shown[agent["name"]]["agent_pid"]
         assert isinstance(agent["new_pid"], int)
         assert agent["new_pid"] != agent["old_pid"]
+        assert agent["new_pid"] == after[agent["name"]]["agent_pid"]
     text = fleet_env.inv_ok("fleet.restart")
-    assert text.startswith("restarted 2 agent(s) (r1, r2) and the holder in ")
+    assert text.startswith("restarted 2 agent(s) (r1, r2) in "), text
     assert fleet_env.inv_ok("fleet.start").startswith("nothing to do: 2 agent(s) (r1, r2) already running")
 
 

@@ -269,6 +269,7 @@ def test_1_a_restart_stopped_inside_its_fast_path_issues_nothing_more_once_it_lo
     try:
         fault.roster(agent("p1", "exec sleep 100000", start_grace=4))
         fault.ok("start")
+        fault.roster(agent("p1", "exec sleep 100000", start_grace=4, env="{CHANGED: '1'}"))  # so, not in place
         fault.stop_caller_at("restart")
         a = fault.spawn("restart", "--max-wait", "2")
         eventually(lambda: Path(f"{fault.stop_at}.taken").exists() and _state(a.pid) == "T", "A stopped")
@@ -281,6 +282,7 @@ def test_1_a_restart_stopped_inside_its_fast_path_issues_nothing_more_once_it_lo
 CHANGES = [
     ("systemd", "reset-failed"),  # the first command after the engine's lease check
     ("systemd", "start"),  # the last command of the fast path
+    ("systemd-in-place", "fleet-signal"),  # USR1 to the supervisor, the first change of a renewal
     ("tmux", "fleet-signal"),  # TERM to the agents' processes
     ("tmux", "kill-server"),
     ("tmux", "new-session"),  # after a list-windows within the same primitive
@@ -289,7 +291,7 @@ CHANGES = [
 
 @pytest.mark.parametrize(
     ("backend", "word"),
-    [pytest.param(b, w, marks=[pytest.mark.systemd] if b == "systemd" else []) for b, w in CHANGES],
+    [pytest.param(b, w, marks=[pytest.mark.systemd] if b.startswith("systemd") else []) for b, w in CHANGES],
     ids=[f"{b}-{w}" for b, w in CHANGES],
 )
 def test_1_a_restart_paused_after_every_check_and_before_a_change_is_spawned_changes_nothing(
@@ -297,13 +299,18 @@ def test_1_a_restart_paused_after_every_check_and_before_a_change_is_spawned_cha
 ) -> None:
     # The pause is the injected Popen itself: it runs after every check the restart makes in
     # its own process and before the fork of the command with ``word``. While it lasts, a
-    # second restart breaks the lock (no progress for 2 s) and a third one takes it.
+    # second restart breaks the lock (no progress for 2 s) and a third one takes it. Under
+    # systemd the agent is renewed in place unless its unit changed since it started.
+    in_place = backend == "systemd-in-place"
+    backend = backend.removesuffix("-in-place")
     manager = request.getfixturevalue("own_manager") if backend == "systemd" else None
     fault = Fault(tmp_path, backend, manager)
     fault.setup()
     try:
         fault.roster(agent("p1", "exec sleep 100000", start_grace=2))
         fault.ok("start")
+        if backend == "systemd" and not in_place:
+            fault.roster(agent("p1", "exec sleep 100000", start_grace=2, env="{CHANGED: '1'}"))
         resumed: list[float] = []
         later: list[subprocess.Popen[str]] = []
 
@@ -339,8 +346,14 @@ def _state(pid: int) -> str:
 
 def test_2_a_restart_blocked_by_a_slow_stop_is_not_broken_by_a_second_one(fault: Fault) -> None:
     # The agent ignores TERM and HUP: its stop takes the whole stop_timeout (6 s), three
-    # times the no-progress limit given to the waiter.
-    fault.roster(agent("s1", "trap '' TERM HUP; while :; do sleep 1; done", stop_timeout=6))
+    # times the no-progress limit given to the waiter. Each run logs its start and every
+    # signal it ignores (the witness of when each restart ended a run).
+    log = fault.root / "events.log"
+    script = (
+        f"echo start $({DATE} +%s.%N) >> {log}; trap 'echo signal $({DATE} +%s.%N) >> {log}' TERM HUP; "
+        "while :; do sleep 1; done"
+    )
+    fault.roster(agent("s1", script, stop_timeout=6))
     fault.ok("start")
     a = fault.spawn("restart", "--max-wait", "2")
     eventually(lambda: bool(fault.calls(a.pid)), "A began")
@@ -351,10 +364,15 @@ def test_2_a_restart_blocked_by_a_slow_stop_is_not_broken_by_a_second_one(fault:
     assert a.returncode == 0, a_err
     assert b.returncode == 0, b_err
     assert "breaking" not in b_err, b_err  # B waited for a live owner instead of breaking its lock
-    a_last = max(stamp for stamp, _ in fault.calls(a.pid))
-    b_changes = [stamp for stamp, argv in fault.calls(b.pid) if any(w in argv for w in (*MUTATING_TMUX, "--no-block"))]
-    assert b_changes
-    assert min(b_changes) > a_last, "B changed the fleet while A's restart was in flight"
+    events = [(kind, float(stamp)) for kind, stamp in (line.split() for line in log.read_text().splitlines())]
+    starts = [stamp for kind, stamp in events if kind == "start"]
+    assert len(starts) == 3, events  # the first run, A's, B's
+    # A returned only once its run had stayed up for its 1 s start grace: B, waiting for A,
+    # signalled that run no sooner (a B that broke in would have signalled during A's stop).
+    b_signals = [stamp for kind, stamp in events if kind == "signal" and stamp > starts[1]]
+    assert b_signals, events
+    assert min(b_signals) > starts[1] + 0.5, events
+    assert starts[2] > max(b_signals), events
 
 
 # --------------------------------------------------------------------------- 4. stop means gone

@@ -42,6 +42,11 @@ def pids(fe: FleetEnv) -> dict[str, object]:
     return {name: row["pid"] for name, row in status(fe)[1].items()}
 
 
+def agent_processes(fe: FleetEnv) -> dict[str, object]:
+    """Each agent's own process (a restart in place keeps the supervisor, ``pid``)."""
+    return {name: row["agent_pid"] for name, row in status(fe)[1].items()}
+
+
 def windows(fe: FleetEnv) -> list[str]:
     result = fe.tmux("list-windows", "-t", "=fleet:", "-F", "#{window_name}")
     return result.stdout.split() if result.returncode == 0 else []
@@ -132,12 +137,12 @@ def test_three_concurrent_restarts_all_succeed_each_agent_one_window(fleet_env: 
 def test_single_agent_restart_leaves_the_others_untouched(fleet_env: FleetEnv) -> None:
     fe = fleet_env
     started_fleet(fe, ["s1", "s2", "s3"])
-    before = pids(fe)
+    before, agents = pids(fe), agent_processes(fe)
     fe.inv_ok("fleet.restart", "--agent", "s2")
-    after = pids(fe)
-    assert after["s1"] == before["s1"]
-    assert after["s3"] == before["s3"]
-    assert after["s2"] != before["s2"]
+    after, renewed = pids(fe), agent_processes(fe)
+    assert (after["s1"], renewed["s1"]) == (before["s1"], agents["s1"])
+    assert (after["s3"], renewed["s3"]) == (before["s3"], agents["s3"])
+    assert renewed["s2"] not in (None, agents["s2"])
     assert status(fe)[0] == 0
 
 
@@ -477,6 +482,11 @@ def test_an_agent_removed_from_the_roster_shows_in_status_and_is_ended(fleet_env
 STUBBORN = """["sh", "-c", "trap '' HUP TERM; while :; do sleep 1; done"]"""
 
 
+# A change to the unit after the start: the next restart starts the agent anew (its unit
+# restarted), not in place.
+ANEW = "    env: {CHANGED: '1'}\n"
+
+
 def stubborn_and_calm(fe: FleetEnv, stubborn_fields: str = "") -> None:
     fe.write_roster(
         "version: 1\nagents:\n"
@@ -493,6 +503,7 @@ def test_a_restart_queued_behind_a_slow_one_brings_the_stubborn_agent_up(fleet_e
     fe = fleet_env
     stubborn_and_calm(fe)
     fe.inv_ok("fleet.start")
+    stubborn_and_calm(fe, ANEW)
     first = subprocess.Popen(
         [sys.executable, "-m", "invoke", "fleet.restart"],
         cwd=REPO, env=fe.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -504,7 +515,7 @@ def test_a_restart_queued_behind_a_slow_one_brings_the_stubborn_agent_up(fleet_e
         out, err = first.communicate(timeout=300)
     assert first.returncode == 0, f"{out}\n{err}"
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
-    assert "restarted 2 agent(s) (stubborn, calm) and the holder" in second.stdout
+    assert "restarted 2 agent(s) (stubborn, calm)" in second.stdout  # in place: the first renewed the units
     code, rows = status(fe)
     assert code == 0
     assert {rows[n]["process_state"] for n in ("stubborn", "calm")} == {"running"}
@@ -527,6 +538,7 @@ def test_the_kill_that_ends_an_old_generation_is_not_read_as_the_new_one_dying(f
     fe.manager.systemctl("daemon-reload")
     try:
         fe.inv_ok("fleet.start")
+        stubborn_and_calm(fe, ANEW)
         before = pids(fe)
         restarted = fe.inv("fleet.restart")
         assert restarted.returncode == 0, f"{restarted.stdout}\n{restarted.stderr}"

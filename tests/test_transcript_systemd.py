@@ -21,4 +21,4 @@ def test_generations_across_restarts_on_the_systemd_backend(fleet_env: FleetEnv,
     fleet_env.inv_ok("fleet.install")
     assert (fleet_env.home / "fleet" / "logs").is_dir()  # install makes it: units also start at boot
     assert fleet_env.inv("fleet.status").stdout.splitlines()[0] == "backend: systemd"
-    check_generations_across_restarts(fleet_env, fleet_env.home, flag)
+    check_generations_across_restarts(fleet_env, fleet_env.home, flag, in_place=True)
