@@ -27,18 +27,23 @@ def blocked_in_open(process: subprocess.Popen[str]) -> bool:
         return False
 
 
+def released(run_dir: Path, name: str, size: str) -> str:
+    """Release the gate ``name`` (closed) once a reader waits at it; what the reader read."""
+    reader = waiting(run_dir, name)
+    try:
+        eventually(lambda: blocked_in_open(reader), "the reader waits at the gate")
+        assert gate.release(run_dir, name, size) is True
+        out, _ = reader.communicate(timeout=10)
+    finally:
+        reader.kill()
+    return out.strip()
+
+
 def test_a_closed_gate_holds_its_reader_until_released_with_the_size(tmp_path: Path) -> None:
     gate.close(tmp_path, "a1")
     assert stat.S_ISFIFO(os.lstat(gate.gate_path(tmp_path, "a1")).st_mode)
     assert oct(os.lstat(gate.gate_path(tmp_path, "a1")).st_mode & 0o777) == "0o600"
-    reader = waiting(tmp_path, "a1")
-    try:
-        eventually(lambda: blocked_in_open(reader), "the reader waits at the gate")
-        assert gate.release(tmp_path, "a1", "24 80") is True
-        out, _ = reader.communicate(timeout=10)
-    finally:
-        reader.kill()
-    assert out.strip() == "through:24 80"
+    assert released(tmp_path, "a1", "24 80") == "through:24 80"
     assert not gate.gate_path(tmp_path, "a1").exists()
 
 
@@ -78,11 +83,4 @@ def test_release_writes_nothing_into_what_is_not_a_gate(tmp_path: Path) -> None:
 
 def test_only_a_size_passes_through_the_gate(tmp_path: Path) -> None:
     gate.close(tmp_path, "a1")
-    reader = waiting(tmp_path, "a1")
-    try:
-        eventually(lambda: blocked_in_open(reader), "the reader waits at the gate")
-        assert gate.release(tmp_path, "a1", "24 80; rm -rf ~") is True
-        out, _ = reader.communicate(timeout=10)
-    finally:
-        reader.kill()
-    assert out.strip() == "through:"
+    assert released(tmp_path, "a1", "24 80; rm -rf ~") == "through:"

@@ -55,6 +55,19 @@ def at_gate(pid: int) -> bool:
         return False
 
 
+def stranded_at_gate(fe: FleetEnv, name: str) -> int:
+    """Do what a restart killed half-way leaves: the gate closed, the supervisor told, its
+    agent ended; returns the supervisor, waiting at its gate."""
+    row = rows(fe)[name]
+    supervisor, agent = int(str(row["pid"])), int(str(row["agent_pid"]))
+    os.mkfifo(fe.home / "fleet" / "run" / f"{name}.gate", 0o600)
+    os.kill(supervisor, signal.SIGUSR1)
+    os.kill(agent, signal.SIGTERM)
+    eventually(lambda: at_gate(supervisor), "the supervisor waits at its gate")
+    assert not alive(agent)
+    return supervisor
+
+
 def logging_command(log: Path) -> str:
     return f"[sh, -c, 'echo $$ >> {log}/$0; exec sleep 100000']"
 
@@ -186,13 +199,7 @@ def test_a_supervisor_waiting_at_its_gate_stops_at_once(fleet_env: FleetEnv) -> 
     )
     fe.inv_ok("fleet.install")
     fe.inv_ok("fleet.start")
-    row = rows(fe)["w1"]
-    supervisor, agent = int(str(row["pid"])), int(str(row["agent_pid"]))
-    os.mkfifo(fe.home / "fleet" / "run" / "w1.gate", 0o600)
-    os.kill(supervisor, signal.SIGUSR1)
-    os.kill(agent, signal.SIGTERM)
-    eventually(lambda: at_gate(supervisor), "the supervisor waits at its gate")
-    assert not alive(agent)
+    supervisor = stranded_at_gate(fe, "w1")
     assert rows(fe)["w1"]["agent_pid"] is None
 
     restarted = json.loads(fe.inv_ok("fleet.restart", "--agent", "w1", "--json"))
@@ -200,12 +207,7 @@ def test_a_supervisor_waiting_at_its_gate_stops_at_once(fleet_env: FleetEnv) -> 
     assert isinstance(restarted["agents"][0]["new_pid"], int)
     assert not alive(supervisor)  # not current (no agent runs): its unit was started anew
 
-    row = rows(fe)["w2"]
-    supervisor, agent = int(str(row["pid"])), int(str(row["agent_pid"]))
-    os.mkfifo(fe.home / "fleet" / "run" / "w2.gate", 0o600)
-    os.kill(supervisor, signal.SIGUSR1)
-    os.kill(agent, signal.SIGTERM)
-    eventually(lambda: at_gate(supervisor), "the supervisor waits at its gate")
+    supervisor = stranded_at_gate(fe, "w2")
     stopped = json.loads(fe.inv_ok("fleet.stop", "--agent", "w2", "--json"))
     assert stopped["ok"] is True
     assert not alive(supervisor)
