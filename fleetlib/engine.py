@@ -360,8 +360,16 @@ class Lifecycle(FleetContext):
             holder: Action | None = None
             if operation == "start":
                 todo = [n for n in names if rows[n].state != "running"]
-                for name in set(names) - set(todo):
+                # A restart killed between ending a run and opening its gate left a supervisor
+                # waiting there, with no agent: `running`, yet nothing runs. Started in place.
+                stranded = [n for n in names if n not in todo and self._stranded(rows[n])]
+                for name in set(names) - set(todo) - set(stranded):
                     trackers[name].outcome = AgentOutcome(name, "unchanged", rows[name].pid, rows[name].pid)
+                if stranded:
+                    self._renew(stranded, rows, trackers, began, fence, fresh=fresh, told=True)
+                    self._wait_up(
+                        trackers, [n for n in stranded if trackers[n].outcome is None], "started", began, fence
+                    )
                 if todo or (whole and not before.holder_up):
                     # Processes of an agent that is not running (its tmux server died under
                     # it, say) are an old generation: gone first, so only one ever runs.
@@ -459,12 +467,14 @@ class Lifecycle(FleetContext):
         fence: Fence,
         *,
         fresh: bool,
+        told: bool = False,
     ) -> None:
         """Renew running agents in place (see :mod:`fleetlib.gate`): each supervisor is told
-        first (USR1) and its agent's run is ended like any stop (TERM and HUP, KILL after
-        the stop timeout, until nothing of it is left: no process carrying its marker but
-        the supervisor, none the backend counts in the run); then its gate opens (``fresh``:
-        its conversation forgotten first) and it runs the agent anew."""
+        first (USR1; ``told``: it already was, and waits at its gate) and its agent's run is
+        ended like any stop (TERM and HUP, KILL after the stop timeout, until nothing of it
+        is left: no process carrying its marker but the supervisor, none the backend counts
+        in the run); then its gate opens (``fresh``: its conversation forgotten first) and
+        it runs the agent anew."""
         from fleetlib import gate  # noqa: PLC0415 (restart only)
 
         for name in names:
@@ -477,12 +487,19 @@ class Lifecycle(FleetContext):
             self._forget_sessions if fresh else None,
         )
         fence()
-        for name in names:
-            apply_change(self.runner, functools.partial(gate.close, self.paths.run_dir, name))
-        self.runner.signal(sorted(renewal.supervisors), signal.SIGUSR1)
+        if not told:
+            for name in names:
+                apply_change(self.runner, functools.partial(gate.close, self.paths.run_dir, name))
+            self.runner.signal(sorted(renewal.supervisors), signal.SIGUSR1)
         run = renewal.processes(names)
         self.runner.signal(sorted({pid for pids in run.values() for pid in pids}), signal.SIGTERM, signal.SIGHUP)
         self._wait_gone(trackers, names, None, began, fence, renewal=renewal)
+
+    def _stranded(self, row: AgentStatus) -> bool:
+        """Whether a running agent's supervisor waits at its gate with no agent to run."""
+        from fleetlib import gate  # noqa: PLC0415 (rarely true: only the cheap tests first)
+
+        return row.agent_pid is None and row.pid is not None and gate.waiting(self.paths.run_dir, row.name, row.pid)
 
     def _stop_agents(
         self,

@@ -71,3 +71,15 @@ def release(run_dir: Path, name: str, size: str = "") -> bool:
     with contextlib.suppress(OSError):
         os.unlink(path)
     return True
+
+
+def waiting(run_dir: Path, name: str, pid: int) -> bool:
+    """Whether process ``pid`` (agent ``name``'s supervisor) waits at the agent's gate: the
+    gate is a FIFO and the process sleeps in the kernel's FIFO open (``/proc/<pid>/wchan``)."""
+    try:
+        if not stat.S_ISFIFO(os.lstat(gate_path(run_dir, name)).st_mode):
+            return False
+        with open(f"/proc/{pid}/wchan", encoding="ascii", errors="replace") as handle:
+            return handle.read() == "wait_for_partner"
+    except OSError:
+        return False

@@ -256,3 +256,24 @@ def test_a_dry_run_restart_says_what_it_would_renew_and_changes_nothing(fleet_en
     assert len(told) == 1, text
     assert set(told[0].split()[5:]) == {str(before["y1"]["pid"]), str(before["y2"]["pid"])}
     assert rows(fe)["y1"]["agent_pid"] == before["y1"]["agent_pid"]
+
+
+def test_start_runs_the_agent_of_a_supervisor_left_waiting_at_its_gate(fleet_env: FleetEnv) -> None:
+    """A restart killed half-way leaves a supervisor at its gate: `start` does not take that
+    agent for running (nothing runs), it lets the same supervisor run it."""
+    fe = fleet_env
+    started_fleet(fe, ["g1", "g2"])
+    other = rows(fe)["g2"]["agent_pid"]
+    supervisor = stranded_at_gate(fe, "g1")
+
+    result = json.loads(fe.inv_ok("fleet.start", "--json"))
+
+    outcomes = {agent["name"]: agent for agent in result["agents"]}
+    assert outcomes["g1"]["action"] == "started"
+    assert outcomes["g2"]["action"] == "unchanged"
+    after = rows(fe)
+    assert after["g1"]["pid"] == supervisor
+    assert isinstance(after["g1"]["agent_pid"], int)
+    assert alive(int(str(after["g1"]["agent_pid"])))
+    assert after["g2"]["agent_pid"] == other
+    assert not at_gate(supervisor)
