@@ -577,7 +577,8 @@ class Lifecycle(FleetContext):
         renewal: _Renewal | None = None,
     ) -> None:
         """Wait until every named agent is down with no marked process left: TERM was sent
-        by ``terminate``; KILL what is left after each agent's ``stop_timeout``. In a
+        by ``terminate`` right before; KILL what is left after each agent's ``stop_timeout``,
+        counted from here (an operation may have waited long for the lock first). In a
         ``renewal`` (its supervisors stay up), an agent is done once nothing of its run is
         left and its next run was let begin; one whose run will not end fails alone."""
         from fleetlib.results import AgentOutcome  # noqa: PLC0415 (see the imports above)
@@ -591,6 +592,7 @@ class Lifecycle(FleetContext):
         killed: set[str] = set()
         give_up = max((self._stop_timeout(n) for n in names), default=0.0) + KILL_GRACE_S
         pending = list(names)
+        signalled = self.clock()
         while True:
             fence()
             rows = self.primitives.observe(names).by_name() if renewal is None else {}
@@ -602,6 +604,7 @@ class Lifecycle(FleetContext):
                 alive = renewal.processes(pending)
                 still = [n for n in pending if alive[n] or not renewal.release(n)]
             now = self.clock() - began
+            waited = self.clock() - signalled
             for name in [n for n in pending if n not in still]:
                 if action is not None:
                     trackers[name].outcome = AgentOutcome(name, action, trackers[name].old_pid, None, now)
@@ -609,11 +612,11 @@ class Lifecycle(FleetContext):
             self._report("stopping", len(names) - len(pending), len(names), began)
             if not pending:
                 return
-            overdue = [n for n in pending if n not in killed and now >= self._stop_timeout(n)]
+            overdue = [n for n in pending if n not in killed and waited >= self._stop_timeout(n)]
             if overdue:
                 killed.update(overdue)
                 self.runner.signal([pid for name in overdue for pid in alive[name]], signal.SIGKILL)
-            if now >= give_up:
+            if waited >= give_up:
                 for name in pending:
                     row = rows.get(name)
                     left = " ".join(f"pid {pid}" for pid in alive[name]) or (
@@ -627,7 +630,7 @@ class Lifecycle(FleetContext):
                         trackers[name].old_pid,
                         None,
                         now,
-                        error=f"still running {now:.1f}s after the stop began, even after SIGKILL: {left}",
+                        error=f"still running {waited:.1f}s after the stop began, even after SIGKILL: {left}",
                     )
                 if action is None and renewal is None:  # never start a new generation beside the old one
                     stuck = ", ".join(pending)

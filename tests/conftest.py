@@ -29,6 +29,15 @@ if os.environ.get("CI"):
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = REPO / "roster.example.yaml"
 
+# Signals ignored where the suite was started stay ignored in every process it starts (`nohup`
+# ignores HUP, a shell's `&` INT and QUIT), and the tests deliver exactly those signals to
+# the processes under test, as a terminal or a stop would. Every test starts from the defaults.
+for _ignored in (signal.SIGHUP, signal.SIGQUIT):
+    if signal.getsignal(_ignored) == signal.SIG_IGN:
+        signal.signal(_ignored, signal.SIG_DFL)
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 InvRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 

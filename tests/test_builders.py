@@ -477,17 +477,18 @@ def test_literal_protects_only_a_trailing_semicolon(word: str, expected: str) ->
 
 def test_parse_windows_ten_fields_with_start_counters() -> None:
     output = (
-        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\t\t\n"
-        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\thook\t1795931131.25\n"
-        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\t\t\n"
-        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\tscreen\tjunk\n"
-        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\t\t\n"
+        "_holder\t10\t0\t\t\t\t\t100\t\t\t%0\t0\t\t\t\t24 80\n"
+        "a1\t11\t0\t\t\trunning\t\t1795931134\tidle\t1795931130.5\t%1\t1\t\thook\t1795931131.25\t40 120\n"
+        "a10\t12\t1\t7\t7\tfailed\t5\t\t\t\t\t0\t\t\t\t\n"
+        "a2\t13\t0\t\t3\trestarting\t2\t\tworking\tnan\t\t0\t\tscreen\tjunk\t\n"
+        "a3\t14\t1\t\t126\tfailed\t1\t\t\t\t\t\t\t\t\t\n"
         "@fleet-starts-a1 3\n@fleet-starts-a10 1\n@fleet-starts-a2 junk\nstatus on\n"
     )
     windows = tmux.parse_windows(output)
     assert windows["a1"] == tmux.Window(
         "a1", 11, dead=False, starts=3, state="running", last_output=1795931134, activity="idle",
         activity_since=1795931130.5, pane_id="%1", piped=True, activity_source="hook", sent_at=1795931131.25,
+        size="40 120",
     )  # fmt: skip
     assert windows["a1"].live_pid == 11
     assert windows["a10"] == tmux.Window("a10", 12, True, 7, 1, "failed", 5, 7)
@@ -509,7 +510,8 @@ def test_parse_windows_ten_fields_with_start_counters() -> None:
         "a1\t11\t0\t\t\t\t\t\t\t\t\t",  # twelve (before reasons)
         "a1\t11\t0\t\t\t\t\t\t\t\t\t\t",  # thirteen (before activity sources)
         "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t",  # fourteen (before the send record)
-        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t\t",  # sixteen
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t",  # fifteen (before the pane size)
+        "a1\t11\t0\t\t\t\t\t\t\t\t\t\t\t\t\t\t",  # seventeen
         "a1",
         "",
     ],
@@ -519,7 +521,7 @@ def test_parse_windows_ignores_lines_of_another_shape(line: str) -> None:
 
 
 def test_parse_windows_treats_impossible_numbers_as_unknown() -> None:
-    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\t\tnan\n")
+    windows = tmux.parse_windows("a1\t99999999999999\t1\tx\t-3\t\tmany\tsoon\tidle\tinf\t%9\tyes\t\t\tnan\tx y\n")
     assert windows["a1"].pane_pid is None
     assert windows["a1"].dead_status is None
     assert windows["a1"].last_exit == -3

@@ -324,6 +324,29 @@ def test_stop_sends_kill_only_after_the_stop_timeout_and_returns_when_nothing_is
     assert STOP_TIMEOUT <= outcomes["a1"].seconds < STOP_TIMEOUT + 3 * POLL_S
 
 
+def test_a_stop_that_waited_for_the_lock_still_gives_its_agents_their_stop_timeout(
+    fleet: Fleet, processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop timeout counts from the stop signals, never from when the operation began:
+    a stop queued behind another operation for longer than the timeout once KILLed at once."""
+    assert fleet.lifecycle.start().ok
+    processes.alive[marker_of(fleet, "a1")] = [501]  # ignores TERM
+    take = fleet.lifecycle._take_lock
+
+    def slow_lock() -> object:
+        fleet.clock.advance(3 * STOP_TIMEOUT)  # another operation held the lock meanwhile
+        return take()
+
+    monkeypatch.setattr(fleet.lifecycle, "_take_lock", slow_lock)
+    began = fleet.clock.now
+    result = fleet.lifecycle.stop()
+    assert result.ok
+    locked = began + 3 * STOP_TIMEOUT
+    kills = [at - locked for at, pid, signum in processes.signals if signum == signal.SIGKILL]
+    assert kills
+    assert all(STOP_TIMEOUT <= at < STOP_TIMEOUT + 2 * POLL_S for at in kills)
+
+
 def test_stop_gives_up_on_an_unkillable_process_after_the_kill_grace(fleet: Fleet, processes: Processes) -> None:
     assert fleet.lifecycle.start().ok
     marker = marker_of(fleet, "a1")
