@@ -10,6 +10,7 @@ the fleet's own reading of it); deadlines are polling limits, not timing targets
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -141,3 +142,25 @@ def test_a_later_turn_carries_the_earlier_ones(fleet: RealFleet, name: str) -> N
     history = request.texts()
     assert first in history
     assert REPLY + first in history  # the model's own earlier answer, as a resumed session must carry it
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_a_restarted_real_agent_comes_back_and_takes_a_turn(fleet: RealFleet, name: str) -> None:
+    """`fleet restart` of a real CLI: under systemd it is renewed in place (the same supervisor,
+    a new agent process), on tmux started in a new window; either way it is back at its
+    prompt and answers."""
+
+    def row() -> dict[str, object]:
+        return next(r for r in json.loads(fleet.user.inv_ok("fleet.status", "--json")) if r["name"] == name)
+
+    before = row()
+    result = json.loads(fleet.user.inv_ok("fleet.restart", "--agent", name, "--json"))
+    assert result["ok"] is True, result
+    after = row()
+    assert after["agent_pid"] not in (None, before["agent_pid"])
+    assert (after["pid"] == before["pid"]) is isinstance(fleet.user, FleetEnv)  # in place under systemd
+    fleet.wait_for(name, "idle", UP_LIMIT_S)
+    message = f"after restart {mark(fleet, name)}"
+    sent = fleet.user.inv("fleet.send", "--agent", name, "--message", message)
+    assert sent.returncode == 0, (sent.stderr, fleet.screen(name))
+    fleet.shows(name, REPLY + message)
