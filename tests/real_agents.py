@@ -28,9 +28,10 @@ from typing import Final
 
 import pytest
 
-from tests.conftest import InvUser, eventually
+from tests.conftest import FleetEnv, InvUser, eventually
 from tests.model_server import MODEL, ModelServer, running
 from tests.real_clis import _pids_with, installed_clis
+from tests.usermanager import UserManager
 
 API_KEY: Final = "sk-fleet-test-0000000000000000000000000000"
 # Claude Code remembers an approved key by its last 20 characters.
@@ -255,12 +256,20 @@ Setup = Callable[[ModelServer, Path, Path], AgentSetup]
 
 
 class SoloAgent:
-    """One real agent ``ag`` in a tmux fleet of its own, talking to the model server."""
+    """One real agent ``ag`` in a fleet of its own, talking to the model server: on tmux, or
+    (``manager``) installed on that systemd --user manager."""
 
-    def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
+    def __init__(
+        self, runtime: str, setup: Setup, server: ModelServer, root: Path, manager: UserManager | None = None
+    ) -> None:
         from tests.test_fleet_tmux import TmuxEnv
 
-        self.fleet = TmuxEnv(root)
+        self.fleet: InvUser
+        if manager is None:
+            self.fleet = TmuxEnv(root)
+        else:
+            (root / "home").mkdir()
+            self.fleet = FleetEnv(root / "home", manager)
         work = root / "work"
         work.mkdir()
         binary = getattr(installed_clis(), runtime)
@@ -269,6 +278,17 @@ class SoloAgent:
         roster.parent.mkdir(parents=True)
         roster.write_text(f"version: 1\nagents:\n{entry}")
         self.run_dir = self.fleet.home / "fleet" / "run"
+        if manager is not None:
+            self.fleet.inv_ok("fleet.install")
+
+    def close(self) -> None:
+        """Stop the fleet (and under systemd remove its units)."""
+        if isinstance(self.fleet, FleetEnv):
+            self.fleet.inv("fleet.uninstall")
+            self.fleet.manager.systemctl("reset-failed")
+            self.fleet.tmux("kill-server")
+        else:
+            self.fleet.inv("fleet.stop")
 
     def tmux(self, *args: str) -> str:
         socket = self.run_dir / "tmux.sock"

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import eventually
 from tests.model_server import REPLY, ModelServer
 from tests.real_agents import Setup, SoloAgent, claude_setup, codex_setup, model_server
+from tests.usermanager import UserManager
 
 __all__ = ["model_server"]  # the fixture, imported for this module
 
@@ -21,13 +22,19 @@ pytestmark = pytest.mark.tmux
 class Conversation(SoloAgent):
     """The agent's conversation, as the model server sees it."""
 
-    def __init__(self, runtime: str, setup: Setup, server: ModelServer, root: Path) -> None:
-        super().__init__(runtime, setup, server, root)
+    def __init__(
+        self, runtime: str, setup: Setup, server: ModelServer, root: Path, manager: UserManager | None = None
+    ) -> None:
+        super().__init__(runtime, setup, server, root, manager)
         self.server = server
         self.api: Literal["anthropic", "openai"] = "anthropic" if runtime == "claude" else "openai"
 
+    def row(self) -> dict[str, object]:
+        row: dict[str, object] = json.loads(self.fleet.inv("fleet.status", "--json").stdout)[0]
+        return row
+
     def session_id(self) -> object:
-        return json.loads(self.fleet.inv("fleet.status", "--json").stdout)[0]["session_id"]
+        return self.row()["session_id"]
 
     def turn(self, marker: str) -> list[str]:
         """Send ``marker`` once the agent is idle; the texts of the conversation its turn sent."""
@@ -48,11 +55,15 @@ class Conversation(SoloAgent):
         return texts
 
 
+@pytest.mark.parametrize(
+    "backend", ["tmux", pytest.param("systemd", marks=pytest.mark.systemd)]
+)  # under systemd the restart renews the agent in place
 @pytest.mark.parametrize(("runtime", "setup"), [("claude", claude_setup), ("codex", codex_setup)])
 def test_a_restart_resumes_the_conversation_and_fresh_does_not(
-    runtime: str, setup: Setup, model_server: ModelServer, tmp_path: Path
+    runtime: str, setup: Setup, model_server: ModelServer, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    talk = Conversation(runtime, setup, model_server, tmp_path)
+    manager = request.getfixturevalue("user_manager") if backend == "systemd" else None
+    talk = Conversation(runtime, setup, model_server, tmp_path, manager)
     first, second, third = (f"{runtime}-{word}-{tmp_path.name}" for word in ("one", "two", "three"))
     try:
         talk.fleet.inv_ok("fleet.start")
@@ -61,7 +72,9 @@ def test_a_restart_resumes_the_conversation_and_fresh_does_not(
         # rollout it holds open when the restart stops it).
         pinned = talk.session_id()
 
+        supervisor = talk.row()["pid"]
         talk.fleet.inv_ok("fleet.restart", "--agent", "ag")
+        assert (talk.row()["pid"] == supervisor) is (backend == "systemd")  # renewed in place there
         texts = talk.turn(second)
         assert any(first in text for text in texts), texts  # the earlier turn came along
         assert any(REPLY + first in text for text in texts), texts
@@ -74,4 +87,4 @@ def test_a_restart_resumes_the_conversation_and_fresh_does_not(
         assert not any(first in text or second in text for text in texts), texts
         assert talk.session_id() != session
     finally:
-        talk.fleet.inv("fleet.stop")
+        talk.close()
