@@ -30,7 +30,8 @@ import stat
 from pathlib import Path
 from typing import Final
 
-GATE_SUFFIX: Final = ".gate"
+from fleetlib.pane import GATE_SUFFIX
+
 _SIZE: Final = re.compile(r"[0-9]{1,5} [0-9]{1,5}")
 
 

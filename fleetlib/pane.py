@@ -78,7 +78,6 @@ from typing import Final, NamedTuple
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.capture import HEADER_PRINTF
-from fleetlib.gate import GATE_SUFFIX
 from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import SAFE_OPEN_FLAGS
 from fleetlib.sessions import NOTE_SUFFIX, RESUME_MARKER, RESUME_QUICK_S, SESSION_SUFFIX
@@ -116,6 +115,7 @@ class PaneSpec:
 
 
 SCRIPT_NAME: Final = "supervise.sh"
+GATE_SUFFIX: Final = ".gate"  # <run dir>/<agent>.gate: where it waits during a restart in place (fleetlib.gate)
 EXEC_SUFFIX: Final = ".exec"  # <run dir>/<agent>.exec: "<supervisor pid> <agent pid>" of its current run
 _EXEC_RECORD_CAP: Final = 64
 _PID_LIMIT: Final = 1 << 22  # the kernel's PID_MAX_LIMIT on 64-bit

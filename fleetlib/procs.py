@@ -125,26 +125,27 @@ def cgroup_of(pid: int) -> str | None:
     return None
 
 
-def started_after_in_cgroup(pid: int) -> list[int]:
-    """Live processes in ``pid``'s cgroup that started after it: under systemd, where an
-    agent's supervisor joined its unit's cgroup, every process of its runs, whatever their
-    environment (``env -i`` drops the marker, never the cgroup); [] when unknown."""
-    mount, path, own = _cgroup_mount(), cgroup_of(pid), start_ticks(pid)
-    if mount is None or path is None or not own:
+def cgroup_members(path: str) -> list[int]:
+    """The live processes in the cgroup ``path`` of the tracking hierarchy (as
+    :func:`cgroup_of` reads it); [] when unknown."""
+    mount = _cgroup_mount()
+    if mount is None:
         return []
     try:
         with open(f"{mount[0]}{path}/cgroup.procs", encoding="ascii") as handle:
             members = [int(word) for word in handle.read().split()]
     except (OSError, ValueError):
         return []
-    found = []
-    for member in members:
-        ticks = start_ticks(member) if member != pid else ""
-        # A process started in the same clock tick is left out: the unit's tmux client,
-        # which made the supervisor's window, may share its tick.
-        if ticks and int(ticks) > int(own) and _live(member):
-            found.append(member)
-    return found
+    return [member for member in members if _live(member)]
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The command line ``pid`` runs (``/proc/<pid>/cmdline``); None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [os.fsdecode(word) for word in handle.read().split(b"\0")[:-1]]
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------- agent processes

@@ -135,7 +135,8 @@ def test_an_agent_an_install_changed_is_started_anew(fleet_env: FleetEnv, tmp_pa
     fe = fleet_env
     out = tmp_path / "seen"
     out.mkdir()
-    command = f"[sh, -c, 'echo \"$FLEET_TEST\" > {out}/$0; exec sleep 100000']"
+    # Each agent writes what it was given to a file of its own name (its marker's first part).
+    command = f"[sh, -c, 'echo \"$FLEET_TEST\" > {out}/${{FLEET_AGENT%%@*}}; exec sleep 100000']"
     started_fleet(fe, ["c1", "c2"], command)
     before = rows(fe)
     fe.write_roster(roster(["c1", "c2"], command) + "    env: {FLEET_TEST: changed}\n")
@@ -147,13 +148,13 @@ def test_an_agent_an_install_changed_is_started_anew(fleet_env: FleetEnv, tmp_pa
     assert text.startswith("restarted 2 agent(s) (c1, c2) and the holder in "), text
     after = rows(fe)
     assert all(after[n]["pid"] != before[n]["pid"] for n in ("c1", "c2"))
-    assert (out / "sh").read_text().strip() == "changed"
+    assert (out / "c2").read_text().strip() == "changed"
 
     fe.write_roster(roster(["c1", "c2"], command) + "    env: {FLEET_TEST: again}\n")
     fe.inv_ok("fleet.install")
     fe.inv_ok("fleet.restart", "--agent", "c2")
     assert rows(fe)["c2"]["pid"] != after["c2"]["pid"]  # a new supervisor: its unit changed
-    assert (out / "sh").read_text().strip() == "again"
+    assert (out / "c2").read_text().strip() == "again"
     fe.inv_ok("fleet.restart", "--agent", "c1")
     assert rows(fe)["c1"]["pid"] == after["c1"]["pid"]  # unchanged: renewed in place
 
