@@ -36,7 +36,7 @@ from fleetlib.runner import Result, apply_change, query, query_all
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.tmux_client import TMUX_TIMEOUT_S
 from fleetlib.transcript import ensure_log_dir
-from fleetlib.units import DROPIN_NAME, cgroup_mounts, dropin_command, exec_words, unit_files
+from fleetlib.units import DROPIN_NAME, cgroup_mounts, dropin_command, unit_files
 from fleetlib.watcher_config import watcher_argv, watcher_environment
 
 SYSTEMCTL_TIMEOUT_S: Final = 30.0
@@ -262,31 +262,19 @@ class SystemdBackend(FleetContext):
     def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
         """Each agent's processes in its unit's cgroup but its supervisor and the unit's own
         tmux client (its ``ExecStart``, started before the supervisor, maybe within the same
-        clock tick: told apart by its command line); none for a supervisor outside its unit's
-        cgroup (where joining it was not permitted, it is in the holder's, with every other
-        agent)."""
+        clock tick): a process started in the supervisor's tick counts only when its parent
+        is in the cgroup too (a child of the run; the client's parent is the manager). None
+        for a supervisor outside its unit's cgroup (where joining it was not permitted, it is
+        in the holder's, with every other agent)."""
         found = {}
         for name, row in rows.items():
             path = procs.cgroup_of(row.pid) if row.pid is not None else None
             if row.pid is None or path is None or path.rsplit("/", 1)[-1] != self.units.agent(name):
                 continue
-            client = self._client_argv(name)
             own = procs.start_ticks(row.pid)
-            found[name] = [
-                pid
-                for pid in procs.cgroup_members(path)
-                if pid != row.pid and not _started_before(pid, own) and procs.cmdline(pid) != client
-            ]
+            members = set(procs.cgroup_members(path)) - {row.pid}
+            found[name] = sorted(pid for pid in members if own and _of_the_run(pid, int(own), members))
         return found
-
-    def _client_argv(self, name: str) -> list[str] | None:
-        """The command line of the agent unit's tmux client, from its installed drop-in."""
-        try:
-            text = self._dropin(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-        line = next((line for line in text.splitlines() if line.startswith("ExecStart=")), None)
-        return exec_words(line.removeprefix("ExecStart=")) if line is not None else None
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:
         """Remove the windows of stopped agents (the holder's stop already removed the
@@ -418,7 +406,11 @@ def _raise_if_no_manager(result: Result) -> None:
         raise FleetError(f"no systemd user manager reachable ({result.error_line()}); {NO_MANAGER_HINT}")
 
 
-def _started_before(pid: int, ticks: str) -> bool:
-    """Whether ``pid`` started in a clock tick before ``ticks`` (unknown: False)."""
+def _of_the_run(pid: int, supervisor_ticks: int, members: set[int]) -> bool:
+    """Whether ``pid``, in an agent unit's cgroup, belongs to its supervisor's runs: started
+    after the supervisor's clock tick, or within it unless it is the unit's tmux client (by
+    its process name: a wrapper script may have exec'd it)."""
     started = procs.start_ticks(pid)
-    return bool(started and ticks) and int(started) < int(ticks)
+    if not started or int(started) < supervisor_ticks:
+        return False
+    return int(started) > supervisor_ticks or not procs.name(pid).startswith("tmux")

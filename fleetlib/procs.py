@@ -41,6 +41,21 @@ def start_ticks(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of ``pid``; None where unknown."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def name(pid: int) -> str:
+    """The process name of ``pid`` (``/proc/<pid>/comm``); "" where unknown."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 def state(pid: int) -> str:
     """The one-letter process state (``R``, ``S``, ``Z`` ...); "" where unknown."""
     fields = _stat_fields(pid)
@@ -137,15 +152,6 @@ def cgroup_members(path: str) -> list[int]:
     except (OSError, ValueError):
         return []
     return [member for member in members if _live(member)]
-
-
-def cmdline(pid: int) -> list[str] | None:
-    """The command line ``pid`` runs (``/proc/<pid>/cmdline``); None when unreadable."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return [os.fsdecode(word) for word in handle.read().split(b"\0")[:-1]]
-    except OSError:
-        return None
 
 
 # --------------------------------------------------------------------------- agent processes
