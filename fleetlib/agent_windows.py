@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from fleetlib import hooks, procs, systemd, tmux
+from fleetlib import procs, systemd, tmux
 from fleetlib.context import FleetContext
 from fleetlib.observed import AgentPane
 from fleetlib.pane import ExecRecord, PaneSpec, agent_environment, base_environment, exec_record
@@ -190,12 +190,16 @@ class AgentWindows(FleetContext):
         """The agent's whole environment when this command starts it (tmux backend: the
         base is this command's, see :func:`fleetlib.pane.base_environment`)."""
         agent = self.roster.get(name)
+        from fleetlib import hooks  # noqa: PLC0415 (a start's: `status` never loads it)
+
         base = base_environment(self.environ, self.environ.get("HOME") or str(Path.home()))
         env = hooks.wired_env(self.paths.run_dir, name, agent.runtime, agent.env)
         return agent_environment(base, procs.marker(name, str(self.paths.tmux_socket)), env)
 
     def agent_argv(self, name: str) -> list[str]:
         """What the agent's window runs: its roster argv with the fleet's hooks wired in."""
+        from fleetlib import hooks  # noqa: PLC0415 (a start's: `status` never loads it)
+
         agent = self.roster.get(name)
         return hooks.wired_argv(self.paths.run_dir, name, agent.runtime, agent.launch_argv(), agent.args)
 

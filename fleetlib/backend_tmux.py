@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fleetlib import systemd, tmux, watcher_config
+from fleetlib import systemd, tmux
 from fleetlib.agent_windows import COMMAND_BUDGET, AgentWindows
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
@@ -115,6 +115,8 @@ class TmuxBackend(FleetContext):
         windows = self.windows.listing()
         if windows is not None and not names:
             return
+        from fleetlib import watcher_config  # noqa: PLC0415 (a start's: `status` never loads it)
+
         apply_change(self.runner, self._prepare_run_dir)
         first: list[str] = [*tmux.new_session_commands(), ";"] if windows is None else []
         first += [*tmux.keep_dead_panes_commands(), ";"]

@@ -46,6 +46,7 @@ from fleetlib.paths import FleetPaths, default_unit_dir
 from fleetlib.roster import Roster, load_roster
 from fleetlib.rundir import kind_of
 from fleetlib.runner import Runner, SubprocessRunner
+from fleetlib.runtimes import hooked
 from fleetlib.status import AgentStatus, FleetStatus
 from fleetlib.systemd import UnitNames
 from fleetlib.tmux import SESSION
@@ -362,7 +363,7 @@ def check_hooks(rows: Sequence[AgentStatus], runtimes: Mapping[str, str], run_di
     for row in rows:
         runtime = runtimes.get(row.name, "")
         started = hooks.run_started(run_dir, row.name)
-        if row.state != "running" or not hooks.hooked(runtime) or started is None:
+        if row.state != "running" or not hooked(runtime) or started is None:
             continue
         watched += 1
         quiet_for = now - started

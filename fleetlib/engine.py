@@ -48,9 +48,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from fleetlib import defaults, hooks, procs, sessions, watcher_config
+from fleetlib import defaults, procs, runtimes, sessions
 from fleetlib.context import FleetContext
 from fleetlib.errors import FleetError, FleetOperationError
+from fleetlib.observed import fresh
 from fleetlib.primitives import HOLDER_KEY, Backend, Installation
 from fleetlib.progress import Progress, ProgressHook, no_progress
 from fleetlib.roster import DEFAULT_STOP_TIMEOUT
@@ -62,7 +63,9 @@ if TYPE_CHECKING:
     # The lock module is big: imported where a lock is taken (status takes none); the
     # result types are made by the operations only, which import them (status makes none);
     # likewise worktrees (made by install and start) and screen reading (status reads a
-    # screen only when no watcher record is fresh).
+    # screen only when no watcher record is fresh), hook records (only hooked agents have
+    # them) and the watcher's configuration (written by install and start).
+    from fleetlib.hooks import HookEvent
     from fleetlib.lock import RestartGuard
     from fleetlib.results import Action, AgentOutcome, InstallResult, OperationResult
 
@@ -169,29 +172,20 @@ class Lifecycle(FleetContext):
         if agent is not None:
             status = replace(status, strays=[])
         now = self.wall_clock()
-        offset = hooks.boot_offset()
-        events = {
-            row.name: event
-            for row in status.agents
-            if row.state == "running"
-            and hooks.hooked(self.roster.get(row.name).runtime)
-            and (event := hooks.current(self.paths.run_dir, row.name, offset=offset)) is not None
-        }
+        running = [row for row in status.agents if row.state == "running"]
+        events = self._hook_events([r.name for r in running if runtimes.hooked(self.roster.get(r.name).runtime)])
         # A record is trusted only while the watcher that would correct it is alive: a
         # stopped, frozen or killed watcher leaves every record as it was, however wrong.
         unread = [
             row.name
-            for row in status.agents
-            if row.state == "running"
-            and (
-                row.activity is None
-                or not watcher_config.fresh(row.watcher_tick, now)
-                or (row.name in events and _unread(events[row.name], row.hooks_read))
-            )
+            for row in running
+            if row.activity is None
+            or not fresh(row.watcher_tick, now)
+            or (row.name in events and _unread(events[row.name], row.hooks_read))
         ]
         if not unread:
             return status
-        from fleetlib import activity  # noqa: PLC0415 (see the imports above)
+        from fleetlib import activity, hooks  # noqa: PLC0415 (see the imports above)
 
         rules = {name: activity.rules_for(self.roster.get(name).runtime) for name in unread}
         screens = self.primitives.screens([name for name in unread if rules[name].reads_screen])
@@ -208,6 +202,17 @@ class Lifecycle(FleetContext):
             return row.with_activity(decided.state, since, decided.source)
 
         return replace(status, agents=[read(row) for row in status.agents])
+
+    def _hook_events(self, names: list[str]) -> dict[str, HookEvent]:
+        """The newest event the hooks of each of ``names`` (running agents of a hooked
+        runtime) recorded, where there is one."""
+        if not names:
+            return {}
+        from fleetlib import hooks  # noqa: PLC0415 (a fleet without hooked agents reads no hook record)
+
+        offset = hooks.boot_offset()
+        run_dir = self.paths.run_dir
+        return {name: event for name in names if (event := hooks.current(run_dir, name, offset=offset)) is not None}
 
     def _with_sessions(self, status: FleetStatus) -> FleetStatus:
         """Each resuming agent's row with its recorded session id and the note of its last
@@ -289,6 +294,8 @@ class Lifecycle(FleetContext):
         """Tell the fleet's watcher which agents to watch (it rereads the file when it changes)."""
 
         def configure() -> None:
+            from fleetlib import watcher_config  # noqa: PLC0415 (see the imports above)
+
             ensure_private_dir(self.paths.run_dir, "fleet run directory")
             watcher_config.write_config(self.paths, self.roster, self.tmux_bin)
 
@@ -540,6 +547,8 @@ class Lifecycle(FleetContext):
         """Once the fleet is stopped: kill what is left of its notification commands. The
         watcher ends them when it ends; this catches those of a watcher killed outright
         (or still ending), so nothing of a stopped fleet runs on, ``setsid`` or not."""
+        from fleetlib import watcher_config  # noqa: PLC0415 (see the imports above)
+
         left = watcher_config.notification_processes(self.paths.run_dir)
         self.runner.signal([pid for pids in left.values() for pid in pids], signal.SIGKILL)
 
@@ -917,8 +926,10 @@ def _ended(tracker: _Tracker, row: AgentStatus, since: float) -> bool:
     return ended and _fresh(tracker, row, since)
 
 
-def _unread(event: hooks.HookEvent, hooks_read: float | None) -> bool:
+def _unread(event: HookEvent, hooks_read: float | None) -> bool:
     """Whether the watcher's record may not have taken ``event`` in yet: it came after the
     watcher last began reading the hook records (the stamps are a hundredth of a second
     coarse and compared across processes, hence the slack)."""
-    return hooks_read is None or event.at > hooks_read - hooks.CLOCK_SLACK_S
+    from fleetlib.hooks import CLOCK_SLACK_S  # noqa: PLC0415 (loaded already: there is an event)
+
+    return hooks_read is None or event.at > hooks_read - CLOCK_SLACK_S

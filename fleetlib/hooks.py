@@ -44,6 +44,7 @@ from typing import Any, Final
 
 from fleetlib.atomic import atomic_write_text
 from fleetlib.rundir import SAFE_OPEN_FLAGS
+from fleetlib.runtimes import RUNTIMES
 
 SCRIPT_NAME: Final = "hook.sh"
 RECORD_SUFFIX: Final = ".hooks"
@@ -51,7 +52,7 @@ ROTATED_SUFFIX: Final = ".hooks.1"
 ROTATE_BYTES: Final = 256 * 1024  # the watcher moves a record past this aside (one old file kept)
 TAIL_BYTES: Final = 4096  # enough for a usual last line, whole
 MESSAGE_CAP: Final = 1024 * 1024  # how far back last_message looks
-HOOKED_RUNTIMES: Final = ("claude", "codex", "gemini")
+HOOKED_RUNTIMES: Final = tuple(name for name, runtime in RUNTIMES.items() if runtime.hooks)
 SILENT_AFTER_S: Final = 30.0  # a hooked agent up this long without an event runs without hooks
 GEMINI_DEFAULTS_ENV: Final = "GEMINI_CLI_SYSTEM_DEFAULTS_PATH"
 GEMINI_SYSTEM_DEFAULTS: Final = Path("/etc/gemini-cli/system-defaults.json")
@@ -110,11 +111,6 @@ _CODEX_TITLE_JOB: Final = '"input-messages":["Generate a concise, single-line ta
 # Where each runtime's payload carries the session id and the last assistant message.
 _SESSION_KEYS: Final = ("session_id", "thread-id")
 _MESSAGE_KEYS: Final = ("last_assistant_message", "last-assistant-message", "prompt_response")
-
-
-def hooked(runtime: str) -> bool:
-    """Whether the fleet wires its hooks into agents of ``runtime``."""
-    return runtime in HOOKED_RUNTIMES
 
 
 def script_path(run_dir: Path) -> Path:

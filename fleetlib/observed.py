@@ -5,12 +5,16 @@ backend) as listed, with what its supervisor and the watcher recorded on it;
 :class:`SupervisorState` is what a supervisor says about the holder or an agent's unit.
 The backends build them (:func:`fleetlib.tmux.parse_windows`,
 :func:`fleetlib.systemd.parse_list_units`, or by hand for the tmux holder); the status
-model (:mod:`fleetlib.status`) reads them without knowing either backend. Pure data.
+model (:mod:`fleetlib.status`) reads them without knowing either backend. Pure data, and
+:func:`fresh`: whether the watcher's records on a pane can still be trusted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+STALE_AFTER_S: Final = 5.0  # a watcher that has not ticked for this long no longer vouches for its records
 
 
 @dataclass(frozen=True)
@@ -53,3 +57,11 @@ class AgentPane:
     def live_pid(self) -> int | None:
         """The pane's process while it runs; None once it has exited."""
         return None if self.dead else self.pane_pid
+
+
+def fresh(tick: float | None, now: float) -> bool:
+    """Whether a watcher that last ticked at ``tick`` (:attr:`AgentPane.watcher_tick`, the
+    server option :data:`fleetlib.tmux.WATCHER_TICK_OPTION`) still counts as watching at
+    ``now``; its records on the windows are trusted only then (readers read the screens
+    otherwise)."""
+    return tick is not None and -STALE_AFTER_S <= now - tick <= STALE_AFTER_S

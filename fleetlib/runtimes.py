@@ -115,6 +115,8 @@ class Runtime:
     ``bracketed_paste``: its program turns on bracketed paste (``ESC[?2004h``) while it reads
     a message, so a newline inside a paste is text; without it every newline is an Enter and
     a multi-line message would be submitted line by line (``fleet send`` refuses it).
+    ``hooks``: the fleet wires its hooks into the runtime's program, which then reports its
+    own events (see ``fleetlib.hooks``).
     """
 
     name: str
@@ -123,6 +125,7 @@ class Runtime:
     busy_pattern: str | None = None
     screen: ScreenRules = ScreenRules()
     bracketed_paste: bool = False
+    hooks: bool = False
 
 
 RUNTIMES: Final[dict[str, Runtime]] = {
@@ -137,6 +140,7 @@ RUNTIMES: Final[dict[str, Runtime]] = {
             busy_pattern=r"esc to interrupt",
             screen=CLAUDE_SCREEN,
             bracketed_paste=True,
+            hooks=True,
         ),
         Runtime(
             "codex",
@@ -145,6 +149,7 @@ RUNTIMES: Final[dict[str, Runtime]] = {
             busy_pattern=r"esc to interrupt",
             screen=CODEX_SCREEN,
             bracketed_paste=True,
+            hooks=True,
         ),
         Runtime(
             "gemini",
@@ -153,6 +158,7 @@ RUNTIMES: Final[dict[str, Runtime]] = {
             busy_pattern=r"esc to cancel",
             screen=GEMINI_SCREEN,
             bracketed_paste=True,
+            hooks=True,
         ),
         Runtime("opencode", ("opencode",), "opencode CLI", screen=OPENCODE_SCREEN, bracketed_paste=True),
         # `sh -i` (dash on Debian) has no bracketed paste: each newline runs the line before it.
@@ -172,6 +178,13 @@ def takes_bracketed_paste(runtime: str) -> bool:
     False for custom runtimes: nobody can tell what their program does."""
     known = RUNTIMES.get(runtime)
     return known.bracketed_paste if known else False
+
+
+def hooked(runtime: str) -> bool:
+    """Whether the fleet wires its hooks into agents of ``runtime`` (:attr:`Runtime.hooks`);
+    False for custom runtimes."""
+    known = RUNTIMES.get(runtime)
+    return known.hooks if known else False
 
 
 def known_runtime_names() -> list[str]:

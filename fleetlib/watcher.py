@@ -68,7 +68,7 @@ from fleetlib.procs import MARKER_ENV
 from fleetlib.rundir import RunDirError, RunFileError, ensure_private_dir
 from fleetlib.runner import Result, Runner, SubprocessRunner
 from fleetlib.runner import spawn_detached as _spawn_detached
-from fleetlib.runtimes import ScreenRules
+from fleetlib.runtimes import ScreenRules, hooked
 from fleetlib.screen import screen_lines
 from fleetlib.status import derive_state
 from fleetlib.tmux_client import TMUX_TIMEOUT_S, TmuxClient
@@ -80,7 +80,6 @@ from fleetlib.watcher_config import (
     WatchedAgent,
     WatcherConfig,
     config_path,
-    fresh,
     notification_processes,
     read_config,
     running,
@@ -110,7 +109,6 @@ __all__ = [
     "Watcher",
     "WatcherConfig",
     "config_path",
-    "fresh",
     "main",
     "notification_processes",
     "read_config",
@@ -318,7 +316,7 @@ class Watcher:
         if config is None:
             return []
         # The tick is recorded first, in the listing's own client: `status` trusts the
-        # records only while it is recent (see fresh).
+        # records only while it is recent (see fleetlib.observed.fresh).
         heartbeat = ["set-option", "-g", tmux.WATCHER_TICK_OPTION, f"{self.clock():.3f}", ";"]
         listing = self._tmux(config, [*heartbeat, *tmux.list_windows_commands()])
         if listing is None or not listing.ok:
@@ -388,7 +386,7 @@ class Watcher:
                 if window.activity_source != source:
                     writes += ["set-option", "-w", "-t", window.pane_id, tmux.ACTIVITY_SOURCE_OPTION, source, ";"]
                 seen.recorded = (state, since, source)
-        if any(hooks.hooked(agent.runtime) for agent in config.agents.values()):
+        if any(hooked(agent.runtime) for agent in config.agents.values()):
             # After this tick's records: `status` decides itself from any hook event after `now`.
             writes += ["set-option", "-g", tmux.HOOKS_READ_OPTION, f"{now:.3f}", ";"]
         if writes:
@@ -403,7 +401,7 @@ class Watcher:
     def _hook_event(self, name: str, agent: WatchedAgent, seen: _Seen, offset: float) -> hooks.HookEvent | None:
         """The last hook event of the agent's current run; a new one also has its session
         id recorded (``<run dir>/<name>.session``) when it carries another."""
-        if not hooks.hooked(agent.runtime):
+        if not hooked(agent.runtime):
             return None
         # Read again only when the record or the run changed (one stat each otherwise).
         record = seen.hook_paths or (str(hooks.record_path(self.run_dir, name)), str(self.run_dir / f"{name}.exec"))
@@ -590,7 +588,7 @@ class Watcher:
 
         commands: list[str] = []
         for name, agent in config.agents.items():
-            if hooks.hooked(agent.runtime):
+            if hooked(agent.runtime):
                 hooks.rotate(self.run_dir, name)
             window = windows.get(name)
             if not agent.log or window is None or not window.pane_id or window.dead:

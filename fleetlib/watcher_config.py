@@ -1,7 +1,7 @@
 """The fleet's watcher as the rest of fleet sees it: its configuration file
-(``<run dir>/watcher.json``), how it is started, how its processes are found, and whether
-its records are fresh. Small and free of the watcher's own machinery, so the engine and
-the backends use it without importing :mod:`fleetlib.watcher`, which re-exports it.
+(``<run dir>/watcher.json``), how it is started and how its processes are found (whether
+its records are fresh is :func:`fleetlib.observed.fresh`). Small and free of the watcher's
+own machinery, so the engine and the backends use it without importing :mod:`fleetlib.watcher`, which re-exports it.
 
 :func:`write_config` writes what :func:`read_config` accepts, nothing else: the file is
 untrusted input to the long-lived watcher, refused as a whole when it is not that shape.
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # the watcher itself never parses a roster (no YAML in a long
 CONFIG_NAME: Final = "watcher.json"
 CONFIG_VERSION: Final = 1
 CONFIG_CAP: Final = 8 * 1024 * 1024
-STALE_AFTER_S: Final = 5.0  # a watcher that has not ticked for this long no longer vouches for its records
 NOTIFY_ENV: Final = "FLEET_NOTIFY"  # <token>@<run dir>: marks a notification and all it starts
 MIN_LOG_MAX_BYTES: Final = 4096  # the roster's lower bound for log_max_bytes
 WINDOW: Final = "_watcher"  # tmux backend: cannot collide, agent names start with [a-z0-9]
@@ -58,13 +57,6 @@ class WatcherConfig:
     socket: str
     home: str
     agents: dict[str, WatchedAgent] = field(default_factory=dict)
-
-
-def fresh(tick: float | None, now: float) -> bool:
-    """Whether a watcher that last ticked at ``tick`` (the server option
-    :data:`fleetlib.tmux.WATCHER_TICK_OPTION`) still counts as watching at ``now``; its
-    records on the windows are trusted only then (readers read the screens otherwise)."""
-    return tick is not None and -STALE_AFTER_S <= now - tick <= STALE_AFTER_S
 
 
 def config_path(run_dir: Path) -> Path:

@@ -54,6 +54,10 @@ NEVER_FOR_STATUS: tuple[str, ...] = (
     "hashlib",
     "fleetlib.results",
     "fleetlib.worktree",
+    # A fleet without hooked agents (its agents run `shell`) has no hook records to read, and
+    # the watcher's configuration is written by install and start.
+    "fleetlib.hooks",
+    "fleetlib.watcher_config",
 )
 TASK_MODULES: tuple[str, ...] = (
     "fleetctl.namespaces",
