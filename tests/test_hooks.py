@@ -27,6 +27,7 @@ from fleetlib import activity, doctor, hooks, tmux
 from fleetlib.backend import open_fleet
 from fleetlib.paths import FleetPaths
 from fleetlib.roster import load_roster
+from fleetlib.runtimes import hooked
 from fleetlib.status import AgentStatus
 from fleetlib.units import agent_dropin_text
 from tests.conftest import REPO, eventually
@@ -35,6 +36,20 @@ from tests.test_fleet_tmux import TmuxEnv
 
 HOOKED = REPO / "tests" / "fake_agents" / "hooked.py"
 __all__ = ["fleet"]  # both backends' fixture, imported for this module
+
+# --------------------------------------------------------------------------- which agents
+
+
+@pytest.mark.parametrize(
+    ("runtime", "wired"),
+    [("claude", True), ("codex", True), ("gemini", True), ("opencode", False), ("shell", False), ("mytool", False)],
+)
+def test_the_runtime_table_says_which_runtimes_get_the_hooks(runtime: str, wired: bool) -> None:
+    # `status` asks the table (no hook code loaded for a fleet without hooked agents); the
+    # hook code's own list is derived from it, so the two cannot disagree.
+    assert hooked(runtime) is wired
+    assert (runtime in hooks.HOOKED_RUNTIMES) is wired
+
 
 # --------------------------------------------------------------------------- the decision
 
