@@ -6,8 +6,8 @@ Each benchmark prints its own table and also hands its headline figures to :func
 that matter (Python, tmux, systemd, Invoke, Fabric, PyYAML, fleet's commit and whether the
 tree had uncommitted changes), the load average, and per figure its samples with median, min
 and max; then it prints each figure beside the same figure of the previous run of the same kind
-(``--quick`` or not) in that directory, so a slower run shows itself without anyone keeping
-notes. The results directory is ``.benchmarks/`` in the repository (not committed: the
+(``--quick`` or not) that measured any of the same figures, in that directory, so a slower
+run shows itself without anyone keeping notes. The results directory is ``.benchmarks/`` in the repository (not committed: the
 figures belong to a machine) unless ``--results DIR`` says otherwise.
 """
 
@@ -119,14 +119,17 @@ def _load(machine_data: Any) -> str:
     return f"{load[0]:.1f}" if isinstance(load, list | tuple) and load and isinstance(load[0], int | float) else "?"
 
 
-def _previous(directory: Path, quick: bool) -> tuple[Path, dict[str, Any]] | None:
-    """The newest earlier run of the same kind (``--quick`` takes fewer samples)."""
+def _previous(directory: Path, quick: bool, names: set[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest earlier run of the same kind (``--quick`` takes fewer samples) that measured
+    any of ``names`` (a run of another benchmark in between has nothing to compare)."""
     for path in sorted(directory.glob("*.json"), reverse=True):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("figures"), dict) and data.get("quick") == quick:
+        if not isinstance(data, dict) or not isinstance(data.get("figures"), dict) or data.get("quick") != quick:
+            continue
+        if names & set(data["figures"]):
             return path, data
     return None
 
@@ -136,7 +139,7 @@ def save(directory: Path, which: list[str], quick: bool) -> Path | None:
     if not _FIGURES:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    previous = _previous(directory, quick)
+    previous = _previous(directory, quick, {f.name for f in _FIGURES})
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = directory / f"{stamp}.json"
     data = {

@@ -42,3 +42,26 @@ def test_a_run_is_kept_with_its_machine_and_compared_with_the_previous_one(
     record.figure("start-up CPU: fleet status", "ms", [90.0])
     record.save(tmp_path, ["cli"], quick=False)  # beside two quick runs, compared with neither
     assert "compared with" not in capsys.readouterr().out
+
+
+def test_a_run_is_compared_with_the_newest_run_that_measured_the_same_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `python -m benchmarks fleet` after `python -m benchmarks cli`: the cli run is newer but
+    # shares no figure, so the fleet run is compared with the fleet run before it.
+    def run(which: str, name: str, samples: list[float], stamp: str) -> None:
+        monkeypatch.setattr(record, "_FIGURES", [])
+        record.figure(name, "ms", samples)
+        saved = record.save(tmp_path, [which], quick=False)
+        assert saved is not None
+        saved.rename(tmp_path / f"{stamp}.json")
+
+    run("fleet", "systemd restart N=200: fleet", [1500.0], "20000101T000000Z")
+    run("cli", "start-up: fleet --list", [90.0], "20000102T000000Z")
+    capsys.readouterr()
+    monkeypatch.setattr(record, "_FIGURES", [])
+    record.figure("systemd restart N=200: fleet", "ms", [1200.0])
+    assert record.save(tmp_path, ["fleet"], quick=False) is not None
+    out = capsys.readouterr().out
+    assert "compared with 20000101T000000Z.json" in out
+    assert "1500.0 ->     1200.0 ms   (-20%)" in out
