@@ -7,8 +7,9 @@ that matter (Python, tmux, systemd, Invoke, Fabric, PyYAML, fleet's commit and w
 tree had uncommitted changes), the load average, and per figure its samples with median, min
 and max; then it prints each figure beside the same figure of the previous run of the same kind
 (``--quick`` or not) that measured any of the same figures, in that directory, so a slower
-run shows itself without anyone keeping notes. The results directory is ``.benchmarks/`` in the repository (not committed: the
-figures belong to a machine) unless ``--results DIR`` says otherwise.
+run shows itself without anyone keeping notes. The results directory is ``.benchmarks/`` in
+the repository (not committed: the figures belong to a machine) unless ``--results DIR`` says
+otherwise.
 """
 
 from __future__ import annotations
