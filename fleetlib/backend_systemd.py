@@ -262,18 +262,16 @@ class SystemdBackend(FleetContext):
     def run_members(self, rows: dict[str, AgentStatus]) -> dict[str, list[int]]:
         """Each agent's processes in its unit's cgroup but its supervisor and the unit's own
         tmux client (its ``ExecStart``, started before the supervisor, maybe within the same
-        clock tick): a process started in the supervisor's tick counts only when its parent
-        is in the cgroup too (a child of the run; the client's parent is the manager). None
-        for a supervisor outside its unit's cgroup (where joining it was not permitted, it is
-        in the holder's, with every other agent)."""
+        clock tick; see :func:`_of_the_run`). None for a supervisor outside its unit's cgroup
+        (where joining it was not permitted, it is in the holder's, with every other agent)."""
         found = {}
         for name, row in rows.items():
             path = procs.cgroup_of(row.pid) if row.pid is not None else None
             if row.pid is None or path is None or path.rsplit("/", 1)[-1] != self.units.agent(name):
                 continue
             own = procs.start_ticks(row.pid)
-            members = set(procs.cgroup_members(path)) - {row.pid}
-            found[name] = sorted(pid for pid in members if own and _of_the_run(pid, int(own), members))
+            members = set(procs.cgroup_members(path)) - {row.pid} if own else set()
+            found[name] = sorted(pid for pid in members if _of_the_run(pid, int(own)))
         return found
 
     def cleanup(self, names: list[str], *, holder: bool) -> None:
@@ -406,7 +404,7 @@ def _raise_if_no_manager(result: Result) -> None:
         raise FleetError(f"no systemd user manager reachable ({result.error_line()}); {NO_MANAGER_HINT}")
 
 
-def _of_the_run(pid: int, supervisor_ticks: int, members: set[int]) -> bool:
+def _of_the_run(pid: int, supervisor_ticks: int) -> bool:
     """Whether ``pid``, in an agent unit's cgroup, belongs to its supervisor's runs: started
     after the supervisor's clock tick, or within it unless it is the unit's tmux client (by
     its process name: a wrapper script may have exec'd it)."""

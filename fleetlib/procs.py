@@ -41,12 +41,6 @@ def start_ticks(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def parent(pid: int) -> int | None:
-    """The parent pid of ``pid``; None where unknown."""
-    fields = _stat_fields(pid)
-    return int(fields[1]) if len(fields) > 1 else None
-
-
 def name(pid: int) -> str:
     """The process name of ``pid`` (``/proc/<pid>/comm``); "" where unknown."""
     try:

@@ -11,13 +11,21 @@ import pytest
 from benchmarks import record
 
 
+def _run(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, which: str, name: str, samples: list[float], quick: bool
+) -> Path:
+    """One benchmark run that measured ``name``, saved in ``directory``."""
+    monkeypatch.setattr(record, "_FIGURES", [])
+    record.figure(name, "ms", samples)
+    saved = record.save(directory, [which], quick=quick)
+    assert saved is not None
+    return saved
+
+
 def test_a_run_is_kept_with_its_machine_and_compared_with_the_previous_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(record, "_FIGURES", [])
-    record.figure("start-up CPU: fleet status", "ms", [50.0, 40.0, 45.0])
-    first = record.save(tmp_path, ["cli"], quick=True)
-    assert first is not None
+    first = _run(monkeypatch, tmp_path, "cli", "start-up CPU: fleet status", [50.0, 40.0, 45.0], quick=True)
     data = json.loads(first.read_text())
     assert data["quick"] is True
     assert data["benchmarks"] == ["cli"]
@@ -32,15 +40,12 @@ def test_a_run_is_kept_with_its_machine_and_compared_with_the_previous_one(
 
     # The next run of the same kind is printed beside this one (a full run is not: other samples).
     first.rename(tmp_path / "20000101T000000Z.json")  # older than any run now
-    monkeypatch.setattr(record, "_FIGURES", [])
-    record.figure("start-up CPU: fleet status", "ms", [90.0])
-    assert record.save(tmp_path, ["cli"], quick=True) is not None
+    _run(monkeypatch, tmp_path, "cli", "start-up CPU: fleet status", [90.0], quick=True)
     out = capsys.readouterr().out
     assert "compared with 20000101T000000Z.json" in out
     assert "45.0 ->       90.0 ms   (+100%)" in out
-    monkeypatch.setattr(record, "_FIGURES", [])
-    record.figure("start-up CPU: fleet status", "ms", [90.0])
-    record.save(tmp_path, ["cli"], quick=False)  # beside two quick runs, compared with neither
+    # A full run beside two quick runs: compared with neither.
+    _run(monkeypatch, tmp_path, "cli", "start-up CPU: fleet status", [90.0], quick=False)
     assert "compared with" not in capsys.readouterr().out
 
 
@@ -49,19 +54,12 @@ def test_a_run_is_compared_with_the_newest_run_that_measured_the_same_figures(
 ) -> None:
     # `python -m benchmarks fleet` after `python -m benchmarks cli`: the cli run is newer but
     # shares no figure, so the fleet run is compared with the fleet run before it.
-    def run(which: str, name: str, samples: list[float], stamp: str) -> None:
-        monkeypatch.setattr(record, "_FIGURES", [])
-        record.figure(name, "ms", samples)
-        saved = record.save(tmp_path, [which], quick=False)
-        assert saved is not None
-        saved.rename(tmp_path / f"{stamp}.json")
-
-    run("fleet", "systemd restart N=200: fleet", [1500.0], "20000101T000000Z")
-    run("cli", "start-up: fleet --list", [90.0], "20000102T000000Z")
+    older = _run(monkeypatch, tmp_path, "fleet", "systemd restart N=200: fleet", [1500.0], quick=False)
+    older.rename(tmp_path / "20000101T000000Z.json")
+    newer = _run(monkeypatch, tmp_path, "cli", "start-up: fleet --list", [90.0], quick=False)
+    newer.rename(tmp_path / "20000102T000000Z.json")
     capsys.readouterr()
-    monkeypatch.setattr(record, "_FIGURES", [])
-    record.figure("systemd restart N=200: fleet", "ms", [1200.0])
-    assert record.save(tmp_path, ["fleet"], quick=False) is not None
+    _run(monkeypatch, tmp_path, "fleet", "systemd restart N=200: fleet", [1200.0], quick=False)
     out = capsys.readouterr().out
     assert "compared with 20000101T000000Z.json" in out
     assert "1500.0 ->     1200.0 ms   (-20%)" in out
